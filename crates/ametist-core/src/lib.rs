@@ -1,0 +1,30 @@
+//! Ametist's synchronous core: everything a partition computes, nothing it waits for.
+//!
+//! This crate never does I/O and never touches an async runtime; the engine calls it from
+//! the partition actors' threads. Map of the crate:
+//!
+//! * [`ids`]: point ids as clients send them (unsigned integers or strings, UUIDs
+//!   canonicalised) and the stable hash that routes an id to its partition.
+//! * [`distance`]: the metrics (cosine, dot, euclid, manhattan), their kernels and the
+//!   rule that turns an internal distance into the score a client sees.
+//! * [`vector`]: validation of incoming vectors (dimension, finite values) and
+//!   normalisation for cosine.
+//! * [`flat`]: exact top-k over a contiguous block of vectors, the reference every index
+//!   is measured against.
+//! * [`topk`]: the ordering of scored hits and the k-way merge the coordinator uses to
+//!   combine partitions' answers.
+//! * [`payload`]: the JSON payload attached to each point.
+
+pub mod distance;
+pub mod error;
+pub mod flat;
+pub mod ids;
+pub mod payload;
+pub mod topk;
+pub mod vector;
+
+pub use distance::Metric;
+pub use error::CoreError;
+pub use ids::PointId;
+pub use payload::Payload;
+pub use topk::ScoredPoint;
