@@ -13,11 +13,15 @@
 //!   is measured against.
 //! * [`topk`]: the ordering of scored hits and the k-way merge the coordinator uses to
 //!   combine partitions' answers.
+//! * [`hnsw`]: the approximate nearest-neighbour graph each partition searches.
+//! * [`filter`]: Qdrant-style payload filters and their evaluation.
 //! * [`payload`]: the JSON payload attached to each point.
 
 pub mod distance;
 pub mod error;
+pub mod filter;
 pub mod flat;
+pub mod hnsw;
 pub mod ids;
 pub mod payload;
 pub mod topk;

@@ -1,0 +1,1 @@
+//! HNSW index (being written; see issue 3).
