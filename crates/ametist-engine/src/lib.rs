@@ -1,1 +1,40 @@
-//! placeholder
+//! Ametist's actor engine and its embedded API.
+//!
+//! Map of the crate, from the outside in:
+//!
+//! * [`db`]: [`Ametist`], the embedded database: open one, create collections, write, search.
+//! * [`collection`]: the `CollectionActor`, which routes each write to a partition by a
+//!   stable hash of the point id, scatters searches to every partition, merges their top-k
+//!   and answers once, within a deadline.
+//! * [`partition`]: the `PartitionActor`, which owns one shard's points, payloads and index
+//!   and runs on a thread of its own, and [`partition::PartitionRef`], the stable handle
+//!   callers hold across restarts.
+//! * [`supervisor`]: the restart policy (`restart`/`stop`, at most N restarts within a
+//!   window) applied when a partition panics or fails.
+//! * [`store`]: where a partition's acknowledged writes live so that a restarted actor can
+//!   rebuild its state before it takes messages.
+//! * [`messages`]: the partition protocol: the design note's message types plus their
+//!   replies. A remote partition will speak the same messages.
+//! * [`config`] and [`error`]: collection and engine settings; the engine's error enum.
+//!
+//! Threads: every partition actor runs on a dedicated OS thread, because its work (scans,
+//! graph walks) is CPU-bound and would otherwise stall the async runtime that serves
+//! requests. Coordinators (`CollectionActor`) are tokio tasks; they never compute, they
+//! only route and wait.
+
+pub mod collection;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod messages;
+pub mod partition;
+pub mod store;
+pub mod supervisor;
+
+pub use config::{CollectionConfig, EngineConfig, RestartStrategy, SupervisionPolicy};
+pub use db::Ametist;
+pub use error::EngineError;
+pub use messages::{
+    DeleteVector, IndexStats, InsertVector, PartitionRestore, PartitionSnapshot, RebuildIndex, ScoredDoc,
+    SearchRequest, SearchResult, UpdateVector,
+};

@@ -1,0 +1,523 @@
+//! The CollectionActor: routes writes, scatters searches, gathers and merges.
+//!
+//! A coordinator task per collection owns the collection's partition handles. It never
+//! computes: it checks that every partition a request needs can take it, sends, and hands
+//! the waiting to a short-lived task, so one slow partition never blocks the coordinator.
+//!
+//! Rules it keeps:
+//! * A write goes to the partition `id.partition(n)` (a stable hash); writes from one
+//!   caller reach a partition in the order they were sent.
+//! * A multi-partition write is sent only when every partition involved has room in its
+//!   mailbox; otherwise the caller gets "overloaded" and nothing was sent.
+//! * A search waits for each partition at most `search_timeout`. Partitions that fail,
+//!   are stopped or miss the deadline are named in the answer's `missing_partitions`
+//!   (partial result) when `allow_partial_results` holds and at least one partition
+//!   answered; otherwise the search fails with a retryable error. It never hangs.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{timeout_at, Instant};
+
+use ametist_core::{topk, vector, Metric, PointId};
+
+use crate::config::{CollectionConfig, EngineConfig, IndexConfig};
+use crate::error::EngineError;
+use crate::messages::{
+    DeleteVector, Fault, IndexStats, InsertVector, MissingPartition, PartitionMsg, RebuildIndex, Record, Reply,
+    ScoredDoc, SearchRequest, SearchResult, UpdateVector, WriteAck, WriteOp,
+};
+use crate::partition::{spawn_partition, PartitionInfo, PartitionRef, PartitionSpec};
+use crate::store::MemoryStore;
+
+/// A collection's settings after defaults were applied.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CollectionSpec {
+    pub name: String,
+    pub dim: usize,
+    pub metric: ametist_core::Metric,
+    pub partitions: usize,
+    pub index: IndexConfig,
+}
+
+/// What a collection holds, summed over its partitions.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CollectionInfo {
+    pub spec: CollectionSpec,
+    pub points: usize,
+    pub index_bytes: u64,
+    pub partitions: Vec<PartitionInfo>,
+}
+
+/// Messages the coordinator understands.
+enum CollectionMsg {
+    Write { ops: Vec<WriteOp>, wait: bool, reply: Reply<WriteAck> },
+    Search { req: SearchRequest, reply: Reply<SearchResult> },
+    Get { ids: Vec<PointId>, with_payload: bool, with_vector: bool, reply: Reply<Vec<Record>> },
+    Stats { reply: Reply<Vec<(PartitionInfo, Option<IndexStats>)>> },
+    Rebuild { reply: Reply<Vec<IndexStats>> },
+    Fault { partition: usize, fault: Fault, reply: Reply<()> },
+    Stop { reply: oneshot::Sender<()> },
+}
+
+/// A cheap, cloneable handle to a running collection.
+#[derive(Clone)]
+pub struct Collection {
+    spec: Arc<CollectionSpec>,
+    engine: Arc<EngineConfig>,
+    tx: mpsc::Sender<CollectionMsg>,
+}
+
+impl Collection {
+    /// Starts a collection's partitions and coordinator. Must be called within a tokio runtime.
+    pub(crate) fn start(name: &str, config: &CollectionConfig, engine: Arc<EngineConfig>) -> Result<Self, EngineError> {
+        let partitions = config.partitions.unwrap_or(engine.default_partitions);
+        if config.dim == 0 {
+            return Err(EngineError::invalid("vector size must be at least 1"));
+        }
+        if config.dim > 65_536 {
+            return Err(EngineError::invalid(format!("vector size {} is larger than the limit of 65536", config.dim)));
+        }
+        if partitions == 0 || partitions > 1024 {
+            return Err(EngineError::invalid(format!("partition count must be between 1 and 1024, got {partitions}")));
+        }
+        let spec = Arc::new(CollectionSpec {
+            name: name.to_string(),
+            dim: config.dim,
+            metric: config.metric,
+            partitions,
+            index: config.index.unwrap_or(engine.default_index),
+        });
+        let mut refs = Vec::with_capacity(partitions);
+        let mut threads = Vec::with_capacity(partitions);
+        for id in 0..partitions {
+            let pspec = PartitionSpec {
+                collection: name.to_string(),
+                id,
+                dim: spec.dim,
+                metric: spec.metric,
+                mailbox: engine.partition_mailbox,
+                policy: engine.supervision,
+            };
+            let (r, t) = spawn_partition(pspec, Arc::new(MemoryStore::new()));
+            refs.push(r);
+            threads.push(t);
+        }
+        let (tx, rx) = mpsc::channel(engine.collection_mailbox.max(1));
+        let actor = CollectionActor { metric: spec.metric, partitions: refs, threads, engine: engine.clone() };
+        tokio::spawn(actor.run(rx));
+        Ok(Collection { spec, engine, tx })
+    }
+
+    pub fn spec(&self) -> &CollectionSpec {
+        &self.spec
+    }
+
+    /// Inserts or replaces points. With `wait`, answers once every point is applied;
+    /// without, once every point is accepted into its partition's mailbox.
+    pub async fn upsert(&self, points: Vec<InsertVector>, wait: bool) -> Result<WriteAck, EngineError> {
+        self.check_batch(points.len())?;
+        let mut ops = Vec::with_capacity(points.len());
+        for (i, mut p) in points.into_iter().enumerate() {
+            p.vector = vector::prepare(self.spec.metric, self.spec.dim, p.vector)
+                .map_err(|e| EngineError::invalid(format!("point {} (#{i} in the batch): {e}", p.id)))?;
+            ops.push(WriteOp::Insert(p));
+        }
+        self.write(ops, wait).await
+    }
+
+    /// Replaces the vectors of existing points, keeping their payloads.
+    pub async fn update_vectors(&self, updates: Vec<UpdateVector>, wait: bool) -> Result<WriteAck, EngineError> {
+        self.check_batch(updates.len())?;
+        let mut ops = Vec::with_capacity(updates.len());
+        for (i, mut u) in updates.into_iter().enumerate() {
+            u.vector = vector::prepare(self.spec.metric, self.spec.dim, u.vector)
+                .map_err(|e| EngineError::invalid(format!("point {} (#{i} in the batch): {e}", u.id)))?;
+            ops.push(WriteOp::Update(u));
+        }
+        self.write(ops, wait).await
+    }
+
+    /// Deletes points by id; absent ids are ignored.
+    pub async fn delete(&self, ids: Vec<PointId>, wait: bool) -> Result<WriteAck, EngineError> {
+        self.check_batch(ids.len())?;
+        self.write(ids.into_iter().map(|id| WriteOp::Delete(DeleteVector { id })).collect(), wait).await
+    }
+
+    /// Scatters a search to every partition and merges their hits.
+    pub async fn search(&self, mut req: SearchRequest) -> Result<SearchResult, EngineError> {
+        if req.k == 0 {
+            return Err(EngineError::invalid("limit must be at least 1"));
+        }
+        let wanted = req.k.saturating_add(req.offset);
+        if wanted > self.engine.max_limit {
+            return Err(EngineError::invalid(format!(
+                "limit + offset is {wanted}, larger than the maximum of {}",
+                self.engine.max_limit
+            )));
+        }
+        if req.ef == Some(0) {
+            return Err(EngineError::invalid("hnsw_ef must be at least 1"));
+        }
+        req.query_vector = vector::prepare(self.spec.metric, self.spec.dim, req.query_vector)
+            .map_err(|e| EngineError::invalid(format!("query vector: {e}")))?;
+        self.call(|reply| CollectionMsg::Search { req, reply }).await
+    }
+
+    /// Fetches points by id; absent ids are left out of the answer.
+    pub async fn get(
+        &self,
+        ids: Vec<PointId>,
+        with_payload: bool,
+        with_vector: bool,
+    ) -> Result<Vec<Record>, EngineError> {
+        self.check_batch(ids.len())?;
+        self.call(|reply| CollectionMsg::Get { ids, with_payload, with_vector, reply }).await
+    }
+
+    /// Points and health of every partition.
+    pub async fn info(&self) -> Result<CollectionInfo, EngineError> {
+        let parts = self.call(|reply| CollectionMsg::Stats { reply }).await?;
+        let points = parts.iter().filter_map(|(_, s)| s.as_ref()).map(|s| s.doc_count).sum();
+        let index_bytes = parts.iter().filter_map(|(_, s)| s.as_ref()).map(|s| s.index_size).sum();
+        Ok(CollectionInfo {
+            spec: (*self.spec).clone(),
+            points,
+            index_bytes,
+            partitions: parts.into_iter().map(|(p, _)| p).collect(),
+        })
+    }
+
+    /// Each partition's health and index statistics (`None` when it did not answer).
+    pub async fn partitions(&self) -> Result<Vec<(PartitionInfo, Option<IndexStats>)>, EngineError> {
+        self.call(|reply| CollectionMsg::Stats { reply }).await
+    }
+
+    /// Rebuilds every partition's index.
+    pub async fn rebuild_index(&self) -> Result<Vec<IndexStats>, EngineError> {
+        self.call(|reply| CollectionMsg::Rebuild { reply }).await
+    }
+
+    /// Injects a fault into one partition (for resilience tests and drills).
+    pub async fn inject_fault(&self, partition: usize, fault: Fault) -> Result<(), EngineError> {
+        if partition >= self.spec.partitions {
+            return Err(EngineError::invalid(format!(
+                "partition {partition} does not exist (the collection has {})",
+                self.spec.partitions
+            )));
+        }
+        self.call(|reply| CollectionMsg::Fault { partition, fault, reply }).await
+    }
+
+    /// Stops the coordinator and every partition, and waits for their threads.
+    pub(crate) async fn stop(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(CollectionMsg::Stop { reply: tx }).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    async fn write(&self, ops: Vec<WriteOp>, wait: bool) -> Result<WriteAck, EngineError> {
+        self.call(|reply| CollectionMsg::Write { ops, wait, reply }).await
+    }
+
+    fn check_batch(&self, n: usize) -> Result<(), EngineError> {
+        if n == 0 {
+            return Err(EngineError::invalid("the batch is empty: send at least one point"));
+        }
+        if n > self.engine.max_batch {
+            return Err(EngineError::invalid(format!(
+                "the batch has {n} points, more than the maximum of {}; split it",
+                self.engine.max_batch
+            )));
+        }
+        Ok(())
+    }
+
+    async fn call<T>(&self, msg: impl FnOnce(Reply<T>) -> CollectionMsg) -> Result<T, EngineError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.try_send(msg(tx)).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => EngineError::Overloaded(format!(
+                "collection `{}` has {} requests waiting",
+                self.spec.name, self.engine.collection_mailbox
+            )),
+            mpsc::error::TrySendError::Closed(_) => EngineError::CollectionNotFound(self.spec.name.clone()),
+        })?;
+        rx.await.map_err(|_| EngineError::CollectionNotFound(self.spec.name.clone()))?
+    }
+}
+
+struct CollectionActor {
+    metric: Metric,
+    partitions: Vec<PartitionRef>,
+    threads: Vec<JoinHandle<()>>,
+    engine: Arc<EngineConfig>,
+}
+
+impl CollectionActor {
+    async fn run(mut self, mut rx: mpsc::Receiver<CollectionMsg>) {
+        while let Some(msg) = rx.recv().await {
+            match msg {
+                CollectionMsg::Write { ops, wait, reply } => self.route_write(ops, wait, reply),
+                CollectionMsg::Search { req, reply } => self.scatter_search(req, reply),
+                CollectionMsg::Get { ids, with_payload, with_vector, reply } => {
+                    self.route_get(ids, with_payload, with_vector, reply)
+                }
+                CollectionMsg::Stats { reply } => self.gather_stats(reply),
+                CollectionMsg::Rebuild { reply } => self.rebuild(reply),
+                CollectionMsg::Fault { partition, fault, reply } => {
+                    let _ = reply.send(self.partitions[partition].try_send(PartitionMsg::Fault(fault)));
+                }
+                CollectionMsg::Stop { reply } => {
+                    self.stop().await;
+                    let _ = reply.send(());
+                    return;
+                }
+            }
+        }
+        self.stop().await;
+    }
+
+    fn route_write(&self, ops: Vec<WriteOp>, wait: bool, reply: Reply<WriteAck>) {
+        let mut by_partition: BTreeMap<usize, Vec<WriteOp>> = BTreeMap::new();
+        for op in ops {
+            by_partition.entry(op.id().partition(self.partitions.len())).or_default().push(op);
+        }
+        // Reserve every mailbox first: all partitions take their share, or none does.
+        let mut permits = Vec::with_capacity(by_partition.len());
+        for &p in by_partition.keys() {
+            match self.partitions[p].try_reserve() {
+                Ok(permit) => permits.push(permit),
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                    return;
+                }
+            }
+        }
+        let mut pending = Vec::with_capacity(by_partition.len());
+        for (permit, (p, ops)) in permits.into_iter().zip(by_partition) {
+            let (tx, rx) = oneshot::channel();
+            permit.send(PartitionMsg::Write(ops, tx));
+            pending.push((self.partitions[p].clone(), rx));
+        }
+        if !wait {
+            let _ = reply.send(Ok(WriteAck { operation_id: 0, completed: false }));
+            return;
+        }
+        let deadline = Instant::now() + self.engine.write_timeout;
+        tokio::spawn(async move {
+            let mut ack = WriteAck { operation_id: 0, completed: true };
+            for (partition, rx) in pending {
+                match timeout_at(deadline, rx).await {
+                    Ok(Ok(Ok(a))) => ack.operation_id = ack.operation_id.max(a.operation_id),
+                    Ok(Ok(Err(e))) => {
+                        let _ = reply.send(Err(e));
+                        return;
+                    }
+                    Ok(Err(_)) => {
+                        let _ = reply.send(Err(partition.unavailable()));
+                        return;
+                    }
+                    Err(_) => {
+                        let _ = reply.send(Err(EngineError::PartitionUnavailable {
+                            partition: partition.id(),
+                            reason: "did not apply the write before the deadline; it is queued and will be \
+                                     applied"
+                                .into(),
+                        }));
+                        return;
+                    }
+                }
+            }
+            let _ = reply.send(Ok(ack));
+        });
+    }
+
+    fn scatter_search(&self, req: SearchRequest, reply: Reply<SearchResult>) {
+        let mut missing = Vec::new();
+        let mut permits = Vec::with_capacity(self.partitions.len());
+        for p in &self.partitions {
+            match p.try_reserve() {
+                Ok(permit) => permits.push((p, permit)),
+                Err(EngineError::Overloaded(why)) => {
+                    let _ = reply.send(Err(EngineError::Overloaded(why)));
+                    return;
+                }
+                Err(e) => missing.push(MissingPartition { partition: p.id(), reason: e.to_string() }),
+            }
+        }
+        // Each partition returns its best `offset + k`; the merge applies the offset once.
+        let mut part_req = req.clone();
+        part_req.k = req.k.saturating_add(req.offset);
+        part_req.offset = 0;
+        let mut pending = Vec::with_capacity(permits.len());
+        for (p, permit) in permits {
+            let (tx, rx) = oneshot::channel();
+            permit.send(PartitionMsg::Search(part_req.clone(), tx));
+            pending.push((p.clone(), rx));
+        }
+        let total = self.partitions.len();
+        let metric = self.metric;
+        let timeout = self.engine.search_timeout;
+        let allow_partial = self.engine.allow_partial_results;
+        tokio::spawn(async move {
+            let deadline = Instant::now() + timeout;
+            let mut lists = Vec::with_capacity(pending.len());
+            for (p, rx) in pending {
+                match timeout_at(deadline, rx).await {
+                    Ok(Ok(Ok(hits))) => lists.push(hits),
+                    Ok(Ok(Err(e))) if e.is_bad_input() => {
+                        let _ = reply.send(Err(e));
+                        return;
+                    }
+                    Ok(Ok(Err(e))) => missing.push(MissingPartition { partition: p.id(), reason: e.to_string() }),
+                    Ok(Err(_)) => {
+                        missing.push(MissingPartition { partition: p.id(), reason: p.unavailable().to_string() })
+                    }
+                    Err(_) => missing.push(MissingPartition {
+                        partition: p.id(),
+                        reason: format!("no answer within the search timeout of {timeout:?}"),
+                    }),
+                }
+            }
+            missing.sort_by_key(|m| m.partition);
+            let answer = if lists.is_empty() || (!missing.is_empty() && !allow_partial) {
+                Err(missing_error(&missing, total, timeout))
+            } else {
+                let results = merge_hits(metric, lists, &req);
+                Ok(SearchResult { request_id: req.request_id, results, missing_partitions: missing })
+            };
+            let _ = reply.send(answer);
+        });
+    }
+
+    fn route_get(&self, ids: Vec<PointId>, with_payload: bool, with_vector: bool, reply: Reply<Vec<Record>>) {
+        let order: Vec<PointId> = ids.clone();
+        let mut by_partition: BTreeMap<usize, Vec<PointId>> = BTreeMap::new();
+        for id in ids {
+            by_partition.entry(id.partition(self.partitions.len())).or_default().push(id);
+        }
+        let mut pending = Vec::new();
+        for (p, ids) in by_partition {
+            let (tx, rx) = oneshot::channel();
+            if let Err(e) = self.partitions[p].try_send(PartitionMsg::Get { ids, with_payload, with_vector, reply: tx })
+            {
+                let _ = reply.send(Err(e));
+                return;
+            }
+            pending.push((self.partitions[p].clone(), rx));
+        }
+        let deadline = Instant::now() + self.engine.search_timeout;
+        tokio::spawn(async move {
+            let mut found = std::collections::HashMap::new();
+            for (p, rx) in pending {
+                match timeout_at(deadline, rx).await {
+                    Ok(Ok(Ok(records))) => found.extend(records.into_iter().map(|r| (r.id.clone(), r))),
+                    Ok(Ok(Err(e))) => {
+                        let _ = reply.send(Err(e));
+                        return;
+                    }
+                    Ok(Err(_)) | Err(_) => {
+                        let _ = reply.send(Err(p.unavailable()));
+                        return;
+                    }
+                }
+            }
+            // Answer in the order asked, once per id.
+            let records = order.iter().filter_map(|id| found.remove(id)).collect();
+            let _ = reply.send(Ok(records));
+        });
+    }
+
+    fn gather_stats(&self, reply: Reply<Vec<(PartitionInfo, Option<IndexStats>)>>) {
+        let pending: Vec<_> = self
+            .partitions
+            .iter()
+            .map(|p| {
+                let (tx, rx) = oneshot::channel();
+                let sent = p.try_send(PartitionMsg::Stats(tx)).is_ok();
+                (p.clone(), sent.then_some(rx))
+            })
+            .collect();
+        let deadline = Instant::now() + self.engine.search_timeout.min(Duration::from_secs(5));
+        tokio::spawn(async move {
+            let mut out = Vec::with_capacity(pending.len());
+            for (p, rx) in pending {
+                let stats = match rx {
+                    Some(rx) => timeout_at(deadline, rx).await.ok().and_then(|r| r.ok()).and_then(|r| r.ok()),
+                    None => None,
+                };
+                out.push((p.info(), stats));
+            }
+            let _ = reply.send(Ok(out));
+        });
+    }
+
+    fn rebuild(&self, reply: Reply<Vec<IndexStats>>) {
+        let mut pending = Vec::new();
+        for p in &self.partitions {
+            let (tx, rx) = oneshot::channel();
+            if let Err(e) = p.try_send(PartitionMsg::RebuildIndex(RebuildIndex, tx)) {
+                let _ = reply.send(Err(e));
+                return;
+            }
+            pending.push((p.clone(), rx));
+        }
+        tokio::spawn(async move {
+            let mut out = Vec::new();
+            for (p, rx) in pending {
+                match rx.await {
+                    Ok(Ok(s)) => out.push(s),
+                    Ok(Err(e)) => {
+                        let _ = reply.send(Err(e));
+                        return;
+                    }
+                    Err(_) => {
+                        let _ = reply.send(Err(p.unavailable()));
+                        return;
+                    }
+                }
+            }
+            let _ = reply.send(Ok(out));
+        });
+    }
+
+    async fn stop(&mut self) {
+        for p in &self.partitions {
+            // A full mailbox still drains: wait for room rather than leave the actor running.
+            let _ = p.sender().send(PartitionMsg::Stop).await;
+        }
+        let threads = std::mem::take(&mut self.threads);
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
+    }
+}
+
+fn missing_error(missing: &[MissingPartition], total: usize, timeout: Duration) -> EngineError {
+    if let [only] = missing {
+        if total == 1 {
+            return EngineError::PartitionUnavailable { partition: only.partition, reason: only.reason.clone() };
+        }
+    }
+    if missing.iter().all(|m| m.reason.starts_with("no answer within")) {
+        return EngineError::Timeout(timeout);
+    }
+    let list: Vec<String> = missing.iter().map(|m| format!("{} ({})", m.partition, m.reason)).collect();
+    EngineError::PartitionUnavailable {
+        partition: missing[0].partition,
+        reason: format!("{} of {total} partitions did not answer: {}", missing.len(), list.join("; ")),
+    }
+}
+
+fn merge_hits(metric: Metric, lists: Vec<Vec<ScoredDoc>>, req: &SearchRequest) -> Vec<ScoredDoc> {
+    // Partitions hold disjoint ids, so concatenating and sorting is a correct merge.
+    topk::merge(metric, lists, req.offset, req.k, |d| (d.score, &d.id))
+}

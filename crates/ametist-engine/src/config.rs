@@ -1,0 +1,131 @@
+//! Collection and engine settings.
+//!
+//! The server reads these from `ametist.yaml`; embedded users build them in code. Every
+//! field has a default.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use ametist_core::Metric;
+
+/// What a collection is: fixed at creation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CollectionConfig {
+    /// Vector dimension; every vector in the collection has exactly this many components.
+    pub dim: usize,
+    pub metric: Metric,
+    /// Number of partitions (shards); `None` takes the engine's default.
+    pub partitions: Option<usize>,
+    /// Index parameters; `None` takes the engine's default.
+    pub index: Option<IndexConfig>,
+}
+
+impl CollectionConfig {
+    pub fn new(dim: usize, metric: Metric) -> Self {
+        CollectionConfig { dim, metric, partitions: None, index: None }
+    }
+
+    pub fn with_partitions(mut self, partitions: usize) -> Self {
+        self.partitions = Some(partitions);
+        self
+    }
+}
+
+/// The ANN index of each partition (the seed's `partitions.index`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct IndexConfig {
+    #[serde(rename = "type")]
+    pub kind: IndexKind,
+    pub m: usize,
+    pub ef_construction: usize,
+    pub ef_search: usize,
+    /// Partitions with fewer live points than this are scanned exactly instead of walking
+    /// the graph (Qdrant's `full_scan_threshold`, counted in points).
+    pub full_scan_threshold: usize,
+}
+
+impl Default for IndexConfig {
+    fn default() -> Self {
+        IndexConfig { kind: IndexKind::Hnsw, m: 16, ef_construction: 200, ef_search: 50, full_scan_threshold: 10_000 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IndexKind {
+    /// A graph index (HNSW) over each partition.
+    Hnsw,
+    /// No index: every search is an exact scan.
+    Flat,
+}
+
+/// What happens when a partition actor panics or fails.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SupervisionPolicy {
+    pub strategy: RestartStrategy,
+    /// A partition that failed this many times within `within` is stopped instead of being
+    /// restarted once more.
+    #[serde(rename = "max-restarts", alias = "max_restarts")]
+    pub max_restarts: u32,
+    #[serde(with = "humantime_serde")]
+    pub within: Duration,
+}
+
+impl Default for SupervisionPolicy {
+    fn default() -> Self {
+        SupervisionPolicy { strategy: RestartStrategy::Restart, max_restarts: 3, within: Duration::from_secs(60) }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RestartStrategy {
+    /// Restart the failed partition (it recovers its state before taking messages).
+    Restart,
+    /// Stop the failed partition and report it.
+    Stop,
+}
+
+/// Engine-wide settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineConfig {
+    /// Partitions of a new collection that does not name a count.
+    pub default_partitions: usize,
+    pub default_index: IndexConfig,
+    pub supervision: SupervisionPolicy,
+    /// Messages a partition's mailbox holds before writers get an "overloaded" error.
+    pub partition_mailbox: usize,
+    /// Requests a collection coordinator holds before callers get an "overloaded" error.
+    pub collection_mailbox: usize,
+    /// How long a search waits for each partition before answering without it.
+    pub search_timeout: Duration,
+    /// How long a write with `wait` waits for its partitions to apply it.
+    pub write_timeout: Duration,
+    /// When some (not all) partitions miss the deadline or have failed: `true` answers with
+    /// the others' hits and names the missing partitions; `false` fails the search.
+    pub allow_partial_results: bool,
+    /// Most points in one write request.
+    pub max_batch: usize,
+    /// Largest `limit` (+ `offset`) a search may ask for.
+    pub max_limit: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            default_partitions: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            default_index: IndexConfig::default(),
+            supervision: SupervisionPolicy::default(),
+            partition_mailbox: 1024,
+            collection_mailbox: 4096,
+            search_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(60),
+            allow_partial_results: true,
+            max_batch: 10_000,
+            max_limit: 10_000,
+        }
+    }
+}

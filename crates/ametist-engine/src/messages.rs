@@ -1,0 +1,216 @@
+//! The partition protocol: the design note's message types and their replies.
+//!
+//! Every type here is serde-serialisable, because a partition on another node is reached
+//! with the same messages over the network. Ids are [`PointId`]s (unsigned integers or
+//! strings) and metadata is a JSON [`Payload`]; the note's `Hash(String, String)` is the
+//! special case of a payload whose values are all strings.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+use ametist_core::{Payload, PointId};
+
+use crate::error::EngineError;
+
+/// Where a partition sends its answer. A dropped reply means the partition failed while
+/// handling the message.
+pub type Reply<T> = oneshot::Sender<Result<T, EngineError>>;
+
+/// Nearest-neighbour search in a collection or one partition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchRequest {
+    pub query_vector: Vec<f32>,
+    /// How many hits to return (after `offset`).
+    pub k: usize,
+    pub request_id: String,
+    #[serde(default)]
+    pub offset: usize,
+    #[serde(default)]
+    pub with_payload: bool,
+    #[serde(default)]
+    pub with_vector: bool,
+    /// Only hits at least this good: a minimum score for cosine and dot, a maximum
+    /// distance for euclid and manhattan (as in Qdrant).
+    #[serde(default)]
+    pub score_threshold: Option<f32>,
+    /// Beam width of the graph walk; `None` takes the collection's `ef_search`.
+    #[serde(default)]
+    pub ef: Option<usize>,
+    /// Exact scan instead of the index.
+    #[serde(default)]
+    pub exact: bool,
+}
+
+impl SearchRequest {
+    pub fn new(query_vector: Vec<f32>, k: usize) -> Self {
+        SearchRequest {
+            query_vector,
+            k,
+            request_id: String::new(),
+            offset: 0,
+            with_payload: false,
+            with_vector: false,
+            score_threshold: None,
+            ef: None,
+            exact: false,
+        }
+    }
+}
+
+/// The answer to a collection search: best first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchResult {
+    pub request_id: String,
+    pub results: Vec<ScoredDoc>,
+    /// Partitions that did not contribute (failed, stopped or past the deadline). Empty for
+    /// a complete answer; see [`crate::config::EngineConfig::allow_partial_results`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing_partitions: Vec<MissingPartition>,
+}
+
+impl SearchResult {
+    /// True when some partition's hits are missing from `results`.
+    pub fn is_partial(&self) -> bool {
+        !self.missing_partitions.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MissingPartition {
+    pub partition: usize,
+    pub reason: String,
+}
+
+/// One hit: id, score as Qdrant reports it, and what the request asked to see.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScoredDoc {
+    pub id: PointId,
+    /// The partition's operation number that last wrote this point.
+    pub version: u64,
+    pub score: f32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<Payload>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vector: Option<Vec<f32>>,
+}
+
+/// A stored point as `get` returns it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub id: PointId,
+    pub version: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<Payload>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vector: Option<Vec<f32>>,
+}
+
+/// Inserts a point, or replaces its vector and payload if the id exists (an upsert).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InsertVector {
+    pub id: PointId,
+    pub vector: Vec<f32>,
+    #[serde(default, alias = "payload")]
+    pub metadata: Option<Payload>,
+}
+
+/// Removes a point; removing an absent id is not an error.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeleteVector {
+    pub id: PointId,
+}
+
+/// Replaces the vector of an existing point and keeps its payload. The point must exist.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpdateVector {
+    pub id: PointId,
+    pub vector: Vec<f32>,
+}
+
+/// One write, as routed to the partition that owns its id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum WriteOp {
+    Insert(InsertVector),
+    Delete(DeleteVector),
+    Update(UpdateVector),
+}
+
+impl WriteOp {
+    pub fn id(&self) -> &PointId {
+        match self {
+            WriteOp::Insert(p) => &p.id,
+            WriteOp::Delete(d) => &d.id,
+            WriteOp::Update(u) => &u.id,
+        }
+    }
+}
+
+/// The acknowledgement of a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteAck {
+    /// The highest operation number the write produced in any partition it touched.
+    pub operation_id: u64,
+    /// True when the write was applied before the answer (`wait`), false when it was only
+    /// accepted into the partitions' mailboxes.
+    pub completed: bool,
+}
+
+/// Rebuilds a partition's index from its live points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RebuildIndex;
+
+/// What a partition holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct IndexStats {
+    /// Live points.
+    pub doc_count: usize,
+    /// Bytes held by vectors and index structures.
+    pub index_size: u64,
+    /// Deleted slots not yet reused.
+    pub deleted: usize,
+    /// Levels of the graph (0 for an exact-scan partition).
+    pub levels: usize,
+}
+
+/// Writes the partition's points to a file at `path`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionSnapshot {
+    pub path: String,
+}
+
+/// Replaces the partition's points with those of a snapshot file at `path`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionRestore {
+    pub path: String,
+}
+
+/// Faults a test or an operator can inject to exercise supervision and timeouts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Fault {
+    /// The actor panics while handling this message.
+    Panic(String),
+    /// The actor stops answering for this long (as if stuck in a long computation).
+    Stall(#[serde(with = "humantime_serde")] Duration),
+}
+
+/// Everything a partition actor understands.
+#[derive(Debug)]
+pub enum PartitionMsg {
+    Search(SearchRequest, Reply<Vec<ScoredDoc>>),
+    Write(Vec<WriteOp>, Reply<WriteAck>),
+    Get {
+        ids: Vec<PointId>,
+        with_payload: bool,
+        with_vector: bool,
+        reply: Reply<Vec<Record>>,
+    },
+    RebuildIndex(RebuildIndex, Reply<IndexStats>),
+    Stats(Reply<IndexStats>),
+    Snapshot(PartitionSnapshot, Reply<IndexStats>),
+    Restore(PartitionRestore, Reply<IndexStats>),
+    Fault(Fault),
+    /// Finish the messages before this one, then stop the actor.
+    Stop,
+}

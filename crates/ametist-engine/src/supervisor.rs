@@ -1,0 +1,164 @@
+//! Supervision of partition actors.
+//!
+//! Each partition runs on its own thread under a supervisor loop: the loop builds the
+//! actor from its store (recovery), runs it until it stops or panics, and on a panic
+//! applies the [`SupervisionPolicy`]: with `restart`, the actor is rebuilt from the store
+//! and resumes on the same mailbox, so callers' handles stay valid; after `max-restarts`
+//! failures within `within`, or at once with `stop`, the partition is stopped, its mailbox
+//! is closed and the reason is published in its [`PartitionStatus`].
+//!
+//! The message being handled when the actor panicked is lost with its reply, so its caller
+//! sees the failure (a search counts the partition as missing; a write reports an unknown
+//! outcome and may be retried, since writes are idempotent).
+
+use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::config::{RestartStrategy, SupervisionPolicy};
+
+/// The lifecycle state of a partition actor, as published to observers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ActorState {
+    /// Rebuilding state from the store; messages wait in the mailbox.
+    Recovering,
+    /// Taking messages.
+    Running,
+    /// Stopped for good: shut down, or failed past the restart policy.
+    Stopped,
+}
+
+/// What a supervisor publishes about its partition. Shared with the partition's handles.
+#[derive(Debug)]
+pub struct PartitionStatus {
+    state: AtomicU8,
+    restarts: AtomicU32,
+    last_failure: Mutex<Option<String>>,
+    stop_reason: Mutex<Option<String>>,
+}
+
+impl PartitionStatus {
+    pub(crate) fn new() -> Self {
+        PartitionStatus {
+            state: AtomicU8::new(ActorState::Recovering as u8),
+            restarts: AtomicU32::new(0),
+            last_failure: Mutex::new(None),
+            stop_reason: Mutex::new(None),
+        }
+    }
+
+    pub fn state(&self) -> ActorState {
+        match self.state.load(Ordering::Acquire) {
+            0 => ActorState::Recovering,
+            1 => ActorState::Running,
+            _ => ActorState::Stopped,
+        }
+    }
+
+    /// How many times the actor was restarted after a failure.
+    pub fn restarts(&self) -> u32 {
+        self.restarts.load(Ordering::Acquire)
+    }
+
+    /// The message of the most recent failure, if any.
+    pub fn last_failure(&self) -> Option<String> {
+        self.last_failure.lock().expect("status lock is never held across a panic").clone()
+    }
+
+    /// Why the partition stopped, once it has.
+    pub fn stop_reason(&self) -> Option<String> {
+        self.stop_reason.lock().expect("status lock is never held across a panic").clone()
+    }
+
+    fn set_state(&self, state: ActorState) {
+        self.state.store(state as u8, Ordering::Release);
+    }
+
+    pub(crate) fn mark_stopped(&self, reason: String) {
+        *self.stop_reason.lock().expect("status lock is never held across a panic") = Some(reason);
+        self.set_state(ActorState::Stopped);
+    }
+}
+
+/// How one actor run ended.
+pub(crate) enum RunEnd {
+    /// Asked to stop, or every handle is gone.
+    Stopped,
+}
+
+/// Runs an actor under `policy` until it stops for good.
+///
+/// `start` builds a fresh actor (recovering its state) and may fail; `run` drives it until
+/// it returns or panics; `close` is called once when the partition stops for good, to
+/// close and drain the mailbox so that queued callers get an answer instead of a hang.
+pub(crate) fn supervise<A>(
+    name: &str,
+    policy: SupervisionPolicy,
+    status: &PartitionStatus,
+    mut start: impl FnMut() -> Result<A, String>,
+    mut run: impl FnMut(A) -> RunEnd,
+    close: impl FnOnce(),
+) {
+    let mut failures: VecDeque<Instant> = VecDeque::new();
+    loop {
+        status.set_state(ActorState::Recovering);
+        let outcome = match catch_unwind(AssertUnwindSafe(&mut start)) {
+            Ok(Ok(actor)) => {
+                status.set_state(ActorState::Running);
+                catch_unwind(AssertUnwindSafe(|| run(actor))).map_err(panic_message)
+            }
+            Ok(Err(e)) => Err(format!("recovery failed: {e}")),
+            Err(panic) => Err(format!("recovery panicked: {}", panic_message(panic))),
+        };
+        let failure = match outcome {
+            Ok(RunEnd::Stopped) => {
+                status.mark_stopped("shut down".into());
+                close();
+                return;
+            }
+            Err(failure) => failure,
+        };
+        tracing::error!(partition = name, %failure, "partition actor failed");
+        *status.last_failure.lock().expect("status lock is never held across a panic") = Some(failure.clone());
+
+        let now = Instant::now();
+        while failures.front().is_some_and(|t| now.duration_since(*t) > policy.within) {
+            failures.pop_front();
+        }
+        failures.push_back(now);
+        let give_up = match policy.strategy {
+            RestartStrategy::Stop => Some("supervision strategy is `stop`".to_string()),
+            RestartStrategy::Restart if failures.len() as u32 > policy.max_restarts => Some(format!(
+                "failed {} times within {:?} (max-restarts {})",
+                failures.len(),
+                policy.within,
+                policy.max_restarts
+            )),
+            RestartStrategy::Restart => None,
+        };
+        if let Some(why) = give_up {
+            let reason = format!("stopped: {why}; last failure: {failure}");
+            tracing::error!(partition = name, %reason, "partition stopped");
+            status.mark_stopped(reason);
+            close();
+            return;
+        }
+        status.restarts.fetch_add(1, Ordering::AcqRel);
+        tracing::warn!(partition = name, restarts = status.restarts(), "restarting partition actor");
+    }
+}
+
+fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        format!("panicked: {s}")
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        format!("panicked: {s}")
+    } else {
+        "panicked".to_string()
+    }
+}

@@ -1,0 +1,68 @@
+//! Bad input gets a clear error naming the problem and changes nothing.
+
+use ametist_core::{Metric, PointId};
+use ametist_engine::{Ametist, CollectionConfig, EngineConfig, EngineError, InsertVector, SearchRequest};
+
+fn point(id: u64, v: Vec<f32>) -> InsertVector {
+    InsertVector { id: PointId::Num(id), vector: v, metadata: None }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_rejected_and_changes_nothing() {
+    let config = EngineConfig { max_batch: 100, max_limit: 1000, ..EngineConfig::default() };
+    let db = Ametist::in_memory(config);
+    db.create_collection("c", CollectionConfig::new(3, Metric::Euclid).with_partitions(3)).await.unwrap();
+    let c = db.collection("c").unwrap();
+    c.upsert(vec![point(1, vec![1.0, 0.0, 0.0]), point(2, vec![0.0, 1.0, 0.0])], true).await.unwrap();
+
+    let err = |e: EngineError| {
+        assert!(e.is_bad_input(), "{e:?} should be bad input");
+        e.to_string()
+    };
+    // Wrong dimension in the middle of a batch: nothing of the batch is stored.
+    let e = c.upsert(vec![point(3, vec![0.0, 0.0, 1.0]), point(4, vec![1.0])], true).await.unwrap_err();
+    assert!(err(e).contains("expected dim: 3, got 1"));
+    let e = c.upsert(vec![point(5, vec![f32::NAN, 0.0, 0.0])], true).await.unwrap_err();
+    assert!(err(e).contains("non-finite"));
+    let e = c.upsert(vec![point(5, vec![f32::INFINITY, 0.0, 0.0])], true).await.unwrap_err();
+    assert!(err(e).contains("non-finite"));
+    let e = c.upsert(vec![], true).await.unwrap_err();
+    assert!(err(e).contains("empty"));
+    let big: Vec<InsertVector> = (0..101).map(|i| point(100 + i, vec![0.0, 0.0, 1.0])).collect();
+    let e = c.upsert(big, true).await.unwrap_err();
+    assert!(err(e).contains("maximum of 100"));
+    let e = c.search(SearchRequest::new(vec![1.0, 0.0, 0.0], 0)).await.unwrap_err();
+    assert!(err(e).contains("limit"));
+    let e = c.search(SearchRequest::new(vec![1.0, 0.0, 0.0], 1_000_000)).await.unwrap_err();
+    assert!(err(e).contains("maximum of 1000"));
+    let e = c.search(SearchRequest::new(vec![1.0, 0.0], 3)).await.unwrap_err();
+    assert!(err(e).contains("expected dim: 3, got 2"));
+    let e = c
+        .update_vectors(vec![ametist_engine::UpdateVector { id: PointId::Num(77), vector: vec![1.0, 1.0, 1.0] }], true)
+        .await
+        .unwrap_err();
+    assert!(err(e).contains("No point with id 77"));
+
+    let e = db.collection("nope").err().unwrap();
+    assert!(matches!(e, EngineError::CollectionNotFound(_)));
+    assert!(err(e).contains("nope"));
+    let e = db.create_collection("c", CollectionConfig::new(3, Metric::Dot)).await.unwrap_err();
+    assert!(matches!(e, EngineError::CollectionExists(_)));
+    for bad in ["", "a/b", "../x", ".hidden"] {
+        let e = db.create_collection(bad, CollectionConfig::new(3, Metric::Dot)).await.unwrap_err();
+        err(e);
+    }
+    let e = db.create_collection("zero", CollectionConfig::new(0, Metric::Dot)).await.unwrap_err();
+    err(e);
+    let e = db.create_collection("parts", CollectionConfig::new(3, Metric::Dot).with_partitions(0)).await.unwrap_err();
+    err(e);
+    assert_eq!(db.list_collections(), vec!["c".to_string()]);
+
+    // The stored data is exactly the first batch.
+    let info = c.info().await.unwrap();
+    assert_eq!(info.points, 2);
+    let got = c.get((1..=5).map(PointId::Num).collect(), true, true).await.unwrap();
+    assert_eq!(got.iter().map(|r| r.id.clone()).collect::<Vec<_>>(), vec![PointId::Num(1), PointId::Num(2)]);
+    assert_eq!(got[0].vector.as_deref(), Some(&[1.0, 0.0, 0.0][..]));
+    db.shutdown().await;
+}
