@@ -1,1 +1,84 @@
-fn main() {}
+//! The `ametist` binary.
+//!
+//! * `ametist serve`: runs the server (REST on 127.0.0.1:6333, data in `./ametist-data`,
+//!   no configuration needed).
+//! * `ametist config`: prints the effective configuration (defaults, file, overrides).
+//!
+//! Map: [`config`] reads `ametist.yaml` and its overrides; [`api`] holds the REST routes;
+//! [`serve`] wires the engine, the router, logging and shutdown together.
+
+mod api;
+mod config;
+mod serve;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Ametist: a vector database whose moving parts are actors.
+#[derive(Debug, Parser)]
+#[command(name = "ametist", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(ConfigArgs),
+    /// Print the effective configuration as YAML and exit.
+    Config(ConfigArgs),
+}
+
+/// Where the configuration comes from. Later sources win: defaults, the file,
+/// `AMETIST__SECTION__FIELD` environment variables, `--set`, then the dedicated flags.
+#[derive(Debug, Args)]
+struct ConfigArgs {
+    /// Configuration file (default: ./ametist.yaml if it exists).
+    #[arg(long, short = 'c', env = "AMETIST_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on (server.host).
+    #[arg(long, env = "AMETIST_HOST")]
+    host: Option<String>,
+    /// Port of the REST API (server.port).
+    #[arg(long, short = 'p', env = "AMETIST_PORT")]
+    port: Option<u16>,
+    /// Data directory (storage.data_dir).
+    #[arg(long, env = "AMETIST_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Override any field: `--set partitions.count=4 --set supervision.within=30s`.
+    #[arg(long = "set", value_name = "SECTION.FIELD=VALUE")]
+    sets: Vec<String>,
+}
+
+impl ConfigArgs {
+    fn load(&self) -> anyhow::Result<config::AmetistConfig> {
+        let mut c = config::AmetistConfig::load(self.config.as_deref(), std::env::vars(), &self.sets)?;
+        if let Some(h) = &self.host {
+            c.server.host = h.clone();
+        }
+        if let Some(p) = self.port {
+            c.server.port = p;
+        }
+        if let Some(d) = &self.data_dir {
+            c.storage.data_dir = d.clone();
+        }
+        Ok(c)
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => {
+            let config = args.load()?;
+            serve::run(config)
+        }
+        Command::Config(args) => {
+            let config = args.load()?;
+            print!("{}", serde_yaml_ng::to_string(&config)?);
+            Ok(())
+        }
+    }
+}

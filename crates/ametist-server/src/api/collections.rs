@@ -1,0 +1,163 @@
+//! Collection routes in Qdrant's shapes.
+
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use ametist_core::Metric;
+use ametist_engine::collection::CollectionInfo;
+use ametist_engine::config::IndexConfig;
+use ametist_engine::CollectionConfig;
+
+use super::envelope::{parse_body, Answer, ApiError, ApiResult};
+use super::{done, AppState};
+
+/// `PUT /collections/{name}`: Qdrant's create-collection body. Fields Ametist does not
+/// act on (optimizer, WAL, quantization settings) are accepted and ignored, so that
+/// clients that send them keep working.
+#[derive(Debug, Deserialize)]
+pub struct CreateCollection {
+    pub vectors: Value,
+    #[serde(default)]
+    pub shard_number: Option<usize>,
+    #[serde(default)]
+    pub hnsw_config: Option<HnswConfigDiff>,
+    #[serde(flatten)]
+    pub _ignored: serde_json::Map<String, Value>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct VectorParams {
+    pub size: usize,
+    pub distance: Metric,
+    #[serde(default)]
+    pub hnsw_config: Option<HnswConfigDiff>,
+    #[serde(flatten)]
+    pub _ignored: serde_json::Map<String, Value>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+pub struct HnswConfigDiff {
+    pub m: Option<usize>,
+    pub ef_construct: Option<usize>,
+    pub full_scan_threshold: Option<usize>,
+    #[serde(flatten)]
+    pub _ignored: serde_json::Map<String, Value>,
+}
+
+pub async fn list(State(state): State<AppState>) -> ApiResult<Value> {
+    let started = Instant::now();
+    let names: Vec<Value> = state.db.list_collections().into_iter().map(|n| json!({ "name": n })).collect();
+    Ok(Answer::new(json!({ "collections": names }), started))
+}
+
+pub async fn exists(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<Value> {
+    let started = Instant::now();
+    Ok(Answer::new(json!({ "exists": state.db.collection(&name).is_ok() }), started))
+}
+
+pub async fn create(State(state): State<AppState>, Path(name): Path<String>, body: Bytes) -> ApiResult<bool> {
+    let started = Instant::now();
+    let req: CreateCollection = parse_body(&body, started)?;
+    let params: VectorParams = match &req.vectors {
+        Value::Object(m) if !m.is_empty() && !m.contains_key("size") && m.values().all(Value::is_object) => {
+            return Err(ApiError::bad_request(
+                "Wrong input: named vectors are not supported yet; send `vectors: {size, distance}`",
+                started,
+            ))
+        }
+        v => serde_json::from_value(v.clone())
+            .map_err(|e| ApiError::bad_request(format!("Format error in JSON body: vectors: {e}"), started))?,
+    };
+    let mut index: IndexConfig = state.config.partitions.index;
+    for diff in [req.hnsw_config, params.hnsw_config].into_iter().flatten() {
+        if let Some(m) = diff.m {
+            index.m = m;
+        }
+        if let Some(ef) = diff.ef_construct {
+            index.ef_construction = ef;
+        }
+        if let Some(t) = diff.full_scan_threshold {
+            index.full_scan_threshold = t;
+        }
+    }
+    if index.m < 2 || index.ef_construction == 0 {
+        return Err(ApiError::bad_request("Wrong input: hnsw_config needs m >= 2 and ef_construct >= 1", started));
+    }
+    let config = CollectionConfig {
+        dim: params.size,
+        metric: params.distance,
+        partitions: req.shard_number,
+        index: Some(index),
+    };
+    state.db.create_collection(&name, config).await.map_err(|e| ApiError::from_engine(e, started))?;
+    done(started)
+}
+
+pub async fn delete(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<bool> {
+    let started = Instant::now();
+    let deleted = state.db.delete_collection(&name).await.map_err(|e| ApiError::from_engine(e, started))?;
+    Ok(Answer::new(deleted, started))
+}
+
+pub async fn info(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<Value> {
+    let started = Instant::now();
+    let c = state.db.collection(&name).map_err(|e| ApiError::from_engine(e, started))?;
+    let info = c.info().await.map_err(|e| ApiError::from_engine(e, started))?;
+    Ok(Answer::new(collection_info_json(&info), started))
+}
+
+/// Qdrant's `CollectionInfo` shape, filled from what Ametist knows.
+fn collection_info_json(info: &CollectionInfo) -> Value {
+    use ametist_engine::supervisor::ActorState;
+    let all_running = info.partitions.iter().all(|p| p.state == ActorState::Running);
+    let any_stopped = info.partitions.iter().any(|p| p.state == ActorState::Stopped);
+    let status = if any_stopped {
+        "red"
+    } else if all_running {
+        "green"
+    } else {
+        "yellow"
+    };
+    let s = &info.spec;
+    json!({
+        "status": status,
+        "optimizer_status": "ok",
+        "vectors_count": info.points,
+        "indexed_vectors_count": info.points,
+        "points_count": info.points,
+        "segments_count": s.partitions,
+        "config": {
+            "params": {
+                "vectors": { "size": s.dim, "distance": s.metric },
+                "shard_number": s.partitions,
+                "replication_factor": 1,
+                "write_consistency_factor": 1,
+                "on_disk_payload": false,
+            },
+            "hnsw_config": {
+                "m": s.index.m,
+                "ef_construct": s.index.ef_construction,
+                "full_scan_threshold": s.index.full_scan_threshold,
+                "max_indexing_threads": 0,
+                "on_disk": false,
+            },
+            "optimizer_config": {
+                "deleted_threshold": 0.2,
+                "vacuum_min_vector_number": 1000,
+                "default_segment_number": 0,
+                "max_segment_size": null,
+                "memmap_threshold": null,
+                "indexing_threshold": s.index.full_scan_threshold,
+                "flush_interval_sec": 5,
+                "max_optimization_threads": null,
+            },
+            "wal_config": { "wal_capacity_mb": 32, "wal_segments_ahead": 0 },
+            "quantization_config": null,
+        },
+        "payload_schema": {},
+    })
+}

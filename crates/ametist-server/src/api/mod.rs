@@ -1,0 +1,84 @@
+//! The REST API: a subset of Qdrant's, plus Ametist's own routes.
+//!
+//! * [`collections`]: `GET /collections`, `GET/PUT/DELETE /collections/{name}`.
+//! * [`points`]: upsert, query, search, retrieve and delete points.
+//! * [`partitions`]: Ametist-only routes about partitions and their actors.
+//! * [`envelope`]: Qdrant's response envelope, error mapping and body parsing.
+
+pub mod collections;
+pub mod envelope;
+pub mod partitions;
+pub mod points;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::routing::{get, post, put};
+use axum::Router;
+use serde_json::json;
+
+use ametist_engine::Ametist;
+
+use crate::config::AmetistConfig;
+use envelope::{Answer, ApiResult};
+
+/// The Qdrant version whose REST API this server follows. Clients compare it with their
+/// own version, so it is reported as `version` on `GET /`.
+pub const QDRANT_COMPAT_VERSION: &str = "1.16.0";
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Ametist,
+    pub config: Arc<AmetistConfig>,
+}
+
+/// All routes.
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.config.server.max_request_bytes;
+    let mut r = Router::new()
+        .route("/", get(root))
+        .route("/healthz", get(health))
+        .route("/livez", get(health))
+        .route("/readyz", get(health))
+        .route("/collections", get(collections::list))
+        .route("/collections/{name}", get(collections::info).put(collections::create).delete(collections::delete))
+        .route("/collections/{name}/exists", get(collections::exists))
+        .route("/collections/{name}/points", put(points::upsert).post(points::retrieve))
+        .route("/collections/{name}/points/{id}", get(points::get_one))
+        .route("/collections/{name}/points/query", post(points::query))
+        .route("/collections/{name}/points/search", post(points::search))
+        .route("/collections/{name}/points/delete", post(points::delete))
+        .route("/collections/{name}/partitions", get(partitions::list));
+    if state.config.server.enable_fault_injection {
+        r = r.route("/collections/{name}/partitions/{id}/fault", post(partitions::fault));
+    }
+    r.fallback(not_found).layer(DefaultBodyLimit::max(body_limit)).with_state(state)
+}
+
+async fn root(State(state): State<AppState>) -> axum::Json<serde_json::Value> {
+    axum::Json(json!({
+        "title": "ametist - vector search engine",
+        "version": QDRANT_COMPAT_VERSION,
+        "ametist_version": env!("CARGO_PKG_VERSION"),
+        "name": state.config.name,
+    }))
+}
+
+async fn health() -> &'static str {
+    "healthz check passed"
+}
+
+async fn not_found(uri: axum::http::Uri) -> envelope::ApiError {
+    envelope::ApiError {
+        status: axum::http::StatusCode::NOT_FOUND,
+        message: format!("Not found: no route for {}", uri.path()),
+        started: Instant::now(),
+    }
+}
+
+/// `{"result": true}`-style answers.
+pub(crate) fn done(started: Instant) -> ApiResult<bool> {
+    Ok(Answer::new(true, started))
+}

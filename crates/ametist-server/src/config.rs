@@ -1,0 +1,345 @@
+//! `ametist.yaml`: the server's configuration, in the shape of the design note.
+//!
+//! Every field has a default, so no file is needed. Values are layered, later wins:
+//! defaults, the YAML file, environment variables `AMETIST__<SECTION>__<FIELD>` (for
+//! example `AMETIST__PARTITIONS__COUNT=4`), `--set section.field=value` flags, and the
+//! dedicated flags `--host`, `--port` and `--data-dir`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_yaml_ng::Value;
+
+use ametist_engine::config::IndexConfig;
+use ametist_engine::{EngineConfig, SupervisionPolicy};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AmetistConfig {
+    /// The name of this node or cluster, shown in logs and on `GET /`.
+    pub name: String,
+    pub partitions: PartitionsConfig,
+    pub remoting: RemotingConfig,
+    pub supervision: SupervisionPolicy,
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub limits: LimitsConfig,
+    pub log: LogConfig,
+}
+
+impl Default for AmetistConfig {
+    fn default() -> Self {
+        AmetistConfig {
+            name: "ametist".into(),
+            partitions: PartitionsConfig::default(),
+            remoting: RemotingConfig::default(),
+            supervision: SupervisionPolicy::default(),
+            server: ServerConfig::default(),
+            storage: StorageConfig::default(),
+            limits: LimitsConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PartitionsConfig {
+    /// Partitions of a new collection that does not name a count (`shard_number`).
+    /// Defaults to the number of CPU cores.
+    pub count: usize,
+    pub index: IndexConfig,
+}
+
+impl Default for PartitionsConfig {
+    fn default() -> Self {
+        PartitionsConfig { count: EngineConfig::default().default_partitions, index: IndexConfig::default() }
+    }
+}
+
+/// Node-to-node transport (distributed partitions arrive with a later release; the
+/// section is accepted so that configuration files written for it keep working).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RemotingConfig {
+    pub enabled: bool,
+    pub host: String,
+    pub port: u16,
+}
+
+impl Default for RemotingConfig {
+    fn default() -> Self {
+        RemotingConfig { enabled: false, host: "0.0.0.0".into(), port: 9000 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    pub host: String,
+    pub port: u16,
+    /// Largest request body accepted, in bytes (Qdrant's default is 32 MiB).
+    pub max_request_bytes: usize,
+    /// Enables `POST /collections/{name}/partitions/{id}/fault`, which makes a partition
+    /// panic or stall on purpose (for resilience drills and tests). Off by default.
+    pub enable_fault_injection: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            host: "127.0.0.1".into(),
+            port: 6333,
+            max_request_bytes: 32 * 1024 * 1024,
+            enable_fault_injection: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    pub data_dir: PathBuf,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig { data_dir: PathBuf::from("./ametist-data") }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    pub partition_mailbox: usize,
+    pub collection_mailbox: usize,
+    #[serde(with = "humantime_serde")]
+    pub search_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub write_timeout: Duration,
+    pub allow_partial_results: bool,
+    pub max_batch: usize,
+    pub max_limit: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let e = EngineConfig::default();
+        LimitsConfig {
+            partition_mailbox: e.partition_mailbox,
+            collection_mailbox: e.collection_mailbox,
+            search_timeout: e.search_timeout,
+            write_timeout: e.write_timeout,
+            allow_partial_results: e.allow_partial_results,
+            max_batch: e.max_batch,
+            max_limit: e.max_limit,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A `tracing` filter such as `info` or `ametist_engine=debug,info`; `RUST_LOG` wins.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { level: "info".into(), format: LogFormat::Text }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// A configuration error, naming the file or override at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("override `{0}`: expected section.field=value")]
+    BadOverride(String),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl AmetistConfig {
+    /// Loads the configuration: `path` if given (it must exist), else `./ametist.yaml` if
+    /// present, else defaults; then applies `env` (name, value) pairs and `--set` overrides.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        sets: &[String],
+    ) -> Result<Self, ConfigError> {
+        let (source, text) = match path {
+            Some(p) => {
+                let text =
+                    std::fs::read_to_string(p).map_err(|e| ConfigError::Read { path: p.to_path_buf(), source: e })?;
+                (p.display().to_string(), text)
+            }
+            None if Path::new("ametist.yaml").exists() => {
+                let p = Path::new("ametist.yaml");
+                let text =
+                    std::fs::read_to_string(p).map_err(|e| ConfigError::Read { path: p.to_path_buf(), source: e })?;
+                (p.display().to_string(), text)
+            }
+            None => ("(defaults)".to_string(), String::new()),
+        };
+        let mut tree: Value = if text.trim().is_empty() {
+            Value::Mapping(Default::default())
+        } else {
+            serde_yaml_ng::from_str(&text)
+                .map_err(|e| ConfigError::Parse { path: source.clone(), message: e.to_string() })?
+        };
+        if tree.is_null() {
+            tree = Value::Mapping(Default::default());
+        }
+        for (key, value) in env {
+            if let Some(rest) = key.strip_prefix("AMETIST__") {
+                let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
+                set_path(&mut tree, &path, &value);
+            }
+        }
+        for s in sets {
+            let (k, v) = s.split_once('=').ok_or_else(|| ConfigError::BadOverride(s.clone()))?;
+            let path: Vec<String> = k.trim().split('.').map(str::to_string).collect();
+            if path.iter().any(|p| p.is_empty()) {
+                return Err(ConfigError::BadOverride(s.clone()));
+            }
+            set_path(&mut tree, &path, v.trim());
+        }
+        let config: AmetistConfig = serde_yaml_ng::from_value(tree)
+            .map_err(|e| ConfigError::Parse { path: format!("{source} with overrides"), message: e.to_string() })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: &str| Err(ConfigError::Invalid(m.to_string()));
+        if self.partitions.count == 0 {
+            return bad("partitions.count must be at least 1");
+        }
+        if self.partitions.index.m < 2 {
+            return bad("partitions.index.m must be at least 2");
+        }
+        if self.partitions.index.ef_construction == 0 || self.partitions.index.ef_search == 0 {
+            return bad("partitions.index.ef_construction and ef_search must be at least 1");
+        }
+        if self.limits.partition_mailbox == 0 || self.limits.collection_mailbox == 0 {
+            return bad("limits.partition_mailbox and limits.collection_mailbox must be at least 1");
+        }
+        if self.limits.max_batch == 0 || self.limits.max_limit == 0 {
+            return bad("limits.max_batch and limits.max_limit must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// The engine settings this configuration describes.
+    pub fn engine(&self) -> EngineConfig {
+        EngineConfig {
+            default_partitions: self.partitions.count,
+            default_index: self.partitions.index,
+            supervision: self.supervision,
+            partition_mailbox: self.limits.partition_mailbox,
+            collection_mailbox: self.limits.collection_mailbox,
+            search_timeout: self.limits.search_timeout,
+            write_timeout: self.limits.write_timeout,
+            allow_partial_results: self.limits.allow_partial_results,
+            max_batch: self.limits.max_batch,
+            max_limit: self.limits.max_limit,
+        }
+    }
+}
+
+/// Sets `tree[path] = value`, creating sections as needed. The value is read as a YAML
+/// scalar so that `4`, `true` and `1m` get their natural types.
+fn set_path(tree: &mut Value, path: &[String], value: &str) {
+    let parsed: Value = serde_yaml_ng::from_str(value).unwrap_or_else(|_| Value::String(value.to_string()));
+    let mut node = tree;
+    for (i, key) in path.iter().enumerate() {
+        if !node.is_mapping() {
+            *node = Value::Mapping(Default::default());
+        }
+        let map = node.as_mapping_mut().expect("made a mapping just above");
+        // Accept `max_restarts` for the note's `max-restarts` (environment variables
+        // cannot contain dashes): reuse whichever spelling the tree already has.
+        let dashed = key.replace('_', "-");
+        let existing = [key.as_str(), dashed.as_str()]
+            .into_iter()
+            .find(|k| map.contains_key(Value::String((*k).to_string())))
+            .unwrap_or(key.as_str())
+            .to_string();
+        let k = Value::String(existing);
+        if i + 1 == path.len() {
+            map.insert(k, parsed);
+            return;
+        }
+        node = map.entry(k).or_insert(Value::Mapping(Default::default()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_need_no_file() {
+        let c = AmetistConfig::load(None, Vec::new(), &[]).unwrap();
+        assert_eq!(c.server.port, 6333);
+        assert_eq!(c.server.host, "127.0.0.1");
+        assert_eq!(c.storage.data_dir, PathBuf::from("./ametist-data"));
+        assert_eq!(c.supervision.max_restarts, 3);
+    }
+
+    #[test]
+    fn seed_shape_parses_and_overrides_apply() {
+        let dir = std::env::temp_dir().join(format!("ametist-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("ametist.yaml");
+        std::fs::write(
+            &path,
+            "name: ametist-cluster\npartitions:\n  count: 8\n  index:\n    type: hnsw\n    m: 16\n    ef_construction: 200\n    ef_search: 50\nremoting:\n  enabled: true\n  host: 0.0.0.0\n  port: 9000\nsupervision:\n  strategy: restart\n  max-restarts: 3\n  within: 1m\n",
+        )
+        .unwrap();
+        let c = AmetistConfig::load(Some(&path), Vec::new(), &[]).unwrap();
+        assert_eq!(c.name, "ametist-cluster");
+        assert_eq!(c.partitions.count, 8);
+        assert_eq!(c.supervision.within, Duration::from_secs(60));
+        assert!(c.remoting.enabled);
+
+        let env = vec![
+            ("AMETIST__PARTITIONS__COUNT".to_string(), "4".to_string()),
+            ("AMETIST__SUPERVISION__MAX_RESTARTS".to_string(), "5".to_string()),
+            ("UNRELATED".to_string(), "x".to_string()),
+        ];
+        let sets = vec!["limits.search_timeout=250ms".to_string(), "partitions.index.ef_search=80".to_string()];
+        let c = AmetistConfig::load(Some(&path), env, &sets).unwrap();
+        assert_eq!(c.partitions.count, 4);
+        assert_eq!(c.supervision.max_restarts, 5);
+        assert_eq!(c.limits.search_timeout, Duration::from_millis(250));
+        assert_eq!(c.partitions.index.ef_search, 80);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let e = AmetistConfig::load(None, Vec::new(), &["partitions.cuont=3".to_string()]).unwrap_err();
+        assert!(e.to_string().contains("cuont"), "{e}");
+        let e = AmetistConfig::load(None, Vec::new(), &["partitions.count=0".to_string()]).unwrap_err();
+        assert!(e.to_string().contains("partitions.count"), "{e}");
+        let e = AmetistConfig::load(None, Vec::new(), &["nonsense".to_string()]).unwrap_err();
+        assert!(e.to_string().contains("nonsense"), "{e}");
+        let e = AmetistConfig::load(Some(Path::new("/definitely/missing.yaml")), Vec::new(), &[]).unwrap_err();
+        assert!(e.to_string().contains("missing.yaml"), "{e}");
+    }
+}

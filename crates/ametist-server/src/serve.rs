@@ -1,0 +1,72 @@
+//! `ametist serve`: the engine behind the REST API, until SIGINT or SIGTERM.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use tracing_subscriber::EnvFilter;
+
+use ametist_engine::Ametist;
+
+use crate::api::{router, AppState};
+use crate::config::{AmetistConfig, LogFormat};
+
+/// Runs the server until a shutdown signal, then stops every partition cleanly.
+pub fn run(config: AmetistConfig) -> anyhow::Result<()> {
+    init_logging(&config);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("ametist-io")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: AmetistConfig) -> anyhow::Result<()> {
+    let db = Ametist::open(&config.storage.data_dir, config.engine())?;
+    let addr = format!("{}:{}", config.server.host, config.server.port);
+    let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    let local = listener.local_addr()?;
+    tracing::info!(
+        name = %config.name,
+        address = %local,
+        data_dir = %config.storage.data_dir.display(),
+        partitions = config.partitions.count,
+        "ametist is serving (data is kept in memory in this version)"
+    );
+    let state = AppState { db: db.clone(), config: Arc::new(config) };
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown_signal()).await?;
+    tracing::info!("shutting down: stopping partitions");
+    db.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("received SIGINT"),
+        _ = term => tracing::info!("received SIGTERM"),
+    }
+}
+
+fn init_logging(config: &AmetistConfig) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match config.log.format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
