@@ -81,9 +81,10 @@ impl SnapshotStore {
         Self::open_with(Arc::new(StdFs), dir)
     }
 
-    /// Opens (creating if needed) the snapshot directory and removes temp files left by a
-    /// write that was interrupted (they were never renamed, so they never counted). Only the
-    /// owner of the directory may open it: this is what cleans up temp files.
+    /// Opens (creating if needed) the snapshot directory, removes temp files left by a write
+    /// that was interrupted (they were never renamed, so they never counted), and fsyncs the
+    /// directory, so every snapshot it lists is durable. Only the owner of the directory may
+    /// open it: this is what cleans up temp files.
     pub fn open_with(fs: Arc<dyn Fs>, dir: &Path) -> Result<Self> {
         let names = match fs.list(dir) {
             Ok(n) => n,
@@ -95,15 +96,13 @@ impl SnapshotStore {
             }
             Err(e) => return Err(StorageError::io("list directory", dir, e)),
         };
-        let mut removed = false;
         for name in names.iter().filter(|n| n.ends_with(TMP_SUFFIX)) {
             let p = dir.join(name);
             fs.remove(&p).map_err(|e| StorageError::io("remove leftover temp file", &p, e))?;
-            removed = true;
         }
-        if removed {
-            fs.sync_dir(dir).map_err(|e| StorageError::io("fsync directory", dir, e))?;
-        }
+        // Makes those removals durable, and also any rename an earlier `write` did before its
+        // directory fsync failed: what `list` shows from now on survives a crash.
+        fs.sync_dir(dir).map_err(|e| StorageError::io("fsync directory", dir, e))?;
         Ok(SnapshotStore { fs, dir: dir.to_path_buf() })
     }
 

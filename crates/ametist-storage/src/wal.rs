@@ -125,8 +125,10 @@ impl Wal {
     /// no segment holds, are [`ErrorClass::Corrupt`](crate::ErrorClass::Corrupt): those bytes
     /// were fsynced once, so an operator must look. I/O failures are `Io`.
     ///
-    /// When this returns `Ok`: the log on disk ends at its last valid record, that end is
-    /// durable, and an active segment exists and is durable (file and directory entry).
+    /// When this returns `Ok`: the log on disk ends at its last valid record, every returned
+    /// record and that end are durable (the tail segment is fsynced: after a process crash,
+    /// records that were written but not synced are recovered from the page cache, and made
+    /// durable here), and an active segment exists and is durable (file and directory entry).
     /// The next LSN is `max(last LSN in the log, after_lsn) + 1`; if that leaves a hole after
     /// the last segment (the snapshot is ahead of the log), a new segment starting at it is
     /// created, so LSNs inside a segment are always consecutive.
@@ -252,7 +254,15 @@ impl Wal {
         let next_lsn = log_last.max(after_lsn) + 1;
         let file = match segments.last() {
             Some(seg) if last_validated && expected == Some(next_lsn) => {
-                fs.open_append(&seg.path).map_err(|e| StorageError::io("open", &seg.path, e))?
+                let mut f = fs.open_append(&seg.path).map_err(|e| StorageError::io("open", &seg.path, e))?;
+                // After a process crash, records written but never synced are still in the
+                // page cache and were just recovered; make them durable so that what was
+                // recovered is exactly what a later crash recovers.
+                f.sync_data().map_err(|e| StorageError::io("fsync", &seg.path, e))?;
+                // Its directory entry may not be durable either (a rollover whose directory
+                // fsync failed, then a reopen without a crash).
+                fs.sync_dir(dir).map_err(|e| StorageError::io("fsync directory", dir, e))?;
+                f
             }
             _ => {
                 let (file, seg) = create_segment(fs.as_ref(), dir, next_lsn)?;
