@@ -165,3 +165,66 @@ pub fn verify_snapshot(b: &[u8]) -> Result<(Lsn, usize), SnapError> {
     }
     Ok((lsn, len as usize))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_round_trip_and_rejections() {
+        let mut b = Vec::new();
+        encode_record(&mut b, 7, b"hello");
+        assert_eq!(b.len() as u64, encoded_len(5));
+        let (r, size) = decode_record(&b, 7).unwrap();
+        assert_eq!((&b[r], size), (&b"hello"[..], b.len()));
+        assert!(decode_record(&b, 8).unwrap_err().contains("expected 8"));
+        assert!(decode_record(&b[..b.len() - 1], 7).unwrap_err().contains("past the end"));
+        // Zeros are never a record, whatever LSN is expected.
+        let zeros = [0u8; 64];
+        for lsn in [0, 1, 2] {
+            assert!(decode_record(&zeros, lsn).is_err());
+        }
+        // An absurd length is rejected before looking further.
+        let mut big = b.clone();
+        big[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(decode_record(&big, 7).unwrap_err().contains("exceeds the maximum"));
+        // The checksum covers the length: a smaller length that still fits is caught.
+        let mut short = b.clone();
+        short[4..8].copy_from_slice(&3u32.to_le_bytes());
+        assert!(decode_record(&short, 7).unwrap_err().contains("checksum"));
+        // Empty payloads are records too.
+        let mut e = Vec::new();
+        encode_record(&mut e, 1, b"");
+        assert_eq!(decode_record(&e, 1).unwrap().1, RECORD_HEADER_LEN);
+    }
+
+    #[test]
+    fn header_round_trip_and_rejections() {
+        let h = encode_wal_header(42);
+        assert_eq!(&h[0..5], b"AMWAL");
+        assert_eq!(decode_wal_header(&h).unwrap(), 42);
+        assert!(matches!(decode_wal_header(&h[..10]), Err(HeaderError::Invalid(_))));
+        assert!(matches!(decode_wal_header(&[0u8; 24]), Err(HeaderError::Invalid(_))));
+        let mut bad = h;
+        bad[9] ^= 1;
+        assert!(matches!(decode_wal_header(&bad), Err(HeaderError::Invalid(_))));
+        let mut v2 = h;
+        v2[5] = 2;
+        let crc = crc32c::crc32c(&v2[..20]);
+        v2[20..24].copy_from_slice(&crc.to_le_bytes());
+        assert!(matches!(decode_wal_header(&v2), Err(HeaderError::Version(2))));
+    }
+
+    #[test]
+    fn snapshot_trailer() {
+        let payload = b"state bytes".to_vec();
+        let mut f = payload.clone();
+        f.extend_from_slice(&encode_snap_trailer(9, payload.len() as u64, crc32c::crc32c(&payload)));
+        assert_eq!(verify_snapshot(&f).unwrap(), (9, payload.len()));
+        let mut bad = f.clone();
+        bad[0] ^= 1;
+        assert!(verify_snapshot(&bad).is_err());
+        assert!(verify_snapshot(&f[1..]).is_err());
+        assert!(verify_snapshot(&f[..f.len() - 1]).is_err());
+    }
+}

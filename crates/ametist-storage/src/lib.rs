@@ -66,3 +66,17 @@ pub use fs::{FileStat, Fs, FsFile, StdFs};
 pub use memfs::{CrashMode, Fault, FsOp, MemFs};
 pub use snapshot::{snapshot_file_name, LoadedSnapshot, SkippedSnapshot, SnapshotInfo, SnapshotLoad, SnapshotStore};
 pub use wal::{segment_file_name, Recovered, TornTail, Wal, WalOptions};
+
+#[cfg(test)]
+mod tests {
+    fn send<T: Send>() {}
+    fn send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn handles_can_move_to_actor_threads() {
+        send::<crate::Wal>();
+        send_sync::<crate::SnapshotStore>();
+        send_sync::<crate::MemFs>();
+        send_sync::<crate::StorageError>();
+    }
+}

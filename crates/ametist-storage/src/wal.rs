@@ -103,7 +103,8 @@ fn parse_segment_name(name: &str) -> Option<Lsn> {
     if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    digits.parse().ok()
+    // LSN 0 means "nothing"; no segment starts there.
+    digits.parse().ok().filter(|&lsn| lsn > 0)
 }
 
 impl Wal {
