@@ -303,6 +303,40 @@ fn nested_conditions_hold_on_the_same_element() {
     assert!(!hits(inner(1, 4), deep));
 }
 
+// ---------- geo ----------
+
+#[test]
+fn geo_conditions() {
+    let p = json!({
+        "location": {"lon": 13.404954, "lat": 52.520008},
+        "stores": [{"lon": 37.6173, "lat": 55.7558}, {"lon": -0.1278, "lat": 51.5074}],
+        "bad": {"lon": "13", "lat": 52}
+    });
+    let berlin_box = json!({"geo_bounding_box": {
+        "top_left": {"lon": 13.08835, "lat": 52.67551}, "bottom_right": {"lon": 13.76116, "lat": 52.33826}}});
+    assert!(field("location", berlin_box.clone(), p.clone()));
+    assert!(!field("stores", berlin_box.clone(), p.clone()));
+    assert!(!field("bad", berlin_box, p.clone()));
+    let near =
+        |lon: f64, lat: f64, radius: f64| json!({"geo_radius": {"center": {"lon": lon, "lat": lat}, "radius": radius}});
+    assert!(field("location", near(13.41, 52.52, 1000.0), p.clone()));
+    assert!(!field("location", near(13.41, 52.52, 100.0), p.clone()));
+    assert!(field("stores", near(-0.12, 51.5, 2000.0), p.clone()), "any point of an array");
+    let square = |d: f64| {
+        json!({"geo_polygon": {"exterior": {"points": [
+            {"lon": 13.4 - d, "lat": 52.5 - d}, {"lon": 13.4 + d, "lat": 52.5 - d},
+            {"lon": 13.4 + d, "lat": 52.5 + d}, {"lon": 13.4 - d, "lat": 52.5 + d}, {"lon": 13.4 - d, "lat": 52.5 - d}
+        ]}}})
+    };
+    assert!(field("location", square(0.1), p.clone()));
+    assert!(!field("location", square(0.001), p.clone()));
+    let with_hole = json!({"geo_polygon": {
+        "exterior": {"points": [{"lon": 0, "lat": 0}, {"lon": 20, "lat": 0}, {"lon": 20, "lat": 60}, {"lon": 0, "lat": 60}, {"lon": 0, "lat": 0}]},
+        "interiors": [{"points": [{"lon": 13, "lat": 52}, {"lon": 14, "lat": 52}, {"lon": 14, "lat": 53}, {"lon": 13, "lat": 53}, {"lon": 13, "lat": 52}]}]
+    }});
+    assert!(!field("location", with_hole, p));
+}
+
 // ---------- boolean structure ----------
 
 #[test]
@@ -367,7 +401,10 @@ fn malformed_filters_get_readable_errors() {
         ),
         (r#"{"must": [{"key": "a", "range": {"gt": true}}]}"#, "range bounds must be numbers or datetime strings"),
         (r#"{"must": [{"key": "a", "range": {"above": 1}}]}"#, "unknown field `above` in range"),
-        (r#"{"should": [{"key": "loc", "geo_bounding_box": {}}]}"#, "geo filters are not supported yet"),
+        (
+            r#"{"should": [{"key": "loc", "geo_bounding_box": {}}]}"#,
+            "invalid geo_bounding_box: missing field `top_left`",
+        ),
         (r#"{"must": [{"foo": 1}]}"#, "unknown condition field `foo`"),
         (r#"{"must": 5}"#, "expected a condition or a list of conditions, got the number 5"),
         (r#"{"filter": {}}"#, "unknown field `filter` in a filter"),

@@ -40,7 +40,8 @@ fn object(keys: &'static [&'static str], value: BoxedStrategy<Value>) -> impl St
 fn payload() -> impl Strategy<Value = Payload> {
     let inner = object(&["a", "b"], leaf().boxed()).boxed();
     let arr = prop::collection::vec(inner.clone(), 0..3).prop_map(Value::Array).boxed();
-    let top = prop_oneof![3 => leaf(), 1 => inner, 1 => arr].boxed();
+    let geo = (-2i32..3, -2i32..3).prop_map(|(lon, lat)| json!({"lon": lon, "lat": lat}));
+    let top = prop_oneof![3 => leaf(), 1 => inner, 1 => arr, 1 => geo].boxed();
     object(&["a", "b", "o", "arr"], top).prop_map(|v| v.as_object().unwrap().clone())
 }
 
@@ -82,6 +83,11 @@ fn leaf_condition() -> impl Strategy<Value = Value> {
         with_key(bound().boxed(), "range"),
         with_key(bound().prop_map(|b| { let mut b = b; for v in b.as_object_mut().unwrap().values_mut() { *v = json!(v.as_i64().unwrap().unsigned_abs()); } b }).boxed(), "values_count"),
         with_key(any::<bool>().prop_map(|b| json!(b)).boxed(), "is_empty"),
+        (key(), -2i32..3, -2i32..3, 0u32..400_000).prop_map(|(k, lon, lat, r)| {
+            json!({"key": k, "geo_radius": {"center": {"lon": lon, "lat": lat}, "radius": r}})
+        }),
+        (key(), -2i32..3, -2i32..3).prop_map(|(k, lon, lat)| json!({"key": k, "geo_bounding_box": {
+            "top_left": {"lon": lon - 1, "lat": lat + 1}, "bottom_right": {"lon": lon + 1, "lat": lat - 1}}})),
         key().prop_map(|k| json!({"is_empty": {"key": k}})),
         key().prop_map(|k| json!({"is_null": {"key": k}})),
         prop::collection::vec(0u64..4, 0..3).prop_map(|ids| json!({"has_id": ids})),

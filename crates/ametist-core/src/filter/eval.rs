@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 use super::path::visit;
-use super::{Condition, FieldCondition, Filter, Match, MatchList, MatchValue, RangeCondition};
+use super::{Condition, FieldCondition, Filter, GeoPoint, Match, MatchList, MatchValue, RangeCondition};
 use crate::ids::PointId;
 use crate::payload::Payload;
 
@@ -109,13 +109,22 @@ fn field(f: &FieldCondition, payload: &Payload) -> bool {
         });
         return ok || (!seen && vc.contains(0));
     }
+    if let Some(g) = &f.geo_bounding_box {
+        return any_value(payload, key, |v| GeoPoint::from_payload(v).is_some_and(|p| g.contains(&p)));
+    }
+    if let Some(g) = &f.geo_radius {
+        return any_value(payload, key, |v| GeoPoint::from_payload(v).is_some_and(|p| g.contains(&p)));
+    }
+    if let Some(g) = &f.geo_polygon {
+        return any_value(payload, key, |v| GeoPoint::from_payload(v).is_some_and(|p| g.contains(&p)));
+    }
     if let Some(want) = f.is_empty {
         return is_empty(payload, key) == want;
     }
     if let Some(want) = f.is_null {
         return is_null(payload, key) == want;
     }
-    // No (supported) condition: validation rejects this; it matches nothing.
+    // No condition: validation rejects this; it matches nothing.
     false
 }
 

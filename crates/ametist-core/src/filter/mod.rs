@@ -43,12 +43,15 @@
 //! * `nested {key, filter}`: some object element of the array at `key` (`key` or `key[]`)
 //!   satisfies the whole inner filter by itself; inner keys are relative to that element.
 //!   `has_id` is rejected inside a nested filter (Qdrant does not support it there either).
+//! * `geo_bounding_box`, `geo_radius`, `geo_polygon`: see [`GeoBoundingBox`], [`GeoRadius`],
+//!   [`GeoPolygon`] (Qdrant's rules: strict insides, haversine meters, closed rings).
 //! * A field condition must carry exactly one of `match`, `range`, `values_count`,
-//!   `is_empty`, `is_null` (Qdrant requires at least one and quietly ORs several; we reject
-//!   several as ambiguous). `geo_*` conditions are parsed but rejected as not supported yet.
+//!   `is_empty`, `is_null`, `geo_*` (Qdrant requires at least one and quietly ORs several;
+//!   we reject several as ambiguous).
 
 mod datetime;
 mod eval;
+mod geo;
 mod parse;
 pub(crate) mod path;
 
@@ -58,6 +61,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 pub use datetime::{DateTime, DateTimeParseError};
+pub use geo::{GeoBoundingBox, GeoLineString, GeoPoint, GeoPolygon, GeoRadius};
 
 use crate::ids::PointId;
 use crate::payload::Payload;
@@ -159,15 +163,12 @@ pub struct FieldCondition {
     /// `true`: the key is null (as `is_null`); `false`: it is not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub is_null: Option<bool>,
-    /// Parsed but not supported yet: [`Filter::validate`] rejects it.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub geo_bounding_box: Option<Value>,
-    /// Parsed but not supported yet: [`Filter::validate`] rejects it.
+    pub geo_bounding_box: Option<GeoBoundingBox>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub geo_radius: Option<Value>,
-    /// Parsed but not supported yet: [`Filter::validate`] rejects it.
+    pub geo_radius: Option<GeoRadius>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub geo_polygon: Option<Value>,
+    pub geo_polygon: Option<GeoPolygon>,
 }
 
 /// The `match` of a field condition.
@@ -277,7 +278,7 @@ pub enum FilterError {
     /// A field condition with only a key.
     #[error(
         "filter condition for key `{key}` has no condition (expected one of: match, range, \
-         values_count, is_empty, is_null)"
+         values_count, is_empty, is_null, geo_bounding_box, geo_radius, geo_polygon)"
     )]
     NoCondition { key: String },
     /// A field condition with several conditions at once.
@@ -286,9 +287,9 @@ pub enum FilterError {
          own condition object and combine them with must/should"
     )]
     SeveralConditions { key: String, conditions: String },
-    /// `geo_bounding_box`, `geo_radius` or `geo_polygon`.
-    #[error("geo filters are not supported yet (`{kind}` on key `{key}`)")]
-    GeoNotSupported { key: String, kind: String },
+    /// A geo condition with bad coordinates or an invalid polygon.
+    #[error("invalid {kind} for key `{key}`: {reason}")]
+    InvalidGeo { key: String, kind: String, reason: String },
     /// `min_should.min_count` of 0.
     #[error("min_should.min_count must be at least 1 (got {0})")]
     InvalidMinCount(usize),
@@ -464,13 +465,17 @@ impl FieldCondition {
     /// Checks the key and that exactly one supported condition is given.
     pub fn validate(&self) -> Result<(), FilterError> {
         path::check_key(&self.key).map_err(|reason| FilterError::InvalidKey { key: self.key.clone(), reason })?;
-        let geo = [
-            ("geo_bounding_box", self.geo_bounding_box.is_some()),
-            ("geo_radius", self.geo_radius.is_some()),
-            ("geo_polygon", self.geo_polygon.is_some()),
-        ];
-        if let Some((kind, _)) = geo.iter().find(|(_, set)| *set) {
-            return Err(FilterError::GeoNotSupported { key: self.key.clone(), kind: kind.to_string() });
+        let geo = |kind: &str, r: Result<(), String>| {
+            r.map_err(|reason| FilterError::InvalidGeo { key: self.key.clone(), kind: kind.to_string(), reason })
+        };
+        if let Some(g) = &self.geo_bounding_box {
+            geo("geo_bounding_box", g.validate())?;
+        }
+        if let Some(g) = &self.geo_radius {
+            geo("geo_radius", g.validate())?;
+        }
+        if let Some(g) = &self.geo_polygon {
+            geo("geo_polygon", g.validate())?;
         }
         let set: Vec<&str> = [
             ("match", self.r#match.is_some()),
@@ -478,6 +483,9 @@ impl FieldCondition {
             ("values_count", self.values_count.is_some()),
             ("is_empty", self.is_empty.is_some()),
             ("is_null", self.is_null.is_some()),
+            ("geo_bounding_box", self.geo_bounding_box.is_some()),
+            ("geo_radius", self.geo_radius.is_some()),
+            ("geo_polygon", self.geo_polygon.is_some()),
         ]
         .into_iter()
         .filter_map(|(name, on)| on.then_some(name))

@@ -154,15 +154,11 @@ pub(super) fn condition(v: Value, path: &str) -> Result<Condition> {
         return filter(Value::Object(m), path).map(Condition::Filter);
     }
     let unknown = m.keys().find(|k| !FILTER_FIELDS.contains(&k.as_str())).cloned().unwrap_or_default();
-    let geo_hint = if ["match", "range", "values_count", "geo_radius"].contains(&unknown.as_str()) {
-        " (a field condition needs `key`)"
-    } else {
-        ""
-    };
+    let hint = if FIELD_FIELDS[1..].contains(&unknown.as_str()) { " (a field condition needs `key`)" } else { "" };
     Err(malformed(
         path,
         format!(
-            "unknown condition field `{unknown}`{geo_hint}; a condition is one of: a field condition \
+            "unknown condition field `{unknown}`{hint}; a condition is one of: a field condition \
              {{\"key\", \"match\" | \"range\" | \"values_count\" | ...}}, {{\"is_empty\": {{\"key\"}}}}, \
              {{\"is_null\": {{\"key\"}}}}, {{\"has_id\": [...]}}, {{\"nested\": {{\"key\", \"filter\"}}}}, or a \
              filter {{\"must\" | \"should\" | \"must_not\" | \"min_should\"}}"
@@ -210,7 +206,7 @@ fn field_condition(mut m: Map<String, Value>, path: &str) -> Result<FieldConditi
             path,
             format!(
                 "unknown field `{k}` in the condition for key `{key}` (expected match, range, \
-                 values_count, is_empty, is_null)"
+                 values_count, is_empty, is_null, geo_bounding_box, geo_radius, geo_polygon)"
             ),
         ));
     }
@@ -236,10 +232,15 @@ fn field_condition(mut m: Map<String, Value>, path: &str) -> Result<FieldConditi
         values_count,
         is_empty,
         is_null,
-        geo_bounding_box: take(&mut m, "geo_bounding_box"),
-        geo_radius: take(&mut m, "geo_radius"),
-        geo_polygon: take(&mut m, "geo_polygon"),
+        geo_bounding_box: geo(take(&mut m, "geo_bounding_box"), path, "geo_bounding_box")?,
+        geo_radius: geo(take(&mut m, "geo_radius"), path, "geo_radius")?,
+        geo_polygon: geo(take(&mut m, "geo_polygon"), path, "geo_polygon")?,
     })
+}
+
+/// Geo shapes are plain structs; serde's own messages ("missing field `lat`") read well.
+fn geo<T: serde::de::DeserializeOwned>(v: Option<Value>, path: &str, name: &str) -> Result<Option<T>> {
+    v.map(|v| T::deserialize(v).map_err(|e| malformed(&join(path, name), format!("invalid {name}: {e}")))).transpose()
 }
 
 const MATCH_KINDS: &[&str] = &["value", "any", "except", "text", "text_any", "phrase", "prefix"];

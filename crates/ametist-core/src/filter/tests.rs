@@ -92,14 +92,18 @@ fn validate_names_the_problem_and_the_place() {
     let err = |v: Value| Filter::from_value(v).unwrap_err().to_string();
     assert_eq!(
         err(json!({"must": [{"key": "a", "match": {"value": 1}}, {"key": "price"}]})),
-        "must[1]: filter condition for key `price` has no condition (expected one of: match, range, values_count, is_empty, is_null)"
+        "must[1]: filter condition for key `price` has no condition (expected one of: match, range, values_count, is_empty, is_null, geo_bounding_box, geo_radius, geo_polygon)"
     );
     assert!(err(json!({"must": {"key": "", "match": {"value": 1}}})).contains("invalid key ``: the key is empty"));
     assert!(err(json!({"should": {"key": "a b", "match": {"value": 1}}})).contains("must be quoted"));
     assert_eq!(
-        err(json!({"must": {"key": "loc", "geo_radius": {"center": {"lat": 1, "lon": 2}, "radius": 5}}})),
-        "must[0]: geo filters are not supported yet (`geo_radius` on key `loc`)"
+        err(json!({"must": {"key": "loc", "geo_radius": {"center": {"lat": 91, "lon": 2}, "radius": 5}}})),
+        "must[0]: invalid geo_radius for key `loc`: center: latitude 91 is outside [-90, 90]"
     );
+    assert!(err(json!({"must": {"key": "loc", "geo_radius": {"center": {"lat": 1}, "radius": 5}}}))
+        .starts_with("must[0].geo_radius: invalid geo_radius: missing field `lon`"));
+    assert!(err(json!({"must": {"key": "loc", "geo_polygon": {"exterior": {"points": []}}}}))
+        .contains("invalid geo_polygon for key `loc`: exterior must have at least 4 points, got 0"));
     assert!(err(json!({"must": {"key": "a", "match": {"value": 1}, "range": {"gt": 1}}}))
         .contains("has several conditions (match, range)"));
     assert_eq!(
@@ -113,8 +117,14 @@ fn validate_names_the_problem_and_the_place() {
     // Filters built in code are checked the same way.
     let built = Filter { must: Some(vec![FieldCondition::new("x").into()]), ..Filter::default() };
     assert_eq!(built.validate().unwrap_err().innermost(), &FilterError::NoCondition { key: "x".into() });
-    let geo = FieldCondition { geo_polygon: Some(json!({})), ..FieldCondition::new("g") };
-    assert_eq!(geo.validate().unwrap_err().to_string(), "geo filters are not supported yet (`geo_polygon` on key `g`)");
+    let geo = FieldCondition {
+        geo_radius: Some(GeoRadius { center: GeoPoint { lon: 200.0, lat: 0.0 }, radius: 1.0 }),
+        ..FieldCondition::new("g")
+    };
+    assert_eq!(
+        geo.validate().unwrap_err().to_string(),
+        "invalid geo_radius for key `g`: center: longitude 200 is outside [-180, 180]"
+    );
 }
 
 #[test]
@@ -156,6 +166,10 @@ fn serialization_round_trips() {
             {"key": "t", "range": {"lt": "2023-02-08T11:49:00+01:00"}},
             {"key": "c", "values_count": {"gt": 2}},
             {"key": "c", "is_empty": false},
+            {"key": "g", "geo_bounding_box": {"top_left": {"lon": 1, "lat": 2}, "bottom_right": {"lon": 3, "lat": 0}}},
+            {"key": "g", "geo_radius": {"center": {"lon": 1, "lat": 2}, "radius": 1000}},
+            {"key": "g", "geo_polygon": {"exterior": {"points": [
+                {"lon": 0, "lat": 0}, {"lon": 1, "lat": 0}, {"lon": 1, "lat": 1}, {"lon": 0, "lat": 0}]}}},
             {"must_not": [{"is_empty": {"key": "q"}}]}
         ],
         "must_not": [{"key": "txt", "match": {"text": "Hello world"}}]
