@@ -138,3 +138,39 @@ pub(crate) fn parent_of(path: &Path) -> PathBuf {
         _ => PathBuf::from("."),
     }
 }
+
+/// Creates `dir` (and missing parents) durably: after `Ok`, every directory level created
+/// here is recorded in its fsynced parent. Returns the names already in `dir` (empty when it
+/// was created).
+pub(crate) fn list_or_create_dir(fs: &dyn Fs, dir: &Path) -> crate::Result<Vec<String>> {
+    use crate::StorageError;
+    match fs.list(dir) {
+        Ok(names) => return Ok(names),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(StorageError::io("list directory", dir, e)),
+    }
+    // The levels that do not exist yet, deepest first.
+    let mut missing = vec![dir.to_path_buf()];
+    let mut d = dir;
+    while let Some(parent) = d.parent() {
+        if parent.as_os_str().is_empty() {
+            break;
+        }
+        match fs.list(parent) {
+            Ok(_) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => missing.push(parent.to_path_buf()),
+            Err(e) => return Err(StorageError::io("list directory", parent, e)),
+        }
+        d = parent;
+    }
+    fs.create_dir_all(dir).map_err(|e| StorageError::io("create directory", dir, e))?;
+    // Shallowest first, so each new entry is durable before the one below it matters.
+    for level in missing.iter().rev() {
+        if level.parent().is_none() {
+            continue; // the root has no parent entry to make durable
+        }
+        let parent = parent_of(level);
+        fs.sync_dir(&parent).map_err(|e| StorageError::io("fsync directory", &parent, e))?;
+    }
+    Ok(Vec::new())
+}

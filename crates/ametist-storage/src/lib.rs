@@ -5,6 +5,35 @@
 //! `<partition>/wal/` and `<partition>/snapshots/`); records and snapshot contents are opaque
 //! bytes here. The byte formats and the recovery algorithm are in `docs/storage.md`.
 //!
+//! # Example: a partition's life
+//!
+//! ```
+//! use std::io::Write;
+//! use ametist_storage::{SnapshotStore, Wal, WalOptions};
+//! # let root = std::env::temp_dir().join(format!("ametist-storage-doc-{}", std::process::id()));
+//! let partition = root.join("p0");
+//!
+//! // Start-up: newest valid snapshot, then the WAL records after it.
+//! let snapshots = SnapshotStore::open(&partition.join("snapshots"))?;
+//! let load = snapshots.load_latest()?;
+//! let after = load.snapshot.as_ref().map_or(0, |s| s.info.lsn);
+//! let (mut wal, recovered) = Wal::open(&partition.join("wal"), after, WalOptions::default())?;
+//! for (_lsn, _record) in &recovered.records { /* apply to the in-memory state */ }
+//!
+//! // Group commit: append a batch, sync once, then acknowledge every write in it.
+//! let first = wal.append(b"upsert point 1")?;
+//! let second = wal.append(b"upsert point 2")?;
+//! wal.sync()?;
+//! assert_eq!((first, second), (1, 2));
+//!
+//! // Snapshot, and only once it is durable, drop the WAL it covers.
+//! let info = snapshots.write(wal.last_lsn(), 2, &mut |w: &mut dyn Write| w.write_all(b"state"))?;
+//! wal.truncate_through(info.lsn)?;
+//! # drop(wal);
+//! # std::fs::remove_dir_all(&root).ok();
+//! # Ok::<(), ametist_storage::StorageError>(())
+//! ```
+//!
 //! # Durability contract
 //!
 //! Each call either fails, or has done exactly what is listed here by the time it returns:

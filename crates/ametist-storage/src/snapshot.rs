@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use crate::error::{Result, StorageError};
 use crate::format::{encode_snap_trailer, verify_snapshot, SnapError, SNAP_VERSION};
-use crate::fs::{parent_of, Fs, FsFile, StdFs};
+use crate::fs::{Fs, FsFile, StdFs};
 use crate::Lsn;
 
 const PREFIX: &str = "snapshot-";
@@ -86,16 +86,7 @@ impl SnapshotStore {
     /// directory, so every snapshot it lists is durable. Only the owner of the directory may
     /// open it: this is what cleans up temp files.
     pub fn open_with(fs: Arc<dyn Fs>, dir: &Path) -> Result<Self> {
-        let names = match fs.list(dir) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                fs.create_dir_all(dir).map_err(|e| StorageError::io("create directory", dir, e))?;
-                let parent = parent_of(dir);
-                fs.sync_dir(&parent).map_err(|e| StorageError::io("fsync directory", &parent, e))?;
-                Vec::new()
-            }
-            Err(e) => return Err(StorageError::io("list directory", dir, e)),
-        };
+        let names = crate::fs::list_or_create_dir(fs.as_ref(), dir)?;
         for name in names.iter().filter(|n| n.ends_with(TMP_SUFFIX)) {
             let p = dir.join(name);
             fs.remove(&p).map_err(|e| StorageError::io("remove leftover temp file", &p, e))?;

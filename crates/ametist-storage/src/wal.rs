@@ -10,7 +10,7 @@ use crate::format::{
     decode_record, decode_wal_header, encode_record, encode_wal_header, encoded_len, HeaderError, MAX_RECORD_BYTES,
     WAL_HEADER_LEN, WAL_VERSION,
 };
-use crate::fs::{parent_of, Fs, FsFile, StdFs};
+use crate::fs::{Fs, FsFile, StdFs};
 use crate::Lsn;
 
 /// Tuning of a [`Wal`].
@@ -134,16 +134,7 @@ impl Wal {
     /// the last segment (the snapshot is ahead of the log), a new segment starting at it is
     /// created, so LSNs inside a segment are always consecutive.
     pub fn open_with(fs: Arc<dyn Fs>, dir: &Path, after_lsn: Lsn, opts: WalOptions) -> Result<(Wal, Recovered)> {
-        let names = match fs.list(dir) {
-            Ok(names) => names,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                fs.create_dir_all(dir).map_err(|e| StorageError::io("create directory", dir, e))?;
-                let parent = parent_of(dir);
-                fs.sync_dir(&parent).map_err(|e| StorageError::io("fsync directory", &parent, e))?;
-                Vec::new()
-            }
-            Err(e) => return Err(StorageError::io("list directory", dir, e)),
-        };
+        let names = crate::fs::list_or_create_dir(fs.as_ref(), dir)?;
         let mut found: Vec<(Lsn, PathBuf)> =
             names.iter().filter_map(|n| parse_segment_name(n).map(|lsn| (lsn, dir.join(n)))).collect();
         found.sort();
