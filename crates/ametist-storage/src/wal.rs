@@ -277,8 +277,10 @@ impl Wal {
     }
 
     /// Appends a record and returns its LSN. The record is buffered: it is **not durable**
-    /// until [`Wal::sync`] returns `Ok`. Either this fails and nothing was appended, or the
-    /// record is in the log's buffer and will be written by the next `sync`.
+    /// until [`Wal::sync`] returns `Ok`. On `Ok` the record is in the log's buffer and the next
+    /// `sync` writes it. On `RecordTooLarge` nothing changed. On any other error the log is
+    /// poisoned and the record counts as not written (like every unsynced record, it may or
+    /// may not be found by the next `open`).
     ///
     /// It may do I/O: when the write buffer is full (write, no fsync), and at segment rollover
     /// (the full segment is written and fsynced, the new one created with its header and
