@@ -158,11 +158,15 @@ fn in_list(list: &MatchList, v: &Value) -> Option<bool> {
 
 /// Words: maximal runs of letters and digits (Unicode), compared lowercase.
 fn words(s: &str) -> impl Iterator<Item = &str> {
-    s.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty())
+    let separator = |c: char| if c.is_ascii() { !c.is_ascii_alphanumeric() } else { !c.is_alphanumeric() };
+    s.split(separator).filter(|w| !w.is_empty())
 }
 
 fn same_word(a: &str, b: &str) -> bool {
-    a == b || a.chars().flat_map(char::to_lowercase).eq(b.chars().flat_map(char::to_lowercase))
+    if a.is_ascii() && b.is_ascii() {
+        return a.eq_ignore_ascii_case(b);
+    }
+    a.chars().flat_map(char::to_lowercase).eq(b.chars().flat_map(char::to_lowercase))
 }
 
 fn has_word(doc: &str, word: &str) -> bool {
@@ -170,10 +174,11 @@ fn has_word(doc: &str, word: &str) -> bool {
 }
 
 fn text_all(query: &str, doc: &str) -> bool {
+    let doc_words: Vec<&str> = words(doc).collect();
     let mut any = false;
     for q in words(query) {
         any = true;
-        if !has_word(doc, q) {
+        if !doc_words.iter().any(|w| same_word(w, q)) {
             return false;
         }
     }

@@ -93,6 +93,9 @@ pub struct MinShould {
 /// One condition of a filter clause.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
+// Conditions are built once per request and read many times; boxing the field condition
+// would only add an indirection to every evaluation.
+#[allow(clippy::large_enum_variant)]
 pub enum Condition {
     /// `{"key": ..., "match" | "range" | "values_count" | ...}`
     Field(FieldCondition),
