@@ -13,10 +13,11 @@
 //!   holds, and an empty `should` list is no constraint (as Qdrant's server does today);
 //!   `min_should {conditions, min_count}`: at least `min_count` hold (`min_count` ≥ 1).
 //!   An empty filter `{}` matches every point. Each clause accepts one condition or a list.
-//! * Keys are paths (see [`path`](self) syntax: `a.b`, `a[].b`, `a[0]`, `a."odd key"`); a
-//!   condition looks at every value the path reaches and matches if ANY of them matches;
-//!   a reached array is looked into one level (its elements are the values).
-//!   Deviation: `a.b` over an array of objects behaves like `a[].b`.
+//! * Keys are paths in Qdrant's syntax: `a.b`, `a[].b`, `a[0]`, `a."odd key"` (unquoted
+//!   keys are letters, digits, `_` and `-`). A condition looks at every value the path
+//!   reaches and matches if ANY of them matches; a reached array is looked into one level
+//!   (its elements are the values). Deviation: `a.b` over an array of objects behaves like
+//!   `a[].b` (Qdrant reaches nothing there).
 //! * `match.value`: a string equals a string, an integer equals an integer number
 //!   (`3` matches `3` but not `3.0`: Qdrant keeps integers and floats apart), a bool
 //!   equals a bool. Types never cross.
@@ -47,7 +48,11 @@
 //!   [`GeoPolygon`] (Qdrant's rules: strict insides, haversine meters, closed rings).
 //! * A field condition must carry exactly one of `match`, `range`, `values_count`,
 //!   `is_empty`, `is_null`, `geo_*` (Qdrant requires at least one and quietly ORs several;
-//!   we reject several as ambiguous).
+//!   we reject several as ambiguous). `has_vector` conditions are rejected as not supported
+//!   yet (they need the point's vectors, which a payload filter does not see).
+//!
+//! Filters built in code rather than parsed should go through [`Filter::validate`] before
+//! use; an invalid condition evaluates to false.
 
 mod datetime;
 mod eval;
