@@ -204,3 +204,21 @@ fn evaluation_basics() {
     assert!(!f(json!({"must": {"has_id": [7]}})).matches_payload(&p));
     assert!(f(json!({"must": {"is_empty": {"key": "color"}}})).matches(&id, None));
 }
+
+#[test]
+fn parts_deserialize_on_their_own() {
+    let c: Condition = serde_json::from_value(json!({"key": "a", "match": {"value": 1}})).unwrap();
+    assert!(matches!(c, Condition::Field(_)));
+    let e = serde_json::from_value::<Condition>(json!({"nested": {"key": "n", "filter": {"must": {"has_id": [1]}}}}))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("has_id is not supported inside a nested filter"), "{e}");
+    let e = serde_json::from_value::<FieldCondition>(json!({"match": {"value": 1}})).unwrap_err().to_string();
+    assert_eq!(e, "a field condition needs `key`");
+    let m: Match = serde_json::from_value(json!({"except": [1, 2]})).unwrap();
+    assert_eq!(m, Match::Except { except: MatchList::Integers(vec![1, 2]) });
+    let r: RangeCondition = serde_json::from_value(json!({"lt": 5})).unwrap();
+    assert_eq!(r, RangeCondition::Number(Range { lt: Some(5.0), ..Range::default() }));
+    let v: ValuesCount = serde_json::from_value(json!({"gte": 2})).unwrap();
+    assert!(v.contains(2) && !v.contains(1));
+}
