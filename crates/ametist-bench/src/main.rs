@@ -1,1 +1,247 @@
-fn main() {}
+//! Ametist's HNSW on a TEXMEX-format data set (base.fvecs, query.fvecs, gt.ivecs as written by the data preparation script), for side-by-side runs with
+//! hnswlib (see `bench/run.sh`).
+//!
+//! ```text
+//! ametist-bench DATA_DIR [--metric euclid|cosine|dot] [--gt gt] [--m 16] [--ef-construction 200]
+//!               [--threads 2] [--ef 10,20,40,50,80,100,150,200,300] [--k 10] [--queries N] [--json]
+//! ```
+//!
+//! Prints build time, resident memory per vector (VmRSS before and after the build), and for
+//! every ef: recall@10 (plain id overlap and the ann-benchmarks rule, where a hit is any
+//! returned point within the 10th true distance + 1e-3), queries per second with one and
+//! with two search threads, and p50/p99 single-thread latency.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use ametist_core::hnsw::{Hnsw, HnswParams};
+use ametist_core::Metric;
+use anyhow::{bail, Context, Result};
+
+fn read_vecs(path: &Path) -> Result<(usize, Vec<u32>)> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    if bytes.len() < 4 {
+        bail!("{}: empty", path.display());
+    }
+    let dim = u32::from_le_bytes(bytes[..4].try_into()?) as usize;
+    let row = 4 * (dim + 1);
+    if dim == 0 || bytes.len() % row != 0 {
+        bail!("{}: not a .fvecs/.ivecs file", path.display());
+    }
+    let mut out = Vec::with_capacity(bytes.len() / row * dim);
+    for r in bytes.chunks_exact(row) {
+        if u32::from_le_bytes(r[..4].try_into()?) as usize != dim {
+            bail!("{}: rows of different dimensions", path.display());
+        }
+        out.extend(r[4..].chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])));
+    }
+    Ok((dim, out))
+}
+
+fn fvecs(path: &Path) -> Result<(usize, Vec<f32>)> {
+    let (d, w) = read_vecs(path)?;
+    Ok((d, w.into_iter().map(f32::from_bits).collect()))
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+struct Args {
+    dir: PathBuf,
+    metric: Metric,
+    gt: String,
+    m: usize,
+    ef_construction: usize,
+    threads: usize,
+    efs: Vec<usize>,
+    k: usize,
+    queries: Option<usize>,
+    json: bool,
+    repeat: usize,
+}
+
+fn parse() -> Result<Args> {
+    let mut it = std::env::args().skip(1);
+    let mut a = Args {
+        dir: PathBuf::new(),
+        metric: Metric::Euclid,
+        gt: "gt".into(),
+        m: 16,
+        ef_construction: 200,
+        threads: 2,
+        efs: vec![10, 20, 40, 50, 80, 100, 150, 200, 300],
+        k: 10,
+        queries: None,
+        json: false,
+        repeat: 1,
+    };
+    let mut dir = None;
+    while let Some(arg) = it.next() {
+        let mut val = || it.next().with_context(|| format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--metric" => {
+                a.metric = match val()?.as_str() {
+                    "euclid" | "l2" => Metric::Euclid,
+                    "cosine" | "angular" => Metric::Cosine,
+                    "dot" | "ip" => Metric::Dot,
+                    m => bail!("unknown metric {m}"),
+                }
+            }
+            "--gt" => a.gt = val()?,
+            "--m" => a.m = val()?.parse()?,
+            "--ef-construction" => a.ef_construction = val()?.parse()?,
+            "--threads" => a.threads = val()?.parse()?,
+            "--ef" => a.efs = val()?.split(',').map(|s| s.trim().parse()).collect::<Result<_, _>>()?,
+            "--k" => a.k = val()?.parse()?,
+            "--queries" => a.queries = Some(val()?.parse()?),
+            "--repeat" => a.repeat = val()?.parse()?,
+            "--json" => a.json = true,
+            "-h" | "--help" => {
+                println!("usage: ametist-bench DATA_DIR [--metric euclid|cosine|dot] [--gt gt] [--m 16] [--ef-construction 200] [--threads 2] [--ef 10,20,..] [--k 10] [--queries N] [--repeat 1] [--json]");
+                std::process::exit(0);
+            }
+            _ if dir.is_none() && !arg.starts_with("--") => dir = Some(PathBuf::from(arg)),
+            _ => bail!("unknown argument {arg}"),
+        }
+    }
+    a.dir = dir.context("usage: ametist-bench DATA_DIR [options] (--help)")?;
+    Ok(a)
+}
+
+fn normalise(v: &mut [f32]) {
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if n > 0.0 {
+        v.iter_mut().for_each(|x| *x /= n);
+    }
+}
+
+/// Distance as ann-benchmarks compares it, in f64: euclid distance, or minus the similarity.
+fn exact_distance(metric: Metric, a: &[f32], b: &[f32]) -> f64 {
+    match metric {
+        Metric::Euclid => a.iter().zip(b).map(|(x, y)| (*x as f64 - *y as f64).powi(2)).sum::<f64>().sqrt(),
+        _ => -a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum::<f64>(),
+    }
+}
+
+fn main() -> Result<()> {
+    let a = parse()?;
+    let (dim, mut base) = fvecs(&a.dir.join("base.fvecs"))?;
+    let (qdim, mut queries) = fvecs(&a.dir.join("query.fvecs"))?;
+    let (gk, gt) = read_vecs(&a.dir.join(format!("{}.ivecs", a.gt)))?;
+    if qdim != dim || gk < a.k {
+        bail!("dimensions do not match (base {dim}, queries {qdim}, ground truth k {gk})");
+    }
+    if a.metric.normalises() {
+        base.chunks_exact_mut(dim).for_each(normalise);
+        queries.chunks_exact_mut(dim).for_each(normalise);
+    }
+    let n = base.len() / dim;
+    let nq = a.queries.unwrap_or(usize::MAX).min(queries.len() / dim);
+    let params = HnswParams { m: a.m, ef_construction: a.ef_construction, ef_search: 50 };
+
+    let rss0 = rss_kib();
+    let t = Instant::now();
+    let mut index = Hnsw::new(a.metric, dim, params);
+    let refs: Vec<&[f32]> = base.chunks_exact(dim).collect();
+    index.insert_batch(&refs, a.threads);
+    let build_s = t.elapsed().as_secs_f64();
+    drop(refs);
+    let rss1 = rss_kib();
+    let mem_per_vector = (rss1.saturating_sub(rss0) * 1024) as f64 / n as f64;
+    let stats = index.stats();
+    if !a.json {
+        println!(
+            "ametist: {} n={n} dim={dim} metric={:?} M={} ef_construction={} threads={}",
+            a.dir.display(),
+            a.metric,
+            a.m,
+            a.ef_construction,
+            a.threads
+        );
+        println!(
+            "build {build_s:.2} s, RSS +{:.1} MiB = {mem_per_vector:.0} B/vector (index says {:.0} B/vector, {} levels)",
+            (rss1 - rss0) as f64 / 1024.0,
+            stats.bytes as f64 / n as f64,
+            stats.levels
+        );
+        println!(
+            "{:>5} {:>8} {:>9} {:>10} {:>10} {:>9} {:>9}",
+            "ef", "recall", "recall_ab", "qps_1t", "qps_2t", "p50_us", "p99_us"
+        );
+    }
+    let qs: Vec<&[f32]> = queries.chunks_exact(dim).take(nq).collect();
+    let mut rows = Vec::new();
+    for &ef in &a.efs {
+        let mut best_1t = 0f64;
+        let mut best_2t = 0f64;
+        let mut lat = Vec::new();
+        let mut results = Vec::new();
+        for _ in 0..a.repeat.max(1) {
+            // One search thread, one query per call.
+            let mut l = Vec::with_capacity(nq);
+            let mut res = Vec::with_capacity(nq);
+            let t = Instant::now();
+            for q in &qs {
+                let t1 = Instant::now();
+                let r = index.search(q, a.k, ef, None);
+                l.push(t1.elapsed().as_nanos() as u64);
+                res.push(r);
+            }
+            let qps = nq as f64 / t.elapsed().as_secs_f64();
+            if qps > best_1t {
+                best_1t = qps;
+                lat = l;
+            }
+            results = res;
+            // Two search threads, each taking half the queries.
+            let t = Instant::now();
+            std::thread::scope(|s| {
+                for part in qs.chunks(nq.div_ceil(2)) {
+                    let index = &index;
+                    s.spawn(move || {
+                        for q in part {
+                            std::hint::black_box(index.search(q, a.k, ef, None));
+                        }
+                    });
+                }
+            });
+            best_2t = best_2t.max(nq as f64 / t.elapsed().as_secs_f64());
+        }
+        lat.sort_unstable();
+        let p50 = lat[lat.len() / 2] as f64 / 1000.0;
+        let p99 = lat[(lat.len() * 99 / 100).min(lat.len() - 1)] as f64 / 1000.0;
+        let (mut hits, mut hits_ab) = (0usize, 0usize);
+        for (i, r) in results.iter().enumerate() {
+            let truth = &gt[i * gk..i * gk + a.k];
+            // ann-benchmarks' rule, on distances recomputed in f64 on both sides (the stored
+            // ground-truth distances carry ~1e-3 of float32 rounding).
+            let q = qs[i];
+            let exact = |slot: u32| exact_distance(a.metric, q, &base[slot as usize * dim..(slot as usize + 1) * dim]);
+            let kth = truth.iter().map(|&t| exact(t)).fold(f64::MIN, f64::max);
+            hits += r.iter().filter(|c| truth.contains(&c.slot)).count();
+            hits_ab += r.iter().filter(|c| exact(c.slot) <= kth + 1e-3).count();
+        }
+        let recall = hits as f64 / (nq * a.k) as f64;
+        let recall_ab = hits_ab as f64 / (nq * a.k) as f64;
+        if !a.json {
+            println!("{ef:>5} {recall:>8.4} {recall_ab:>9.4} {best_1t:>10.0} {best_2t:>10.0} {p50:>9.1} {p99:>9.1}");
+        }
+        rows.push(format!(
+            "{{\"ef\":{ef},\"recall\":{recall:.5},\"recall_ab\":{recall_ab:.5},\"qps_1t\":{best_1t:.1},\"qps_2t\":{best_2t:.1},\"p50_us\":{p50:.2},\"p99_us\":{p99:.2}}}"
+        ));
+    }
+    if a.json {
+        println!(
+            "{{\"name\":\"ametist\",\"n\":{n},\"dim\":{dim},\"build_s\":{build_s:.3},\"mem_per_vector\":{mem_per_vector:.1},\"index_bytes_per_vector\":{:.1},\"rows\":[{}]}}",
+            stats.bytes as f64 / n as f64,
+            rows.join(",")
+        );
+    }
+    Ok(())
+}

@@ -1,1 +1,0 @@
-//! Payload filters (being written; see issue 5).

@@ -1,1 +1,0 @@
-//! HNSW index (being written; see issue 3).

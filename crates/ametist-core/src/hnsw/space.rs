@@ -1,0 +1,107 @@
+//! Distance "spaces": the metric's kernel as a zero-sized type, so the graph walk is
+//! compiled once per kernel with the kernel inlined into it.
+
+use crate::distance::{scalar, Metric};
+
+/// Internal distance between two vectors of `n` floats (lower is closer).
+pub(crate) trait Space: Copy + Send + Sync {
+    /// # Safety
+    /// `a` and `b` must be valid for `n` reads, and the CPU must have the space's features.
+    unsafe fn dist(self, a: *const f32, b: *const f32, n: usize) -> f32;
+}
+
+macro_rules! scalar_space {
+    ($name:ident, |$a:ident, $b:ident| $body:expr) => {
+        #[derive(Clone, Copy)]
+        pub(crate) struct $name;
+        impl Space for $name {
+            #[inline(always)]
+            unsafe fn dist(self, a: *const f32, b: *const f32, n: usize) -> f32 {
+                // SAFETY: the caller guarantees both pointers are valid for `n` reads.
+                let ($a, $b) = unsafe { (std::slice::from_raw_parts(a, n), std::slice::from_raw_parts(b, n)) };
+                $body
+            }
+        }
+    };
+}
+
+scalar_space!(ScalarL2, |a, b| scalar::l2_squared(a, b));
+scalar_space!(ScalarDot, |a, b| -scalar::dot(a, b));
+scalar_space!(ScalarL1, |a, b| scalar::l1(a, b));
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::Space;
+    use crate::distance::avx2;
+
+    macro_rules! avx_space {
+        ($name:ident, |$a:ident, $b:ident, $n:ident| $body:expr) => {
+            /// Only constructed after `has_avx2_fma()` said yes.
+            #[derive(Clone, Copy)]
+            pub(crate) struct $name;
+            impl Space for $name {
+                #[inline(always)]
+                unsafe fn dist(self, $a: *const f32, $b: *const f32, $n: usize) -> f32 {
+                    // SAFETY: pointers valid per the caller; this type is only used once the
+                    // CPU was found to support AVX2 and FMA.
+                    unsafe { $body }
+                }
+            }
+        };
+    }
+    avx_space!(AvxL2, |a, b, n| avx2::l2_squared_ptr(a, b, n));
+    avx_space!(AvxDot, |a, b, n| -avx2::dot_ptr(a, b, n));
+    avx_space!(AvxL1, |a, b, n| avx2::l1_ptr(a, b, n));
+}
+#[cfg(target_arch = "x86_64")]
+pub(crate) use x86::*;
+
+/// Which kernel family to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Isa {
+    Scalar,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+}
+
+pub(crate) fn isa() -> Isa {
+    #[cfg(target_arch = "x86_64")]
+    if crate::distance::has_avx2_fma() {
+        return Isa::Avx2;
+    }
+    Isa::Scalar
+}
+
+/// An operation that needs a distance kernel; `run` is compiled once per space. Its
+/// implementations mark `run` `#[inline(always)]`, so that under [`dispatch`] the whole
+/// operation is compiled with the CPU's features and the kernel is inlined into its loops.
+pub(crate) trait Op {
+    type Out;
+    fn run<S: Space>(self, s: S) -> Self::Out;
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn run_avx<O: Op, S: Space>(op: O, s: S) -> O::Out {
+    op.run(s)
+}
+
+/// Runs `op` with the kernel for `metric` on this CPU.
+pub(crate) fn dispatch<O: Op>(metric: Metric, op: O) -> O::Out {
+    match isa() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `isa()` reported AVX2 and FMA.
+        Isa::Avx2 => unsafe {
+            match metric {
+                Metric::Euclid => run_avx(op, AvxL2),
+                Metric::Cosine | Metric::Dot => run_avx(op, AvxDot),
+                Metric::Manhattan => run_avx(op, AvxL1),
+            }
+        },
+        Isa::Scalar => match metric {
+            Metric::Euclid => op.run(ScalarL2),
+            Metric::Cosine | Metric::Dot => op.run(ScalarDot),
+            Metric::Manhattan => op.run(ScalarL1),
+        },
+    }
+}

@@ -1,0 +1,332 @@
+use super::*;
+use crate::flat;
+
+/// SplitMix64 with a printed seed, replayable through `AMETIST_TEST_SEED`.
+struct Rng(u64);
+impl Rng {
+    fn seeded(test: &str) -> Self {
+        let seed = std::env::var("AMETIST_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1)
+        });
+        eprintln!("{test}: seed {seed} (replay with AMETIST_TEST_SEED={seed})");
+        Rng(seed)
+    }
+    fn u64(&mut self) -> u64 {
+        splitmix(&mut self.0)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.u64() % n as u64) as usize
+    }
+    fn f32(&mut self) -> f32 {
+        (self.u64() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+    }
+    fn vector(&mut self, dim: usize) -> Vec<f32> {
+        (0..dim).map(|_| self.f32()).collect()
+    }
+}
+
+/// Clustered data: `clusters` centres in [-1, 1]^dim, `n` points and `nq` queries
+/// scattered around them.
+fn clustered2(rng: &mut Rng, n: usize, nq: usize, dim: usize, clusters: usize) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
+    let centres: Vec<Vec<f32>> = (0..clusters).map(|_| rng.vector(dim)).collect();
+    let mut point = |rng: &mut Rng| -> Vec<f32> {
+        let c = &centres[rng.below(clusters)];
+        c.iter().map(|x| x + 0.15 * rng.f32()).collect()
+    };
+    let data = (0..n).map(|_| point(rng)).collect();
+    let queries = (0..nq).map(|_| point(rng)).collect();
+    (data, queries)
+}
+
+fn clustered(rng: &mut Rng, n: usize, dim: usize, clusters: usize) -> Vec<Vec<f32>> {
+    clustered2(rng, n, 0, dim, clusters).0
+}
+
+fn normalise(mut v: Vec<f32>) -> Vec<f32> {
+    let n = crate::distance::dot(&v, &v).sqrt();
+    v.iter_mut().for_each(|x| *x /= n);
+    v
+}
+
+fn build(metric: Metric, data: &[Vec<f32>], params: HnswParams, threads: usize) -> Hnsw {
+    let mut h = Hnsw::new(metric, data[0].len(), params);
+    let refs: Vec<&[f32]> = data.iter().map(|v| v.as_slice()).collect();
+    let slots = h.insert_batch(&refs, threads);
+    assert_eq!(slots, (0..data.len() as u32).collect::<Vec<_>>());
+    h
+}
+
+fn recall(h: &Hnsw, data: &[Vec<f32>], queries: &[Vec<f32>], k: usize, ef: usize) -> f64 {
+    let flat_data: Vec<f32> = data.iter().flatten().copied().collect();
+    let mut hits = 0;
+    for q in queries {
+        let truth = flat::search(h.metric(), h.dim(), &flat_data, q, k, |_| true);
+        let got = h.search(q, k, ef, None);
+        assert_eq!(got.len(), k);
+        assert!(got.windows(2).all(|w| w[0].distance <= w[1].distance), "results not sorted");
+        hits += got.iter().filter(|c| truth.iter().any(|t| t.slot == c.slot)).count();
+    }
+    hits as f64 / (queries.len() * k) as f64
+}
+
+#[test]
+fn is_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Hnsw>();
+}
+
+#[test]
+fn empty_and_tiny() {
+    let mut h = Hnsw::new(Metric::Euclid, 3, HnswParams::default());
+    assert!(h.search(&[0.0; 3], 5, 10, None).is_empty());
+    let a = h.insert(&[1.0, 0.0, 0.0]);
+    assert_eq!(h.search(&[0.0; 3], 5, 10, None), vec![Candidate { slot: a, distance: 1.0 }]);
+    let b = h.insert(&[0.0, 0.5, 0.0]);
+    let got: Vec<u32> = h.search(&[0.0; 3], 5, 10, None).iter().map(|c| c.slot).collect();
+    assert_eq!(got, vec![b, a]);
+    h.delete(b);
+    assert_eq!(h.len(), 1);
+    assert_eq!(h.search(&[0.0; 3], 5, 10, None).len(), 1);
+    h.delete(a);
+    assert!(h.search(&[0.0; 3], 5, 10, None).is_empty());
+    h.repair();
+    h.check(true).unwrap();
+    assert_eq!(h.stats().deleted, 2);
+    let c = h.insert(&[0.0, 0.0, 2.0]);
+    assert!(c < 2, "freed slot reused");
+    assert_eq!(h.search(&[0.0; 3], 5, 10, None)[0].slot, c);
+    h.check(true).unwrap();
+}
+
+#[test]
+fn recall_on_clustered_data() {
+    let mut rng = Rng::seeded("recall_on_clustered_data");
+    let (data, queries) = clustered2(&mut rng, 20_000, 200, 32, 50);
+    let h = build(Metric::Euclid, &data, HnswParams::default(), 2);
+    h.check(true).unwrap();
+    let r = recall(&h, &data, &queries, 10, 50);
+    eprintln!("recall@10 euclid ef=50: {r:.4}");
+    assert!(r >= 0.95, "recall {r}");
+    // Exact search agrees with the flat scan.
+    let flat_data: Vec<f32> = data.iter().flatten().copied().collect();
+    for q in queries.iter().take(20) {
+        let a = h.search_exact(q, 10, None);
+        let b = flat::search(Metric::Euclid, 32, &flat_data, q, 10, |_| true);
+        assert_eq!(a.iter().map(|c| c.slot).collect::<Vec<_>>(), b.iter().map(|c| c.slot).collect::<Vec<_>>());
+    }
+    let stats = h.stats();
+    assert_eq!(stats.points, 20_000);
+    assert!(stats.levels >= 2);
+}
+
+#[test]
+fn recall_cosine_single_thread() {
+    let mut rng = Rng::seeded("recall_cosine_single_thread");
+    let (data, queries) = clustered2(&mut rng, 5_000, 100, 24, 20);
+    let data: Vec<Vec<f32>> = data.into_iter().map(normalise).collect();
+    let queries: Vec<Vec<f32>> = queries.into_iter().map(normalise).collect();
+    let h = build(Metric::Cosine, &data, HnswParams { m: 8, ef_construction: 100, ef_search: 50 }, 1);
+    h.check(true).unwrap();
+    let r = recall(&h, &data, &queries, 10, 64);
+    eprintln!("recall@10 cosine: {r:.4}");
+    assert!(r >= 0.95, "recall {r}");
+}
+
+#[test]
+fn degree_limits_and_filters() {
+    let mut rng = Rng::seeded("degree_limits_and_filters");
+    let data = clustered(&mut rng, 3_000, 8, 10);
+    let h = build(Metric::Manhattan, &data, HnswParams { m: 6, ef_construction: 64, ef_search: 32 }, 2);
+    h.check(true).unwrap();
+    let even = |s: u32| s % 2 == 0;
+    for _ in 0..50 {
+        let q = rng.vector(8);
+        let got = h.search(&q, 10, 64, Some(&even));
+        assert_eq!(got.len(), 10);
+        assert!(got.iter().all(|c| c.slot % 2 == 0));
+        let exact = h.search_exact(&q, 10, Some(&even));
+        assert!(exact.iter().all(|c| c.slot % 2 == 0));
+        assert!(got[0].distance >= exact[0].distance);
+    }
+    // A filter that accepts nothing returns nothing (and terminates).
+    assert!(h.search(&rng.vector(8), 10, 64, Some(&|_| false)).is_empty());
+}
+
+#[test]
+fn deletes_and_repair_keep_the_graph_sound() {
+    let mut rng = Rng::seeded("deletes_and_repair_keep_the_graph_sound");
+    let (data, queries) = clustered2(&mut rng, 4_000, 100, 16, 20);
+    let mut h = build(Metric::Euclid, &data, HnswParams { m: 8, ef_construction: 100, ef_search: 50 }, 2);
+    let mut deleted = std::collections::HashSet::new();
+    while deleted.len() < 1_500 {
+        let s = rng.below(4_000) as u32;
+        h.delete(s);
+        deleted.insert(s);
+    }
+    assert_eq!(h.len(), 2_500);
+    h.check(false).unwrap();
+    for _ in 0..50 {
+        let got = h.search(&rng.vector(16), 10, 50, None);
+        assert!(got.iter().all(|c| !deleted.contains(&c.slot)));
+    }
+    h.repair();
+    h.check(true).unwrap();
+    assert_eq!(h.stats().deleted, 1_500);
+    // Recall on the remaining points is still good.
+    let live: Vec<u32> = (0..4_000).filter(|s| !deleted.contains(s)).collect();
+    let mut hits = 0;
+    for q in &queries {
+        let truth = h.search_exact(q, 10, None);
+        let got = h.search(q, 10, 64, None);
+        assert!(got.iter().all(|c| live.binary_search(&c.slot).is_ok()));
+        hits += got.iter().filter(|c| truth.iter().any(|t| t.slot == c.slot)).count();
+    }
+    let r = hits as f64 / 1000.0;
+    eprintln!("recall after deleting 37%: {r:.4}");
+    assert!(r >= 0.9, "recall after repair {r}");
+    // Freed slots are reused.
+    let s = h.insert(&data[0]);
+    assert!(deleted.contains(&s));
+    h.check(true).unwrap();
+}
+
+#[test]
+fn random_operations() {
+    let mut rng = Rng::seeded("random_operations");
+    let dim = 8;
+    let mut h = Hnsw::new(Metric::Euclid, dim, HnswParams { m: 6, ef_construction: 48, ef_search: 32 });
+    let mut model: std::collections::HashMap<u32, Vec<f32>> = Default::default();
+    for step in 0..3_000 {
+        match rng.below(10) {
+            0..=4 => {
+                let v = rng.vector(dim);
+                let s = h.insert(&v);
+                assert!(model.insert(s, v).is_none(), "step {step}: slot {s} handed out twice");
+            }
+            5 | 6 if !model.is_empty() => {
+                let s = *model.keys().nth(rng.below(model.len())).unwrap();
+                let v = rng.vector(dim);
+                h.update(s, &v);
+                model.insert(s, v.clone());
+                let got = h.search(&v, 1, 64, None);
+                assert_eq!(got[0].distance, 0.0, "step {step}: updated vector of slot {s} not found");
+            }
+            7..=9 if !model.is_empty() => {
+                let s = *model.keys().nth(rng.below(model.len())).unwrap();
+                h.delete(s);
+                model.remove(&s);
+                assert!(!h.is_live(s));
+            }
+            _ => {}
+        }
+        if step % 97 == 0 {
+            let q = rng.vector(dim);
+            for c in h.search(&q, 10, 32, None) {
+                assert!(model.contains_key(&c.slot), "step {step}: deleted slot {} returned", c.slot);
+                assert_eq!(h.vector(c.slot), model[&c.slot].as_slice());
+            }
+            h.check(false).unwrap();
+        }
+        assert_eq!(h.len(), model.len());
+    }
+    h.repair();
+    h.check(true).unwrap();
+    for (s, v) in &model {
+        assert!(h.is_live(*s));
+        assert_eq!(h.vector(*s), v.as_slice());
+    }
+}
+
+#[test]
+fn churn_keeps_memory_flat() {
+    let mut rng = Rng::seeded("churn_keeps_memory_flat");
+    let dim = 16;
+    let mut h = Hnsw::new(Metric::Dot, dim, HnswParams { m: 8, ef_construction: 64, ef_search: 32 });
+    let mut live: Vec<u32> = (0..2_000).map(|_| h.insert(&rng.vector(dim))).collect();
+    let mut peak_bytes = 0;
+    let mut peak_slots = 0;
+    for round in 0..40 {
+        // Upsert: delete 100 random points and add 100 new ones.
+        for _ in 0..100 {
+            let i = rng.below(live.len());
+            h.delete(live.swap_remove(i));
+        }
+        let vs: Vec<Vec<f32>> = (0..100).map(|_| rng.vector(dim)).collect();
+        let refs: Vec<&[f32]> = vs.iter().map(|v| v.as_slice()).collect();
+        live.extend(h.insert_batch(&refs, 2));
+        assert_eq!(h.len(), 2_000);
+        if round == 10 {
+            peak_bytes = h.stats().bytes;
+            peak_slots = h.slots();
+        }
+        if round > 10 {
+            assert!(h.slots() <= peak_slots + 300, "round {round}: slots grew to {}", h.slots());
+            assert!(h.stats().bytes <= peak_bytes + peak_bytes / 5, "round {round}: bytes grew");
+        }
+    }
+    h.check(false).unwrap();
+}
+
+#[test]
+fn rebuild_keeps_slots() {
+    let mut rng = Rng::seeded("rebuild_keeps_slots");
+    let data = clustered(&mut rng, 3_000, 16, 10);
+    let mut h = build(Metric::Euclid, &data, HnswParams { m: 8, ef_construction: 64, ef_search: 32 }, 2);
+    for s in (0..3_000).step_by(3) {
+        h.delete(s);
+    }
+    h.delete(2_999);
+    h.rebuild(2);
+    h.check(true).unwrap();
+    assert_eq!(h.len(), 1_999);
+    assert_eq!(h.slots(), 2_999);
+    let (mut probes, mut found) = (0, 0);
+    for (s, v) in data.iter().enumerate().take(2_999) {
+        let s = s as u32;
+        assert_eq!(h.is_live(s), s % 3 != 0);
+        if s % 3 != 0 {
+            assert_eq!(h.vector(s), v.as_slice());
+            if s % 10 == 1 {
+                probes += 1;
+                found += (h.search(v, 1, 64, None)[0].distance == 0.0) as usize;
+            }
+        }
+    }
+    // An approximate index may miss the odd point; nearly all must be found.
+    assert!(found * 100 >= probes * 98, "found {found} of {probes} points after rebuild");
+}
+
+#[test]
+fn snapshot_round_trip_and_corruption() {
+    let mut rng = Rng::seeded("snapshot_round_trip_and_corruption");
+    let data = clustered(&mut rng, 2_000, 12, 10);
+    let mut h = build(Metric::Cosine, &data.into_iter().map(normalise).collect::<Vec<_>>(), HnswParams::default(), 2);
+    for s in 0..100 {
+        h.delete(s * 7);
+    }
+    let mut bytes = Vec::new();
+    h.write_to(&mut bytes).unwrap();
+    let back = Hnsw::read_from(&mut bytes.as_slice()).unwrap();
+    assert_eq!((back.len(), back.dim(), back.metric(), back.params()), (h.len(), h.dim(), h.metric(), h.params()));
+    for _ in 0..50 {
+        let q = normalise(rng.vector(12));
+        assert_eq!(back.search(&q, 10, 40, None), h.search(&q, 10, 40, None));
+    }
+    let mut again = Vec::new();
+    back.write_to(&mut again).unwrap();
+    assert_eq!(again, bytes);
+    // Truncation anywhere, and flipped bytes anywhere, give errors (never panics).
+    for cut in [0, 5, 8, 40, bytes.len() / 2, bytes.len() - 1] {
+        assert!(Hnsw::read_from(&mut &bytes[..cut]).is_err(), "cut at {cut}");
+    }
+    for _ in 0..200 {
+        let mut bad = bytes.clone();
+        let i = rng.below(bad.len());
+        bad[i] ^= 1 << rng.below(8);
+        assert!(Hnsw::read_from(&mut bad.as_slice()).is_err(), "flip at {i}");
+    }
+    // A header claiming a huge size does not allocate it.
+    let mut huge = bytes[..64].to_vec();
+    huge[32..40].copy_from_slice(&(u32::MAX as u64 - 1).to_le_bytes());
+    assert!(Hnsw::read_from(&mut huge.as_slice()).is_err());
+}
