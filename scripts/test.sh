@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Runs every test Ametist has. Works on a fresh machine with Rust, Python 3.11 and pip:
+# whatever else a test needs, this script installs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== cargo test (workspace)"
+cargo test --workspace --locked 2>&1
+
+if [ -d tests/python ]; then
+    echo "== python tests (real qdrant-client against a real ametist serve)"
+    bash tests/python/run.sh
+fi
