@@ -64,6 +64,7 @@ struct Args {
     queries: Option<usize>,
     json: bool,
     repeat: usize,
+    serve: bool,
 }
 
 fn parse() -> Result<Args> {
@@ -80,6 +81,7 @@ fn parse() -> Result<Args> {
         queries: None,
         json: false,
         repeat: 1,
+        serve: false,
     };
     let mut dir = None;
     while let Some(arg) = it.next() {
@@ -102,6 +104,12 @@ fn parse() -> Result<Args> {
             "--queries" => a.queries = Some(val()?.parse()?),
             "--repeat" => a.repeat = val()?.parse()?,
             "--json" => a.json = true,
+            // Build, print the build line, then answer `EF REPEAT` lines from stdin with a
+            // JSON row each (used by bench/compare.py to interleave with hnswlib).
+            "--serve" => {
+                a.serve = true;
+                a.json = true;
+            }
             "-h" | "--help" => {
                 println!("usage: ametist-bench DATA_DIR [--metric euclid|cosine|dot] [--gt gt] [--m 16] [--ef-construction 200] [--threads 2] [--ef 10,20,..] [--k 10] [--queries N] [--repeat 1] [--json]");
                 std::process::exit(0);
@@ -176,13 +184,12 @@ fn main() -> Result<()> {
         );
     }
     let qs: Vec<&[f32]> = queries.chunks_exact(dim).take(nq).collect();
-    let mut rows = Vec::new();
-    for &ef in &a.efs {
+    let measure = |ef: usize, repeat: usize| -> String {
         let mut best_1t = 0f64;
         let mut best_2t = 0f64;
         let mut lat = Vec::new();
         let mut results = Vec::new();
-        for _ in 0..a.repeat.max(1) {
+        for _ in 0..repeat.max(1) {
             // One search thread, one query per call.
             let mut l = Vec::with_capacity(nq);
             let mut res = Vec::with_capacity(nq);
@@ -232,16 +239,34 @@ fn main() -> Result<()> {
         if !a.json {
             println!("{ef:>5} {recall:>8.4} {recall_ab:>9.4} {best_1t:>10.0} {best_2t:>10.0} {p50:>9.1} {p99:>9.1}");
         }
-        rows.push(format!(
+        format!(
             "{{\"ef\":{ef},\"recall\":{recall:.5},\"recall_ab\":{recall_ab:.5},\"qps_1t\":{best_1t:.1},\"qps_2t\":{best_2t:.1},\"p50_us\":{p50:.2},\"p99_us\":{p99:.2}}}"
-        ));
+        )
+    };
+    let head = format!(
+        "{{\"name\":\"ametist\",\"n\":{n},\"dim\":{dim},\"build_s\":{build_s:.3},\"mem_per_vector\":{mem_per_vector:.1},\"index_bytes_per_vector\":{:.1}",
+        stats.bytes as f64 / n as f64
+    );
+    if a.serve {
+        use std::io::{BufRead, Write};
+        println!("{head}}}");
+        std::io::stdout().flush()?;
+        for line in std::io::stdin().lock().lines() {
+            let line = line?;
+            let mut w = line.split_whitespace();
+            let Some(ef) = w.next() else { continue };
+            if ef == "quit" {
+                break;
+            }
+            let repeat = w.next().map_or(Ok(1), str::parse)?;
+            println!("{}", measure(ef.parse()?, repeat));
+            std::io::stdout().flush()?;
+        }
+        return Ok(());
     }
+    let rows: Vec<String> = a.efs.iter().map(|&ef| measure(ef, a.repeat)).collect();
     if a.json {
-        println!(
-            "{{\"name\":\"ametist\",\"n\":{n},\"dim\":{dim},\"build_s\":{build_s:.3},\"mem_per_vector\":{mem_per_vector:.1},\"index_bytes_per_vector\":{:.1},\"rows\":[{}]}}",
-            stats.bytes as f64 / n as f64,
-            rows.join(",")
-        );
+        println!("{head},\"rows\":[{}]}}", rows.join(","));
     }
     Ok(())
 }

@@ -254,6 +254,45 @@ pub mod avx2 {
         };
     }
 
+    /// Squared euclidean distance that may stop early: returns the distance when it is
+    /// below `bound` (equal to [`l2_squared`] up to rounding of the summation order),
+    /// otherwise some partial sum `>= bound` (partial sums of squares only grow, also in
+    /// floating point, so stopping never drops a point that is closer than `bound`).
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA; `a` and `b` must be valid for `n` reads.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    pub unsafe fn l2_squared_bounded_ptr(a: *const f32, b: *const f32, n: usize, bound: f32) -> f32 {
+        #[allow(unused_unsafe)]
+        unsafe {
+            let mut acc0 = _mm256_setzero_ps();
+            let mut acc1 = _mm256_setzero_ps();
+            let mut acc2 = _mm256_setzero_ps();
+            let mut acc3 = _mm256_setzero_ps();
+            let mut i = 0;
+            while i + 32 <= n {
+                let d0 = _mm256_sub_ps(_mm256_loadu_ps(a.add(i)), _mm256_loadu_ps(b.add(i)));
+                let d1 = _mm256_sub_ps(_mm256_loadu_ps(a.add(i + 8)), _mm256_loadu_ps(b.add(i + 8)));
+                let d2 = _mm256_sub_ps(_mm256_loadu_ps(a.add(i + 16)), _mm256_loadu_ps(b.add(i + 16)));
+                let d3 = _mm256_sub_ps(_mm256_loadu_ps(a.add(i + 24)), _mm256_loadu_ps(b.add(i + 24)));
+                acc0 = _mm256_fmadd_ps(d0, d0, acc0);
+                acc1 = _mm256_fmadd_ps(d1, d1, acc1);
+                acc2 = _mm256_fmadd_ps(d2, d2, acc2);
+                acc3 = _mm256_fmadd_ps(d3, d3, acc3);
+                i += 32;
+                if i % 128 == 0 && i + 32 <= n {
+                    let partial = hsum(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
+                    if partial >= bound {
+                        return partial;
+                    }
+                }
+            }
+            let rest = l2_squared_ptr(a.add(i), b.add(i), n - i);
+            hsum(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3))) + rest
+        }
+    }
+
     kernel!(
         /// Dot product.
         dot, dot_ptr, |acc, x, y| _mm256_fmadd_ps(x, y, acc)
@@ -345,6 +384,31 @@ mod tests {
                     };
                     let scale = mag_dot.max(mag_l2).max(mag_l1);
                     assert!(close(metric.distance(&a, &b), reference, scale), "{metric:?} dim {dim} seed {seed}");
+                }
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn bounded_l2_is_exact_below_the_bound() {
+        if !has_avx2_fma() {
+            return;
+        }
+        let seed = seed();
+        let mut rng = Rng(seed);
+        for &dim in &[1usize, 7, 33, 127, 128, 129, 300, 784] {
+            for _ in 0..50 {
+                let a: Vec<f32> = (0..dim).map(|_| rng.f32()).collect();
+                let b: Vec<f32> = (0..dim).map(|_| rng.f32()).collect();
+                let exact = l2_squared(&a, &b);
+                let bound = exact * (rng.f32() + 1.0) * 1.5; // somewhere in [0, 3 * exact)
+                // SAFETY: features checked above; both slices hold `dim` floats.
+                let got = unsafe { avx2::l2_squared_bounded_ptr(a.as_ptr(), b.as_ptr(), dim, bound) };
+                if got < bound {
+                    assert!((got - exact).abs() <= 1e-5 * exact.max(1.0), "dim {dim} seed {seed}");
+                } else {
+                    assert!(exact >= bound * (1.0 - 1e-5), "dim {dim} seed {seed}: stopped early wrongly");
                 }
             }
         }

@@ -547,6 +547,12 @@ impl Hnsw {
         unsafe { s.dist(a, self.store.vec_ptr(b), self.dim) }
     }
 
+    #[inline(always)]
+    fn dist_bounded<S: Space>(&self, s: S, a: *const f32, b: u32, bound: f32) -> f32 {
+        // SAFETY: as in `dist`.
+        unsafe { s.dist_bounded(a, self.store.vec_ptr(b), self.dim, bound) }
+    }
+
     /// Greedy descent from the entry point to `stop + 1`, then returns the closest node
     /// found. Distance to `skip` counts as infinite (used when relinking a node).
     #[inline(always)]
@@ -626,8 +632,9 @@ impl Hnsw {
                 if j + AHEAD < nb {
                     self.store.prefetch(sc.buf[j + AHEAD], pf);
                 }
-                let d = self.dist(s, q, n);
-                if sc.top.len() < ef || d < lower {
+                let full = sc.top.len() >= ef;
+                let d = if full { self.dist_bounded(s, q, n, lower) } else { self.dist(s, q, n) };
+                if !full || d < lower {
                     push::<false>(&mut sc.cand, Cand { d, id: n });
                     if !FILTER || accept(n) {
                         if sc.top.len() < ef {
@@ -657,7 +664,7 @@ impl Hnsw {
                 break;
             }
             let v = self.store.vec_ptr(c.id);
-            if out.iter().all(|r| self.dist(s, v, r.id) >= c.d) {
+            if out.iter().all(|r| self.dist_bounded(s, v, r.id, c.d) >= c.d) {
                 out.push(c);
             }
         }

@@ -8,6 +8,18 @@ pub(crate) trait Space: Copy + Send + Sync {
     /// # Safety
     /// `a` and `b` must be valid for `n` reads, and the CPU must have the space's features.
     unsafe fn dist(self, a: *const f32, b: *const f32, n: usize) -> f32;
+
+    /// Like `dist`, but may stop early once the result is known to be `>= bound`; the
+    /// result is exact whenever it is `< bound`.
+    ///
+    /// # Safety
+    /// As for `dist`.
+    #[inline(always)]
+    unsafe fn dist_bounded(self, a: *const f32, b: *const f32, n: usize, bound: f32) -> f32 {
+        let _ = bound;
+        // SAFETY: same contract.
+        unsafe { self.dist(a, b, n) }
+    }
 }
 
 macro_rules! scalar_space {
@@ -49,7 +61,21 @@ mod x86 {
             }
         };
     }
-    avx_space!(AvxL2, |a, b, n| avx2::l2_squared_ptr(a, b, n));
+    /// Only constructed after `has_avx2_fma()` said yes.
+    #[derive(Clone, Copy)]
+    pub(crate) struct AvxL2;
+    impl Space for AvxL2 {
+        #[inline(always)]
+        unsafe fn dist(self, a: *const f32, b: *const f32, n: usize) -> f32 {
+            // SAFETY: as in `avx_space!`.
+            unsafe { avx2::l2_squared_ptr(a, b, n) }
+        }
+        #[inline(always)]
+        unsafe fn dist_bounded(self, a: *const f32, b: *const f32, n: usize, bound: f32) -> f32 {
+            // SAFETY: as in `avx_space!`.
+            unsafe { avx2::l2_squared_bounded_ptr(a, b, n, bound) }
+        }
+    }
     avx_space!(AvxDot, |a, b, n| -avx2::dot_ptr(a, b, n));
     avx_space!(AvxL1, |a, b, n| avx2::l1_ptr(a, b, n));
 }
