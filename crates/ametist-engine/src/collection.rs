@@ -23,13 +23,14 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{timeout_at, Instant};
 
+use ametist_core::filter::Filter;
 use ametist_core::{topk, vector, Metric, PointId};
 
 use crate::config::{CollectionConfig, EngineConfig, IndexConfig};
 use crate::error::EngineError;
 use crate::messages::{
-    DeleteVector, Fault, IndexStats, InsertVector, MissingPartition, PartitionMsg, RebuildIndex, Record, Reply,
-    ScoredDoc, SearchRequest, SearchResult, UpdateVector, WriteAck, WriteOp,
+    DeleteVector, Fault, FilterAction, IndexStats, InsertVector, MissingPartition, PartitionMsg, RebuildIndex, Record,
+    Reply, ScoredDoc, ScrollRequest, SearchRequest, SearchResult, UpdateVector, WriteAck, WriteOp,
 };
 use crate::partition::{spawn_partition, PartitionInfo, PartitionRef, PartitionSpec};
 use crate::store::MemoryStore;
@@ -59,9 +60,18 @@ enum CollectionMsg {
     Search { req: SearchRequest, reply: Reply<SearchResult> },
     Get { ids: Vec<PointId>, with_payload: bool, with_vector: bool, reply: Reply<Vec<Record>> },
     Stats { reply: Reply<Vec<(PartitionInfo, Option<IndexStats>)>> },
+    Scroll { req: ScrollRequest, reply: Reply<Vec<Vec<Record>>> },
+    Count { filter: Option<Filter>, reply: Reply<Vec<usize>> },
     Rebuild { reply: Reply<Vec<IndexStats>> },
     Fault { partition: usize, fault: Fault, reply: Reply<()> },
     Stop { reply: oneshot::Sender<()> },
+}
+
+/// The points a payload update applies to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Target {
+    Ids(Vec<PointId>),
+    Filter(Filter),
 }
 
 /// A cheap, cloneable handle to a running collection.
@@ -100,6 +110,7 @@ impl Collection {
                 id,
                 dim: spec.dim,
                 metric: spec.metric,
+                index: spec.index,
                 mailbox: engine.partition_mailbox,
                 policy: engine.supervision,
             };
@@ -177,6 +188,67 @@ impl Collection {
     ) -> Result<Vec<Record>, EngineError> {
         self.check_batch(ids.len())?;
         self.call(|reply| CollectionMsg::Get { ids, with_payload, with_vector, reply }).await
+    }
+
+    /// Deletes every point matching `filter`.
+    pub async fn delete_by_filter(&self, filter: Filter, wait: bool) -> Result<WriteAck, EngineError> {
+        self.write(vec![WriteOp::ByFilter { filter, action: FilterAction::Delete }], wait).await
+    }
+
+    /// Changes the payloads of the points `target` names: `action` is one of
+    /// [`FilterAction`]'s payload actions (set keys, overwrite, delete keys, clear).
+    /// Named points must exist; with a filter, every matching point is changed.
+    pub async fn update_payload(
+        &self,
+        target: Target,
+        action: FilterAction,
+        wait: bool,
+    ) -> Result<WriteAck, EngineError> {
+        let ops = match target {
+            Target::Filter(filter) => vec![WriteOp::ByFilter { filter, action }],
+            Target::Ids(ids) => {
+                self.check_batch(ids.len())?;
+                ids.into_iter()
+                    .map(|id| match &action {
+                        FilterAction::Delete => WriteOp::Delete(DeleteVector { id }),
+                        FilterAction::SetPayload(p) => WriteOp::SetPayload { id, payload: p.clone() },
+                        FilterAction::OverwritePayload(p) => WriteOp::OverwritePayload { id, payload: p.clone() },
+                        FilterAction::DeletePayload(keys) => WriteOp::DeletePayload { id, keys: keys.clone() },
+                        FilterAction::ClearPayload => WriteOp::ClearPayload { id },
+                    })
+                    .collect()
+            }
+        };
+        self.write(ops, wait).await
+    }
+
+    /// One page of points in id order, from `req.offset` (inclusive), and the id the next
+    /// page starts at (`None` on the last page).
+    pub async fn scroll(&self, mut req: ScrollRequest) -> Result<(Vec<Record>, Option<PointId>), EngineError> {
+        if req.limit == 0 {
+            return Err(EngineError::invalid("limit must be at least 1"));
+        }
+        if req.limit > self.engine.max_limit {
+            return Err(EngineError::invalid(format!(
+                "limit is {}, larger than the maximum of {}",
+                req.limit, self.engine.max_limit
+            )));
+        }
+        let limit = req.limit;
+        // One more than asked, to learn where the next page starts.
+        req.limit += 1;
+        let lists = self.call(|reply| CollectionMsg::Scroll { req, reply }).await?;
+        let mut all: Vec<Record> = lists.into_iter().flatten().collect();
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        let next = all.get(limit).map(|r| r.id.clone());
+        all.truncate(limit);
+        Ok((all, next))
+    }
+
+    /// The number of points matching `filter` (all points without one); exact.
+    pub async fn count(&self, filter: Option<Filter>) -> Result<usize, EngineError> {
+        let counts = self.call(|reply| CollectionMsg::Count { filter, reply }).await?;
+        Ok(counts.into_iter().sum())
     }
 
     /// Points and health of every partition.
@@ -268,6 +340,12 @@ impl CollectionActor {
                     self.route_get(ids, with_payload, with_vector, reply)
                 }
                 CollectionMsg::Stats { reply } => self.gather_stats(reply),
+                CollectionMsg::Scroll { req, reply } => {
+                    self.gather_all(|tx| PartitionMsg::Scroll(req.clone(), tx), reply)
+                }
+                CollectionMsg::Count { filter, reply } => {
+                    self.gather_all(|tx| PartitionMsg::Count(filter.clone(), tx), reply)
+                }
                 CollectionMsg::Rebuild { reply } => self.rebuild(reply),
                 CollectionMsg::Fault { partition, fault, reply } => {
                     let _ = reply.send(self.partitions[partition].try_send(PartitionMsg::Fault(fault)));
@@ -285,7 +363,15 @@ impl CollectionActor {
     fn route_write(&self, ops: Vec<WriteOp>, wait: bool, reply: Reply<WriteAck>) {
         let mut by_partition: BTreeMap<usize, Vec<WriteOp>> = BTreeMap::new();
         for op in ops {
-            by_partition.entry(op.id().partition(self.partitions.len())).or_default().push(op);
+            match op.id() {
+                Some(id) => by_partition.entry(id.partition(self.partitions.len())).or_default().push(op),
+                // Filter ops go to every partition.
+                None => {
+                    for p in 0..self.partitions.len() {
+                        by_partition.entry(p).or_default().push(op.clone());
+                    }
+                }
+            }
         }
         // Reserve every mailbox first: all partitions take their share, or none does.
         let mut permits = Vec::with_capacity(by_partition.len());
@@ -458,19 +544,57 @@ impl CollectionActor {
     }
 
     fn rebuild(&self, reply: Reply<Vec<IndexStats>>) {
-        let mut pending = Vec::new();
+        // A rebuild may take long: no deadline.
+        self.gather_all_until(|tx| PartitionMsg::RebuildIndex(RebuildIndex, tx), reply, None)
+    }
+
+    /// Sends a message to every partition and answers with every reply, in partition
+    /// order; any failure fails the whole request (no partial answers for exact counts).
+    fn gather_all<T: Send + 'static>(&self, make: impl Fn(Reply<T>) -> PartitionMsg, reply: Reply<Vec<T>>) {
+        let deadline = Some(self.engine.search_timeout);
+        self.gather_all_until(make, reply, deadline)
+    }
+
+    fn gather_all_until<T: Send + 'static>(
+        &self,
+        make: impl Fn(Reply<T>) -> PartitionMsg,
+        reply: Reply<Vec<T>>,
+        timeout: Option<Duration>,
+    ) {
+        let mut permits = Vec::with_capacity(self.partitions.len());
         for p in &self.partitions {
-            let (tx, rx) = oneshot::channel();
-            if let Err(e) = p.try_send(PartitionMsg::RebuildIndex(RebuildIndex, tx)) {
-                let _ = reply.send(Err(e));
-                return;
+            match p.try_reserve() {
+                Ok(permit) => permits.push((p, permit)),
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                    return;
+                }
             }
+        }
+        let mut pending = Vec::with_capacity(permits.len());
+        for (p, permit) in permits {
+            let (tx, rx) = oneshot::channel();
+            permit.send(make(tx));
             pending.push((p.clone(), rx));
         }
+        let deadline = timeout.map(|t| Instant::now() + t);
         tokio::spawn(async move {
-            let mut out = Vec::new();
+            let mut out = Vec::with_capacity(pending.len());
             for (p, rx) in pending {
-                match rx.await {
+                let answer = match deadline {
+                    Some(d) => match timeout_at(d, rx).await {
+                        Ok(a) => a,
+                        Err(_) => {
+                            let _ = reply.send(Err(EngineError::PartitionUnavailable {
+                                partition: p.id(),
+                                reason: "no answer within the search timeout".into(),
+                            }));
+                            return;
+                        }
+                    },
+                    None => rx.await,
+                };
+                match answer {
                     Ok(Ok(s)) => out.push(s),
                     Ok(Err(e)) => {
                         let _ = reply.send(Err(e));

@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
+use ametist_core::filter::Filter;
 use ametist_core::{Payload, PointId};
 
 use crate::error::EngineError;
@@ -41,6 +42,9 @@ pub struct SearchRequest {
     /// Exact scan instead of the index.
     #[serde(default)]
     pub exact: bool,
+    /// Only points whose id and payload match.
+    #[serde(default)]
+    pub filter: Option<Filter>,
 }
 
 impl SearchRequest {
@@ -55,6 +59,7 @@ impl SearchRequest {
             score_threshold: None,
             ef: None,
             exact: false,
+            filter: None,
         }
     }
 }
@@ -135,16 +140,107 @@ pub enum WriteOp {
     Insert(InsertVector),
     Delete(DeleteVector),
     Update(UpdateVector),
+    /// Sets the given keys of an existing point's payload, keeping the others.
+    SetPayload {
+        id: PointId,
+        payload: Payload,
+    },
+    /// Replaces an existing point's whole payload.
+    OverwritePayload {
+        id: PointId,
+        payload: Payload,
+    },
+    /// Removes the given keys from an existing point's payload.
+    DeletePayload {
+        id: PointId,
+        keys: Vec<String>,
+    },
+    /// Removes an existing point's whole payload.
+    ClearPayload {
+        id: PointId,
+    },
+    /// Applies `action` to every point of the partition that matches `filter`. Sent to
+    /// every partition; each one expands it into per-id ops before recording them, so
+    /// that a replay of the record does not depend on the state it is replayed onto.
+    ByFilter {
+        filter: Filter,
+        action: FilterAction,
+    },
+}
+
+/// What a [`WriteOp::ByFilter`] does to each matching point.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum FilterAction {
+    Delete,
+    SetPayload(Payload),
+    OverwritePayload(Payload),
+    DeletePayload(Vec<String>),
+    ClearPayload,
 }
 
 impl WriteOp {
-    pub fn id(&self) -> &PointId {
+    /// The point this op writes; `None` for ops that apply to every partition.
+    pub fn id(&self) -> Option<&PointId> {
         match self {
-            WriteOp::Insert(p) => &p.id,
-            WriteOp::Delete(d) => &d.id,
-            WriteOp::Update(u) => &u.id,
+            WriteOp::Insert(p) => Some(&p.id),
+            WriteOp::Delete(d) => Some(&d.id),
+            WriteOp::Update(u) => Some(&u.id),
+            WriteOp::SetPayload { id, .. }
+            | WriteOp::OverwritePayload { id, .. }
+            | WriteOp::DeletePayload { id, .. }
+            | WriteOp::ClearPayload { id } => Some(id),
+            WriteOp::ByFilter { .. } => None,
         }
     }
+
+    /// True for ops that change only the payload of a point that must exist.
+    pub fn is_payload_op(&self) -> bool {
+        matches!(
+            self,
+            WriteOp::SetPayload { .. }
+                | WriteOp::OverwritePayload { .. }
+                | WriteOp::DeletePayload { .. }
+                | WriteOp::ClearPayload { .. }
+        )
+    }
+
+    /// Applies a payload op to a payload. Shared by the partition and its stores so that
+    /// both give the same answer.
+    pub fn apply_to_payload(&self, payload: &mut Option<Payload>) {
+        match self {
+            WriteOp::SetPayload { payload: p, .. } => {
+                let target = payload.get_or_insert_with(Payload::new);
+                for (k, v) in p {
+                    target.insert(k.clone(), v.clone());
+                }
+            }
+            WriteOp::OverwritePayload { payload: p, .. } => *payload = Some(p.clone()),
+            WriteOp::DeletePayload { keys, .. } => {
+                if let Some(target) = payload.as_mut() {
+                    for k in keys {
+                        target.remove(k);
+                    }
+                }
+            }
+            WriteOp::ClearPayload { .. } => *payload = None,
+            _ => {}
+        }
+    }
+}
+
+/// Points in id order, for paging through a collection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScrollRequest {
+    #[serde(default)]
+    pub filter: Option<Filter>,
+    /// The first id to return (inclusive), as given by the previous page's next offset.
+    #[serde(default)]
+    pub offset: Option<PointId>,
+    pub limit: usize,
+    #[serde(default)]
+    pub with_payload: bool,
+    #[serde(default)]
+    pub with_vector: bool,
 }
 
 /// The acknowledgement of a write.
@@ -206,6 +302,10 @@ pub enum PartitionMsg {
         with_vector: bool,
         reply: Reply<Vec<Record>>,
     },
+    /// Up to `limit` points in id order from `offset`.
+    Scroll(ScrollRequest, Reply<Vec<Record>>),
+    /// Points matching the filter (all points without one).
+    Count(Option<Filter>, Reply<usize>),
     RebuildIndex(RebuildIndex, Reply<IndexStats>),
     Stats(Reply<IndexStats>),
     Snapshot(PartitionSnapshot, Reply<IndexStats>),

@@ -4,7 +4,7 @@
 //! [`PartitionRef`] and send [`PartitionMsg`]s through a bounded mailbox. A full mailbox
 //! is an explicit, retryable "overloaded" error, never a silent drop or an unbounded queue.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write as _;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -12,13 +12,15 @@ use std::thread::JoinHandle;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use ametist_core::{flat, vector, Metric, Payload, PointId};
+use ametist_core::filter::Filter;
+use ametist_core::hnsw::{Hnsw, HnswParams};
+use ametist_core::{vector, Metric, Payload, PointId};
 
-use crate::config::SupervisionPolicy;
+use crate::config::{IndexConfig, IndexKind, SupervisionPolicy};
 use crate::error::EngineError;
 use crate::messages::{
-    Fault, IndexStats, PartitionMsg, PartitionRestore, PartitionSnapshot, Record, ScoredDoc, SearchRequest, WriteAck,
-    WriteOp,
+    DeleteVector, Fault, FilterAction, IndexStats, PartitionMsg, PartitionRestore, PartitionSnapshot, Record,
+    ScoredDoc, ScrollRequest, SearchRequest, WriteAck, WriteOp,
 };
 use crate::store::{PartitionStore, StoredPoint};
 use crate::supervisor::{supervise, ActorState, PartitionStatus, RunEnd};
@@ -54,6 +56,7 @@ pub struct PartitionSpec {
     pub id: usize,
     pub dim: usize,
     pub metric: Metric,
+    pub index: IndexConfig,
     pub mailbox: usize,
     pub policy: SupervisionPolicy,
 }
@@ -142,9 +145,10 @@ impl PartitionRef {
     }
 }
 
-/// One live point's metadata; its vector lives in the index at `slot`.
-struct PointMeta {
-    slot: u32,
+/// A live point: its id, the operation that last wrote it, its payload. Its vector lives
+/// in the index at the same slot.
+struct Entry {
+    id: PointId,
     version: u64,
     payload: Option<Payload>,
 }
@@ -153,12 +157,16 @@ struct PointMeta {
 struct PartitionActor {
     spec: PartitionSpec,
     store: Arc<dyn PartitionStore>,
-    points: HashMap<PointId, PointMeta>,
-    index: FlatIndex,
-    /// The point id held in each slot (`None` for a free slot).
-    slot_ids: Vec<Option<PointId>>,
+    /// Id → slot, in id order (scroll pages walk it).
+    slots: BTreeMap<PointId, u32>,
+    /// Slot → entry; `None` for free slots.
+    entries: Vec<Option<Entry>>,
+    index: Hnsw,
     version: u64,
 }
+
+/// How many points a filter is tried on to estimate how many match.
+const FILTER_SAMPLE: usize = 256;
 
 impl PartitionActor {
     /// Builds the actor's state from its store.
@@ -167,15 +175,13 @@ impl PartitionActor {
         let mut actor = PartitionActor {
             spec: spec.clone(),
             store,
-            points: HashMap::with_capacity(recovered.points.len()),
-            index: FlatIndex::new(spec.dim),
-            slot_ids: Vec::with_capacity(recovered.points.len()),
+            slots: BTreeMap::new(),
+            entries: Vec::new(),
+            index: Hnsw::new(spec.metric, spec.dim, hnsw_params(&spec.index)),
             version: recovered.version,
         };
-        for (id, p) in recovered.points {
-            actor.put(id, p.vector, p.payload, p.version);
-        }
-        tracing::debug!(partition = %format!("{}/{}", spec.collection, spec.id), points = actor.points.len(), "recovered");
+        actor.insert_fresh(recovered.points.into_iter().map(|(id, p)| (id, p.vector, p.payload, p.version)).collect());
+        tracing::debug!(partition = %format!("{}/{}", spec.collection, spec.id), points = actor.slots.len(), "recovered");
         Ok(actor)
     }
 
@@ -200,8 +206,18 @@ impl PartitionActor {
             PartitionMsg::Get { ids, with_payload, with_vector, reply } => {
                 let _ = reply.send(Ok(self.get(&ids, with_payload, with_vector)));
             }
+            PartitionMsg::Scroll(req, reply) => {
+                let _ = reply.send(Ok(self.scroll(&req)));
+            }
+            PartitionMsg::Count(filter, reply) => {
+                let n = match &filter {
+                    None => self.slots.len(),
+                    Some(f) => self.live().filter(|(_, e)| f.matches(&e.id, e.payload.as_ref())).count(),
+                };
+                let _ = reply.send(Ok(n));
+            }
             PartitionMsg::RebuildIndex(_, reply) => {
-                self.index.compact_free_list();
+                self.index.rebuild(build_threads(self.slots.len()));
                 let _ = reply.send(Ok(self.stats()));
             }
             PartitionMsg::Stats(reply) => {
@@ -219,11 +235,28 @@ impl PartitionActor {
         }
     }
 
+    fn live(&self) -> impl Iterator<Item = (u32, &Entry)> {
+        self.entries.iter().enumerate().filter_map(|(slot, e)| e.as_ref().map(|e| (slot as u32, e)))
+    }
+
     fn search(&self, req: &SearchRequest) -> Result<Vec<ScoredDoc>, EngineError> {
         vector::validate(self.spec.dim, &req.query_vector)?;
         let metric = self.spec.metric;
         let want = req.offset.saturating_add(req.k);
-        let hits = self.index.search(metric, &req.query_vector, want);
+        let filter = req.filter.as_ref();
+        let accept = |slot: u32| match (filter, self.entries.get(slot as usize)) {
+            (_, None | Some(None)) => false,
+            (None, Some(Some(_))) => true,
+            (Some(f), Some(Some(e))) => f.matches(&e.id, e.payload.as_ref()),
+        };
+        let accept_dyn: Option<&dyn Fn(u32) -> bool> = if filter.is_some() { Some(&accept) } else { None };
+        let ef = req.ef.unwrap_or(self.spec.index.ef_search).max(want);
+        let hits = match self.plan(req, filter) {
+            Plan::Exact => self.index.search_exact(&req.query_vector, want, accept_dyn),
+            Plan::Graph { ef_boost } => {
+                self.index.search(&req.query_vector, want, ef.saturating_mul(ef_boost), accept_dyn)
+            }
+        };
         let threshold = req.score_threshold;
         let docs = hits
             .into_iter()
@@ -234,93 +267,219 @@ impl PartitionActor {
                 Some(t) => *score <= t,
             })
             .map(|(slot, score)| {
-                let id = self.slot_ids[slot as usize].clone().expect("the index returns only live slots");
-                let meta = &self.points[&id];
+                let e = self.entries[slot as usize].as_ref().expect("the index returns only live slots");
                 ScoredDoc {
-                    version: meta.version,
+                    id: e.id.clone(),
+                    version: e.version,
                     score,
-                    payload: if req.with_payload { Some(meta.payload.clone().unwrap_or_default()) } else { None },
+                    payload: if req.with_payload { Some(e.payload.clone().unwrap_or_default()) } else { None },
                     vector: if req.with_vector { Some(self.index.vector(slot).to_vec()) } else { None },
-                    id,
                 }
             })
             .collect();
         Ok(docs)
     }
 
-    /// Applies a batch: checks that every op applies, records it in the store, then
-    /// changes the state. Either the whole batch is applied or nothing is.
+    /// Exact scan or graph walk. Small partitions, flat collections and `exact` requests
+    /// scan. With a filter, the number of matching points is estimated from a sample: few
+    /// matches are scanned exactly (a graph walk would have to wade through many
+    /// rejected nodes), many are walked with a beam widened for the rejected share.
+    fn plan(&self, req: &SearchRequest, filter: Option<&Filter>) -> Plan {
+        let live = self.slots.len();
+        if req.exact || self.spec.index.kind == IndexKind::Flat || live < self.spec.index.full_scan_threshold {
+            return Plan::Exact;
+        }
+        let Some(f) = filter else { return Plan::Graph { ef_boost: 1 } };
+        let stride = (self.entries.len() / FILTER_SAMPLE).max(1);
+        let (mut seen, mut hit) = (0usize, 0usize);
+        for e in self.entries.iter().step_by(stride).flatten() {
+            seen += 1;
+            hit += usize::from(f.matches(&e.id, e.payload.as_ref()));
+        }
+        let share = if seen == 0 { 1.0 } else { hit as f64 / seen as f64 };
+        if (share * live as f64) < self.spec.index.full_scan_threshold as f64 || share < 0.02 {
+            return Plan::Exact;
+        }
+        Plan::Graph { ef_boost: (1.0 / share).ceil().min(4.0) as usize }
+    }
+
+    /// Applies a batch: expands filter ops, checks that every op applies, records the
+    /// batch in the store, then changes the state. Either all of it applies or nothing.
     fn write(&mut self, ops: Vec<WriteOp>) -> Result<WriteAck, EngineError> {
-        for op in &ops {
-            match op {
-                WriteOp::Insert(p) => vector::validate(self.spec.dim, &p.vector)?,
-                WriteOp::Update(u) => {
-                    vector::validate(self.spec.dim, &u.vector)?;
-                    if !self.points.contains_key(&u.id) {
-                        return Err(EngineError::invalid(format!("No point with id {} found", u.id)));
-                    }
-                }
-                WriteOp::Delete(_) => {}
-            }
-        }
+        let ops = self.expand_filter_ops(ops);
+        self.check(&ops)?;
         let version = self.version + 1;
-        self.store.append(version, &ops)?;
-        self.version = version;
-        for op in ops {
-            match op {
-                WriteOp::Insert(p) => self.put(p.id, p.vector, p.metadata, version),
-                WriteOp::Update(u) => {
-                    let meta = self.points.get_mut(&u.id).expect("checked above");
-                    meta.version = version;
-                    self.index.set(meta.slot, &u.vector);
-                }
-                WriteOp::Delete(d) => {
-                    if let Some(meta) = self.points.remove(&d.id) {
-                        self.index.remove(meta.slot);
-                        self.slot_ids[meta.slot as usize] = None;
-                    }
-                }
-            }
+        if !ops.is_empty() {
+            self.store.append(version, &ops)?;
         }
+        self.version = version;
+        self.apply(ops, version);
         Ok(WriteAck { operation_id: version, completed: true })
     }
 
-    fn put(&mut self, id: PointId, vector: Vec<f32>, payload: Option<Payload>, version: u64) {
-        if let Some(meta) = self.points.get_mut(&id) {
-            self.index.set(meta.slot, &vector);
-            meta.payload = payload;
-            meta.version = version;
+    fn expand_filter_ops(&self, ops: Vec<WriteOp>) -> Vec<WriteOp> {
+        if !ops.iter().any(|op| matches!(op, WriteOp::ByFilter { .. })) {
+            return ops;
+        }
+        let mut out = Vec::with_capacity(ops.len());
+        for op in ops {
+            let WriteOp::ByFilter { filter, action } = op else {
+                out.push(op);
+                continue;
+            };
+            for (_, e) in self.live().filter(|(_, e)| filter.matches(&e.id, e.payload.as_ref())) {
+                let id = e.id.clone();
+                out.push(match &action {
+                    FilterAction::Delete => WriteOp::Delete(DeleteVector { id }),
+                    FilterAction::SetPayload(p) => WriteOp::SetPayload { id, payload: p.clone() },
+                    FilterAction::OverwritePayload(p) => WriteOp::OverwritePayload { id, payload: p.clone() },
+                    FilterAction::DeletePayload(keys) => WriteOp::DeletePayload { id, keys: keys.clone() },
+                    FilterAction::ClearPayload => WriteOp::ClearPayload { id },
+                });
+            }
+        }
+        out
+    }
+
+    /// Checks a batch against the state it will meet, op by op: vectors are valid, and
+    /// vector and payload updates name points that exist at that moment.
+    fn check(&self, ops: &[WriteOp]) -> Result<(), EngineError> {
+        let mut created: HashMap<&PointId, bool> = HashMap::new();
+        for op in ops {
+            let exists = |id: &PointId, created: &HashMap<&PointId, bool>| {
+                created.get(id).copied().unwrap_or_else(|| self.slots.contains_key(id))
+            };
+            match op {
+                WriteOp::Insert(p) => {
+                    vector::validate(self.spec.dim, &p.vector)?;
+                    created.insert(&p.id, true);
+                }
+                WriteOp::Delete(d) => {
+                    created.insert(&d.id, false);
+                }
+                WriteOp::Update(u) => {
+                    vector::validate(self.spec.dim, &u.vector)?;
+                    if !exists(&u.id, &created) {
+                        return Err(EngineError::invalid(format!("No point with id {} found", u.id)));
+                    }
+                }
+                WriteOp::ByFilter { .. } => unreachable!("expanded before checking"),
+                payload_op => {
+                    let id = payload_op.id().expect("payload ops name their point");
+                    if !exists(id, &created) {
+                        return Err(EngineError::invalid(format!("No point with id {id} found")));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies a checked batch. New points are gathered and linked into the graph at the
+    /// end in one parallel batch; later ops on a gathered point change it in place.
+    fn apply(&mut self, ops: Vec<WriteOp>, version: u64) {
+        let mut fresh: Vec<Option<(PointId, Vec<f32>, Option<Payload>, u64)>> = Vec::new();
+        let mut fresh_pos: HashMap<PointId, usize> = HashMap::new();
+        for op in ops {
+            let id = op.id().expect("filter ops were expanded").clone();
+            if let Some(&i) = fresh_pos.get(&id) {
+                let f = fresh[i].as_mut().expect("a removed fresh point leaves fresh_pos");
+                match op {
+                    WriteOp::Insert(p) => *f = (p.id, p.vector, p.metadata, version),
+                    WriteOp::Update(u) => f.1 = u.vector,
+                    WriteOp::Delete(_) => {
+                        fresh[i] = None;
+                        fresh_pos.remove(&id);
+                    }
+                    payload_op => payload_op.apply_to_payload(&mut f.2),
+                }
+                continue;
+            }
+            match (op, self.slots.get(&id).copied()) {
+                (WriteOp::Insert(p), None) => {
+                    fresh_pos.insert(id, fresh.len());
+                    fresh.push(Some((p.id, p.vector, p.metadata, version)));
+                }
+                (WriteOp::Insert(p), Some(slot)) => {
+                    self.index.update(slot, &p.vector);
+                    let e = self.entries[slot as usize].as_mut().expect("slots point at live entries");
+                    e.payload = p.metadata;
+                    e.version = version;
+                }
+                (WriteOp::Update(u), Some(slot)) => {
+                    self.index.update(slot, &u.vector);
+                    self.entries[slot as usize].as_mut().expect("slots point at live entries").version = version;
+                }
+                (WriteOp::Delete(_), Some(slot)) => {
+                    self.index.delete(slot);
+                    self.entries[slot as usize] = None;
+                    self.slots.remove(&id);
+                }
+                (WriteOp::Delete(_), None) => {}
+                (payload_op, Some(slot)) => {
+                    let e = self.entries[slot as usize].as_mut().expect("slots point at live entries");
+                    payload_op.apply_to_payload(&mut e.payload);
+                    e.version = version;
+                }
+                (_, None) => unreachable!("checked: updates name existing points"),
+            }
+        }
+        self.insert_fresh(fresh.into_iter().flatten().collect());
+    }
+
+    /// Links new points into the index (in parallel for large batches) and records them.
+    fn insert_fresh(&mut self, points: Vec<(PointId, Vec<f32>, Option<Payload>, u64)>) {
+        if points.is_empty() {
             return;
         }
-        let slot = self.index.add(&vector);
-        if slot as usize == self.slot_ids.len() {
-            self.slot_ids.push(Some(id.clone()));
-        } else {
-            self.slot_ids[slot as usize] = Some(id.clone());
+        let vectors: Vec<&[f32]> = points.iter().map(|p| p.1.as_slice()).collect();
+        let slots = self.index.insert_batch(&vectors, build_threads(points.len()));
+        drop(vectors);
+        for ((id, _, payload, version), slot) in points.into_iter().zip(slots) {
+            let i = slot as usize;
+            if i >= self.entries.len() {
+                self.entries.resize_with(i + 1, || None);
+            }
+            self.slots.insert(id.clone(), slot);
+            self.entries[i] = Some(Entry { id, version, payload });
         }
-        self.points.insert(id, PointMeta { slot, version, payload });
     }
 
     fn get(&self, ids: &[PointId], with_payload: bool, with_vector: bool) -> Vec<Record> {
         ids.iter()
-            .filter_map(|id| {
-                self.points.get(id).map(|meta| Record {
-                    id: id.clone(),
-                    version: meta.version,
-                    payload: if with_payload { Some(meta.payload.clone().unwrap_or_default()) } else { None },
-                    vector: if with_vector { Some(self.index.vector(meta.slot).to_vec()) } else { None },
-                })
-            })
+            .filter_map(|id| self.slots.get(id).map(|&slot| self.record(slot, with_payload, with_vector)))
             .collect()
     }
 
-    fn stats(&self) -> IndexStats {
-        IndexStats {
-            doc_count: self.points.len(),
-            index_size: self.index.bytes() as u64,
-            deleted: self.index.free.len(),
-            levels: 0,
+    fn scroll(&self, req: &ScrollRequest) -> Vec<Record> {
+        let from = match &req.offset {
+            Some(id) => std::ops::Bound::Included(id.clone()),
+            None => std::ops::Bound::Unbounded,
+        };
+        self.slots
+            .range((from, std::ops::Bound::Unbounded))
+            .filter(|(_, &slot)| {
+                let e = self.entries[slot as usize].as_ref().expect("slots point at live entries");
+                req.filter.as_ref().is_none_or(|f| f.matches(&e.id, e.payload.as_ref()))
+            })
+            .take(req.limit)
+            .map(|(_, &slot)| self.record(slot, req.with_payload, req.with_vector))
+            .collect()
+    }
+
+    fn record(&self, slot: u32, with_payload: bool, with_vector: bool) -> Record {
+        let e = self.entries[slot as usize].as_ref().expect("slots point at live entries");
+        Record {
+            id: e.id.clone(),
+            version: e.version,
+            payload: if with_payload { Some(e.payload.clone().unwrap_or_default()) } else { None },
+            vector: if with_vector { Some(self.index.vector(slot).to_vec()) } else { None },
         }
+    }
+
+    fn stats(&self) -> IndexStats {
+        let s = self.index.stats();
+        IndexStats { doc_count: self.slots.len(), index_size: s.bytes as u64, deleted: s.deleted, levels: s.levels }
     }
 
     /// Writes every point to `path` (JSON lines behind a header), through a temporary file
@@ -332,12 +491,12 @@ impl PartitionActor {
         let header = SnapshotHeader { dim: self.spec.dim, metric: self.spec.metric, version: self.version };
         serde_json::to_writer(&mut out, &header).map_err(|e| io(e.into()))?;
         out.write_all(b"\n").map_err(io)?;
-        for (id, meta) in &self.points {
+        for (slot, e) in self.live() {
             let line = SnapshotPoint {
-                id: id.clone(),
-                version: meta.version,
-                vector: self.index.vector(meta.slot).to_vec(),
-                payload: meta.payload.clone(),
+                id: e.id.clone(),
+                version: e.version,
+                vector: self.index.vector(slot).to_vec(),
+                payload: e.payload.clone(),
             };
             serde_json::to_writer(&mut out, &line).map_err(|e| io(e.into()))?;
             out.write_all(b"\n").map_err(io)?;
@@ -370,14 +529,31 @@ impl PartitionActor {
         }
         let version = self.version.max(header.version) + 1;
         self.store.reset(version, points.clone())?;
-        self.points.clear();
-        self.slot_ids.clear();
-        self.index = FlatIndex::new(self.spec.dim);
+        self.slots.clear();
+        self.entries.clear();
+        self.index = Hnsw::new(self.spec.metric, self.spec.dim, hnsw_params(&self.spec.index));
         self.version = version;
-        for (id, p) in points {
-            self.put(id, p.vector, p.payload, p.version);
-        }
+        self.insert_fresh(points.into_iter().map(|(id, p)| (id, p.vector, p.payload, p.version)).collect());
         Ok(self.stats())
+    }
+}
+
+enum Plan {
+    Exact,
+    Graph { ef_boost: usize },
+}
+
+fn hnsw_params(c: &IndexConfig) -> HnswParams {
+    HnswParams { m: c.m, ef_construction: c.ef_construction, ef_search: c.ef_search }
+}
+
+/// Threads to link a batch of `n` new points with: all cores for large batches, one for
+/// small ones (where spawning threads costs more than it saves).
+fn build_threads(n: usize) -> usize {
+    if n < 1024 {
+        1
+    } else {
+        std::thread::available_parallelism().map(|c| c.get()).unwrap_or(1)
     }
 }
 
@@ -394,57 +570,4 @@ struct SnapshotPoint {
     version: u64,
     vector: Vec<f32>,
     payload: Option<Payload>,
-}
-
-/// Vectors back to back with a free list of deleted slots; searched by exact scan.
-struct FlatIndex {
-    dim: usize,
-    vectors: Vec<f32>,
-    live: Vec<bool>,
-    free: Vec<u32>,
-}
-
-impl FlatIndex {
-    fn new(dim: usize) -> Self {
-        FlatIndex { dim, vectors: Vec::new(), live: Vec::new(), free: Vec::new() }
-    }
-
-    fn add(&mut self, v: &[f32]) -> u32 {
-        if let Some(slot) = self.free.pop() {
-            self.set(slot, v);
-            self.live[slot as usize] = true;
-            return slot;
-        }
-        self.vectors.extend_from_slice(v);
-        self.live.push(true);
-        (self.live.len() - 1) as u32
-    }
-
-    fn set(&mut self, slot: u32, v: &[f32]) {
-        let start = slot as usize * self.dim;
-        self.vectors[start..start + self.dim].copy_from_slice(v);
-    }
-
-    fn remove(&mut self, slot: u32) {
-        self.live[slot as usize] = false;
-        self.free.push(slot);
-    }
-
-    fn vector(&self, slot: u32) -> &[f32] {
-        let start = slot as usize * self.dim;
-        &self.vectors[start..start + self.dim]
-    }
-
-    fn search(&self, metric: Metric, query: &[f32], k: usize) -> Vec<flat::Candidate> {
-        flat::search(metric, self.dim, &self.vectors, query, k, |slot| self.live[slot as usize])
-    }
-
-    /// Keeps the free list in slot order so that slots are reused from the front.
-    fn compact_free_list(&mut self) {
-        self.free.sort_unstable_by(|a, b| b.cmp(a));
-    }
-
-    fn bytes(&self) -> usize {
-        self.vectors.capacity() * 4 + self.live.capacity() + self.free.capacity() * 4
-    }
 }

@@ -85,6 +85,19 @@ impl PartitionStore for MemoryStore {
                         inner.points[i].1.version = version;
                     }
                 }
+                op @ (WriteOp::SetPayload { .. }
+                | WriteOp::OverwritePayload { .. }
+                | WriteOp::DeletePayload { .. }
+                | WriteOp::ClearPayload { .. }) => {
+                    let id = op.id().expect("payload ops name their point");
+                    if let Some(&i) = positions.get(id) {
+                        op.apply_to_payload(&mut inner.points[i].1.payload);
+                        inner.points[i].1.version = version;
+                    }
+                }
+                WriteOp::ByFilter { .. } => {
+                    unreachable!("partitions expand filter ops into per-id ops before storing them")
+                }
                 WriteOp::Delete(d) => {
                     if let Some(i) = positions.remove(&d.id) {
                         inner.points.swap_remove(i);
