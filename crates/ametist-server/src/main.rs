@@ -12,6 +12,7 @@
 mod api;
 mod cli;
 mod config;
+mod metrics;
 mod serve;
 
 use std::path::PathBuf;
