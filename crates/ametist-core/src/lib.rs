@@ -16,6 +16,7 @@
 //! * [`hnsw`]: the approximate nearest-neighbour graph each partition searches.
 //! * [`filter`]: Qdrant-style payload filters and their evaluation.
 //! * [`payload`]: the JSON payload attached to each point.
+//! * [`payload_index`]: per-field value indexes that count and find the points a filter matches.
 
 pub mod distance;
 pub mod error;
@@ -24,6 +25,7 @@ pub mod flat;
 pub mod hnsw;
 pub mod ids;
 pub mod payload;
+pub mod payload_index;
 pub mod topk;
 pub mod vector;
 
