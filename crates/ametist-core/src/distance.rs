@@ -403,7 +403,7 @@ mod tests {
                 let b: Vec<f32> = (0..dim).map(|_| rng.f32()).collect();
                 let exact = l2_squared(&a, &b);
                 let bound = exact * (rng.f32() + 1.0) * 1.5; // somewhere in [0, 3 * exact)
-                // SAFETY: features checked above; both slices hold `dim` floats.
+                                                             // SAFETY: features checked above; both slices hold `dim` floats.
                 let got = unsafe { avx2::l2_squared_bounded_ptr(a.as_ptr(), b.as_ptr(), dim, bound) };
                 if got < bound {
                     assert!((got - exact).abs() <= 1e-5 * exact.max(1.0), "dim {dim} seed {seed}");

@@ -15,7 +15,7 @@
 //!   answered; otherwise the search fails with a retryable error. It never hangs.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::{timeout_at, Instant};
 
 use ametist_core::filter::Filter;
+use ametist_core::payload_index::FieldType;
 use ametist_core::{topk, vector, Metric, PointId};
 
 use crate::config::{CollectionConfig, EngineConfig, IndexConfig};
@@ -62,6 +63,7 @@ enum CollectionMsg {
     Stats { reply: Reply<Vec<(PartitionInfo, Option<IndexStats>)>> },
     Scroll { req: ScrollRequest, reply: Reply<Vec<Vec<Record>>> },
     Count { filter: Option<Filter>, reply: Reply<Vec<usize>> },
+    FieldIndex { key: String, kind: Option<FieldType>, reply: Reply<Vec<()>> },
     Rebuild { reply: Reply<Vec<IndexStats>> },
     Fault { partition: usize, fault: Fault, reply: Reply<()> },
     Stop { reply: oneshot::Sender<()> },
@@ -78,6 +80,8 @@ pub enum Target {
 #[derive(Clone)]
 pub struct Collection {
     spec: Arc<CollectionSpec>,
+    /// Indexed payload fields; shared with the partitions (see `PartitionSpec`).
+    schema: Arc<RwLock<BTreeMap<String, FieldType>>>,
     engine: Arc<EngineConfig>,
     tx: mpsc::Sender<CollectionMsg>,
 }
@@ -102,6 +106,7 @@ impl Collection {
             partitions,
             index: config.index.unwrap_or(engine.default_index),
         });
+        let schema = Arc::new(RwLock::new(BTreeMap::new()));
         let mut refs = Vec::with_capacity(partitions);
         let mut threads = Vec::with_capacity(partitions);
         for id in 0..partitions {
@@ -113,6 +118,7 @@ impl Collection {
                 index: spec.index,
                 mailbox: engine.partition_mailbox,
                 policy: engine.supervision,
+                payload_schema: schema.clone(),
             };
             let (r, t) = spawn_partition(pspec, Arc::new(MemoryStore::new()));
             refs.push(r);
@@ -121,7 +127,7 @@ impl Collection {
         let (tx, rx) = mpsc::channel(engine.collection_mailbox.max(1));
         let actor = CollectionActor { metric: spec.metric, partitions: refs, threads, engine: engine.clone() };
         tokio::spawn(actor.run(rx));
-        Ok(Collection { spec, engine, tx })
+        Ok(Collection { spec, schema, engine, tx })
     }
 
     pub fn spec(&self) -> &CollectionSpec {
@@ -251,6 +257,29 @@ impl Collection {
         Ok(counts.into_iter().sum())
     }
 
+    /// Indexes a payload field in every partition (replacing an index of another type).
+    pub async fn create_field_index(&self, key: &str, kind: FieldType) -> Result<(), EngineError> {
+        if key.trim().is_empty() {
+            return Err(EngineError::invalid("field_name must not be empty"));
+        }
+        self.schema.write().expect("the schema lock is never held across a panic").insert(key.to_string(), kind);
+        let key = key.to_string();
+        self.call(|reply| CollectionMsg::FieldIndex { key, kind: Some(kind), reply }).await.map(|_| ())
+    }
+
+    /// Stops indexing a payload field. Returns false when it was not indexed.
+    pub async fn drop_field_index(&self, key: &str) -> Result<bool, EngineError> {
+        let existed = self.schema.write().expect("the schema lock is never held across a panic").remove(key).is_some();
+        let key = key.to_string();
+        self.call(|reply| CollectionMsg::FieldIndex { key, kind: None, reply }).await?;
+        Ok(existed)
+    }
+
+    /// The indexed payload fields and their types.
+    pub fn payload_schema(&self) -> BTreeMap<String, FieldType> {
+        self.schema.read().expect("the schema lock is never held across a panic").clone()
+    }
+
     /// Points and health of every partition.
     pub async fn info(&self) -> Result<CollectionInfo, EngineError> {
         let parts = self.call(|reply| CollectionMsg::Stats { reply }).await?;
@@ -345,6 +374,17 @@ impl CollectionActor {
                 }
                 CollectionMsg::Count { filter, reply } => {
                     self.gather_all(|tx| PartitionMsg::Count(filter.clone(), tx), reply)
+                }
+                CollectionMsg::FieldIndex { key, kind, reply } => {
+                    // Building an index over many points may take a while: no deadline.
+                    self.gather_all_until(
+                        |tx| match kind {
+                            Some(kind) => PartitionMsg::CreateFieldIndex { key: key.clone(), kind, reply: tx },
+                            None => PartitionMsg::DropFieldIndex { key: key.clone(), reply: tx },
+                        },
+                        reply,
+                        None,
+                    )
                 }
                 CollectionMsg::Rebuild { reply } => self.rebuild(reply),
                 CollectionMsg::Fault { partition, fault, reply } => {

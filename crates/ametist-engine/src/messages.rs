@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use ametist_core::filter::Filter;
+use ametist_core::payload_index::FieldType;
 use ametist_core::{Payload, PointId};
 
 use crate::error::EngineError;
@@ -268,6 +269,9 @@ pub struct IndexStats {
     pub deleted: usize,
     /// Levels of the graph (0 for an exact-scan partition).
     pub levels: usize,
+    /// Indexed payload fields: key, type, and how many points have a value there.
+    #[serde(default)]
+    pub payload_fields: Vec<(String, FieldType, usize)>,
 }
 
 /// Writes the partition's points to a file at `path`.
@@ -306,6 +310,17 @@ pub enum PartitionMsg {
     Scroll(ScrollRequest, Reply<Vec<Record>>),
     /// Points matching the filter (all points without one).
     Count(Option<Filter>, Reply<usize>),
+    /// Indexes a payload field (replacing an index of another type).
+    CreateFieldIndex {
+        key: String,
+        kind: FieldType,
+        reply: Reply<()>,
+    },
+    /// Stops indexing a payload field.
+    DropFieldIndex {
+        key: String,
+        reply: Reply<()>,
+    },
     RebuildIndex(RebuildIndex, Reply<IndexStats>),
     Stats(Reply<IndexStats>),
     Snapshot(PartitionSnapshot, Reply<IndexStats>),

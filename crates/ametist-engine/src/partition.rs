@@ -6,14 +6,16 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write as _;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use ametist_core::filter::Filter;
+use ametist_core::flat::Candidate;
 use ametist_core::hnsw::{Hnsw, HnswParams};
+use ametist_core::payload_index::{FieldType, PayloadIndex};
 use ametist_core::{vector, Metric, Payload, PointId};
 
 use crate::config::{IndexConfig, IndexKind, SupervisionPolicy};
@@ -59,6 +61,9 @@ pub struct PartitionSpec {
     pub index: IndexConfig,
     pub mailbox: usize,
     pub policy: SupervisionPolicy,
+    /// The collection's indexed payload fields, shared with the coordinator, so that a
+    /// restarted actor re-creates indexes made after it was first started.
+    pub payload_schema: Arc<RwLock<BTreeMap<String, FieldType>>>,
 }
 
 /// Starts a partition actor under supervision. The returned join handle finishes when the
@@ -162,6 +167,7 @@ struct PartitionActor {
     /// Slot → entry; `None` for free slots.
     entries: Vec<Option<Entry>>,
     index: Hnsw,
+    payload_index: PayloadIndex,
     version: u64,
 }
 
@@ -178,8 +184,14 @@ impl PartitionActor {
             slots: BTreeMap::new(),
             entries: Vec::new(),
             index: Hnsw::new(spec.metric, spec.dim, hnsw_params(&spec.index)),
+            payload_index: PayloadIndex::new(),
             version: recovered.version,
         };
+        // Field indexes first, empty: inserting the points fills them.
+        let schema = spec.payload_schema.read().expect("the schema lock is never held across a panic").clone();
+        for (key, kind) in schema {
+            actor.payload_index.create_field(&key, kind, std::iter::empty());
+        }
         actor.insert_fresh(recovered.points.into_iter().map(|(id, p)| (id, p.vector, p.payload, p.version)).collect());
         tracing::debug!(partition = %format!("{}/{}", spec.collection, spec.id), points = actor.slots.len(), "recovered");
         Ok(actor)
@@ -212,9 +224,17 @@ impl PartitionActor {
             PartitionMsg::Count(filter, reply) => {
                 let n = match &filter {
                     None => self.slots.len(),
-                    Some(f) => self.live().filter(|(_, e)| f.matches(&e.id, e.payload.as_ref())).count(),
+                    Some(f) => self.matching(f).len(),
                 };
                 let _ = reply.send(Ok(n));
+            }
+            PartitionMsg::CreateFieldIndex { key, kind, reply } => {
+                self.create_field_index(&key, kind);
+                let _ = reply.send(Ok(()));
+            }
+            PartitionMsg::DropFieldIndex { key, reply } => {
+                self.payload_index.drop_field(&key);
+                let _ = reply.send(Ok(()));
             }
             PartitionMsg::RebuildIndex(_, reply) => {
                 self.index.rebuild(build_threads(self.slots.len()));
@@ -252,6 +272,7 @@ impl PartitionActor {
         let accept_dyn: Option<&dyn Fn(u32) -> bool> = if filter.is_some() { Some(&accept) } else { None };
         let ef = req.ef.unwrap_or(self.spec.index.ef_search).max(want);
         let hits = match self.plan(req, filter) {
+            Plan::Candidates(slots) => self.score_slots(&req.query_vector, want, &slots, &accept),
             Plan::Exact => self.index.search_exact(&req.query_vector, want, accept_dyn),
             Plan::Graph { ef_boost } => {
                 self.index.search(&req.query_vector, want, ef.saturating_mul(ef_boost), accept_dyn)
@@ -286,6 +307,13 @@ impl PartitionActor {
     /// rejected nodes), many are walked with a beam widened for the rejected share.
     fn plan(&self, req: &SearchRequest, filter: Option<&Filter>) -> Plan {
         let live = self.slots.len();
+        // Payload indexes narrow a filter to candidate slots: score just those when they
+        // are few (or when the request wants exact results anyway).
+        if let Some(cands) = filter.and_then(|f| self.payload_index.candidates(f)) {
+            if req.exact || cands.len() < self.spec.index.full_scan_threshold.max(live / 50) {
+                return Plan::Candidates(cands);
+            }
+        }
         if req.exact || self.spec.index.kind == IndexKind::Flat || live < self.spec.index.full_scan_threshold {
             return Plan::Exact;
         }
@@ -327,8 +355,8 @@ impl PartitionActor {
                 out.push(op);
                 continue;
             };
-            for (_, e) in self.live().filter(|(_, e)| filter.matches(&e.id, e.payload.as_ref())) {
-                let id = e.id.clone();
+            for slot in self.matching(&filter) {
+                let id = self.entries[slot as usize].as_ref().expect("matching returns live slots").id.clone();
                 out.push(match &action {
                     FilterAction::Delete => WriteOp::Delete(DeleteVector { id }),
                     FilterAction::SetPayload(p) => WriteOp::SetPayload { id, payload: p.clone() },
@@ -405,6 +433,8 @@ impl PartitionActor {
                     let e = self.entries[slot as usize].as_mut().expect("slots point at live entries");
                     e.payload = p.metadata;
                     e.version = version;
+                    self.payload_index.remove(slot);
+                    self.payload_index.insert(slot, e.payload.as_ref());
                 }
                 (WriteOp::Update(u), Some(slot)) => {
                     self.index.update(slot, &u.vector);
@@ -412,6 +442,7 @@ impl PartitionActor {
                 }
                 (WriteOp::Delete(_), Some(slot)) => {
                     self.index.delete(slot);
+                    self.payload_index.remove(slot);
                     self.entries[slot as usize] = None;
                     self.slots.remove(&id);
                 }
@@ -420,6 +451,8 @@ impl PartitionActor {
                     let e = self.entries[slot as usize].as_mut().expect("slots point at live entries");
                     payload_op.apply_to_payload(&mut e.payload);
                     e.version = version;
+                    self.payload_index.remove(slot);
+                    self.payload_index.insert(slot, e.payload.as_ref());
                 }
                 (_, None) => unreachable!("checked: updates name existing points"),
             }
@@ -441,8 +474,38 @@ impl PartitionActor {
                 self.entries.resize_with(i + 1, || None);
             }
             self.slots.insert(id.clone(), slot);
+            self.payload_index.insert(slot, payload.as_ref());
             self.entries[i] = Some(Entry { id, version, payload });
         }
+    }
+
+    /// Exact top-`k` among `slots`, keeping those `accept` lets through.
+    fn score_slots(&self, query: &[f32], k: usize, slots: &[u32], accept: &dyn Fn(u32) -> bool) -> Vec<Candidate> {
+        let metric = self.spec.metric;
+        let mut hits: Vec<Candidate> = slots
+            .iter()
+            .filter(|&&s| accept(s))
+            .map(|&slot| Candidate { slot, distance: metric.distance(query, self.index.vector(slot)) })
+            .collect();
+        hits.sort_unstable();
+        hits.truncate(k);
+        hits
+    }
+
+    /// Slots whose points match `filter`, using the payload indexes when they help.
+    fn matching(&self, filter: &Filter) -> Vec<u32> {
+        let check =
+            |slot: u32| self.entries[slot as usize].as_ref().is_some_and(|e| filter.matches(&e.id, e.payload.as_ref()));
+        match self.payload_index.candidates(filter) {
+            Some(cands) => cands.into_iter().filter(|&s| check(s)).collect(),
+            None => self.live().map(|(s, _)| s).filter(|&s| check(s)).collect(),
+        }
+    }
+
+    fn create_field_index(&mut self, key: &str, kind: FieldType) {
+        let entries = &self.entries;
+        let points = entries.iter().enumerate().filter_map(|(s, e)| e.as_ref().map(|e| (s as u32, e.payload.as_ref())));
+        self.payload_index.create_field(key, kind, points);
     }
 
     fn get(&self, ids: &[PointId], with_payload: bool, with_vector: bool) -> Vec<Record> {
@@ -479,7 +542,22 @@ impl PartitionActor {
 
     fn stats(&self) -> IndexStats {
         let s = self.index.stats();
-        IndexStats { doc_count: self.slots.len(), index_size: s.bytes as u64, deleted: s.deleted, levels: s.levels }
+        let payload_fields = self
+            .payload_index
+            .fields()
+            .into_iter()
+            .map(|(key, kind)| {
+                let points = self.payload_index.points_with(&key).unwrap_or(0);
+                (key, kind, points)
+            })
+            .collect();
+        IndexStats {
+            doc_count: self.slots.len(),
+            index_size: s.bytes as u64,
+            deleted: s.deleted,
+            levels: s.levels,
+            payload_fields,
+        }
     }
 
     /// Writes every point to `path` (JSON lines behind a header), through a temporary file
@@ -532,6 +610,11 @@ impl PartitionActor {
         self.slots.clear();
         self.entries.clear();
         self.index = Hnsw::new(self.spec.metric, self.spec.dim, hnsw_params(&self.spec.index));
+        let fields = self.payload_index.fields();
+        self.payload_index = PayloadIndex::new();
+        for (key, kind) in fields {
+            self.payload_index.create_field(&key, kind, std::iter::empty());
+        }
         self.version = version;
         self.insert_fresh(points.into_iter().map(|(id, p)| (id, p.vector, p.payload, p.version)).collect());
         Ok(self.stats())
@@ -539,8 +622,12 @@ impl PartitionActor {
 }
 
 enum Plan {
+    /// Score these slots (a payload index's candidates) exactly.
+    Candidates(Vec<u32>),
     Exact,
-    Graph { ef_boost: usize },
+    Graph {
+        ef_boost: usize,
+    },
 }
 
 fn hnsw_params(c: &IndexConfig) -> HnswParams {
