@@ -264,19 +264,30 @@ impl PartitionActor {
         let metric = self.spec.metric;
         let want = req.offset.saturating_add(req.k);
         let filter = req.filter.as_ref();
+        let ef = req.ef.unwrap_or(self.spec.index.ef_search).max(want);
+        let plan = self.plan(req, filter, ef);
+        // With index candidates, a bitmap rejects most non-matching nodes before the
+        // (costlier) full filter is evaluated on a payload.
+        let allowed: Option<Vec<bool>> = match &plan {
+            Plan::Graph { candidates: Some(c), .. } => {
+                let mut bits = vec![false; self.entries.len()];
+                c.iter().for_each(|&s| bits[s as usize] = true);
+                Some(bits)
+            }
+            _ => None,
+        };
         let accept = |slot: u32| match (filter, self.entries.get(slot as usize)) {
             (_, None | Some(None)) => false,
             (None, Some(Some(_))) => true,
-            (Some(f), Some(Some(e))) => f.matches(&e.id, e.payload.as_ref()),
+            (Some(f), Some(Some(e))) => {
+                allowed.as_ref().is_none_or(|bits| bits[slot as usize]) && f.matches(&e.id, e.payload.as_ref())
+            }
         };
         let accept_dyn: Option<&dyn Fn(u32) -> bool> = if filter.is_some() { Some(&accept) } else { None };
-        let ef = req.ef.unwrap_or(self.spec.index.ef_search).max(want);
-        let hits = match self.plan(req, filter) {
+        let hits = match plan {
             Plan::Candidates(slots) => self.score_slots(&req.query_vector, want, &slots, &accept),
             Plan::Exact => self.index.search_exact(&req.query_vector, want, accept_dyn),
-            Plan::Graph { ef_boost } => {
-                self.index.search(&req.query_vector, want, ef.saturating_mul(ef_boost), accept_dyn)
-            }
+            Plan::Graph { ef, .. } => self.index.search(&req.query_vector, want, ef, accept_dyn),
         };
         let threshold = req.score_threshold;
         let docs = hits
@@ -305,30 +316,46 @@ impl PartitionActor {
     /// scan. With a filter, the number of matching points is estimated from a sample: few
     /// matches are scanned exactly (a graph walk would have to wade through many
     /// rejected nodes), many are walked with a beam widened for the rejected share.
-    fn plan(&self, req: &SearchRequest, filter: Option<&Filter>) -> Plan {
+    fn plan(&self, req: &SearchRequest, filter: Option<&Filter>, ef: usize) -> Plan {
         let live = self.slots.len();
-        // Payload indexes narrow a filter to candidate slots: score just those when they
-        // are few (or when the request wants exact results anyway).
-        if let Some(cands) = filter.and_then(|f| self.payload_index.candidates(f)) {
-            if req.exact || cands.len() < self.spec.index.full_scan_threshold.max(live / 50) {
-                return Plan::Candidates(cands);
+        let exact_anyway =
+            req.exact || self.spec.index.kind == IndexKind::Flat || live < self.spec.index.full_scan_threshold;
+        let Some(f) = filter else {
+            return if exact_anyway { Plan::Exact } else { Plan::Graph { ef, candidates: None } };
+        };
+        // The share of points the filter matches: counted from payload indexes when they
+        // narrow it, else estimated from a sample.
+        let candidates = self.payload_index.candidates(f);
+        let share = match &candidates {
+            Some(c) => c.len() as f64 / live.max(1) as f64,
+            None => {
+                let stride = (self.entries.len() / FILTER_SAMPLE).max(1);
+                let (mut seen, mut hit) = (0usize, 0usize);
+                for e in self.entries.iter().step_by(stride).flatten() {
+                    seen += 1;
+                    hit += usize::from(f.matches(&e.id, e.payload.as_ref()));
+                }
+                if seen == 0 {
+                    1.0
+                } else {
+                    hit as f64 / seen as f64
+                }
             }
+        };
+        // A graph walk whose beam is widened for the rejected share visits about
+        // `ef * 2m` nodes; scoring the candidates costs one distance each. Take the cheaper.
+        let boosted_ef = ef.saturating_mul((1.0 / share.max(1e-9)).ceil().min(4.0) as usize);
+        let walk_cost = boosted_ef.saturating_mul(2 * self.spec.index.m);
+        if let Some(c) = candidates {
+            if exact_anyway || c.len() <= walk_cost.max(self.spec.index.full_scan_threshold) {
+                return Plan::Candidates(c);
+            }
+            return Plan::Graph { ef: boosted_ef, candidates: Some(c) };
         }
-        if req.exact || self.spec.index.kind == IndexKind::Flat || live < self.spec.index.full_scan_threshold {
+        if exact_anyway || (share * live as f64) < self.spec.index.full_scan_threshold as f64 || share < 0.02 {
             return Plan::Exact;
         }
-        let Some(f) = filter else { return Plan::Graph { ef_boost: 1 } };
-        let stride = (self.entries.len() / FILTER_SAMPLE).max(1);
-        let (mut seen, mut hit) = (0usize, 0usize);
-        for e in self.entries.iter().step_by(stride).flatten() {
-            seen += 1;
-            hit += usize::from(f.matches(&e.id, e.payload.as_ref()));
-        }
-        let share = if seen == 0 { 1.0 } else { hit as f64 / seen as f64 };
-        if (share * live as f64) < self.spec.index.full_scan_threshold as f64 || share < 0.02 {
-            return Plan::Exact;
-        }
-        Plan::Graph { ef_boost: (1.0 / share).ceil().min(4.0) as usize }
+        Plan::Graph { ef: boosted_ef, candidates: None }
     }
 
     /// Applies a batch: expands filter ops, checks that every op applies, records the
@@ -624,10 +651,10 @@ impl PartitionActor {
 enum Plan {
     /// Score these slots (a payload index's candidates) exactly.
     Candidates(Vec<u32>),
+    /// Scan every live point.
     Exact,
-    Graph {
-        ef_boost: usize,
-    },
+    /// Walk the graph with this beam width; index candidates, if any, pre-filter nodes.
+    Graph { ef: usize, candidates: Option<Vec<u32>> },
 }
 
 fn hnsw_params(c: &IndexConfig) -> HnswParams {
