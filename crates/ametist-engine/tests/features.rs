@@ -248,3 +248,49 @@ async fn payload_indexes_answer_selective_filters_exactly_and_survive_restarts()
     check(c.clone(), vectors.clone(), common::random_vector(&mut rng, 8)).await;
     db.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broad_indexed_filters_walk_the_graph_with_high_recall() {
+    let mut rng = common::seeded_rng("broad_indexed_filters_walk_the_graph_with_high_recall");
+    let db = Ametist::in_memory(EngineConfig::default());
+    let index = IndexConfig { full_scan_threshold: 100, ..IndexConfig::default() };
+    let dim = 12;
+    let config = CollectionConfig { dim, metric: Metric::Dot, partitions: Some(1), index: Some(index) };
+    db.create_collection("c", config).await.unwrap();
+    let c = db.collection("c").unwrap();
+    c.create_field_index("half", ametist_core::payload_index::FieldType::Bool).await.unwrap();
+    let mut data = Vec::new();
+    for chunk in 0..4 {
+        let mut points = Vec::new();
+        for i in chunk * 3000..(chunk + 1) * 3000u64 {
+            let v = common::random_vector(&mut rng, dim);
+            data.extend_from_slice(&v);
+            points.push(InsertVector {
+                id: PointId::Num(i),
+                vector: v,
+                metadata: json!({"half": i % 2 == 0}).as_object().cloned(),
+            });
+        }
+        c.upsert(points, true).await.unwrap();
+    }
+    // 6,000 candidates: more than a widened walk visits, so the graph is walked with the
+    // candidates as a pre-filter.
+    let f = filter(json!({"must": [{"key": "half", "match": {"value": true}}]}));
+    let mut hits = 0;
+    for _ in 0..30 {
+        let q = common::random_vector(&mut rng, dim);
+        let mut req = SearchRequest::new(q.clone(), 10);
+        req.filter = Some(f.clone());
+        let got = c.search(req).await.unwrap();
+        let truth: HashSet<u64> =
+            flat::search(Metric::Dot, dim, &data, &q, 10, |s| s % 2 == 0).iter().map(|c| c.slot as u64).collect();
+        for d in &got.results {
+            let PointId::Num(i) = d.id else { unreachable!() };
+            assert_eq!(i % 2, 0, "non-matching point returned");
+            hits += usize::from(truth.contains(&i));
+        }
+    }
+    let recall = hits as f64 / 300.0;
+    assert!(recall >= 0.9, "filtered recall@10 {recall}");
+    db.shutdown().await;
+}
