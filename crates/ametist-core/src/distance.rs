@@ -281,7 +281,7 @@ pub mod avx2 {
                 acc2 = _mm256_fmadd_ps(d2, d2, acc2);
                 acc3 = _mm256_fmadd_ps(d3, d3, acc3);
                 i += 32;
-                if i % 128 == 0 && i + 32 <= n {
+                if i % 64 == 0 && i + 32 <= n {
                     let partial = hsum(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
                     if partial >= bound {
                         return partial;
