@@ -126,7 +126,7 @@ fn collection_info_json(info: &CollectionInfo) -> Value {
     json!({
         "status": status,
         "optimizer_status": "ok",
-        "vectors_count": info.points,
+        "warnings": [],
         "indexed_vectors_count": info.points,
         "points_count": info.points,
         "segments_count": s.partitions,
