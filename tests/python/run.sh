@@ -26,13 +26,15 @@ if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; 
     echo "== creating $VENV"
     rm -rf "$VENV"
     mkdir -p target
-    if ! "$PYTHON" -m venv "$VENV" 2>/dev/null; then
-        # Debian-style Pythons without the venv module: fall back to virtualenv from PyPI.
+    if "$PYTHON" -m venv "$VENV" 2>/dev/null; then
+        "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$REQ"
+    else
+        # Pythons without ensurepip (Debian's without python3-venv): an empty venv, filled
+        # by the host's pip (pip >= 22.3 can install into another interpreter).
         rm -rf "$VENV"
-        "$PYTHON" -m pip install --quiet --user virtualenv
-        "$PYTHON" -m virtualenv --quiet "$VENV"
+        "$PYTHON" -m venv --without-pip "$VENV"
+        "$PYTHON" -m pip --python "$VENV/bin/python" install --quiet --disable-pip-version-check -r "$REQ"
     fi
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$REQ"
     echo "$want" > "$stamp"
 fi
 

@@ -161,6 +161,9 @@ def test_unsupported_calls_answer_400_naming_the_feature(client, filled):
         "filter": lambda: client.query_points(filled, query=[1, 0, 0, 0], query_filter=RED),
         "scroll": lambda: client.scroll(filled),
         "payload": lambda: client.set_payload(filled, payload={"a": 1}, points=[1]),
+        "count filter": lambda: client.count(filled, count_filter=RED),
+        "delete filter": lambda: client.delete(filled, points_selector=models.FilterSelector(filter=RED)),
+        "index": lambda: client.create_payload_index(filled, field_name="color", field_schema="keyword"),
     }
     for what, call in calls.items():
         try:
