@@ -147,3 +147,29 @@ def test_bad_collection_settings_are_400(client, collection_name):
         client.create_collection(collection_name, vectors_config=models.VectorParams(size=0, distance="Cosine"))
     assert e.value.status_code == 400
     assert not client.collection_exists(collection_name)
+
+
+def test_info(client):
+    info = client.info()
+    assert isinstance(info, models.VersionInfo)
+    assert info.title.startswith("ametist")
+
+
+def test_aliases_are_empty(client, collection_name):
+    client.create_collection(collection_name, vectors_config=models.VectorParams(size=2, distance="Dot"))
+    assert client.get_aliases().aliases == []
+    assert client.get_collection_aliases(collection_name).aliases == []
+    with pytest.raises(UnexpectedResponse) as e:
+        client.get_collection_aliases("no_such_collection")
+    assert e.value.status_code == 404
+
+
+def test_recreate_collection_pattern(client, collection_name):
+    # What applications do instead of the deprecated recreate_collection.
+    params = models.VectorParams(size=2, distance=models.Distance.DOT)
+    for _ in range(2):
+        if client.collection_exists(collection_name):
+            client.delete_collection(collection_name)
+        client.create_collection(collection_name, vectors_config=params)
+        client.upsert(collection_name, points=[models.PointStruct(id=1, vector=[1.0, 0.0])], wait=True)
+        assert client.get_collection(collection_name).points_count == 1

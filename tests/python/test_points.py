@@ -388,3 +388,34 @@ def test_query_by_point_id(client, filled):
     # Qdrant's "recommend-like" query: the vector of point 1, the point itself excluded.
     res = client.query_points(filled, query=1, limit=2)
     assert [p.id for p in res.points] == [2, 3]
+
+
+def test_update_vectors_keeps_payload(client, filled):
+    result = client.update_vectors(
+        filled, points=[models.PointVectors(id=4, vector=[1.0, 0.1, 0.0, 0.0])], wait=True
+    )
+    assert result.status == models.UpdateStatus.COMPLETED
+    (r,) = client.retrieve(filled, ids=[4], with_vectors=True)
+    assert r.payload == POINTS[3].payload
+    assert r.vector == pytest.approx((np.array([1.0, 0.1, 0, 0]) / np.linalg.norm([1.0, 0.1])).tolist(), abs=1e-6)
+    assert [p.id for p in client.query_points(filled, query=[1, 0.1, 0, 0], limit=1).points] == [4]
+
+
+def test_update_vectors_of_an_absent_point_is_404_and_changes_nothing(client, filled):
+    with pytest.raises(UnexpectedResponse) as e:
+        client.update_vectors(
+            filled,
+            points=[models.PointVectors(id=1, vector=[0, 0, 0, 1.0]), models.PointVectors(id=77, vector=[1.0, 0, 0, 0])],
+        )
+    assert e.value.status_code == 404
+    (r,) = client.retrieve(filled, ids=[1], with_vectors=True)
+    assert r.vector == pytest.approx([1.0, 0.0, 0.0, 0.0])
+
+
+def test_timeout_and_consistency_parameters_are_accepted(client, filled):
+    client.upsert(filled, points=[models.PointStruct(id=9, vector=[0, 0, 1, 0])], wait=True, timeout=5)
+    res = client.query_points(
+        filled, query=[0, 0, 1, 0], limit=1, timeout=5, consistency=models.ReadConsistencyType.MAJORITY
+    )
+    assert [p.id for p in res.points] == [9]
+    assert len(client.retrieve(filled, ids=[9], timeout=5, consistency=models.ReadConsistencyType.ALL)) == 1

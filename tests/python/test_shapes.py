@@ -95,7 +95,13 @@ def test_point_routes(api, coll):
         round_trip(List[m.Record], api.call("POST", f"/collections/{coll}/points", body))
     round_trip(m.Record, api.call("GET", f"/collections/{coll}/points/1"))
     round_trip(m.CountResult, api.call("POST", f"/collections/{coll}/points/count", {"exact": True}))
+    round_trip(
+        m.UpdateResult,
+        api.call("PUT", f"/collections/{coll}/points/vectors?wait=true", {"points": [{"id": 3, "vector": [0.0, 0.6, 0.8]}]}),
+    )
     round_trip(m.UpdateResult, api.call("POST", f"/collections/{coll}/points/delete?wait=true", {"points": [1]}))
+    round_trip(m.CollectionsAliasesResponse, api.call("GET", "/aliases"))
+    round_trip(m.CollectionsAliasesResponse, api.call("GET", f"/collections/{coll}/aliases"))
 
 
 def test_error_shape(api, coll):

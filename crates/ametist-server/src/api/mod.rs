@@ -49,7 +49,13 @@ pub fn router(state: AppState) -> Router {
         .route("/livez", get(health))
         .route("/readyz", get(health))
         .route("/collections", get(collections::list))
-        .route("/collections/{name}", get(collections::info).put(collections::create).delete(collections::delete))
+        .route(
+            "/collections/{name}",
+            get(collections::info).put(collections::create).delete(collections::delete).patch(collections::update),
+        )
+        .route("/aliases", get(collections::aliases))
+        .route("/collections/aliases", post(collections::update_aliases))
+        .route("/collections/{name}/aliases", get(collections::collection_aliases))
         .route("/collections/{name}/exists", get(collections::exists))
         .route("/collections/{name}/points", put(points::upsert).post(points::retrieve))
         .route("/collections/{name}/points/{id}", get(points::get_one))
@@ -58,6 +64,8 @@ pub fn router(state: AppState) -> Router {
         .route("/collections/{name}/points/search", post(points::search))
         .route("/collections/{name}/points/search/batch", post(points::search_batch))
         .route("/collections/{name}/points/delete", post(points::delete))
+        .route("/collections/{name}/points/vectors", put(points::update_vectors))
+        .route("/collections/{name}/points/vectors/delete", post(points::delete_vectors))
         .route("/collections/{name}/points/scroll", post(points::scroll))
         .route("/collections/{name}/points/count", post(points::count))
         .route("/collections/{name}/points/payload", post(payload::set).put(payload::overwrite))

@@ -20,7 +20,7 @@ use ametist_core::filter::Filter;
 use ametist_core::{Payload, PointId};
 use ametist_engine::collection::Collection;
 use ametist_engine::messages::{MissingPartition, Record, ScoredDoc, WriteAck};
-use ametist_engine::{InsertVector, SearchRequest};
+use ametist_engine::{InsertVector, SearchRequest, UpdateVector};
 
 use super::envelope::{parse_body, wait_param, Answer, ApiError, ApiResult};
 use super::selectors::{parse_with_vector, PayloadSelector};
@@ -163,6 +163,25 @@ pub struct SearchBatch {
     pub searches: Vec<SearchPoints>,
 }
 
+/// `PUT /collections/{name}/points/vectors`: replaces the vectors of existing points,
+/// keeping their payloads.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateVectors {
+    pub points: Vec<PointVectors>,
+    #[serde(default, rename = "shard_key")]
+    pub _shard_key: Option<Value>,
+    #[serde(default)]
+    pub update_filter: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PointVectors {
+    pub id: PointId,
+    pub vector: VectorInput,
+}
+
 /// `POST /collections/{name}/points/delete`: `PointIdsList` or `FilterSelector`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -287,6 +306,45 @@ pub async fn upsert(
     };
     let ack = c.upsert(points, wait).await.map_err(|e| ApiError::from_engine(e, started))?;
     Ok(Answer::new(update_result(ack), started))
+}
+
+pub async fn update_vectors(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> ApiResult<Value> {
+    let started = Instant::now();
+    let wait = wait_param(query.as_deref(), started)?;
+    let c = collection(&state, &name, started)?;
+    let req: UpdateVectors = parse_body(&body, started)?;
+    if parse_filter(req.update_filter, started)?.is_some() {
+        return Err(not_supported("conditional update (`update_filter`) is not supported yet", started));
+    }
+    let updates = req
+        .points
+        .into_iter()
+        .map(|p| Ok(UpdateVector { id: p.id, vector: p.vector.dense(started)? }))
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    // The partitions refuse an update of an absent point (and nothing of its batch is
+    // applied); asking first answers 404 naming it, as Qdrant does, also without `wait`.
+    let ids: Vec<PointId> = updates.iter().map(|u| u.id.clone()).collect();
+    if !ids.is_empty() {
+        let found = c.get(ids.clone(), false, false).await.map_err(|e| ApiError::from_engine(e, started))?;
+        if let Some(missing) = ids.iter().find(|id| !found.iter().any(|r| &r.id == *id)) {
+            return Err(point_not_found(missing, started));
+        }
+    }
+    let ack = c.update_vectors(updates, wait).await.map_err(|e| ApiError::from_engine(e, started))?;
+    Ok(Answer::new(update_result(ack), started))
+}
+
+/// `POST /collections/{name}/points/vectors/delete`: only meaningful with named vectors.
+pub async fn delete_vectors(State(state): State<AppState>, Path(name): Path<String>, body: Bytes) -> ApiResult<Value> {
+    let started = Instant::now();
+    let _c = collection(&state, &name, started)?;
+    let _req: Value = parse_body(&body, started)?;
+    Err(not_supported("deleting vectors needs named vectors, which are not supported yet", started))
 }
 
 pub async fn delete(
