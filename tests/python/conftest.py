@@ -68,10 +68,21 @@ class AmetistServer:
         for s in sets:
             args += ["--set", s]
         self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(
-            args, cwd=self._tmp.name, env=env, stdout=self._log, stderr=subprocess.STDOUT
-        )
-        self._wait_ready()
+        # The port was free a moment ago; if another process took it since, try another.
+        for attempt in range(3):
+            self.proc = subprocess.Popen(
+                args, cwd=self._tmp.name, env=env, stdout=self._log, stderr=subprocess.STDOUT
+            )
+            try:
+                self._wait_ready()
+                return
+            except RuntimeError:
+                if attempt == 2 or self.proc.poll() is None or "in use" not in self.log().lower():
+                    self.stop()
+                    raise
+            self.port = free_port()
+            self.url = f"http://127.0.0.1:{self.port}"
+            args[args.index("--port") + 1] = str(self.port)
 
     def _wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
@@ -84,7 +95,6 @@ class AmetistServer:
             except httpx.HTTPError:
                 pass
             time.sleep(0.05)
-        self.stop()
         raise RuntimeError(f"ametist serve did not answer GET / within {timeout}s:\n{self.log()}")
 
     def log(self) -> str:

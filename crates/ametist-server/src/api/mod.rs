@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{DefaultBodyLimit, State};
-use axum::routing::{delete, get, post, put};
+use axum::routing::{any, delete, get, post, put};
 use axum::Router;
 use serde_json::json;
 
@@ -74,6 +74,25 @@ pub fn router(state: AppState) -> Router {
         .route("/collections/{name}/index", put(payload::create_index))
         .route("/collections/{name}/index/{field}", delete(payload::delete_index))
         .route("/collections/{name}/partitions", get(partitions::list));
+    // Qdrant routes Ametist does not serve yet: a 400 naming the feature, rather than a
+    // 404 that a client could take for "collection not found".
+    for (path, what) in [
+        ("/collections/{name}/points/batch", "batch update operations are"),
+        ("/collections/{name}/points/query/groups", "grouped queries are"),
+        ("/collections/{name}/points/search/groups", "grouped search is"),
+        ("/collections/{name}/points/recommend", "recommend queries are"),
+        ("/collections/{name}/points/recommend/batch", "recommend queries are"),
+        ("/collections/{name}/points/recommend/groups", "recommend queries are"),
+        ("/collections/{name}/points/discover", "discover queries are"),
+        ("/collections/{name}/points/discover/batch", "discover queries are"),
+        ("/collections/{name}/facet", "facet counts are"),
+        ("/collections/{name}/points/search/matrix/pairs", "distance matrices are"),
+        ("/collections/{name}/points/search/matrix/offsets", "distance matrices are"),
+        ("/collections/{name}/snapshots", "snapshots are"),
+        ("/snapshots", "snapshots are"),
+    ] {
+        r = r.route(path, any(move || unsupported(what)));
+    }
     if state.config.server.enable_fault_injection {
         r = r.route("/collections/{name}/partitions/{id}/fault", post(partitions::fault));
     }
@@ -91,6 +110,10 @@ async fn root(State(state): State<AppState>) -> axum::Json<serde_json::Value> {
 
 async fn health() -> &'static str {
     "healthz check passed"
+}
+
+async fn unsupported(what: &'static str) -> envelope::ApiError {
+    envelope::ApiError::bad_request(format!("Wrong input: {what} not supported yet"), Instant::now())
 }
 
 async fn not_found(uri: axum::http::Uri) -> envelope::ApiError {
