@@ -46,7 +46,7 @@ export AMETIST_BIN
 
 echo "== pytest"
 set +e
-"$VENV/bin/python" -m pytest -c tests/python/pytest.ini tests/python "$@"
+"$VENV/bin/python" -m pytest -c tests/python/pytest.ini --rootdir tests/python "$@"
 rc=$?
 set -e
 if [ "$rc" -eq 5 ]; then

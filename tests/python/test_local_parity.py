@@ -114,6 +114,13 @@ def test_exact_search_matches_local_mode(client, local, collection_name, distanc
         assert len(theirs.points) == 10
         assert_same_hits(ours.points, theirs.points)
 
+    # By point id: that point's vector, the point itself left out.
+    for pid in (ids[0], ids[1], ids[5]):
+        for kwargs in (dict(limit=5), dict(limit=3, offset=2)):
+            ours = client.query_points(collection_name, query=pid, search_params=exact, **kwargs).points
+            theirs = local.query_points(collection_name, query=pid, search_params=exact, **kwargs).points
+            assert_same_hits(ours, theirs)
+
     batch = [models.QueryRequest(query=q.tolist(), limit=5, params=exact, with_payload=True) for q in queries[:4]]
     for ours, theirs in zip(client.query_batch_points(collection_name, batch), local.query_batch_points(collection_name, batch)):
         assert_same_hits(ours.points, theirs.points)
