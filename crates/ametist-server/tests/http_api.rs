@@ -427,3 +427,92 @@ fn sigterm_shuts_down_cleanly() {
     s.child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
     assert!(!err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn batch_queries_selectors_count_and_routes_waiting_for_the_engine() {
+    let s = Server::start(&[]);
+    s.json("PUT", "/collections/b", json!({"vectors": {"size": 2, "distance": "Dot"}, "shard_number": 2}));
+    let (status, v) = s.json(
+        "PUT",
+        "/collections/b/points?wait=true",
+        json!({"points": [
+            {"id": 1, "vector": [1.0, 0.0], "payload": {"a": 1, "m": {"x": 1, "y": 2}}},
+            {"id": 2, "vector": [0.8, 0.1]},
+            {"id": 3, "vector": [0.0, 1.0], "payload": {"a": 3}}
+        ]}),
+    );
+    assert_eq!(status, 200, "{v}");
+
+    // Batch query: one answer per request, in order.
+    let (status, v) = s.json(
+        "POST",
+        "/collections/b/points/query/batch",
+        json!({"searches": [
+            {"query": [1.0, 0.0], "limit": 1},
+            {"query": {"nearest": [0.0, 1.0]}, "limit": 2, "offset": 1, "with_payload": true}
+        ]}),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["result"][0]["points"][0]["id"], 1);
+    assert!(v["result"][0]["points"][0].get("payload").is_none(), "no payload unless asked: {v}");
+    // Dot scores for [0, 1]: 3 (1.0), 2 (0.1), 1 (0.0); offset 1 skips 3.
+    assert_eq!(v["result"][1]["points"][0]["id"], 2);
+    assert_eq!(v["result"][1]["points"][0]["payload"], json!({}), "a point without payload reads as {{}}");
+    assert_eq!(v["result"][1]["points"][1]["id"], 1);
+    // One bad request fails the whole batch.
+    let (status, v) = s.json(
+        "POST",
+        "/collections/b/points/query/batch",
+        json!({"searches": [{"query": [1.0, 0.0]}, {"query": [1.0]}]}),
+    );
+    assert_eq!(status, 400, "{v}");
+    let (status, v) =
+        s.json("POST", "/collections/b/points/search/batch", json!({"searches": [{"vector": [1.0, 0.0], "limit": 2}]}));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["result"][0].as_array().unwrap().len(), 2);
+
+    // Payload selectors: include (dot paths) and exclude.
+    let (_, v) = s.json("POST", "/collections/b/points", json!({"ids": [1], "with_payload": ["m.y"]}));
+    assert_eq!(v["result"][0]["payload"], json!({"m": {"y": 2}}));
+    let (_, v) = s.json("POST", "/collections/b/points", json!({"ids": [1], "with_payload": {"exclude": ["m"]}}));
+    assert_eq!(v["result"][0]["payload"], json!({"a": 1}));
+    let (status, v) = s.json("POST", "/collections/b/points", json!({"ids": [1], "with_payload": 7}));
+    assert_eq!(status, 400, "{v}");
+
+    // Query by point id: that point's vector, the point itself left out.
+    let (status, v) = s.json("POST", "/collections/b/points/query", json!({"query": 1, "limit": 1}));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["result"]["points"][0]["id"], 2);
+    let (status, v) = s.json("POST", "/collections/b/points/query", json!({"query": {"nearest": 99}}));
+    assert_eq!(status, 404, "{v}");
+
+    // Count without a filter.
+    let (status, v) = s.json("POST", "/collections/b/points/count", json!({"exact": true}));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["result"]["count"], 3);
+
+    // Routes whose engine support has not landed: parsed and checked, then a plain 400.
+    for (method, path, body) in [
+        ("POST", "/collections/b/points/scroll", json!({"limit": 2})),
+        ("POST", "/collections/b/points/count", json!({"filter": {"must": [{"key": "a", "match": {"value": 1}}]}})),
+        ("POST", "/collections/b/points/payload", json!({"payload": {"z": 1}, "points": [1]})),
+        ("PUT", "/collections/b/points/payload", json!({"payload": {"z": 1}, "points": [1]})),
+        ("POST", "/collections/b/points/payload/delete", json!({"keys": ["a"], "points": [1]})),
+        ("POST", "/collections/b/points/payload/clear", json!({"points": [1]})),
+        ("PUT", "/collections/b/index", json!({"field_name": "a", "field_schema": "keyword"})),
+        ("POST", "/collections/b/points/delete", json!({"filter": {"must": [{"has_id": [1]}]}})),
+        ("POST", "/collections/b/points/query", json!({"query": [1.0, 0.0], "filter": {"must": []}})),
+        ("POST", "/collections/b/points/query", json!({"query": [1.0, 0.0], "using": "image"})),
+    ] {
+        let (status, v) = s.json(method, path, body);
+        assert_eq!(status, 400, "{method} {path}: {v}");
+        assert!(error_of(&v).contains("not supported yet"), "{method} {path}: {v}");
+    }
+    let (status, v) = s.call("DELETE", "/collections/b/index/a", None);
+    assert_eq!(status, 400, "{v}");
+    // A malformed filter is named as such, not as "not supported".
+    let (status, v) = s.json("POST", "/collections/b/points/count", json!({"filter": {"must": [{"bogus": 1}]}}));
+    assert_eq!(status, 400, "{v}");
+    assert!(error_of(&v).contains("filter"), "{v}");
+    assert_eq!(s.points_count("b"), 3, "nothing changed");
+}
