@@ -429,7 +429,7 @@ fn sigterm_shuts_down_cleanly() {
 }
 
 #[test]
-fn batch_queries_selectors_count_and_routes_waiting_for_the_engine() {
+fn batch_queries_selectors_scroll_count_payload_and_indexes() {
     let s = Server::start(&[]);
     s.json("PUT", "/collections/b", json!({"vectors": {"size": 2, "distance": "Dot"}, "shard_number": 2}));
     let (status, v) = s.json(
@@ -491,28 +491,57 @@ fn batch_queries_selectors_count_and_routes_waiting_for_the_engine() {
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["result"]["count"], 3);
 
-    // Routes whose engine support has not landed: parsed and checked, then a plain 400.
+    // Scroll pages, count with a filter, payload writes, payload indexes, delete by filter.
+    let (status, v) = s.json("POST", "/collections/b/points/scroll", json!({"limit": 2}));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["result"]["points"].as_array().unwrap().len(), 2);
+    assert_eq!(v["result"]["next_page_offset"], 3);
+    let (_, v) = s.json("POST", "/collections/b/points/scroll", json!({"limit": 2, "offset": 3}));
+    assert_eq!(v["result"]["points"][0]["id"], 3);
+    assert_eq!(v["result"]["next_page_offset"], Value::Null);
+    let a1 = json!({"must": [{"key": "a", "match": {"value": 1}}]});
+    let (status, v) = s.json("POST", "/collections/b/points/count", json!({"filter": a1}));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["result"]["count"], 1);
     for (method, path, body) in [
-        ("POST", "/collections/b/points/scroll", json!({"limit": 2})),
-        ("POST", "/collections/b/points/count", json!({"filter": {"must": [{"key": "a", "match": {"value": 1}}]}})),
-        ("POST", "/collections/b/points/payload", json!({"payload": {"z": 1}, "points": [1]})),
-        ("PUT", "/collections/b/points/payload", json!({"payload": {"z": 1}, "points": [1]})),
-        ("POST", "/collections/b/points/payload/delete", json!({"keys": ["a"], "points": [1]})),
-        ("POST", "/collections/b/points/payload/clear", json!({"points": [1]})),
-        ("PUT", "/collections/b/index", json!({"field_name": "a", "field_schema": "keyword"})),
-        ("POST", "/collections/b/points/delete", json!({"filter": {"must": [{"has_id": [1]}]}})),
-        ("POST", "/collections/b/points/query", json!({"query": [1.0, 0.0], "filter": {"must": []}})),
-        ("POST", "/collections/b/points/query", json!({"query": [1.0, 0.0], "using": "image"})),
+        ("POST", "/collections/b/points/payload?wait=true", json!({"payload": {"z": 1}, "points": [1]})),
+        ("PUT", "/collections/b/points/payload?wait=true", json!({"payload": {"z": 2, "a": 1}, "points": [1]})),
+        ("POST", "/collections/b/points/payload/delete?wait=true", json!({"keys": ["z"], "points": [1]})),
+        ("POST", "/collections/b/points/payload/clear?wait=true", json!({"points": [2]})),
+        ("PUT", "/collections/b/index", json!({"field_name": "a", "field_schema": "integer"})),
     ] {
         let (status, v) = s.json(method, path, body);
-        assert_eq!(status, 400, "{method} {path}: {v}");
-        assert!(error_of(&v).contains("not supported yet"), "{method} {path}: {v}");
+        assert_eq!(status, 200, "{method} {path}: {v}");
     }
-    let (status, v) = s.call("DELETE", "/collections/b/index/a", None);
+    let (_, v) = s.json("POST", "/collections/b/points", json!({"ids": [1, 2]}));
+    assert_eq!(v["result"][0]["payload"], json!({"a": 1}));
+    assert_eq!(v["result"][1]["payload"], json!({}));
+    let (_, v) = s.call("GET", "/collections/b", None);
+    assert_eq!(v["result"]["payload_schema"]["a"]["data_type"], "integer");
+    assert!(v["result"]["payload_schema"]["a"]["points"].as_u64().unwrap() >= 1);
+    let (status, v) =
+        s.json("POST", "/collections/b/points/payload?wait=true", json!({"payload": {"z": 1}, "points": [77]}));
     assert_eq!(status, 400, "{v}");
+    assert!(error_of(&v).contains("77"), "{v}");
+    let (status, v) = s.json("POST", "/collections/b/points/query", json!({"query": [1.0, 0.0], "filter": a1}));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["result"]["points"].as_array().unwrap().len(), 1);
+    assert_eq!(v["result"]["points"][0]["id"], 1);
+    let (status, v) = s.json("PUT", "/collections/b/index", json!({"field_name": "a", "field_schema": "geo"}));
+    assert_eq!(status, 400, "{v}");
+    assert!(error_of(&v).contains("not supported yet"), "{v}");
+    let (status, v) = s.json("POST", "/collections/b/points/query", json!({"query": [1.0, 0.0], "using": "image"}));
+    assert_eq!(status, 400, "{v}");
+    assert!(error_of(&v).contains("not supported yet"), "{v}");
+    let (status, v) = s.call("DELETE", "/collections/b/index/a", None);
+    assert_eq!(status, 200, "{v}");
     // A malformed filter is named as such, not as "not supported".
     let (status, v) = s.json("POST", "/collections/b/points/count", json!({"filter": {"must": [{"bogus": 1}]}}));
     assert_eq!(status, 400, "{v}");
     assert!(error_of(&v).contains("filter"), "{v}");
     assert_eq!(s.points_count("b"), 3, "nothing changed");
+    let (status, v) =
+        s.json("POST", "/collections/b/points/delete?wait=true", json!({"filter": {"must": [{"has_id": [1]}]}}));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(s.points_count("b"), 2);
 }

@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use ametist_core::filter::Filter;
 use ametist_core::{Payload, PointId};
 use ametist_engine::collection::Collection;
-use ametist_engine::messages::{MissingPartition, Record, ScoredDoc, WriteAck};
+use ametist_engine::messages::{MissingPartition, Record, ScoredDoc, ScrollRequest, WriteAck};
 use ametist_engine::{InsertVector, SearchRequest, UpdateVector};
 
 use super::envelope::{parse_body, wait_param, Answer, ApiError, ApiResult};
@@ -360,8 +360,9 @@ pub async fn delete(
     let filter = parse_filter(req.filter, started)?;
     let ids = match (req.points, filter) {
         (Some(ids), None) => ids,
-        (None, Some(_filter)) => {
-            return Err(not_supported("delete by filter is not supported yet; list `points`", started))
+        (None, Some(filter)) => {
+            let ack = c.delete_by_filter(filter, wait).await.map_err(|e| ApiError::from_engine(e, started))?;
+            return Ok(Answer::new(update_result(ack), started));
         }
         _ => {
             return Err(ApiError::bad_request(
@@ -466,28 +467,36 @@ pub async fn get_one(State(state): State<AppState>, Path((name, id)): Path<(Stri
 
 pub async fn scroll(State(state): State<AppState>, Path(name): Path<String>, body: Bytes) -> ApiResult<Value> {
     let started = Instant::now();
-    let _c = collection(&state, &name, started)?;
+    let c = collection(&state, &name, started)?;
     let req: ScrollPoints = parse_body(&body, started)?;
-    let _filter = parse_filter(req.filter, started)?;
-    let _payload = PayloadSelector::parse(&req.with_payload, true, started)?;
-    let _with_vector = parse_with_vector(&req.with_vector, false, started)?;
+    let filter = parse_filter(req.filter, started)?;
+    let payload = PayloadSelector::parse(&req.with_payload, true, started)?;
+    let with_vector = parse_with_vector(&req.with_vector, false, started)?;
     if req.limit == Some(0) {
         return Err(ApiError::bad_request("Wrong input: limit must be at least 1", started));
     }
     if req.order_by.as_ref().is_some_and(|v| !v.is_null()) {
         return Err(not_supported("scroll `order_by` is not supported yet", started));
     }
-    // Needs `Collection::scroll`; answer shape once it lands:
-    // {"points": [record_json(..)], "next_page_offset": next id or null}.
-    Err(not_supported("scroll is not supported yet", started))
+    let scroll = ScrollRequest {
+        filter,
+        offset: req.offset,
+        limit: req.limit.unwrap_or(10),
+        with_payload: payload.wants_payload(),
+        with_vector,
+    };
+    let (records, next) = c.scroll(scroll).await.map_err(|e| ApiError::from_engine(e, started))?;
+    let points: Vec<Value> = records.into_iter().map(|r| record_json(r, &payload)).collect();
+    Ok(Answer::new(json!({ "points": points, "next_page_offset": next }), started))
 }
 
 pub async fn count(State(state): State<AppState>, Path(name): Path<String>, body: Bytes) -> ApiResult<Value> {
     let started = Instant::now();
     let c = collection(&state, &name, started)?;
     let req: CountPoints = if body.is_empty() { CountPoints::default() } else { parse_body(&body, started)? };
-    if parse_filter(req.filter, started)?.is_some() {
-        return Err(not_supported("count with a filter is not supported yet", started));
+    if let Some(filter) = parse_filter(req.filter, started)? {
+        let n = c.count(Some(filter)).await.map_err(|e| ApiError::from_engine(e, started))?;
+        return Ok(Answer::new(json!({ "count": n }), started));
     }
     // Without a filter: the live points of every partition. A partition that did not
     // answer makes the count unknown, which is an error rather than a smaller number.
@@ -518,6 +527,7 @@ struct QueryPlan {
     score_threshold: Option<f32>,
     ef: Option<usize>,
     exact: bool,
+    filter: Option<Filter>,
 }
 
 /// What a query is near to.
@@ -529,9 +539,7 @@ enum QueryTarget {
 
 impl QueryPlan {
     fn new(req: QueryPoints, started: Instant) -> Result<Self, ApiError> {
-        if parse_filter(req.filter, started)?.is_some() {
-            return Err(not_supported("`filter` is not supported yet", started));
-        }
+        let filter = parse_filter(req.filter, started)?;
         for (field, value) in [("prefetch", &req.prefetch), ("lookup_from", &req.lookup_from)] {
             if value.as_ref().is_some_and(|v| !v.is_null()) {
                 return Err(not_supported(format!("`{field}` is not supported yet"), started));
@@ -552,12 +560,11 @@ impl QueryPlan {
             false,
             started,
         )
+        .map(|plan| QueryPlan { filter, ..plan })
     }
 
     fn from_search(req: SearchPoints, started: Instant) -> Result<Self, ApiError> {
-        if parse_filter(req.filter, started)?.is_some() {
-            return Err(not_supported("`filter` is not supported yet", started));
-        }
+        let filter = parse_filter(req.filter, started)?;
         let vector = req.vector.dense(started)?;
         Self::build(
             QueryTarget::Vector(vector),
@@ -570,6 +577,7 @@ impl QueryPlan {
             false,
             started,
         )
+        .map(|plan| QueryPlan { filter, ..plan })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -597,6 +605,7 @@ impl QueryPlan {
             score_threshold,
             ef: params.hnsw_ef,
             exact: params.exact.unwrap_or(false),
+            filter: None,
         })
     }
 
@@ -620,6 +629,7 @@ impl QueryPlan {
         req.score_threshold = self.score_threshold;
         req.ef = self.ef;
         req.exact = self.exact;
+        req.filter = self.filter;
         let result = c.search(req).await.map_err(|e| ApiError::from_engine(e, started))?;
         let mut hits = result.results;
         if let Some(id) = exclude {

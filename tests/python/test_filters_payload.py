@@ -1,9 +1,8 @@
-"""Client calls whose engine support is being built right now: filters, scroll, count
-with a filter, payload updates, delete by filter, named vectors and payload indexes.
+"""Filters, scroll, count with a filter, payload updates, delete by filter and payload
+indexes through the real client; expected values agree with the client's local mode.
 
-Each test is what the call must do once the engine has the feature. Until then the
-server answers 400 "not supported yet" and the test is an expected failure; `strict=True`
-makes it fail loudly (XPASS) the moment the feature lands, so the mark gets removed."""
+Named vectors are not built yet: that test is an expected failure with `strict=True`, so
+it fails loudly (XPASS) the moment the feature lands and the mark gets removed."""
 
 from __future__ import annotations
 
@@ -33,7 +32,6 @@ def filled(client, collection_name):
 RED = models.Filter(must=[models.FieldCondition(key="color", match=models.MatchValue(value="red"))])
 
 
-@xfail_engine("SearchRequest.filter (filtered search in Collection::search)")
 def test_query_with_filter(client, filled):
     res = client.query_points(filled, query=[1, 0, 0, 0], query_filter=RED, limit=10)
     assert sorted(p.id for p in res.points) == [2, 4, 6, 8, 10]
@@ -49,7 +47,6 @@ def test_query_with_filter(client, filled):
     assert sorted(p.id for p in res.points) == [3, 5]
 
 
-@xfail_engine("Collection::scroll(ScrollRequest) -> (Vec<Record>, Option<PointId>)")
 def test_scroll_pages_through_everything(client, filled):
     seen = []
     offset = None
@@ -61,7 +58,6 @@ def test_scroll_pages_through_everything(client, filled):
     assert seen == list(range(1, 11))
 
 
-@xfail_engine("Collection::scroll with a filter")
 def test_scroll_with_filter(client, filled):
     records, offset = client.scroll(filled, scroll_filter=RED, limit=100, with_vectors=True)
     assert [r.id for r in records] == [2, 4, 6, 8, 10]
@@ -75,12 +71,10 @@ def test_count_without_filter(client, filled):
     assert client.count(filled, exact=False).count == 10
 
 
-@xfail_engine("Collection::count(Option<Filter>)")
 def test_count_with_filter(client, filled):
     assert client.count(filled, count_filter=RED).count == 5
 
 
-@xfail_engine("Collection::update_payload(Target::Ids, FilterAction::SetPayload)")
 def test_set_payload(client, filled):
     client.set_payload(filled, payload={"extra": 1, "i": 100}, points=[1, 2], wait=True)
     by_id = {r.id: r.payload for r in client.retrieve(filled, ids=[1, 2, 3])}
@@ -88,32 +82,27 @@ def test_set_payload(client, filled):
     assert by_id[3] == {"i": 3, "color": "blue"}
 
 
-@xfail_engine("Collection::update_payload(Target::Ids, FilterAction::OverwritePayload)")
 def test_overwrite_payload(client, filled):
     client.overwrite_payload(filled, payload={"only": True}, points=[1], wait=True)
     assert client.retrieve(filled, ids=[1])[0].payload == {"only": True}
 
 
-@xfail_engine("Collection::update_payload(Target::Ids, FilterAction::DeletePayload)")
 def test_delete_payload(client, filled):
     client.delete_payload(filled, keys=["color"], points=[1, 2], wait=True)
     assert {r.id: r.payload for r in client.retrieve(filled, ids=[1, 2])} == {1: {"i": 1}, 2: {"i": 2}}
 
 
-@xfail_engine("Collection::update_payload(Target::Ids, FilterAction::ClearPayload)")
 def test_clear_payload(client, filled):
     client.clear_payload(filled, points_selector=[1], wait=True)
     assert client.retrieve(filled, ids=[1])[0].payload == {}
 
 
-@xfail_engine("Collection::update_payload(Target::Filter, FilterAction::SetPayload)")
 def test_set_payload_by_filter(client, filled):
     client.set_payload(filled, payload={"warm": True}, points=models.FilterSelector(filter=RED), wait=True)
     warm = [r.id for r in client.retrieve(filled, ids=list(range(1, 11))) if r.payload.get("warm")]
     assert sorted(warm) == [2, 4, 6, 8, 10]
 
 
-@xfail_engine("Collection::delete_by_filter(Filter)")
 def test_delete_by_filter(client, filled):
     client.delete(filled, points_selector=models.FilterSelector(filter=RED), wait=True)
     assert client.get_collection(filled).points_count == 5
@@ -143,7 +132,6 @@ def test_named_vectors(client, collection_name):
     assert set(info.config.params.vectors) == {"image", "text"}
 
 
-@xfail_engine("payload indexes: Collection::create_payload_index(field, schema) and their schema in CollectionInfo")
 def test_create_payload_index(client, filled):
     result = client.create_payload_index(filled, field_name="color", field_schema=models.PayloadSchemaType.KEYWORD, wait=True)
     assert result.status == models.UpdateStatus.COMPLETED
