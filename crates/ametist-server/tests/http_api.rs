@@ -328,7 +328,14 @@ fn bad_input_gets_a_4xx_naming_the_problem_and_changes_nothing() {
 
 #[test]
 fn stalled_partition_answers_partial_and_restarts_are_visible() {
-    let s = Server::start(&["--set", "server.enable_fault_injection=true", "--set", "limits.search_timeout=300ms"]);
+    let s = Server::start(&[
+        "--set",
+        "server.enable_fault_injection=true",
+        "--set",
+        "limits.search_timeout=300ms",
+        "--set",
+        "limits.allow_partial_results=true",
+    ]);
     s.json("PUT", "/collections/c", json!({"vectors": {"size": 2, "distance": "Euclid"}, "shard_number": 2}));
     let points: Vec<Value> = (0..50).map(|i| json!({"id": i, "vector": [i as f32, 0.0]})).collect();
     s.json("PUT", "/collections/c/points?wait=true", json!({"points": points}));
