@@ -53,6 +53,8 @@ pub struct CollectionInfo {
     pub points: usize,
     pub index_bytes: u64,
     pub partitions: Vec<PartitionInfo>,
+    /// Indexed payload fields: type and points with a value there (summed over partitions).
+    pub payload_schema: BTreeMap<String, (FieldType, usize)>,
 }
 
 /// Messages the coordinator understands.
@@ -285,11 +287,19 @@ impl Collection {
         let parts = self.call(|reply| CollectionMsg::Stats { reply }).await?;
         let points = parts.iter().filter_map(|(_, s)| s.as_ref()).map(|s| s.doc_count).sum();
         let index_bytes = parts.iter().filter_map(|(_, s)| s.as_ref()).map(|s| s.index_size).sum();
+        let mut payload_schema: BTreeMap<String, (FieldType, usize)> =
+            self.payload_schema().into_iter().map(|(k, t)| (k, (t, 0))).collect();
+        for (key, _, n) in parts.iter().filter_map(|(_, s)| s.as_ref()).flat_map(|s| &s.payload_fields) {
+            if let Some(entry) = payload_schema.get_mut(key) {
+                entry.1 += n;
+            }
+        }
         Ok(CollectionInfo {
             spec: (*self.spec).clone(),
             points,
             index_bytes,
             partitions: parts.into_iter().map(|(p, _)| p).collect(),
+            payload_schema,
         })
     }
 
