@@ -142,24 +142,38 @@ impl SparseStats {
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Posting {
     slot: u32,
+    /// NaN marks a tombstone (stored values are finite).
     value: f32,
+}
+
+/// One dimension's postings, sorted by slot, and how many of them are live.
+#[derive(Debug, Clone, Default)]
+struct DimPostings {
+    list: Vec<Posting>,
+    live: u32,
 }
 
 /// The inverted index of one sparse vector field in one partition: dimension → `(slot,
 /// value)` postings sorted by slot (one `Vec` per dimension, none per posting), plus each
 /// slot's dimensions so a removal touches only its own lists.
+///
+/// Removal tombstones the postings (value NaN, found by binary search: no memmove); a
+/// re-added slot revives them in place, and [`SparseIndex::compact`] sweeps them once
+/// they reach a quarter of the postings.
 #[derive(Debug, Clone)]
 pub struct SparseIndex {
     modifier: SparseModifier,
-    postings: HashMap<u32, Vec<Posting>>,
+    postings: HashMap<u32, DimPostings>,
     /// Each slot's sorted dimensions; `None` when the slot has no vector.
     docs: Vec<Option<Box<[u32]>>>,
     doc_count: u64,
+    live: usize,
+    dead: usize,
 }
 
 impl SparseIndex {
     pub fn new(modifier: SparseModifier) -> SparseIndex {
-        SparseIndex { modifier, postings: HashMap::new(), docs: Vec::new(), doc_count: 0 }
+        SparseIndex { modifier, postings: HashMap::new(), docs: Vec::new(), doc_count: 0, live: 0, dead: 0 }
     }
 
     pub fn modifier(&self) -> SparseModifier {
@@ -177,7 +191,12 @@ impl SparseIndex {
 
     /// Distinct dimensions with at least one posting.
     pub fn dimensions(&self) -> usize {
-        self.postings.len()
+        self.postings.values().filter(|d| d.live > 0).count()
+    }
+
+    /// Postings stored (live ones).
+    pub fn postings(&self) -> usize {
+        self.live
     }
 
     pub fn contains(&self, slot: u32) -> bool {
@@ -200,15 +219,21 @@ impl SparseIndex {
         self.remove(slot);
         let pairs = vector.sorted_pairs();
         for &(d, value) in &pairs {
-            let list = self.postings.entry(d).or_default();
+            let dim = self.postings.entry(d).or_default();
             let p = Posting { slot, value };
-            match list.last() {
-                Some(last) if last.slot > slot => {
-                    let i = list.partition_point(|x| x.slot < slot);
-                    list.insert(i, p);
-                }
-                _ => list.push(p),
+            match dim.list.last() {
+                Some(last) if last.slot >= slot => match dim.list.binary_search_by_key(&slot, |p| p.slot) {
+                    Ok(at) => {
+                        // A tombstone of this slot's previous vector: revive it.
+                        dim.list[at].value = value;
+                        self.dead -= 1;
+                    }
+                    Err(at) => dim.list.insert(at, p),
+                },
+                _ => dim.list.push(p),
             }
+            dim.live += 1;
+            self.live += 1;
         }
         let s = slot as usize;
         if self.docs.len() <= s {
@@ -228,25 +253,42 @@ impl SparseIndex {
     pub fn remove(&mut self, slot: u32) -> bool {
         let Some(dims) = self.docs.get_mut(slot as usize).and_then(Option::take) else { return false };
         for d in dims.iter() {
-            if let Some(list) = self.postings.get_mut(d) {
-                if let Ok(i) = list.binary_search_by_key(&slot, |p| p.slot) {
-                    list.remove(i);
-                }
-                if list.is_empty() {
-                    self.postings.remove(d);
+            if let Some(dim) = self.postings.get_mut(d) {
+                if let Ok(i) = dim.list.binary_search_by_key(&slot, |p| p.slot) {
+                    dim.list[i].value = f32::NAN;
+                    dim.live -= 1;
+                    self.live -= 1;
+                    self.dead += 1;
                 }
             }
         }
         self.doc_count -= 1;
+        if self.dead > 4096 && self.dead * 4 > self.live {
+            self.compact();
+        }
         true
+    }
+
+    /// Sweeps the tombstones and drops the dimensions no vector has any more. Runs by
+    /// itself when enough garbage piles up; never changes a result.
+    pub fn compact(&mut self) {
+        self.postings.retain(|_, dim| {
+            if dim.list.len() != dim.live as usize {
+                dim.list.retain(|p| !p.value.is_nan());
+                dim.list.shrink_to_fit();
+            }
+            dim.live > 0
+        });
+        self.dead = 0;
+    }
+
+    fn df(&self, d: u32) -> u64 {
+        self.postings.get(&d).map_or(0, |dim| dim.live as u64)
     }
 
     /// This partition's statistics for the query's dimensions.
     pub fn term_stats(&self, query: &SparseVector) -> SparseStats {
-        SparseStats {
-            doc_count: self.doc_count,
-            doc_freq: query.indices.iter().map(|d| (*d, self.postings.get(d).map_or(0, |l| l.len() as u64))).collect(),
-        }
+        SparseStats { doc_count: self.doc_count, doc_freq: query.indices.iter().map(|&d| (d, self.df(d))).collect() }
     }
 
     /// The query's values as scored: sorted by index, times the idf with the modifier.
@@ -263,7 +305,7 @@ impl SparseIndex {
                 global
             };
             for (d, v) in &mut pairs {
-                let local_df = self.postings.get(d).map_or(0, |l| l.len() as u64);
+                let local_df = self.df(*d);
                 let df = stats.doc_freq.get(d).copied().unwrap_or(0).max(local_df);
                 *v = (*v as f64 * idf(stats.doc_count, df)) as f32;
             }
@@ -287,8 +329,8 @@ impl SparseIndex {
         }
         let mut acc: HashMap<u32, f32> = HashMap::new();
         for (d, q) in self.weighted_query(query, global) {
-            if let Some(list) = self.postings.get(&d) {
-                for p in list {
+            if let Some(dim) = self.postings.get(&d) {
+                for p in dim.list.iter().filter(|p| !p.value.is_nan()) {
                     *acc.entry(p.slot).or_insert(0.0) += q * p.value;
                 }
             }
@@ -313,8 +355,9 @@ impl SparseIndex {
     }
 
     fn value(&self, d: u32, slot: u32) -> Option<f32> {
-        let list = self.postings.get(&d)?;
-        list.binary_search_by_key(&slot, |p| p.slot).ok().map(|i| list[i].value)
+        let list = &self.postings.get(&d)?.list;
+        let i = list.binary_search_by_key(&slot, |p| p.slot).ok()?;
+        Some(list[i].value).filter(|v| !v.is_nan())
     }
 
     /// Serialises the index (versioned header, checksum) for snapshots; the bytes depend
@@ -327,18 +370,20 @@ impl SparseIndex {
             SparseModifier::None => 0,
             SparseModifier::Idf => 1,
         })?;
-        o.u64(self.docs.len() as u64)?;
-        for d in &self.docs {
+        // Slots up to the last vector (trailing free slots are history, not contents).
+        let n = self.docs.iter().rposition(Option::is_some).map_or(0, |s| s + 1);
+        o.u64(n as u64)?;
+        for d in &self.docs[..n] {
             o.u32(d.as_ref().map_or(ABSENT, |d| d.len() as u32))?;
         }
-        let mut dims: Vec<u32> = self.postings.keys().copied().collect();
+        let mut dims: Vec<u32> = self.postings.iter().filter(|(_, dim)| dim.live > 0).map(|(&d, _)| d).collect();
         dims.sort_unstable();
         o.u64(dims.len() as u64)?;
         for d in dims {
-            let list = &self.postings[&d];
+            let dim = &self.postings[&d];
             o.u32(d)?;
-            o.u64(list.len() as u64)?;
-            for p in list {
+            o.u64(dim.live as u64)?;
+            for p in dim.list.iter().filter(|p| !p.value.is_nan()) {
                 o.u32(p.slot)?;
                 o.f32(p.value)?;
             }
@@ -399,7 +444,8 @@ impl SparseIndex {
                 }
                 Ok(())
             })?;
-            index.postings.insert(d, list);
+            index.live += list.len();
+            index.postings.insert(d, DimPostings { live: list.len() as u32, list });
         }
         i.finish()?;
         for (s, (doc, &c)) in docs.iter().zip(&dim_counts).enumerate() {

@@ -76,7 +76,10 @@ fn dot_product_search_equals_brute_force() {
     let mut rng = rng("dot_product_search_equals_brute_force");
     let mut index = SparseIndex::new(SparseModifier::None);
     let mut docs: Vec<Option<SparseVector>> = vec![None; 600];
-    for _ in 0..1500 {
+    for op in 0..1500 {
+        if op % 500 == 499 {
+            index.compact();
+        }
         // Adds, updates (add on an occupied slot) and removes in random slot order.
         let slot = rng.random_range(0..600u32);
         if rng.random_bool(0.2) {
@@ -93,6 +96,18 @@ fn dot_product_search_equals_brute_force() {
         let got = index.get(s as u32);
         assert_eq!(got.map(|g| g.sorted_pairs()), d.as_ref().map(|d| d.sorted_pairs()));
     }
+    // The same contents built fresh give the same snapshot bytes.
+    let mut fresh = SparseIndex::new(SparseModifier::None);
+    for (s, d) in docs.iter().enumerate() {
+        if let Some(d) = d {
+            fresh.add(s as u32, d).unwrap();
+        }
+    }
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    index.write_to(&mut a).unwrap();
+    fresh.write_to(&mut b).unwrap();
+    assert!(a == b, "snapshots differ");
+    assert_eq!((index.postings(), index.dimensions()), (fresh.postings(), fresh.dimensions()));
     let none = SparseStats::default();
     for round in 0..100 {
         let q = random_vector(&mut rng, 200, 20);

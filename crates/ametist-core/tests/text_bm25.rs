@@ -333,6 +333,63 @@ fn remove_and_update_are_reflected_in_stats_and_scores() {
 }
 
 #[test]
+fn random_writes_equal_a_fresh_build() {
+    let seed: u64 = match std::env::var("AMETIST_TEST_SEED") {
+        Ok(s) => s.parse().expect("AMETIST_TEST_SEED must be a u64"),
+        Err(_) => std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64,
+    };
+    println!("random_writes_equal_a_fresh_build: seed {seed} (replay with AMETIST_TEST_SEED={seed})");
+    let mut x = seed | 1;
+    let mut next = move |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    };
+    let words = ["red", "green", "blue", "fox", "dog", "cat", "run", "jump", "fast", "slow", "alpha", "omega"];
+    let mut index = TextIndex::new(TextIndexConfig::default()).unwrap();
+    let mut docs: Vec<Option<String>> = vec![None; 300];
+    for op in 0..3000 {
+        let slot = next(300) as u32;
+        if next(4) == 0 {
+            assert_eq!(index.remove(slot), docs[slot as usize].is_some());
+            docs[slot as usize] = None;
+        } else {
+            let text: Vec<&str> = (0..next(12)).map(|_| words[next(words.len() as u64) as usize]).collect();
+            let text = text.join(" ");
+            index.add(slot, &text);
+            docs[slot as usize] = Some(text);
+        }
+        if op % 1000 == 999 {
+            index.compact();
+        }
+    }
+    let mut fresh = TextIndex::new(TextIndexConfig::default()).unwrap();
+    for (s, d) in docs.iter().enumerate() {
+        if let Some(d) = d {
+            fresh.add(s as u32, d);
+        }
+    }
+    let (a, b) = (index.stats(), fresh.stats());
+    assert_eq!((a.docs, a.terms, a.postings, a.total_doc_len), (b.docs, b.terms, b.postings, b.total_doc_len));
+    for q in ["red", "fox dog", "alpha omega omega", "cat run fast slow", "missing fox"] {
+        let t = index.tokenize(q);
+        let stats = index.term_stats(&t);
+        assert_eq!(stats, fresh.term_stats(&t));
+        assert_eq!(index.search(&t, &stats, 1000, None), fresh.search(&t, &stats, 1000, None), "{q}");
+        assert_eq!(index.matching_slots(&t), fresh.matching_slots(&t), "{q}");
+        for s in 0..300 {
+            assert_eq!(index.matches(s, &t), fresh.matches(s, &t));
+            assert_eq!(index.score(s, &t, &stats), fresh.score(s, &t, &stats));
+        }
+    }
+    let (mut b1, mut b2) = (Vec::new(), Vec::new());
+    index.write_to(&mut b1).unwrap();
+    fresh.write_to(&mut b2).unwrap();
+    assert!(b1 == b2, "snapshots differ");
+}
+
+#[test]
 fn many_removals_compact_the_dictionary() {
     let mut index = TextIndex::new(TextIndexConfig::default()).unwrap();
     for s in 0..3000u32 {

@@ -3,14 +3,17 @@
 //! Layout (memory per posting: 8 bytes in the term's list, 4 in the document's term list):
 //!
 //! * `dict`: term → term id; `postings[id]`: that term's `(slot, tf)` pairs, sorted by slot
-//!   (one `Vec` per term, none per posting). Appending a slot larger than any before is a
-//!   push; an out-of-order slot (a reused one) is a binary-search insert.
+//!   (one `Vec` per term, none per posting); `df[id]`: how many of them are live.
+//!   Appending a slot larger than any before is a push; an out-of-order slot (a reused
+//!   one) is a binary-search insert.
 //! * `doc_len[slot]`: the document's length in terms, or `ABSENT`; `doc_terms[slot]`: the
 //!   ids of its distinct terms, so that removing a document touches exactly its own terms.
 //!
-//! Terms whose postings run empty keep their id until enough of them pile up, then
-//! [`TextIndex::compact`] renumbers the dictionary (it also happens on a snapshot round
-//! trip, which writes only live terms).
+//! Removal tombstones: the document's postings get `tf = 0` (found by binary search, no
+//! memmove) and are skipped by every reader; re-adding the slot revives them in place.
+//! When tombstones reach a quarter of the postings, or terms without live postings half
+//! of the dictionary, [`TextIndex::compact`] sweeps them and renumbers the dictionary (a
+//! snapshot round trip, which writes only live postings, does the same).
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -72,8 +75,12 @@ pub struct TextIndex {
     tokenizer: Tokenizer,
     dict: HashMap<Box<str>, u32>,
     postings: Vec<Vec<Posting>>,
-    /// Term ids whose postings are empty.
+    /// Live postings of each term (its document frequency).
+    df: Vec<u32>,
+    /// Term ids with no live posting.
     empty_terms: usize,
+    /// Tombstoned postings (tf 0) not yet swept.
+    dead: usize,
     doc_len: Vec<u32>,
     doc_terms: Vec<Box<[u32]>>,
     doc_count: u64,
@@ -90,7 +97,9 @@ impl TextIndex {
             tokenizer,
             dict: HashMap::new(),
             postings: Vec::new(),
+            df: Vec::new(),
             empty_terms: 0,
+            dead: 0,
             doc_len: Vec::new(),
             doc_terms: Vec::new(),
             doc_count: 0,
@@ -136,33 +145,54 @@ impl TextIndex {
     ///
     /// Slots index a vector, so they should be dense (as the partition's slots are).
     pub fn add(&mut self, slot: u32, text: &str) {
-        let mut tokens = Vec::new();
-        self.tokenizer.for_each_token(text, |t| tokens.push(t.to_owned()));
-        self.add_terms(slot, tokens);
+        assert!(slot != ABSENT, "slot {slot} is out of range");
+        self.remove(slot);
+        let mut ids = Vec::new();
+        let TextIndex { tokenizer, dict, postings, df, empty_terms, .. } = self;
+        tokenizer.for_each_token(text, |t| ids.push(term_id(dict, postings, df, empty_terms, t)));
+        self.insert_doc(slot, ids);
     }
 
     /// Indexes a document given as its terms (already tokenized, e.g. by the same
     /// [`Tokenizer`] elsewhere), replacing the one at `slot` if any.
-    pub fn add_terms(&mut self, slot: u32, mut terms: Vec<String>) {
+    pub fn add_terms(&mut self, slot: u32, terms: &[String]) {
         assert!(slot != ABSENT, "slot {slot} is out of range");
         self.remove(slot);
-        let len = terms.len().min(ABSENT as usize - 1) as u32;
-        terms.sort_unstable();
-        let mut ids = Vec::new();
+        let TextIndex { dict, postings, df, empty_terms, .. } = self;
+        let ids = terms.iter().map(|t| term_id(dict, postings, df, empty_terms, t)).collect();
+        self.insert_doc(slot, ids);
+    }
+
+    /// Adds the document at the free `slot` whose terms have the ids `ids` (repeats kept).
+    fn insert_doc(&mut self, slot: u32, mut ids: Vec<u32>) {
+        let len = ids.len().min(ABSENT as usize - 1) as u32;
+        ids.sort_unstable();
+        let mut unique = Vec::new();
         let mut i = 0;
-        while i < terms.len() {
+        while i < ids.len() {
             let mut j = i + 1;
-            while j < terms.len() && terms[j] == terms[i] {
+            while j < ids.len() && ids[j] == ids[i] {
                 j += 1;
             }
-            let tf = (j - i) as u32;
-            let id = self.term_id(&terms[i]);
+            let (id, tf) = (ids[i], (j - i) as u32);
             let list = &mut self.postings[id as usize];
-            if list.is_empty() {
+            match list.last() {
+                Some(last) if last.slot >= slot => match list.binary_search_by_key(&slot, |p| p.slot) {
+                    Ok(at) => {
+                        // A tombstone of this slot's previous document: revive it.
+                        list[at].tf = tf;
+                        self.dead -= 1;
+                    }
+                    Err(at) => list.insert(at, Posting { slot, tf }),
+                },
+                _ => list.push(Posting { slot, tf }),
+            }
+            let df = &mut self.df[id as usize];
+            if *df == 0 {
                 self.empty_terms -= 1;
             }
-            insert_posting(list, Posting { slot, tf });
-            ids.push(id);
+            *df += 1;
+            unique.push(id);
             i = j;
         }
         let s = slot as usize;
@@ -171,7 +201,7 @@ impl TextIndex {
             self.doc_terms.resize_with(s + 1, Default::default);
         }
         self.doc_len[s] = len;
-        self.doc_terms[s] = ids.into_boxed_slice();
+        self.doc_terms[s] = unique.into_boxed_slice();
         self.doc_count += 1;
         self.total_len += len as u64;
     }
@@ -191,10 +221,12 @@ impl TextIndex {
         for &id in self.doc_terms[s].iter() {
             let list = &mut self.postings[id as usize];
             if let Ok(i) = list.binary_search_by_key(&slot, |p| p.slot) {
-                list.remove(i);
+                list[i].tf = 0;
+                self.dead += 1;
             }
-            if list.is_empty() {
-                *list = Vec::new();
+            let df = &mut self.df[id as usize];
+            *df -= 1;
+            if *df == 0 {
                 self.empty_terms += 1;
             }
         }
@@ -202,7 +234,10 @@ impl TextIndex {
         self.doc_terms[s] = Box::default();
         self.doc_count -= 1;
         self.total_len -= len as u64;
-        if self.empty_terms > 1024 && self.empty_terms * 2 > self.dict.len() {
+        let live = self.postings_live();
+        if (self.dead > 4096 && self.dead * 4 > live)
+            || (self.empty_terms > 1024 && self.empty_terms * 2 > self.dict.len())
+        {
             self.compact();
         }
         true
@@ -213,7 +248,7 @@ impl TextIndex {
         let mut stats =
             CorpusStats { doc_count: self.doc_count, total_doc_len: self.total_len, doc_freq: Default::default() };
         for t in query_terms {
-            stats.doc_freq.insert(t.clone(), self.postings_of(t).len() as u64);
+            stats.doc_freq.insert(t.clone(), self.df_of(t) as u64);
         }
         stats
     }
@@ -244,20 +279,40 @@ impl TextIndex {
             global
         };
         let avgdl = stats.avg_doc_len();
-        let mut acc: HashMap<u32, f64> = HashMap::new();
-        for t in query_terms {
-            let list = self.postings_of(t);
-            if list.is_empty() {
-                continue;
+        // Term at a time, each document's sum in query-term order (so `score` and any split
+        // of the corpus add the same numbers in the same order). A dense accumulator when
+        // the query touches many documents, a map otherwise. Every weight is > 0, so a
+        // dense 0.0 means "not touched".
+        let touched: usize = query_terms.iter().map(|t| self.df_of(t) as usize).sum();
+        let weights = query_terms.iter().filter_map(|t| {
+            let (id, df) = self.term(t)?;
+            let idf = self.idf(stats, t, df);
+            Some(self.postings[id as usize].iter().filter(|p| p.tf != 0).map(move |p| (p.slot, idf, p.tf)))
+        });
+        let weight = |idf, slot: u32, tf| term_weight(self.config.bm25, idf, tf, self.doc_len[slot as usize], avgdl);
+        let mut hits: Vec<(u32, f32)> = Vec::new();
+        if touched * 8 > self.doc_len.len() {
+            let mut acc = vec![0.0f64; self.doc_len.len()];
+            for list in weights {
+                for (slot, idf, tf) in list {
+                    acc[slot as usize] += weight(idf, slot, tf);
+                }
             }
-            let idf = self.idf(stats, t, list.len());
-            for p in list {
-                let w = term_weight(self.config.bm25, idf, p.tf, self.doc_len[p.slot as usize], avgdl);
-                *acc.entry(p.slot).or_insert(0.0) += w;
+            for (s, &w) in acc.iter().enumerate() {
+                if w != 0.0 && accept.is_none_or(|f| f(s as u32)) {
+                    hits.push((s as u32, w as f32));
+                }
             }
+        } else {
+            let mut acc: HashMap<u32, f64> = HashMap::with_capacity(touched);
+            for list in weights {
+                for (slot, idf, tf) in list {
+                    *acc.entry(slot).or_insert(0.0) += weight(idf, slot, tf);
+                }
+            }
+            hits.extend(acc.into_iter().filter(|&(s, _)| accept.is_none_or(|f| f(s))).map(|(s, w)| (s, w as f32)));
         }
-        let hits = acc.into_iter().filter(|&(s, _)| accept.is_none_or(|f| f(s))).map(|(s, w)| (s, w as f32));
-        top_k(hits.collect(), k)
+        top_k(hits, k)
     }
 
     /// The BM25 score of the document at `slot` for `query_terms` with the statistics
@@ -275,9 +330,12 @@ impl TextIndex {
         let avgdl = stats.avg_doc_len();
         let mut score = 0.0f64;
         for t in query_terms {
-            let list = self.postings_of(t);
+            let Some((id, df)) = self.term(t) else { continue };
+            let list = &self.postings[id as usize];
             if let Ok(i) = list.binary_search_by_key(&slot, |p| p.slot) {
-                score += term_weight(self.config.bm25, self.idf(stats, t, list.len()), list[i].tf, len, avgdl);
+                if list[i].tf != 0 {
+                    score += term_weight(self.config.bm25, self.idf(stats, t, df), list[i].tf, len, avgdl);
+                }
             }
         }
         Some(score as f32)
@@ -288,11 +346,10 @@ impl TextIndex {
     pub fn matching_slots(&self, query_terms: &[String]) -> Vec<u32> {
         let mut lists: Vec<&[Posting]> = Vec::with_capacity(query_terms.len());
         for t in query_terms {
-            let list = self.postings_of(t);
-            if list.is_empty() {
-                return Vec::new();
+            match self.term(t) {
+                Some((id, _)) => lists.push(&self.postings[id as usize]),
+                None => return Vec::new(),
             }
-            lists.push(list);
         }
         if lists.is_empty() {
             return Vec::new();
@@ -303,13 +360,13 @@ impl TextIndex {
         // Each other list is walked once, forward, with a galloping search.
         let mut pos = vec![0usize; rest.len()];
         let mut out = Vec::new();
-        'candidates: for p in first.iter() {
+        'candidates: for p in first.iter().filter(|p| p.tf != 0) {
             for (list, at) in rest.iter().zip(pos.iter_mut()) {
                 *at = gallop(list, *at, p.slot);
                 if *at >= list.len() {
                     break 'candidates;
                 }
-                if list[*at].slot != p.slot {
+                if list[*at].slot != p.slot || list[*at].tf == 0 {
                     continue 'candidates;
                 }
             }
@@ -323,12 +380,15 @@ impl TextIndex {
     pub fn matches(&self, slot: u32, query_terms: &[String]) -> bool {
         !query_terms.is_empty()
             && self.contains(slot)
-            && query_terms.iter().all(|t| self.postings_of(t).binary_search_by_key(&slot, |p| p.slot).is_ok())
+            && query_terms.iter().all(|t| {
+                let list = self.postings_of(t);
+                list.binary_search_by_key(&slot, |p| p.slot).is_ok_and(|i| list[i].tf != 0)
+            })
     }
 
     /// Counts and sizes.
     pub fn stats(&self) -> TextIndexStats {
-        let postings: usize = self.postings.iter().map(|l| l.len()).sum();
+        let postings = self.postings_live();
         let heap_postings: usize = self.postings.iter().map(|l| l.capacity() * 8).sum();
         let heap_dict: usize = self.dict.keys().map(|k| k.len() + 16 + 4 + 8).sum();
         let heap_docs: usize = self.doc_len.capacity() * 4
@@ -343,20 +403,33 @@ impl TextIndex {
         }
     }
 
-    /// Drops the terms no document contains any more and renumbers the rest.
+    /// Sweeps the tombstones, drops the terms no document contains any more and renumbers
+    /// the rest. Runs by itself when enough garbage piles up; never changes a result.
     pub fn compact(&mut self) {
+        if self.dead > 0 {
+            for list in &mut self.postings {
+                if list.iter().any(|p| p.tf == 0) {
+                    list.retain(|p| p.tf != 0);
+                    list.shrink_to_fit();
+                }
+            }
+            self.dead = 0;
+        }
         if self.empty_terms == 0 {
             return;
         }
         let mut remap = vec![ABSENT; self.postings.len()];
         let mut postings = Vec::with_capacity(self.postings.len() - self.empty_terms);
+        let mut df = Vec::with_capacity(postings.capacity());
         for (old, list) in self.postings.drain(..).enumerate() {
-            if !list.is_empty() {
+            if self.df[old] != 0 {
                 remap[old] = postings.len() as u32;
                 postings.push(list);
+                df.push(self.df[old]);
             }
         }
         self.postings = postings;
+        self.df = df;
         self.dict.retain(|_, id| {
             *id = remap[*id as usize];
             *id != ABSENT
@@ -377,23 +450,21 @@ impl TextIndex {
         o.u32(VERSION)?;
         let config = serde_json::to_vec(&self.config).map_err(io::Error::other)?;
         o.blob(&config)?;
-        o.u64(self.doc_len.len() as u64)?;
-        for &l in &self.doc_len {
+        // Slots up to the last document (trailing free slots are history, not contents).
+        let n = self.doc_len.iter().rposition(|&l| l != ABSENT).map_or(0, |s| s + 1);
+        o.u64(n as u64)?;
+        for &l in &self.doc_len[..n] {
             o.u32(l)?;
         }
-        let mut terms: Vec<(&str, u32)> = self
-            .dict
-            .iter()
-            .filter(|(_, &id)| !self.postings[id as usize].is_empty())
-            .map(|(t, &id)| (&**t, id))
-            .collect();
+        let mut terms: Vec<(&str, u32)> =
+            self.dict.iter().filter(|(_, &id)| self.df[id as usize] != 0).map(|(t, &id)| (&**t, id)).collect();
         terms.sort_unstable();
         o.u64(terms.len() as u64)?;
         for (t, id) in terms {
             let list = &self.postings[id as usize];
             o.blob(t.as_bytes())?;
-            o.u64(list.len() as u64)?;
-            for p in list {
+            o.u64(self.df[id as usize] as u64)?;
+            for p in list.iter().filter(|p| p.tf != 0) {
                 o.u32(p.slot)?;
                 o.u32(p.tf)?;
             }
@@ -418,8 +489,9 @@ impl TextIndex {
             doc_len.extend_from_slice(w);
             Ok(())
         })?;
-        let mut doc_terms: Vec<Vec<u32>> = vec![Vec::new(); doc_len.len()];
+        // Per slot: the sum of its tfs (must equal its length) and its number of terms.
         let mut seen_len = vec![0u64; doc_len.len()];
+        let mut n_terms_of = vec![0u32; doc_len.len()];
         let n_terms = i.u64()?;
         let mut prev: Option<String> = None;
         for id in 0..n_terms {
@@ -454,13 +526,14 @@ impl TextIndex {
                         return Err(super::codec::bad(WHAT, e.clone()));
                     }
                     seen_len[s] += tf as u64;
-                    doc_terms[s].push(id as u32);
+                    n_terms_of[s] += 1;
                     list.push(Posting { slot, tf });
                 }
                 Ok(())
             })?;
             index.dict.insert(term.clone().into_boxed_str(), id as u32);
             index.postings.push(list);
+            index.df.push(count as u32);
             prev = Some(term);
         }
         i.finish()?;
@@ -473,11 +546,30 @@ impl TextIndex {
                 index.total_len += len as u64;
             }
         }
+        // The documents' term lists, each allocated once at its exact size.
+        let mut doc_terms: Vec<Vec<u32>> = n_terms_of.iter().map(|&c| Vec::with_capacity(c as usize)).collect();
+        for (id, list) in index.postings.iter().enumerate() {
+            for p in list {
+                doc_terms[p.slot as usize].push(id as u32);
+            }
+        }
         index.doc_len = doc_len;
         index.doc_terms = doc_terms.into_iter().map(Vec::into_boxed_slice).collect();
         Ok(index)
     }
 
+    /// The id and live document frequency of a term some live document contains.
+    fn term(&self, term: &str) -> Option<(u32, u32)> {
+        let &id = self.dict.get(term)?;
+        let df = self.df[id as usize];
+        (df != 0).then_some((id, df))
+    }
+
+    fn df_of(&self, term: &str) -> u32 {
+        self.term(term).map_or(0, |t| t.1)
+    }
+
+    /// A term's postings, tombstones included.
     fn postings_of(&self, term: &str) -> &[Posting] {
         match self.dict.get(term) {
             Some(&id) => &self.postings[id as usize],
@@ -485,32 +577,33 @@ impl TextIndex {
         }
     }
 
-    fn idf(&self, stats: &CorpusStats, term: &str, local_df: usize) -> f64 {
+    fn postings_live(&self) -> usize {
+        self.df.iter().map(|&d| d as usize).sum()
+    }
+
+    fn idf(&self, stats: &CorpusStats, term: &str, local_df: u32) -> f64 {
         let df = stats.doc_freq.get(term).copied().unwrap_or(0).max(local_df as u64);
         idf(stats.doc_count, df)
     }
-
-    fn term_id(&mut self, term: &str) -> u32 {
-        if let Some(&id) = self.dict.get(term) {
-            return id;
-        }
-        let id = self.postings.len() as u32;
-        self.postings.push(Vec::new());
-        self.empty_terms += 1;
-        self.dict.insert(term.into(), id);
-        id
-    }
 }
 
-/// Inserts `p` into `list` (sorted by slot, `p.slot` not in it).
-fn insert_posting(list: &mut Vec<Posting>, p: Posting) {
-    match list.last() {
-        Some(last) if last.slot > p.slot => {
-            let i = list.partition_point(|x| x.slot < p.slot);
-            list.insert(i, p);
-        }
-        _ => list.push(p),
+/// The id of `term`, a new one (with no postings yet) if it has none.
+fn term_id(
+    dict: &mut HashMap<Box<str>, u32>,
+    postings: &mut Vec<Vec<Posting>>,
+    df: &mut Vec<u32>,
+    empty_terms: &mut usize,
+    term: &str,
+) -> u32 {
+    if let Some(&id) = dict.get(term) {
+        return id;
     }
+    let id = postings.len() as u32;
+    postings.push(Vec::new());
+    df.push(0);
+    *empty_terms += 1;
+    dict.insert(term.into(), id);
+    id
 }
 
 /// The first index `>= from` whose slot is `>= slot` (`list.len()` if none): exponential

@@ -195,19 +195,25 @@ impl Tokenizer {
 
     /// Calls `f` on each term of `text`, in order, repeats included.
     pub fn for_each_token(&self, text: &str, mut f: impl FnMut(&str)) {
+        let mut lower = String::new();
+        let fold = self.config.lowercase || !self.stopwords.is_empty();
         for word in text.unicode_words() {
             let len = word.chars().count();
             if len < self.config.min_token_len || len > self.config.max_token_len {
                 continue;
             }
             let word = normalise_apostrophes(word);
-            let lower: Cow<str> = if self.config.lowercase || !self.stopwords.is_empty() {
-                Cow::Owned(word.to_lowercase())
-            } else {
-                Cow::Borrowed(&word)
-            };
-            if self.stopwords.contains(lower.as_ref()) {
-                continue;
+            if fold {
+                lower.clear();
+                if word.is_ascii() {
+                    lower.push_str(&word);
+                    lower.make_ascii_lowercase();
+                } else {
+                    lower.push_str(&word.to_lowercase());
+                }
+                if self.stopwords.contains(lower.as_str()) {
+                    continue;
+                }
             }
             let token: &str = if self.config.lowercase { &lower } else { &word };
             match &self.stemmer {
