@@ -122,7 +122,7 @@ fn dot_product_search_equals_brute_force() {
             assert_eq!(index.score(s, &q, &none), Some(score));
         }
         // With a filter.
-        let accept = |s: u32| s % 3 != 0;
+        let accept = |s: u32| !matches!(s % 3, 0);
         let got = index.search(&q, &none, 1000, Some(&accept)).unwrap();
         let want: Vec<(u32, f32)> = want.into_iter().filter(|w| accept(w.0)).collect();
         assert_eq!(got, want);

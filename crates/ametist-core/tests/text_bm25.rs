@@ -190,7 +190,7 @@ fn k_and_accept_limit_the_answer() {
     let calls = std::cell::Cell::new(0);
     let even = |s: u32| {
         calls.set(calls.get() + 1);
-        s % 2 == 0
+        s & 1 == 0
     };
     let filtered = index.search(&terms, &stats, 100, Some(&even));
     assert_eq!(filtered, all.iter().copied().filter(|h| h.0 % 2 == 0).collect::<Vec<_>>());
@@ -558,4 +558,14 @@ fn fnv(bytes: &[u8]) -> u64 {
         h = h.wrapping_mul(0x0000_0100_0000_01B3);
     }
     h
+}
+
+#[test]
+fn indexes_and_stats_can_move_between_threads() {
+    fn send_sync<T: Send + Sync + Clone>() {}
+    send_sync::<TextIndex>();
+    send_sync::<CorpusStats>();
+    send_sync::<ametist_core::sparse::SparseIndex>();
+    send_sync::<ametist_core::sparse::SparseStats>();
+    send_sync::<ametist_core::text::Tokenizer>();
 }
