@@ -62,7 +62,13 @@ pub async fn exists(State(state): State<AppState>, Path(name): Path<String>) -> 
 pub async fn create(State(state): State<AppState>, Path(name): Path<String>, body: Bytes) -> ApiResult<bool> {
     let started = Instant::now();
     let req: CreateCollection = parse_body(&body, started)?;
-    let params: VectorParams = match &req.vectors {
+    // A map with the single name "" is Qdrant's spelling of the default (unnamed) vector,
+    // used by LangChain among others.
+    let vectors = match &req.vectors {
+        Value::Object(m) if m.len() == 1 && m.get("").is_some_and(Value::is_object) => m[""].clone(),
+        v => v.clone(),
+    };
+    let params: VectorParams = match &vectors {
         Value::Object(m) if !m.is_empty() && !m.contains_key("size") && m.values().all(Value::is_object) => {
             return Err(ApiError::bad_request(
                 "Wrong input: named vectors are not supported yet; send `vectors: {size, distance}`",

@@ -75,6 +75,17 @@ impl VectorInput {
     fn dense(self, started: Instant) -> Result<Vec<f32>, ApiError> {
         match self {
             VectorInput::Dense(v) => Ok(v),
+            // `{"": [..]}`: the default vector, named by the empty name.
+            VectorInput::Other(Value::Object(mut m)) if m.len() == 1 && m.contains_key("") => {
+                match m.remove("").expect("checked above") {
+                    Value::Array(items) => serde_json::from_value(Value::Array(items))
+                        .map_err(|e| ApiError::bad_request(format!("Wrong input: vector: {e}"), started)),
+                    other => Err(ApiError::bad_request(
+                        format!("Wrong input: a vector must be a list of numbers, got {other}"),
+                        started,
+                    )),
+                }
+            }
             VectorInput::Other(Value::Object(_)) => {
                 Err(not_supported("named and sparse vectors are not supported yet; send a list of numbers", started))
             }
