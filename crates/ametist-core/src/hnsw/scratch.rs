@@ -73,21 +73,6 @@ impl Scratch {
             true
         }
     }
-
-    /// Prefetches the visited mark of `id`.
-    #[inline(always)]
-    pub(crate) fn prefetch_visited(&self, id: u32) {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: prefetch never faults.
-        unsafe {
-            std::arch::x86_64::_mm_prefetch(
-                self.visited.as_ptr().wrapping_add(id as usize) as *const i8,
-                std::arch::x86_64::_MM_HINT_T0,
-            )
-        };
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = id;
-    }
 }
 
 /// Binary heap helpers on a `Vec<Cand>`: `MAX` true for a max-heap (root = farthest).
