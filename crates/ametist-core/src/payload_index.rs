@@ -211,6 +211,17 @@ impl PayloadIndex {
     }
 }
 
+/// Every value `key` (a dot path, as in filters) reaches in `payload`; arrays reached at
+/// the end of the path are flattened one level.
+pub fn values_at<'a>(payload: &'a Payload, key: &str) -> Vec<&'a Value> {
+    let mut out = Vec::new();
+    crate::filter::path::visit(payload, key, &mut |v| match v {
+        Value::Array(items) => out.extend(items.iter()),
+        other => out.push(other),
+    });
+    out
+}
+
 /// The keys a payload has at `key` for an index of type `kind` (arrays: each element).
 fn extract(kind: FieldType, key: &str, payload: Option<&Payload>) -> Vec<Key> {
     let Some(payload) = payload else { return Vec::new() };

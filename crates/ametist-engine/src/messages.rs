@@ -12,6 +12,7 @@ use tokio::sync::oneshot;
 
 use ametist_core::filter::Filter;
 use ametist_core::payload_index::FieldType;
+use ametist_core::text::{CorpusStats, TextIndexConfig};
 use ametist_core::{Payload, PointId};
 
 use crate::error::EngineError;
@@ -229,6 +230,23 @@ impl WriteOp {
     }
 }
 
+/// A BM25 search of one partition's text index, scored with collection-wide statistics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TextSearchRequest {
+    pub field: String,
+    /// The query, already tokenized with the field's tokenizer.
+    pub terms: Vec<String>,
+    /// Statistics summed over every partition.
+    pub global: CorpusStats,
+    pub k: usize,
+    #[serde(default)]
+    pub filter: Option<Filter>,
+    #[serde(default)]
+    pub with_payload: bool,
+    #[serde(default)]
+    pub with_vector: bool,
+}
+
 /// Points in id order, for paging through a collection.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScrollRequest {
@@ -316,11 +334,25 @@ pub enum PartitionMsg {
         kind: FieldType,
         reply: Reply<()>,
     },
-    /// Stops indexing a payload field.
+    /// Stops indexing a payload field (a value or a text index).
     DropFieldIndex {
         key: String,
         reply: Reply<()>,
     },
+    /// Builds a full-text (BM25) index over the strings at a payload key.
+    CreateTextIndex {
+        key: String,
+        config: TextIndexConfig,
+        reply: Reply<()>,
+    },
+    /// This partition's BM25 statistics for the query terms (phase one of a text search).
+    TextStats {
+        field: String,
+        terms: Vec<String>,
+        reply: Reply<CorpusStats>,
+    },
+    /// BM25 top-k with collection-wide statistics (phase two).
+    TextSearch(TextSearchRequest, Reply<Vec<ScoredDoc>>),
     RebuildIndex(RebuildIndex, Reply<IndexStats>),
     Stats(Reply<IndexStats>),
     Snapshot(PartitionSnapshot, Reply<IndexStats>),

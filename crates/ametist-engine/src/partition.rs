@@ -15,14 +15,15 @@ use tokio::sync::mpsc;
 use ametist_core::filter::Filter;
 use ametist_core::flat::Candidate;
 use ametist_core::hnsw::{Hnsw, HnswParams};
-use ametist_core::payload_index::{FieldType, PayloadIndex};
+use ametist_core::payload_index::{values_at, FieldType, PayloadIndex};
+use ametist_core::text::{TextIndex, TextIndexConfig};
 use ametist_core::{vector, Metric, Payload, PointId};
 
 use crate::config::{IndexConfig, IndexKind, SupervisionPolicy};
 use crate::error::EngineError;
 use crate::messages::{
     DeleteVector, Fault, FilterAction, IndexStats, PartitionMsg, PartitionRestore, PartitionSnapshot, Record,
-    ScoredDoc, ScrollRequest, SearchRequest, WriteAck, WriteOp,
+    ScoredDoc, ScrollRequest, SearchRequest, TextSearchRequest, WriteAck, WriteOp,
 };
 use crate::store::{PartitionStore, StoredPoint};
 use crate::supervisor::{supervise, ActorState, PartitionStatus, RunEnd};
@@ -64,6 +65,8 @@ pub struct PartitionSpec {
     /// The collection's indexed payload fields, shared with the coordinator, so that a
     /// restarted actor re-creates indexes made after it was first started.
     pub payload_schema: Arc<RwLock<BTreeMap<String, FieldType>>>,
+    /// The collection's full-text indexed fields, shared the same way.
+    pub text_schema: Arc<RwLock<BTreeMap<String, TextIndexConfig>>>,
 }
 
 /// Starts a partition actor under supervision. The returned join handle finishes when the
@@ -168,6 +171,8 @@ struct PartitionActor {
     entries: Vec<Option<Entry>>,
     index: Hnsw,
     payload_index: PayloadIndex,
+    /// BM25 indexes by payload key.
+    text_indexes: BTreeMap<String, TextIndex>,
     version: u64,
 }
 
@@ -185,8 +190,14 @@ impl PartitionActor {
             entries: Vec::new(),
             index: Hnsw::new(spec.metric, spec.dim, hnsw_params(&spec.index)),
             payload_index: PayloadIndex::new(),
+            text_indexes: BTreeMap::new(),
             version: recovered.version,
         };
+        let text_schema = spec.text_schema.read().expect("the schema lock is never held across a panic").clone();
+        for (key, config) in text_schema {
+            let index = TextIndex::new(config).map_err(|e| format!("text index `{key}`: {e}"))?;
+            actor.text_indexes.insert(key, index);
+        }
         // Field indexes first, empty: inserting the points fills them.
         let schema = spec.payload_schema.read().expect("the schema lock is never held across a panic").clone();
         for (key, kind) in schema {
@@ -234,7 +245,21 @@ impl PartitionActor {
             }
             PartitionMsg::DropFieldIndex { key, reply } => {
                 self.payload_index.drop_field(&key);
+                self.text_indexes.remove(&key);
                 let _ = reply.send(Ok(()));
+            }
+            PartitionMsg::CreateTextIndex { key, config, reply } => {
+                let _ = reply.send(self.create_text_index(&key, config));
+            }
+            PartitionMsg::TextStats { field, terms, reply } => {
+                let stats = match self.text_indexes.get(&field) {
+                    Some(index) => Ok(index.term_stats(&terms)),
+                    None => Err(EngineError::invalid(format!("payload field `{field}` has no text index"))),
+                };
+                let _ = reply.send(stats);
+            }
+            PartitionMsg::TextSearch(req, reply) => {
+                let _ = reply.send(self.text_search(&req));
             }
             PartitionMsg::RebuildIndex(_, reply) => {
                 self.index.rebuild(build_threads(self.slots.len()));
@@ -462,6 +487,8 @@ impl PartitionActor {
                     e.version = version;
                     self.payload_index.remove(slot);
                     self.payload_index.insert(slot, e.payload.as_ref());
+                    let payload = e.payload.clone();
+                    self.index_text(slot, payload.as_ref());
                 }
                 (WriteOp::Update(u), Some(slot)) => {
                     self.index.update(slot, &u.vector);
@@ -470,6 +497,9 @@ impl PartitionActor {
                 (WriteOp::Delete(_), Some(slot)) => {
                     self.index.delete(slot);
                     self.payload_index.remove(slot);
+                    for t in self.text_indexes.values_mut() {
+                        t.remove(slot);
+                    }
                     self.entries[slot as usize] = None;
                     self.slots.remove(&id);
                 }
@@ -480,6 +510,8 @@ impl PartitionActor {
                     e.version = version;
                     self.payload_index.remove(slot);
                     self.payload_index.insert(slot, e.payload.as_ref());
+                    let payload = e.payload.clone();
+                    self.index_text(slot, payload.as_ref());
                 }
                 (_, None) => unreachable!("checked: updates name existing points"),
             }
@@ -502,6 +534,9 @@ impl PartitionActor {
             }
             self.slots.insert(id.clone(), slot);
             self.payload_index.insert(slot, payload.as_ref());
+            if !self.text_indexes.is_empty() {
+                self.index_text(slot, payload.as_ref());
+            }
             self.entries[i] = Some(Entry { id, version, payload });
         }
     }
@@ -533,6 +568,57 @@ impl PartitionActor {
         let entries = &self.entries;
         let points = entries.iter().enumerate().filter_map(|(s, e)| e.as_ref().map(|e| (s as u32, e.payload.as_ref())));
         self.payload_index.create_field(key, kind, points);
+    }
+
+    fn create_text_index(&mut self, key: &str, config: TextIndexConfig) -> Result<(), EngineError> {
+        let mut index = TextIndex::new(config).map_err(|e| EngineError::invalid(e.to_string()))?;
+        for (slot, e) in self.live() {
+            if let Some(text) = text_at(e.payload.as_ref(), key) {
+                index.add(slot, &text);
+            }
+        }
+        self.text_indexes.insert(key.to_string(), index);
+        Ok(())
+    }
+
+    /// Brings every text index up to date with a slot's payload.
+    fn index_text(&mut self, slot: u32, payload: Option<&Payload>) {
+        for (key, index) in &mut self.text_indexes {
+            match text_at(payload, key) {
+                Some(text) => index.add(slot, &text),
+                None => {
+                    index.remove(slot);
+                }
+            }
+        }
+    }
+
+    fn text_search(&self, req: &TextSearchRequest) -> Result<Vec<ScoredDoc>, EngineError> {
+        let index = self
+            .text_indexes
+            .get(&req.field)
+            .ok_or_else(|| EngineError::invalid(format!("payload field `{}` has no text index", req.field)))?;
+        let filter = req.filter.as_ref();
+        let accept = |slot: u32| {
+            self.entries
+                .get(slot as usize)
+                .and_then(Option::as_ref)
+                .is_some_and(|e| filter.is_none_or(|f| f.matches(&e.id, e.payload.as_ref())))
+        };
+        let hits = index.search(&req.terms, &req.global, req.k, Some(&accept));
+        Ok(hits
+            .into_iter()
+            .map(|(slot, score)| {
+                let e = self.entries[slot as usize].as_ref().expect("accepted slots are live");
+                ScoredDoc {
+                    id: e.id.clone(),
+                    version: e.version,
+                    score,
+                    payload: if req.with_payload { Some(e.payload.clone().unwrap_or_default()) } else { None },
+                    vector: if req.with_vector { Some(self.index.vector(slot).to_vec()) } else { None },
+                }
+            })
+            .collect())
     }
 
     fn get(&self, ids: &[PointId], with_payload: bool, with_vector: bool) -> Vec<Record> {
@@ -642,6 +728,13 @@ impl PartitionActor {
         for (key, kind) in fields {
             self.payload_index.create_field(&key, kind, std::iter::empty());
         }
+        let text_schema = self.spec.text_schema.read().expect("the schema lock is never held across a panic").clone();
+        self.text_indexes.clear();
+        for (key, config) in text_schema {
+            if let Ok(index) = TextIndex::new(config) {
+                self.text_indexes.insert(key, index);
+            }
+        }
         self.version = version;
         self.insert_fresh(points.into_iter().map(|(id, p)| (id, p.vector, p.payload, p.version)).collect());
         Ok(self.stats())
@@ -655,6 +748,12 @@ enum Plan {
     Exact,
     /// Walk the graph with this beam width; index candidates, if any, pre-filter nodes.
     Graph { ef: usize, candidates: Option<Vec<u32>> },
+}
+
+/// The text at `key`: its strings joined by spaces, or `None` when there are none.
+fn text_at(payload: Option<&Payload>, key: &str) -> Option<String> {
+    let parts: Vec<&str> = values_at(payload?, key).into_iter().filter_map(|v| v.as_str()).collect();
+    (!parts.is_empty()).then(|| parts.join(" "))
 }
 
 fn hnsw_params(c: &IndexConfig) -> HnswParams {

@@ -166,6 +166,10 @@ pub async fn create_index(
     if req.field_name.is_empty() {
         return Err(ApiError::bad_request("Wrong input: `field_name` is empty", started));
     }
+    if let Some(config) = text_config(req.field_schema.as_ref(), started)? {
+        c.create_text_index(&req.field_name, config).await.map_err(|e| ApiError::from_engine(e, started))?;
+        return Ok(Answer::new(serde_json::json!({"operation_id": 0, "status": "completed"}), started));
+    }
     let kind = field_type(req.field_schema.as_ref(), started)?;
     // Building the index finishes before the answer, so `wait` makes no difference.
     c.create_field_index(&req.field_name, kind).await.map_err(|e| ApiError::from_engine(e, started))?;
@@ -218,4 +222,53 @@ fn field_type(schema: Option<&Value>, started: Instant) -> Result<FieldType, Api
         }
         other => Err(ApiError::bad_request(format!("Wrong input: unknown payload index type `{other}`"), started)),
     }
+}
+
+/// A full-text index schema (`"text"` or Qdrant's `TextIndexParams`) as a BM25 index
+/// configuration; `None` for other types. `stemmer: {"type": "snowball", "language"}`,
+/// `stopwords` (a language or `{"languages", "custom"}`), `lowercase`, `min_token_len`
+/// and `max_token_len` are honoured; Ametist-only `k1` and `b` tune BM25.
+fn text_config(
+    schema: Option<&Value>,
+    started: Instant,
+) -> Result<Option<ametist_core::text::TextIndexConfig>, ApiError> {
+    use ametist_core::text::{Bm25Params, TextIndexConfig, TokenizerConfig};
+    let bad = |m: String| ApiError::bad_request(format!("Wrong input: field_schema: {m}"), started);
+    let params = match schema {
+        Some(Value::String(s)) if s == "text" => return Ok(Some(TextIndexConfig::default())),
+        Some(Value::Object(m)) if m.get("type").and_then(Value::as_str) == Some("text") => m,
+        _ => return Ok(None),
+    };
+    let mut tokenizer = TokenizerConfig::default();
+    let mut bm25 = Bm25Params::default();
+    for (k, v) in params {
+        match k.as_str() {
+            "type" | "tokenizer" | "on_disk" | "phrase_matching" | "ascii_folding" => {}
+            "lowercase" => {
+                tokenizer.lowercase = v.as_bool().ok_or_else(|| bad("lowercase must be a boolean".into()))?
+            }
+            "min_token_len" | "max_token_len" => {
+                let n = v.as_u64().ok_or_else(|| bad(format!("{k} must be a number")))? as usize;
+                if k == "min_token_len" {
+                    tokenizer.min_token_len = n;
+                } else {
+                    tokenizer.max_token_len = n;
+                }
+            }
+            "stopwords" => {
+                tokenizer.stopwords =
+                    Some(serde_json::from_value(v.clone()).map_err(|e| bad(format!("stopwords: {e}")))?)
+            }
+            "stemmer" => {
+                let lang = v.get("language").cloned().ok_or_else(|| bad("stemmer needs a `language`".into()))?;
+                tokenizer.stemmer = Some(serde_json::from_value(lang).map_err(|e| bad(format!("stemmer: {e}")))?);
+            }
+            "k1" => bm25.k1 = v.as_f64().ok_or_else(|| bad("k1 must be a number".into()))? as f32,
+            "b" => bm25.b = v.as_f64().ok_or_else(|| bad("b must be a number".into()))? as f32,
+            other => return Err(bad(format!("unknown text index option `{other}`"))),
+        }
+    }
+    let config = TextIndexConfig { tokenizer, bm25 };
+    config.validate().map_err(|e| bad(e.to_string()))?;
+    Ok(Some(config))
 }

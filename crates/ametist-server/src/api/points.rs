@@ -16,9 +16,9 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use ametist_core::filter::Filter;
+use ametist_core::filter::{Condition, Filter};
 use ametist_core::{Payload, PointId};
-use ametist_engine::collection::Collection;
+use ametist_engine::collection::{Branch, Collection, Fusion, TextQuery};
 use ametist_engine::messages::{MissingPartition, Record, ScoredDoc, ScrollRequest, WriteAck};
 use ametist_engine::{InsertVector, SearchRequest, UpdateVector};
 
@@ -546,20 +546,63 @@ enum QueryTarget {
     Vector(Vec<f32>),
     /// The vector of a stored point; the point itself is left out of the hits.
     Point(PointId),
+    /// BM25 over a text-indexed payload field (Ametist's `{"bm25": {"field", "text"}}`).
+    Text {
+        field: String,
+        text: String,
+    },
+    /// Qdrant's `{"fusion": "rrf" | "dbsf"}` over the `prefetch` queries.
+    Fusion {
+        fusion: Fusion,
+        prefetch: Vec<QueryPlan>,
+    },
 }
 
 impl QueryPlan {
     fn new(req: QueryPoints, started: Instant) -> Result<Self, ApiError> {
+        Self::parse(req, started, true)
+    }
+
+    fn parse(req: QueryPoints, started: Instant, top_level: bool) -> Result<Self, ApiError> {
         let filter = parse_filter(req.filter, started)?;
-        for (field, value) in [("prefetch", &req.prefetch), ("lookup_from", &req.lookup_from)] {
-            if value.as_ref().is_some_and(|v| !v.is_null()) {
-                return Err(not_supported(format!("`{field}` is not supported yet"), started));
-            }
+        if req.lookup_from.as_ref().is_some_and(|v| !v.is_null()) {
+            return Err(not_supported("`lookup_from` is not supported yet", started));
         }
         if req.using.as_deref().is_some_and(|u| !u.is_empty()) {
             return Err(not_supported("named vectors (`using`) are not supported yet", started));
         }
-        let target = parse_query(req.query, started)?;
+        let prefetch = match req.prefetch {
+            None | Some(Value::Null) => Vec::new(),
+            Some(_) if !top_level => {
+                return Err(not_supported("nested `prefetch` (inside a prefetch) is not supported yet", started))
+            }
+            Some(Value::Array(items)) => items,
+            Some(one) => vec![one],
+        };
+        let target = if prefetch.is_empty() {
+            parse_query(req.query, started)?
+        } else {
+            let fusion = match req.query.as_ref().and_then(|q| q.get("fusion")).and_then(Value::as_str) {
+                Some("rrf") => Fusion::Rrf,
+                Some("dbsf") => Fusion::Dbsf,
+                _ => {
+                    return Err(not_supported(
+                        "with `prefetch`, only `query: {\"fusion\": \"rrf\" | \"dbsf\"}` is supported yet",
+                        started,
+                    ))
+                }
+            };
+            let prefetch = prefetch
+                .into_iter()
+                .map(|p| {
+                    let sub: QueryPoints = serde_json::from_value(p).map_err(|e| {
+                        ApiError::bad_request(format!("Format error in JSON body: prefetch: {e}"), started)
+                    })?;
+                    Self::parse(sub, started, false)
+                })
+                .collect::<Result<Vec<_>, ApiError>>()?;
+            QueryTarget::Fusion { fusion, prefetch }
+        };
         Self::build(
             target,
             req.limit.unwrap_or(10),
@@ -623,7 +666,41 @@ impl QueryPlan {
     /// Runs the query: the hits as Qdrant's `ScoredPoint`s, and the partitions missing
     /// from them.
     async fn run(self, c: &Collection, started: Instant) -> Result<(Vec<Value>, Vec<MissingPartition>), ApiError> {
-        let (vector, exclude, k, offset) = match self.target {
+        let engine = |e| ApiError::from_engine(e, started);
+        let target = match self.target {
+            QueryTarget::Text { field, text } => {
+                let q = TextQuery {
+                    field,
+                    text,
+                    k: self.limit,
+                    offset: self.offset,
+                    filter: self.filter,
+                    with_payload: self.payload.wants_payload(),
+                    with_vector: self.with_vector,
+                };
+                let r = c.text_search(q).await.map_err(engine)?;
+                let points = r.results.into_iter().map(|d| scored_json(d, &self.payload)).collect();
+                return Ok((points, r.missing_partitions));
+            }
+            QueryTarget::Fusion { fusion, prefetch } => {
+                let mut branches = Vec::with_capacity(prefetch.len());
+                for p in prefetch {
+                    branches.push(p.branch(c, self.filter.as_ref(), started).await?);
+                }
+                let want = self.offset.saturating_add(self.limit);
+                let r = c.hybrid(branches, fusion, want).await.map_err(engine)?;
+                let points = r
+                    .results
+                    .into_iter()
+                    .skip(self.offset)
+                    .take(self.limit)
+                    .map(|d| scored_json(d, &self.payload))
+                    .collect();
+                return Ok((points, r.missing_partitions));
+            }
+            other => other,
+        };
+        let (vector, exclude, k, offset) = match target {
             QueryTarget::Vector(v) => (v, None, self.limit, self.offset),
             QueryTarget::Point(id) => {
                 let mut records =
@@ -632,6 +709,7 @@ impl QueryPlan {
                 // One more than needed from the top, since the point itself is dropped.
                 (vector, Some(id), self.offset.saturating_add(self.limit).saturating_add(1), 0)
             }
+            QueryTarget::Text { .. } | QueryTarget::Fusion { .. } => unreachable!("answered above"),
         };
         let mut req = SearchRequest::new(vector, k);
         req.offset = offset;
@@ -652,6 +730,49 @@ impl QueryPlan {
     }
 }
 
+impl QueryPlan {
+    /// This prefetch as a branch of a fusion query; `outer` (the query's own filter)
+    /// applies to every branch.
+    async fn branch(self, c: &Collection, outer: Option<&Filter>, started: Instant) -> Result<Branch, ApiError> {
+        let filter = match (self.filter, outer) {
+            (Some(a), Some(b)) => Some(Filter {
+                must: Some(vec![Condition::Filter(a), Condition::Filter(b.clone())]),
+                ..Filter::default()
+            }),
+            (a, b) => a.or_else(|| b.cloned()),
+        };
+        let k = self.offset.saturating_add(self.limit);
+        let vector = match self.target {
+            QueryTarget::Text { field, text } => {
+                return Ok(Branch::Text(TextQuery {
+                    field,
+                    text,
+                    k,
+                    offset: 0,
+                    filter,
+                    with_payload: self.payload.wants_payload(),
+                    with_vector: self.with_vector,
+                }))
+            }
+            QueryTarget::Vector(v) => v,
+            QueryTarget::Point(id) => {
+                let mut records =
+                    c.get(vec![id.clone()], false, true).await.map_err(|e| ApiError::from_engine(e, started))?;
+                records.pop().and_then(|r| r.vector).ok_or_else(|| point_not_found(&id, started))?
+            }
+            QueryTarget::Fusion { .. } => unreachable!("nested prefetch is refused when parsing"),
+        };
+        let mut req = SearchRequest::new(vector, k);
+        req.with_payload = true;
+        req.with_vector = self.with_vector;
+        req.score_threshold = self.score_threshold;
+        req.ef = self.ef;
+        req.exact = self.exact;
+        req.filter = filter;
+        Ok(Branch::Vector(req))
+    }
+}
+
 /// Reads `query`: a vector, a point id, or `{"nearest": vector or id}`.
 fn parse_query(query: Option<Value>, started: Instant) -> Result<QueryTarget, ApiError> {
     let value = match query {
@@ -660,6 +781,17 @@ fn parse_query(query: Option<Value>, started: Instant) -> Result<QueryTarget, Ap
                 "a query without `query` (listing points) is not supported yet; send a vector",
                 started,
             ))
+        }
+        Some(Value::Object(m)) if m.contains_key("bm25") => {
+            #[derive(Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct Bm25 {
+                field: String,
+                text: String,
+            }
+            let q: Bm25 = serde_json::from_value(m["bm25"].clone())
+                .map_err(|e| ApiError::bad_request(format!("Format error in JSON body: bm25: {e}"), started))?;
+            return Ok(QueryTarget::Text { field: q.field, text: q.text });
         }
         Some(Value::Object(mut m)) => {
             let Some(nearest) = m.remove("nearest") else {
