@@ -589,6 +589,7 @@ impl Hnsw {
     /// Beam search at one layer from `eps`; leaves the best `ef` accepted nodes in
     /// `sc.top` (a max-heap). With `FILTER` false every node is accepted.
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
     fn search_layer<S: Space, const FILTER: bool>(
         &self,
         s: S,

@@ -1,3 +1,6 @@
+// `%` keeps the tests readable on the workspace MSRV (1.85), where is_multiple_of is not stable.
+#![allow(clippy::manual_is_multiple_of)]
+
 use super::*;
 use crate::flat;
 
