@@ -163,6 +163,49 @@ impl PayloadIndex {
         best
     }
 
+    /// True when [`PayloadIndex::candidates`] is exact for `filter`: every condition is a
+    /// `must` on an indexed key that the index answers exactly (equality or `any` on a
+    /// field of that type, or a numeric range), so a candidate needs no further check.
+    pub fn covers(&self, filter: &Filter) -> bool {
+        let empty = |c: &Option<Vec<Condition>>| c.as_ref().is_none_or(|v| v.is_empty());
+        if !empty(&filter.should) || !empty(&filter.must_not) || filter.min_should.is_some() {
+            return false;
+        }
+        filter.must.as_ref().is_some_and(|m| !m.is_empty())
+            && filter.must.iter().flatten().all(|c| match c {
+                Condition::Field(f) => self.covers_field(f),
+                Condition::Filter(inner) => self.covers(inner),
+                _ => false,
+            })
+    }
+
+    fn covers_field(&self, c: &FieldCondition) -> bool {
+        let Some(field) = self.fields.get(&c.key) else { return false };
+        let others = c.values_count.is_some()
+            || c.is_empty.is_some()
+            || c.is_null.is_some()
+            || c.geo_bounding_box.is_some()
+            || c.geo_radius.is_some()
+            || c.geo_polygon.is_some();
+        if others {
+            return false;
+        }
+        match (&c.r#match, &c.range) {
+            (Some(m), None) => matches!(
+                (m, field.kind),
+                (Match::Value { value: MatchValue::Keyword(_) }, FieldType::Keyword)
+                    | (Match::Value { value: MatchValue::Integer(_) }, FieldType::Integer)
+                    | (Match::Value { value: MatchValue::Bool(_) }, FieldType::Bool)
+                    | (Match::Any { any: MatchList::Keywords(_) }, FieldType::Keyword)
+                    | (Match::Any { any: MatchList::Integers(_) }, FieldType::Integer)
+            ),
+            // A float index holds every number; an integer index only integers, so a range
+            // over it would miss float values.
+            (None, Some(RangeCondition::Number(_))) => field.kind == FieldType::Float,
+            _ => false,
+        }
+    }
+
     fn condition(&self, c: &Condition) -> Option<Vec<u32>> {
         match c {
             Condition::Field(f) => self.field_condition(f),
@@ -355,6 +398,20 @@ mod tests {
         assert_eq!(idx.candidates(&none), None);
         let not = Filter::from_value(json!({"must_not": [{"key": "color", "match": {"value": "red"}}]})).unwrap();
         assert_eq!(idx.candidates(&not), None);
+    }
+
+    #[test]
+    fn covers_only_what_the_index_answers_exactly() {
+        let idx = index(&payloads());
+        let f = |v: serde_json::Value| Filter::from_value(v).unwrap();
+        assert!(idx.covers(&f(json!({"must": [{"key": "color", "match": {"value": "red"}}]}))));
+        assert!(idx.covers(&f(
+            json!({"must": [{"key": "price", "range": {"lt": 3.0}}, {"key": "flag", "match": {"value": true}}]})
+        )));
+        assert!(!idx.covers(&f(json!({"must": [{"key": "n", "range": {"lt": 3}}]}))), "integer index, range");
+        assert!(!idx.covers(&f(json!({"must": [{"key": "other", "match": {"value": 1}}]}))));
+        assert!(!idx.covers(&f(json!({"must_not": [{"key": "color", "match": {"value": "red"}}]}))));
+        assert!(!idx.covers(&f(json!({"must": [{"key": "color", "match": {"except": ["red"]}}]}))));
     }
 
     #[test]

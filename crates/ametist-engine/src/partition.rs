@@ -301,12 +301,16 @@ impl PartitionActor {
             }
             _ => None,
         };
+        // When the indexes answer the filter exactly, the bitmap is the whole check.
+        let covered = allowed.is_some() && filter.is_some_and(|f| self.payload_index.covers(f));
         let accept = |slot: u32| match (filter, self.entries.get(slot as usize)) {
             (_, None | Some(None)) => false,
             (None, Some(Some(_))) => true,
-            (Some(f), Some(Some(e))) => {
-                allowed.as_ref().is_none_or(|bits| bits[slot as usize]) && f.matches(&e.id, e.payload.as_ref())
-            }
+            (Some(f), Some(Some(e))) => match &allowed {
+                Some(bits) if covered => bits[slot as usize],
+                Some(bits) => bits[slot as usize] && f.matches(&e.id, e.payload.as_ref()),
+                None => f.matches(&e.id, e.payload.as_ref()),
+            },
         };
         let accept_dyn: Option<&dyn Fn(u32) -> bool> = if filter.is_some() { Some(&accept) } else { None };
         let hits = match plan {
@@ -367,10 +371,12 @@ impl PartitionActor {
                 }
             }
         };
-        // A graph walk whose beam is widened for the rejected share visits about
-        // `ef * 2m` nodes; scoring the candidates costs one distance each. Take the cheaper.
+        // A graph walk with a beam widened for the rejected share computes about
+        // `ef * 2m / share` distances (it wades through rejected nodes), each dearer than
+        // a sequential one (random access, heap upkeep: about twice); scoring the
+        // candidates costs one distance each. Take the cheaper.
         let boosted_ef = ef.saturating_mul((1.0 / share.max(1e-9)).ceil().min(4.0) as usize);
-        let walk_cost = boosted_ef.saturating_mul(2 * self.spec.index.m);
+        let walk_cost = (boosted_ef as f64 * (2 * self.spec.index.m) as f64 / share.max(1e-3) * 2.0) as usize;
         if let Some(c) = candidates {
             if exact_anyway || c.len() <= walk_cost.max(self.spec.index.full_scan_threshold) {
                 return Plan::Candidates(c);

@@ -253,7 +253,8 @@ async fn payload_indexes_answer_selective_filters_exactly_and_survive_restarts()
 async fn broad_indexed_filters_walk_the_graph_with_high_recall() {
     let mut rng = common::seeded_rng("broad_indexed_filters_walk_the_graph_with_high_recall");
     let db = Ametist::in_memory(EngineConfig::default());
-    let index = IndexConfig { full_scan_threshold: 100, ..IndexConfig::default() };
+    // m = 4 keeps the walk cheaper than scoring 6,000 candidates, so the planner walks.
+    let index = IndexConfig { full_scan_threshold: 100, m: 4, ..IndexConfig::default() };
     let dim = 12;
     let config = CollectionConfig { dim, metric: Metric::Dot, partitions: Some(1), index: Some(index) };
     db.create_collection("c", config).await.unwrap();
