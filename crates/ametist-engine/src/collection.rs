@@ -30,9 +30,9 @@ use ametist_core::{topk, vector, Metric, PointId};
 use crate::config::{CollectionConfig, EngineConfig, IndexConfig};
 use crate::error::EngineError;
 use crate::messages::{
-    DeleteVector, Fault, FilterAction, IndexStats, InsertVector, MissingPartition, PartitionMsg, PartitionSnapshot,
-    RebuildIndex, Record, Reply, ScoredDoc, ScrollRequest, SearchRequest, SearchResult, UpdateVector, WriteAck,
-    WriteOp,
+    DeleteVector, Fault, FilterAction, IndexStats, InsertVector, MissingPartition, PartitionMsg, PartitionRestore,
+    PartitionSnapshot, RebuildIndex, Record, Reply, ScoredDoc, ScrollRequest, SearchRequest, SearchResult,
+    UpdateVector, WriteAck, WriteOp,
 };
 use crate::partition::{spawn_partition, PartitionInfo, PartitionRef, PartitionSpec};
 use crate::snapshots::{self, SnapshotDescription};
@@ -253,6 +253,38 @@ impl Collection {
             Err(EngineError::InvalidInput(_)) => Ok(false),
             Err(e) => Err(e),
         }
+    }
+
+    /// Sends [`PartitionSnapshot`] to one partition: it writes its image (points, payloads,
+    /// index graph; the durable snapshot format) to the file `req.path`.
+    pub async fn partition_snapshot(
+        &self,
+        partition: usize,
+        req: PartitionSnapshot,
+    ) -> Result<IndexStats, EngineError> {
+        self.ask_partition(partition, |tx| PartitionMsg::Snapshot(req, tx)).await
+    }
+
+    /// Sends [`PartitionRestore`] to one partition: it replaces its points with the image
+    /// at `req.path`, validated completely first, and records the new state durably.
+    pub async fn partition_restore(&self, partition: usize, req: PartitionRestore) -> Result<IndexStats, EngineError> {
+        self.ask_partition(partition, |tx| PartitionMsg::Restore(req, tx)).await
+    }
+
+    async fn ask_partition<T>(
+        &self,
+        partition: usize,
+        msg: impl FnOnce(Reply<T>) -> PartitionMsg,
+    ) -> Result<T, EngineError> {
+        let p = self.partitions.get(partition).ok_or_else(|| {
+            EngineError::invalid(format!(
+                "partition {partition} does not exist (the collection has {})",
+                self.spec.partitions
+            ))
+        })?;
+        let (tx, rx) = oneshot::channel();
+        p.try_send(msg(tx))?;
+        rx.await.map_err(|_| p.unavailable())?
     }
 
     fn snapshot_storage(&self) -> Result<&CollectionStorage, EngineError> {

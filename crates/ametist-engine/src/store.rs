@@ -282,7 +282,7 @@ impl DurableStore {
     }
 
     fn wal_options(&self) -> WalOptions {
-        WalOptions { segment_bytes: self.options.wal_segment_bytes.max(4096), ..WalOptions::default() }
+        WalOptions { segment_bytes: self.options.wal_segment_bytes.max(64), ..WalOptions::default() }
     }
 
     /// Keeps the log from the oldest kept snapshot on, so that it can still be replayed on
