@@ -349,9 +349,7 @@ impl PartitionActor {
             PartitionMsg::Search(req, reply) => {
                 let _ = reply.send(self.search(&req));
             }
-            PartitionMsg::Write(ops, reply) => {
-                let _ = reply.send(self.write(ops));
-            }
+            PartitionMsg::Write(..) => unreachable!("writes are grouped and committed by run"),
             PartitionMsg::Get { ids, with_payload, with_vector, reply } => {
                 let _ = reply.send(Ok(self.get(&ids, with_payload, with_vector)));
             }

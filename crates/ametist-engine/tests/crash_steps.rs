@@ -259,3 +259,65 @@ fn every_truncation_of_the_log_tail_recovers_a_prefix() {
         }
     }
 }
+
+#[test]
+fn a_failed_fsync_is_never_acknowledged_and_the_partition_recovers_from_disk() {
+    use ametist_storage::{Fault as FsFault, FsOp};
+    let script = script();
+    let fs = MemFs::new();
+    let (p, t) = start(&fs);
+    wait_settled(&p);
+    assert_eq!(run_script(&p, &script[..10]), 10);
+    // The next WAL fsync fails once.
+    fs.inject(FsFault::new(FsOp::Sync).on_path("/wal/"));
+    let e = write(&p, script[10].clone()).unwrap_err();
+    assert!(e.is_retryable(), "{e:?}");
+    // The partition failed and was rebuilt from disk (a new WAL handle, no fsync retried).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while p.info().restarts == 0 || p.info().state != ActorState::Running {
+        assert!(Instant::now() < deadline, "{:?}", p.info());
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(p.info().last_failure.unwrap().contains("commit failed"), "{:?}", p.info());
+    let got = read_all(&p);
+    assert!(got == model(&script, 10) || got == model(&script, 11), "{got:?}");
+    // It takes writes again; after a power loss everything acknowledged is there.
+    assert_eq!(run_script(&p, &script[11..]), script.len() - 11);
+    assert_eq!(read_all(&p), model(&script, script.len()));
+    fs.crash_after_mutations(0);
+    stop(p, t);
+    fs.crash(CrashMode::DropUnsynced, 1);
+    let (p, t) = start(&fs);
+    assert_eq!(wait_settled(&p), ActorState::Running);
+    assert_eq!(read_all(&p), model(&script, script.len()));
+    stop(p, t);
+}
+
+#[test]
+fn damage_in_the_durable_log_stops_the_partition_naming_the_file() {
+    let script = script();
+    let fs = MemFs::new();
+    let opts = StorageOptions { snapshot_wal_bytes: u64::MAX, ..options() };
+    let store: Arc<dyn PartitionStore> = Arc::new(DurableStore::with_fs(Arc::new(fs.clone()), DIR, 0, opts));
+    let (p, t) = spawn_partition(spec(), store.clone());
+    wait_settled(&p);
+    assert_eq!(run_script(&p, &script), script.len());
+    fs.crash_after_mutations(0);
+    stop(p, t);
+    fs.crash(CrashMode::DropUnsynced, 0);
+    // Garble a record in the first of several segments (not the tail: durable data).
+    let mut segments: Vec<_> = fs.paths().into_iter().filter(|p| p.to_string_lossy().ends_with(".wal")).collect();
+    segments.sort();
+    assert!(segments.len() > 2, "{segments:?}");
+    let mut bytes = fs.file_bytes(&segments[0]).unwrap();
+    let at = bytes.len() - 5;
+    bytes[at] ^= 0x55;
+    fs.write_file_durable(&segments[0], &bytes);
+    let (p, t) = spawn_partition(spec(), store);
+    assert_eq!(wait_settled(&p), ActorState::Stopped);
+    let reason = p.info().stop_reason.unwrap();
+    let name = segments[0].file_name().unwrap().to_string_lossy().into_owned();
+    assert!(reason.contains(&name) && reason.contains("corrupt"), "{reason}");
+    drop(p);
+    t.join().unwrap();
+}
