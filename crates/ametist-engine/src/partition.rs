@@ -197,7 +197,7 @@ impl PartitionActor {
             Base::Points(points) => {
                 actor.insert_fresh(points.into_iter().map(|(id, p)| (id, p.vector, p.payload, p.version)).collect())
             }
-            Base::Image(image) => actor.adopt(image)?,
+            Base::Image(image) => actor.adopt(*image)?,
         }
         let replayed = recovered.replay.len();
         for (lsn, ops) in recovered.replay {

@@ -50,7 +50,7 @@ pub enum Base {
     /// Points by value (the memory store); their index is built on recovery.
     Points(Vec<(PointId, StoredPoint)>),
     /// A snapshot: entries plus the index graph, loaded without rebuilding it.
-    Image(PartitionImage),
+    Image(Box<PartitionImage>),
 }
 
 /// The state a (re)started partition rebuilds from: `base`, then every batch of `replay`
@@ -340,7 +340,7 @@ impl PartitionStore for DurableStore {
                         s.info.path.display()
                     ))
                 })?;
-                (Base::Image(image), s.info.lsn)
+                (Base::Image(Box::new(image)), s.info.lsn)
             }
             None => (Base::Empty, 0),
         };
