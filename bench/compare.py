@@ -49,8 +49,8 @@ def main():
         h, m = None, None
         for _ in range(a.repeat):
             rh, rm = hb.measure(ef, 1), ametist(ef)
-            h = rh if h is None else {**h, **{k: max(h[k], rh[k]) for k in ('qps_1t', 'qps_1t_batch', 'qps_2t')}}
-            m = rm if m is None else {**m, **{k: max(m[k], rm[k]) for k in ('qps_1t', 'qps_2t')}}
+            h = rh if h is None else {**h, **{k: max(h[k], rh[k]) for k in ('qps_1t', 'qps_cpu', 'qps_1t_batch', 'qps_2t')}}
+            m = rm if m is None else {**m, **{k: max(m[k], rm[k]) for k in ('qps_1t', 'qps_cpu', 'qps_2t')}}
         best[ef] = (h, m)
     am.stdin.write('quit\n')
     am.stdin.flush()
@@ -62,22 +62,25 @@ def main():
           f'(ratio {am_head["build_s"] / hl_head["build_s"]:.2f})')
     print(f'memory/vector (VmRSS growth): ametist {am_head["mem_per_vector"]:.0f} B, hnswlib '
           f'{hl_head["mem_per_vector"]:.0f} B (ratio {am_head["mem_per_vector"] / hl_head["mem_per_vector"]:.2f})')
-    print('| ef | recall A | recall H | QPS 1t A | QPS 1t H (per call) | QPS 1t H (batch) | A/H | QPS 2t A | QPS 2t H | '
-          'p50 µs A | p50 µs H | p99 µs A | p99 µs H |')
-    print('|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|')
+    print('| ef | recall A | recall H | QPS 1t A | QPS 1t H (per call) | QPS 1t H (batch) | A/H | '
+          'QPS/CPU-s A | QPS/CPU-s H | A/H (CPU) | QPS 2t A | QPS 2t H | p50 µs A | p50 µs H | p99 µs A | p99 µs H |')
+    print('|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|')
     for ef in efs:
         h, m = best[ef]
         print(f'| {ef} | {m["recall_ab"]:.4f} | {h["recall_ab"]:.4f} | {m["qps_1t"]:.0f} | {h["qps_1t"]:.0f} | '
-              f'{h["qps_1t_batch"]:.0f} | {m["qps_1t"] / h["qps_1t"]:.2f} | {m["qps_2t"]:.0f} | {h["qps_2t"]:.0f} | '
+              f'{h["qps_1t_batch"]:.0f} | {m["qps_1t"] / h["qps_1t"]:.2f} | {m["qps_cpu"]:.0f} | {h["qps_cpu"]:.0f} | '
+              f'{m["qps_cpu"] / h["qps_cpu"]:.2f} | {m["qps_2t"]:.0f} | {h["qps_2t"]:.0f} | '
               f'{m["p50_us"]:.0f} | {h["p50_us"]:.0f} | {m["p99_us"]:.0f} | {h["p99_us"]:.0f} |')
     # QPS at a recall target: the best QPS among ef values that reach it.
     for target in (0.95, 0.99):
-        qa = max((best[e][1]['qps_1t'] for e in efs if best[e][1]['recall_ab'] >= target), default=None)
-        qh = max((best[e][0]['qps_1t'] for e in efs if best[e][0]['recall_ab'] >= target), default=None)
-        qb = max((best[e][0]['qps_1t_batch'] for e in efs if best[e][0]['recall_ab'] >= target), default=None)
+        def at(side, key):
+            return max((best[e][side][key] for e in efs if best[e][side]['recall_ab'] >= target), default=None)
+        qa, qh, qb = at(1, 'qps_1t'), at(0, 'qps_1t'), at(0, 'qps_1t_batch')
+        ca, ch = at(1, 'qps_cpu'), at(0, 'qps_cpu')
         if qa and qh:
             print(f'recall >= {target}: ametist {qa:.0f} QPS, hnswlib {qh:.0f} QPS per call ({qa / qh:.2f}x), '
-                  f'{qb:.0f} QPS batch ({qa / qb:.2f}x)')
+                  f'{qb:.0f} QPS batch ({qa / qb:.2f}x); per CPU-second: ametist {ca:.0f}, hnswlib {ch:.0f} '
+                  f'({ca / ch:.2f}x)')
         else:
             print(f'recall >= {target}: not reached by both (ametist {qa}, hnswlib {qh})')
     if a.json:

@@ -14,12 +14,13 @@ export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 cargo build --release -p ametist-bench
 bin=${CARGO_TARGET_DIR:-target}/release/ametist-bench
 for s in "${sets[@]}"; do
+  extra=""
   case $s in
     fashion-mnist) metric=euclid ;;
     glove-50) metric=cosine ;;
     glove-50-dot) s=glove-50; metric=dot; extra="--gt gt-dot" ;;
     *) metric=euclid ;;
   esac
-  python3 "$here/compare.py" "$bin" "$data/$s" --metric $metric ${extra:-} ${COMPARE_ARGS:-}
+  python3 "$here/compare.py" "$bin" "$data/$s" --metric $metric $extra ${COMPARE_ARGS:-}
   echo
 done

@@ -43,6 +43,15 @@ fn fvecs(path: &Path) -> Result<(usize, Vec<f32>)> {
     Ok((d, w.into_iter().map(f32::from_bits).collect()))
 }
 
+/// CPU time of the calling thread in nanoseconds (first field of /proc/thread-self/schedstat),
+/// so that QPS per CPU-second can be reported on a machine shared with other work.
+fn thread_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -65,6 +74,8 @@ struct Args {
     json: bool,
     repeat: usize,
     serve: bool,
+    cache: Option<PathBuf>,
+    base_limit: Option<usize>,
 }
 
 fn parse() -> Result<Args> {
@@ -82,6 +93,8 @@ fn parse() -> Result<Args> {
         json: false,
         repeat: 1,
         serve: false,
+        cache: None,
+        base_limit: None,
     };
     let mut dir = None;
     while let Some(arg) = it.next() {
@@ -104,6 +117,11 @@ fn parse() -> Result<Args> {
             "--queries" => a.queries = Some(val()?.parse()?),
             "--repeat" => a.repeat = val()?.parse()?,
             "--json" => a.json = true,
+            // Load the index from this snapshot file if it exists, else build and write it
+            // (for quick search-side experiments; build figures are then meaningless).
+            // Index only the first N base vectors (recall then counts against the full set).
+            "--base-limit" => a.base_limit = Some(val()?.parse()?),
+            "--index-cache" => a.cache = Some(PathBuf::from(val()?)),
             // Build, print the build line, then answer `EF REPEAT` lines from stdin with a
             // JSON row each (used by bench/compare.py to interleave with hnswlib).
             "--serve" => {
@@ -149,17 +167,28 @@ fn main() -> Result<()> {
         base.chunks_exact_mut(dim).for_each(normalise);
         queries.chunks_exact_mut(dim).for_each(normalise);
     }
+    if let Some(limit) = a.base_limit {
+        base.truncate(limit * dim);
+    }
     let n = base.len() / dim;
     let nq = a.queries.unwrap_or(usize::MAX).min(queries.len() / dim);
     let params = HnswParams { m: a.m, ef_construction: a.ef_construction, ef_search: 50 };
 
     let rss0 = rss_kib();
     let t = Instant::now();
-    let mut index = Hnsw::new(a.metric, dim, params);
-    let refs: Vec<&[f32]> = base.chunks_exact(dim).collect();
-    index.insert_batch(&refs, a.threads);
+    let index = match &a.cache {
+        Some(p) if p.exists() => Hnsw::read_from(&mut std::io::BufReader::new(std::fs::File::open(p)?))?,
+        _ => {
+            let mut index = Hnsw::new(a.metric, dim, params);
+            let refs: Vec<&[f32]> = base.chunks_exact(dim).collect();
+            index.insert_batch(&refs, a.threads);
+            if let Some(p) = &a.cache {
+                index.write_to(&mut std::io::BufWriter::new(std::fs::File::create(p)?))?;
+            }
+            index
+        }
+    };
     let build_s = t.elapsed().as_secs_f64();
-    drop(refs);
     let rss1 = rss_kib();
     let mem_per_vector = (rss1.saturating_sub(rss0) * 1024) as f64 / n as f64;
     let stats = index.stats();
@@ -179,14 +208,15 @@ fn main() -> Result<()> {
             stats.levels
         );
         println!(
-            "{:>5} {:>8} {:>9} {:>10} {:>10} {:>9} {:>9}",
-            "ef", "recall", "recall_ab", "qps_1t", "qps_2t", "p50_us", "p99_us"
+            "{:>5} {:>8} {:>9} {:>10} {:>10} {:>10} {:>9} {:>9}",
+            "ef", "recall", "recall_ab", "qps_1t", "qps_cpu", "qps_2t", "p50_us", "p99_us"
         );
     }
     let qs: Vec<&[f32]> = queries.chunks_exact(dim).take(nq).collect();
     let measure = |ef: usize, repeat: usize| -> String {
         let mut best_1t = 0f64;
         let mut best_2t = 0f64;
+        let mut best_cpu = 0f64;
         let mut lat = Vec::new();
         let mut results = Vec::new();
         for _ in 0..repeat.max(1) {
@@ -194,12 +224,15 @@ fn main() -> Result<()> {
             let mut l = Vec::with_capacity(nq);
             let mut res = Vec::with_capacity(nq);
             let t = Instant::now();
+            let cpu0 = thread_cpu_ns();
             for q in &qs {
                 let t1 = Instant::now();
                 let r = index.search(q, a.k, ef, None);
                 l.push(t1.elapsed().as_nanos() as u64);
                 res.push(r);
             }
+            let cpu = (thread_cpu_ns() - cpu0) as f64 / 1e9;
+            best_cpu = best_cpu.max(nq as f64 / cpu);
             let qps = nq as f64 / t.elapsed().as_secs_f64();
             if qps > best_1t {
                 best_1t = qps;
@@ -237,10 +270,12 @@ fn main() -> Result<()> {
         let recall = hits as f64 / (nq * a.k) as f64;
         let recall_ab = hits_ab as f64 / (nq * a.k) as f64;
         if !a.json {
-            println!("{ef:>5} {recall:>8.4} {recall_ab:>9.4} {best_1t:>10.0} {best_2t:>10.0} {p50:>9.1} {p99:>9.1}");
+            println!(
+                "{ef:>5} {recall:>8.4} {recall_ab:>9.4} {best_1t:>10.0} {best_cpu:>10.0} {best_2t:>10.0} {p50:>9.1} {p99:>9.1}"
+            );
         }
         format!(
-            "{{\"ef\":{ef},\"recall\":{recall:.5},\"recall_ab\":{recall_ab:.5},\"qps_1t\":{best_1t:.1},\"qps_2t\":{best_2t:.1},\"p50_us\":{p50:.2},\"p99_us\":{p99:.2}}}"
+            "{{\"ef\":{ef},\"recall\":{recall:.5},\"recall_ab\":{recall_ab:.5},\"qps_1t\":{best_1t:.1},\"qps_2t\":{best_2t:.1},\"qps_cpu\":{best_cpu:.1},\"p50_us\":{p50:.2},\"p99_us\":{p99:.2}}}"
         )
     };
     let head = format!(

@@ -281,7 +281,7 @@ pub mod avx2 {
                 acc2 = _mm256_fmadd_ps(d2, d2, acc2);
                 acc3 = _mm256_fmadd_ps(d3, d3, acc3);
                 i += 32;
-                if i % 128 == 0 && i + 32 <= n {
+                if i % 64 == 0 && i + 32 <= n {
                     let partial = hsum(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
                     if partial >= bound {
                         return partial;
@@ -403,7 +403,7 @@ mod tests {
                 let b: Vec<f32> = (0..dim).map(|_| rng.f32()).collect();
                 let exact = l2_squared(&a, &b);
                 let bound = exact * (rng.f32() + 1.0) * 1.5; // somewhere in [0, 3 * exact)
-                // SAFETY: features checked above; both slices hold `dim` floats.
+                                                             // SAFETY: features checked above; both slices hold `dim` floats.
                 let got = unsafe { avx2::l2_squared_bounded_ptr(a.as_ptr(), b.as_ptr(), dim, bound) };
                 if got < bound {
                     assert!((got - exact).abs() <= 1e-5 * exact.max(1.0), "dim {dim} seed {seed}");

@@ -16,6 +16,8 @@
 //! * [`hnsw`]: the approximate nearest-neighbour graph each partition searches.
 //! * [`filter`]: Qdrant-style payload filters and their evaluation.
 //! * [`payload`]: the JSON payload attached to each point.
+//! * [`payload_index`]: per-field value indexes that count and find the points a filter matches.
+//! * [`text`]: full-text search (tokenizer, BM25 index with collection-wide stats, fusion) and [`sparse`] vectors.
 
 pub mod distance;
 pub mod error;
@@ -24,6 +26,9 @@ pub mod flat;
 pub mod hnsw;
 pub mod ids;
 pub mod payload;
+pub mod payload_index;
+pub mod sparse;
+pub mod text;
 pub mod topk;
 pub mod vector;
 

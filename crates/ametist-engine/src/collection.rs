@@ -16,7 +16,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -25,6 +25,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::{timeout_at, Instant};
 
 use ametist_core::filter::Filter;
+use ametist_core::payload_index::FieldType;
+use ametist_core::text::fusion;
+use ametist_core::text::{CorpusStats, TextIndex, TextIndexConfig, Tokenizer};
 use ametist_core::{topk, vector, Metric, PointId};
 
 use crate::config::{CollectionConfig, EngineConfig, IndexConfig};
@@ -32,7 +35,7 @@ use crate::error::EngineError;
 use crate::messages::{
     DeleteVector, Fault, FilterAction, IndexStats, InsertVector, MissingPartition, PartitionMsg, PartitionRestore,
     PartitionSnapshot, RebuildIndex, Record, Reply, ScoredDoc, ScrollRequest, SearchRequest, SearchResult,
-    UpdateVector, WriteAck, WriteOp,
+    TextSearchRequest, UpdateVector, WriteAck, WriteOp,
 };
 use crate::partition::{spawn_partition, PartitionInfo, PartitionRef, PartitionSpec};
 use crate::snapshots::{self, SnapshotDescription};
@@ -56,6 +59,8 @@ pub struct CollectionInfo {
     pub points: usize,
     pub index_bytes: u64,
     pub partitions: Vec<PartitionInfo>,
+    /// Indexed payload fields: type and points with a value there (summed over partitions).
+    pub payload_schema: BTreeMap<String, (FieldType, usize)>,
 }
 
 /// Messages the coordinator understands.
@@ -66,9 +71,41 @@ enum CollectionMsg {
     Stats { reply: Reply<Vec<(PartitionInfo, Option<IndexStats>)>> },
     Scroll { req: ScrollRequest, reply: Reply<Vec<Vec<Record>>> },
     Count { filter: Option<Filter>, reply: Reply<Vec<usize>> },
+    FieldIndex { key: String, kind: Option<FieldType>, reply: Reply<Vec<()>> },
+    TextIndex { key: String, config: TextIndexConfig, reply: Reply<Vec<()>> },
+    TextStats { field: String, terms: Vec<String>, reply: Reply<Vec<CorpusStats>> },
+    TextSearch { req: TextSearchRequest, reply: Reply<Vec<Vec<ScoredDoc>>> },
     Rebuild { reply: Reply<Vec<IndexStats>> },
     Fault { partition: usize, fault: Fault, reply: Reply<()> },
     Stop { reply: oneshot::Sender<()> },
+}
+
+/// A BM25 query of one text-indexed payload field.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TextQuery {
+    pub field: String,
+    pub text: String,
+    pub k: usize,
+    pub offset: usize,
+    pub filter: Option<Filter>,
+    pub with_payload: bool,
+    pub with_vector: bool,
+}
+
+/// One branch of a hybrid query.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Branch {
+    Vector(SearchRequest),
+    Text(TextQuery),
+}
+
+/// How a hybrid query combines its branches (Qdrant's fusion queries).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fusion {
+    /// Reciprocal rank fusion: `sum 1 / (k + rank)`, rank 0-based, `k = 2` as in Qdrant.
+    Rrf,
+    /// Distribution-based score fusion: each list normalised by mean ± 3 std, then summed.
+    Dbsf,
 }
 
 /// The points a payload update applies to.
@@ -91,6 +128,10 @@ pub(crate) struct CollectionStorage {
 #[derive(Clone)]
 pub struct Collection {
     spec: Arc<CollectionSpec>,
+    /// Indexed payload fields; shared with the partitions (see `PartitionSpec`).
+    schema: Arc<RwLock<BTreeMap<String, FieldType>>>,
+    /// Full-text indexed fields, shared the same way.
+    text_schema: Arc<RwLock<BTreeMap<String, TextIndexConfig>>>,
     engine: Arc<EngineConfig>,
     tx: mpsc::Sender<CollectionMsg>,
     partitions: Arc<Vec<PartitionRef>>,
@@ -133,6 +174,8 @@ impl Collection {
     ) -> Result<Self, EngineError> {
         let spec = Arc::new(spec);
         let (name, partitions) = (spec.name.as_str(), spec.partitions);
+        let schema = Arc::new(RwLock::new(BTreeMap::new()));
+        let text_schema = Arc::new(RwLock::new(BTreeMap::new()));
         let mut refs = Vec::with_capacity(partitions);
         let mut threads = Vec::with_capacity(partitions);
         for id in 0..partitions {
@@ -144,6 +187,8 @@ impl Collection {
                 index: spec.index,
                 mailbox: engine.partition_mailbox,
                 policy: engine.supervision,
+                payload_schema: schema.clone(),
+                text_schema: text_schema.clone(),
             };
             let store: Arc<dyn PartitionStore> = match &storage {
                 Some(s) => Arc::new(DurableStore::new(partition_dir(&s.dir, id), id, engine.storage)),
@@ -162,7 +207,15 @@ impl Collection {
         let actor =
             CollectionActor { metric: spec.metric, partitions: refs.clone(), threads, engine: engine.clone(), tick };
         tokio::spawn(actor.run(rx));
-        Ok(Collection { spec, engine, tx, partitions: Arc::new(refs), storage: storage.map(Arc::new) })
+        Ok(Collection {
+            spec,
+            schema,
+            text_schema,
+            engine,
+            tx,
+            partitions: Arc::new(refs),
+            storage: storage.map(Arc::new),
+        })
     }
 
     /// Waits until no partition is still recovering (each is running or stopped). Returns
@@ -420,16 +473,162 @@ impl Collection {
         Ok(counts.into_iter().sum())
     }
 
+    /// Indexes a payload field in every partition (replacing an index of another type).
+    pub async fn create_field_index(&self, key: &str, kind: FieldType) -> Result<(), EngineError> {
+        if key.trim().is_empty() {
+            return Err(EngineError::invalid("field_name must not be empty"));
+        }
+        self.schema.write().expect("the schema lock is never held across a panic").insert(key.to_string(), kind);
+        let key = key.to_string();
+        self.call(|reply| CollectionMsg::FieldIndex { key, kind: Some(kind), reply }).await.map(|_| ())
+    }
+
+    /// Stops indexing a payload field. Returns false when it was not indexed.
+    pub async fn drop_field_index(&self, key: &str) -> Result<bool, EngineError> {
+        let existed = self.schema.write().expect("the schema lock is never held across a panic").remove(key).is_some();
+        let key = key.to_string();
+        self.call(|reply| CollectionMsg::FieldIndex { key, kind: None, reply }).await?;
+        Ok(existed)
+    }
+
+    /// Builds a full-text (BM25) index over the strings at payload key `key` in every
+    /// partition. Scores use collection-wide statistics (see [`Collection::text_search`]).
+    pub async fn create_text_index(&self, key: &str, config: TextIndexConfig) -> Result<(), EngineError> {
+        if key.trim().is_empty() {
+            return Err(EngineError::invalid("field_name must not be empty"));
+        }
+        // Checked here so that a bad config changes nothing anywhere.
+        TextIndex::new(config.clone()).map_err(|e| EngineError::invalid(e.to_string()))?;
+        self.text_schema
+            .write()
+            .expect("the schema lock is never held across a panic")
+            .insert(key.to_string(), config.clone());
+        let key = key.to_string();
+        self.call(|reply| CollectionMsg::TextIndex { key, config, reply }).await.map(|_| ())
+    }
+
+    /// The full-text indexed fields and their configurations.
+    pub fn text_schema(&self) -> BTreeMap<String, TextIndexConfig> {
+        self.text_schema.read().expect("the schema lock is never held across a panic").clone()
+    }
+
+    /// BM25 search of a text-indexed payload field: the query is tokenized with the
+    /// field's tokenizer, every partition reports its statistics for the terms, and every
+    /// partition scores with their sum, so a document's score does not depend on which
+    /// partition holds it. Best first; `offset` and `k` as for vector search.
+    pub async fn text_search(&self, q: TextQuery) -> Result<SearchResult, EngineError> {
+        if q.k == 0 {
+            return Err(EngineError::invalid("limit must be at least 1"));
+        }
+        let want = q.k.saturating_add(q.offset);
+        if want > self.engine.max_limit {
+            return Err(EngineError::invalid(format!(
+                "limit + offset is {want}, larger than the maximum of {}",
+                self.engine.max_limit
+            )));
+        }
+        let config = self.text_schema().get(&q.field).cloned().ok_or_else(|| {
+            EngineError::invalid(format!("payload field `{}` has no text index; create one first", q.field))
+        })?;
+        let tokenizer = Tokenizer::new(config.tokenizer).map_err(|e| EngineError::invalid(e.to_string()))?;
+        let terms = tokenizer.tokenize(&q.text);
+        if terms.is_empty() {
+            return Ok(SearchResult { request_id: String::new(), results: Vec::new(), missing_partitions: Vec::new() });
+        }
+        let field = q.field.clone();
+        let stats = self.call(|reply| CollectionMsg::TextStats { field, terms: terms.clone(), reply }).await?;
+        let global = CorpusStats::sum(stats.iter());
+        let req = TextSearchRequest {
+            field: q.field,
+            terms,
+            global,
+            k: want,
+            filter: q.filter,
+            with_payload: q.with_payload,
+            with_vector: q.with_vector,
+        };
+        let lists = self.call(|reply| CollectionMsg::TextSearch { req, reply }).await?;
+        // BM25 scores: higher is better, as for dot products.
+        let results = topk::merge(Metric::Dot, lists, q.offset, q.k, |d| (d.score, &d.id));
+        Ok(SearchResult { request_id: String::new(), results, missing_partitions: Vec::new() })
+    }
+
+    /// Runs every branch (vector or text search), then fuses their ranked lists on the
+    /// coordinator: Qdrant's RRF or DBSF. Each branch's own filter applies to it; pass the
+    /// same filter to every branch to filter the fused result.
+    pub async fn hybrid(
+        &self,
+        branches: Vec<Branch>,
+        fusion: Fusion,
+        limit: usize,
+    ) -> Result<SearchResult, EngineError> {
+        if branches.is_empty() {
+            return Err(EngineError::invalid("a fusion query needs at least one prefetch"));
+        }
+        if limit == 0 {
+            return Err(EngineError::invalid("limit must be at least 1"));
+        }
+        let mut lists: Vec<Vec<ScoredDoc>> = Vec::with_capacity(branches.len());
+        let mut missing = Vec::new();
+        for b in branches {
+            let r = match b {
+                Branch::Vector(req) => self.search(req).await?,
+                Branch::Text(q) => self.text_search(q).await?,
+            };
+            missing.extend(r.missing_partitions);
+            lists.push(r.results);
+        }
+        let mut docs: std::collections::HashMap<PointId, ScoredDoc> = std::collections::HashMap::new();
+        for d in lists.iter().flatten() {
+            docs.entry(d.id.clone()).or_insert_with(|| d.clone());
+        }
+        let fused = match fusion {
+            Fusion::Rrf => {
+                let ranked: Vec<Vec<PointId>> =
+                    lists.iter().map(|l| l.iter().map(|d| d.id.clone()).collect()).collect();
+                fusion::rrf(&ranked, fusion::DEFAULT_RRF_K)
+            }
+            Fusion::Dbsf => {
+                let scored: Vec<Vec<(PointId, f32)>> =
+                    lists.iter().map(|l| l.iter().map(|d| (d.id.clone(), d.score)).collect()).collect();
+                fusion::dbsf(&scored)
+            }
+        };
+        let results = fused
+            .into_iter()
+            .take(limit)
+            .map(|(id, score)| {
+                let mut d = docs.remove(&id).expect("fused ids come from the branches");
+                d.score = score;
+                d
+            })
+            .collect();
+        Ok(SearchResult { request_id: String::new(), results, missing_partitions: missing })
+    }
+
+    /// The indexed payload fields and their types.
+    pub fn payload_schema(&self) -> BTreeMap<String, FieldType> {
+        self.schema.read().expect("the schema lock is never held across a panic").clone()
+    }
+
     /// Points and health of every partition.
     pub async fn info(&self) -> Result<CollectionInfo, EngineError> {
         let parts = self.call(|reply| CollectionMsg::Stats { reply }).await?;
         let points = parts.iter().filter_map(|(_, s)| s.as_ref()).map(|s| s.doc_count).sum();
         let index_bytes = parts.iter().filter_map(|(_, s)| s.as_ref()).map(|s| s.index_size).sum();
+        let mut payload_schema: BTreeMap<String, (FieldType, usize)> =
+            self.payload_schema().into_iter().map(|(k, t)| (k, (t, 0))).collect();
+        for (key, _, n) in parts.iter().filter_map(|(_, s)| s.as_ref()).flat_map(|s| &s.payload_fields) {
+            if let Some(entry) = payload_schema.get_mut(key) {
+                entry.1 += n;
+            }
+        }
         Ok(CollectionInfo {
             spec: (*self.spec).clone(),
             points,
             index_bytes,
             partitions: parts.into_iter().map(|(p, _)| p).collect(),
+            payload_schema,
         })
     }
 
@@ -536,6 +735,29 @@ impl CollectionActor {
                 }
                 CollectionMsg::Count { filter, reply } => {
                     self.gather_all(|tx| PartitionMsg::Count(filter.clone(), tx), reply)
+                }
+                CollectionMsg::TextIndex { key, config, reply } => self.gather_all_until(
+                    |tx| PartitionMsg::CreateTextIndex { key: key.clone(), config: config.clone(), reply: tx },
+                    reply,
+                    None,
+                ),
+                CollectionMsg::TextStats { field, terms, reply } => self.gather_all(
+                    |tx| PartitionMsg::TextStats { field: field.clone(), terms: terms.clone(), reply: tx },
+                    reply,
+                ),
+                CollectionMsg::TextSearch { req, reply } => {
+                    self.gather_all(|tx| PartitionMsg::TextSearch(req.clone(), tx), reply)
+                }
+                CollectionMsg::FieldIndex { key, kind, reply } => {
+                    // Building an index over many points may take a while: no deadline.
+                    self.gather_all_until(
+                        |tx| match kind {
+                            Some(kind) => PartitionMsg::CreateFieldIndex { key: key.clone(), kind, reply: tx },
+                            None => PartitionMsg::DropFieldIndex { key: key.clone(), reply: tx },
+                        },
+                        reply,
+                        None,
+                    )
                 }
                 CollectionMsg::Rebuild { reply } => self.rebuild(reply),
                 CollectionMsg::Fault { partition, fault, reply } => {

@@ -105,7 +105,9 @@ pub struct EngineConfig {
     /// How long a write with `wait` waits for its partitions to apply it.
     pub write_timeout: Duration,
     /// When some (not all) partitions miss the deadline or have failed: `true` answers with
-    /// the others' hits and names the missing partitions; `false` fails the search.
+    /// the others' hits and names the missing partitions; `false` (the default) fails the
+    /// search with a retryable error. Off by default because Qdrant clients read only the
+    /// hits and could not tell an incomplete answer from a complete one.
     pub allow_partial_results: bool,
     /// Most points in one write request.
     pub max_batch: usize,
@@ -149,7 +151,7 @@ impl Default for EngineConfig {
             collection_mailbox: 4096,
             search_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(60),
-            allow_partial_results: true,
+            allow_partial_results: false,
             max_batch: 10_000,
             max_limit: 10_000,
             storage: StorageOptions::default(),

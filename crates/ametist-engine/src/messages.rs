@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use ametist_core::filter::Filter;
+use ametist_core::payload_index::FieldType;
+use ametist_core::text::{CorpusStats, TextIndexConfig};
 use ametist_core::{Payload, PointId};
 
 use crate::error::EngineError;
@@ -228,6 +230,23 @@ impl WriteOp {
     }
 }
 
+/// A BM25 search of one partition's text index, scored with collection-wide statistics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TextSearchRequest {
+    pub field: String,
+    /// The query, already tokenized with the field's tokenizer.
+    pub terms: Vec<String>,
+    /// Statistics summed over every partition.
+    pub global: CorpusStats,
+    pub k: usize,
+    #[serde(default)]
+    pub filter: Option<Filter>,
+    #[serde(default)]
+    pub with_payload: bool,
+    #[serde(default)]
+    pub with_vector: bool,
+}
+
 /// Points in id order, for paging through a collection.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScrollRequest {
@@ -268,6 +287,9 @@ pub struct IndexStats {
     pub deleted: usize,
     /// Levels of the graph (0 for an exact-scan partition).
     pub levels: usize,
+    /// Indexed payload fields: key, type, and how many points have a value there.
+    #[serde(default)]
+    pub payload_fields: Vec<(String, FieldType, usize)>,
 }
 
 /// Writes the partition's image (points, payloads, index graph and vectors, checksummed; the
@@ -308,6 +330,31 @@ pub enum PartitionMsg {
     Scroll(ScrollRequest, Reply<Vec<Record>>),
     /// Points matching the filter (all points without one).
     Count(Option<Filter>, Reply<usize>),
+    /// Indexes a payload field (replacing an index of another type).
+    CreateFieldIndex {
+        key: String,
+        kind: FieldType,
+        reply: Reply<()>,
+    },
+    /// Stops indexing a payload field (a value or a text index).
+    DropFieldIndex {
+        key: String,
+        reply: Reply<()>,
+    },
+    /// Builds a full-text (BM25) index over the strings at a payload key.
+    CreateTextIndex {
+        key: String,
+        config: TextIndexConfig,
+        reply: Reply<()>,
+    },
+    /// This partition's BM25 statistics for the query terms (phase one of a text search).
+    TextStats {
+        field: String,
+        terms: Vec<String>,
+        reply: Reply<CorpusStats>,
+    },
+    /// BM25 top-k with collection-wide statistics (phase two).
+    TextSearch(TextSearchRequest, Reply<Vec<ScoredDoc>>),
     RebuildIndex(RebuildIndex, Reply<IndexStats>),
     Stats(Reply<IndexStats>),
     Snapshot(PartitionSnapshot, Reply<IndexStats>),

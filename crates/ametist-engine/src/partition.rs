@@ -7,14 +7,17 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write as _;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 
 use serde::Serialize;
 use tokio::sync::mpsc;
 
 use ametist_core::filter::Filter;
+use ametist_core::flat::Candidate;
 use ametist_core::hnsw::{Hnsw, HnswParams};
+use ametist_core::payload_index::{values_at, FieldType, PayloadIndex};
+use ametist_core::text::{TextIndex, TextIndexConfig};
 use ametist_core::{vector, Metric, Payload, PointId};
 
 use crate::codec::{self, PartitionImage};
@@ -22,7 +25,7 @@ use crate::config::{IndexConfig, IndexKind, SupervisionPolicy};
 use crate::error::EngineError;
 use crate::messages::{
     DeleteVector, Fault, FilterAction, IndexStats, PartitionMsg, PartitionRestore, PartitionSnapshot, Record, Reply,
-    ScoredDoc, ScrollRequest, SearchRequest, WriteAck, WriteOp,
+    ScoredDoc, ScrollRequest, SearchRequest, TextSearchRequest, WriteAck, WriteOp,
 };
 use crate::store::{Base, PartitionStore};
 use crate::supervisor::{supervise, ActorState, PartitionStatus, RunEnd};
@@ -61,6 +64,11 @@ pub struct PartitionSpec {
     pub index: IndexConfig,
     pub mailbox: usize,
     pub policy: SupervisionPolicy,
+    /// The collection's indexed payload fields, shared with the coordinator, so that a
+    /// restarted actor re-creates indexes made after it was first started.
+    pub payload_schema: Arc<RwLock<BTreeMap<String, FieldType>>>,
+    /// The collection's full-text indexed fields, shared the same way.
+    pub text_schema: Arc<RwLock<BTreeMap<String, TextIndexConfig>>>,
 }
 
 /// Starts a partition actor under supervision. The returned join handle finishes when the
@@ -164,6 +172,9 @@ struct PartitionActor {
     /// Slot → entry; `None` for free slots.
     entries: Vec<Option<Entry>>,
     index: Hnsw,
+    payload_index: PayloadIndex,
+    /// BM25 indexes by payload key.
+    text_indexes: BTreeMap<String, TextIndex>,
     /// The last operation applied; with a durable store, the LSN of its WAL record.
     version: u64,
     /// Writes applied and appended to the store, waiting for the group's commit.
@@ -188,9 +199,17 @@ impl PartitionActor {
             slots: BTreeMap::new(),
             entries: Vec::new(),
             index: Hnsw::new(spec.metric, spec.dim, hnsw_params(&spec.index)),
+            payload_index: PayloadIndex::new(),
+            text_indexes: BTreeMap::new(),
             version: 0,
             pending: Vec::new(),
         };
+        // Field indexes first, empty: inserting the points (or adopting an image) fills them.
+        let schema = spec.payload_schema.read().expect("the schema lock is never held across a panic").clone();
+        for (key, kind) in schema {
+            actor.payload_index.create_field(&key, kind, std::iter::empty());
+        }
+        actor.reset_text_indexes()?;
         let from_snapshot = matches!(recovered.base, Base::Image(_));
         match recovered.base {
             Base::Empty => {}
@@ -235,6 +254,30 @@ impl PartitionActor {
         }
         self.index = index;
         self.version = version;
+        // Payload and text indexes are not in the image: rebuild them from the entries.
+        let fields = self.payload_index.fields();
+        self.payload_index = PayloadIndex::new();
+        for (key, kind) in fields {
+            self.create_field_index(&key, kind);
+        }
+        self.reset_text_indexes()?;
+        let live: Vec<(u32, Option<Payload>)> = self.live().map(|(s, e)| (s, e.payload.clone())).collect();
+        if !self.text_indexes.is_empty() {
+            for (slot, payload) in live {
+                self.index_text(slot, payload.as_ref());
+            }
+        }
+        Ok(())
+    }
+
+    /// Empty text indexes for every text field of the collection's schema.
+    fn reset_text_indexes(&mut self) -> Result<(), String> {
+        let text_schema = self.spec.text_schema.read().expect("the schema lock is never held across a panic").clone();
+        self.text_indexes.clear();
+        for (key, config) in text_schema {
+            let index = TextIndex::new(config).map_err(|e| format!("text index `{key}`: {e}"))?;
+            self.text_indexes.insert(key, index);
+        }
         Ok(())
     }
 
@@ -265,6 +308,8 @@ impl PartitionActor {
                     | PartitionMsg::Get { .. }
                     | PartitionMsg::Scroll(..)
                     | PartitionMsg::Count(..)
+                    | PartitionMsg::TextStats { .. }
+                    | PartitionMsg::TextSearch(..)
                     | PartitionMsg::Stats(..)) => self.handle(msg),
                     msg => {
                         self.commit_group();
@@ -359,9 +404,31 @@ impl PartitionActor {
             PartitionMsg::Count(filter, reply) => {
                 let n = match &filter {
                     None => self.slots.len(),
-                    Some(f) => self.live().filter(|(_, e)| f.matches(&e.id, e.payload.as_ref())).count(),
+                    Some(f) => self.matching(f).len(),
                 };
                 let _ = reply.send(Ok(n));
+            }
+            PartitionMsg::CreateFieldIndex { key, kind, reply } => {
+                self.create_field_index(&key, kind);
+                let _ = reply.send(Ok(()));
+            }
+            PartitionMsg::DropFieldIndex { key, reply } => {
+                self.payload_index.drop_field(&key);
+                self.text_indexes.remove(&key);
+                let _ = reply.send(Ok(()));
+            }
+            PartitionMsg::CreateTextIndex { key, config, reply } => {
+                let _ = reply.send(self.create_text_index(&key, config));
+            }
+            PartitionMsg::TextStats { field, terms, reply } => {
+                let stats = match self.text_indexes.get(&field) {
+                    Some(index) => Ok(index.term_stats(&terms)),
+                    None => Err(EngineError::invalid(format!("payload field `{field}` has no text index"))),
+                };
+                let _ = reply.send(stats);
+            }
+            PartitionMsg::TextSearch(req, reply) => {
+                let _ = reply.send(self.text_search(&req));
             }
             PartitionMsg::RebuildIndex(_, reply) => {
                 self.index.rebuild(build_threads(self.slots.len()));
@@ -394,18 +461,30 @@ impl PartitionActor {
         let metric = self.spec.metric;
         let want = req.offset.saturating_add(req.k);
         let filter = req.filter.as_ref();
+        let ef = req.ef.unwrap_or(self.spec.index.ef_search).max(want);
+        let plan = self.plan(req, filter, ef);
+        // With index candidates, a bitmap rejects most non-matching nodes before the
+        // (costlier) full filter is evaluated on a payload.
+        let allowed: Option<Vec<bool>> = match &plan {
+            Plan::Graph { candidates: Some(c), .. } => {
+                let mut bits = vec![false; self.entries.len()];
+                c.iter().for_each(|&s| bits[s as usize] = true);
+                Some(bits)
+            }
+            _ => None,
+        };
         let accept = |slot: u32| match (filter, self.entries.get(slot as usize)) {
             (_, None | Some(None)) => false,
             (None, Some(Some(_))) => true,
-            (Some(f), Some(Some(e))) => f.matches(&e.id, e.payload.as_ref()),
+            (Some(f), Some(Some(e))) => {
+                allowed.as_ref().is_none_or(|bits| bits[slot as usize]) && f.matches(&e.id, e.payload.as_ref())
+            }
         };
         let accept_dyn: Option<&dyn Fn(u32) -> bool> = if filter.is_some() { Some(&accept) } else { None };
-        let ef = req.ef.unwrap_or(self.spec.index.ef_search).max(want);
-        let hits = match self.plan(req, filter) {
+        let hits = match plan {
+            Plan::Candidates(slots) => self.score_slots(&req.query_vector, want, &slots, &accept),
             Plan::Exact => self.index.search_exact(&req.query_vector, want, accept_dyn),
-            Plan::Graph { ef_boost } => {
-                self.index.search(&req.query_vector, want, ef.saturating_mul(ef_boost), accept_dyn)
-            }
+            Plan::Graph { ef, .. } => self.index.search(&req.query_vector, want, ef, accept_dyn),
         };
         let threshold = req.score_threshold;
         let docs = hits
@@ -434,23 +513,46 @@ impl PartitionActor {
     /// scan. With a filter, the number of matching points is estimated from a sample: few
     /// matches are scanned exactly (a graph walk would have to wade through many
     /// rejected nodes), many are walked with a beam widened for the rejected share.
-    fn plan(&self, req: &SearchRequest, filter: Option<&Filter>) -> Plan {
+    fn plan(&self, req: &SearchRequest, filter: Option<&Filter>, ef: usize) -> Plan {
         let live = self.slots.len();
-        if req.exact || self.spec.index.kind == IndexKind::Flat || live < self.spec.index.full_scan_threshold {
+        let exact_anyway =
+            req.exact || self.spec.index.kind == IndexKind::Flat || live < self.spec.index.full_scan_threshold;
+        let Some(f) = filter else {
+            return if exact_anyway { Plan::Exact } else { Plan::Graph { ef, candidates: None } };
+        };
+        // The share of points the filter matches: counted from payload indexes when they
+        // narrow it, else estimated from a sample.
+        let candidates = self.payload_index.candidates(f);
+        let share = match &candidates {
+            Some(c) => c.len() as f64 / live.max(1) as f64,
+            None => {
+                let stride = (self.entries.len() / FILTER_SAMPLE).max(1);
+                let (mut seen, mut hit) = (0usize, 0usize);
+                for e in self.entries.iter().step_by(stride).flatten() {
+                    seen += 1;
+                    hit += usize::from(f.matches(&e.id, e.payload.as_ref()));
+                }
+                if seen == 0 {
+                    1.0
+                } else {
+                    hit as f64 / seen as f64
+                }
+            }
+        };
+        // A graph walk whose beam is widened for the rejected share visits about
+        // `ef * 2m` nodes; scoring the candidates costs one distance each. Take the cheaper.
+        let boosted_ef = ef.saturating_mul((1.0 / share.max(1e-9)).ceil().min(4.0) as usize);
+        let walk_cost = boosted_ef.saturating_mul(2 * self.spec.index.m);
+        if let Some(c) = candidates {
+            if exact_anyway || c.len() <= walk_cost.max(self.spec.index.full_scan_threshold) {
+                return Plan::Candidates(c);
+            }
+            return Plan::Graph { ef: boosted_ef, candidates: Some(c) };
+        }
+        if exact_anyway || (share * live as f64) < self.spec.index.full_scan_threshold as f64 || share < 0.02 {
             return Plan::Exact;
         }
-        let Some(f) = filter else { return Plan::Graph { ef_boost: 1 } };
-        let stride = (self.entries.len() / FILTER_SAMPLE).max(1);
-        let (mut seen, mut hit) = (0usize, 0usize);
-        for e in self.entries.iter().step_by(stride).flatten() {
-            seen += 1;
-            hit += usize::from(f.matches(&e.id, e.payload.as_ref()));
-        }
-        let share = if seen == 0 { 1.0 } else { hit as f64 / seen as f64 };
-        if (share * live as f64) < self.spec.index.full_scan_threshold as f64 || share < 0.02 {
-            return Plan::Exact;
-        }
-        Plan::Graph { ef_boost: (1.0 / share).ceil().min(4.0) as usize }
+        Plan::Graph { ef: boosted_ef, candidates: None }
     }
 
     /// Applies a batch: expands filter ops, checks that every op applies, records the
@@ -478,8 +580,8 @@ impl PartitionActor {
                 out.push(op);
                 continue;
             };
-            for (_, e) in self.live().filter(|(_, e)| filter.matches(&e.id, e.payload.as_ref())) {
-                let id = e.id.clone();
+            for slot in self.matching(&filter) {
+                let id = self.entries[slot as usize].as_ref().expect("matching returns live slots").id.clone();
                 out.push(match &action {
                     FilterAction::Delete => WriteOp::Delete(DeleteVector { id }),
                     FilterAction::SetPayload(p) => WriteOp::SetPayload { id, payload: p.clone() },
@@ -556,6 +658,10 @@ impl PartitionActor {
                     let e = self.entries[slot as usize].as_mut().expect("slots point at live entries");
                     e.payload = p.metadata;
                     e.version = version;
+                    self.payload_index.remove(slot);
+                    self.payload_index.insert(slot, e.payload.as_ref());
+                    let payload = e.payload.clone();
+                    self.index_text(slot, payload.as_ref());
                 }
                 (WriteOp::Update(u), Some(slot)) => {
                     self.index.update(slot, &u.vector);
@@ -563,6 +669,10 @@ impl PartitionActor {
                 }
                 (WriteOp::Delete(_), Some(slot)) => {
                     self.index.delete(slot);
+                    self.payload_index.remove(slot);
+                    for t in self.text_indexes.values_mut() {
+                        t.remove(slot);
+                    }
                     self.entries[slot as usize] = None;
                     self.slots.remove(&id);
                 }
@@ -571,6 +681,10 @@ impl PartitionActor {
                     let e = self.entries[slot as usize].as_mut().expect("slots point at live entries");
                     payload_op.apply_to_payload(&mut e.payload);
                     e.version = version;
+                    self.payload_index.remove(slot);
+                    self.payload_index.insert(slot, e.payload.as_ref());
+                    let payload = e.payload.clone();
+                    self.index_text(slot, payload.as_ref());
                 }
                 (_, None) => unreachable!("checked: updates name existing points"),
             }
@@ -592,8 +706,92 @@ impl PartitionActor {
                 self.entries.resize_with(i + 1, || None);
             }
             self.slots.insert(id.clone(), slot);
+            self.payload_index.insert(slot, payload.as_ref());
+            if !self.text_indexes.is_empty() {
+                self.index_text(slot, payload.as_ref());
+            }
             self.entries[i] = Some(Entry { id, version, payload });
         }
+    }
+
+    /// Exact top-`k` among `slots`, keeping those `accept` lets through.
+    fn score_slots(&self, query: &[f32], k: usize, slots: &[u32], accept: &dyn Fn(u32) -> bool) -> Vec<Candidate> {
+        let metric = self.spec.metric;
+        let mut hits: Vec<Candidate> = slots
+            .iter()
+            .filter(|&&s| accept(s))
+            .map(|&slot| Candidate { slot, distance: metric.distance(query, self.index.vector(slot)) })
+            .collect();
+        hits.sort_unstable();
+        hits.truncate(k);
+        hits
+    }
+
+    /// Slots whose points match `filter`, using the payload indexes when they help.
+    fn matching(&self, filter: &Filter) -> Vec<u32> {
+        let check =
+            |slot: u32| self.entries[slot as usize].as_ref().is_some_and(|e| filter.matches(&e.id, e.payload.as_ref()));
+        match self.payload_index.candidates(filter) {
+            Some(cands) => cands.into_iter().filter(|&s| check(s)).collect(),
+            None => self.live().map(|(s, _)| s).filter(|&s| check(s)).collect(),
+        }
+    }
+
+    fn create_field_index(&mut self, key: &str, kind: FieldType) {
+        let entries = &self.entries;
+        let points = entries.iter().enumerate().filter_map(|(s, e)| e.as_ref().map(|e| (s as u32, e.payload.as_ref())));
+        self.payload_index.create_field(key, kind, points);
+    }
+
+    fn create_text_index(&mut self, key: &str, config: TextIndexConfig) -> Result<(), EngineError> {
+        let mut index = TextIndex::new(config).map_err(|e| EngineError::invalid(e.to_string()))?;
+        for (slot, e) in self.live() {
+            if let Some(text) = text_at(e.payload.as_ref(), key) {
+                index.add(slot, &text);
+            }
+        }
+        self.text_indexes.insert(key.to_string(), index);
+        Ok(())
+    }
+
+    /// Brings every text index up to date with a slot's payload.
+    fn index_text(&mut self, slot: u32, payload: Option<&Payload>) {
+        for (key, index) in &mut self.text_indexes {
+            match text_at(payload, key) {
+                Some(text) => index.add(slot, &text),
+                None => {
+                    index.remove(slot);
+                }
+            }
+        }
+    }
+
+    fn text_search(&self, req: &TextSearchRequest) -> Result<Vec<ScoredDoc>, EngineError> {
+        let index = self
+            .text_indexes
+            .get(&req.field)
+            .ok_or_else(|| EngineError::invalid(format!("payload field `{}` has no text index", req.field)))?;
+        let filter = req.filter.as_ref();
+        let accept = |slot: u32| {
+            self.entries
+                .get(slot as usize)
+                .and_then(Option::as_ref)
+                .is_some_and(|e| filter.is_none_or(|f| f.matches(&e.id, e.payload.as_ref())))
+        };
+        let hits = index.search(&req.terms, &req.global, req.k, Some(&accept));
+        Ok(hits
+            .into_iter()
+            .map(|(slot, score)| {
+                let e = self.entries[slot as usize].as_ref().expect("accepted slots are live");
+                ScoredDoc {
+                    id: e.id.clone(),
+                    version: e.version,
+                    score,
+                    payload: if req.with_payload { Some(e.payload.clone().unwrap_or_default()) } else { None },
+                    vector: if req.with_vector { Some(self.index.vector(slot).to_vec()) } else { None },
+                }
+            })
+            .collect())
     }
 
     fn get(&self, ids: &[PointId], with_payload: bool, with_vector: bool) -> Vec<Record> {
@@ -630,7 +828,22 @@ impl PartitionActor {
 
     fn stats(&self) -> IndexStats {
         let s = self.index.stats();
-        IndexStats { doc_count: self.slots.len(), index_size: s.bytes as u64, deleted: s.deleted, levels: s.levels }
+        let payload_fields = self
+            .payload_index
+            .fields()
+            .into_iter()
+            .map(|(key, kind)| {
+                let points = self.payload_index.points_with(&key).unwrap_or(0);
+                (key, kind, points)
+            })
+            .collect();
+        IndexStats {
+            doc_count: self.slots.len(),
+            index_size: s.bytes as u64,
+            deleted: s.deleted,
+            levels: s.levels,
+            payload_fields,
+        }
     }
 
     /// Writes the partition's image (the durable snapshot format: points, payloads, the
@@ -697,8 +910,18 @@ pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 enum Plan {
+    /// Score these slots (a payload index's candidates) exactly.
+    Candidates(Vec<u32>),
+    /// Scan every live point.
     Exact,
-    Graph { ef_boost: usize },
+    /// Walk the graph with this beam width; index candidates, if any, pre-filter nodes.
+    Graph { ef: usize, candidates: Option<Vec<u32>> },
+}
+
+/// The text at `key`: its strings joined by spaces, or `None` when there are none.
+fn text_at(payload: Option<&Payload>, key: &str) -> Option<String> {
+    let parts: Vec<&str> = values_at(payload?, key).into_iter().filter_map(|v| v.as_str()).collect();
+    (!parts.is_empty()).then(|| parts.join(" "))
 }
 
 fn hnsw_params(c: &IndexConfig) -> HnswParams {

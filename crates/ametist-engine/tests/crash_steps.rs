@@ -42,6 +42,8 @@ fn spec() -> PartitionSpec {
         index: IndexConfig::default(),
         mailbox: 64,
         policy: SupervisionPolicy { max_restarts: 2, ..SupervisionPolicy::default() },
+        payload_schema: Default::default(),
+        text_schema: Default::default(),
     }
 }
 

@@ -188,3 +188,109 @@ async fn payload_updates_scroll_count_and_delete_by_filter() {
     assert!(got.results.iter().all(|d| matches!(d.id, PointId::Num(i) if i % 4 != 0)));
     db.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payload_indexes_answer_selective_filters_exactly_and_survive_restarts() {
+    let mut rng = common::seeded_rng("payload_indexes_answer_selective_filters_exactly_and_survive_restarts");
+    let db = Ametist::in_memory(EngineConfig::default());
+    let index = IndexConfig { full_scan_threshold: 500, ..IndexConfig::default() };
+    let config = CollectionConfig { dim: 8, metric: Metric::Euclid, partitions: Some(2), index: Some(index) };
+    db.create_collection("c", config).await.unwrap();
+    let c = db.collection("c").unwrap();
+    let mut vectors = Vec::new();
+    let mut points = Vec::new();
+    for i in 0..4000u64 {
+        let v = common::random_vector(&mut rng, 8);
+        vectors.extend_from_slice(&v);
+        let payload = json!({"shop": format!("s{}", i % 100), "price": (i % 1000) as f64 / 10.0, "ok": i % 3 == 0});
+        points.push(InsertVector { id: PointId::Num(i), vector: v, metadata: payload.as_object().cloned() });
+    }
+    c.upsert(points, true).await.unwrap();
+    c.create_field_index("shop", ametist_core::payload_index::FieldType::Keyword).await.unwrap();
+    c.create_field_index("price", ametist_core::payload_index::FieldType::Float).await.unwrap();
+    assert_eq!(c.payload_schema().len(), 2);
+
+    let check = |c: ametist_engine::collection::Collection, vectors: Vec<f32>, q: Vec<f32>| async move {
+        let f = json!({"must": [{"key": "shop", "match": {"value": "s7"}}, {"key": "price", "range": {"lt": 50.0}}]});
+        let mut req = SearchRequest::new(q.clone(), 5);
+        req.filter = Some(filter(f));
+        let got = c.search(req).await.unwrap();
+        let pred = |i: u64| i % 100 == 7 && ((i % 1000) as f64 / 10.0) < 50.0;
+        let truth: Vec<u64> = flat::search(Metric::Euclid, 8, &vectors, &q, 5, |s| pred(s as u64))
+            .iter()
+            .map(|c| c.slot as u64)
+            .collect();
+        let ids: Vec<u64> =
+            got.results.iter().map(|d| if let PointId::Num(i) = d.id { i } else { unreachable!() }).collect();
+        assert_eq!(ids, truth, "indexed selective filters are answered exactly");
+    };
+    for _ in 0..5 {
+        check(c.clone(), vectors.clone(), common::random_vector(&mut rng, 8)).await;
+    }
+    let count =
+        c.count(Some(filter(json!({"must": [{"key": "shop", "match": {"any": ["s1", "s2"]}}]})))).await.unwrap();
+    assert_eq!(count, 80);
+
+    // A restarted partition re-creates its field indexes.
+    c.inject_fault(0, ametist_engine::messages::Fault::Panic("drill".into())).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let parts = c.partitions().await.unwrap();
+        if parts[0].0.restarts == 1 && parts[0].1.as_ref().is_some_and(|s| s.payload_fields.len() == 2) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no restart with indexes: {parts:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    check(c.clone(), vectors.clone(), common::random_vector(&mut rng, 8)).await;
+    assert!(c.drop_field_index("shop").await.unwrap());
+    assert!(!c.drop_field_index("shop").await.unwrap());
+    check(c.clone(), vectors.clone(), common::random_vector(&mut rng, 8)).await;
+    db.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broad_indexed_filters_walk_the_graph_with_high_recall() {
+    let mut rng = common::seeded_rng("broad_indexed_filters_walk_the_graph_with_high_recall");
+    let db = Ametist::in_memory(EngineConfig::default());
+    let index = IndexConfig { full_scan_threshold: 100, ..IndexConfig::default() };
+    let dim = 12;
+    let config = CollectionConfig { dim, metric: Metric::Dot, partitions: Some(1), index: Some(index) };
+    db.create_collection("c", config).await.unwrap();
+    let c = db.collection("c").unwrap();
+    c.create_field_index("half", ametist_core::payload_index::FieldType::Bool).await.unwrap();
+    let mut data = Vec::new();
+    for chunk in 0..4 {
+        let mut points = Vec::new();
+        for i in chunk * 3000..(chunk + 1) * 3000u64 {
+            let v = common::random_vector(&mut rng, dim);
+            data.extend_from_slice(&v);
+            points.push(InsertVector {
+                id: PointId::Num(i),
+                vector: v,
+                metadata: json!({"half": i % 2 == 0}).as_object().cloned(),
+            });
+        }
+        c.upsert(points, true).await.unwrap();
+    }
+    // 6,000 candidates: more than a widened walk visits, so the graph is walked with the
+    // candidates as a pre-filter.
+    let f = filter(json!({"must": [{"key": "half", "match": {"value": true}}]}));
+    let mut hits = 0;
+    for _ in 0..30 {
+        let q = common::random_vector(&mut rng, dim);
+        let mut req = SearchRequest::new(q.clone(), 10);
+        req.filter = Some(f.clone());
+        let got = c.search(req).await.unwrap();
+        let truth: HashSet<u64> =
+            flat::search(Metric::Dot, dim, &data, &q, 10, |s| s % 2 == 0).iter().map(|c| c.slot as u64).collect();
+        for d in &got.results {
+            let PointId::Num(i) = d.id else { unreachable!() };
+            assert_eq!(i % 2, 0, "non-matching point returned");
+            hits += usize::from(truth.contains(&i));
+        }
+    }
+    let recall = hits as f64 / 300.0;
+    assert!(recall >= 0.9, "filtered recall@10 {recall}");
+    db.shutdown().await;
+}

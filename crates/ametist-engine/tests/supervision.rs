@@ -25,6 +25,7 @@ async fn panicking_partition_restarts_then_stops_past_the_limit() {
             within: Duration::from_secs(60),
         },
         search_timeout: Duration::from_secs(5),
+        allow_partial_results: true,
         ..EngineConfig::default()
     };
     let db = Ametist::in_memory(config);
@@ -98,7 +99,11 @@ async fn stop_strategy_stops_at_first_failure() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_partition_gives_a_partial_result_within_the_timeout() {
     let timeout = Duration::from_millis(300);
-    let db = Ametist::in_memory(EngineConfig { search_timeout: timeout, ..EngineConfig::default() });
+    let db = Ametist::in_memory(EngineConfig {
+        search_timeout: timeout,
+        allow_partial_results: true,
+        ..EngineConfig::default()
+    });
     db.create_collection("c", CollectionConfig::new(2, Metric::Euclid).with_partitions(2)).await.unwrap();
     let c = db.collection("c").unwrap();
     c.upsert(points(0..100), true).await.unwrap();

@@ -3,12 +3,16 @@
 //! * `ametist serve`: runs the server (REST on 127.0.0.1:6333, data in `./ametist-data`,
 //!   no configuration needed).
 //! * `ametist config`: prints the effective configuration (defaults, file, overrides).
+//! * `ametist import`, `ametist search`, `ametist collections`: a client for a running
+//!   server (see [`cli`]).
 //!
 //! Map: [`config`] reads `ametist.yaml` and its overrides; [`api`] holds the REST routes;
 //! [`serve`] wires the engine, the router, logging and shutdown together.
 
 mod api;
+mod cli;
 mod config;
+mod metrics;
 mod serve;
 
 use std::path::PathBuf;
@@ -29,6 +33,12 @@ enum Command {
     Serve(ConfigArgs),
     /// Print the effective configuration as YAML and exit.
     Config(ConfigArgs),
+    /// Import vectors (.fvecs, .npy, .jsonl) into a collection of a running server.
+    Import(cli::ImportArgs),
+    /// Search a collection of a running server.
+    Search(cli::SearchArgs),
+    /// List the collections of a running server.
+    Collections(cli::ServerArgs),
 }
 
 /// Where the configuration comes from. Later sources win: defaults, the file,
@@ -80,5 +90,8 @@ fn main() -> anyhow::Result<()> {
             print!("{}", serde_yaml_ng::to_string(&config)?);
             Ok(())
         }
+        Command::Import(args) => cli::import(args),
+        Command::Search(args) => cli::search(args),
+        Command::Collections(args) => cli::collections(args),
     }
 }

@@ -38,7 +38,8 @@ async fn serve(config: AmetistConfig) -> anyhow::Result<()> {
         "ametist is serving (durable: write-ahead log and snapshots in the data directory)"
     );
     let state = AppState { db: db.clone(), config: Arc::new(config) };
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown_signal()).await?;
+    let app = crate::metrics::install(router(state), db.clone());
+    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
     tracing::info!("shutting down: stopping partitions");
     db.shutdown().await;
     tracing::info!("stopped");

@@ -328,7 +328,14 @@ fn bad_input_gets_a_4xx_naming_the_problem_and_changes_nothing() {
 
 #[test]
 fn stalled_partition_answers_partial_and_restarts_are_visible() {
-    let s = Server::start(&["--set", "server.enable_fault_injection=true", "--set", "limits.search_timeout=300ms"]);
+    let s = Server::start(&[
+        "--set",
+        "server.enable_fault_injection=true",
+        "--set",
+        "limits.search_timeout=300ms",
+        "--set",
+        "limits.allow_partial_results=true",
+    ]);
     s.json("PUT", "/collections/c", json!({"vectors": {"size": 2, "distance": "Euclid"}, "shard_number": 2}));
     let points: Vec<Value> = (0..50).map(|i| json!({"id": i, "vector": [i as f32, 0.0]})).collect();
     s.json("PUT", "/collections/c/points?wait=true", json!({"points": points}));
@@ -426,4 +433,122 @@ fn sigterm_shuts_down_cleanly() {
     let mut err = String::new();
     s.child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
     assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn batch_queries_selectors_scroll_count_payload_and_indexes() {
+    let s = Server::start(&[]);
+    s.json("PUT", "/collections/b", json!({"vectors": {"size": 2, "distance": "Dot"}, "shard_number": 2}));
+    let (status, v) = s.json(
+        "PUT",
+        "/collections/b/points?wait=true",
+        json!({"points": [
+            {"id": 1, "vector": [1.0, 0.0], "payload": {"a": 1, "m": {"x": 1, "y": 2}}},
+            {"id": 2, "vector": [0.8, 0.1]},
+            {"id": 3, "vector": [0.0, 1.0], "payload": {"a": 3}}
+        ]}),
+    );
+    assert_eq!(status, 200, "{v}");
+
+    // Batch query: one answer per request, in order.
+    let (status, v) = s.json(
+        "POST",
+        "/collections/b/points/query/batch",
+        json!({"searches": [
+            {"query": [1.0, 0.0], "limit": 1},
+            {"query": {"nearest": [0.0, 1.0]}, "limit": 2, "offset": 1, "with_payload": true}
+        ]}),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["result"][0]["points"][0]["id"], 1);
+    assert!(v["result"][0]["points"][0].get("payload").is_none(), "no payload unless asked: {v}");
+    // Dot scores for [0, 1]: 3 (1.0), 2 (0.1), 1 (0.0); offset 1 skips 3.
+    assert_eq!(v["result"][1]["points"][0]["id"], 2);
+    assert_eq!(v["result"][1]["points"][0]["payload"], json!({}), "a point without payload reads as {{}}");
+    assert_eq!(v["result"][1]["points"][1]["id"], 1);
+    // One bad request fails the whole batch.
+    let (status, v) = s.json(
+        "POST",
+        "/collections/b/points/query/batch",
+        json!({"searches": [{"query": [1.0, 0.0]}, {"query": [1.0]}]}),
+    );
+    assert_eq!(status, 400, "{v}");
+    let (status, v) =
+        s.json("POST", "/collections/b/points/search/batch", json!({"searches": [{"vector": [1.0, 0.0], "limit": 2}]}));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["result"][0].as_array().unwrap().len(), 2);
+
+    // Payload selectors: include (dot paths) and exclude.
+    let (_, v) = s.json("POST", "/collections/b/points", json!({"ids": [1], "with_payload": ["m.y"]}));
+    assert_eq!(v["result"][0]["payload"], json!({"m": {"y": 2}}));
+    let (_, v) = s.json("POST", "/collections/b/points", json!({"ids": [1], "with_payload": {"exclude": ["m"]}}));
+    assert_eq!(v["result"][0]["payload"], json!({"a": 1}));
+    let (status, v) = s.json("POST", "/collections/b/points", json!({"ids": [1], "with_payload": 7}));
+    assert_eq!(status, 400, "{v}");
+
+    // Query by point id: that point's vector, the point itself left out.
+    let (status, v) = s.json("POST", "/collections/b/points/query", json!({"query": 1, "limit": 1}));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["result"]["points"][0]["id"], 2);
+    let (status, v) = s.json("POST", "/collections/b/points/query", json!({"query": {"nearest": 99}}));
+    assert_eq!(status, 404, "{v}");
+
+    // Count without a filter.
+    let (status, v) = s.json("POST", "/collections/b/points/count", json!({"exact": true}));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["result"]["count"], 3);
+
+    // Scroll pages, count with a filter, payload writes, payload indexes, delete by filter.
+    let (status, v) = s.json("POST", "/collections/b/points/scroll", json!({"limit": 2}));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["result"]["points"].as_array().unwrap().len(), 2);
+    assert_eq!(v["result"]["next_page_offset"], 3);
+    let (_, v) = s.json("POST", "/collections/b/points/scroll", json!({"limit": 2, "offset": 3}));
+    assert_eq!(v["result"]["points"][0]["id"], 3);
+    assert_eq!(v["result"]["next_page_offset"], Value::Null);
+    let a1 = json!({"must": [{"key": "a", "match": {"value": 1}}]});
+    let (status, v) = s.json("POST", "/collections/b/points/count", json!({"filter": a1}));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["result"]["count"], 1);
+    for (method, path, body) in [
+        ("POST", "/collections/b/points/payload?wait=true", json!({"payload": {"z": 1}, "points": [1]})),
+        ("PUT", "/collections/b/points/payload?wait=true", json!({"payload": {"z": 2, "a": 1}, "points": [1]})),
+        ("POST", "/collections/b/points/payload/delete?wait=true", json!({"keys": ["z"], "points": [1]})),
+        ("POST", "/collections/b/points/payload/clear?wait=true", json!({"points": [2]})),
+        ("PUT", "/collections/b/index", json!({"field_name": "a", "field_schema": "integer"})),
+    ] {
+        let (status, v) = s.json(method, path, body);
+        assert_eq!(status, 200, "{method} {path}: {v}");
+    }
+    let (_, v) = s.json("POST", "/collections/b/points", json!({"ids": [1, 2]}));
+    assert_eq!(v["result"][0]["payload"], json!({"a": 1}));
+    assert_eq!(v["result"][1]["payload"], json!({}));
+    let (_, v) = s.call("GET", "/collections/b", None);
+    assert_eq!(v["result"]["payload_schema"]["a"]["data_type"], "integer");
+    assert!(v["result"]["payload_schema"]["a"]["points"].as_u64().unwrap() >= 1);
+    let (status, v) =
+        s.json("POST", "/collections/b/points/payload?wait=true", json!({"payload": {"z": 1}, "points": [77]}));
+    assert_eq!(status, 400, "{v}");
+    assert!(error_of(&v).contains("77"), "{v}");
+    let (status, v) = s.json("POST", "/collections/b/points/query", json!({"query": [1.0, 0.0], "filter": a1}));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["result"]["points"].as_array().unwrap().len(), 1);
+    assert_eq!(v["result"]["points"][0]["id"], 1);
+    let (status, v) = s.json("PUT", "/collections/b/index", json!({"field_name": "a", "field_schema": "geo"}));
+    assert_eq!(status, 400, "{v}");
+    assert!(error_of(&v).contains("not supported yet"), "{v}");
+    let (status, v) = s.json("POST", "/collections/b/points/query", json!({"query": [1.0, 0.0], "using": "image"}));
+    assert_eq!(status, 400, "{v}");
+    assert!(error_of(&v).contains("not supported yet"), "{v}");
+    let (status, v) = s.call("DELETE", "/collections/b/index/a", None);
+    assert_eq!(status, 200, "{v}");
+    // A malformed filter is named as such, not as "not supported".
+    let (status, v) = s.json("POST", "/collections/b/points/count", json!({"filter": {"must": [{"bogus": 1}]}}));
+    assert_eq!(status, 400, "{v}");
+    assert!(error_of(&v).contains("filter"), "{v}");
+    assert_eq!(s.points_count("b"), 3, "nothing changed");
+    let (status, v) =
+        s.json("POST", "/collections/b/points/delete?wait=true", json!({"filter": {"must": [{"has_id": [1]}]}}));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(s.points_count("b"), 2);
 }

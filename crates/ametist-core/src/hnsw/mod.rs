@@ -108,6 +108,8 @@ pub struct Hnsw {
     rng: u64,
     /// Cache lines of a vector to prefetch ahead of its distance computation.
     prefetch_lines: usize,
+    /// How many neighbours ahead to prefetch.
+    prefetch_ahead: usize,
     pool: Mutex<Vec<Scratch>>,
 }
 
@@ -158,6 +160,7 @@ impl Hnsw {
             live: 0,
             rng: 0x5EED_A3E7_1570_2026,
             prefetch_lines: (dim * 4).div_ceil(64).min(8),
+            prefetch_ahead: 2,
             pool: Mutex::new(Vec::new()),
         }
     }
@@ -586,6 +589,7 @@ impl Hnsw {
     /// Beam search at one layer from `eps`; leaves the best `ef` accepted nodes in
     /// `sc.top` (a max-heap). With `FILTER` false every node is accepted.
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
     fn search_layer<S: Space, const FILTER: bool>(
         &self,
         s: S,
@@ -610,7 +614,7 @@ impl Hnsw {
         let mut lower = if sc.top.is_empty() { f32::INFINITY } else { sc.top[0].d };
         let max = self.max_links(layer);
         let pf = self.prefetch_lines;
-        const AHEAD: usize = 2;
+        let ahead = self.prefetch_ahead;
         while let Some(c) = pop::<false>(&mut sc.cand) {
             if c.d > lower && (!FILTER || sc.top.len() >= ef) {
                 break;
@@ -624,13 +628,13 @@ impl Hnsw {
                 }
             }
             let nb = sc.buf.len();
-            for &n in &sc.buf[..nb.min(AHEAD)] {
+            for &n in &sc.buf[..nb.min(ahead)] {
                 self.store.prefetch(n, pf);
             }
             for j in 0..nb {
                 let n = sc.buf[j];
-                if j + AHEAD < nb {
-                    self.store.prefetch(sc.buf[j + AHEAD], pf);
+                if j + ahead < nb {
+                    self.store.prefetch(sc.buf[j + ahead], pf);
                 }
                 let full = sc.top.len() >= ef;
                 let d = if full { self.dist_bounded(s, q, n, lower) } else { self.dist(s, q, n) };

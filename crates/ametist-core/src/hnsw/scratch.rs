@@ -9,9 +9,10 @@ pub(crate) struct Cand {
 
 pub(crate) struct Scratch {
     /// Epoch-stamped visited marks: node `i` was visited in this search when
-    /// `visited[i] == epoch`.
-    visited: Vec<u16>,
-    epoch: u16,
+    /// `visited[i] == epoch`. One byte per node keeps the array in L2 for large graphs
+    /// (390k nodes: 390 KB); it is cleared once every 255 searches.
+    visited: Vec<u8>,
+    epoch: u8,
     /// Min-heap of nodes to expand.
     pub cand: Vec<Cand>,
     /// Max-heap of the best `ef` nodes found.
@@ -39,7 +40,7 @@ impl Scratch {
     }
 
     pub(crate) fn bytes(&self) -> usize {
-        self.visited.capacity() * 2
+        self.visited.capacity()
             + (self.cand.capacity() + self.top.capacity() + self.sel.capacity() + self.out.capacity()) * 8
             + (self.buf.capacity() + self.ids.capacity()) * 4
     }
@@ -71,21 +72,6 @@ impl Scratch {
             *v = self.epoch;
             true
         }
-    }
-
-    /// Prefetches the visited mark of `id`.
-    #[inline(always)]
-    pub(crate) fn prefetch_visited(&self, id: u32) {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: prefetch never faults.
-        unsafe {
-            std::arch::x86_64::_mm_prefetch(
-                self.visited.as_ptr().wrapping_add(id as usize) as *const i8,
-                std::arch::x86_64::_MM_HINT_T0,
-            )
-        };
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = id;
     }
 }
 

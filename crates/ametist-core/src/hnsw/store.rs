@@ -189,7 +189,7 @@ impl Drop for NodeStore {
 
 /// A link list view: `[count, links..]`.
 #[inline(always)]
-pub(crate) fn read_list<'a>(list: &'a [AtomicU32], max: usize) -> (&'a [AtomicU32], usize) {
+pub(crate) fn read_list(list: &[AtomicU32], max: usize) -> (&[AtomicU32], usize) {
     let n = (list[0].load(Relaxed) as usize).min(max);
     (&list[1..], n)
 }

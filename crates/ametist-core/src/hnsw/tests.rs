@@ -1,3 +1,6 @@
+// `%` keeps the tests readable on the workspace MSRV (1.85), where is_multiple_of is not stable.
+#![allow(clippy::manual_is_multiple_of)]
+
 use super::*;
 use crate::flat;
 
@@ -29,7 +32,7 @@ impl Rng {
 /// scattered around them.
 fn clustered2(rng: &mut Rng, n: usize, nq: usize, dim: usize, clusters: usize) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
     let centres: Vec<Vec<f32>> = (0..clusters).map(|_| rng.vector(dim)).collect();
-    let mut point = |rng: &mut Rng| -> Vec<f32> {
+    let point = |rng: &mut Rng| -> Vec<f32> {
         let c = &centres[rng.below(clusters)];
         c.iter().map(|x| x + 0.15 * rng.f32()).collect()
     };

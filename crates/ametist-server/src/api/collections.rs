@@ -62,7 +62,13 @@ pub async fn exists(State(state): State<AppState>, Path(name): Path<String>) -> 
 pub async fn create(State(state): State<AppState>, Path(name): Path<String>, body: Bytes) -> ApiResult<bool> {
     let started = Instant::now();
     let req: CreateCollection = parse_body(&body, started)?;
-    let params: VectorParams = match &req.vectors {
+    // A map with the single name "" is Qdrant's spelling of the default (unnamed) vector,
+    // used by LangChain among others.
+    let vectors = match &req.vectors {
+        Value::Object(m) if m.len() == 1 && m.get("").is_some_and(Value::is_object) => m[""].clone(),
+        v => v.clone(),
+    };
+    let params: VectorParams = match &vectors {
         Value::Object(m) if !m.is_empty() && !m.contains_key("size") && m.values().all(Value::is_object) => {
             return Err(ApiError::bad_request(
                 "Wrong input: named vectors are not supported yet; send `vectors: {size, distance}`",
@@ -97,6 +103,32 @@ pub async fn create(State(state): State<AppState>, Path(name): Path<String>, bod
     done(started)
 }
 
+/// `GET /aliases` and `GET /collections/{name}/aliases`: Ametist has no aliases.
+pub async fn aliases(State(_state): State<AppState>) -> ApiResult<Value> {
+    Ok(Answer::new(json!({ "aliases": [] }), Instant::now()))
+}
+
+pub async fn collection_aliases(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<Value> {
+    let started = Instant::now();
+    state.db.collection(&name).map_err(|e| ApiError::from_engine(e, started))?;
+    Ok(Answer::new(json!({ "aliases": [] }), started))
+}
+
+/// `POST /collections/aliases`.
+pub async fn update_aliases(State(_state): State<AppState>, body: Bytes) -> ApiResult<Value> {
+    let started = Instant::now();
+    let _req: Value = parse_body(&body, started)?;
+    Err(ApiError::bad_request("Wrong input: collection aliases are not supported yet", started))
+}
+
+/// `PATCH /collections/{name}`: a collection's settings are fixed at creation for now.
+pub async fn update(State(state): State<AppState>, Path(name): Path<String>, body: Bytes) -> ApiResult<Value> {
+    let started = Instant::now();
+    state.db.collection(&name).map_err(|e| ApiError::from_engine(e, started))?;
+    let _req: Value = parse_body(&body, started)?;
+    Err(ApiError::bad_request("Wrong input: changing a collection's settings is not supported yet", started))
+}
+
 pub async fn delete(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<bool> {
     let started = Instant::now();
     let deleted = state.db.delete_collection(&name).await.map_err(|e| ApiError::from_engine(e, started))?;
@@ -126,7 +158,7 @@ fn collection_info_json(info: &CollectionInfo) -> Value {
     json!({
         "status": status,
         "optimizer_status": "ok",
-        "vectors_count": info.points,
+        "warnings": [],
         "indexed_vectors_count": info.points,
         "points_count": info.points,
         "segments_count": s.partitions,
@@ -158,6 +190,8 @@ fn collection_info_json(info: &CollectionInfo) -> Value {
             "wal_config": { "wal_capacity_mb": 32, "wal_segments_ahead": 0 },
             "quantization_config": null,
         },
-        "payload_schema": {},
+        "payload_schema": info.payload_schema.iter().map(|(k, (t, n))| {
+            (k.clone(), json!({ "data_type": t, "points": n }))
+        }).collect::<serde_json::Map<String, Value>>(),
     })
 }

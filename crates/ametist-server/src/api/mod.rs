@@ -1,20 +1,24 @@
 //! The REST API: a subset of Qdrant's, plus Ametist's own routes.
 //!
 //! * [`collections`]: `GET /collections`, `GET/PUT/DELETE /collections/{name}`.
-//! * [`points`]: upsert, query, search, retrieve and delete points.
+//! * [`points`]: upsert, query (single and batch), search, retrieve, delete, scroll, count.
+//! * [`payload`]: payload updates and payload indexes (shapes only until the engine has them).
+//! * [`selectors`]: `with_payload` / `with_vector` selectors.
 //! * [`partitions`]: Ametist-only routes about partitions and their actors.
 //! * [`envelope`]: Qdrant's response envelope, error mapping and body parsing.
 
 pub mod collections;
 pub mod envelope;
 pub mod partitions;
+pub mod payload;
 pub mod points;
+pub mod selectors;
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{DefaultBodyLimit, State};
-use axum::routing::{get, post, put};
+use axum::routing::{any, delete, get, post, put};
 use axum::Router;
 use serde_json::json;
 
@@ -24,8 +28,10 @@ use crate::config::AmetistConfig;
 use envelope::{Answer, ApiResult};
 
 /// The Qdrant version whose REST API this server follows. Clients compare it with their
-/// own version, so it is reported as `version` on `GET /`.
-pub const QDRANT_COMPAT_VERSION: &str = "1.16.0";
+/// own version, so it is reported as `version` on `GET /`: qdrant-client warns unless the
+/// major versions match and the minors differ by at most one. The Python tests run
+/// qdrant-client 1.20.0 and check its response models against our answers.
+pub const QDRANT_COMPAT_VERSION: &str = "1.20.0";
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -43,14 +49,50 @@ pub fn router(state: AppState) -> Router {
         .route("/livez", get(health))
         .route("/readyz", get(health))
         .route("/collections", get(collections::list))
-        .route("/collections/{name}", get(collections::info).put(collections::create).delete(collections::delete))
+        .route(
+            "/collections/{name}",
+            get(collections::info).put(collections::create).delete(collections::delete).patch(collections::update),
+        )
+        .route("/aliases", get(collections::aliases))
+        .route("/collections/aliases", post(collections::update_aliases))
+        .route("/collections/{name}/aliases", get(collections::collection_aliases))
         .route("/collections/{name}/exists", get(collections::exists))
         .route("/collections/{name}/points", put(points::upsert).post(points::retrieve))
         .route("/collections/{name}/points/{id}", get(points::get_one))
         .route("/collections/{name}/points/query", post(points::query))
+        .route("/collections/{name}/points/query/batch", post(points::query_batch))
         .route("/collections/{name}/points/search", post(points::search))
+        .route("/collections/{name}/points/search/batch", post(points::search_batch))
         .route("/collections/{name}/points/delete", post(points::delete))
+        .route("/collections/{name}/points/vectors", put(points::update_vectors))
+        .route("/collections/{name}/points/vectors/delete", post(points::delete_vectors))
+        .route("/collections/{name}/points/scroll", post(points::scroll))
+        .route("/collections/{name}/points/count", post(points::count))
+        .route("/collections/{name}/points/payload", post(payload::set).put(payload::overwrite))
+        .route("/collections/{name}/points/payload/delete", post(payload::delete_keys))
+        .route("/collections/{name}/points/payload/clear", post(payload::clear))
+        .route("/collections/{name}/index", put(payload::create_index))
+        .route("/collections/{name}/index/{field}", delete(payload::delete_index))
         .route("/collections/{name}/partitions", get(partitions::list));
+    // Qdrant routes Ametist does not serve yet: a 400 naming the feature, rather than a
+    // 404 that a client could take for "collection not found".
+    for (path, what) in [
+        ("/collections/{name}/points/batch", "batch update operations are"),
+        ("/collections/{name}/points/query/groups", "grouped queries are"),
+        ("/collections/{name}/points/search/groups", "grouped search is"),
+        ("/collections/{name}/points/recommend", "recommend queries are"),
+        ("/collections/{name}/points/recommend/batch", "recommend queries are"),
+        ("/collections/{name}/points/recommend/groups", "recommend queries are"),
+        ("/collections/{name}/points/discover", "discover queries are"),
+        ("/collections/{name}/points/discover/batch", "discover queries are"),
+        ("/collections/{name}/facet", "facet counts are"),
+        ("/collections/{name}/points/search/matrix/pairs", "distance matrices are"),
+        ("/collections/{name}/points/search/matrix/offsets", "distance matrices are"),
+        ("/collections/{name}/snapshots", "snapshots are"),
+        ("/snapshots", "snapshots are"),
+    ] {
+        r = r.route(path, any(move || unsupported(what)));
+    }
     if state.config.server.enable_fault_injection {
         r = r.route("/collections/{name}/partitions/{id}/fault", post(partitions::fault));
     }
@@ -68,6 +110,10 @@ async fn root(State(state): State<AppState>) -> axum::Json<serde_json::Value> {
 
 async fn health() -> &'static str {
     "healthz check passed"
+}
+
+async fn unsupported(what: &'static str) -> envelope::ApiError {
+    envelope::ApiError::bad_request(format!("Wrong input: {what} not supported yet"), Instant::now())
 }
 
 async fn not_found(uri: axum::http::Uri) -> envelope::ApiError {

@@ -1,18 +1,29 @@
-//! Point routes in Qdrant's shapes: upsert, query, search, retrieve, delete.
+//! Point routes in Qdrant's shapes: upsert, query (single and batch), search (single and
+//! batch), retrieve, delete, scroll and count.
+//!
+//! Request shapes follow qdrant-client's pydantic models (`PointsList`, `PointsBatch`,
+//! `QueryRequest`, `QueryRequestBatch`, `SearchRequest`, `PointRequest`, `ScrollRequest`,
+//! `CountRequest`, `PointIdsList`, `FilterSelector`); unknown fields are refused with 400
+//! rather than ignored, so a client never gets an answer that silently dropped part of
+//! its request. What the engine cannot do yet (filters, scroll, named vectors) answers
+//! 400 "... is not supported yet" after the request was parsed and validated.
 
 use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use ametist_core::filter::{Condition, Filter};
 use ametist_core::{Payload, PointId};
-use ametist_engine::collection::Collection;
-use ametist_engine::messages::{Record, ScoredDoc, WriteAck};
-use ametist_engine::{InsertVector, SearchRequest, SearchResult};
+use ametist_engine::collection::{Branch, Collection, Fusion, TextQuery};
+use ametist_engine::messages::{MissingPartition, Record, ScoredDoc, ScrollRequest, WriteAck};
+use ametist_engine::{InsertVector, SearchRequest, UpdateVector};
 
 use super::envelope::{parse_body, wait_param, Answer, ApiError, ApiResult};
+use super::selectors::{parse_with_vector, PayloadSelector};
 use super::AppState;
 
 /// `PUT /collections/{name}/points`: a list of points, or the column-wise batch form.
@@ -24,9 +35,14 @@ pub struct UpsertPoints {
     #[serde(default)]
     pub batch: Option<Batch>,
     /// Accepted for compatibility; Ametist has no shard keys.
-    #[serde(default)]
-    #[serde(rename = "shard_key")]
+    #[serde(default, rename = "shard_key")]
     pub _shard_key: Option<Value>,
+    /// Conditional update (only points matching the filter are replaced): not yet.
+    #[serde(default)]
+    pub update_filter: Option<Value>,
+    /// `upsert` (the default); `insert_only` and `update_only` are not supported yet.
+    #[serde(default)]
+    pub update_mode: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -59,10 +75,20 @@ impl VectorInput {
     fn dense(self, started: Instant) -> Result<Vec<f32>, ApiError> {
         match self {
             VectorInput::Dense(v) => Ok(v),
-            VectorInput::Other(Value::Object(_)) => Err(ApiError::bad_request(
-                "Wrong input: named and sparse vectors are not supported yet; send a list of numbers",
-                started,
-            )),
+            // `{"": [..]}`: the default vector, named by the empty name.
+            VectorInput::Other(Value::Object(mut m)) if m.len() == 1 && m.contains_key("") => {
+                match m.remove("").expect("checked above") {
+                    Value::Array(items) => serde_json::from_value(Value::Array(items))
+                        .map_err(|e| ApiError::bad_request(format!("Wrong input: vector: {e}"), started)),
+                    other => Err(ApiError::bad_request(
+                        format!("Wrong input: a vector must be a list of numbers, got {other}"),
+                        started,
+                    )),
+                }
+            }
+            VectorInput::Other(Value::Object(_)) => {
+                Err(not_supported("named and sparse vectors are not supported yet; send a list of numbers", started))
+            }
             VectorInput::Other(other) => Err(ApiError::bad_request(
                 format!("Wrong input: a vector must be a list of numbers, got {other}"),
                 started,
@@ -71,12 +97,12 @@ impl VectorInput {
     }
 }
 
-/// `POST /collections/{name}/points/query`.
+/// `POST /collections/{name}/points/query` (and each entry of `points/query/batch`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QueryPoints {
     #[serde(default)]
-    pub query: Option<QueryInput>,
+    pub query: Option<Value>,
     #[serde(default)]
     pub limit: Option<usize>,
     #[serde(default)]
@@ -93,8 +119,7 @@ pub struct QueryPoints {
     pub filter: Option<Value>,
     #[serde(default)]
     pub using: Option<String>,
-    #[serde(default)]
-    #[serde(rename = "shard_key")]
+    #[serde(default, rename = "shard_key")]
     pub _shard_key: Option<Value>,
     #[serde(default)]
     pub lookup_from: Option<Value>,
@@ -102,13 +127,11 @@ pub struct QueryPoints {
     pub prefetch: Option<Value>,
 }
 
-/// What to search for: a vector, or `{"nearest": vector}`.
+/// `POST /collections/{name}/points/query/batch`.
 #[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub enum QueryInput {
-    Vector(Vec<f32>),
-    Nearest { nearest: Vec<f32> },
-    Other(Value),
+#[serde(deny_unknown_fields)]
+pub struct QueryBatch {
+    pub searches: Vec<QueryPoints>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -117,6 +140,7 @@ pub struct SearchParams {
     pub hnsw_ef: Option<usize>,
     #[serde(default)]
     pub exact: Option<bool>,
+    /// `quantization`, `indexed_only`, `acorn`, `idf`: accepted, nothing to act on.
     #[serde(flatten)]
     pub _ignored: serde_json::Map<String, Value>,
 }
@@ -139,12 +163,37 @@ pub struct SearchPoints {
     pub params: Option<SearchParams>,
     #[serde(default)]
     pub filter: Option<Value>,
-    #[serde(default)]
-    #[serde(rename = "shard_key")]
+    #[serde(default, rename = "shard_key")]
     pub _shard_key: Option<Value>,
 }
 
-/// `POST /collections/{name}/points/delete`.
+/// `POST /collections/{name}/points/search/batch`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchBatch {
+    pub searches: Vec<SearchPoints>,
+}
+
+/// `PUT /collections/{name}/points/vectors`: replaces the vectors of existing points,
+/// keeping their payloads.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateVectors {
+    pub points: Vec<PointVectors>,
+    #[serde(default, rename = "shard_key")]
+    pub _shard_key: Option<Value>,
+    #[serde(default)]
+    pub update_filter: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PointVectors {
+    pub id: PointId,
+    pub vector: VectorInput,
+}
+
+/// `POST /collections/{name}/points/delete`: `PointIdsList` or `FilterSelector`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeletePoints {
@@ -152,8 +201,7 @@ pub struct DeletePoints {
     pub points: Option<Vec<PointId>>,
     #[serde(default)]
     pub filter: Option<Value>,
-    #[serde(default)]
-    #[serde(rename = "shard_key")]
+    #[serde(default, rename = "shard_key")]
     pub _shard_key: Option<Value>,
 }
 
@@ -166,8 +214,42 @@ pub struct RetrievePoints {
     pub with_payload: Option<Value>,
     #[serde(default, alias = "with_vectors")]
     pub with_vector: Option<Value>,
+    #[serde(default, rename = "shard_key")]
+    pub _shard_key: Option<Value>,
+}
+
+/// `POST /collections/{name}/points/scroll`: answers `{"points": [Record], "next_page_offset": id|null}`.
+#[allow(dead_code)] // some fields are read once the engine has the feature
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScrollPoints {
     #[serde(default)]
-    #[serde(rename = "shard_key")]
+    pub offset: Option<PointId>,
+    #[serde(default)]
+    pub limit: Option<usize>,
+    #[serde(default)]
+    pub filter: Option<Value>,
+    #[serde(default)]
+    pub with_payload: Option<Value>,
+    #[serde(default, alias = "with_vectors")]
+    pub with_vector: Option<Value>,
+    #[serde(default)]
+    pub order_by: Option<Value>,
+    #[serde(default, rename = "shard_key")]
+    pub _shard_key: Option<Value>,
+}
+
+/// `POST /collections/{name}/points/count`: answers `{"count": n}`.
+#[allow(dead_code)] // some fields are read once the engine has the feature
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CountPoints {
+    #[serde(default)]
+    pub filter: Option<Value>,
+    /// Ametist's counts are always exact.
+    #[serde(default)]
+    pub exact: Option<bool>,
+    #[serde(default, rename = "shard_key")]
     pub _shard_key: Option<Value>,
 }
 
@@ -181,6 +263,22 @@ pub async fn upsert(
     let wait = wait_param(query.as_deref(), started)?;
     let c = collection(&state, &name, started)?;
     let req: UpsertPoints = parse_body(&body, started)?;
+    if let Some(filter) = parse_filter(req.update_filter, started)? {
+        let _ = filter;
+        return Err(not_supported("conditional upsert (`update_filter`) is not supported yet", started));
+    }
+    match req.update_mode.as_deref() {
+        None | Some("upsert") => {}
+        Some(mode @ ("insert_only" | "update_only")) => {
+            return Err(not_supported(format!("`update_mode: {mode}` is not supported yet"), started))
+        }
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                format!("Format error in JSON body: unknown update_mode `{other}`"),
+                started,
+            ))
+        }
+    }
     let points = match (req.points, req.batch) {
         (Some(points), None) => points
             .into_iter()
@@ -221,6 +319,45 @@ pub async fn upsert(
     Ok(Answer::new(update_result(ack), started))
 }
 
+pub async fn update_vectors(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> ApiResult<Value> {
+    let started = Instant::now();
+    let wait = wait_param(query.as_deref(), started)?;
+    let c = collection(&state, &name, started)?;
+    let req: UpdateVectors = parse_body(&body, started)?;
+    if parse_filter(req.update_filter, started)?.is_some() {
+        return Err(not_supported("conditional update (`update_filter`) is not supported yet", started));
+    }
+    let updates = req
+        .points
+        .into_iter()
+        .map(|p| Ok(UpdateVector { id: p.id, vector: p.vector.dense(started)? }))
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    // The partitions refuse an update of an absent point (and nothing of its batch is
+    // applied); asking first answers 404 naming it, as Qdrant does, also without `wait`.
+    let ids: Vec<PointId> = updates.iter().map(|u| u.id.clone()).collect();
+    if !ids.is_empty() {
+        let found = c.get(ids.clone(), false, false).await.map_err(|e| ApiError::from_engine(e, started))?;
+        if let Some(missing) = ids.iter().find(|id| !found.iter().any(|r| &r.id == *id)) {
+            return Err(point_not_found(missing, started));
+        }
+    }
+    let ack = c.update_vectors(updates, wait).await.map_err(|e| ApiError::from_engine(e, started))?;
+    Ok(Answer::new(update_result(ack), started))
+}
+
+/// `POST /collections/{name}/points/vectors/delete`: only meaningful with named vectors.
+pub async fn delete_vectors(State(state): State<AppState>, Path(name): Path<String>, body: Bytes) -> ApiResult<Value> {
+    let started = Instant::now();
+    let _c = collection(&state, &name, started)?;
+    let _req: Value = parse_body(&body, started)?;
+    Err(not_supported("deleting vectors needs named vectors, which are not supported yet", started))
+}
+
 pub async fn delete(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -231,15 +368,23 @@ pub async fn delete(
     let wait = wait_param(query.as_deref(), started)?;
     let c = collection(&state, &name, started)?;
     let req: DeletePoints = parse_body(&body, started)?;
-    if req.filter.is_some() {
-        return Err(ApiError::bad_request(
-            "Wrong input: delete by filter is not supported yet; list `points`",
-            started,
-        ));
+    let filter = parse_filter(req.filter, started)?;
+    let ids = match (req.points, filter) {
+        (Some(ids), None) => ids,
+        (None, Some(filter)) => {
+            let ack = c.delete_by_filter(filter, wait).await.map_err(|e| ApiError::from_engine(e, started))?;
+            return Ok(Answer::new(update_result(ack), started));
+        }
+        _ => {
+            return Err(ApiError::bad_request(
+                "Format error in JSON body: send either `points` (a list of ids) or `filter`",
+                started,
+            ))
+        }
+    };
+    if ids.is_empty() {
+        return Err(ApiError::bad_request("Wrong input: `points` is empty", started));
     }
-    let ids = req
-        .points
-        .ok_or_else(|| ApiError::bad_request("Format error in JSON body: missing field `points`", started))?;
     let ack = c.delete(ids, wait).await.map_err(|e| ApiError::from_engine(e, started))?;
     Ok(Answer::new(update_result(ack), started))
 }
@@ -248,35 +393,29 @@ pub async fn query(State(state): State<AppState>, Path(name): Path<String>, body
     let started = Instant::now();
     let c = collection(&state, &name, started)?;
     let req: QueryPoints = parse_body(&body, started)?;
-    reject_unsupported(&req.filter, &req.prefetch, &req.lookup_from, started)?;
-    if req.using.is_some() {
-        return Err(ApiError::bad_request("Wrong input: named vectors (`using`) are not supported yet", started));
-    }
-    let vector = match req.query {
-        Some(QueryInput::Vector(v)) | Some(QueryInput::Nearest { nearest: v }) => v,
-        Some(QueryInput::Other(other)) => {
-            return Err(ApiError::bad_request(
-                format!("Wrong input: unsupported query {other}; send a vector or {{\"nearest\": vector}}"),
-                started,
-            ))
-        }
-        None => return Err(ApiError::bad_request("Wrong input: `query` is required", started)),
-    };
-    let search = build_search(
-        vector,
-        req.limit.unwrap_or(10),
-        req.offset,
-        &req.with_payload,
-        &req.with_vector,
-        req.score_threshold,
-        req.params,
-        started,
-    )?;
-    let result = run_search(&c, search, started).await?;
-    let missing = result.missing_partitions.clone();
-    let points: Vec<Value> = result.results.into_iter().map(scored_json).collect();
+    let plan = QueryPlan::new(req, started)?;
+    let (points, missing) = plan.run(&c, started).await?;
     let mut answer = Answer::new(json!({ "points": points }), started);
     answer.missing = missing;
+    Ok(answer)
+}
+
+pub async fn query_batch(State(state): State<AppState>, Path(name): Path<String>, body: Bytes) -> ApiResult<Value> {
+    let started = Instant::now();
+    let c = collection(&state, &name, started)?;
+    let req: QueryBatch = parse_body(&body, started)?;
+    check_batch_len(&state, req.searches.len(), started)?;
+    // Every request is checked before any is run, so a bad one fails the batch at once.
+    let plans = req.searches.into_iter().map(|q| QueryPlan::new(q, started)).collect::<Result<Vec<_>, _>>()?;
+    let mut results = Vec::with_capacity(plans.len());
+    let mut missing_all = Vec::new();
+    for plan in plans {
+        let (points, missing) = plan.run(&c, started).await?;
+        merge_missing(&mut missing_all, missing);
+        results.push(json!({ "points": points }));
+    }
+    let mut answer = Answer::new(Value::Array(results), started);
+    answer.missing = missing_all;
     Ok(answer)
 }
 
@@ -284,23 +423,28 @@ pub async fn search(State(state): State<AppState>, Path(name): Path<String>, bod
     let started = Instant::now();
     let c = collection(&state, &name, started)?;
     let req: SearchPoints = parse_body(&body, started)?;
-    reject_unsupported(&req.filter, &None, &None, started)?;
-    let vector = req.vector.dense(started)?;
-    let search = build_search(
-        vector,
-        req.limit,
-        req.offset,
-        &req.with_payload,
-        &req.with_vector,
-        req.score_threshold,
-        req.params,
-        started,
-    )?;
-    let result = run_search(&c, search, started).await?;
-    let missing = result.missing_partitions.clone();
-    let points: Vec<Value> = result.results.into_iter().map(scored_json).collect();
+    let plan = QueryPlan::from_search(req, started)?;
+    let (points, missing) = plan.run(&c, started).await?;
     let mut answer = Answer::new(Value::Array(points), started);
     answer.missing = missing;
+    Ok(answer)
+}
+
+pub async fn search_batch(State(state): State<AppState>, Path(name): Path<String>, body: Bytes) -> ApiResult<Value> {
+    let started = Instant::now();
+    let c = collection(&state, &name, started)?;
+    let req: SearchBatch = parse_body(&body, started)?;
+    check_batch_len(&state, req.searches.len(), started)?;
+    let plans = req.searches.into_iter().map(|s| QueryPlan::from_search(s, started)).collect::<Result<Vec<_>, _>>()?;
+    let mut results = Vec::with_capacity(plans.len());
+    let mut missing_all = Vec::new();
+    for plan in plans {
+        let (points, missing) = plan.run(&c, started).await?;
+        merge_missing(&mut missing_all, missing);
+        results.push(Value::Array(points));
+    }
+    let mut answer = Answer::new(Value::Array(results), started);
+    answer.missing = missing_all;
     Ok(answer)
 }
 
@@ -308,13 +452,14 @@ pub async fn retrieve(State(state): State<AppState>, Path(name): Path<String>, b
     let started = Instant::now();
     let c = collection(&state, &name, started)?;
     let req: RetrievePoints = parse_body(&body, started)?;
-    let with_payload = flag(&req.with_payload, true, "with_payload", started)?;
-    let with_vector = flag(&req.with_vector, false, "with_vector", started)?;
+    let payload = PayloadSelector::parse(&req.with_payload, true, started)?;
+    let with_vector = parse_with_vector(&req.with_vector, false, started)?;
     if req.ids.is_empty() {
         return Ok(Answer::new(json!([]), started));
     }
-    let records = c.get(req.ids, with_payload, with_vector).await.map_err(|e| ApiError::from_engine(e, started))?;
-    Ok(Answer::new(Value::Array(records.into_iter().map(record_json).collect()), started))
+    let records =
+        c.get(req.ids, payload.wants_payload(), with_vector).await.map_err(|e| ApiError::from_engine(e, started))?;
+    Ok(Answer::new(Value::Array(records.into_iter().map(|r| record_json(r, &payload)).collect()), started))
 }
 
 pub async fn get_one(State(state): State<AppState>, Path((name, id)): Path<(String, String)>) -> ApiResult<Value> {
@@ -326,95 +471,434 @@ pub async fn get_one(State(state): State<AppState>, Path((name, id)): Path<(Stri
     };
     let mut records = c.get(vec![id.clone()], true, true).await.map_err(|e| ApiError::from_engine(e, started))?;
     match records.pop() {
-        Some(r) => Ok(Answer::new(record_json(r), started)),
-        None => Err(ApiError {
-            status: axum::http::StatusCode::NOT_FOUND,
-            message: format!("Not found: No point with id {id} found"),
-            started,
-        }),
+        Some(r) => Ok(Answer::new(record_json(r, &PayloadSelector::All), started)),
+        None => Err(point_not_found(&id, started)),
     }
 }
 
-fn collection(state: &AppState, name: &str, started: Instant) -> Result<Collection, ApiError> {
-    state.db.collection(name).map_err(|e| ApiError::from_engine(e, started))
+pub async fn scroll(State(state): State<AppState>, Path(name): Path<String>, body: Bytes) -> ApiResult<Value> {
+    let started = Instant::now();
+    let c = collection(&state, &name, started)?;
+    let req: ScrollPoints = parse_body(&body, started)?;
+    let filter = parse_filter(req.filter, started)?;
+    let payload = PayloadSelector::parse(&req.with_payload, true, started)?;
+    let with_vector = parse_with_vector(&req.with_vector, false, started)?;
+    if req.limit == Some(0) {
+        return Err(ApiError::bad_request("Wrong input: limit must be at least 1", started));
+    }
+    if req.order_by.as_ref().is_some_and(|v| !v.is_null()) {
+        return Err(not_supported("scroll `order_by` is not supported yet", started));
+    }
+    let scroll = ScrollRequest {
+        filter,
+        offset: req.offset,
+        limit: req.limit.unwrap_or(10),
+        with_payload: payload.wants_payload(),
+        with_vector,
+    };
+    let (records, next) = c.scroll(scroll).await.map_err(|e| ApiError::from_engine(e, started))?;
+    let points: Vec<Value> = records.into_iter().map(|r| record_json(r, &payload)).collect();
+    Ok(Answer::new(json!({ "points": points, "next_page_offset": next }), started))
 }
 
-fn reject_unsupported(
-    filter: &Option<Value>,
-    prefetch: &Option<Value>,
-    lookup_from: &Option<Value>,
-    started: Instant,
-) -> Result<(), ApiError> {
-    let unsupported = [("filter", filter), ("prefetch", prefetch), ("lookup_from", lookup_from)];
-    for (name, value) in unsupported {
-        if value.as_ref().is_some_and(|v| !v.is_null()) {
-            return Err(ApiError::bad_request(format!("Wrong input: `{name}` is not supported yet"), started));
+pub async fn count(State(state): State<AppState>, Path(name): Path<String>, body: Bytes) -> ApiResult<Value> {
+    let started = Instant::now();
+    let c = collection(&state, &name, started)?;
+    let req: CountPoints = if body.is_empty() { CountPoints::default() } else { parse_body(&body, started)? };
+    if let Some(filter) = parse_filter(req.filter, started)? {
+        let n = c.count(Some(filter)).await.map_err(|e| ApiError::from_engine(e, started))?;
+        return Ok(Answer::new(json!({ "count": n }), started));
+    }
+    // Without a filter: the live points of every partition. A partition that did not
+    // answer makes the count unknown, which is an error rather than a smaller number.
+    let parts = c.partitions().await.map_err(|e| ApiError::from_engine(e, started))?;
+    let mut total = 0;
+    for (info, stats) in &parts {
+        match stats {
+            Some(s) => total += s.doc_count,
+            None => {
+                return Err(ApiError {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    message: format!("Service unavailable: partition {} did not answer; the count is unknown", info.id),
+                    started,
+                })
+            }
         }
     }
-    Ok(())
+    Ok(Answer::new(json!({ "count": total }), started))
 }
 
-#[allow(clippy::too_many_arguments)]
-fn build_search(
-    vector: Vec<f32>,
+/// One nearest-neighbour query, parsed and checked, ready to run.
+struct QueryPlan {
+    target: QueryTarget,
     limit: usize,
-    offset: Option<usize>,
-    with_payload: &Option<Value>,
-    with_vector: &Option<Value>,
+    offset: usize,
+    payload: PayloadSelector,
+    with_vector: bool,
     score_threshold: Option<f32>,
-    params: Option<SearchParams>,
-    started: Instant,
-) -> Result<SearchRequest, ApiError> {
-    let params = params.unwrap_or_default();
-    let mut req = SearchRequest::new(vector, limit);
-    req.offset = offset.unwrap_or(0);
-    req.with_payload = flag(with_payload, false, "with_payload", started)?;
-    req.with_vector = flag(with_vector, false, "with_vector", started)?;
-    req.score_threshold = score_threshold;
-    req.ef = params.hnsw_ef;
-    req.exact = params.exact.unwrap_or(false);
-    Ok(req)
+    ef: Option<usize>,
+    exact: bool,
+    filter: Option<Filter>,
 }
 
-async fn run_search(c: &Collection, req: SearchRequest, started: Instant) -> Result<SearchResult, ApiError> {
-    c.search(req).await.map_err(|e| ApiError::from_engine(e, started))
+/// What a query is near to.
+enum QueryTarget {
+    Vector(Vec<f32>),
+    /// The vector of a stored point; the point itself is left out of the hits.
+    Point(PointId),
+    /// BM25 over a text-indexed payload field (Ametist's `{"bm25": {"field", "text"}}`).
+    Text {
+        field: String,
+        text: String,
+    },
+    /// Qdrant's `{"fusion": "rrf" | "dbsf"}` over the `prefetch` queries.
+    Fusion {
+        fusion: Fusion,
+        prefetch: Vec<QueryPlan>,
+    },
 }
 
-/// Reads a `with_payload`/`with_vector` selector. Booleans are supported; field lists
-/// (`["a", "b"]`, `{"include": ..}`) are treated as "with payload" for now.
-fn flag(v: &Option<Value>, default: bool, name: &str, started: Instant) -> Result<bool, ApiError> {
-    match v {
-        None | Some(Value::Null) => Ok(default),
-        Some(Value::Bool(b)) => Ok(*b),
-        Some(Value::Array(_)) | Some(Value::Object(_)) => Ok(true),
-        Some(other) => Err(ApiError::bad_request(
-            format!("Format error in JSON body: `{name}` must be a boolean or a list of fields, got {other}"),
+impl QueryPlan {
+    fn new(req: QueryPoints, started: Instant) -> Result<Self, ApiError> {
+        Self::parse(req, started, true)
+    }
+
+    fn parse(req: QueryPoints, started: Instant, top_level: bool) -> Result<Self, ApiError> {
+        let filter = parse_filter(req.filter, started)?;
+        if req.lookup_from.as_ref().is_some_and(|v| !v.is_null()) {
+            return Err(not_supported("`lookup_from` is not supported yet", started));
+        }
+        if req.using.as_deref().is_some_and(|u| !u.is_empty()) {
+            return Err(not_supported("named vectors (`using`) are not supported yet", started));
+        }
+        let prefetch = match req.prefetch {
+            None | Some(Value::Null) => Vec::new(),
+            Some(_) if !top_level => {
+                return Err(not_supported("nested `prefetch` (inside a prefetch) is not supported yet", started))
+            }
+            Some(Value::Array(items)) => items,
+            Some(one) => vec![one],
+        };
+        let target = if prefetch.is_empty() {
+            parse_query(req.query, started)?
+        } else {
+            let fusion = match req.query.as_ref().and_then(|q| q.get("fusion")).and_then(Value::as_str) {
+                Some("rrf") => Fusion::Rrf,
+                Some("dbsf") => Fusion::Dbsf,
+                _ => {
+                    return Err(not_supported(
+                        "with `prefetch`, only `query: {\"fusion\": \"rrf\" | \"dbsf\"}` is supported yet",
+                        started,
+                    ))
+                }
+            };
+            let prefetch = prefetch
+                .into_iter()
+                .map(|p| {
+                    let sub: QueryPoints = serde_json::from_value(p).map_err(|e| {
+                        ApiError::bad_request(format!("Format error in JSON body: prefetch: {e}"), started)
+                    })?;
+                    Self::parse(sub, started, false)
+                })
+                .collect::<Result<Vec<_>, ApiError>>()?;
+            QueryTarget::Fusion { fusion, prefetch }
+        };
+        Self::build(
+            target,
+            req.limit.unwrap_or(10),
+            req.offset,
+            &req.with_payload,
+            &req.with_vector,
+            req.score_threshold,
+            req.params,
+            false,
+            started,
+        )
+        .map(|plan| QueryPlan { filter, ..plan })
+    }
+
+    fn from_search(req: SearchPoints, started: Instant) -> Result<Self, ApiError> {
+        let filter = parse_filter(req.filter, started)?;
+        let vector = req.vector.dense(started)?;
+        Self::build(
+            QueryTarget::Vector(vector),
+            req.limit,
+            req.offset,
+            &req.with_payload,
+            &req.with_vector,
+            req.score_threshold,
+            req.params,
+            false,
+            started,
+        )
+        .map(|plan| QueryPlan { filter, ..plan })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn build(
+        target: QueryTarget,
+        limit: usize,
+        offset: Option<usize>,
+        with_payload: &Option<Value>,
+        with_vector: &Option<Value>,
+        score_threshold: Option<f32>,
+        params: Option<SearchParams>,
+        default_payload: bool,
+        started: Instant,
+    ) -> Result<Self, ApiError> {
+        let params = params.unwrap_or_default();
+        if limit == 0 {
+            return Err(ApiError::bad_request("Wrong input: limit must be at least 1", started));
+        }
+        Ok(QueryPlan {
+            target,
+            limit,
+            offset: offset.unwrap_or(0),
+            payload: PayloadSelector::parse(with_payload, default_payload, started)?,
+            with_vector: parse_with_vector(with_vector, false, started)?,
+            score_threshold,
+            ef: params.hnsw_ef,
+            exact: params.exact.unwrap_or(false),
+            filter: None,
+        })
+    }
+
+    /// Runs the query: the hits as Qdrant's `ScoredPoint`s, and the partitions missing
+    /// from them.
+    async fn run(self, c: &Collection, started: Instant) -> Result<(Vec<Value>, Vec<MissingPartition>), ApiError> {
+        let engine = |e| ApiError::from_engine(e, started);
+        let target = match self.target {
+            QueryTarget::Text { field, text } => {
+                let q = TextQuery {
+                    field,
+                    text,
+                    k: self.limit,
+                    offset: self.offset,
+                    filter: self.filter,
+                    with_payload: self.payload.wants_payload(),
+                    with_vector: self.with_vector,
+                };
+                let r = c.text_search(q).await.map_err(engine)?;
+                let points = r.results.into_iter().map(|d| scored_json(d, &self.payload)).collect();
+                return Ok((points, r.missing_partitions));
+            }
+            QueryTarget::Fusion { fusion, prefetch } => {
+                let mut branches = Vec::with_capacity(prefetch.len());
+                for p in prefetch {
+                    branches.push(p.branch(c, self.filter.as_ref(), started).await?);
+                }
+                let want = self.offset.saturating_add(self.limit);
+                let r = c.hybrid(branches, fusion, want).await.map_err(engine)?;
+                let points = r
+                    .results
+                    .into_iter()
+                    .skip(self.offset)
+                    .take(self.limit)
+                    .map(|d| scored_json(d, &self.payload))
+                    .collect();
+                return Ok((points, r.missing_partitions));
+            }
+            other => other,
+        };
+        let (vector, exclude, k, offset) = match target {
+            QueryTarget::Vector(v) => (v, None, self.limit, self.offset),
+            QueryTarget::Point(id) => {
+                let mut records =
+                    c.get(vec![id.clone()], false, true).await.map_err(|e| ApiError::from_engine(e, started))?;
+                let vector = records.pop().and_then(|r| r.vector).ok_or_else(|| point_not_found(&id, started))?;
+                // One more than needed from the top, since the point itself is dropped.
+                (vector, Some(id), self.offset.saturating_add(self.limit).saturating_add(1), 0)
+            }
+            QueryTarget::Text { .. } | QueryTarget::Fusion { .. } => unreachable!("answered above"),
+        };
+        let mut req = SearchRequest::new(vector, k);
+        req.offset = offset;
+        req.with_payload = self.payload.wants_payload();
+        req.with_vector = self.with_vector;
+        req.score_threshold = self.score_threshold;
+        req.ef = self.ef;
+        req.exact = self.exact;
+        req.filter = self.filter;
+        let result = c.search(req).await.map_err(|e| ApiError::from_engine(e, started))?;
+        let mut hits = result.results;
+        if let Some(id) = exclude {
+            hits.retain(|h| h.id != id);
+            hits = hits.into_iter().skip(self.offset).take(self.limit).collect();
+        }
+        let points = hits.into_iter().map(|d| scored_json(d, &self.payload)).collect();
+        Ok((points, result.missing_partitions))
+    }
+}
+
+impl QueryPlan {
+    /// This prefetch as a branch of a fusion query; `outer` (the query's own filter)
+    /// applies to every branch.
+    async fn branch(self, c: &Collection, outer: Option<&Filter>, started: Instant) -> Result<Branch, ApiError> {
+        let filter = match (self.filter, outer) {
+            (Some(a), Some(b)) => Some(Filter {
+                must: Some(vec![Condition::Filter(a), Condition::Filter(b.clone())]),
+                ..Filter::default()
+            }),
+            (a, b) => a.or_else(|| b.cloned()),
+        };
+        let k = self.offset.saturating_add(self.limit);
+        let vector = match self.target {
+            QueryTarget::Text { field, text } => {
+                return Ok(Branch::Text(TextQuery {
+                    field,
+                    text,
+                    k,
+                    offset: 0,
+                    filter,
+                    with_payload: self.payload.wants_payload(),
+                    with_vector: self.with_vector,
+                }))
+            }
+            QueryTarget::Vector(v) => v,
+            QueryTarget::Point(id) => {
+                let mut records =
+                    c.get(vec![id.clone()], false, true).await.map_err(|e| ApiError::from_engine(e, started))?;
+                records.pop().and_then(|r| r.vector).ok_or_else(|| point_not_found(&id, started))?
+            }
+            QueryTarget::Fusion { .. } => unreachable!("nested prefetch is refused when parsing"),
+        };
+        let mut req = SearchRequest::new(vector, k);
+        req.with_payload = true;
+        req.with_vector = self.with_vector;
+        req.score_threshold = self.score_threshold;
+        req.ef = self.ef;
+        req.exact = self.exact;
+        req.filter = filter;
+        Ok(Branch::Vector(req))
+    }
+}
+
+/// Reads `query`: a vector, a point id, or `{"nearest": vector or id}`.
+fn parse_query(query: Option<Value>, started: Instant) -> Result<QueryTarget, ApiError> {
+    let value = match query {
+        None | Some(Value::Null) => {
+            return Err(not_supported(
+                "a query without `query` (listing points) is not supported yet; send a vector",
+                started,
+            ))
+        }
+        Some(Value::Object(m)) if m.contains_key("bm25") => {
+            #[derive(Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct Bm25 {
+                field: String,
+                text: String,
+            }
+            let q: Bm25 = serde_json::from_value(m["bm25"].clone())
+                .map_err(|e| ApiError::bad_request(format!("Format error in JSON body: bm25: {e}"), started))?;
+            return Ok(QueryTarget::Text { field: q.field, text: q.text });
+        }
+        Some(Value::Object(mut m)) => {
+            let Some(nearest) = m.remove("nearest") else {
+                let kind = m.keys().next().cloned().unwrap_or_default();
+                return Err(not_supported(
+                    format!("`{kind}` queries are not supported yet; send a vector or {{\"nearest\": vector}}"),
+                    started,
+                ));
+            };
+            if let Some((k, _)) = m.iter().find(|(_, v)| !v.is_null()) {
+                return Err(not_supported(format!("`nearest` with `{k}` is not supported yet"), started));
+            }
+            nearest
+        }
+        Some(v) => v,
+    };
+    match value {
+        Value::Array(_) => serde_json::from_value::<Vec<f32>>(value.clone()).map(QueryTarget::Vector).map_err(|_| {
+            not_supported(
+                "multi-vector queries are not supported yet; a query vector must be a list of numbers",
+                started,
+            )
+        }),
+        Value::Number(_) | Value::String(_) => serde_json::from_value::<PointId>(value)
+            .map(QueryTarget::Point)
+            .map_err(|e| ApiError::bad_request(format!("Wrong input: query: {e}"), started)),
+        Value::Object(_) => Err(not_supported(
+            "sparse vectors and inference objects are not supported yet; send a list of numbers",
+            started,
+        )),
+        other => Err(ApiError::bad_request(
+            format!("Wrong input: query must be a vector or a point id, got {other}"),
             started,
         )),
     }
 }
 
-fn update_result(ack: WriteAck) -> Value {
+/// Parses and checks a filter, so that a malformed one is a 400 naming the problem.
+pub(crate) fn parse_filter(v: Option<Value>, started: Instant) -> Result<Option<Filter>, ApiError> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => Filter::from_value(v)
+            .map(Some)
+            .map_err(|e| ApiError::bad_request(format!("Wrong input: bad filter: {e}"), started)),
+    }
+}
+
+/// 400 for something Ametist understands but cannot do yet.
+pub(crate) fn not_supported(what: impl std::fmt::Display, started: Instant) -> ApiError {
+    ApiError::bad_request(format!("Wrong input: {what}"), started)
+}
+
+pub(crate) fn collection(state: &AppState, name: &str, started: Instant) -> Result<Collection, ApiError> {
+    state.db.collection(name).map_err(|e| ApiError::from_engine(e, started))
+}
+
+fn point_not_found(id: &PointId, started: Instant) -> ApiError {
+    ApiError { status: StatusCode::NOT_FOUND, message: format!("Not found: No point with id {id} found"), started }
+}
+
+fn check_batch_len(state: &AppState, n: usize, started: Instant) -> Result<(), ApiError> {
+    let max = state.config.limits.max_batch;
+    if n > max {
+        return Err(ApiError::bad_request(
+            format!("Wrong input: {n} searches in one batch, more than the maximum of {max}"),
+            started,
+        ));
+    }
+    Ok(())
+}
+
+fn merge_missing(all: &mut Vec<MissingPartition>, more: Vec<MissingPartition>) {
+    for m in more {
+        if !all.iter().any(|a| a.partition == m.partition) {
+            all.push(m);
+        }
+    }
+}
+
+/// Qdrant's `UpdateResult`.
+pub(crate) fn update_result(ack: WriteAck) -> Value {
     json!({
         "operation_id": ack.operation_id,
         "status": if ack.completed { "completed" } else { "acknowledged" },
     })
 }
 
-fn scored_json(d: ScoredDoc) -> Value {
-    json!({
-        "id": d.id,
-        "version": d.version,
-        "score": d.score,
-        "payload": d.payload,
-        "vector": d.vector,
-    })
+/// Qdrant's `ScoredPoint`; `payload` and `vector` only when asked for.
+fn scored_json(d: ScoredDoc, payload: &PayloadSelector) -> Value {
+    let mut v = json!({ "id": d.id, "version": d.version, "score": d.score });
+    if let Some(p) = payload.apply(d.payload) {
+        v["payload"] = Value::Object(p);
+    }
+    if let Some(vector) = d.vector {
+        v["vector"] = json!(vector);
+    }
+    v
 }
 
-fn record_json(r: Record) -> Value {
-    json!({
-        "id": r.id,
-        "payload": r.payload,
-        "vector": r.vector,
-    })
+/// Qdrant's `Record`; `payload` and `vector` only when asked for.
+fn record_json(r: Record, payload: &PayloadSelector) -> Value {
+    let mut v = json!({ "id": r.id });
+    if let Some(p) = payload.apply(r.payload) {
+        v["payload"] = Value::Object(p);
+    }
+    if let Some(vector) = r.vector {
+        v["vector"] = json!(vector);
+    }
+    v
 }

@@ -1,0 +1,385 @@
+//! Payload indexes: per-field maps from values to the slots holding them.
+//!
+//! A partition keeps one [`PayloadIndex`] with a field index for each key a client asked
+//! to index (`create_payload_index`: keyword, integer, float, bool). The query planner
+//! uses it two ways: [`PayloadIndex::estimate`] bounds how many points a filter can match
+//! (to choose between a graph walk and an exact scan), and
+//! [`PayloadIndex::candidates`] lists a superset of the matching slots, so that a
+//! selective filter is answered by scoring those slots only, not by scanning every point.
+//! Both are conservative: a condition on an unindexed key tells them nothing, and the
+//! full filter is always evaluated on every candidate before it is returned.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::filter::{Condition, FieldCondition, Filter, Match, MatchList, MatchValue, RangeCondition};
+use crate::payload::Payload;
+
+/// The type of values a field index holds (Qdrant's `PayloadSchemaType` subset).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FieldType {
+    Keyword,
+    Integer,
+    Float,
+    Bool,
+}
+
+/// Every field index of one partition.
+#[derive(Debug, Default)]
+pub struct PayloadIndex {
+    fields: BTreeMap<String, FieldIndex>,
+}
+
+#[derive(Debug)]
+struct FieldIndex {
+    kind: FieldType,
+    /// Value → sorted slots.
+    postings: BTreeMap<Key, Vec<u32>>,
+    /// Slot → the values it was indexed under (to remove it again).
+    by_slot: HashMap<u32, Vec<Key>>,
+}
+
+/// An indexed value. Floats are ordered by `f64::total_cmp` through their bits.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum Key {
+    Bool(bool),
+    Int(i64),
+    /// `f64` bits mapped so that integer order equals numeric order.
+    Num(u64),
+    Str(String),
+}
+
+impl PayloadIndex {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Indexes `key` as `kind` over the given points (replacing an index of another kind).
+    pub fn create_field<'a>(
+        &mut self,
+        key: &str,
+        kind: FieldType,
+        points: impl Iterator<Item = (u32, Option<&'a Payload>)>,
+    ) {
+        let mut field = FieldIndex { kind, postings: BTreeMap::new(), by_slot: HashMap::new() };
+        let mut pairs: Vec<(Key, u32)> = Vec::new();
+        for (slot, payload) in points {
+            let keys = extract(kind, key, payload);
+            for k in &keys {
+                pairs.push((k.clone(), slot));
+            }
+            if !keys.is_empty() {
+                field.by_slot.insert(slot, keys);
+            }
+        }
+        pairs.sort_unstable();
+        pairs.dedup();
+        for (k, slot) in pairs {
+            field.postings.entry(k).or_default().push(slot);
+        }
+        self.fields.insert(key.to_string(), field);
+    }
+
+    /// Stops indexing `key`. Returns false if it was not indexed.
+    pub fn drop_field(&mut self, key: &str) -> bool {
+        self.fields.remove(key).is_some()
+    }
+
+    /// The indexed keys and their types.
+    pub fn fields(&self) -> Vec<(String, FieldType)> {
+        self.fields.iter().map(|(k, f)| (k.clone(), f.kind)).collect()
+    }
+
+    /// Number of points that have a value at `key` (`None` if `key` is not indexed).
+    pub fn points_with(&self, key: &str) -> Option<usize> {
+        self.fields.get(key).map(|f| f.by_slot.len())
+    }
+
+    /// Indexes a point's payload under every indexed key. Call [`PayloadIndex::remove`]
+    /// first when the slot was indexed before.
+    pub fn insert(&mut self, slot: u32, payload: Option<&Payload>) {
+        for (key, field) in &mut self.fields {
+            let keys = extract(field.kind, key, payload);
+            for k in &keys {
+                let list = field.postings.entry(k.clone()).or_default();
+                if let Err(i) = list.binary_search(&slot) {
+                    list.insert(i, slot);
+                }
+            }
+            if !keys.is_empty() {
+                field.by_slot.insert(slot, keys);
+            }
+        }
+    }
+
+    /// Removes a slot from every field index.
+    pub fn remove(&mut self, slot: u32) {
+        for field in self.fields.values_mut() {
+            let Some(keys) = field.by_slot.remove(&slot) else { continue };
+            for k in keys {
+                if let Some(list) = field.postings.get_mut(&k) {
+                    if let Ok(i) = list.binary_search(&slot) {
+                        list.remove(i);
+                    }
+                    if list.is_empty() {
+                        field.postings.remove(&k);
+                    }
+                }
+            }
+        }
+    }
+
+    /// An upper bound on the number of points `filter` matches, or `None` when the
+    /// indexes cannot bound it (only conditions on indexed keys count).
+    pub fn estimate(&self, filter: &Filter) -> Option<usize> {
+        self.candidates(filter).map(|c| c.len())
+    }
+
+    /// A sorted superset of the slots `filter` matches, or `None` when the indexes cannot
+    /// narrow it down. Uses the `must` conditions on indexed keys (intersected) and a
+    /// `should` whose every condition is on an indexed key (united).
+    pub fn candidates(&self, filter: &Filter) -> Option<Vec<u32>> {
+        let mut best: Option<Vec<u32>> = None;
+        let mut narrow = |set: Vec<u32>| {
+            best = Some(match best.take() {
+                None => set,
+                Some(prev) => intersect(&prev, &set),
+            });
+        };
+        for c in filter.must.iter().flatten() {
+            if let Some(set) = self.condition(c) {
+                narrow(set);
+            }
+        }
+        if let Some(should) = filter.should.as_ref().filter(|s| !s.is_empty()) {
+            let sets: Option<Vec<Vec<u32>>> = should.iter().map(|c| self.condition(c)).collect();
+            if let Some(sets) = sets {
+                narrow(union(sets));
+            }
+        }
+        best
+    }
+
+    fn condition(&self, c: &Condition) -> Option<Vec<u32>> {
+        match c {
+            Condition::Field(f) => self.field_condition(f),
+            Condition::Filter(inner) => self.candidates(inner),
+            _ => None,
+        }
+    }
+
+    fn field_condition(&self, c: &FieldCondition) -> Option<Vec<u32>> {
+        let field = self.fields.get(&c.key)?;
+        if let Some(m) = &c.r#match {
+            let keys: Vec<Key> = match (m, field.kind) {
+                (Match::Value { value: MatchValue::Keyword(s) }, FieldType::Keyword) => vec![Key::Str(s.clone())],
+                (Match::Value { value: MatchValue::Integer(i) }, FieldType::Integer) => vec![Key::Int(*i)],
+                (Match::Value { value: MatchValue::Bool(b) }, FieldType::Bool) => vec![Key::Bool(*b)],
+                (Match::Any { any: MatchList::Keywords(v) }, FieldType::Keyword) => {
+                    v.iter().map(|s| Key::Str(s.clone())).collect()
+                }
+                (Match::Any { any: MatchList::Integers(v) }, FieldType::Integer) => {
+                    v.iter().map(|i| Key::Int(*i)).collect()
+                }
+                // Values of another type than the index never match an equality
+                // condition (types never cross), so the candidate set is empty.
+                (Match::Value { .. }, _) | (Match::Any { .. }, _) => Vec::new(),
+                _ => return None,
+            };
+            return Some(union(keys.iter().filter_map(|k| field.postings.get(k).cloned()).collect()));
+        }
+        if let Some(RangeCondition::Number(r)) = &c.range {
+            let lists: Vec<Vec<u32>> = match field.kind {
+                FieldType::Float | FieldType::Integer => field
+                    .postings
+                    .iter()
+                    .filter(|(k, _)| match k {
+                        Key::Num(bits) => r.contains(&from_ordered(*bits)),
+                        Key::Int(i) => r.contains(&(*i as f64)),
+                        _ => false,
+                    })
+                    .map(|(_, v)| v.clone())
+                    .collect(),
+                _ => return None,
+            };
+            return Some(union(lists));
+        }
+        None
+    }
+}
+
+/// Every value `key` (a dot path, as in filters) reaches in `payload`; arrays reached at
+/// the end of the path are flattened one level.
+pub fn values_at<'a>(payload: &'a Payload, key: &str) -> Vec<&'a Value> {
+    let mut out = Vec::new();
+    crate::filter::path::visit(payload, key, &mut |v| match v {
+        Value::Array(items) => out.extend(items.iter()),
+        other => out.push(other),
+    });
+    out
+}
+
+/// The keys a payload has at `key` for an index of type `kind` (arrays: each element).
+fn extract(kind: FieldType, key: &str, payload: Option<&Payload>) -> Vec<Key> {
+    let Some(payload) = payload else { return Vec::new() };
+    let mut out = Vec::new();
+    let mut take = |v: &Value| {
+        let k = match (kind, v) {
+            (FieldType::Keyword, Value::String(s)) => Some(Key::Str(s.clone())),
+            (FieldType::Integer, Value::Number(n)) => n.as_i64().map(Key::Int),
+            (FieldType::Float, Value::Number(n)) => n.as_f64().map(|f| Key::Num(to_ordered(f))),
+            (FieldType::Bool, Value::Bool(b)) => Some(Key::Bool(*b)),
+            _ => None,
+        };
+        out.extend(k);
+    };
+    crate::filter::path::visit(payload, key, &mut |v| match v {
+        Value::Array(items) => items.iter().for_each(&mut take),
+        other => take(other),
+    });
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+fn to_ordered(f: f64) -> u64 {
+    let bits = f.to_bits();
+    if bits >> 63 == 1 {
+        !bits
+    } else {
+        bits | (1 << 63)
+    }
+}
+
+fn from_ordered(u: u64) -> f64 {
+    if u >> 63 == 1 {
+        f64::from_bits(u & !(1 << 63))
+    } else {
+        f64::from_bits(!u)
+    }
+}
+
+fn intersect(a: &[u32], b: &[u32]) -> Vec<u32> {
+    let (mut i, mut j) = (0, 0);
+    let mut out = Vec::with_capacity(a.len().min(b.len()));
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                out.push(a[i]);
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out
+}
+
+fn union(lists: Vec<Vec<u32>>) -> Vec<u32> {
+    let mut all: Vec<u32> = lists.into_iter().flatten().collect();
+    all.sort_unstable();
+    all.dedup();
+    all
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::PointId;
+    use serde_json::json;
+
+    fn payloads() -> Vec<Payload> {
+        (0..100)
+            .map(|i| {
+                let color = ["red", "green", "blue"][i % 3];
+                json!({
+                    "color": color,
+                    "n": i,
+                    "price": i as f64 / 10.0,
+                    "flag": i % 2 == 0,
+                    "tags": [format!("t{}", i % 5), "all"],
+                    "nested": {"k": format!("v{}", i % 4)},
+                })
+                .as_object()
+                .cloned()
+                .unwrap()
+            })
+            .collect()
+    }
+
+    fn index(p: &[Payload]) -> PayloadIndex {
+        let mut idx = PayloadIndex::new();
+        let all = || p.iter().enumerate().map(|(i, p)| (i as u32, Some(p)));
+        idx.create_field("color", FieldType::Keyword, all());
+        idx.create_field("n", FieldType::Integer, all());
+        idx.create_field("price", FieldType::Float, all());
+        idx.create_field("flag", FieldType::Bool, all());
+        idx.create_field("tags", FieldType::Keyword, all());
+        idx.create_field("nested.k", FieldType::Keyword, all());
+        idx
+    }
+
+    /// Candidates are always a superset of the true matches, and exact for simple
+    /// conditions on indexed keys.
+    #[test]
+    fn candidates_cover_every_match() {
+        let p = payloads();
+        let idx = index(&p);
+        let filters = [
+            json!({"must": [{"key": "color", "match": {"value": "red"}}]}),
+            json!({"must": [{"key": "color", "match": {"any": ["red", "blue"]}}, {"key": "flag", "match": {"value": true}}]}),
+            json!({"must": [{"key": "n", "range": {"gte": 10, "lt": 20}}]}),
+            json!({"must": [{"key": "price", "range": {"gt": 2.5, "lte": 3.5}}]}),
+            json!({"must": [{"key": "tags", "match": {"value": "t3"}}]}),
+            json!({"must": [{"key": "nested.k", "match": {"value": "v1"}}]}),
+            json!({"should": [{"key": "n", "match": {"value": 5}}, {"key": "n", "match": {"value": 7}}]}),
+            json!({"must": [{"key": "color", "match": {"value": "red"}}, {"key": "unindexed", "match": {"value": 1}}]}),
+            json!({"must": [{"key": "n", "match": {"value": "not-an-int"}}]}),
+        ];
+        for f in filters {
+            let filter = Filter::from_value(f.clone()).unwrap();
+            let truth: Vec<u32> = (0..p.len() as u32)
+                .filter(|&i| filter.matches(&PointId::Num(i as u64), Some(&p[i as usize])))
+                .collect();
+            let cand = idx.candidates(&filter).unwrap_or_else(|| panic!("{f} should be narrowed"));
+            assert!(truth.iter().all(|t| cand.binary_search(t).is_ok()), "{f}: {truth:?} not in {cand:?}");
+            if !f.to_string().contains("unindexed") {
+                assert_eq!(cand, truth, "{f}");
+            }
+        }
+        let none = Filter::from_value(json!({"must": [{"key": "other", "match": {"value": 1}}]})).unwrap();
+        assert_eq!(idx.candidates(&none), None);
+        let not = Filter::from_value(json!({"must_not": [{"key": "color", "match": {"value": "red"}}]})).unwrap();
+        assert_eq!(idx.candidates(&not), None);
+    }
+
+    #[test]
+    fn insert_and_remove_keep_postings_exact() {
+        let p = payloads();
+        let mut idx = index(&p);
+        let red = Filter::from_value(json!({"must": [{"key": "color", "match": {"value": "red"}}]})).unwrap();
+        assert_eq!(idx.estimate(&red), Some(34));
+        idx.remove(0);
+        idx.remove(3);
+        assert_eq!(idx.estimate(&red), Some(32));
+        let blue = json!({"color": "red", "n": 1000}).as_object().cloned().unwrap();
+        idx.insert(3, Some(&blue));
+        assert_eq!(idx.estimate(&red), Some(33));
+        assert_eq!(idx.points_with("n"), Some(99));
+        assert!(idx.drop_field("color"));
+        assert_eq!(idx.candidates(&red), None);
+    }
+
+    #[test]
+    fn float_order_is_numeric() {
+        let mut v = vec![-3.5, -0.0, 0.0, 1e-9, 2.0, -1e9, 7.25];
+        let mut o: Vec<u64> = v.iter().map(|f| to_ordered(*f)).collect();
+        o.sort();
+        v.sort_by(f64::total_cmp);
+        assert_eq!(o.iter().map(|u| from_ordered(*u)).collect::<Vec<_>>(), v);
+    }
+}

@@ -1,0 +1,274 @@
+//! Payload routes in Qdrant's shapes: set, overwrite, delete keys, clear, and payload
+//! indexes.
+//!
+//! The requests are parsed and checked here (ids or a valid filter, not both), so a
+//! malformed one is a 400 naming its problem; the engine applies them to every point
+//! named (which must exist) or matching. Each answers Qdrant's `UpdateResult`.
+
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use serde::Deserialize;
+use serde_json::Value;
+
+use ametist_core::payload_index::FieldType;
+use ametist_core::{Payload, PointId};
+use ametist_engine::collection::Target;
+use ametist_engine::messages::FilterAction;
+
+use super::envelope::{parse_body, wait_param, Answer, ApiError, ApiResult};
+use super::points::{collection, not_supported, parse_filter, update_result};
+use super::AppState;
+
+/// `POST /collections/{name}/points/payload` (set keys) and `PUT` (overwrite).
+#[allow(dead_code)] // some fields are read once the engine has the feature
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetPayload {
+    pub payload: Payload,
+    #[serde(default)]
+    pub points: Option<Vec<PointId>>,
+    #[serde(default)]
+    pub filter: Option<Value>,
+    /// Sets the payload under this (dot-path) key instead of at the top level.
+    #[serde(default)]
+    pub key: Option<String>,
+    #[serde(default, rename = "shard_key")]
+    pub _shard_key: Option<Value>,
+}
+
+/// `POST /collections/{name}/points/payload/delete`.
+#[allow(dead_code)] // some fields are read once the engine has the feature
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeletePayload {
+    pub keys: Vec<String>,
+    #[serde(default)]
+    pub points: Option<Vec<PointId>>,
+    #[serde(default)]
+    pub filter: Option<Value>,
+    #[serde(default, rename = "shard_key")]
+    pub _shard_key: Option<Value>,
+}
+
+/// `POST /collections/{name}/points/payload/clear`: a `PointIdsList` or a `FilterSelector`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PointsSelector {
+    #[serde(default)]
+    pub points: Option<Vec<PointId>>,
+    #[serde(default)]
+    pub filter: Option<Value>,
+    #[serde(default, rename = "shard_key")]
+    pub _shard_key: Option<Value>,
+}
+
+/// `PUT /collections/{name}/index`.
+#[allow(dead_code)] // some fields are read once the engine has the feature
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateFieldIndex {
+    pub field_name: String,
+    /// `"keyword"`, `"integer"`, ... or an object with `type` and its options.
+    #[serde(default)]
+    pub field_schema: Option<Value>,
+}
+
+fn target(points: Option<Vec<PointId>>, filter: Option<Value>, started: Instant) -> Result<Target, ApiError> {
+    match (points, parse_filter(filter, started)?) {
+        (Some(ids), None) if !ids.is_empty() => Ok(Target::Ids(ids)),
+        (Some(_), None) => Err(ApiError::bad_request("Wrong input: `points` is empty", started)),
+        (None, Some(f)) => Ok(Target::Filter(f)),
+        _ => Err(ApiError::bad_request(
+            "Format error in JSON body: send either `points` (a list of ids) or `filter`",
+            started,
+        )),
+    }
+}
+
+pub async fn set(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> ApiResult<Value> {
+    write_payload(state, name, query, body, false).await
+}
+
+pub async fn overwrite(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> ApiResult<Value> {
+    write_payload(state, name, query, body, true).await
+}
+
+async fn write_payload(
+    state: AppState,
+    name: String,
+    query: Option<String>,
+    body: Bytes,
+    overwrite: bool,
+) -> ApiResult<Value> {
+    let started = Instant::now();
+    let wait = wait_param(query.as_deref(), started)?;
+    let c = collection(&state, &name, started)?;
+    let req: SetPayload = parse_body(&body, started)?;
+    let target = target(req.points, req.filter, started)?;
+    if req.key.is_some() {
+        return Err(not_supported("setting a payload under a `key` is not supported yet", started));
+    }
+    let action =
+        if overwrite { FilterAction::OverwritePayload(req.payload) } else { FilterAction::SetPayload(req.payload) };
+    apply(&c, target, action, wait, started).await
+}
+
+pub async fn delete_keys(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> ApiResult<Value> {
+    let started = Instant::now();
+    let wait = wait_param(query.as_deref(), started)?;
+    let c = collection(&state, &name, started)?;
+    let req: DeletePayload = parse_body(&body, started)?;
+    let target = target(req.points, req.filter, started)?;
+    apply(&c, target, FilterAction::DeletePayload(req.keys), wait, started).await
+}
+
+pub async fn clear(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> ApiResult<Value> {
+    let started = Instant::now();
+    let wait = wait_param(query.as_deref(), started)?;
+    let c = collection(&state, &name, started)?;
+    let req: PointsSelector = parse_body(&body, started)?;
+    let target = target(req.points, req.filter, started)?;
+    apply(&c, target, FilterAction::ClearPayload, wait, started).await
+}
+
+pub async fn create_index(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> ApiResult<Value> {
+    let started = Instant::now();
+    let _wait = wait_param(query.as_deref(), started)?;
+    let c = collection(&state, &name, started)?;
+    let req: CreateFieldIndex = parse_body(&body, started)?;
+    if req.field_name.is_empty() {
+        return Err(ApiError::bad_request("Wrong input: `field_name` is empty", started));
+    }
+    if let Some(config) = text_config(req.field_schema.as_ref(), started)? {
+        c.create_text_index(&req.field_name, config).await.map_err(|e| ApiError::from_engine(e, started))?;
+        return Ok(Answer::new(serde_json::json!({"operation_id": 0, "status": "completed"}), started));
+    }
+    let kind = field_type(req.field_schema.as_ref(), started)?;
+    // Building the index finishes before the answer, so `wait` makes no difference.
+    c.create_field_index(&req.field_name, kind).await.map_err(|e| ApiError::from_engine(e, started))?;
+    Ok(Answer::new(serde_json::json!({"operation_id": 0, "status": "completed"}), started))
+}
+
+pub async fn delete_index(
+    State(state): State<AppState>,
+    Path((name, field)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Value> {
+    let started = Instant::now();
+    let _wait = wait_param(query.as_deref(), started)?;
+    let c = collection(&state, &name, started)?;
+    c.drop_field_index(&field).await.map_err(|e| ApiError::from_engine(e, started))?;
+    Ok(Answer::new(serde_json::json!({"operation_id": 0, "status": "completed"}), started))
+}
+
+async fn apply(
+    c: &ametist_engine::collection::Collection,
+    target: Target,
+    action: FilterAction,
+    wait: bool,
+    started: Instant,
+) -> ApiResult<Value> {
+    let ack = c.update_payload(target, action, wait).await.map_err(|e| ApiError::from_engine(e, started))?;
+    Ok(Answer::new(update_result(ack), started))
+}
+
+/// Reads `field_schema`: a type name or `{"type": name, ...}`. Ametist indexes keyword,
+/// integer, float and bool fields; other Qdrant types are refused by name.
+fn field_type(schema: Option<&Value>, started: Instant) -> Result<FieldType, ApiError> {
+    let name = match schema {
+        Some(Value::String(s)) => s.as_str(),
+        Some(Value::Object(m)) => m.get("type").and_then(Value::as_str).unwrap_or(""),
+        None | Some(Value::Null) => {
+            return Err(ApiError::bad_request("Wrong input: `field_schema` is required (e.g. \"keyword\")", started))
+        }
+        Some(other) => {
+            return Err(ApiError::bad_request(format!("Wrong input: `field_schema` {other} is not a type"), started))
+        }
+    };
+    match name {
+        "keyword" | "uuid" => Ok(FieldType::Keyword),
+        "integer" => Ok(FieldType::Integer),
+        "float" => Ok(FieldType::Float),
+        "bool" => Ok(FieldType::Bool),
+        "geo" | "text" | "datetime" => {
+            Err(not_supported(format!("payload index type `{name}` is not supported yet"), started))
+        }
+        other => Err(ApiError::bad_request(format!("Wrong input: unknown payload index type `{other}`"), started)),
+    }
+}
+
+/// A full-text index schema (`"text"` or Qdrant's `TextIndexParams`) as a BM25 index
+/// configuration; `None` for other types. `stemmer: {"type": "snowball", "language"}`,
+/// `stopwords` (a language or `{"languages", "custom"}`), `lowercase`, `min_token_len`
+/// and `max_token_len` are honoured; Ametist-only `k1` and `b` tune BM25.
+fn text_config(
+    schema: Option<&Value>,
+    started: Instant,
+) -> Result<Option<ametist_core::text::TextIndexConfig>, ApiError> {
+    use ametist_core::text::{Bm25Params, TextIndexConfig, TokenizerConfig};
+    let bad = |m: String| ApiError::bad_request(format!("Wrong input: field_schema: {m}"), started);
+    let params = match schema {
+        Some(Value::String(s)) if s == "text" => return Ok(Some(TextIndexConfig::default())),
+        Some(Value::Object(m)) if m.get("type").and_then(Value::as_str) == Some("text") => m,
+        _ => return Ok(None),
+    };
+    let mut tokenizer = TokenizerConfig::default();
+    let mut bm25 = Bm25Params::default();
+    for (k, v) in params {
+        match k.as_str() {
+            "type" | "tokenizer" | "on_disk" | "phrase_matching" | "ascii_folding" => {}
+            "lowercase" => {
+                tokenizer.lowercase = v.as_bool().ok_or_else(|| bad("lowercase must be a boolean".into()))?
+            }
+            "min_token_len" | "max_token_len" => {
+                let n = v.as_u64().ok_or_else(|| bad(format!("{k} must be a number")))? as usize;
+                if k == "min_token_len" {
+                    tokenizer.min_token_len = n;
+                } else {
+                    tokenizer.max_token_len = n;
+                }
+            }
+            "stopwords" => {
+                tokenizer.stopwords =
+                    Some(serde_json::from_value(v.clone()).map_err(|e| bad(format!("stopwords: {e}")))?)
+            }
+            "stemmer" => {
+                let lang = v.get("language").cloned().ok_or_else(|| bad("stemmer needs a `language`".into()))?;
+                tokenizer.stemmer = Some(serde_json::from_value(lang).map_err(|e| bad(format!("stemmer: {e}")))?);
+            }
+            "k1" => bm25.k1 = v.as_f64().ok_or_else(|| bad("k1 must be a number".into()))? as f32,
+            "b" => bm25.b = v.as_f64().ok_or_else(|| bad("b must be a number".into()))? as f32,
+            other => return Err(bad(format!("unknown text index option `{other}`"))),
+        }
+    }
+    let config = TextIndexConfig { tokenizer, bm25 };
+    config.validate().map_err(|e| bad(e.to_string()))?;
+    Ok(Some(config))
+}
