@@ -172,10 +172,20 @@ impl Collection {
         engine: Arc<EngineConfig>,
         storage: Option<CollectionStorage>,
     ) -> Result<Self, EngineError> {
+        Self::start_with(spec, engine, storage, crate::db::Schemas::default())
+    }
+
+    /// [`Collection::start`] with the payload and text index schemas it had.
+    pub(crate) fn start_with(
+        spec: CollectionSpec,
+        engine: Arc<EngineConfig>,
+        storage: Option<CollectionStorage>,
+        schemas: crate::db::Schemas,
+    ) -> Result<Self, EngineError> {
         let spec = Arc::new(spec);
         let (name, partitions) = (spec.name.as_str(), spec.partitions);
-        let schema = Arc::new(RwLock::new(BTreeMap::new()));
-        let text_schema = Arc::new(RwLock::new(BTreeMap::new()));
+        let schema = Arc::new(RwLock::new(schemas.fields));
+        let text_schema = Arc::new(RwLock::new(schemas.text));
         let mut refs = Vec::with_capacity(partitions);
         let mut threads = Vec::with_capacity(partitions);
         for id in 0..partitions {
@@ -340,6 +350,20 @@ impl Collection {
         rx.await.map_err(|_| p.unavailable())?
     }
 
+    /// Rewrites `collection.json` with the current index schemas (durable collections), so
+    /// that payload and text indexes come back after a restart of the process.
+    async fn persist_schemas(&self) -> Result<(), EngineError> {
+        let Some(storage) = self.storage.clone() else { return Ok(()) };
+        let schemas = crate::db::Schemas {
+            fields: self.schema.read().expect("the schema lock is never held across a panic").clone(),
+            text: self.text_schema(),
+        };
+        let spec = (*self.spec).clone();
+        tokio::task::spawn_blocking(move || crate::db::write_meta_with(&storage.dir, &spec, &schemas))
+            .await
+            .map_err(|e| EngineError::Internal(e.to_string()))?
+    }
+
     fn snapshot_storage(&self) -> Result<&CollectionStorage, EngineError> {
         self.storage
             .as_deref()
@@ -479,6 +503,7 @@ impl Collection {
             return Err(EngineError::invalid("field_name must not be empty"));
         }
         self.schema.write().expect("the schema lock is never held across a panic").insert(key.to_string(), kind);
+        self.persist_schemas().await?;
         let key = key.to_string();
         self.call(|reply| CollectionMsg::FieldIndex { key, kind: Some(kind), reply }).await.map(|_| ())
     }
@@ -486,6 +511,8 @@ impl Collection {
     /// Stops indexing a payload field. Returns false when it was not indexed.
     pub async fn drop_field_index(&self, key: &str) -> Result<bool, EngineError> {
         let existed = self.schema.write().expect("the schema lock is never held across a panic").remove(key).is_some();
+        self.text_schema.write().expect("the schema lock is never held across a panic").remove(key);
+        self.persist_schemas().await?;
         let key = key.to_string();
         self.call(|reply| CollectionMsg::FieldIndex { key, kind: None, reply }).await?;
         Ok(existed)
@@ -503,6 +530,7 @@ impl Collection {
             .write()
             .expect("the schema lock is never held across a panic")
             .insert(key.to_string(), config.clone());
+        self.persist_schemas().await?;
         let key = key.to_string();
         self.call(|reply| CollectionMsg::TextIndex { key, config, reply }).await.map(|_| ())
     }

@@ -61,6 +61,18 @@ struct CollectionMeta {
     format: u32,
     #[serde(flatten)]
     spec: CollectionSpec,
+    /// Indexed payload fields and full-text indexed fields (rewritten when they change).
+    #[serde(default)]
+    payload_schema: Schemas,
+}
+
+/// A collection's payload indexes and text indexes, as `collection.json` keeps them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct Schemas {
+    #[serde(default)]
+    pub fields: BTreeMap<String, ametist_core::payload_index::FieldType>,
+    #[serde(default)]
+    pub text: BTreeMap<String, ametist_core::text::TextIndexConfig>,
 }
 
 const META_FILE: &str = "collection.json";
@@ -155,7 +167,8 @@ impl Ametist {
             }
             let mut spec = meta.spec;
             spec.name = name.clone();
-            let c = Collection::start(spec, db.inner.config.clone(), Some(db.storage_of(&name)))?;
+            let c =
+                Collection::start_with(spec, db.inner.config.clone(), Some(db.storage_of(&name)), meta.payload_schema)?;
             db.write().insert(name, c);
         }
         // Partitions recover in parallel, each on its own thread.
@@ -382,7 +395,12 @@ fn create_dir_durable(dir: &Path) -> std::io::Result<()> {
 
 /// Creates the collection directory and writes `collection.json` atomically.
 fn write_meta(dir: &Path, spec: &CollectionSpec) -> Result<(), EngineError> {
-    let meta = CollectionMeta { format: META_FORMAT, spec: spec.clone() };
+    write_meta_with(dir, spec, &Schemas::default())
+}
+
+/// Writes `collection.json` (settings and index schemas) atomically.
+pub(crate) fn write_meta_with(dir: &Path, spec: &CollectionSpec, schemas: &Schemas) -> Result<(), EngineError> {
+    let meta = CollectionMeta { format: META_FORMAT, spec: spec.clone(), payload_schema: schemas.clone() };
     let bytes = serde_json::to_vec_pretty(&meta).map_err(|e| EngineError::Internal(e.to_string()))?;
     create_dir_durable(dir)
         .and_then(|()| write_file_atomically(&dir.join(META_FILE), &mut |w| w.write_all(&bytes)))

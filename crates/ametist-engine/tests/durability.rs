@@ -338,3 +338,18 @@ async fn partition_snapshot_and_restore_messages_use_the_image_format() {
     assert_eq!(strip(state(&db, "a").await), strip(a));
     db.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_index_schema_survives_a_restart() {
+    let dir = TempDir::new("schemas");
+    let db = Ametist::open(&dir.0, EngineConfig::default()).await.unwrap();
+    db.create_collection("a", CollectionConfig::new(4, Metric::Euclid).with_partitions(2)).await.unwrap();
+    let c = db.collection("a").unwrap();
+    c.create_text_index("body", Default::default()).await.unwrap();
+    let schema = c.text_schema();
+    assert!(schema.contains_key("body"));
+    db.shutdown().await;
+    let db = Ametist::open(&dir.0, EngineConfig::default()).await.unwrap();
+    assert_eq!(db.collection("a").unwrap().text_schema(), schema);
+    db.shutdown().await;
+}
