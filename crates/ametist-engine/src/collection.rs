@@ -15,11 +15,12 @@
 //!   answered; otherwise the search fails with a retryable error. It never hangs.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{timeout_at, Instant};
 
@@ -32,14 +33,17 @@ use ametist_core::{topk, vector, Metric, PointId};
 use crate::config::{CollectionConfig, EngineConfig, IndexConfig};
 use crate::error::EngineError;
 use crate::messages::{
-    DeleteVector, Fault, FilterAction, IndexStats, InsertVector, MissingPartition, PartitionMsg, RebuildIndex, Record,
-    Reply, ScoredDoc, ScrollRequest, SearchRequest, SearchResult, TextSearchRequest, UpdateVector, WriteAck, WriteOp,
+    DeleteVector, Fault, FilterAction, IndexStats, InsertVector, MissingPartition, PartitionMsg, PartitionRestore,
+    PartitionSnapshot, RebuildIndex, Record, Reply, ScoredDoc, ScrollRequest, SearchRequest, SearchResult,
+    TextSearchRequest, UpdateVector, WriteAck, WriteOp,
 };
 use crate::partition::{spawn_partition, PartitionInfo, PartitionRef, PartitionSpec};
-use crate::store::MemoryStore;
+use crate::snapshots::{self, SnapshotDescription};
+use crate::store::{DurableStore, MemoryStore, PartitionStore};
+use crate::supervisor::ActorState;
 
 /// A collection's settings after defaults were applied.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CollectionSpec {
     pub name: String,
     pub dim: usize,
@@ -111,6 +115,15 @@ pub enum Target {
     Filter(Filter),
 }
 
+/// Where a durable collection keeps its files.
+#[derive(Debug, Clone)]
+pub(crate) struct CollectionStorage {
+    /// `<data_dir>/collections/<name>`: `collection.json` and `partitions/<id>/{wal,snapshots}`.
+    pub dir: PathBuf,
+    /// `<data_dir>/snapshots/<name>`: the collection's snapshot files (`*.snapshot`).
+    pub snapshots_dir: PathBuf,
+}
+
 /// A cheap, cloneable handle to a running collection.
 #[derive(Clone)]
 pub struct Collection {
@@ -121,11 +134,17 @@ pub struct Collection {
     text_schema: Arc<RwLock<BTreeMap<String, TextIndexConfig>>>,
     engine: Arc<EngineConfig>,
     tx: mpsc::Sender<CollectionMsg>,
+    partitions: Arc<Vec<PartitionRef>>,
+    storage: Option<Arc<CollectionStorage>>,
 }
 
 impl Collection {
-    /// Starts a collection's partitions and coordinator. Must be called within a tokio runtime.
-    pub(crate) fn start(name: &str, config: &CollectionConfig, engine: Arc<EngineConfig>) -> Result<Self, EngineError> {
+    /// Checks a collection's configuration and applies the engine's defaults.
+    pub(crate) fn resolve(
+        name: &str,
+        config: &CollectionConfig,
+        engine: &EngineConfig,
+    ) -> Result<CollectionSpec, EngineError> {
         let partitions = config.partitions.unwrap_or(engine.default_partitions);
         if config.dim == 0 {
             return Err(EngineError::invalid("vector size must be at least 1"));
@@ -136,15 +155,37 @@ impl Collection {
         if partitions == 0 || partitions > 1024 {
             return Err(EngineError::invalid(format!("partition count must be between 1 and 1024, got {partitions}")));
         }
-        let spec = Arc::new(CollectionSpec {
+        Ok(CollectionSpec {
             name: name.to_string(),
             dim: config.dim,
             metric: config.metric,
             partitions,
             index: config.index.unwrap_or(engine.default_index),
-        });
-        let schema = Arc::new(RwLock::new(BTreeMap::new()));
-        let text_schema = Arc::new(RwLock::new(BTreeMap::new()));
+        })
+    }
+
+    /// Starts a collection's partitions and coordinator. Must be called within a tokio
+    /// runtime. With `storage`, every partition recovers from (and logs to) its directory;
+    /// without, partitions keep their points in memory.
+    pub(crate) fn start(
+        spec: CollectionSpec,
+        engine: Arc<EngineConfig>,
+        storage: Option<CollectionStorage>,
+    ) -> Result<Self, EngineError> {
+        Self::start_with(spec, engine, storage, crate::db::Schemas::default())
+    }
+
+    /// [`Collection::start`] with the payload and text index schemas it had.
+    pub(crate) fn start_with(
+        spec: CollectionSpec,
+        engine: Arc<EngineConfig>,
+        storage: Option<CollectionStorage>,
+        schemas: crate::db::Schemas,
+    ) -> Result<Self, EngineError> {
+        let spec = Arc::new(spec);
+        let (name, partitions) = (spec.name.as_str(), spec.partitions);
+        let schema = Arc::new(RwLock::new(schemas.fields));
+        let text_schema = Arc::new(RwLock::new(schemas.text));
         let mut refs = Vec::with_capacity(partitions);
         let mut threads = Vec::with_capacity(partitions);
         for id in 0..partitions {
@@ -159,14 +200,174 @@ impl Collection {
                 payload_schema: schema.clone(),
                 text_schema: text_schema.clone(),
             };
-            let (r, t) = spawn_partition(pspec, Arc::new(MemoryStore::new()));
+            let store: Arc<dyn PartitionStore> = match &storage {
+                Some(s) => Arc::new(DurableStore::new(partition_dir(&s.dir, id), id, engine.storage)),
+                None => Arc::new(MemoryStore::new()),
+            };
+            let (r, t) = spawn_partition(pspec, store);
             refs.push(r);
             threads.push(t);
         }
         let (tx, rx) = mpsc::channel(engine.collection_mailbox.max(1));
-        let actor = CollectionActor { metric: spec.metric, partitions: refs, threads, engine: engine.clone() };
+        // Durable partitions are woken up regularly so that a time-based snapshot is taken
+        // even when no write arrives.
+        let tick = storage.as_ref().map(|_| {
+            engine.storage.snapshot_interval.div_f64(4.0).clamp(Duration::from_secs(1), Duration::from_secs(60))
+        });
+        let actor =
+            CollectionActor { metric: spec.metric, partitions: refs.clone(), threads, engine: engine.clone(), tick };
         tokio::spawn(actor.run(rx));
-        Ok(Collection { spec, schema, text_schema, engine, tx })
+        Ok(Collection {
+            spec,
+            schema,
+            text_schema,
+            engine,
+            tx,
+            partitions: Arc::new(refs),
+            storage: storage.map(Arc::new),
+        })
+    }
+
+    /// Waits until no partition is still recovering (each is running or stopped). Returns
+    /// the partitions that stopped, with their reasons.
+    pub async fn wait_recovered(&self) -> Vec<PartitionInfo> {
+        loop {
+            let infos: Vec<PartitionInfo> = self.partitions.iter().map(|p| p.info()).collect();
+            if infos.iter().all(|i| i.state != ActorState::Recovering) {
+                return infos.into_iter().filter(|i| i.state == ActorState::Stopped).collect();
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// True when the collection's writes survive a restart of the process.
+    pub fn is_durable(&self) -> bool {
+        self.storage.is_some()
+    }
+
+    /// Writes a snapshot of the whole collection into one file under
+    /// `<data_dir>/snapshots/<collection>/` and describes it (Qdrant's shape). Each
+    /// partition contributes its state at the moment it handles the request (after every
+    /// write it acknowledged before); there is no cross-partition point in time.
+    pub async fn create_snapshot(&self) -> Result<SnapshotDescription, EngineError> {
+        let storage = self.snapshot_storage()?;
+        let dir = storage.snapshots_dir.clone();
+        let name = snapshots::new_snapshot_name(&self.spec.name, &dir);
+        let tmp_dir = dir.clone();
+        tokio::task::spawn_blocking(move || std::fs::create_dir_all(&tmp_dir))
+            .await
+            .map_err(|e| EngineError::Internal(e.to_string()))?
+            .map_err(|e| EngineError::Internal(format!("cannot create {}: {e}", dir.display())))?;
+        let parts: Vec<PathBuf> = (0..self.spec.partitions).map(|i| dir.join(format!(".{name}.part{i}"))).collect();
+        let mut pending = Vec::with_capacity(parts.len());
+        for (p, path) in self.partitions.iter().zip(&parts) {
+            let (tx, rx) = oneshot::channel();
+            let msg = PartitionMsg::Snapshot(PartitionSnapshot { path: path.to_string_lossy().into_owned() }, tx);
+            if let Err(e) = p.try_send(msg) {
+                snapshots::remove_quietly(&parts);
+                return Err(e);
+            }
+            pending.push((p.clone(), rx));
+        }
+        let mut failure = None;
+        for (p, rx) in pending {
+            match rx.await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => failure = failure.or(Some(e)),
+                Err(_) => failure = failure.or(Some(p.unavailable())),
+            }
+        }
+        if let Some(e) = failure {
+            snapshots::remove_quietly(&parts);
+            return Err(e);
+        }
+        let spec = (*self.spec).clone();
+        let target = dir.join(&name);
+        tokio::task::spawn_blocking(move || {
+            let result = snapshots::write_archive(&target, &spec, &parts);
+            snapshots::remove_quietly(&parts);
+            result
+        })
+        .await
+        .map_err(|e| EngineError::Internal(e.to_string()))?
+    }
+
+    /// The collection's snapshot files, oldest first.
+    pub fn list_snapshots(&self) -> Result<Vec<SnapshotDescription>, EngineError> {
+        snapshots::list(&self.snapshot_storage()?.snapshots_dir)
+    }
+
+    /// The file of a snapshot, to download it. Only names that [`Collection::list_snapshots`]
+    /// shows are accepted.
+    pub fn snapshot_path(&self, name: &str) -> Result<PathBuf, EngineError> {
+        snapshots::path_of(&self.snapshot_storage()?.snapshots_dir, name)
+    }
+
+    /// Deletes a snapshot file; false when there was none of that name.
+    pub fn delete_snapshot(&self, name: &str) -> Result<bool, EngineError> {
+        let dir = &self.snapshot_storage()?.snapshots_dir;
+        match snapshots::path_of(dir, name) {
+            Ok(path) => {
+                std::fs::remove_file(&path)
+                    .and_then(|()| crate::partition::sync_dir(dir))
+                    .map_err(|e| EngineError::Internal(format!("cannot delete {}: {e}", path.display())))?;
+                Ok(true)
+            }
+            Err(EngineError::InvalidInput(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sends [`PartitionSnapshot`] to one partition: it writes its image (points, payloads,
+    /// index graph; the durable snapshot format) to the file `req.path`.
+    pub async fn partition_snapshot(
+        &self,
+        partition: usize,
+        req: PartitionSnapshot,
+    ) -> Result<IndexStats, EngineError> {
+        self.ask_partition(partition, |tx| PartitionMsg::Snapshot(req, tx)).await
+    }
+
+    /// Sends [`PartitionRestore`] to one partition: it replaces its points with the image
+    /// at `req.path`, validated completely first, and records the new state durably.
+    pub async fn partition_restore(&self, partition: usize, req: PartitionRestore) -> Result<IndexStats, EngineError> {
+        self.ask_partition(partition, |tx| PartitionMsg::Restore(req, tx)).await
+    }
+
+    async fn ask_partition<T>(
+        &self,
+        partition: usize,
+        msg: impl FnOnce(Reply<T>) -> PartitionMsg,
+    ) -> Result<T, EngineError> {
+        let p = self.partitions.get(partition).ok_or_else(|| {
+            EngineError::invalid(format!(
+                "partition {partition} does not exist (the collection has {})",
+                self.spec.partitions
+            ))
+        })?;
+        let (tx, rx) = oneshot::channel();
+        p.try_send(msg(tx))?;
+        rx.await.map_err(|_| p.unavailable())?
+    }
+
+    /// Rewrites `collection.json` with the current index schemas (durable collections), so
+    /// that payload and text indexes come back after a restart of the process.
+    async fn persist_schemas(&self) -> Result<(), EngineError> {
+        let Some(storage) = self.storage.clone() else { return Ok(()) };
+        let schemas = crate::db::Schemas {
+            fields: self.schema.read().expect("the schema lock is never held across a panic").clone(),
+            text: self.text_schema(),
+        };
+        let spec = (*self.spec).clone();
+        tokio::task::spawn_blocking(move || crate::db::write_meta_with(&storage.dir, &spec, &schemas))
+            .await
+            .map_err(|e| EngineError::Internal(e.to_string()))?
+    }
+
+    fn snapshot_storage(&self) -> Result<&CollectionStorage, EngineError> {
+        self.storage
+            .as_deref()
+            .ok_or_else(|| EngineError::invalid("snapshots need a database opened on a data directory"))
     }
 
     pub fn spec(&self) -> &CollectionSpec {
@@ -302,6 +503,7 @@ impl Collection {
             return Err(EngineError::invalid("field_name must not be empty"));
         }
         self.schema.write().expect("the schema lock is never held across a panic").insert(key.to_string(), kind);
+        self.persist_schemas().await?;
         let key = key.to_string();
         self.call(|reply| CollectionMsg::FieldIndex { key, kind: Some(kind), reply }).await.map(|_| ())
     }
@@ -309,6 +511,8 @@ impl Collection {
     /// Stops indexing a payload field. Returns false when it was not indexed.
     pub async fn drop_field_index(&self, key: &str) -> Result<bool, EngineError> {
         let existed = self.schema.write().expect("the schema lock is never held across a panic").remove(key).is_some();
+        self.text_schema.write().expect("the schema lock is never held across a panic").remove(key);
+        self.persist_schemas().await?;
         let key = key.to_string();
         self.call(|reply| CollectionMsg::FieldIndex { key, kind: None, reply }).await?;
         Ok(existed)
@@ -326,6 +530,7 @@ impl Collection {
             .write()
             .expect("the schema lock is never held across a panic")
             .insert(key.to_string(), config.clone());
+        self.persist_schemas().await?;
         let key = key.to_string();
         self.call(|reply| CollectionMsg::TextIndex { key, config, reply }).await.map(|_| ())
     }
@@ -514,16 +719,38 @@ impl Collection {
     }
 }
 
+/// `<collection dir>/partitions/<id>`.
+pub(crate) fn partition_dir(collection_dir: &Path, id: usize) -> PathBuf {
+    collection_dir.join("partitions").join(id.to_string())
+}
+
 struct CollectionActor {
     metric: Metric,
     partitions: Vec<PartitionRef>,
     threads: Vec<JoinHandle<()>>,
     engine: Arc<EngineConfig>,
+    /// How often partitions get a [`PartitionMsg::Tick`] (durable collections only).
+    tick: Option<Duration>,
 }
 
 impl CollectionActor {
     async fn run(mut self, mut rx: mpsc::Receiver<CollectionMsg>) {
-        while let Some(msg) = rx.recv().await {
+        let mut tick = self.tick.map(|d| tokio::time::interval_at(Instant::now() + d, d));
+        loop {
+            let msg = match tick.as_mut() {
+                Some(t) => tokio::select! {
+                    m = rx.recv() => m,
+                    _ = t.tick() => {
+                        for p in &self.partitions {
+                            // A full mailbox has writes coming: the partition checks then.
+                            let _ = p.try_send(PartitionMsg::Tick);
+                        }
+                        continue;
+                    }
+                },
+                None => rx.recv().await,
+            };
+            let Some(msg) = msg else { break };
             match msg {
                 CollectionMsg::Write { ops, wait, reply } => self.route_write(ops, wait, reply),
                 CollectionMsg::Search { req, reply } => self.scatter_search(req, reply),

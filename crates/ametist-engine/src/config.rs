@@ -113,6 +113,32 @@ pub struct EngineConfig {
     pub max_batch: usize,
     /// Largest `limit` (+ `offset`) a search may ask for.
     pub max_limit: usize,
+    /// Write-ahead log and snapshot settings of databases opened on a directory.
+    pub storage: StorageOptions,
+}
+
+/// How a durable partition logs and snapshots (the server's `storage` section).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StorageOptions {
+    /// A partition writes a snapshot (and then drops the log it covers) once this many bytes
+    /// were logged since its last snapshot.
+    pub snapshot_wal_bytes: u64,
+    /// ... or once this much time passed since its last snapshot, if it was written to since.
+    #[serde(with = "humantime_serde")]
+    pub snapshot_interval: Duration,
+    /// Size of a WAL segment file before the log rolls over to a new one.
+    pub wal_segment_bytes: u64,
+}
+
+impl Default for StorageOptions {
+    fn default() -> Self {
+        StorageOptions {
+            snapshot_wal_bytes: 64 << 20,
+            snapshot_interval: Duration::from_secs(600),
+            wal_segment_bytes: 64 << 20,
+        }
+    }
 }
 
 impl Default for EngineConfig {
@@ -128,6 +154,7 @@ impl Default for EngineConfig {
             allow_partial_results: false,
             max_batch: 10_000,
             max_limit: 10_000,
+            storage: StorageOptions::default(),
         }
     }
 }

@@ -13,17 +13,32 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Durability: in this version every collection lives in memory, in on-disk mode too. A
-//! write acknowledged with `wait` survives the restart of a failed partition actor, not a
-//! restart of the process. The write-ahead log and snapshots (issue 4) change that.
+//! Durability: [`Ametist::open`] keeps every collection on disk (see `docs/storage.md`): a
+//! write acknowledged with `wait` is in its partition's write-ahead log and fsynced; on
+//! start every collection is re-opened and each partition recovers its last snapshot plus
+//! the log after it before it takes requests. [`Ametist::in_memory`] keeps everything in
+//! memory: writes survive the restart of a failed partition actor, not of the process.
+//!
+//! Layout of a data directory:
+//!
+//! ```text
+//! <data_dir>/collections/<name>/collection.json           the collection's settings
+//! <data_dir>/collections/<name>/partitions/<id>/wal/       write-ahead log segments
+//! <data_dir>/collections/<name>/partitions/<id>/snapshots/ the partition's snapshots
+//! <data_dir>/snapshots/<name>/*.snapshot                   collection snapshots (downloads)
+//! ```
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use crate::collection::Collection;
+use serde::{Deserialize, Serialize};
+
+use crate::collection::{partition_dir, Collection, CollectionSpec, CollectionStorage};
 use crate::config::{CollectionConfig, EngineConfig};
 use crate::error::EngineError;
+use crate::partition::{sync_dir, write_file_atomically};
+use crate::snapshots;
 
 /// An Ametist database: a set of named collections. Cheap to clone; clones share state.
 /// Must be used from within a tokio runtime.
@@ -36,7 +51,34 @@ struct Inner {
     config: Arc<EngineConfig>,
     data_dir: Option<PathBuf>,
     collections: RwLock<BTreeMap<String, Collection>>,
+    /// Serialises creating, deleting and restoring collections (they change directories).
+    ddl: tokio::sync::Mutex<()>,
 }
+
+/// `collection.json`: what a collection is, written when it is created.
+#[derive(Debug, Serialize, Deserialize)]
+struct CollectionMeta {
+    format: u32,
+    #[serde(flatten)]
+    spec: CollectionSpec,
+    /// Indexed payload fields and full-text indexed fields (rewritten when they change).
+    #[serde(default)]
+    payload_schema: Schemas,
+}
+
+/// A collection's payload indexes and text indexes, as `collection.json` keeps them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct Schemas {
+    #[serde(default)]
+    pub fields: BTreeMap<String, ametist_core::payload_index::FieldType>,
+    #[serde(default)]
+    pub text: BTreeMap<String, ametist_core::text::TextIndexConfig>,
+}
+
+const META_FILE: &str = "collection.json";
+const META_FORMAT: u32 = 1;
+/// A restored collection, complete on disk, waiting to replace `<name>`.
+const READY_PREFIX: &str = ".ready-";
 
 impl Ametist {
     /// A database that lives in memory only.
@@ -46,26 +88,111 @@ impl Ametist {
                 config: Arc::new(config),
                 data_dir: None,
                 collections: RwLock::new(BTreeMap::new()),
+                ddl: tokio::sync::Mutex::new(()),
             }),
         }
     }
 
-    /// A database rooted at `dir`, created if missing. See the module docs for what is
-    /// kept on disk in this version.
-    pub fn open(dir: impl AsRef<Path>, config: EngineConfig) -> Result<Self, EngineError> {
-        let dir = dir.as_ref();
-        std::fs::create_dir_all(dir)
-            .map_err(|e| EngineError::Internal(format!("cannot create data directory {}: {e}", dir.display())))?;
-        let db = Ametist::in_memory(config);
-        Ok(Ametist {
+    /// A database rooted at `dir`, created if missing. Every collection found there is
+    /// re-opened, and this returns once each of its partitions has recovered (loaded its
+    /// last snapshot and replayed its log) or stopped. A partition whose data cannot be read
+    /// is stopped with a message naming the file (shown on the partitions route and logged);
+    /// the others serve.
+    pub async fn open(dir: impl AsRef<Path>, config: EngineConfig) -> Result<Self, EngineError> {
+        let dir = dir.as_ref().to_path_buf();
+        let io =
+            |what: &str, p: &Path, e: std::io::Error| EngineError::Internal(format!("{what} {}: {e}", p.display()));
+        let collections_dir = dir.join("collections");
+        for d in [&dir, &collections_dir, &dir.join("snapshots")] {
+            create_dir_durable(d).map_err(|e| io("cannot create data directory", d, e))?;
+        }
+        let db = Ametist {
             inner: Arc::new(Inner {
-                config: db.inner.config.clone(),
-                data_dir: Some(dir.to_path_buf()),
+                config: Arc::new(config),
+                data_dir: Some(dir.clone()),
                 collections: RwLock::new(BTreeMap::new()),
+                ddl: tokio::sync::Mutex::new(()),
             }),
-        })
+        };
+        let (mut names, mut hidden) = (Vec::new(), Vec::new());
+        for entry in std::fs::read_dir(&collections_dir).map_err(|e| io("cannot list", &collections_dir, e))? {
+            let entry = entry.map_err(|e| io("cannot list", &collections_dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = entry.path();
+            if let Some(restored) = name.strip_prefix(READY_PREFIX) {
+                // A restore that was complete on disk when the process stopped: finish it.
+                let target = collections_dir.join(restored);
+                remove_dir_durably(&target)?;
+                std::fs::rename(&path, &target)
+                    .and_then(|()| sync_dir(&collections_dir))
+                    .map_err(|e| io("cannot finish restoring", &target, e))?;
+                tracing::info!(collection = restored, "finished a restore interrupted by a stop");
+                names.push(restored.to_string());
+            } else if name.starts_with('.') {
+                hidden.push(path);
+            } else if path.is_dir() {
+                names.push(name);
+            }
+        }
+        for path in hidden {
+            // A deletion, or a restore that was not complete, interrupted by a crash.
+            if path.exists() {
+                tracing::info!(path = %path.display(), "removing leftover of an interrupted delete or restore");
+                std::fs::remove_dir_all(&path).map_err(|e| io("cannot remove", &path, e))?;
+            }
+        }
+        sync_dir(&collections_dir).map_err(|e| io("cannot fsync", &collections_dir, e))?;
+        names.sort();
+        names.dedup();
+        let started = std::time::Instant::now();
+        for name in names {
+            let meta_path = collections_dir.join(&name).join(META_FILE);
+            let meta: CollectionMeta = match std::fs::read(&meta_path) {
+                Ok(bytes) => serde_json::from_slice(&bytes)
+                    .map_err(|e| EngineError::Internal(format!("cannot read {}: {e}", meta_path.display())))?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    // A creation interrupted before its settings were durable: nothing in it
+                    // was ever acknowledged.
+                    tracing::warn!(path = %meta_path.display(), "collection directory without settings ignored");
+                    continue;
+                }
+                Err(e) => return Err(io("cannot read", &meta_path, e)),
+            };
+            if meta.format != META_FORMAT {
+                return Err(EngineError::Internal(format!(
+                    "{} has format {}, this build reads {META_FORMAT}",
+                    meta_path.display(),
+                    meta.format
+                )));
+            }
+            let mut spec = meta.spec;
+            spec.name = name.clone();
+            let c =
+                Collection::start_with(spec, db.inner.config.clone(), Some(db.storage_of(&name)), meta.payload_schema)?;
+            db.write().insert(name, c);
+        }
+        // Partitions recover in parallel, each on its own thread.
+        let all: Vec<(String, Collection)> = db.read().iter().map(|(n, c)| (n.clone(), c.clone())).collect();
+        for (name, c) in &all {
+            for stopped in c.wait_recovered().await {
+                tracing::error!(
+                    collection = %name,
+                    partition = stopped.id,
+                    reason = stopped.stop_reason.as_deref().unwrap_or("?"),
+                    "partition could not recover and is stopped"
+                );
+            }
+        }
+        if !all.is_empty() {
+            tracing::info!(collections = all.len(), ms = started.elapsed().as_millis() as u64, "collections recovered");
+        }
+        Ok(db)
     }
 
+    fn storage_of(&self, name: &str) -> CollectionStorage {
+        let root = self.inner.data_dir.as_ref().expect("only durable databases have storage");
+        CollectionStorage { dir: root.join("collections").join(name), snapshots_dir: root.join("snapshots").join(name) }
+    }
     pub fn config(&self) -> &EngineConfig {
         &self.inner.config
     }
@@ -75,14 +202,27 @@ impl Ametist {
     }
 
     /// Creates a collection and starts its partitions.
+    /// With a data directory, the collection's settings are durable (`collection.json`,
+    /// written atomically) before this returns.
     pub async fn create_collection(&self, name: &str, config: CollectionConfig) -> Result<(), EngineError> {
         validate_name(name)?;
+        let _ddl = self.inner.ddl.lock().await;
         // Checked before starting anything, and again under the lock below, so that a
         // duplicate costs nothing and a race between two creators leaves one collection.
         if self.read().contains_key(name) {
             return Err(EngineError::CollectionExists(name.to_string()));
         }
-        let collection = Collection::start(name, &config, self.inner.config.clone())?;
+        let spec = Collection::resolve(name, &config, &self.inner.config)?;
+        let storage = match self.inner.data_dir {
+            Some(_) => {
+                let storage = self.storage_of(name);
+                let (dir, spec) = (storage.dir.clone(), spec.clone());
+                blocking(move || write_meta(&dir, &spec)).await?;
+                Some(storage)
+            }
+            None => None,
+        };
+        let collection = Collection::start(spec, self.inner.config.clone(), storage)?;
         let lost_race = {
             let mut map = self.write();
             if map.contains_key(name) {
@@ -111,16 +251,101 @@ impl Ametist {
     }
 
     /// Deletes a collection and stops its partitions. Returns false when there was none.
+    /// On disk, the collection's directory is first renamed to a hidden tombstone (durably),
+    /// then removed: a crash in between finishes the removal at the next start. The
+    /// collection's snapshot files (`<data_dir>/snapshots/<name>`) are kept.
     pub async fn delete_collection(&self, name: &str) -> Result<bool, EngineError> {
+        let _ddl = self.inner.ddl.lock().await;
+        self.delete_locked(name).await
+    }
+
+    async fn delete_locked(&self, name: &str) -> Result<bool, EngineError> {
         let removed = self.write().remove(name);
         match removed {
             Some(c) => {
                 c.stop().await;
+                if let Some(dir) = c.is_durable().then(|| self.storage_of(name).dir) {
+                    blocking(move || remove_dir_durably(&dir)).await?;
+                }
                 tracing::info!(collection = name, "deleted collection");
                 Ok(true)
             }
             None => Ok(false),
         }
+    }
+
+    /// Creates collection `name` from a collection snapshot file (as written by
+    /// [`Collection::create_snapshot`]), replacing an existing collection of that name. The
+    /// file is read and validated completely first: a bad file changes nothing. The new
+    /// collection's files are prepared in a hidden directory and swapped in with renames, so a
+    /// crash leaves either the old collection or the restored one.
+    pub async fn restore_collection(&self, name: &str, file: impl AsRef<Path>) -> Result<(), EngineError> {
+        validate_name(name)?;
+        if self.inner.data_dir.is_none() {
+            return Err(EngineError::invalid("restoring a snapshot needs a database opened on a data directory"));
+        }
+        let file = file.as_ref().to_path_buf();
+        let (mut spec, images) = blocking(move || snapshots::read_archive(&file)).await?;
+        spec.name = name.to_string();
+        let _ddl = self.inner.ddl.lock().await;
+        let storage = self.storage_of(name);
+        let staging = storage.dir.with_file_name(format!(".restore-{name}-{}", unique()));
+        {
+            let (staging_dir, spec) = (staging.clone(), spec.clone());
+            blocking(move || {
+                let staging = staging_dir;
+                let internal =
+                    |e: std::io::Error| EngineError::Internal(format!("restore into {}: {e}", staging.display()));
+                write_meta(&staging, &spec)?;
+                for (id, mut image) in images.into_iter().enumerate() {
+                    let snaps = ametist_storage::SnapshotStore::open(&partition_dir(&staging, id).join("snapshots"))
+                        .map_err(|e| EngineError::Internal(e.to_string()))?;
+                    let lsn = image.version.max(1);
+                    image.version = lsn;
+                    snaps
+                        .write(lsn, crate::store::SNAPSHOTS_KEPT, &mut |w| image.write_to(w))
+                        .map_err(|e| EngineError::Internal(e.to_string()))?;
+                }
+                sync_dir(&staging.join("partitions")).map_err(internal)?;
+                Ok(())
+            })
+            .await
+            .inspect_err(|_| {
+                let _ = std::fs::remove_dir_all(&staging);
+            })?;
+        }
+        // Complete on disk: from here on, a restart finishes the restore.
+        let ready = storage.dir.with_file_name(format!("{READY_PREFIX}{name}"));
+        {
+            let (staging, ready) = (staging.clone(), ready.clone());
+            blocking(move || {
+                remove_dir_durably(&ready)?;
+                std::fs::rename(&staging, &ready)
+                    .and_then(|()| sync_dir(ready.parent().expect("collections dir")))
+                    .map_err(|e| EngineError::Internal(format!("restore into {}: {e}", ready.display())))
+            })
+            .await?;
+        }
+        self.delete_locked(name).await?;
+        let target = storage.dir.clone();
+        blocking(move || {
+            std::fs::rename(&ready, &target)
+                .and_then(|()| sync_dir(target.parent().expect("collections dir")))
+                .map_err(|e| EngineError::Internal(format!("restore into {}: {e}", target.display())))
+        })
+        .await?;
+        let collection = Collection::start(spec, self.inner.config.clone(), Some(storage))?;
+        let stopped = collection.wait_recovered().await;
+        self.write().insert(name.to_string(), collection);
+        if let Some(p) = stopped.first() {
+            return Err(EngineError::Internal(format!(
+                "restored collection `{name}`, but partition {} could not start: {}",
+                p.id,
+                p.stop_reason.as_deref().unwrap_or("?")
+            )));
+        }
+        tracing::info!(collection = name, "restored collection from a snapshot");
+        Ok(())
     }
 
     /// Stops every collection and waits for the partition threads to finish.
@@ -140,7 +365,66 @@ impl Ametist {
     }
 }
 
-/// Collection names become directory names later, so they are kept to a safe alphabet.
+/// Runs blocking file work off the async runtime.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, EngineError> + Send + 'static,
+) -> Result<T, EngineError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| EngineError::Internal(format!("file task failed: {e}")))?
+}
+
+fn unique() -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    format!("{}-{nanos}", std::process::id())
+}
+
+/// Creates a directory (and parents), fsyncing the parent of each level it created.
+fn create_dir_durable(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        create_dir_durable(parent)?;
+    }
+    match std::fs::create_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    sync_dir(dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")))
+}
+
+/// Creates the collection directory and writes `collection.json` atomically.
+fn write_meta(dir: &Path, spec: &CollectionSpec) -> Result<(), EngineError> {
+    write_meta_with(dir, spec, &Schemas::default())
+}
+
+/// Writes `collection.json` (settings and index schemas) atomically.
+pub(crate) fn write_meta_with(dir: &Path, spec: &CollectionSpec, schemas: &Schemas) -> Result<(), EngineError> {
+    let meta = CollectionMeta { format: META_FORMAT, spec: spec.clone(), payload_schema: schemas.clone() };
+    let bytes = serde_json::to_vec_pretty(&meta).map_err(|e| EngineError::Internal(e.to_string()))?;
+    create_dir_durable(dir)
+        .and_then(|()| write_file_atomically(&dir.join(META_FILE), &mut |w| w.write_all(&bytes)))
+        .map_err(|e| EngineError::Internal(format!("cannot write {}: {e}", dir.join(META_FILE).display())))
+}
+
+/// Renames `dir` to a hidden tombstone next to it, durably, then removes the tombstone.
+fn remove_dir_durably(dir: &Path) -> Result<(), EngineError> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    let name = dir.file_name().unwrap_or_default().to_string_lossy().into_owned();
+    let tomb = dir.with_file_name(format!(".deleted-{name}-{}", unique()));
+    let parent = dir.parent().unwrap_or(Path::new("."));
+    std::fs::rename(dir, &tomb)
+        .and_then(|()| sync_dir(parent))
+        .map_err(|e| EngineError::Internal(format!("cannot delete {}: {e}", dir.display())))?;
+    if let Err(e) = std::fs::remove_dir_all(&tomb) {
+        tracing::warn!(path = %tomb.display(), error = %e, "could not remove a deleted collection's files; retried at start");
+    }
+    Ok(())
+}
+
+/// Collection names become directory names, so they are kept to a safe alphabet.
 fn validate_name(name: &str) -> Result<(), EngineError> {
     if name.is_empty() {
         return Err(EngineError::invalid("collection name must not be empty"));

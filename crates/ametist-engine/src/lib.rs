@@ -22,12 +22,14 @@
 //! requests. Coordinators (`CollectionActor`) are tokio tasks; they never compute, they
 //! only route and wait.
 
+pub mod codec;
 pub mod collection;
 pub mod config;
 pub mod db;
 pub mod error;
 pub mod messages;
 pub mod partition;
+pub mod snapshots;
 pub mod store;
 pub mod supervisor;
 

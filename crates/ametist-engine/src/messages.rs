@@ -292,13 +292,15 @@ pub struct IndexStats {
     pub payload_fields: Vec<(String, FieldType, usize)>,
 }
 
-/// Writes the partition's points to a file at `path`.
+/// Writes the partition's image (points, payloads, index graph and vectors, checksummed; the
+/// format of durable snapshots, see `codec`) to a file at `path`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionSnapshot {
     pub path: String,
 }
 
-/// Replaces the partition's points with those of a snapshot file at `path`.
+/// Replaces the partition's points with those of an image file at `path` (written by
+/// [`PartitionSnapshot`]); the file is validated completely before anything changes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionRestore {
     pub path: String,
@@ -358,6 +360,9 @@ pub enum PartitionMsg {
     Snapshot(PartitionSnapshot, Reply<IndexStats>),
     Restore(PartitionRestore, Reply<IndexStats>),
     Fault(Fault),
+    /// A periodic wake-up from the coordinator: the partition checks whether a snapshot is
+    /// due (by time) even when no write arrives.
+    Tick,
     /// Finish the messages before this one, then stop the actor.
     Stop,
 }

@@ -6,10 +6,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write as _;
+use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio::sync::mpsc;
 
 use ametist_core::filter::Filter;
@@ -19,13 +20,14 @@ use ametist_core::payload_index::{values_at, FieldType, PayloadIndex};
 use ametist_core::text::{TextIndex, TextIndexConfig};
 use ametist_core::{vector, Metric, Payload, PointId};
 
+use crate::codec::{self, PartitionImage};
 use crate::config::{IndexConfig, IndexKind, SupervisionPolicy};
 use crate::error::EngineError;
 use crate::messages::{
-    DeleteVector, Fault, FilterAction, IndexStats, PartitionMsg, PartitionRestore, PartitionSnapshot, Record,
+    DeleteVector, Fault, FilterAction, IndexStats, PartitionMsg, PartitionRestore, PartitionSnapshot, Record, Reply,
     ScoredDoc, ScrollRequest, SearchRequest, TextSearchRequest, WriteAck, WriteOp,
 };
-use crate::store::{PartitionStore, StoredPoint};
+use crate::store::{Base, PartitionStore};
 use crate::supervisor::{supervise, ActorState, PartitionStatus, RunEnd};
 
 /// A stable handle to a partition actor. It stays valid across restarts: the supervisor
@@ -173,15 +175,23 @@ struct PartitionActor {
     payload_index: PayloadIndex,
     /// BM25 indexes by payload key.
     text_indexes: BTreeMap<String, TextIndex>,
+    /// The last operation applied; with a durable store, the LSN of its WAL record.
     version: u64,
+    /// Writes applied and appended to the store, waiting for the group's commit.
+    pending: Vec<(Reply<WriteAck>, WriteAck)>,
 }
+
+/// How many queued messages one group commit takes at most.
+const GROUP_MAX: usize = 256;
 
 /// How many points a filter is tried on to estimate how many match.
 const FILTER_SAMPLE: usize = 256;
 
 impl PartitionActor {
-    /// Builds the actor's state from its store.
+    /// Builds the actor's state from its store: the snapshot (or points) it holds, then
+    /// the log after it, batch by batch.
     fn recover(spec: &PartitionSpec, store: Arc<dyn PartitionStore>) -> Result<Self, String> {
+        let started = std::time::Instant::now();
         let recovered = store.recover().map_err(|e| e.to_string())?;
         let mut actor = PartitionActor {
             spec: spec.clone(),
@@ -191,31 +201,192 @@ impl PartitionActor {
             index: Hnsw::new(spec.metric, spec.dim, hnsw_params(&spec.index)),
             payload_index: PayloadIndex::new(),
             text_indexes: BTreeMap::new(),
-            version: recovered.version,
+            version: 0,
+            pending: Vec::new(),
         };
-        let text_schema = spec.text_schema.read().expect("the schema lock is never held across a panic").clone();
-        for (key, config) in text_schema {
-            let index = TextIndex::new(config).map_err(|e| format!("text index `{key}`: {e}"))?;
-            actor.text_indexes.insert(key, index);
-        }
-        // Field indexes first, empty: inserting the points fills them.
+        // Field indexes first, empty: inserting the points (or adopting an image) fills them.
         let schema = spec.payload_schema.read().expect("the schema lock is never held across a panic").clone();
         for (key, kind) in schema {
             actor.payload_index.create_field(&key, kind, std::iter::empty());
         }
-        actor.insert_fresh(recovered.points.into_iter().map(|(id, p)| (id, p.vector, p.payload, p.version)).collect());
-        tracing::debug!(partition = %format!("{}/{}", spec.collection, spec.id), points = actor.slots.len(), "recovered");
+        actor.reset_text_indexes()?;
+        let from_snapshot = matches!(recovered.base, Base::Image(_));
+        match recovered.base {
+            Base::Empty => {}
+            Base::Points(points) => {
+                actor.insert_fresh(points.into_iter().map(|(id, p)| (id, p.vector, p.payload, p.version)).collect())
+            }
+            Base::Image(image) => actor.adopt(*image)?,
+        }
+        let replayed = recovered.replay.len();
+        for (lsn, ops) in recovered.replay {
+            actor.check(&ops).map_err(|e| format!("WAL record {lsn} does not apply to the state before it: {e}"))?;
+            actor.apply(ops, lsn);
+        }
+        actor.version = recovered.version;
+        let level = if actor.store.is_durable() { tracing::Level::INFO } else { tracing::Level::DEBUG };
+        let partition = format!("{}/{}", spec.collection, spec.id);
+        let (points, ms) = (actor.slots.len(), started.elapsed().as_millis() as u64);
+        if level == tracing::Level::INFO {
+            tracing::info!(%partition, points, version = actor.version, from_snapshot, replayed, ms, "recovered");
+        } else {
+            tracing::debug!(%partition, points, version = actor.version, from_snapshot, replayed, ms, "recovered");
+        }
         Ok(actor)
     }
 
-    fn run(&mut self, rx: &mut mpsc::Receiver<PartitionMsg>) -> RunEnd {
-        while let Some(msg) = rx.blocking_recv() {
-            if let PartitionMsg::Stop = msg {
-                return RunEnd::Stopped;
-            }
-            self.handle(msg);
+    /// Replaces the state with a snapshot image (whose entries and index were validated).
+    fn adopt(&mut self, image: PartitionImage) -> Result<(), String> {
+        if image.dim != self.spec.dim || image.metric != self.spec.metric {
+            return Err(format!(
+                "the snapshot holds {}-dimensional {:?} vectors, the partition {}-dimensional {:?}",
+                image.dim, image.metric, self.spec.dim, self.spec.metric
+            ));
         }
+        let PartitionImage { entries, mut index, version, .. } = image;
+        index.set_ef_search(self.spec.index.ef_search);
+        self.slots.clear();
+        self.entries.clear();
+        self.entries.resize_with(index.slots(), || None);
+        for e in entries {
+            self.slots.insert(e.id.clone(), e.slot);
+            self.entries[e.slot as usize] = Some(Entry { id: e.id, version: e.version, payload: e.payload });
+        }
+        self.index = index;
+        self.version = version;
+        // Payload and text indexes are not in the image: rebuild them from the entries.
+        let fields = self.payload_index.fields();
+        self.payload_index = PayloadIndex::new();
+        for (key, kind) in fields {
+            self.create_field_index(&key, kind);
+        }
+        self.reset_text_indexes()?;
+        let live: Vec<(u32, Option<Payload>)> = self.live().map(|(s, e)| (s, e.payload.clone())).collect();
+        if !self.text_indexes.is_empty() {
+            for (slot, payload) in live {
+                self.index_text(slot, payload.as_ref());
+            }
+        }
+        Ok(())
+    }
+
+    /// Empty text indexes for every text field of the collection's schema.
+    fn reset_text_indexes(&mut self) -> Result<(), String> {
+        let text_schema = self.spec.text_schema.read().expect("the schema lock is never held across a panic").clone();
+        self.text_indexes.clear();
+        for (key, config) in text_schema {
+            let index = TextIndex::new(config).map_err(|e| format!("text index `{key}`: {e}"))?;
+            self.text_indexes.insert(key, index);
+        }
+        Ok(())
+    }
+
+    /// Takes messages until told to stop. Writes are grouped: the messages already queued
+    /// (up to [`GROUP_MAX`]) are taken together, each write is checked, appended to the store
+    /// and applied, then one commit makes the group durable and only then are the writes
+    /// acknowledged. Reads in the group are answered at once and may see writes of the group
+    /// that are applied but not yet committed. Any other message commits the group first.
+    fn run(&mut self, rx: &mut mpsc::Receiver<PartitionMsg>) -> RunEnd {
+        while let Some(first) = rx.blocking_recv() {
+            let mut next = Some(first);
+            let mut taken = 0;
+            while let Some(msg) = next.take() {
+                taken += 1;
+                match msg {
+                    PartitionMsg::Write(ops, reply) => match self.write(ops) {
+                        Ok(ack) => self.pending.push((reply, ack)),
+                        Err(e) => {
+                            let _ = reply.send(Err(e));
+                        }
+                    },
+                    PartitionMsg::Stop => {
+                        self.commit_group();
+                        self.snapshot_on_stop();
+                        return RunEnd::Stopped;
+                    }
+                    msg @ (PartitionMsg::Search(..)
+                    | PartitionMsg::Get { .. }
+                    | PartitionMsg::Scroll(..)
+                    | PartitionMsg::Count(..)
+                    | PartitionMsg::TextStats { .. }
+                    | PartitionMsg::TextSearch(..)
+                    | PartitionMsg::Stats(..)) => self.handle(msg),
+                    msg => {
+                        self.commit_group();
+                        self.handle(msg);
+                    }
+                }
+                if taken < GROUP_MAX {
+                    next = rx.try_recv().ok();
+                }
+            }
+            self.commit_group();
+            if self.store.snapshot_due() {
+                if let Err(e) = self.take_snapshot() {
+                    tracing::error!(partition = %self.name(), error = %e, "periodic snapshot failed; the log is kept");
+                }
+                self.fail_if_store_failed();
+            }
+        }
+        self.commit_group();
         RunEnd::Stopped
+    }
+
+    fn name(&self) -> String {
+        format!("{}/{}", self.spec.collection, self.spec.id)
+    }
+
+    /// Commits the writes of the group and acknowledges them. If the commit fails, every
+    /// writer of the group gets an error and the actor fails, so that the supervisor rebuilds
+    /// it from what really is on disk (no fsync is retried on the same file).
+    fn commit_group(&mut self) {
+        if !self.pending.is_empty() {
+            match self.store.commit() {
+                Ok(()) => {
+                    for (reply, ack) in self.pending.drain(..) {
+                        let _ = reply.send(Ok(ack));
+                    }
+                }
+                Err(e) => {
+                    for (reply, _) in self.pending.drain(..) {
+                        let _ = reply.send(Err(e.clone()));
+                    }
+                    panic!("commit failed, writes not acknowledged: {e}");
+                }
+            }
+        }
+        self.fail_if_store_failed();
+    }
+
+    fn fail_if_store_failed(&mut self) {
+        if let Some(why) = self.store.failed() {
+            let e = EngineError::PartitionUnavailable { partition: self.spec.id, reason: why.clone() };
+            for (reply, _) in self.pending.drain(..) {
+                let _ = reply.send(Err(e.clone()));
+            }
+            panic!("storage failed: {why}");
+        }
+    }
+
+    /// A clean shutdown writes a snapshot when the log holds writes since the last one, so
+    /// that the next start does not replay them.
+    fn snapshot_on_stop(&mut self) {
+        if self.store.is_durable() && self.store.snapshot_due_on_stop() {
+            if let Err(e) = self.take_snapshot() {
+                tracing::warn!(partition = %self.name(), error = %e, "snapshot at shutdown failed; the log is kept");
+            }
+        }
+    }
+
+    /// Writes a durable snapshot of the committed state and lets the store drop the log it
+    /// covers.
+    fn take_snapshot(&mut self) -> Result<bool, EngineError> {
+        let version = self.version;
+        let entries: Vec<(u32, u64, &PointId, Option<&Payload>)> =
+            self.live().map(|(slot, e)| (slot, e.version, &e.id, e.payload.as_ref())).collect();
+        let (dim, metric, index) = (self.spec.dim, self.spec.metric, &self.index);
+        self.store
+            .snapshot(version, &mut |w| codec::write_image(w, dim, metric, version, entries.iter().copied(), index))
     }
 
     fn handle(&mut self, msg: PartitionMsg) {
@@ -223,9 +394,7 @@ impl PartitionActor {
             PartitionMsg::Search(req, reply) => {
                 let _ = reply.send(self.search(&req));
             }
-            PartitionMsg::Write(ops, reply) => {
-                let _ = reply.send(self.write(ops));
-            }
+            PartitionMsg::Write(..) => unreachable!("writes are grouped and committed by run"),
             PartitionMsg::Get { ids, with_payload, with_vector, reply } => {
                 let _ = reply.send(Ok(self.get(&ids, with_payload, with_vector)));
             }
@@ -272,8 +441,11 @@ impl PartitionActor {
                 let _ = reply.send(self.snapshot(&req));
             }
             PartitionMsg::Restore(req, reply) => {
-                let _ = reply.send(self.restore(&req));
+                let result = self.restore(&req);
+                let _ = reply.send(result);
+                self.fail_if_store_failed();
             }
+            PartitionMsg::Tick => {}
             PartitionMsg::Fault(Fault::Panic(msg)) => panic!("injected fault: {msg}"),
             PartitionMsg::Fault(Fault::Stall(d)) => std::thread::sleep(d),
             PartitionMsg::Stop => unreachable!("handled by run"),
@@ -391,13 +563,14 @@ impl PartitionActor {
 
     /// Applies a batch: expands filter ops, checks that every op applies, records the
     /// batch in the store, then changes the state. Either all of it applies or nothing.
+    /// The store only buffers the batch: the caller acknowledges it after the group's commit.
     fn write(&mut self, ops: Vec<WriteOp>) -> Result<WriteAck, EngineError> {
         let ops = self.expand_filter_ops(ops);
         self.check(&ops)?;
-        let version = self.version + 1;
-        if !ops.is_empty() {
-            self.store.append(version, &ops)?;
+        if ops.is_empty() {
+            return Ok(WriteAck { operation_id: self.version, completed: true });
         }
+        let version = self.store.append(&ops)?;
         self.version = version;
         self.apply(ops, version);
         Ok(WriteAck { operation_id: version, completed: true })
@@ -679,72 +852,67 @@ impl PartitionActor {
         }
     }
 
-    /// Writes every point to `path` (JSON lines behind a header), through a temporary file
-    /// that is flushed and renamed, so that `path` is either the old file or the new one.
+    /// Writes the partition's image (the durable snapshot format: points, payloads, the
+    /// index graph with its vectors, a checksum) to `path`, through a temporary file that is
+    /// fsynced and renamed, then the directory is fsynced: `path` is the old file or the new.
     fn snapshot(&self, req: &PartitionSnapshot) -> Result<IndexStats, EngineError> {
-        let io = |e: std::io::Error| EngineError::Internal(format!("snapshot to {}: {e}", req.path));
-        let tmp = format!("{}.tmp", req.path);
-        let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(io)?);
-        let header = SnapshotHeader { dim: self.spec.dim, metric: self.spec.metric, version: self.version };
-        serde_json::to_writer(&mut out, &header).map_err(|e| io(e.into()))?;
-        out.write_all(b"\n").map_err(io)?;
-        for (slot, e) in self.live() {
-            let line = SnapshotPoint {
-                id: e.id.clone(),
-                version: e.version,
-                vector: self.index.vector(slot).to_vec(),
-                payload: e.payload.clone(),
-            };
-            serde_json::to_writer(&mut out, &line).map_err(|e| io(e.into()))?;
-            out.write_all(b"\n").map_err(io)?;
-        }
-        let file = out.into_inner().map_err(|e| io(e.into_error()))?;
-        file.sync_all().map_err(io)?;
-        std::fs::rename(&tmp, &req.path).map_err(io)?;
+        let entries: Vec<(u32, u64, &PointId, Option<&Payload>)> =
+            self.live().map(|(slot, e)| (slot, e.version, &e.id, e.payload.as_ref())).collect();
+        let (dim, metric, version, index) = (self.spec.dim, self.spec.metric, self.version, &self.index);
+        write_file_atomically(Path::new(&req.path), &mut |w| {
+            codec::write_image(w, dim, metric, version, entries.iter().copied(), index)
+        })
+        .map_err(|e| EngineError::Internal(format!("snapshot to {}: {e}", req.path)))?;
         Ok(self.stats())
     }
 
-    /// Replaces the partition's points with those in the snapshot at `path`. The file is
-    /// read and checked completely before anything changes.
+    /// Replaces the partition's points with those of the image at `path`. The file is read
+    /// and validated completely before anything changes; then the store records the new
+    /// state durably (a snapshot past the log's end) and only then does the state change.
     fn restore(&mut self, req: &PartitionRestore) -> Result<IndexStats, EngineError> {
         let bad = |msg: String| EngineError::invalid(format!("snapshot {}: {msg}", req.path));
-        let text = std::fs::read_to_string(&req.path).map_err(|e| bad(e.to_string()))?;
-        let mut lines = text.lines();
-        let header: SnapshotHeader = serde_json::from_str(lines.next().ok_or_else(|| bad("empty file".into()))?)
-            .map_err(|e| bad(format!("bad header: {e}")))?;
-        if header.dim != self.spec.dim || header.metric != self.spec.metric {
+        let bytes = std::fs::read(&req.path).map_err(|e| bad(e.to_string()))?;
+        let mut image = PartitionImage::read(&bytes).map_err(|e| bad(e.to_string()))?;
+        drop(bytes);
+        if image.dim != self.spec.dim || image.metric != self.spec.metric {
             return Err(bad(format!(
                 "holds {}-dimensional {:?} vectors, this partition {}-dimensional {:?}",
-                header.dim, header.metric, self.spec.dim, self.spec.metric
+                image.dim, image.metric, self.spec.dim, self.spec.metric
             )));
         }
-        let mut points = Vec::new();
-        for (n, line) in lines.enumerate() {
-            let p: SnapshotPoint = serde_json::from_str(line).map_err(|e| bad(format!("line {}: {e}", n + 2)))?;
-            vector::validate(self.spec.dim, &p.vector).map_err(|e| bad(format!("line {}: {e}", n + 2)))?;
-            points.push((p.id, StoredPoint { vector: p.vector, payload: p.payload, version: p.version }));
-        }
-        let version = self.version.max(header.version) + 1;
-        self.store.reset(version, points.clone())?;
-        self.slots.clear();
-        self.entries.clear();
-        self.index = Hnsw::new(self.spec.metric, self.spec.dim, hnsw_params(&self.spec.index));
-        let fields = self.payload_index.fields();
-        self.payload_index = PayloadIndex::new();
-        for (key, kind) in fields {
-            self.payload_index.create_field(&key, kind, std::iter::empty());
-        }
-        let text_schema = self.spec.text_schema.read().expect("the schema lock is never held across a panic").clone();
-        self.text_indexes.clear();
-        for (key, config) in text_schema {
-            if let Ok(index) = TextIndex::new(config) {
-                self.text_indexes.insert(key, index);
-            }
-        }
+        let version = self.store.reset(&mut image)?;
+        self.adopt(image).map_err(EngineError::Internal)?;
         self.version = version;
-        self.insert_fresh(points.into_iter().map(|(id, p)| (id, p.vector, p.payload, p.version)).collect());
         Ok(self.stats())
     }
+}
+
+/// Writes a file crash-safely: `<path>.tmp`, fsync, rename over `path`, fsync the directory.
+pub(crate) fn write_file_atomically(
+    path: &Path,
+    write: &mut dyn FnMut(&mut dyn std::io::Write) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    let result = (|| {
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp)?);
+        write(&mut out)?;
+        out.flush()?;
+        let file = out.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result?;
+    sync_dir(path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")))
+}
+
+/// fsyncs a directory, so that entries created, renamed or removed in it are durable.
+pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
 }
 
 enum Plan {
@@ -774,19 +942,4 @@ fn build_threads(n: usize) -> usize {
     } else {
         std::thread::available_parallelism().map(|c| c.get()).unwrap_or(1)
     }
-}
-
-#[derive(Serialize, Deserialize)]
-struct SnapshotHeader {
-    dim: usize,
-    metric: Metric,
-    version: u64,
-}
-
-#[derive(Serialize, Deserialize)]
-struct SnapshotPoint {
-    id: PointId,
-    version: u64,
-    vector: Vec<f32>,
-    payload: Option<Payload>,
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_yaml_ng::Value;
 
-use ametist_engine::config::IndexConfig;
+use ametist_engine::config::{IndexConfig, StorageOptions};
 use ametist_engine::{EngineConfig, SupervisionPolicy};
 
 /// The whole configuration file.
@@ -102,11 +102,25 @@ impl Default for ServerConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct StorageConfig {
     pub data_dir: PathBuf,
+    /// A partition snapshots (and drops the log the snapshot covers) once this many bytes
+    /// were logged since its last snapshot.
+    pub snapshot_wal_bytes: u64,
+    /// ... or once this much time passed since its last snapshot, if it was written to.
+    #[serde(with = "humantime_serde")]
+    pub snapshot_interval: Duration,
+    /// Size of a write-ahead log segment file.
+    pub wal_segment_bytes: u64,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        StorageConfig { data_dir: PathBuf::from("./ametist-data") }
+        let s = StorageOptions::default();
+        StorageConfig {
+            data_dir: PathBuf::from("./ametist-data"),
+            snapshot_wal_bytes: s.snapshot_wal_bytes,
+            snapshot_interval: s.snapshot_interval,
+            wal_segment_bytes: s.wal_segment_bytes,
+        }
     }
 }
 
@@ -238,6 +252,12 @@ impl AmetistConfig {
         if self.limits.partition_mailbox == 0 || self.limits.collection_mailbox == 0 {
             return bad("limits.partition_mailbox and limits.collection_mailbox must be at least 1");
         }
+        if self.storage.snapshot_interval.is_zero() || self.storage.snapshot_wal_bytes == 0 {
+            return bad("storage.snapshot_interval and storage.snapshot_wal_bytes must be above 0");
+        }
+        if self.storage.wal_segment_bytes < 4096 {
+            return bad("storage.wal_segment_bytes must be at least 4096");
+        }
         if self.limits.max_batch == 0 || self.limits.max_limit == 0 {
             return bad("limits.max_batch and limits.max_limit must be at least 1");
         }
@@ -257,6 +277,11 @@ impl AmetistConfig {
             allow_partial_results: self.limits.allow_partial_results,
             max_batch: self.limits.max_batch,
             max_limit: self.limits.max_limit,
+            storage: StorageOptions {
+                snapshot_wal_bytes: self.storage.snapshot_wal_bytes,
+                snapshot_interval: self.storage.snapshot_interval,
+                wal_segment_bytes: self.storage.wal_segment_bytes,
+            },
         }
     }
 }

@@ -22,7 +22,9 @@ pub fn run(config: AmetistConfig) -> anyhow::Result<()> {
 }
 
 async fn serve(config: AmetistConfig) -> anyhow::Result<()> {
-    let db = Ametist::open(&config.storage.data_dir, config.engine())?;
+    let started = std::time::Instant::now();
+    let db = Ametist::open(&config.storage.data_dir, config.engine()).await?;
+    let recovery_ms = started.elapsed().as_millis() as u64;
     let addr = format!("{}:{}", config.server.host, config.server.port);
     let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
@@ -31,7 +33,9 @@ async fn serve(config: AmetistConfig) -> anyhow::Result<()> {
         address = %local,
         data_dir = %config.storage.data_dir.display(),
         partitions = config.partitions.count,
-        "ametist is serving (data is kept in memory in this version)"
+        collections = db.list_collections().len(),
+        recovery_ms,
+        "ametist is serving (durable: write-ahead log and snapshots in the data directory)"
     );
     let state = AppState { db: db.clone(), config: Arc::new(config) };
     let app = crate::metrics::install(router(state), db.clone());
