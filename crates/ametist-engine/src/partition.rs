@@ -473,14 +473,18 @@ impl PartitionActor {
             }
             _ => None,
         };
-        // When the indexes answer the filter exactly, the bitmap is the whole check.
-        let covered = allowed.is_some() && filter.is_some_and(|f| self.payload_index.covers(f));
+        // When the indexes answer the filter exactly, their candidates (or the bitmap of
+        // them) are the whole check: no payload is read.
+        let covered = filter.is_some_and(|f| self.payload_index.covers(f));
+        let scoring_candidates = matches!(plan, Plan::Candidates(_));
         let accept = |slot: u32| match (filter, self.entries.get(slot as usize)) {
             (_, None | Some(None)) => false,
             (None, Some(Some(_))) => true,
             (Some(f), Some(Some(e))) => match &allowed {
                 Some(bits) if covered => bits[slot as usize],
                 Some(bits) => bits[slot as usize] && f.matches(&e.id, e.payload.as_ref()),
+                // Candidates of a covered filter match by construction.
+                None if covered && scoring_candidates => true,
                 None => f.matches(&e.id, e.payload.as_ref()),
             },
         };

@@ -13,6 +13,7 @@ pub mod partitions;
 pub mod payload;
 pub mod points;
 pub mod selectors;
+pub mod snapshots;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -73,7 +74,11 @@ pub fn router(state: AppState) -> Router {
         .route("/collections/{name}/points/payload/clear", post(payload::clear))
         .route("/collections/{name}/index", put(payload::create_index))
         .route("/collections/{name}/index/{field}", delete(payload::delete_index))
-        .route("/collections/{name}/partitions", get(partitions::list));
+        .route("/collections/{name}/partitions", get(partitions::list))
+        .route("/collections/{name}/snapshots", get(snapshots::list).post(snapshots::create))
+        .route("/collections/{name}/snapshots/recover", put(snapshots::recover))
+        .route("/collections/{name}/snapshots/upload", post(snapshots::upload))
+        .route("/collections/{name}/snapshots/{snapshot}", get(snapshots::download).delete(snapshots::delete));
     // Qdrant routes Ametist does not serve yet: a 400 naming the feature, rather than a
     // 404 that a client could take for "collection not found".
     for (path, what) in [
@@ -88,8 +93,7 @@ pub fn router(state: AppState) -> Router {
         ("/collections/{name}/facet", "facet counts are"),
         ("/collections/{name}/points/search/matrix/pairs", "distance matrices are"),
         ("/collections/{name}/points/search/matrix/offsets", "distance matrices are"),
-        ("/collections/{name}/snapshots", "snapshots are"),
-        ("/snapshots", "snapshots are"),
+        ("/snapshots", "full-storage snapshots are"),
     ] {
         r = r.route(path, any(move || unsupported(what)));
     }
