@@ -6,7 +6,7 @@
 //! since the last periodic snapshot is replayed).
 //!
 //! ```text
-//! cargo run --release -p ametist-engine --example startup -- /work/bench-data/glove-50 [cosine] [partitions]
+//! cargo run --release -p ametist-engine --example startup -- DATA_DIR/glove-50 [cosine] [partitions]
 //! ```
 
 use std::path::{Path, PathBuf};
