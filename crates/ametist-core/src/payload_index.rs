@@ -199,9 +199,8 @@ impl PayloadIndex {
                     | (Match::Any { any: MatchList::Keywords(_) }, FieldType::Keyword)
                     | (Match::Any { any: MatchList::Integers(_) }, FieldType::Integer)
             ),
-            // A float index holds every number; an integer index only integers, so a range
-            // over it would miss float values.
-            (None, Some(RangeCondition::Number(_))) => field.kind == FieldType::Float,
+            // Integer and float indexes hold every number at the key.
+            (None, Some(RangeCondition::Number(_))) => matches!(field.kind, FieldType::Float | FieldType::Integer),
             _ => false,
         }
     }
@@ -272,7 +271,11 @@ fn extract(kind: FieldType, key: &str, payload: Option<&Payload>) -> Vec<Key> {
     let mut take = |v: &Value| {
         let k = match (kind, v) {
             (FieldType::Keyword, Value::String(s)) => Some(Key::Str(s.clone())),
-            (FieldType::Integer, Value::Number(n)) => n.as_i64().map(Key::Int),
+            // Non-integral numbers are kept too (as floats), so that a range over an
+            // integer index finds every number in it; equality only looks at integers.
+            (FieldType::Integer, Value::Number(n)) => {
+                n.as_i64().map(Key::Int).or_else(|| n.as_f64().map(|f| Key::Num(to_ordered(f))))
+            }
             (FieldType::Float, Value::Number(n)) => n.as_f64().map(|f| Key::Num(to_ordered(f))),
             (FieldType::Bool, Value::Bool(b)) => Some(Key::Bool(*b)),
             _ => None,
@@ -408,7 +411,7 @@ mod tests {
         assert!(idx.covers(&f(
             json!({"must": [{"key": "price", "range": {"lt": 3.0}}, {"key": "flag", "match": {"value": true}}]})
         )));
-        assert!(!idx.covers(&f(json!({"must": [{"key": "n", "range": {"lt": 3}}]}))), "integer index, range");
+        assert!(idx.covers(&f(json!({"must": [{"key": "n", "range": {"lt": 3}}]}))), "integer index, range");
         assert!(!idx.covers(&f(json!({"must": [{"key": "other", "match": {"value": 1}}]}))));
         assert!(!idx.covers(&f(json!({"must_not": [{"key": "color", "match": {"value": "red"}}]}))));
         assert!(!idx.covers(&f(json!({"must": [{"key": "color", "match": {"except": ["red"]}}]}))));
@@ -429,6 +432,20 @@ mod tests {
         assert_eq!(idx.points_with("n"), Some(99));
         assert!(idx.drop_field("color"));
         assert_eq!(idx.candidates(&red), None);
+    }
+
+    #[test]
+    fn integer_index_ranges_find_non_integral_numbers() {
+        let p: Vec<Payload> = [json!({"n": 1}), json!({"n": 2.5}), json!({"n": 7})]
+            .iter()
+            .map(|v| v.as_object().cloned().unwrap())
+            .collect();
+        let mut idx = PayloadIndex::new();
+        idx.create_field("n", FieldType::Integer, p.iter().enumerate().map(|(i, p)| (i as u32, Some(p))));
+        let range = Filter::from_value(json!({"must": [{"key": "n", "range": {"gt": 2}}]})).unwrap();
+        assert_eq!(idx.candidates(&range), Some(vec![1, 2]));
+        let eq = Filter::from_value(json!({"must": [{"key": "n", "match": {"value": 2}}]})).unwrap();
+        assert_eq!(idx.candidates(&eq), Some(vec![]));
     }
 
     #[test]
