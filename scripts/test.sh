@@ -9,5 +9,6 @@ cargo test --workspace --locked 2>&1
 
 if [ -d tests/python ]; then
     echo "== python tests (real qdrant-client against a real ametist serve)"
-    bash tests/python/run.sh
+    # The server binary `cargo test` built for the Rust integration tests.
+    AMETIST_BIN="$(realpath "${CARGO_TARGET_DIR:-target}")/debug/ametist" bash tests/python/run.sh
 fi

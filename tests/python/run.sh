@@ -38,9 +38,12 @@ if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; 
     echo "$want" > "$stamp"
 fi
 
-echo "== building ametist-server"
-cargo build -p ametist-server --locked 2>&1
-AMETIST_BIN="$(realpath "${CARGO_TARGET_DIR:-target}")/debug/ametist"
+# scripts/test.sh passes the binary `cargo test` just built (same features, no rebuild).
+if [ -z "${AMETIST_BIN:-}" ]; then
+    echo "== building ametist-server"
+    cargo build -p ametist-server --locked 2>&1
+    AMETIST_BIN="$(realpath "${CARGO_TARGET_DIR:-target}")/debug/ametist"
+fi
 export AMETIST_BIN
 [ -x "$AMETIST_BIN" ] || { echo "no ametist binary at $AMETIST_BIN" >&2; exit 1; }
 
