@@ -332,9 +332,9 @@ fn metric_code(m: Metric) -> u8 {
 }
 
 /// A writer that keeps the CRC-32C of what went through it.
-struct CrcWriter<'a> {
-    w: &'a mut dyn Write,
-    crc: u32,
+pub(crate) struct CrcWriter<'a> {
+    pub(crate) w: &'a mut dyn Write,
+    pub(crate) crc: u32,
 }
 
 impl Write for CrcWriter<'_> {

@@ -17,7 +17,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::codec::PartitionImage;
+use crate::codec::{CrcWriter, PartitionImage};
 use crate::collection::CollectionSpec;
 use crate::error::EngineError;
 use crate::partition::write_file_atomically;
@@ -109,22 +109,6 @@ pub(crate) fn write_archive(
     std::fs::rename(&hidden, target).map_err(io_err)?;
     crate::partition::sync_dir(target.parent().unwrap_or(Path::new("."))).map_err(io_err)?;
     describe(target).map_err(io_err)
-}
-
-struct CrcWriter<'a> {
-    w: &'a mut dyn Write,
-    crc: u32,
-}
-
-impl Write for CrcWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.w.write(buf)?;
-        self.crc = crc32c::crc32c_append(self.crc, &buf[..n]);
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.w.flush()
-    }
 }
 
 /// Reads and validates a snapshot file completely: checksum, spec, every partition image.

@@ -41,7 +41,12 @@ pub async fn download(
     let started = Instant::now();
     let c = collection(&state, &name, started)?;
     let path = c.snapshot_path(&snapshot).map_err(|e| not_found_or(e, &snapshot, started))?;
-    let bytes = std::fs::read(&path).map_err(|_| snapshot_not_found(&snapshot, started))?;
+    // Snapshot files can be large: read them off the async runtime's threads.
+    let bytes = tokio::task::spawn_blocking(move || std::fs::read(path))
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .ok_or_else(|| snapshot_not_found(&snapshot, started))?;
     Ok((
         StatusCode::OK,
         [
@@ -110,8 +115,12 @@ pub async fn upload(State(state): State<AppState>, Path(name): Path<String>, bod
     }
     let dir = tempdir_in(&state, started)?;
     let path = dir.join(format!("upload-{}.snapshot", std::process::id()));
-    std::fs::write(&path, &body)
-        .map_err(|e| ApiError::from_engine(ametist_engine::EngineError::Internal(e.to_string()), started))?;
+    let (to, data) = (path.clone(), body.clone());
+    tokio::task::spawn_blocking(move || std::fs::write(to, data))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()))
+        .map_err(|e| ApiError::from_engine(ametist_engine::EngineError::Internal(e), started))?;
     let result = state.db.restore_collection(&name, &path).await;
     let _ = std::fs::remove_file(&path);
     result.map_err(|e| ApiError::from_engine(e, started))?;
