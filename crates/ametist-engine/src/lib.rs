@@ -29,6 +29,7 @@ pub mod db;
 pub mod error;
 pub mod messages;
 pub mod partition;
+mod read_pool;
 pub mod snapshots;
 pub mod store;
 pub mod supervisor;

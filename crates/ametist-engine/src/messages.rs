@@ -366,3 +366,40 @@ pub enum PartitionMsg {
     /// Finish the messages before this one, then stop the actor.
     Stop,
 }
+
+impl PartitionMsg {
+    /// Messages that only read the partition's state. A running partition answers them on
+    /// the search pool, several at once (see `read_pool`).
+    pub fn is_read_only(&self) -> bool {
+        matches!(
+            self,
+            PartitionMsg::Search(..)
+                | PartitionMsg::Get { .. }
+                | PartitionMsg::Scroll(..)
+                | PartitionMsg::Count(..)
+                | PartitionMsg::TextStats { .. }
+                | PartitionMsg::TextSearch(..)
+                | PartitionMsg::Stats(..)
+        )
+    }
+
+    /// Answers the message with `err` without handling it (messages without a reply are
+    /// dropped).
+    pub fn fail(self, err: EngineError) {
+        match self {
+            PartitionMsg::Search(_, r) | PartitionMsg::TextSearch(_, r) => drop(r.send(Err(err))),
+            PartitionMsg::Write(_, r) => drop(r.send(Err(err))),
+            PartitionMsg::Get { reply, .. } | PartitionMsg::Scroll(_, reply) => drop(reply.send(Err(err))),
+            PartitionMsg::Count(_, r) => drop(r.send(Err(err))),
+            PartitionMsg::CreateFieldIndex { reply, .. }
+            | PartitionMsg::DropFieldIndex { reply, .. }
+            | PartitionMsg::CreateTextIndex { reply, .. } => drop(reply.send(Err(err))),
+            PartitionMsg::TextStats { reply, .. } => drop(reply.send(Err(err))),
+            PartitionMsg::RebuildIndex(_, r)
+            | PartitionMsg::Stats(r)
+            | PartitionMsg::Snapshot(_, r)
+            | PartitionMsg::Restore(_, r) => drop(r.send(Err(err))),
+            PartitionMsg::Fault(_) | PartitionMsg::Tick | PartitionMsg::Stop => {}
+        }
+    }
+}

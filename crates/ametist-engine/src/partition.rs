@@ -27,6 +27,7 @@ use crate::messages::{
     DeleteVector, Fault, FilterAction, IndexStats, PartitionMsg, PartitionRestore, PartitionSnapshot, Record, Reply,
     ScoredDoc, ScrollRequest, SearchRequest, TextSearchRequest, WriteAck, WriteOp,
 };
+use crate::read_pool::{ReadOnly, ReadSide};
 use crate::store::{Base, PartitionStore};
 use crate::supervisor::{supervise, ActorState, PartitionStatus, RunEnd};
 
@@ -38,6 +39,31 @@ pub struct PartitionRef {
     tx: mpsc::Sender<PartitionMsg>,
     status: Arc<PartitionStatus>,
     capacity: usize,
+    /// Where read-only messages run concurrently while the actor runs.
+    reads: Arc<ReadSide<PartitionActor>>,
+}
+
+/// A place reserved in a partition's mailbox (see [`PartitionRef::try_reserve`]).
+pub struct PartitionPermit<'a> {
+    permit: mpsc::Permit<'a, PartitionMsg>,
+    partition: &'a PartitionRef,
+}
+
+impl PartitionPermit<'_> {
+    /// Sends the message. A read-only one runs on the search pool when the partition is
+    /// running and nothing is queued before it; everything else goes through the mailbox.
+    pub fn send(self, msg: PartitionMsg) {
+        let msg = if msg.is_read_only() {
+            let p = self.partition;
+            match p.reads.try_dispatch(msg, &p.tx, p.capacity) {
+                Ok(()) => return,
+                Err(msg) => msg,
+            }
+        } else {
+            msg
+        };
+        self.permit.send(msg);
+    }
 }
 
 /// A snapshot of a partition's health, for the partitions route and metrics.
@@ -76,7 +102,9 @@ pub struct PartitionSpec {
 pub fn spawn_partition(spec: PartitionSpec, store: Arc<dyn PartitionStore>) -> (PartitionRef, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(spec.mailbox.max(1));
     let status = Arc::new(PartitionStatus::new());
-    let handle = PartitionRef { id: spec.id, tx, status: status.clone(), capacity: spec.mailbox.max(1) };
+    let reads = Arc::new(ReadSide::new(spec.id, spec.mailbox.max(1)));
+    let handle =
+        PartitionRef { id: spec.id, tx, status: status.clone(), capacity: spec.mailbox.max(1), reads: reads.clone() };
     let name = format!("{}/{}", spec.collection, spec.id);
     let thread = std::thread::Builder::new()
         .name(format!("partition-{name}"))
@@ -88,7 +116,11 @@ pub fn spawn_partition(spec: PartitionSpec, store: Arc<dyn PartitionStore>) -> (
                 spec.policy,
                 &status,
                 || PartitionActor::recover(&spec, store.clone()),
-                |mut actor| actor.run(&mut rx.borrow_mut()),
+                |actor| {
+                    let state = Arc::new(RwLock::new(actor));
+                    let _published = reads.publish(state.clone());
+                    PartitionActor::run(&state, &mut rx.borrow_mut())
+                },
                 || {
                     // Close and drain: queued callers see their reply dropped at once
                     // instead of waiting out their deadline.
@@ -109,14 +141,15 @@ impl PartitionRef {
 
     /// Reserves a place in the mailbox without waiting. Reserving first lets the
     /// coordinator send a multi-partition write only when every partition can take it.
-    pub fn try_reserve(&self) -> Result<mpsc::Permit<'_, PartitionMsg>, EngineError> {
-        self.tx.try_reserve().map_err(|e| match e {
+    pub fn try_reserve(&self) -> Result<PartitionPermit<'_>, EngineError> {
+        let permit = self.tx.try_reserve().map_err(|e| match e {
             mpsc::error::TrySendError::Full(()) => EngineError::Overloaded(format!(
                 "partition {} has {} messages waiting (its mailbox bound)",
                 self.id, self.capacity
             )),
             mpsc::error::TrySendError::Closed(()) => self.unavailable(),
-        })
+        })?;
+        Ok(PartitionPermit { permit, partition: self })
     }
 
     /// The raw mailbox, for senders that may wait for room (shutdown).
@@ -282,53 +315,56 @@ impl PartitionActor {
     }
 
     /// Takes messages until told to stop. Writes are grouped: the messages already queued
-    /// (up to [`GROUP_MAX`]) are taken together, each write is checked, appended to the store
-    /// and applied, then one commit makes the group durable and only then are the writes
-    /// acknowledged. Reads in the group are answered at once and may see writes of the group
-    /// that are applied but not yet committed. Any other message commits the group first.
-    fn run(&mut self, rx: &mut mpsc::Receiver<PartitionMsg>) -> RunEnd {
+    /// (up to [`GROUP_MAX`]) are taken together under the state's write lock, each write is
+    /// checked, appended to the store and applied, then one commit makes the group durable
+    /// and only then are the writes acknowledged. The commit (an fsync) runs after the lock
+    /// is released, so concurrent reads go on meanwhile; reads may see writes that are
+    /// applied but not yet committed, as reads in the group always could. Any message other
+    /// than a write or a read commits the group first.
+    fn run(state: &RwLock<Self>, rx: &mut mpsc::Receiver<PartitionMsg>) -> RunEnd {
         while let Some(first) = rx.blocking_recv() {
+            let mut actor = state.write().expect("a poisoned lock belongs to a run that panicked and ended");
             let mut next = Some(first);
             let mut taken = 0;
             while let Some(msg) = next.take() {
                 taken += 1;
                 match msg {
-                    PartitionMsg::Write(ops, reply) => match self.write(ops) {
-                        Ok(ack) => self.pending.push((reply, ack)),
+                    PartitionMsg::Write(ops, reply) => match actor.write(ops) {
+                        Ok(ack) => actor.pending.push((reply, ack)),
                         Err(e) => {
                             let _ = reply.send(Err(e));
                         }
                     },
                     PartitionMsg::Stop => {
-                        self.commit_group();
-                        self.snapshot_on_stop();
+                        actor.commit_group();
+                        actor.snapshot_on_stop();
                         return RunEnd::Stopped;
                     }
-                    msg @ (PartitionMsg::Search(..)
-                    | PartitionMsg::Get { .. }
-                    | PartitionMsg::Scroll(..)
-                    | PartitionMsg::Count(..)
-                    | PartitionMsg::TextStats { .. }
-                    | PartitionMsg::TextSearch(..)
-                    | PartitionMsg::Stats(..)) => self.handle(msg),
+                    msg if msg.is_read_only() => actor.read(msg),
                     msg => {
-                        self.commit_group();
-                        self.handle(msg);
+                        actor.commit_group();
+                        actor.handle(msg);
                     }
                 }
                 if taken < GROUP_MAX {
                     next = rx.try_recv().ok();
                 }
             }
-            self.commit_group();
-            if self.store.snapshot_due() {
-                if let Err(e) = self.take_snapshot() {
-                    tracing::error!(partition = %self.name(), error = %e, "periodic snapshot failed; the log is kept");
+            let pending = std::mem::take(&mut actor.pending);
+            let (store, partition) = (actor.store.clone(), actor.spec.id);
+            drop(actor);
+            commit_pending(&*store, partition, pending);
+            if store.snapshot_due() {
+                // A snapshot only reads the state: searches go on while it is written.
+                let actor = state.read().expect("a poisoned lock belongs to a run that panicked and ended");
+                if let Err(e) = actor.take_snapshot() {
+                    tracing::error!(partition = %actor.name(), error = %e, "periodic snapshot failed; the log is kept");
                 }
-                self.fail_if_store_failed();
+                drop(actor);
+                commit_pending(&*store, partition, Vec::new());
             }
         }
-        self.commit_group();
+        state.write().expect("a poisoned lock belongs to a run that panicked and ended").commit_group();
         RunEnd::Stopped
     }
 
@@ -336,26 +372,10 @@ impl PartitionActor {
         format!("{}/{}", self.spec.collection, self.spec.id)
     }
 
-    /// Commits the writes of the group and acknowledges them. If the commit fails, every
-    /// writer of the group gets an error and the actor fails, so that the supervisor rebuilds
-    /// it from what really is on disk (no fsync is retried on the same file).
+    /// Commits the writes of the group and acknowledges them (see [`commit_pending`]).
     fn commit_group(&mut self) {
-        if !self.pending.is_empty() {
-            match self.store.commit() {
-                Ok(()) => {
-                    for (reply, ack) in self.pending.drain(..) {
-                        let _ = reply.send(Ok(ack));
-                    }
-                }
-                Err(e) => {
-                    for (reply, _) in self.pending.drain(..) {
-                        let _ = reply.send(Err(e.clone()));
-                    }
-                    panic!("commit failed, writes not acknowledged: {e}");
-                }
-            }
-        }
-        self.fail_if_store_failed();
+        let pending = std::mem::take(&mut self.pending);
+        commit_pending(&*self.store, self.spec.id, pending);
     }
 
     fn fail_if_store_failed(&mut self) {
@@ -380,7 +400,7 @@ impl PartitionActor {
 
     /// Writes a durable snapshot of the committed state and lets the store drop the log it
     /// covers.
-    fn take_snapshot(&mut self) -> Result<bool, EngineError> {
+    fn take_snapshot(&self) -> Result<bool, EngineError> {
         let version = self.version;
         let entries: Vec<(u32, u64, &PointId, Option<&Payload>)> =
             self.live().map(|(slot, e)| (slot, e.version, &e.id, e.payload.as_ref())).collect();
@@ -391,23 +411,14 @@ impl PartitionActor {
 
     fn handle(&mut self, msg: PartitionMsg) {
         match msg {
-            PartitionMsg::Search(req, reply) => {
-                let _ = reply.send(self.search(&req));
-            }
             PartitionMsg::Write(..) => unreachable!("writes are grouped and committed by run"),
-            PartitionMsg::Get { ids, with_payload, with_vector, reply } => {
-                let _ = reply.send(Ok(self.get(&ids, with_payload, with_vector)));
-            }
-            PartitionMsg::Scroll(req, reply) => {
-                let _ = reply.send(Ok(self.scroll(&req)));
-            }
-            PartitionMsg::Count(filter, reply) => {
-                let n = match &filter {
-                    None => self.slots.len(),
-                    Some(f) => self.matching(f).len(),
-                };
-                let _ = reply.send(Ok(n));
-            }
+            msg @ (PartitionMsg::Search(..)
+            | PartitionMsg::Get { .. }
+            | PartitionMsg::Scroll(..)
+            | PartitionMsg::Count(..)
+            | PartitionMsg::TextStats { .. }
+            | PartitionMsg::TextSearch(..)
+            | PartitionMsg::Stats(..)) => self.read(msg),
             PartitionMsg::CreateFieldIndex { key, kind, reply } => {
                 self.create_field_index(&key, kind);
                 let _ = reply.send(Ok(()));
@@ -420,21 +431,8 @@ impl PartitionActor {
             PartitionMsg::CreateTextIndex { key, config, reply } => {
                 let _ = reply.send(self.create_text_index(&key, config));
             }
-            PartitionMsg::TextStats { field, terms, reply } => {
-                let stats = match self.text_indexes.get(&field) {
-                    Some(index) => Ok(index.term_stats(&terms)),
-                    None => Err(EngineError::invalid(format!("payload field `{field}` has no text index"))),
-                };
-                let _ = reply.send(stats);
-            }
-            PartitionMsg::TextSearch(req, reply) => {
-                let _ = reply.send(self.text_search(&req));
-            }
             PartitionMsg::RebuildIndex(_, reply) => {
                 self.index.rebuild(build_threads(self.slots.len()));
-                let _ = reply.send(Ok(self.stats()));
-            }
-            PartitionMsg::Stats(reply) => {
                 let _ = reply.send(Ok(self.stats()));
             }
             PartitionMsg::Snapshot(req, reply) => {
@@ -945,5 +943,69 @@ fn build_threads(n: usize) -> usize {
         1
     } else {
         std::thread::available_parallelism().map(|c| c.get()).unwrap_or(1)
+    }
+}
+
+impl ReadOnly for PartitionActor {
+    /// Answers a read-only message; it runs on the actor's thread or on the search pool.
+    fn read(&self, msg: PartitionMsg) {
+        match msg {
+            PartitionMsg::Search(req, reply) => {
+                let _ = reply.send(self.search(&req));
+            }
+            PartitionMsg::Get { ids, with_payload, with_vector, reply } => {
+                let _ = reply.send(Ok(self.get(&ids, with_payload, with_vector)));
+            }
+            PartitionMsg::Scroll(req, reply) => {
+                let _ = reply.send(Ok(self.scroll(&req)));
+            }
+            PartitionMsg::Count(filter, reply) => {
+                let n = match &filter {
+                    None => self.slots.len(),
+                    Some(f) => self.matching(f).len(),
+                };
+                let _ = reply.send(Ok(n));
+            }
+            PartitionMsg::TextStats { field, terms, reply } => {
+                let stats = match self.text_indexes.get(&field) {
+                    Some(index) => Ok(index.term_stats(&terms)),
+                    None => Err(EngineError::invalid(format!("payload field `{field}` has no text index"))),
+                };
+                let _ = reply.send(stats);
+            }
+            PartitionMsg::TextSearch(req, reply) => {
+                let _ = reply.send(self.text_search(&req));
+            }
+            PartitionMsg::Stats(reply) => {
+                let _ = reply.send(Ok(self.stats()));
+            }
+            msg => unreachable!("not a read-only message: {msg:?}"),
+        }
+    }
+}
+
+/// Commits a group's writes and acknowledges them. If the commit fails, every writer of
+/// the group gets an error and the actor fails, so that the supervisor rebuilds it from
+/// what really is on disk (no fsync is retried on the same file). A store that failed
+/// earlier (a write or a snapshot) fails the actor the same way.
+fn commit_pending(store: &dyn PartitionStore, partition: usize, pending: Vec<(Reply<WriteAck>, WriteAck)>) {
+    if !pending.is_empty() {
+        match store.commit() {
+            Ok(()) => {
+                for (reply, ack) in pending {
+                    let _ = reply.send(Ok(ack));
+                }
+            }
+            Err(e) => {
+                for (reply, _) in pending {
+                    let _ = reply.send(Err(e.clone()));
+                }
+                panic!("commit failed, writes not acknowledged: {e}");
+            }
+        }
+    }
+    if let Some(why) = store.failed() {
+        tracing::error!(partition, reason = %why, "storage failed");
+        panic!("storage failed: {why}");
     }
 }

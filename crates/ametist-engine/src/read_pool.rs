@@ -1,0 +1,183 @@
+//! Concurrent read-only requests inside a partition.
+//!
+//! A partition actor applies writes one group at a time on its own thread. Searches only
+//! read, and on a machine with several cores one partition answering one search at a time
+//! would leave cores idle under concurrent queries. So a running actor publishes its
+//! state behind a reader-writer lock ([`ReadSide`]): read-only messages (search, get,
+//! scroll, count, text statistics and search, stats) run on a small process-wide pool of
+//! search threads, several at once, under the read lock; the actor's own thread takes the
+//! write lock for each group of writes it applies.
+//!
+//! Rules that keep this as safe as the single-threaded actor:
+//!
+//! * Only the actor thread writes, and only while it holds the write lock, so a read sees a
+//!   group of writes entirely or not at all.
+//! * A read never waits for a lock on a pool thread: when the actor holds (or waits for)
+//!   the write lock, the read is put into the actor's mailbox and the actor answers it
+//!   after the write. A stalled or busy partition therefore never ties up the pool that
+//!   other partitions share.
+//! * A read sent while the mailbox holds messages goes through the mailbox too, so that it
+//!   is answered after the writes queued before it, as it always was.
+//! * While the actor recovers (or after it failed), nothing is published and reads queue
+//!   in the mailbox as before; the reads in the pool are bounded per partition by the
+//!   mailbox capacity, beyond which they also go through the (bounded) mailbox.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc as std_mpsc, Arc, Mutex, OnceLock, RwLock, TryLockError};
+
+use tokio::sync::mpsc;
+
+use crate::error::EngineError;
+use crate::messages::PartitionMsg;
+
+/// What a running actor exposes to read-only requests: its state, while it runs.
+pub(crate) struct ReadSide<S> {
+    current: Mutex<Option<Arc<RwLock<S>>>>,
+    in_flight: Arc<AtomicUsize>,
+    limit: usize,
+    partition: usize,
+}
+
+/// Something that can answer read-only partition messages from a shared reference.
+pub(crate) trait ReadOnly: Send + Sync + 'static {
+    /// Answers `msg`, which [`PartitionMsg::is_read_only`] accepted.
+    fn read(&self, msg: PartitionMsg);
+}
+
+impl<S: ReadOnly> ReadSide<S> {
+    pub(crate) fn new(partition: usize, limit: usize) -> Self {
+        ReadSide { current: Mutex::new(None), in_flight: Arc::new(AtomicUsize::new(0)), limit: limit.max(1), partition }
+    }
+
+    /// Makes `state` the one reads use until the returned guard is dropped (when the actor
+    /// run ends, by returning or by unwinding from a panic).
+    pub(crate) fn publish(self: &Arc<Self>, state: Arc<RwLock<S>>) -> Published<S> {
+        *self.current.lock().expect("the read-side lock is never held across a panic") = Some(state);
+        Published { side: self.clone() }
+    }
+
+    /// Runs a read-only message on the search pool, or hands it back when it must go
+    /// through the mailbox instead (nothing published, too many reads in flight, or
+    /// messages queued in the mailbox).
+    pub(crate) fn try_dispatch(
+        &self,
+        msg: PartitionMsg,
+        mailbox: &mpsc::Sender<PartitionMsg>,
+        mailbox_capacity: usize,
+    ) -> Result<(), PartitionMsg> {
+        // `capacity()` counts free places; the permit this request holds is one of the
+        // taken ones, so more than one taken place means other messages are queued.
+        if mailbox_capacity - mailbox.capacity() > 1 {
+            return Err(msg);
+        }
+        let Some(state) = self.current.lock().expect("the read-side lock is never held across a panic").clone() else {
+            return Err(msg);
+        };
+        if self.in_flight.fetch_add(1, Ordering::AcqRel) >= self.limit {
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+            return Err(msg);
+        }
+        let ticket = ReadTicket(self.in_flight.clone());
+        let mailbox = mailbox.clone();
+        let partition = self.partition;
+        pool().execute(Box::new(move || {
+            let _ticket = ticket;
+            let guard = match state.try_read() {
+                Ok(guard) => guard,
+                Err(TryLockError::WouldBlock) => {
+                    // The actor is writing: it answers this read after the write.
+                    if let Err(e) = mailbox.try_send(msg) {
+                        let err = match e {
+                            mpsc::error::TrySendError::Full(_) => EngineError::Overloaded(format!(
+                                "partition {partition} is busy writing and its mailbox is full"
+                            )),
+                            mpsc::error::TrySendError::Closed(_) => EngineError::PartitionUnavailable {
+                                partition,
+                                reason: "stopped".into(),
+                            },
+                        };
+                        match e {
+                            mpsc::error::TrySendError::Full(m) | mpsc::error::TrySendError::Closed(m) => {
+                                m.fail(err)
+                            }
+                        }
+                    }
+                    return;
+                }
+                // The actor panicked while writing; its reply channels drop, callers see
+                // the partition as unavailable while the supervisor rebuilds it.
+                Err(TryLockError::Poisoned(_)) => return,
+            };
+            if let Err(panic) = catch_unwind(AssertUnwindSafe(|| guard.read(msg))) {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tracing::error!(partition, panic = %what, "a read-only request panicked; its caller sees the partition as unavailable");
+            }
+        }));
+        Ok(())
+    }
+}
+
+/// Clears the published state when an actor run ends.
+pub(crate) struct Published<S> {
+    side: Arc<ReadSide<S>>,
+}
+
+impl<S> Drop for Published<S> {
+    fn drop(&mut self) {
+        // A panic elsewhere cannot poison this lock: it is only held to swap an Arc.
+        if let Ok(mut current) = self.side.current.lock() {
+            *current = None;
+        }
+    }
+}
+
+/// Counts a read in flight until its job ends, however it ends.
+struct ReadTicket(Arc<AtomicUsize>);
+
+impl Drop for ReadTicket {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The process-wide pool of search threads, one per core.
+struct Pool {
+    tx: std_mpsc::Sender<Job>,
+}
+
+fn pool() -> &'static Pool {
+    static POOL: OnceLock<Pool> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        let (tx, rx) = std_mpsc::channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..threads {
+            let rx = rx.clone();
+            std::thread::Builder::new()
+                .name(format!("search-{i}"))
+                .spawn(move || loop {
+                    // Waiting for a job holds the lock; the next idle thread queues on it.
+                    let job = match rx.lock().expect("no job runs while the queue lock is held").recv() {
+                        Ok(job) => job,
+                        Err(_) => return,
+                    };
+                    job();
+                })
+                .expect("spawning a search thread only fails when the OS is out of threads");
+        }
+        Pool { tx }
+    })
+}
+
+impl Pool {
+    fn execute(&self, job: Job) {
+        self.tx.send(job).expect("search threads never exit while the pool exists");
+    }
+}
