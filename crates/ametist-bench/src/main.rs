@@ -11,55 +11,13 @@
 //! returned point within the 10th true distance + 1e-3), queries per second with one and
 //! with two search threads, and p50/p99 single-thread latency.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
+use ametist_bench::{fvecs, read_vecs, rss_kib, thread_cpu_ns};
 use ametist_core::hnsw::{Hnsw, HnswParams};
 use ametist_core::Metric;
 use anyhow::{bail, Context, Result};
-
-fn read_vecs(path: &Path) -> Result<(usize, Vec<u32>)> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    if bytes.len() < 4 {
-        bail!("{}: empty", path.display());
-    }
-    let dim = u32::from_le_bytes(bytes[..4].try_into()?) as usize;
-    let row = 4 * (dim + 1);
-    if dim == 0 || bytes.len() % row != 0 {
-        bail!("{}: not a .fvecs/.ivecs file", path.display());
-    }
-    let mut out = Vec::with_capacity(bytes.len() / row * dim);
-    for r in bytes.chunks_exact(row) {
-        if u32::from_le_bytes(r[..4].try_into()?) as usize != dim {
-            bail!("{}: rows of different dimensions", path.display());
-        }
-        out.extend(r[4..].chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])));
-    }
-    Ok((dim, out))
-}
-
-fn fvecs(path: &Path) -> Result<(usize, Vec<f32>)> {
-    let (d, w) = read_vecs(path)?;
-    Ok((d, w.into_iter().map(f32::from_bits).collect()))
-}
-
-/// CPU time of the calling thread in nanoseconds (first field of /proc/thread-self/schedstat),
-/// so that QPS per CPU-second can be reported on a machine shared with other work.
-fn thread_cpu_ns() -> u64 {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
 
 struct Args {
     dir: PathBuf,
@@ -76,6 +34,7 @@ struct Args {
     serve: bool,
     cache: Option<PathBuf>,
     base_limit: Option<usize>,
+    exact: usize,
 }
 
 fn parse() -> Result<Args> {
@@ -95,6 +54,7 @@ fn parse() -> Result<Args> {
         serve: false,
         cache: None,
         base_limit: None,
+        exact: 0,
     };
     let mut dir = None;
     while let Some(arg) = it.next() {
@@ -122,6 +82,8 @@ fn parse() -> Result<Args> {
             // Index only the first N base vectors (recall then counts against the full set).
             "--base-limit" => a.base_limit = Some(val()?.parse()?),
             "--index-cache" => a.cache = Some(PathBuf::from(val()?)),
+            // Also time N exact searches (`Hnsw::search_exact`, the engine's exact path).
+            "--exact" => a.exact = val()?.parse()?,
             // Build, print the build line, then answer `EF REPEAT` lines from stdin with a
             // JSON row each (used by bench/compare.py to interleave with hnswlib).
             "--serve" => {
@@ -300,6 +262,30 @@ fn main() -> Result<()> {
         return Ok(());
     }
     let rows: Vec<String> = a.efs.iter().map(|&ef| measure(ef, a.repeat)).collect();
+    if a.exact > 0 {
+        // One query at a time on one thread; every live node's vector is read once per query.
+        let mut times: Vec<f64> = qs
+            .iter()
+            .take(a.exact)
+            .map(|q| {
+                let t = Instant::now();
+                std::hint::black_box(index.search_exact(q, a.k, None));
+                t.elapsed().as_secs_f64()
+            })
+            .collect();
+        times.sort_by(f64::total_cmp);
+        let vector_bytes = (n * dim * 4) as f64;
+        let (best, median) = (times[0], times[times.len() / 2]);
+        println!(
+            "exact search (index path), {} queries: best {:.2} ms, median {:.2} ms = {:.0} QPS; vectors read at {:.1} GB/s (best) / {:.1} GB/s (median)",
+            times.len(),
+            best * 1e3,
+            median * 1e3,
+            1.0 / median,
+            vector_bytes / best / 1e9,
+            vector_bytes / median / 1e9
+        );
+    }
     if a.json {
         println!("{head},\"rows\":[{}]}}", rows.join(","));
     }

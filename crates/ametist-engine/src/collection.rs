@@ -66,7 +66,6 @@ pub struct CollectionInfo {
 /// Messages the coordinator understands.
 enum CollectionMsg {
     Write { ops: Vec<WriteOp>, wait: bool, reply: Reply<WriteAck> },
-    Search { req: SearchRequest, reply: Reply<SearchResult> },
     Get { ids: Vec<PointId>, with_payload: bool, with_vector: bool, reply: Reply<Vec<Record>> },
     Stats { reply: Reply<Vec<(PartitionInfo, Option<IndexStats>)>> },
     Scroll { req: ScrollRequest, reply: Reply<Vec<Vec<Record>>> },
@@ -214,8 +213,7 @@ impl Collection {
         let tick = storage.as_ref().map(|_| {
             engine.storage.snapshot_interval.div_f64(4.0).clamp(Duration::from_secs(1), Duration::from_secs(60))
         });
-        let actor =
-            CollectionActor { metric: spec.metric, partitions: refs.clone(), threads, engine: engine.clone(), tick };
+        let actor = CollectionActor { partitions: refs.clone(), threads, engine: engine.clone(), tick };
         tokio::spawn(actor.run(rx));
         Ok(Collection {
             spec,
@@ -422,7 +420,10 @@ impl Collection {
         }
         req.query_vector = vector::prepare(self.spec.metric, self.spec.dim, req.query_vector)
             .map_err(|e| EngineError::invalid(format!("query vector: {e}")))?;
-        self.call(|reply| CollectionMsg::Search { req, reply }).await
+        // A search changes nothing the coordinator keeps, so it scatters from the caller's
+        // task: a detour through the coordinator's mailbox would cost two more thread
+        // wake-ups per query (tens of microseconds each on an idle machine).
+        scatter_search(&self.partitions, self.spec.metric, &self.engine, req).await
     }
 
     /// Fetches points by id; absent ids are left out of the answer.
@@ -725,7 +726,6 @@ pub(crate) fn partition_dir(collection_dir: &Path, id: usize) -> PathBuf {
 }
 
 struct CollectionActor {
-    metric: Metric,
     partitions: Vec<PartitionRef>,
     threads: Vec<JoinHandle<()>>,
     engine: Arc<EngineConfig>,
@@ -753,7 +753,6 @@ impl CollectionActor {
             let Some(msg) = msg else { break };
             match msg {
                 CollectionMsg::Write { ops, wait, reply } => self.route_write(ops, wait, reply),
-                CollectionMsg::Search { req, reply } => self.scatter_search(req, reply),
                 CollectionMsg::Get { ids, with_payload, with_vector, reply } => {
                     self.route_get(ids, with_payload, with_vector, reply)
                 }
@@ -863,65 +862,68 @@ impl CollectionActor {
             let _ = reply.send(Ok(ack));
         });
     }
+}
 
-    fn scatter_search(&self, req: SearchRequest, reply: Reply<SearchResult>) {
-        let mut missing = Vec::new();
-        let mut permits = Vec::with_capacity(self.partitions.len());
-        for p in &self.partitions {
-            match p.try_reserve() {
-                Ok(permit) => permits.push((p, permit)),
-                Err(EngineError::Overloaded(why)) => {
-                    let _ = reply.send(Err(EngineError::Overloaded(why)));
-                    return;
-                }
-                Err(e) => missing.push(MissingPartition { partition: p.id(), reason: e.to_string() }),
-            }
+/// Sends a search to every partition and merges their hits: the partitions that do not
+/// answer within the search timeout are missing, which fails the search unless partial
+/// results are allowed (see [`EngineConfig::allow_partial_results`]).
+async fn scatter_search(
+    partitions: &[PartitionRef],
+    metric: Metric,
+    engine: &EngineConfig,
+    req: SearchRequest,
+) -> Result<SearchResult, EngineError> {
+    let mut missing = Vec::new();
+    let mut permits = Vec::with_capacity(partitions.len());
+    for p in partitions {
+        match p.try_reserve() {
+            Ok(permit) => permits.push((p, permit)),
+            Err(EngineError::Overloaded(why)) => return Err(EngineError::Overloaded(why)),
+            Err(e) => missing.push(MissingPartition { partition: p.id(), reason: e.to_string() }),
         }
-        // Each partition returns its best `offset + k`; the merge applies the offset once.
-        let mut part_req = req.clone();
-        part_req.k = req.k.saturating_add(req.offset);
-        part_req.offset = 0;
-        let mut pending = Vec::with_capacity(permits.len());
-        for (p, permit) in permits {
-            let (tx, rx) = oneshot::channel();
-            permit.send(PartitionMsg::Search(part_req.clone(), tx));
-            pending.push((p.clone(), rx));
-        }
-        let total = self.partitions.len();
-        let metric = self.metric;
-        let timeout = self.engine.search_timeout;
-        let allow_partial = self.engine.allow_partial_results;
-        tokio::spawn(async move {
-            let deadline = Instant::now() + timeout;
-            let mut lists = Vec::with_capacity(pending.len());
-            for (p, rx) in pending {
-                match timeout_at(deadline, rx).await {
-                    Ok(Ok(Ok(hits))) => lists.push(hits),
-                    Ok(Ok(Err(e))) if e.is_bad_input() => {
-                        let _ = reply.send(Err(e));
-                        return;
-                    }
-                    Ok(Ok(Err(e))) => missing.push(MissingPartition { partition: p.id(), reason: e.to_string() }),
-                    Ok(Err(_)) => {
-                        missing.push(MissingPartition { partition: p.id(), reason: p.unavailable().to_string() })
-                    }
-                    Err(_) => missing.push(MissingPartition {
-                        partition: p.id(),
-                        reason: format!("no answer within the search timeout of {timeout:?}"),
-                    }),
-                }
-            }
-            missing.sort_by_key(|m| m.partition);
-            let answer = if lists.is_empty() || (!missing.is_empty() && !allow_partial) {
-                Err(missing_error(&missing, total, timeout))
-            } else {
-                let results = merge_hits(metric, lists, &req);
-                Ok(SearchResult { request_id: req.request_id, results, missing_partitions: missing })
-            };
-            let _ = reply.send(answer);
-        });
     }
+    // Each partition returns its best `offset + k`; the merge applies the offset once.
+    let mut part_req = req.clone();
+    part_req.k = req.k.saturating_add(req.offset);
+    part_req.offset = 0;
+    // The last partition searches on this thread while the others run on the pool.
+    let mut pending = Vec::with_capacity(permits.len());
+    let last = permits.len().saturating_sub(1);
+    for (i, (p, permit)) in permits.into_iter().enumerate() {
+        let (tx, rx) = oneshot::channel();
+        let msg = PartitionMsg::Search(part_req.clone(), tx);
+        if i == last {
+            permit.send_here(msg);
+        } else {
+            permit.send(msg);
+        }
+        pending.push((p, rx));
+    }
+    let total = partitions.len();
+    let timeout = engine.search_timeout;
+    let deadline = Instant::now() + timeout;
+    let mut lists = Vec::with_capacity(pending.len());
+    for (p, rx) in pending {
+        match timeout_at(deadline, rx).await {
+            Ok(Ok(Ok(hits))) => lists.push(hits),
+            Ok(Ok(Err(e))) if e.is_bad_input() => return Err(e),
+            Ok(Ok(Err(e))) => missing.push(MissingPartition { partition: p.id(), reason: e.to_string() }),
+            Ok(Err(_)) => missing.push(MissingPartition { partition: p.id(), reason: p.unavailable().to_string() }),
+            Err(_) => missing.push(MissingPartition {
+                partition: p.id(),
+                reason: format!("no answer within the search timeout of {timeout:?}"),
+            }),
+        }
+    }
+    missing.sort_by_key(|m| m.partition);
+    if lists.is_empty() || (!missing.is_empty() && !engine.allow_partial_results) {
+        return Err(missing_error(&missing, total, timeout));
+    }
+    let results = merge_hits(metric, lists, &req);
+    Ok(SearchResult { request_id: req.request_id, results, missing_partitions: missing })
+}
 
+impl CollectionActor {
     fn route_get(&self, ids: Vec<PointId>, with_payload: bool, with_vector: bool, reply: Reply<Vec<Record>>) {
         let order: Vec<PointId> = ids.clone();
         let mut by_partition: BTreeMap<usize, Vec<PointId>> = BTreeMap::new();

@@ -53,13 +53,31 @@ impl PartitionPermit<'_> {
     /// Sends the message. A read-only one runs on the search pool when the partition is
     /// running and nothing is queued before it; everything else goes through the mailbox.
     pub fn send(self, msg: PartitionMsg) {
+        self.send_or_run(msg, false)
+    }
+
+    /// Like [`PartitionPermit::send`], but a read-only message that would go to the search
+    /// pool runs on the calling thread instead, which saves two thread wake-ups. Inside a
+    /// multi-threaded tokio runtime the worker is handed over first (`block_in_place`);
+    /// elsewhere in a runtime (a current-thread one) the message is sent as usual.
+    pub fn send_here(self, msg: PartitionMsg) {
+        use tokio::runtime::{Handle, RuntimeFlavor};
+        match Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(|| self.send_or_run(msg, true)),
+            Ok(_) => self.send_or_run(msg, false),
+            Err(_) => self.send_or_run(msg, true),
+        }
+    }
+
+    fn send_or_run(self, msg: PartitionMsg, here: bool) {
         let msg = if msg.is_read_only() {
             let p = self.partition;
-            match p.reads.try_dispatch(msg, &p.tx, p.capacity) {
+            match p.reads.try_dispatch(msg, &p.tx, here) {
                 Ok(()) => return,
                 Err(msg) => msg,
             }
         } else {
+            self.partition.reads.write_sent();
             msg
         };
         self.permit.send(msg);
@@ -119,7 +137,7 @@ pub fn spawn_partition(spec: PartitionSpec, store: Arc<dyn PartitionStore>) -> (
                 |actor| {
                     let state = Arc::new(RwLock::new(actor));
                     let _published = reads.publish(state.clone());
-                    PartitionActor::run(&state, &mut rx.borrow_mut())
+                    PartitionActor::run(&state, &reads, &mut rx.borrow_mut())
                 },
                 || {
                     // Close and drain: queued callers see their reply dropped at once
@@ -321,13 +339,16 @@ impl PartitionActor {
     /// is released, so concurrent reads go on meanwhile; reads may see writes that are
     /// applied but not yet committed, as reads in the group always could. Any message other
     /// than a write or a read commits the group first.
-    fn run(state: &RwLock<Self>, rx: &mut mpsc::Receiver<PartitionMsg>) -> RunEnd {
+    fn run(state: &RwLock<Self>, reads: &ReadSide<Self>, rx: &mut mpsc::Receiver<PartitionMsg>) -> RunEnd {
         while let Some(first) = rx.blocking_recv() {
             let mut actor = state.write().expect("a poisoned lock belongs to a run that panicked and ended");
             let mut next = Some(first);
             let mut taken = 0;
             while let Some(msg) = next.take() {
                 taken += 1;
+                if !msg.is_read_only() && !matches!(msg, PartitionMsg::Stop) {
+                    reads.write_taken();
+                }
                 match msg {
                     PartitionMsg::Write(ops, reply) => match actor.write(ops) {
                         Ok(ack) => actor.pending.push((reply, ack)),

@@ -16,8 +16,8 @@
 //!   the write lock, the read is put into the actor's mailbox and the actor answers it
 //!   after the write. A stalled or busy partition therefore never ties up the pool that
 //!   other partitions share.
-//! * A read sent while the mailbox holds messages goes through the mailbox too, so that it
-//!   is answered after the writes queued before it, as it always was.
+//! * A read sent while writes (or other messages that change the state) wait in the mailbox
+//!   goes through the mailbox too, so that it is answered after them, as it always was.
 //! * While the actor recovers (or after it failed), nothing is published and reads queue
 //!   in the mailbox as before; the reads in the pool are bounded per partition by the
 //!   mailbox capacity, beyond which they also go through the (bounded) mailbox.
@@ -35,6 +35,9 @@ use crate::messages::PartitionMsg;
 pub(crate) struct ReadSide<S> {
     current: Mutex<Option<Arc<RwLock<S>>>>,
     in_flight: Arc<AtomicUsize>,
+    /// Messages other than reads sent to the mailbox and not yet taken by the actor under
+    /// its write lock. While there are any, reads go through the mailbox behind them.
+    writes_queued: AtomicUsize,
     limit: usize,
     partition: usize,
 }
@@ -47,7 +50,13 @@ pub(crate) trait ReadOnly: Send + Sync + 'static {
 
 impl<S: ReadOnly> ReadSide<S> {
     pub(crate) fn new(partition: usize, limit: usize) -> Self {
-        ReadSide { current: Mutex::new(None), in_flight: Arc::new(AtomicUsize::new(0)), limit: limit.max(1), partition }
+        ReadSide {
+            current: Mutex::new(None),
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            writes_queued: AtomicUsize::new(0),
+            limit: limit.max(1),
+            partition,
+        }
     }
 
     /// Makes `state` the one reads use until the returned guard is dropped (when the actor
@@ -57,18 +66,31 @@ impl<S: ReadOnly> ReadSide<S> {
         Published { side: self.clone() }
     }
 
+    /// Counts a message other than a read that is about to be put into the mailbox.
+    pub(crate) fn write_sent(&self) {
+        self.writes_queued.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The actor took a message counted by [`ReadSide::write_sent`] out of the mailbox,
+    /// holding its write lock.
+    pub(crate) fn write_taken(&self) {
+        // Saturating: a message put into the mailbox without a permit (shutdown) is not
+        // counted.
+        let _ = self.writes_queued.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    }
+
     /// Runs a read-only message on the search pool, or hands it back when it must go
     /// through the mailbox instead (nothing published, too many reads in flight, or
-    /// messages queued in the mailbox).
+    /// writes queued before it).
+    /// With `here`, runs it on the calling thread instead (the caller has made sure it may
+    /// block).
     pub(crate) fn try_dispatch(
         &self,
         msg: PartitionMsg,
         mailbox: &mpsc::Sender<PartitionMsg>,
-        mailbox_capacity: usize,
+        here: bool,
     ) -> Result<(), PartitionMsg> {
-        // `capacity()` counts free places; the permit this request holds is one of the
-        // taken ones, so more than one taken place means other messages are queued.
-        if mailbox_capacity - mailbox.capacity() > 1 {
+        if self.writes_queued.load(Ordering::Acquire) > 0 {
             return Err(msg);
         }
         let Some(state) = self.current.lock().expect("the read-side lock is never held across a panic").clone() else {
@@ -81,7 +103,7 @@ impl<S: ReadOnly> ReadSide<S> {
         let ticket = ReadTicket(self.in_flight.clone());
         let mailbox = mailbox.clone();
         let partition = self.partition;
-        pool().execute(Box::new(move || {
+        let job = move || {
             let _ticket = ticket;
             let guard = match state.try_read() {
                 Ok(guard) => guard,
@@ -92,15 +114,12 @@ impl<S: ReadOnly> ReadSide<S> {
                             mpsc::error::TrySendError::Full(_) => EngineError::Overloaded(format!(
                                 "partition {partition} is busy writing and its mailbox is full"
                             )),
-                            mpsc::error::TrySendError::Closed(_) => EngineError::PartitionUnavailable {
-                                partition,
-                                reason: "stopped".into(),
-                            },
+                            mpsc::error::TrySendError::Closed(_) => {
+                                EngineError::PartitionUnavailable { partition, reason: "stopped".into() }
+                            }
                         };
                         match e {
-                            mpsc::error::TrySendError::Full(m) | mpsc::error::TrySendError::Closed(m) => {
-                                m.fail(err)
-                            }
+                            mpsc::error::TrySendError::Full(m) | mpsc::error::TrySendError::Closed(m) => m.fail(err),
                         }
                     }
                     return;
@@ -117,7 +136,12 @@ impl<S: ReadOnly> ReadSide<S> {
                     .unwrap_or_default();
                 tracing::error!(partition, panic = %what, "a read-only request panicked; its caller sees the partition as unavailable");
             }
-        }));
+        };
+        if here {
+            job();
+        } else {
+            pool().execute(Box::new(job));
+        }
         Ok(())
     }
 }

@@ -14,9 +14,10 @@
 //! engine) and queries per second for filters matching 1%, 10% and 50% of the points.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
+use ametist_bench::fvecs;
 use ametist_core::filter::Filter;
 use ametist_core::hnsw::{Hnsw, HnswParams};
 use ametist_core::payload_index::FieldType;
@@ -249,21 +250,4 @@ fn parse_args() -> Result<Args> {
         bail!("usage: stack DATA_DIR [--metric euclid|cosine|dot] [--partitions 1,2,4] [--ef 20,50,100] [--queries N] [--limit N] [--filtered]");
     }
     Ok(args)
-}
-
-/// Reads a TEXMEX `.fvecs` file: (dimension, rows back to back).
-fn fvecs(path: &Path) -> Result<(usize, Vec<f32>)> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let dim = u32::from_le_bytes(bytes.get(..4).context("empty file")?.try_into()?) as usize;
-    let row = 4 * (dim + 1);
-    if dim == 0 || bytes.len() % row != 0 {
-        bail!("{}: not a .fvecs file", path.display());
-    }
-    Ok((
-        dim,
-        bytes
-            .chunks_exact(row)
-            .flat_map(|r| r[4..].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])))
-            .collect(),
-    ))
 }
