@@ -102,7 +102,7 @@ def measure(http: httpx.Client, base, queries, label: str) -> dict:
             hits += sum(1 for p in pts if p["id"] in want or float(b[p["id"]] @ qv) >= sims[-1] - 1e-6)
         recall = hits / (K * len(queries))
         out[name] = (recall, violations, qps)
-        print(f"{label}: filter {name:>3}: recall@10 {recall:.4f}, non-matching hits {violations}, {qps:.0f} QPS (debug build ok)")
+        print(f"{label}: filter {name:>3}: recall@10 {recall:.4f}, non-matching hits {violations}, {qps:.0f} QPS (one client, httpx)")
     return out
 
 
