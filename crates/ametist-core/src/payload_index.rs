@@ -133,9 +133,35 @@ impl PayloadIndex {
     }
 
     /// An upper bound on the number of points `filter` matches, or `None` when the
-    /// indexes cannot bound it (only conditions on indexed keys count).
+    /// indexes cannot bound it (only conditions on indexed keys count). Cheap: it adds up
+    /// posting list lengths and materialises nothing, so the planner can call it on every
+    /// query.
     pub fn estimate(&self, filter: &Filter) -> Option<usize> {
-        self.candidates(filter).map(|c| c.len())
+        let mut best: Option<usize> = None;
+        for c in filter.must.iter().flatten() {
+            if let Some(n) = self.condition_size(c) {
+                best = Some(best.map_or(n, |b| b.min(n)));
+            }
+        }
+        if let Some(should) = filter.should.as_ref().filter(|s| !s.is_empty()) {
+            let sizes: Option<Vec<usize>> = should.iter().map(|c| self.condition_size(c)).collect();
+            if let Some(sizes) = sizes {
+                let n = sizes.iter().sum();
+                best = Some(best.map_or(n, |b| b.min(n)));
+            }
+        }
+        best
+    }
+
+    /// Whether the point at `slot` matches `filter`, answered from the index alone. Only
+    /// meaningful when [`PayloadIndex::covers`] holds for `filter`; a graph walk uses it to
+    /// check the nodes it visits without reading their payloads or listing every match.
+    pub fn covered_match(&self, filter: &Filter, slot: u32) -> bool {
+        filter.must.iter().flatten().all(|c| match c {
+            Condition::Field(f) => self.field_matches(f, slot),
+            Condition::Filter(inner) => self.covered_match(inner, slot),
+            _ => false,
+        })
     }
 
     /// A sorted superset of the slots `filter` matches, or `None` when the indexes cannot
@@ -205,6 +231,34 @@ impl PayloadIndex {
         }
     }
 
+    /// An upper bound on the points one condition matches, without listing them.
+    fn condition_size(&self, c: &Condition) -> Option<usize> {
+        match c {
+            Condition::Field(f) => {
+                let field = self.fields.get(&f.key)?;
+                let keys = field_keys(f, field)?;
+                Some(match keys {
+                    Keys::Exact(keys) => keys.iter().filter_map(|k| field.postings.get(k)).map(Vec::len).sum(),
+                    Keys::Range(r) => {
+                        field.postings.iter().filter(|(k, _)| key_in_range(k, r)).map(|(_, v)| v.len()).sum()
+                    }
+                })
+            }
+            Condition::Filter(inner) => self.estimate(inner),
+            _ => None,
+        }
+    }
+
+    fn field_matches(&self, c: &FieldCondition, slot: u32) -> bool {
+        let Some(field) = self.fields.get(&c.key) else { return false };
+        let Some(held) = field.by_slot.get(&slot) else { return false };
+        match field_keys(c, field) {
+            Some(Keys::Exact(keys)) => keys.iter().any(|k| held.binary_search(k).is_ok()),
+            Some(Keys::Range(r)) => held.iter().any(|k| key_in_range(k, r)),
+            None => false,
+        }
+    }
+
     fn condition(&self, c: &Condition) -> Option<Vec<u32>> {
         match c {
             Condition::Field(f) => self.field_condition(f),
@@ -215,41 +269,53 @@ impl PayloadIndex {
 
     fn field_condition(&self, c: &FieldCondition) -> Option<Vec<u32>> {
         let field = self.fields.get(&c.key)?;
-        if let Some(m) = &c.r#match {
-            let keys: Vec<Key> = match (m, field.kind) {
-                (Match::Value { value: MatchValue::Keyword(s) }, FieldType::Keyword) => vec![Key::Str(s.clone())],
-                (Match::Value { value: MatchValue::Integer(i) }, FieldType::Integer) => vec![Key::Int(*i)],
-                (Match::Value { value: MatchValue::Bool(b) }, FieldType::Bool) => vec![Key::Bool(*b)],
-                (Match::Any { any: MatchList::Keywords(v) }, FieldType::Keyword) => {
-                    v.iter().map(|s| Key::Str(s.clone())).collect()
-                }
-                (Match::Any { any: MatchList::Integers(v) }, FieldType::Integer) => {
-                    v.iter().map(|i| Key::Int(*i)).collect()
-                }
-                // Values of another type than the index never match an equality
-                // condition (types never cross), so the candidate set is empty.
-                (Match::Value { .. }, _) | (Match::Any { .. }, _) => Vec::new(),
-                _ => return None,
-            };
-            return Some(union(keys.iter().filter_map(|k| field.postings.get(k).cloned()).collect()));
-        }
-        if let Some(RangeCondition::Number(r)) = &c.range {
-            let lists: Vec<Vec<u32>> = match field.kind {
-                FieldType::Float | FieldType::Integer => field
-                    .postings
-                    .iter()
-                    .filter(|(k, _)| match k {
-                        Key::Num(bits) => r.contains(&from_ordered(*bits)),
-                        Key::Int(i) => r.contains(&(*i as f64)),
-                        _ => false,
-                    })
-                    .map(|(_, v)| v.clone())
-                    .collect(),
-                _ => return None,
-            };
-            return Some(union(lists));
-        }
-        None
+        Some(match field_keys(c, field)? {
+            Keys::Exact(keys) => union(keys.iter().filter_map(|k| field.postings.get(k).cloned()).collect()),
+            Keys::Range(r) => {
+                union(field.postings.iter().filter(|(k, _)| key_in_range(k, r)).map(|(_, v)| v.clone()).collect())
+            }
+        })
+    }
+}
+
+/// What a condition asks of an index: some exact keys, or the keys in a numeric range.
+enum Keys<'a> {
+    Exact(Vec<Key>),
+    Range(&'a crate::filter::Range<f64>),
+}
+
+/// The keys of `field` a condition matches, or `None` when the index cannot answer it.
+fn field_keys<'a>(c: &'a FieldCondition, field: &FieldIndex) -> Option<Keys<'a>> {
+    if let Some(m) = &c.r#match {
+        return Some(Keys::Exact(match (m, field.kind) {
+            (Match::Value { value: MatchValue::Keyword(s) }, FieldType::Keyword) => vec![Key::Str(s.clone())],
+            (Match::Value { value: MatchValue::Integer(i) }, FieldType::Integer) => vec![Key::Int(*i)],
+            (Match::Value { value: MatchValue::Bool(b) }, FieldType::Bool) => vec![Key::Bool(*b)],
+            (Match::Any { any: MatchList::Keywords(v) }, FieldType::Keyword) => {
+                v.iter().map(|s| Key::Str(s.clone())).collect()
+            }
+            (Match::Any { any: MatchList::Integers(v) }, FieldType::Integer) => {
+                v.iter().map(|i| Key::Int(*i)).collect()
+            }
+            // Values of another type than the index never match an equality condition
+            // (types never cross), so no key matches.
+            (Match::Value { .. }, _) | (Match::Any { .. }, _) => Vec::new(),
+            _ => return None,
+        }));
+    }
+    match (&c.range, field.kind) {
+        (Some(RangeCondition::Number(r)), FieldType::Float | FieldType::Integer) => Some(Keys::Range(r)),
+        _ => None,
+    }
+}
+
+/// Whether a numeric key lies in the range (integer indexes keep non-integral numbers as
+/// floats, so both kinds of key are checked).
+fn key_in_range(k: &Key, r: &crate::filter::Range<f64>) -> bool {
+    match k {
+        Key::Num(bits) => r.contains(&from_ordered(*bits)),
+        Key::Int(i) => r.contains(&(*i as f64)),
+        _ => false,
     }
 }
 

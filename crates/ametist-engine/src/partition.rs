@@ -504,6 +504,9 @@ impl PartitionActor {
                 Some(bits) => bits[slot as usize] && f.matches(&e.id, e.payload.as_ref()),
                 // Candidates of a covered filter match by construction.
                 None if covered && scoring_candidates => true,
+                // A walk over a broad indexed filter checks the nodes it visits in the
+                // index: listing every match first would cost more than the walk.
+                None if covered => self.payload_index.covered_match(f, slot),
                 None => f.matches(&e.id, e.payload.as_ref()),
             },
         };
@@ -549,9 +552,17 @@ impl PartitionActor {
         };
         // The share of points the filter matches: counted from payload indexes when they
         // narrow it, else estimated from a sample.
-        let candidates = self.payload_index.candidates(f);
-        let share = match &candidates {
-            Some(c) => c.len() as f64 / live.max(1) as f64,
+        // One indexed condition: its posting lists count the matches exactly, without
+        // listing them. Several: the estimate is only the smallest one's count, so the
+        // candidates are listed and counted (an intersection can be far smaller).
+        let conditions =
+            f.must.as_ref().map_or(0, Vec::len) + f.should.as_ref().map_or(0, |s| usize::from(!s.is_empty()));
+        let estimate = match self.payload_index.estimate(f) {
+            Some(_) if conditions > 1 => self.payload_index.candidates(f).map(|c| c.len()),
+            e => e,
+        };
+        let share = match estimate {
+            Some(n) => n as f64 / live.max(1) as f64,
             None => {
                 let stride = (self.entries.len() / FILTER_SAMPLE).max(1);
                 let (mut seen, mut hit) = (0usize, 0usize);
@@ -572,11 +583,16 @@ impl PartitionActor {
         // candidates costs one distance each. Take the cheaper.
         let boosted_ef = ef.saturating_mul((1.0 / share.max(1e-9)).ceil().min(4.0) as usize);
         let walk_cost = (boosted_ef as f64 * (2 * self.spec.index.m) as f64 / share.max(1e-3) * 2.0) as usize;
-        if let Some(c) = candidates {
-            if exact_anyway || c.len() <= walk_cost.max(self.spec.index.full_scan_threshold) {
-                return Plan::Candidates(c);
+        if let Some(n) = estimate {
+            let list = || self.payload_index.candidates(f).expect("the indexes bound this filter (estimate)");
+            if exact_anyway || n <= walk_cost.max(self.spec.index.full_scan_threshold) {
+                return Plan::Candidates(list());
             }
-            return Plan::Graph { ef: boosted_ef, candidates: Some(c) };
+            // A filter the indexes answer exactly is checked per visited node (see
+            // `search`); another one gets a bitmap of its candidates to reject most
+            // nodes before their payload is read.
+            let candidates = if self.payload_index.covers(f) { None } else { Some(list()) };
+            return Plan::Graph { ef: boosted_ef, candidates };
         }
         if exact_anyway || (share * live as f64) < self.spec.index.full_scan_threshold as f64 || share < 0.02 {
             return Plan::Exact;
