@@ -124,6 +124,33 @@ impl NamedFields {
         self.update(point, named);
     }
 
+    /// Gives new points their named vectors, linking each dense name's vectors into its
+    /// graph in one batch on `threads` threads (as the unnamed index does).
+    pub fn insert_new(&mut self, points: &[(u32, NamedVectors)], threads: usize) {
+        for (point, _) in points {
+            self.remove(*point);
+        }
+        for (name, field) in &mut self.dense {
+            let batch: Vec<(u32, &[f32])> =
+                points.iter().filter_map(|(p, n)| n.dense.get(name).map(|v| (*p, v.as_slice()))).collect();
+            if batch.is_empty() {
+                continue;
+            }
+            let vectors: Vec<&[f32]> = batch.iter().map(|b| b.1).collect();
+            let slots = field.index.insert_batch(&vectors, threads);
+            for ((point, _), slot) in batch.iter().zip(slots) {
+                field.link(*point, slot);
+            }
+        }
+        for (name, index) in &mut self.sparse {
+            for (point, n) in points {
+                if let Some(v) = n.sparse.get(name) {
+                    index.add(*point, v).expect("vectors were checked");
+                }
+            }
+        }
+    }
+
     /// Replaces the named vectors `named` holds and keeps the point's others.
     pub fn update(&mut self, point: u32, named: &NamedVectors) {
         for (name, v) in &named.dense {

@@ -815,13 +815,15 @@ impl PartitionActor {
                 })
                 .collect()
         };
+        let threads = build_threads(points.len());
+        let mut fresh_named = Vec::new();
         for ((id, _, payload, version, named), slot) in points.into_iter().zip(slots) {
             let i = slot as usize;
             if i >= self.entries.len() {
                 self.entries.resize_with(i + 1, || None);
             }
             if !named.is_empty() {
-                self.named.set_all(slot, &named);
+                fresh_named.push((slot, named));
             }
             self.slots.insert(id.clone(), slot);
             self.payload_index.insert(slot, payload.as_ref());
@@ -830,6 +832,7 @@ impl PartitionActor {
             }
             self.entries[i] = Some(Entry { id, version, payload });
         }
+        self.named.insert_new(&fresh_named, threads);
     }
 
     /// True when the collection has an unnamed vector (and the unnamed index holds points).

@@ -324,3 +324,54 @@ async fn named_and_sparse_vectors_survive_restart_from_log_and_snapshot() {
     assert_eq!((all(&c, 80).await, search(c.clone()).await), before, "after snapshot load");
     db.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn named_graph_search_has_high_recall_with_and_without_filter() {
+    let mut rng = seeded("named_graph_search_has_high_recall_with_and_without_filter");
+    let db = Ametist::in_memory(EngineConfig::default());
+    // A tiny full-scan threshold: every search walks the named vector's graph.
+    let index = ametist_engine::config::IndexConfig { full_scan_threshold: 10, ..Default::default() };
+    let cfg = CollectionConfig { partitions: Some(2), index: Some(index), ..CollectionConfig::new(0, Metric::Euclid) }
+        .with_vector("v", 8, Metric::Euclid);
+    db.create_collection("c", cfg).await.unwrap();
+    let c = db.collection("c").unwrap();
+    let vectors: Vec<Vec<f32>> = (0..3000).map(|_| (0..8).map(|_| rng.random_range(-1.0f32..1.0)).collect()).collect();
+    // One batch of more than 1024 new points links in parallel.
+    let points: Vec<InsertNamed> = vectors
+        .iter()
+        .enumerate()
+        .map(|(i, v)| InsertNamed {
+            id: PointId::Num(i as u64),
+            vector: Vec::new(),
+            named: NamedVectors { dense: [("v".to_string(), v.clone())].into(), ..Default::default() },
+            metadata: json!({"group": i % 3}).as_object().cloned(),
+        })
+        .collect();
+    c.upsert_named(points, true).await.unwrap();
+    let (mut found, mut total) = (0usize, 0usize);
+    for q in 0..30 {
+        let query: Vec<f32> = (0..8).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        let group = (q % 2 == 0).then_some(1u64);
+        let mut req = SearchRequest::new(query.clone(), 10);
+        req.using = "v".into();
+        req.filter =
+            group.map(|g| Filter::from_value(json!({"must": [{"key": "group", "match": {"value": g}}]})).unwrap());
+        let hits = c.search(req).await.unwrap().results;
+        let mut exact: Vec<(f32, u64)> = vectors
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| group.is_none_or(|g| *i as u64 % 3 == g))
+            .map(|(i, v)| (Metric::Euclid.distance(&query, v), i as u64))
+            .collect();
+        exact.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let want: std::collections::HashSet<u64> = exact.iter().take(10).map(|e| e.1).collect();
+        for h in &hits {
+            let PointId::Num(i) = h.id else { unreachable!("numeric ids") };
+            assert!(group.is_none_or(|g| i % 3 == g), "a hit outside the filter");
+            found += usize::from(want.contains(&i));
+        }
+        total += 10;
+    }
+    let recall = found as f64 / total as f64;
+    assert!(recall >= 0.95, "recall@10 {recall}");
+}
