@@ -186,6 +186,8 @@ def load_named(client, name, points, modifier):
         wait=True,
     )
     client.delete_vectors(name, vectors=["text", "words"], points=[4, 5], wait=True)
+    last = models.Filter(must=[models.FieldCondition(key="i", range=models.Range(gte=190))])
+    client.delete_vectors(name, vectors=["image"], points=models.FilterSelector(filter=last), wait=True)
     client.delete(name, points_selector=[7, 8, 9], wait=True)
 
 

@@ -497,20 +497,20 @@ impl Collection {
         self.write(ops, wait).await
     }
 
-    /// Removes named vectors from existing points.
+    /// Removes named vectors from the points `target` names (which must exist) or from every
+    /// point matching its filter.
     pub async fn delete_vectors(
         &self,
-        ids: Vec<PointId>,
+        target: Target,
         names: Vec<String>,
         wait: bool,
     ) -> Result<WriteAck, EngineError> {
-        self.check_batch(ids.len())?;
         if let Some(n) =
             names.iter().find(|n| !self.spec.vectors.contains_key(*n) && !self.spec.sparse_vectors.contains_key(*n))
         {
             return Err(unknown_vector(n));
         }
-        self.write(ids.into_iter().map(|id| WriteOp::DeleteVectors { id, names: names.clone() }).collect(), wait).await
+        self.update_payload(target, FilterAction::DeleteVectors(names), wait).await
     }
 
     /// Refuses writes of the unnamed vector in a collection that has only named ones.
@@ -612,6 +612,7 @@ impl Collection {
                         FilterAction::OverwritePayload(p) => WriteOp::OverwritePayload { id, payload: p.clone() },
                         FilterAction::DeletePayload(keys) => WriteOp::DeletePayload { id, keys: keys.clone() },
                         FilterAction::ClearPayload => WriteOp::ClearPayload { id },
+                        FilterAction::DeleteVectors(names) => WriteOp::DeleteVectors { id, names: names.clone() },
                     })
                     .collect()
             }

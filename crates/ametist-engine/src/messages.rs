@@ -237,6 +237,8 @@ pub enum FilterAction {
     OverwritePayload(Payload),
     DeletePayload(Vec<String>),
     ClearPayload,
+    /// Removes these named vectors (absent ones are ignored).
+    DeleteVectors(Vec<String>),
 }
 
 impl WriteOp {

@@ -640,6 +640,7 @@ impl PartitionActor {
                     FilterAction::OverwritePayload(p) => WriteOp::OverwritePayload { id, payload: p.clone() },
                     FilterAction::DeletePayload(keys) => WriteOp::DeletePayload { id, keys: keys.clone() },
                     FilterAction::ClearPayload => WriteOp::ClearPayload { id },
+                    FilterAction::DeleteVectors(names) => WriteOp::DeleteVectors { id, names: names.clone() },
                 });
             }
         }

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use ametist_core::filter::Filter;
 use ametist_core::sparse::{SparseModifier, SparseVector};
 use ametist_core::{Metric, PointId};
-use ametist_engine::collection::{Branch, Collection, Fusion, SparseQuery};
+use ametist_engine::collection::{Branch, Collection, Fusion, SparseQuery, Target};
 use ametist_engine::messages::{InsertNamed, NamedVectors};
 use ametist_engine::{Ametist, CollectionConfig, EngineConfig, SearchRequest};
 use rand::rngs::StdRng;
@@ -221,7 +221,7 @@ async fn idf_is_collection_wide_and_follows_deletions() {
     check(&hits, with_words, holders.len() as u64);
     c.delete(vec![PointId::Num(holders[0])], true).await.unwrap();
     // A point losing its sparse vector counts out of N and df as well.
-    c.delete_vectors(vec![PointId::Num(holders[1])], vec!["words".into()], true).await.unwrap();
+    c.delete_vectors(Target::Ids(vec![PointId::Num(holders[1])]), vec!["words".into()], true).await.unwrap();
     let hits = c.sparse_search(sparse_query("words", q, 200)).await.unwrap().results;
     assert_eq!(hits.len(), holders.len() - 2);
     check(&hits, with_words - 2, holders.len() as u64 - 2);
@@ -304,12 +304,16 @@ async fn named_and_sparse_vectors_survive_restart_from_log_and_snapshot() {
     db.create_collection("c", config(2)).await.unwrap();
     let c = db.collection("c").unwrap();
     c.upsert_named(pts, true).await.unwrap();
-    c.delete_vectors(vec![PointId::Num(3)], vec!["image".into()], true).await.unwrap();
+    c.delete_vectors(Target::Ids(vec![PointId::Num(3)]), vec!["image".into()], true).await.unwrap();
+    // By filter: every point of group 2 loses its `text` vector.
+    let group2 = Filter::from_value(json!({"must": [{"key": "group", "match": {"value": 2}}]})).unwrap();
+    c.delete_vectors(Target::Filter(group2), vec!["text".into()], true).await.unwrap();
     let mut update = NamedVectors::default();
     update.dense.insert("image".into(), vec![0.1, 0.2, 0.3]);
     c.update_named(vec![(PointId::Num(4), update)], true).await.unwrap();
     let before = (all(&c, 80).await, search(c.clone()).await);
     assert!(!before.0[&3].dense.contains_key("image"));
+    assert!(before.0.iter().all(|(i, v)| i % 3 != 2 || !v.dense.contains_key("text")));
     assert_eq!(before.1 .0[0].id, PointId::Num(4));
     // Crash-like stop: the partitions replay their logs (no snapshot is due yet).
     drop(c);

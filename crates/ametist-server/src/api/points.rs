@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 use ametist_core::filter::{Condition, Filter};
 use ametist_core::sparse::SparseVector;
 use ametist_core::{Payload, PointId};
-use ametist_engine::collection::{Branch, Collection, Fusion, SparseQuery, TextQuery};
+use ametist_engine::collection::{Branch, Collection, Fusion, SparseQuery, Target, TextQuery};
 use ametist_engine::messages::{
     InsertNamed, MissingPartition, NamedVectors, Record, ScoredDoc, ScrollRequest, WriteAck,
 };
@@ -438,21 +438,26 @@ pub async fn delete_vectors(
     let wait = wait_param(query.as_deref(), started)?;
     let c = collection(&state, &name, started)?;
     let req: DeleteVectorsRequest = parse_body(&body, started)?;
-    if parse_filter(req.filter, started)?.is_some() {
-        return Err(not_supported("deleting vectors by `filter` is not supported yet; name the points", started));
-    }
-    let ids = req.points.unwrap_or_default();
-    if ids.is_empty() {
-        return Err(ApiError::bad_request("Wrong input: `points` is empty", started));
-    }
     if let Some(n) = req.vector.iter().find(|n| n.is_empty()) {
         return Err(ApiError::bad_request(format!("Wrong input: the unnamed vector `{n}` cannot be deleted"), started));
     }
-    let found = c.get(ids.clone(), false, false).await.map_err(|e| ApiError::from_engine(e, started))?;
-    if let Some(missing) = ids.iter().find(|id| !found.iter().any(|r| &r.id == *id)) {
-        return Err(point_not_found(missing, started));
-    }
-    let ack = c.delete_vectors(ids, req.vector, wait).await.map_err(|e| ApiError::from_engine(e, started))?;
+    let target = match (req.points, parse_filter(req.filter, started)?) {
+        (Some(ids), None) if !ids.is_empty() => {
+            let found = c.get(ids.clone(), false, false).await.map_err(|e| ApiError::from_engine(e, started))?;
+            if let Some(missing) = ids.iter().find(|id| !found.iter().any(|r| &r.id == *id)) {
+                return Err(point_not_found(missing, started));
+            }
+            Target::Ids(ids)
+        }
+        (None, Some(filter)) => Target::Filter(filter),
+        _ => {
+            return Err(ApiError::bad_request(
+                "Format error in JSON body: send either `points` (a non-empty list of ids) or `filter`",
+                started,
+            ))
+        }
+    };
+    let ack = c.delete_vectors(target, req.vector, wait).await.map_err(|e| ApiError::from_engine(e, started))?;
     Ok(Answer::new(update_result(ack), started))
 }
 
