@@ -486,9 +486,28 @@ impl Collection {
         updates: Vec<(PointId, NamedVectors)>,
         wait: bool,
     ) -> Result<WriteAck, EngineError> {
-        self.check_batch(updates.len())?;
-        let mut ops = Vec::with_capacity(updates.len());
-        for (i, (id, named)) in updates.into_iter().enumerate() {
+        self.update_vectors_and_named(Vec::new(), updates, wait).await
+    }
+
+    /// Replaces unnamed and named vectors of existing points in one write: everything is
+    /// checked first, and either all of it applies or (bad input) none of it.
+    pub async fn update_vectors_and_named(
+        &self,
+        unnamed: Vec<UpdateVector>,
+        named: Vec<(PointId, NamedVectors)>,
+        wait: bool,
+    ) -> Result<WriteAck, EngineError> {
+        self.check_batch(unnamed.len() + named.len())?;
+        if !unnamed.is_empty() {
+            self.check_unnamed()?;
+        }
+        let mut ops = Vec::with_capacity(unnamed.len() + named.len());
+        for (i, mut u) in unnamed.into_iter().enumerate() {
+            u.vector = vector::prepare(self.spec.metric, self.spec.dim, u.vector)
+                .map_err(|e| EngineError::invalid(format!("point {} (#{i} in the batch): {e}", u.id)))?;
+            ops.push(WriteOp::Update(u));
+        }
+        for (i, (id, named)) in named.into_iter().enumerate() {
             let vectors = self
                 .prepare_named(named)
                 .map_err(|e| EngineError::invalid(format!("point {id} (#{i} in the batch): {e}")))?;

@@ -379,3 +379,25 @@ async fn named_graph_search_has_high_recall_with_and_without_filter() {
     let recall = found as f64 / total as f64;
     assert!(recall >= 0.95, "recall@10 {recall}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_named_vector_in_a_mixed_update_changes_nothing() {
+    let db = Ametist::in_memory(EngineConfig::default());
+    let cfg = CollectionConfig::new(2, Metric::Euclid).with_vector("t", 3, Metric::Euclid).with_partitions(2);
+    db.create_collection("c", cfg).await.unwrap();
+    let c = db.collection("c").unwrap();
+    let named = NamedVectors { dense: [("t".to_string(), vec![1.0, 2.0, 3.0])].into(), ..Default::default() };
+    let p = InsertNamed { id: PointId::Num(1), vector: vec![1.0, 1.0], named, metadata: None };
+    c.upsert_named(vec![p], true).await.unwrap();
+    let before = c.get(vec![PointId::Num(1)], false, true).await.unwrap();
+    let unnamed = vec![ametist_engine::UpdateVector { id: PointId::Num(1), vector: vec![5.0, 5.0] }];
+    let bad = NamedVectors { dense: [("t".to_string(), vec![1.0])].into(), ..Default::default() };
+    let e = c.update_vectors_and_named(unnamed.clone(), vec![(PointId::Num(1), bad)], true).await.unwrap_err();
+    assert!(e.is_bad_input(), "{e}");
+    assert_eq!(c.get(vec![PointId::Num(1)], false, true).await.unwrap(), before, "nothing changed");
+    let good = NamedVectors { dense: [("t".to_string(), vec![0.0, 0.0, 7.0])].into(), ..Default::default() };
+    c.update_vectors_and_named(unnamed, vec![(PointId::Num(1), good)], true).await.unwrap();
+    let after = c.get(vec![PointId::Num(1)], false, true).await.unwrap().remove(0);
+    assert_eq!(after.vector, Some(vec![5.0, 5.0]));
+    assert_eq!(after.named.unwrap().dense["t"], vec![0.0, 0.0, 7.0]);
+}

@@ -402,15 +402,14 @@ pub async fn update_vectors(
     if updates.is_empty() && named_updates.is_empty() {
         return Err(ApiError::bad_request("Wrong input: `points` is empty", started));
     }
-    // The unnamed and the named vectors of one request are two writes: the unnamed first.
-    let mut ack = None;
-    if !updates.is_empty() {
-        ack = Some(c.update_vectors(updates, wait).await.map_err(|e| ApiError::from_engine(e, started))?);
-    }
-    if !named_updates.is_empty() {
-        ack = Some(c.update_named(named_updates, wait).await.map_err(|e| ApiError::from_engine(e, started))?);
-    }
-    Ok(Answer::new(update_result(ack.expect("one of the two writes ran")), started))
+    // Unnamed-only requests keep the plain update (and its WAL record format); any named
+    // vector makes one write of both kinds, so a bad vector changes nothing.
+    let ack = if named_updates.is_empty() {
+        c.update_vectors(updates, wait).await
+    } else {
+        c.update_vectors_and_named(updates, named_updates, wait).await
+    };
+    Ok(Answer::new(update_result(ack.map_err(|e| ApiError::from_engine(e, started))?), started))
 }
 
 /// `POST /collections/{name}/points/vectors/delete`: Qdrant's `DeleteVectors`.
