@@ -109,7 +109,6 @@ def test_delete_by_filter(client, filled):
     assert sorted(r.id for r in client.retrieve(filled, ids=list(range(1, 11)))) == [1, 3, 5, 7, 9]
 
 
-@xfail_engine("named vectors: CollectionConfig with several (name, dim, metric), InsertVector with named vectors, SearchRequest.using")
 def test_named_vectors(client, collection_name):
     client.create_collection(
         collection_name,

@@ -42,3 +42,56 @@ def test_snapshot_create_list_download_recover(server, client, collection_name, 
     )
     assert r.status_code == 400, r.text
     assert client.count(collection_name).count == 20
+
+
+def test_snapshot_upload_as_multipart_form_and_raw_body(server, client, collection_name, tmp_path):
+    client.create_collection(
+        collection_name,
+        vectors_config={"a": models.VectorParams(size=2, distance=models.Distance.EUCLID)},
+        sparse_vectors_config={"s": models.SparseVectorParams(modifier=models.Modifier.IDF)},
+    )
+    client.upsert(
+        collection_name,
+        points=[
+            models.PointStruct(
+                id=i, vector={"a": [float(i), 1.0], "s": models.SparseVector(indices=[i % 5], values=[1.0])}
+            )
+            for i in range(30)
+        ],
+        wait=True,
+    )
+    snap = client.create_snapshot(collection_name, wait=True)
+    data = httpx.get(f"{server.url}/collections/{collection_name}/snapshots/{snap.name}", timeout=30).content
+    saved = tmp_path / "named.snapshot"
+    saved.write_bytes(data)
+
+    # The client's upload call sends a multipart form with a `snapshot` field.
+    client.delete(collection_name, points_selector=models.PointIdsList(points=list(range(20))), wait=True)
+    assert client.count(collection_name).count == 10
+    with open(saved, "rb") as f:
+        assert client.http.snapshots_api.recover_from_uploaded_snapshot(collection_name, wait=True, snapshot=f).result
+    assert client.count(collection_name).count == 30
+    got = client.retrieve(collection_name, ids=[7], with_vectors=True)[0].vector
+    assert got["a"] == [7.0, 1.0] and got["s"].indices == [2]
+    hits = client.query_points(collection_name, query=models.SparseVector(indices=[3], values=[1.0]), using="s").points
+    assert sorted(p.id for p in hits) == [3, 8, 13, 18, 23, 28]
+
+    # The raw body still works, into a new collection.
+    other = collection_name + "_raw"
+    r = httpx.post(
+        f"{server.url}/collections/{other}/snapshots/upload",
+        content=data,
+        headers={"content-type": "application/octet-stream"},
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    assert client.count(other).count == 30
+    client.delete_collection(other)
+
+    # A form without the field, and a SHA-256 check Ametist cannot make, are refused.
+    r = httpx.post(f"{server.url}/collections/{collection_name}/snapshots/upload", files={"other": b"x"}, timeout=30)
+    assert r.status_code == 400 and "snapshot" in r.text
+    r = httpx.post(
+        f"{server.url}/collections/{collection_name}/snapshots/upload?checksum=abc", files={"snapshot": data}, timeout=30
+    )
+    assert r.status_code == 400 and "checksum" in r.text

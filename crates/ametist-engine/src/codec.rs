@@ -9,7 +9,7 @@
 //! WAL record (the WAL adds its own length, LSN and CRC-32C around it):
 //!
 //! ```text
-//! u8 format (1) | u32 op count | ops...
+//! u8 format (1, or 2 when it holds tags 8..10) | u32 op count | ops...
 //! op:  u8 tag | id | body
 //!      tag 1 Insert           body: vector, optional payload
 //!      tag 2 Delete           body: (none)
@@ -18,19 +18,32 @@
 //!      tag 5 OverwritePayload body: payload
 //!      tag 6 DeletePayload    body: u32 key count, strings
 //!      tag 7 ClearPayload     body: (none)
+//!      tag 8 InsertNamed      body: vector, optional payload, named vectors
+//!      tag 9 UpdateNamed      body: named vectors
+//!      tag 10 DeleteVectors   body: u32 name count, strings
 //! id:      u8 0 + u64 (number) | u8 1 + string
 //! string:  u32 length + UTF-8 bytes
 //! vector:  u32 length + f32 values
 //! payload: u32 length + JSON object bytes; optional payload: u8 0 (none) | u8 1 + payload
+//! named vectors: u32 dense count, (string name, vector)*,
+//!                u32 sparse count, (string name, u32 n, u32 indices[n], f32 values[n])*
 //! ```
+//!
+//! Records without named vectors are written in format 1, byte for byte as before, so a
+//! log written by this build for an unnamed-vector collection is read by older builds too.
 //!
 //! Partition image (also the file format of `PartitionSnapshot` / `PartitionRestore`):
 //!
 //! ```text
-//! "AMPART\0\0" | u16 format (1) | u32 dim | u8 metric | u64 version | u64 entry count
+//! "AMPART\0\0" | u16 format (1 or 2) | u32 dim | u8 metric | u64 version | u64 entry count
 //! entries: u32 slot | u64 version | id | optional payload
 //! the HNSW index as `Hnsw::write_to` writes it (graph and vectors, its own checksum)
+//! format 2 only: the named vectors as `NamedFields::write_to` writes them
 //! u32 CRC-32C of everything before it
+//!
+//! A collection without an unnamed vector has `dim` 0 and an empty one-dimensional
+//! placeholder index; its entries' slots are the partition's point slots. Format 1 images
+//! (no named section) are still read.
 //! ```
 
 use std::io::{self, Write};
@@ -38,11 +51,20 @@ use std::io::{self, Write};
 use ametist_core::hnsw::Hnsw;
 use ametist_core::{Metric, Payload, PointId};
 
-use crate::messages::{DeleteVector, InsertVector, UpdateVector, WriteOp};
+use ametist_core::sparse::SparseVector;
 
+use crate::messages::{DeleteVector, InsertNamed, InsertVector, NamedVectors, UpdateVector, WriteOp};
+use crate::named_vectors::NamedFields;
+
+/// Records with only unnamed-vector ops.
 const RECORD_FORMAT: u8 = 1;
+/// Records that also hold named-vector ops (tags 8..10).
+const RECORD_FORMAT_NAMED: u8 = 2;
 const IMAGE_MAGIC: &[u8; 8] = b"AMPART\0\0";
-const IMAGE_FORMAT: u16 = 1;
+/// Images without a named-vector section.
+const IMAGE_FORMAT_V1: u16 = 1;
+/// The format this build writes.
+const IMAGE_FORMAT: u16 = 2;
 
 /// A decoding failure: what was wrong and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,10 +139,33 @@ fn put_opt_payload(out: &mut Vec<u8>, p: Option<&Payload>) -> io::Result<()> {
     Ok(())
 }
 
+fn put_named(out: &mut Vec<u8>, named: &NamedVectors) -> io::Result<()> {
+    put_len(out, named.dense.len())?;
+    for (name, v) in &named.dense {
+        put_str(out, name)?;
+        put_vector(out, v)?;
+    }
+    put_len(out, named.sparse.len())?;
+    for (name, v) in &named.sparse {
+        put_str(out, name)?;
+        put_len(out, v.indices.len())?;
+        for i in &v.indices {
+            put_u32(out, *i);
+        }
+        for x in &v.values {
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+    }
+    Ok(())
+}
+
 /// Encodes a batch of per-point ops as one WAL record. Filter ops must have been expanded.
 pub fn encode_ops(ops: &[WriteOp]) -> io::Result<Vec<u8>> {
     let mut out = Vec::with_capacity(64 + ops.len() * 32);
-    out.push(RECORD_FORMAT);
+    let named = ops
+        .iter()
+        .any(|op| matches!(op, WriteOp::InsertNamed(_) | WriteOp::UpdateNamed { .. } | WriteOp::DeleteVectors { .. }));
+    out.push(if named { RECORD_FORMAT_NAMED } else { RECORD_FORMAT });
     put_len(&mut out, ops.len())?;
     for op in ops {
         match op {
@@ -160,6 +205,26 @@ pub fn encode_ops(ops: &[WriteOp]) -> io::Result<Vec<u8>> {
             WriteOp::ClearPayload { id } => {
                 out.push(7);
                 put_id(&mut out, id)?;
+            }
+            WriteOp::InsertNamed(p) => {
+                out.push(8);
+                put_id(&mut out, &p.id)?;
+                put_vector(&mut out, &p.vector)?;
+                put_opt_payload(&mut out, p.metadata.as_ref())?;
+                put_named(&mut out, &p.named)?;
+            }
+            WriteOp::UpdateNamed { id, vectors } => {
+                out.push(9);
+                put_id(&mut out, id)?;
+                put_named(&mut out, vectors)?;
+            }
+            WriteOp::DeleteVectors { id, names } => {
+                out.push(10);
+                put_id(&mut out, id)?;
+                put_len(&mut out, names.len())?;
+                for n in names {
+                    put_str(&mut out, n)?;
+                }
             }
             WriteOp::ByFilter { .. } => {
                 return Err(io::Error::new(io::ErrorKind::InvalidInput, "filter ops are expanded before logging"))
@@ -251,6 +316,47 @@ impl<'a> Reader<'a> {
         }
     }
 
+    fn strings(&mut self, what: &str) -> Result<Vec<String>, DecodeError> {
+        let k = self.u32(what)? as usize;
+        if k > self.remaining() / 4 {
+            return err(format!("{what} count larger than the record"));
+        }
+        (0..k).map(|_| self.string(what)).collect()
+    }
+
+    fn named(&mut self) -> Result<NamedVectors, DecodeError> {
+        let mut named = NamedVectors::default();
+        let n = self.u32("dense vector count")? as usize;
+        if n > self.remaining() / 8 {
+            return err("dense vector count larger than the record");
+        }
+        for _ in 0..n {
+            let name = self.string("vector name")?;
+            let v = self.vector()?;
+            if named.dense.insert(name, v).is_some() {
+                return err("a vector name appears twice");
+            }
+        }
+        let n = self.u32("sparse vector count")? as usize;
+        if n > self.remaining() / 8 {
+            return err("sparse vector count larger than the record");
+        }
+        for _ in 0..n {
+            let name = self.string("vector name")?;
+            let len = self.u32("sparse vector length")? as usize;
+            let bytes = len.checked_mul(8).ok_or_else(|| DecodeError("sparse vector too long".into()))?;
+            let raw = self.take(bytes, "sparse vector")?;
+            let (i, v) = raw.split_at(len * 4);
+            let indices = i.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes"))).collect();
+            let values = v.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect();
+            let sv = SparseVector::new(indices, values).map_err(|e| DecodeError(e.to_string()))?;
+            if named.sparse.insert(name, sv).is_some() {
+                return err("a vector name appears twice");
+            }
+        }
+        Ok(named)
+    }
+
     fn remaining(&self) -> usize {
         self.b.len() - self.pos
     }
@@ -260,7 +366,7 @@ impl<'a> Reader<'a> {
 pub fn decode_ops(b: &[u8]) -> Result<Vec<WriteOp>, DecodeError> {
     let mut r = Reader::new(b);
     let format = r.u8("record format")?;
-    if format != RECORD_FORMAT {
+    if format != RECORD_FORMAT && format != RECORD_FORMAT_NAMED {
         return err(format!("unknown record format {format}"));
     }
     let n = r.u32("op count")? as usize;
@@ -290,6 +396,14 @@ pub fn decode_ops(b: &[u8]) -> Result<Vec<WriteOp>, DecodeError> {
                 WriteOp::DeletePayload { id, keys }
             }
             7 => WriteOp::ClearPayload { id },
+            8 if format == RECORD_FORMAT_NAMED => WriteOp::InsertNamed(InsertNamed {
+                id,
+                vector: r.vector()?,
+                metadata: r.opt_payload()?,
+                named: r.named()?,
+            }),
+            9 if format == RECORD_FORMAT_NAMED => WriteOp::UpdateNamed { id, vectors: r.named()? },
+            10 if format == RECORD_FORMAT_NAMED => WriteOp::DeleteVectors { id, names: r.strings("vector name")? },
             t => return err(format!("unknown op tag {t}")),
         });
     }
@@ -319,7 +433,10 @@ pub struct PartitionImage {
     /// The operation (WAL LSN) the image reflects.
     pub version: u64,
     pub entries: Vec<ImageEntry>,
+    /// The unnamed vectors (an empty placeholder when `dim` is 0).
     pub index: Hnsw,
+    /// The named dense and sparse vectors, keyed by the entries' slots.
+    pub named: NamedFields,
 }
 
 fn metric_code(m: Metric) -> u8 {
@@ -349,7 +466,7 @@ impl Write for CrcWriter<'_> {
 }
 
 /// Writes a partition image. `entries` yields every live point (slot, version, id, payload);
-/// `index` holds their vectors at those slots.
+/// `index` holds their unnamed vectors at those slots, `named` their named vectors.
 pub fn write_image<'e>(
     w: &mut dyn Write,
     dim: usize,
@@ -357,6 +474,7 @@ pub fn write_image<'e>(
     version: u64,
     entries: impl ExactSizeIterator<Item = (u32, u64, &'e PointId, Option<&'e Payload>)>,
     index: &Hnsw,
+    named: &NamedFields,
 ) -> io::Result<()> {
     let mut cw = CrcWriter { w, crc: 0 };
     let mut buf = Vec::with_capacity(1 << 16);
@@ -378,6 +496,7 @@ pub fn write_image<'e>(
     }
     cw.write_all(&buf)?;
     index.write_to(&mut cw)?;
+    named.write_to(&mut cw)?;
     let crc = cw.crc;
     w_all(cw.w, &crc.to_le_bytes())
 }
@@ -397,6 +516,7 @@ impl PartitionImage {
             self.version,
             self.entries.iter().map(|e| (e.slot, e.version, &e.id, e.payload.as_ref())),
             &self.index,
+            &self.named,
         )
     }
 
@@ -412,7 +532,7 @@ impl PartitionImage {
             return err("not an Ametist partition image (bad magic)");
         }
         let format = r.u16("format")?;
-        if format != IMAGE_FORMAT {
+        if format != IMAGE_FORMAT && format != IMAGE_FORMAT_V1 {
             return err(format!("unsupported partition image format {format} (this build reads {IMAGE_FORMAT})"));
         }
         if crc32c::crc32c(body) != u32::from_le_bytes(crc.try_into().expect("4 bytes")) {
@@ -442,29 +562,37 @@ impl PartitionImage {
         }
         let mut rest = &body[r.pos..];
         let index = Hnsw::read_from(&mut rest).map_err(|e| DecodeError(format!("index: {e}")))?;
+        let named = if format == IMAGE_FORMAT_V1 {
+            NamedFields::default()
+        } else {
+            NamedFields::read_from(&mut rest).map_err(|e| DecodeError(format!("named vectors: {e}")))?
+        };
         if !rest.is_empty() {
             return err(format!("{} bytes after the index", rest.len()));
         }
-        if index.dim() != dim || index.metric() != metric {
+        // Without an unnamed vector the index is an empty one-dimensional placeholder.
+        let has_default = dim > 0;
+        if index.dim() != dim.max(1) || index.metric() != metric || (!has_default && !index.is_empty()) {
             return err("the index's dimension or metric differs from the image header");
         }
-        if index.len() != entries.len() {
+        if has_default && index.len() != entries.len() {
             return err(format!("{} entries but {} live points in the index", entries.len(), index.len()));
         }
-        let mut seen_slots = vec![false; index.slots()];
+        let mut seen_slots = std::collections::HashSet::with_capacity(entries.len());
         let mut ids = std::collections::HashSet::with_capacity(entries.len());
         for e in &entries {
-            if !index.is_live(e.slot) {
+            if has_default && !index.is_live(e.slot) {
                 return err(format!("entry {} names slot {}, which is not live in the index", e.id, e.slot));
             }
-            if std::mem::replace(&mut seen_slots[e.slot as usize], true) {
+            if e.slot == u32::MAX || !seen_slots.insert(e.slot) {
                 return err(format!("slot {} appears twice", e.slot));
             }
             if !ids.insert(&e.id) {
                 return err(format!("id {} appears twice", e.id));
             }
         }
-        Ok(PartitionImage { dim, metric, version, entries, index })
+        named.check_points(&seen_slots).map_err(DecodeError)?;
+        Ok(PartitionImage { dim, metric, version, entries, index, named })
     }
 }
 
@@ -520,6 +648,112 @@ mod tests {
         }
     }
 
+    fn named_ops() -> Vec<WriteOp> {
+        let mut named = NamedVectors::default();
+        named.dense.insert("text".into(), vec![0.5, -1.0, 2.0]);
+        named.sparse.insert("words".into(), SparseVector { indices: vec![9, 2], values: vec![1.5, -0.25] });
+        vec![
+            WriteOp::InsertNamed(InsertNamed {
+                id: PointId::Num(1),
+                vector: vec![],
+                named: named.clone(),
+                metadata: Some(Payload::new()),
+            }),
+            WriteOp::UpdateNamed { id: PointId::Str("x".into()), vectors: named },
+            WriteOp::DeleteVectors { id: PointId::Num(2), names: vec!["text".into(), "words".into()] },
+            WriteOp::Delete(DeleteVector { id: PointId::Num(3) }),
+        ]
+    }
+
+    #[test]
+    fn named_ops_round_trip_in_format_2() {
+        let ops = named_ops();
+        let bytes = encode_ops(&ops).unwrap();
+        assert_eq!(bytes[0], RECORD_FORMAT_NAMED);
+        assert_eq!(decode_ops(&bytes).unwrap(), ops);
+        for cut in 0..bytes.len() {
+            assert!(decode_ops(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        // Named tags are not valid in a format-1 record.
+        let mut old = bytes.clone();
+        old[0] = RECORD_FORMAT;
+        assert!(decode_ops(&old).is_err());
+    }
+
+    #[test]
+    fn unnamed_records_keep_format_1_bytes() {
+        // A record as the previous build wrote it: format 1, one insert of id 5, vector
+        // [1.0], no payload. It still decodes, and this build writes the same bytes.
+        let mut old = vec![1u8, 1, 0, 0, 0, 1, 0];
+        old.extend_from_slice(&5u64.to_le_bytes());
+        old.extend_from_slice(&1u32.to_le_bytes());
+        old.extend_from_slice(&1.0f32.to_le_bytes());
+        old.push(0);
+        let ops = vec![WriteOp::Insert(InsertVector { id: PointId::Num(5), vector: vec![1.0], metadata: None })];
+        assert_eq!(decode_ops(&old).unwrap(), ops);
+        assert_eq!(encode_ops(&ops).unwrap(), old);
+    }
+
+    #[test]
+    fn format_1_images_still_open() {
+        let mut index = Hnsw::new(Metric::Dot, 2, HnswParams::default());
+        let slot = index.insert(&[1.0, 2.0]);
+        let entries = vec![ImageEntry { slot, version: 4, id: PointId::Num(8), payload: None }];
+        let image =
+            PartitionImage { dim: 2, metric: Metric::Dot, version: 4, entries, index, named: NamedFields::default() };
+        let mut v2 = Vec::new();
+        image.write_to(&mut v2).unwrap();
+        // The format-1 layout is the format-2 one without the named section (two empty
+        // counts) and with format 1 in the header.
+        let body_end = v2.len() - 4;
+        let mut v1 = v2[..body_end - 8].to_vec();
+        assert_eq!(&v2[body_end - 8..body_end], &[0u8; 8]);
+        v1[8..10].copy_from_slice(&IMAGE_FORMAT_V1.to_le_bytes());
+        let crc = crc32c::crc32c(&v1);
+        v1.extend_from_slice(&crc.to_le_bytes());
+        let back = PartitionImage::read(&v1).unwrap();
+        assert_eq!(back.entries, image.entries);
+        assert_eq!(back.index.vector(slot), &[1.0, 2.0]);
+        assert!(back.named.is_empty());
+    }
+
+    #[test]
+    fn images_carry_named_vectors() {
+        use crate::config::{IndexConfig, SparseVectorParams, VectorParams};
+        let dense: std::collections::BTreeMap<String, VectorParams> =
+            [("text".to_string(), VectorParams { dim: 3, metric: Metric::Euclid })].into();
+        let sparse: std::collections::BTreeMap<String, SparseVectorParams> =
+            [("words".to_string(), SparseVectorParams::default())].into();
+        let mut named = NamedFields::new(&dense, &sparse, &IndexConfig::default());
+        let mut nv = NamedVectors::default();
+        nv.dense.insert("text".into(), vec![1.0, 2.0, 3.0]);
+        nv.sparse.insert("words".into(), SparseVector { indices: vec![4], values: vec![0.5] });
+        named.set_all(7, &nv);
+        let mut only_sparse = nv.clone();
+        only_sparse.dense.clear();
+        named.set_all(2, &only_sparse);
+        let entries = [2u32, 7]
+            .iter()
+            .map(|&slot| ImageEntry { slot, version: 1, id: PointId::Num(slot as u64), payload: None })
+            .collect();
+        let image = PartitionImage {
+            dim: 0,
+            metric: Metric::Cosine,
+            version: 1,
+            entries,
+            index: Hnsw::new(Metric::Cosine, 1, HnswParams::default()),
+            named,
+        };
+        let mut bytes = Vec::new();
+        image.write_to(&mut bytes).unwrap();
+        let back = PartitionImage::read(&bytes).unwrap();
+        assert_eq!(back.named.get(7), nv);
+        assert_eq!(back.named.get(2), only_sparse);
+        for i in 0..bytes.len() {
+            assert!(PartitionImage::read(&bytes[..i]).is_err(), "cut at {i}");
+        }
+    }
+
     #[test]
     fn image_round_trip_and_damage() {
         let mut index = Hnsw::new(Metric::Euclid, 2, HnswParams::default());
@@ -529,7 +763,14 @@ mod tests {
             let slot = index.insert(&[i as f32, 1.0]);
             entries.push(ImageEntry { slot, version: i as u64 + 1, id: id.clone(), payload: None });
         }
-        let image = PartitionImage { dim: 2, metric: Metric::Euclid, version: 9, entries, index };
+        let image = PartitionImage {
+            dim: 2,
+            metric: Metric::Euclid,
+            version: 9,
+            entries,
+            index,
+            named: NamedFields::default(),
+        };
         let mut bytes = Vec::new();
         image.write_to(&mut bytes).unwrap();
         let back = PartitionImage::read(&bytes).unwrap();

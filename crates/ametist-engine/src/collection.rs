@@ -26,16 +26,17 @@ use tokio::time::{timeout_at, Instant};
 
 use ametist_core::filter::Filter;
 use ametist_core::payload_index::FieldType;
+use ametist_core::sparse::{SparseModifier, SparseStats, SparseVector};
 use ametist_core::text::fusion;
 use ametist_core::text::{CorpusStats, TextIndex, TextIndexConfig, Tokenizer};
 use ametist_core::{topk, vector, Metric, PointId};
 
-use crate::config::{CollectionConfig, EngineConfig, IndexConfig};
+use crate::config::{CollectionConfig, EngineConfig, IndexConfig, SparseVectorParams, VectorParams};
 use crate::error::EngineError;
 use crate::messages::{
-    DeleteVector, Fault, FilterAction, IndexStats, InsertVector, MissingPartition, PartitionMsg, PartitionRestore,
-    PartitionSnapshot, RebuildIndex, Record, Reply, ScoredDoc, ScrollRequest, SearchRequest, SearchResult,
-    TextSearchRequest, UpdateVector, WriteAck, WriteOp,
+    DeleteVector, Fault, FilterAction, IndexStats, InsertNamed, InsertVector, MissingPartition, NamedVectors,
+    PartitionMsg, PartitionRestore, PartitionSnapshot, RebuildIndex, Record, Reply, ScoredDoc, ScrollRequest,
+    SearchRequest, SearchResult, SparseSearchRequest, TextSearchRequest, UpdateVector, WriteAck, WriteOp,
 };
 use crate::partition::{spawn_partition, PartitionInfo, PartitionRef, PartitionSpec};
 use crate::snapshots::{self, SnapshotDescription};
@@ -50,6 +51,11 @@ pub struct CollectionSpec {
     pub metric: ametist_core::Metric,
     pub partitions: usize,
     pub index: IndexConfig,
+    /// Named dense vectors; `dim` is 0 when the collection has only these.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub vectors: BTreeMap<String, VectorParams>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sparse_vectors: BTreeMap<String, SparseVectorParams>,
 }
 
 /// What a collection holds, summed over its partitions.
@@ -74,6 +80,8 @@ enum CollectionMsg {
     TextIndex { key: String, config: TextIndexConfig, reply: Reply<Vec<()>> },
     TextStats { field: String, terms: Vec<String>, reply: Reply<Vec<CorpusStats>> },
     TextSearch { req: TextSearchRequest, reply: Reply<Vec<Vec<ScoredDoc>>> },
+    SparseStats { name: String, query: SparseVector, reply: Reply<Vec<SparseStats>> },
+    SparseSearch { req: SparseSearchRequest, reply: Reply<Vec<Vec<ScoredDoc>>> },
     Rebuild { reply: Reply<Vec<IndexStats>> },
     Fault { partition: usize, fault: Fault, reply: Reply<()> },
     Stop { reply: oneshot::Sender<()> },
@@ -91,18 +99,39 @@ pub struct TextQuery {
     pub with_vector: bool,
 }
 
+/// A sparse-vector query of one named sparse vector (dot product, higher is better).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SparseQuery {
+    pub name: String,
+    pub vector: SparseVector,
+    pub k: usize,
+    pub offset: usize,
+    pub filter: Option<Filter>,
+    pub with_payload: bool,
+    pub with_vector: bool,
+    /// Only hits scoring at least this much.
+    pub score_threshold: Option<f32>,
+}
+
 /// One branch of a hybrid query.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Branch {
+    /// Dense nearest neighbours (unnamed or named with `using`).
     Vector(SearchRequest),
+    /// BM25 over a text-indexed payload field.
     Text(TextQuery),
+    /// Sparse dot product over a named sparse vector.
+    Sparse(SparseQuery),
 }
 
 /// How a hybrid query combines its branches (Qdrant's fusion queries).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Fusion {
     /// Reciprocal rank fusion: `sum 1 / (k + rank)`, rank 0-based, `k = 2` as in Qdrant.
     Rrf,
+    /// Qdrant's parametrised RRF (`{"rrf": {"k", "weights"}}`): `sum w_i / (k + rank_i)`;
+    /// `weights` has one weight per branch (all 1 when empty).
+    WeightedRrf { k: f32, weights: Vec<f32> },
     /// Distribution-based score fusion: each list normalised by mean ± 3 std, then summed.
     Dbsf,
 }
@@ -145,11 +174,28 @@ impl Collection {
         engine: &EngineConfig,
     ) -> Result<CollectionSpec, EngineError> {
         let partitions = config.partitions.unwrap_or(engine.default_partitions);
-        if config.dim == 0 {
+        let named = !config.vectors.is_empty() || !config.sparse_vectors.is_empty();
+        if config.dim == 0 && !named {
             return Err(EngineError::invalid("vector size must be at least 1"));
         }
-        if config.dim > 65_536 {
-            return Err(EngineError::invalid(format!("vector size {} is larger than the limit of 65536", config.dim)));
+        for (name, p) in
+            std::iter::once(("", config.dim)).chain(config.vectors.iter().map(|(n, p)| (n.as_str(), p.dim)))
+        {
+            if p > 65_536 {
+                return Err(EngineError::invalid(format!(
+                    "vector size {p} is larger than the limit of 65536 ({name})"
+                )));
+            }
+        }
+        if let Some((name, _)) = config.vectors.iter().find(|(n, p)| n.is_empty() || p.dim == 0) {
+            return Err(EngineError::invalid(format!(
+                "named vector `{name}`: a name must be non-empty and its size at least 1"
+            )));
+        }
+        if let Some(name) = config.sparse_vectors.keys().find(|n| n.is_empty() || config.vectors.contains_key(*n)) {
+            return Err(EngineError::invalid(format!(
+                "sparse vector `{name}`: a name must be non-empty and differ from the dense vectors' names"
+            )));
         }
         if partitions == 0 || partitions > 1024 {
             return Err(EngineError::invalid(format!("partition count must be between 1 and 1024, got {partitions}")));
@@ -160,6 +206,8 @@ impl Collection {
             metric: config.metric,
             partitions,
             index: config.index.unwrap_or(engine.default_index),
+            vectors: config.vectors.clone(),
+            sparse_vectors: config.sparse_vectors.clone(),
         })
     }
 
@@ -198,6 +246,8 @@ impl Collection {
                 policy: engine.supervision,
                 payload_schema: schema.clone(),
                 text_schema: text_schema.clone(),
+                vectors: spec.vectors.clone(),
+                sparse_vectors: spec.sparse_vectors.clone(),
             };
             let store: Arc<dyn PartitionStore> = match &storage {
                 Some(s) => Arc::new(DurableStore::new(partition_dir(&s.dir, id), id, engine.storage)),
@@ -376,6 +426,7 @@ impl Collection {
     /// without, once every point is accepted into its partition's mailbox.
     pub async fn upsert(&self, points: Vec<InsertVector>, wait: bool) -> Result<WriteAck, EngineError> {
         self.check_batch(points.len())?;
+        self.check_unnamed()?;
         let mut ops = Vec::with_capacity(points.len());
         for (i, mut p) in points.into_iter().enumerate() {
             p.vector = vector::prepare(self.spec.metric, self.spec.dim, p.vector)
@@ -388,6 +439,7 @@ impl Collection {
     /// Replaces the vectors of existing points, keeping their payloads.
     pub async fn update_vectors(&self, updates: Vec<UpdateVector>, wait: bool) -> Result<WriteAck, EngineError> {
         self.check_batch(updates.len())?;
+        self.check_unnamed()?;
         let mut ops = Vec::with_capacity(updates.len());
         for (i, mut u) in updates.into_iter().enumerate() {
             u.vector = vector::prepare(self.spec.metric, self.spec.dim, u.vector)
@@ -395,6 +447,106 @@ impl Collection {
             ops.push(WriteOp::Update(u));
         }
         self.write(ops, wait).await
+    }
+
+    /// Inserts or replaces points with named vectors: each point gets exactly the vectors
+    /// given (its unnamed one in `vector` when the collection has one, empty otherwise).
+    pub async fn upsert_named(&self, points: Vec<InsertNamed>, wait: bool) -> Result<WriteAck, EngineError> {
+        self.check_batch(points.len())?;
+        let mut ops = Vec::with_capacity(points.len());
+        for (i, mut p) in points.into_iter().enumerate() {
+            let at = |e: EngineError| EngineError::invalid(format!("point {} (#{i} in the batch): {e}", p.id));
+            if self.spec.dim > 0 {
+                p.vector = vector::prepare(self.spec.metric, self.spec.dim, std::mem::take(&mut p.vector))
+                    .map_err(|e| at(e.into()))?;
+            } else if !p.vector.is_empty() {
+                return Err(at(EngineError::invalid(
+                    "the collection has only named vectors: send the vectors by name",
+                )));
+            }
+            p.named = self.prepare_named(std::mem::take(&mut p.named)).map_err(at)?;
+            ops.push(WriteOp::InsertNamed(p));
+        }
+        self.write(ops, wait).await
+    }
+
+    /// Replaces the given named vectors of existing points, keeping their other vectors and
+    /// payloads.
+    pub async fn update_named(
+        &self,
+        updates: Vec<(PointId, NamedVectors)>,
+        wait: bool,
+    ) -> Result<WriteAck, EngineError> {
+        self.update_vectors_and_named(Vec::new(), updates, wait).await
+    }
+
+    /// Replaces unnamed and named vectors of existing points in one write: everything is
+    /// checked first, and either all of it applies or (bad input) none of it.
+    pub async fn update_vectors_and_named(
+        &self,
+        unnamed: Vec<UpdateVector>,
+        named: Vec<(PointId, NamedVectors)>,
+        wait: bool,
+    ) -> Result<WriteAck, EngineError> {
+        self.check_batch(unnamed.len() + named.len())?;
+        if !unnamed.is_empty() {
+            self.check_unnamed()?;
+        }
+        let mut ops = Vec::with_capacity(unnamed.len() + named.len());
+        for (i, mut u) in unnamed.into_iter().enumerate() {
+            u.vector = vector::prepare(self.spec.metric, self.spec.dim, u.vector)
+                .map_err(|e| EngineError::invalid(format!("point {} (#{i} in the batch): {e}", u.id)))?;
+            ops.push(WriteOp::Update(u));
+        }
+        for (i, (id, named)) in named.into_iter().enumerate() {
+            let vectors = self
+                .prepare_named(named)
+                .map_err(|e| EngineError::invalid(format!("point {id} (#{i} in the batch): {e}")))?;
+            ops.push(WriteOp::UpdateNamed { id, vectors });
+        }
+        self.write(ops, wait).await
+    }
+
+    /// Removes named vectors from the points `target` names (which must exist) or from every
+    /// point matching its filter.
+    pub async fn delete_vectors(
+        &self,
+        target: Target,
+        names: Vec<String>,
+        wait: bool,
+    ) -> Result<WriteAck, EngineError> {
+        if let Some(n) =
+            names.iter().find(|n| !self.spec.vectors.contains_key(*n) && !self.spec.sparse_vectors.contains_key(*n))
+        {
+            return Err(unknown_vector(n));
+        }
+        self.update_payload(target, FilterAction::DeleteVectors(names), wait).await
+    }
+
+    /// Refuses writes of the unnamed vector in a collection that has only named ones.
+    fn check_unnamed(&self) -> Result<(), EngineError> {
+        if self.spec.dim == 0 {
+            return Err(EngineError::invalid(
+                "the collection has only named vectors: send the vectors by name (upsert_named, update_named)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks named vectors against the configuration and normalises cosine ones.
+    fn prepare_named(&self, mut named: NamedVectors) -> Result<NamedVectors, EngineError> {
+        for (name, v) in named.dense.iter_mut() {
+            let p = self.spec.vectors.get(name).ok_or_else(|| unknown_vector(name))?;
+            *v = vector::prepare(p.metric, p.dim, std::mem::take(v))
+                .map_err(|e| EngineError::invalid(format!("vector `{name}`: {e}")))?;
+        }
+        for (name, v) in &named.sparse {
+            if !self.spec.sparse_vectors.contains_key(name) {
+                return Err(unknown_vector(name));
+            }
+            v.validate().map_err(|e| EngineError::invalid(format!("vector `{name}`: {e}")))?;
+        }
+        Ok(named)
     }
 
     /// Deletes points by id; absent ids are ignored.
@@ -418,12 +570,23 @@ impl Collection {
         if req.ef == Some(0) {
             return Err(EngineError::invalid("hnsw_ef must be at least 1"));
         }
-        req.query_vector = vector::prepare(self.spec.metric, self.spec.dim, req.query_vector)
+        let (metric, dim) = if req.using.is_empty() {
+            if self.spec.dim == 0 {
+                return Err(EngineError::invalid(
+                    "the collection has only named vectors: name the vector to search with `using`",
+                ));
+            }
+            (self.spec.metric, self.spec.dim)
+        } else {
+            let p = self.spec.vectors.get(&req.using).ok_or_else(|| unknown_vector(&req.using))?;
+            (p.metric, p.dim)
+        };
+        req.query_vector = vector::prepare(metric, dim, req.query_vector)
             .map_err(|e| EngineError::invalid(format!("query vector: {e}")))?;
         // A search changes nothing the coordinator keeps, so it scatters from the caller's
         // task: a detour through the coordinator's mailbox would cost two more thread
         // wake-ups per query (tens of microseconds each on an idle machine).
-        scatter_search(&self.partitions, self.spec.metric, &self.engine, req).await
+        scatter_search(&self.partitions, metric, &self.engine, req).await
     }
 
     /// Fetches points by id; absent ids are left out of the answer.
@@ -462,6 +625,7 @@ impl Collection {
                         FilterAction::OverwritePayload(p) => WriteOp::OverwritePayload { id, payload: p.clone() },
                         FilterAction::DeletePayload(keys) => WriteOp::DeletePayload { id, keys: keys.clone() },
                         FilterAction::ClearPayload => WriteOp::ClearPayload { id },
+                        FilterAction::DeleteVectors(names) => WriteOp::DeleteVectors { id, names: names.clone() },
                     })
                     .collect()
             }
@@ -582,9 +746,49 @@ impl Collection {
         Ok(SearchResult { request_id: String::new(), results, missing_partitions: Vec::new() })
     }
 
-    /// Runs every branch (vector or text search), then fuses their ranked lists on the
-    /// coordinator: Qdrant's RRF or DBSF. Each branch's own filter applies to it; pass the
-    /// same filter to every branch to filter the fused result.
+    /// Sparse dot-product search of a named sparse vector. With the idf modifier every
+    /// partition first reports the document frequencies of the query's dimensions and all
+    /// partitions score with their sum, so a score does not depend on the partitioning.
+    pub async fn sparse_search(&self, q: SparseQuery) -> Result<SearchResult, EngineError> {
+        if q.k == 0 {
+            return Err(EngineError::invalid("limit must be at least 1"));
+        }
+        let want = q.k.saturating_add(q.offset);
+        if want > self.engine.max_limit {
+            return Err(EngineError::invalid(format!(
+                "limit + offset is {want}, larger than the maximum of {}",
+                self.engine.max_limit
+            )));
+        }
+        let params = self.spec.sparse_vectors.get(&q.name).ok_or_else(|| unknown_vector(&q.name))?;
+        q.vector.validate().map_err(|e| EngineError::invalid(format!("query: {e}")))?;
+        let global = if params.modifier == SparseModifier::Idf {
+            let (name, query) = (q.name.clone(), q.vector.clone());
+            let stats = self.call(|reply| CollectionMsg::SparseStats { name, query, reply }).await?;
+            SparseStats::sum(stats.iter())
+        } else {
+            SparseStats::default()
+        };
+        let req = SparseSearchRequest {
+            name: q.name,
+            query: q.vector,
+            global,
+            k: want,
+            filter: q.filter,
+            with_payload: q.with_payload,
+            with_vector: q.with_vector,
+        };
+        let lists = self.call(|reply| CollectionMsg::SparseSearch { req, reply }).await?;
+        let mut results = topk::merge(Metric::Dot, lists, q.offset, q.k, |d| (d.score, &d.id));
+        if let Some(t) = q.score_threshold {
+            results.retain(|d| d.score >= t);
+        }
+        Ok(SearchResult { request_id: String::new(), results, missing_partitions: Vec::new() })
+    }
+
+    /// Runs every branch (dense, sparse or text search), then fuses their ranked lists on
+    /// the coordinator: Qdrant's RRF (plain or weighted) or DBSF. Each branch's own filter
+    /// applies to it; pass the same filter to every branch to filter the fused result.
     pub async fn hybrid(
         &self,
         branches: Vec<Branch>,
@@ -603,6 +807,7 @@ impl Collection {
             let r = match b {
                 Branch::Vector(req) => self.search(req).await?,
                 Branch::Text(q) => self.text_search(q).await?,
+                Branch::Sparse(q) => self.sparse_search(q).await?,
             };
             missing.extend(r.missing_partitions);
             lists.push(r.results);
@@ -611,11 +816,23 @@ impl Collection {
         for d in lists.iter().flatten() {
             docs.entry(d.id.clone()).or_insert_with(|| d.clone());
         }
+        let ranked =
+            || -> Vec<Vec<PointId>> { lists.iter().map(|l| l.iter().map(|d| d.id.clone()).collect()).collect() };
         let fused = match fusion {
-            Fusion::Rrf => {
-                let ranked: Vec<Vec<PointId>> =
-                    lists.iter().map(|l| l.iter().map(|d| d.id.clone()).collect()).collect();
-                fusion::rrf(&ranked, fusion::DEFAULT_RRF_K)
+            Fusion::Rrf => fusion::rrf(&ranked(), fusion::DEFAULT_RRF_K),
+            Fusion::WeightedRrf { k, weights } => {
+                if !weights.is_empty() && weights.len() != lists.len() {
+                    return Err(EngineError::invalid(format!(
+                        "rrf has {} weights for {} prefetches; give one per prefetch",
+                        weights.len(),
+                        lists.len()
+                    )));
+                }
+                if weights.iter().any(|w| !w.is_finite() || *w < 0.0) || !k.is_finite() || k < 0.0 {
+                    return Err(EngineError::invalid("rrf weights and k must be finite and not negative"));
+                }
+                let weights = if weights.is_empty() { vec![1.0; lists.len()] } else { weights };
+                fusion::weighted_rrf(&ranked(), k, &weights)
             }
             Fusion::Dbsf => {
                 let scored: Vec<Vec<(PointId, f32)>> =
@@ -720,6 +937,10 @@ impl Collection {
     }
 }
 
+fn unknown_vector(name: &str) -> EngineError {
+    EngineError::invalid(format!("Not existing vector name error: {name}"))
+}
+
 /// `<collection dir>/partitions/<id>`.
 pub(crate) fn partition_dir(collection_dir: &Path, id: usize) -> PathBuf {
     collection_dir.join("partitions").join(id.to_string())
@@ -774,6 +995,13 @@ impl CollectionActor {
                 ),
                 CollectionMsg::TextSearch { req, reply } => {
                     self.gather_all(|tx| PartitionMsg::TextSearch(req.clone(), tx), reply)
+                }
+                CollectionMsg::SparseStats { name, query, reply } => self.gather_all(
+                    |tx| PartitionMsg::SparseStats { name: name.clone(), query: query.clone(), reply: tx },
+                    reply,
+                ),
+                CollectionMsg::SparseSearch { req, reply } => {
+                    self.gather_all(|tx| PartitionMsg::SparseSearch(req.clone(), tx), reply)
                 }
                 CollectionMsg::FieldIndex { key, kind, reply } => {
                     // Building an index over many points may take a while: no deadline.

@@ -3,27 +3,74 @@
 //! The server reads these from `ametist.yaml`; embedded users build them in code. Every
 //! field has a default.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use ametist_core::sparse::SparseModifier;
 use ametist_core::Metric;
 
 /// What a collection is: fixed at creation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CollectionConfig {
-    /// Vector dimension; every vector in the collection has exactly this many components.
+    /// Dimension of the unnamed (default) vector; every point has one with exactly this many
+    /// components. 0 when the collection has only named vectors.
     pub dim: usize,
     pub metric: Metric,
     /// Number of partitions (shards); `None` takes the engine's default.
     pub partitions: Option<usize>,
     /// Index parameters; `None` takes the engine's default.
     pub index: Option<IndexConfig>,
+    /// Named dense vectors (Qdrant's `vectors: {"name": {size, distance}}`). A point may
+    /// carry any subset of them; each has its own index per partition.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub vectors: BTreeMap<String, VectorParams>,
+    /// Named sparse vectors (Qdrant's `sparse_vectors`), searched by dot product.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sparse_vectors: BTreeMap<String, SparseVectorParams>,
+}
+
+/// One named dense vector of a collection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VectorParams {
+    pub dim: usize,
+    pub metric: Metric,
+}
+
+/// One named sparse vector of a collection.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SparseVectorParams {
+    /// `idf` weighs each query dimension by its collection-wide inverse document frequency.
+    #[serde(default)]
+    pub modifier: SparseModifier,
 }
 
 impl CollectionConfig {
     pub fn new(dim: usize, metric: Metric) -> Self {
-        CollectionConfig { dim, metric, partitions: None, index: None }
+        CollectionConfig {
+            dim,
+            metric,
+            partitions: None,
+            index: None,
+            vectors: BTreeMap::new(),
+            sparse_vectors: BTreeMap::new(),
+        }
+    }
+
+    /// A collection with only named vectors (no unnamed one).
+    pub fn named(vectors: impl IntoIterator<Item = (String, VectorParams)>) -> Self {
+        CollectionConfig { vectors: vectors.into_iter().collect(), ..CollectionConfig::new(0, Metric::Cosine) }
+    }
+
+    pub fn with_vector(mut self, name: &str, dim: usize, metric: Metric) -> Self {
+        self.vectors.insert(name.to_string(), VectorParams { dim, metric });
+        self
+    }
+
+    pub fn with_sparse_vector(mut self, name: &str, modifier: SparseModifier) -> Self {
+        self.sparse_vectors.insert(name.to_string(), SparseVectorParams { modifier });
+        self
     }
 
     pub fn with_partitions(mut self, partitions: usize) -> Self {

@@ -13,6 +13,7 @@
 //!   window) applied when a partition panics or fails.
 //! * [`store`]: where a partition's acknowledged writes live so that a restarted actor can
 //!   rebuild its state before it takes messages.
+//! * [`named_vectors`]: a partition's named dense (HNSW) and sparse (inverted) indexes.
 //! * [`messages`]: the partition protocol: the design note's message types plus their
 //!   replies. A remote partition will speak the same messages.
 //! * [`config`] and [`error`]: collection and engine settings; the engine's error enum.
@@ -28,6 +29,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod messages;
+pub mod named_vectors;
 pub mod partition;
 mod read_pool;
 pub mod snapshots;

@@ -5,6 +5,7 @@
 //! strings) and metadata is a JSON [`Payload`]; the note's `Hash(String, String)` is the
 //! special case of a payload whose values are all strings.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -12,6 +13,7 @@ use tokio::sync::oneshot;
 
 use ametist_core::filter::Filter;
 use ametist_core::payload_index::FieldType;
+use ametist_core::sparse::{SparseStats, SparseVector};
 use ametist_core::text::{CorpusStats, TextIndexConfig};
 use ametist_core::{Payload, PointId};
 
@@ -47,6 +49,9 @@ pub struct SearchRequest {
     /// Only points whose id and payload match.
     #[serde(default)]
     pub filter: Option<Filter>,
+    /// The named dense vector to search; empty for the unnamed one.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub using: String,
 }
 
 impl SearchRequest {
@@ -62,6 +67,7 @@ impl SearchRequest {
             ef: None,
             exact: false,
             filter: None,
+            using: String::new(),
         }
     }
 }
@@ -101,6 +107,9 @@ pub struct ScoredDoc {
     pub payload: Option<Payload>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vector: Option<Vec<f32>>,
+    /// The point's named vectors, when asked for and the collection has any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub named: Option<NamedVectors>,
 }
 
 /// A stored point as `get` returns it.
@@ -112,6 +121,44 @@ pub struct Record {
     pub payload: Option<Payload>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vector: Option<Vec<f32>>,
+    /// The point's named vectors, when asked for and the collection has any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub named: Option<NamedVectors>,
+}
+
+/// A point's named vectors: dense ones by name, sparse ones by name. The unnamed vector
+/// travels beside them (`InsertVector::vector`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NamedVectors {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub dense: BTreeMap<String, Vec<f32>>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sparse: BTreeMap<String, SparseVector>,
+}
+
+impl NamedVectors {
+    pub fn is_empty(&self) -> bool {
+        self.dense.is_empty() && self.sparse.is_empty()
+    }
+}
+
+/// Inserts a point with named vectors (and the unnamed one when the collection has it;
+/// empty otherwise), or replaces every vector and the payload of an existing point.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InsertNamed {
+    pub id: PointId,
+    #[serde(default)]
+    pub vector: Vec<f32>,
+    #[serde(default)]
+    pub named: NamedVectors,
+    #[serde(default)]
+    pub metadata: Option<Payload>,
+}
+
+impl From<InsertVector> for InsertNamed {
+    fn from(p: InsertVector) -> Self {
+        InsertNamed { id: p.id, vector: p.vector, named: NamedVectors::default(), metadata: p.metadata }
+    }
 }
 
 /// Inserts a point, or replaces its vector and payload if the id exists (an upsert).
@@ -142,6 +189,18 @@ pub enum WriteOp {
     Insert(InsertVector),
     Delete(DeleteVector),
     Update(UpdateVector),
+    /// An insert or replacement carrying named vectors.
+    InsertNamed(InsertNamed),
+    /// Replaces the given named vectors of an existing point, keeping its other vectors.
+    UpdateNamed {
+        id: PointId,
+        vectors: NamedVectors,
+    },
+    /// Removes the named vectors `names` from an existing point (absent ones are ignored).
+    DeleteVectors {
+        id: PointId,
+        names: Vec<String>,
+    },
     /// Sets the given keys of an existing point's payload, keeping the others.
     SetPayload {
         id: PointId,
@@ -178,6 +237,8 @@ pub enum FilterAction {
     OverwritePayload(Payload),
     DeletePayload(Vec<String>),
     ClearPayload,
+    /// Removes these named vectors (absent ones are ignored).
+    DeleteVectors(Vec<String>),
 }
 
 impl WriteOp {
@@ -187,6 +248,8 @@ impl WriteOp {
             WriteOp::Insert(p) => Some(&p.id),
             WriteOp::Delete(d) => Some(&d.id),
             WriteOp::Update(u) => Some(&u.id),
+            WriteOp::InsertNamed(p) => Some(&p.id),
+            WriteOp::UpdateNamed { id, .. } | WriteOp::DeleteVectors { id, .. } => Some(id),
             WriteOp::SetPayload { id, .. }
             | WriteOp::OverwritePayload { id, .. }
             | WriteOp::DeletePayload { id, .. }
@@ -238,6 +301,24 @@ pub struct TextSearchRequest {
     pub terms: Vec<String>,
     /// Statistics summed over every partition.
     pub global: CorpusStats,
+    pub k: usize,
+    #[serde(default)]
+    pub filter: Option<Filter>,
+    #[serde(default)]
+    pub with_payload: bool,
+    #[serde(default)]
+    pub with_vector: bool,
+}
+
+/// A sparse vector search of one partition; with the idf modifier `global` holds the
+/// collection-wide statistics of the query's dimensions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SparseSearchRequest {
+    /// The named sparse vector to search.
+    pub name: String,
+    pub query: SparseVector,
+    #[serde(default)]
+    pub global: SparseStats,
     pub k: usize,
     #[serde(default)]
     pub filter: Option<Filter>,
@@ -355,6 +436,15 @@ pub enum PartitionMsg {
     },
     /// BM25 top-k with collection-wide statistics (phase two).
     TextSearch(TextSearchRequest, Reply<Vec<ScoredDoc>>),
+    /// This partition's idf statistics of a sparse query's dimensions (phase one of a
+    /// sparse search with the idf modifier).
+    SparseStats {
+        name: String,
+        query: SparseVector,
+        reply: Reply<SparseStats>,
+    },
+    /// Sparse dot-product top-k (phase two).
+    SparseSearch(SparseSearchRequest, Reply<Vec<ScoredDoc>>),
     RebuildIndex(RebuildIndex, Reply<IndexStats>),
     Stats(Reply<IndexStats>),
     Snapshot(PartitionSnapshot, Reply<IndexStats>),
@@ -379,6 +469,8 @@ impl PartitionMsg {
                 | PartitionMsg::Count(..)
                 | PartitionMsg::TextStats { .. }
                 | PartitionMsg::TextSearch(..)
+                | PartitionMsg::SparseStats { .. }
+                | PartitionMsg::SparseSearch(..)
                 | PartitionMsg::Stats(..)
         )
     }
@@ -395,6 +487,8 @@ impl PartitionMsg {
             | PartitionMsg::DropFieldIndex { reply, .. }
             | PartitionMsg::CreateTextIndex { reply, .. } => drop(reply.send(Err(err))),
             PartitionMsg::TextStats { reply, .. } => drop(reply.send(Err(err))),
+            PartitionMsg::SparseStats { reply, .. } => drop(reply.send(Err(err))),
+            PartitionMsg::SparseSearch(_, r) => drop(r.send(Err(err))),
             PartitionMsg::RebuildIndex(_, r)
             | PartitionMsg::Stats(r)
             | PartitionMsg::Snapshot(_, r)

@@ -21,12 +21,14 @@ use ametist_core::text::{TextIndex, TextIndexConfig};
 use ametist_core::{vector, Metric, Payload, PointId};
 
 use crate::codec::{self, PartitionImage};
-use crate::config::{IndexConfig, IndexKind, SupervisionPolicy};
+use crate::config::{IndexConfig, IndexKind, SparseVectorParams, SupervisionPolicy, VectorParams};
 use crate::error::EngineError;
 use crate::messages::{
-    DeleteVector, Fault, FilterAction, IndexStats, PartitionMsg, PartitionRestore, PartitionSnapshot, Record, Reply,
-    ScoredDoc, ScrollRequest, SearchRequest, TextSearchRequest, WriteAck, WriteOp,
+    DeleteVector, Fault, FilterAction, IndexStats, InsertNamed, NamedVectors, PartitionMsg, PartitionRestore,
+    PartitionSnapshot, Record, Reply, ScoredDoc, ScrollRequest, SearchRequest, SparseSearchRequest, TextSearchRequest,
+    WriteAck, WriteOp,
 };
+use crate::named_vectors::NamedFields;
 use crate::read_pool::{ReadOnly, ReadSide};
 use crate::store::{Base, PartitionStore};
 use crate::supervisor::{supervise, ActorState, PartitionStatus, RunEnd};
@@ -113,6 +115,10 @@ pub struct PartitionSpec {
     pub payload_schema: Arc<RwLock<BTreeMap<String, FieldType>>>,
     /// The collection's full-text indexed fields, shared the same way.
     pub text_schema: Arc<RwLock<BTreeMap<String, TextIndexConfig>>>,
+    /// Named dense vectors (`dim` 0 means the collection has only these).
+    pub vectors: BTreeMap<String, VectorParams>,
+    /// Named sparse vectors.
+    pub sparse_vectors: BTreeMap<String, SparseVectorParams>,
 }
 
 /// Starts a partition actor under supervision. The returned join handle finishes when the
@@ -222,7 +228,12 @@ struct PartitionActor {
     slots: BTreeMap<PointId, u32>,
     /// Slot → entry; `None` for free slots.
     entries: Vec<Option<Entry>>,
+    /// The unnamed vectors; an empty placeholder when the collection has none (`dim` 0).
     index: Hnsw,
+    /// Named dense and sparse vectors, keyed by point slot.
+    named: NamedFields,
+    /// Free point slots, when there is no unnamed index to hand out slots.
+    free_slots: Vec<u32>,
     payload_index: PayloadIndex,
     /// BM25 indexes by payload key.
     text_indexes: BTreeMap<String, TextIndex>,
@@ -249,7 +260,9 @@ impl PartitionActor {
             store,
             slots: BTreeMap::new(),
             entries: Vec::new(),
-            index: Hnsw::new(spec.metric, spec.dim, hnsw_params(&spec.index)),
+            index: Hnsw::new(spec.metric, spec.dim.max(1), hnsw_params(&spec.index)),
+            named: NamedFields::new(&spec.vectors, &spec.sparse_vectors, &spec.index),
+            free_slots: Vec::new(),
             payload_index: PayloadIndex::new(),
             text_indexes: BTreeMap::new(),
             version: 0,
@@ -264,9 +277,9 @@ impl PartitionActor {
         let from_snapshot = matches!(recovered.base, Base::Image(_));
         match recovered.base {
             Base::Empty => {}
-            Base::Points(points) => {
-                actor.insert_fresh(points.into_iter().map(|(id, p)| (id, p.vector, p.payload, p.version)).collect())
-            }
+            Base::Points(points) => actor.insert_fresh(
+                points.into_iter().map(|(id, p)| (id, p.vector, p.payload, p.version, p.named)).collect(),
+            ),
             Base::Image(image) => actor.adopt(*image)?,
         }
         let replayed = recovered.replay.len();
@@ -294,16 +307,24 @@ impl PartitionActor {
                 image.dim, image.metric, self.spec.dim, self.spec.metric
             ));
         }
-        let PartitionImage { entries, mut index, version, .. } = image;
+        let PartitionImage { entries, mut index, version, mut named, .. } = image;
+        named.conform(&self.spec.vectors, &self.spec.sparse_vectors, &self.spec.index)?;
         index.set_ef_search(self.spec.index.ef_search);
         self.slots.clear();
         self.entries.clear();
-        self.entries.resize_with(index.slots(), || None);
+        let top = entries.iter().map(|e| e.slot as usize + 1).max().unwrap_or(0);
+        self.entries.resize_with(index.slots().max(top), || None);
         for e in entries {
             self.slots.insert(e.id.clone(), e.slot);
             self.entries[e.slot as usize] = Some(Entry { id: e.id, version: e.version, payload: e.payload });
         }
         self.index = index;
+        self.named = named;
+        self.free_slots = if self.has_default() {
+            Vec::new()
+        } else {
+            (0..self.entries.len() as u32).rev().filter(|&s| self.entries[s as usize].is_none()).collect()
+        };
         self.version = version;
         // Payload and text indexes are not in the image: rebuild them from the entries.
         let fields = self.payload_index.fields();
@@ -425,9 +446,10 @@ impl PartitionActor {
         let version = self.version;
         let entries: Vec<(u32, u64, &PointId, Option<&Payload>)> =
             self.live().map(|(slot, e)| (slot, e.version, &e.id, e.payload.as_ref())).collect();
-        let (dim, metric, index) = (self.spec.dim, self.spec.metric, &self.index);
-        self.store
-            .snapshot(version, &mut |w| codec::write_image(w, dim, metric, version, entries.iter().copied(), index))
+        let (dim, metric, index, named) = (self.spec.dim, self.spec.metric, &self.index, &self.named);
+        self.store.snapshot(version, &mut |w| {
+            codec::write_image(w, dim, metric, version, entries.iter().copied(), index, named)
+        })
     }
 
     fn handle(&mut self, msg: PartitionMsg) {
@@ -439,6 +461,8 @@ impl PartitionActor {
             | PartitionMsg::Count(..)
             | PartitionMsg::TextStats { .. }
             | PartitionMsg::TextSearch(..)
+            | PartitionMsg::SparseStats { .. }
+            | PartitionMsg::SparseSearch(..)
             | PartitionMsg::Stats(..)) => self.read(msg),
             PartitionMsg::CreateFieldIndex { key, kind, reply } => {
                 self.create_field_index(&key, kind);
@@ -453,7 +477,10 @@ impl PartitionActor {
                 let _ = reply.send(self.create_text_index(&key, config));
             }
             PartitionMsg::RebuildIndex(_, reply) => {
-                self.index.rebuild(build_threads(self.slots.len()));
+                if self.has_default() {
+                    self.index.rebuild(build_threads(self.slots.len()));
+                }
+                self.named.rebuild(build_threads(self.slots.len()));
                 let _ = reply.send(Ok(self.stats()));
             }
             PartitionMsg::Snapshot(req, reply) => {
@@ -476,6 +503,14 @@ impl PartitionActor {
     }
 
     fn search(&self, req: &SearchRequest) -> Result<Vec<ScoredDoc>, EngineError> {
+        if !req.using.is_empty() {
+            return self.search_named(req);
+        }
+        if !self.has_default() {
+            return Err(EngineError::invalid(
+                "the collection has only named vectors: name the vector to search with `using`",
+            ));
+        }
         vector::validate(self.spec.dim, &req.query_vector)?;
         let metric = self.spec.metric;
         let want = req.offset.saturating_add(req.k);
@@ -532,7 +567,8 @@ impl PartitionActor {
                     version: e.version,
                     score,
                     payload: if req.with_payload { Some(e.payload.clone().unwrap_or_default()) } else { None },
-                    vector: if req.with_vector { Some(self.index.vector(slot).to_vec()) } else { None },
+                    vector: if req.with_vector { self.default_vector(slot) } else { None },
+                    named: if req.with_vector { self.named_vectors(slot) } else { None },
                 }
             })
             .collect();
@@ -633,6 +669,7 @@ impl PartitionActor {
                     FilterAction::OverwritePayload(p) => WriteOp::OverwritePayload { id, payload: p.clone() },
                     FilterAction::DeletePayload(keys) => WriteOp::DeletePayload { id, keys: keys.clone() },
                     FilterAction::ClearPayload => WriteOp::ClearPayload { id },
+                    FilterAction::DeleteVectors(names) => WriteOp::DeleteVectors { id, names: names.clone() },
                 });
             }
         }
@@ -649,16 +686,36 @@ impl PartitionActor {
             };
             match op {
                 WriteOp::Insert(p) => {
-                    vector::validate(self.spec.dim, &p.vector)?;
+                    self.check_unnamed(&p.vector)?;
+                    created.insert(&p.id, true);
+                }
+                WriteOp::InsertNamed(p) => {
+                    self.check_unnamed(&p.vector)?;
+                    self.named.check(&p.named)?;
                     created.insert(&p.id, true);
                 }
                 WriteOp::Delete(d) => {
                     created.insert(&d.id, false);
                 }
                 WriteOp::Update(u) => {
+                    if !self.has_default() {
+                        return Err(EngineError::invalid("the collection has no unnamed vector to update"));
+                    }
                     vector::validate(self.spec.dim, &u.vector)?;
                     if !exists(&u.id, &created) {
                         return Err(EngineError::invalid(format!("No point with id {} found", u.id)));
+                    }
+                }
+                WriteOp::UpdateNamed { id, vectors } => {
+                    self.named.check(vectors)?;
+                    if !exists(id, &created) {
+                        return Err(EngineError::invalid(format!("No point with id {id} found")));
+                    }
+                }
+                WriteOp::DeleteVectors { id, names } => {
+                    self.named.check_names(names)?;
+                    if !exists(id, &created) {
+                        return Err(EngineError::invalid(format!("No point with id {id} found")));
                     }
                 }
                 WriteOp::ByFilter { .. } => unreachable!("expanded before checking"),
@@ -676,15 +733,30 @@ impl PartitionActor {
     /// Applies a checked batch. New points are gathered and linked into the graph at the
     /// end in one parallel batch; later ops on a gathered point change it in place.
     fn apply(&mut self, ops: Vec<WriteOp>, version: u64) {
-        let mut fresh: Vec<Option<(PointId, Vec<f32>, Option<Payload>, u64)>> = Vec::new();
+        let mut fresh: Vec<Option<FreshPoint>> = Vec::new();
         let mut fresh_pos: HashMap<PointId, usize> = HashMap::new();
         for op in ops {
+            // One insert path for points with and without named vectors.
+            let op = match op {
+                WriteOp::Insert(p) => WriteOp::InsertNamed(InsertNamed::from(p)),
+                op => op,
+            };
             let id = op.id().expect("filter ops were expanded").clone();
             if let Some(&i) = fresh_pos.get(&id) {
                 let f = fresh[i].as_mut().expect("a removed fresh point leaves fresh_pos");
                 match op {
-                    WriteOp::Insert(p) => *f = (p.id, p.vector, p.metadata, version),
+                    WriteOp::InsertNamed(p) => *f = (p.id, p.vector, p.metadata, version, p.named),
                     WriteOp::Update(u) => f.1 = u.vector,
+                    WriteOp::UpdateNamed { vectors, .. } => {
+                        f.4.dense.extend(vectors.dense);
+                        f.4.sparse.extend(vectors.sparse);
+                    }
+                    WriteOp::DeleteVectors { names, .. } => {
+                        for n in &names {
+                            f.4.dense.remove(n);
+                            f.4.sparse.remove(n);
+                        }
+                    }
                     WriteOp::Delete(_) => {
                         fresh[i] = None;
                         fresh_pos.remove(&id);
@@ -694,12 +766,15 @@ impl PartitionActor {
                 continue;
             }
             match (op, self.slots.get(&id).copied()) {
-                (WriteOp::Insert(p), None) => {
+                (WriteOp::InsertNamed(p), None) => {
                     fresh_pos.insert(id, fresh.len());
-                    fresh.push(Some((p.id, p.vector, p.metadata, version)));
+                    fresh.push(Some((p.id, p.vector, p.metadata, version, p.named)));
                 }
-                (WriteOp::Insert(p), Some(slot)) => {
-                    self.index.update(slot, &p.vector);
+                (WriteOp::InsertNamed(p), Some(slot)) => {
+                    if self.has_default() {
+                        self.index.update(slot, &p.vector);
+                    }
+                    self.named.set_all(slot, &p.named);
                     let e = self.entries[slot as usize].as_mut().expect("slots point at live entries");
                     e.payload = p.metadata;
                     e.version = version;
@@ -712,8 +787,21 @@ impl PartitionActor {
                     self.index.update(slot, &u.vector);
                     self.entries[slot as usize].as_mut().expect("slots point at live entries").version = version;
                 }
+                (WriteOp::UpdateNamed { vectors, .. }, Some(slot)) => {
+                    self.named.update(slot, &vectors);
+                    self.entries[slot as usize].as_mut().expect("slots point at live entries").version = version;
+                }
+                (WriteOp::DeleteVectors { names, .. }, Some(slot)) => {
+                    self.named.remove_names(slot, &names);
+                    self.entries[slot as usize].as_mut().expect("slots point at live entries").version = version;
+                }
                 (WriteOp::Delete(_), Some(slot)) => {
-                    self.index.delete(slot);
+                    if self.has_default() {
+                        self.index.delete(slot);
+                    } else {
+                        self.free_slots.push(slot);
+                    }
+                    self.named.remove(slot);
                     self.payload_index.remove(slot);
                     for t in self.text_indexes.values_mut() {
                         t.remove(slot);
@@ -738,17 +826,34 @@ impl PartitionActor {
     }
 
     /// Links new points into the index (in parallel for large batches) and records them.
-    fn insert_fresh(&mut self, points: Vec<(PointId, Vec<f32>, Option<Payload>, u64)>) {
+    fn insert_fresh(&mut self, points: Vec<FreshPoint>) {
         if points.is_empty() {
             return;
         }
-        let vectors: Vec<&[f32]> = points.iter().map(|p| p.1.as_slice()).collect();
-        let slots = self.index.insert_batch(&vectors, build_threads(points.len()));
-        drop(vectors);
-        for ((id, _, payload, version), slot) in points.into_iter().zip(slots) {
+        let slots = if self.has_default() {
+            let vectors: Vec<&[f32]> = points.iter().map(|p| p.1.as_slice()).collect();
+            self.index.insert_batch(&vectors, build_threads(points.len()))
+        } else {
+            // No unnamed index hands out slots: reuse freed ones, then append.
+            let mut next = self.entries.len() as u32;
+            (0..points.len())
+                .map(|_| {
+                    self.free_slots.pop().unwrap_or_else(|| {
+                        next += 1;
+                        next - 1
+                    })
+                })
+                .collect()
+        };
+        let threads = build_threads(points.len());
+        let mut fresh_named = Vec::new();
+        for ((id, _, payload, version, named), slot) in points.into_iter().zip(slots) {
             let i = slot as usize;
             if i >= self.entries.len() {
                 self.entries.resize_with(i + 1, || None);
+            }
+            if !named.is_empty() {
+                fresh_named.push((slot, named));
             }
             self.slots.insert(id.clone(), slot);
             self.payload_index.insert(slot, payload.as_ref());
@@ -756,6 +861,93 @@ impl PartitionActor {
                 self.index_text(slot, payload.as_ref());
             }
             self.entries[i] = Some(Entry { id, version, payload });
+        }
+        self.named.insert_new(&fresh_named, threads);
+    }
+
+    /// True when the collection has an unnamed vector (and the unnamed index holds points).
+    fn has_default(&self) -> bool {
+        self.spec.dim > 0
+    }
+
+    /// Checks the unnamed vector of an insert: required with an unnamed vector, absent
+    /// without one.
+    fn check_unnamed(&self, v: &[f32]) -> Result<(), EngineError> {
+        if self.has_default() {
+            vector::validate(self.spec.dim, v)?;
+        } else if !v.is_empty() {
+            return Err(EngineError::invalid("the collection has only named vectors: send the vectors by name"));
+        }
+        Ok(())
+    }
+
+    fn default_vector(&self, slot: u32) -> Option<Vec<f32>> {
+        self.has_default().then(|| self.index.vector(slot).to_vec())
+    }
+
+    /// The named vectors of a slot, when the collection has named vectors.
+    fn named_vectors(&self, slot: u32) -> Option<NamedVectors> {
+        (!self.named.is_empty()).then(|| self.named.get(slot))
+    }
+
+    /// A search by a named dense vector: like [`PartitionActor::search`], with the named
+    /// vector's own index and metric.
+    fn search_named(&self, req: &SearchRequest) -> Result<Vec<ScoredDoc>, EngineError> {
+        let metric = self.named.metric(&req.using)?;
+        let want = req.offset.saturating_add(req.k);
+        let ef = req.ef.unwrap_or(self.spec.index.ef_search).max(want);
+        let filter = req.filter.as_ref();
+        let candidates = filter.map(|f| self.matching(f));
+        let accept = |slot: u32| {
+            self.entries
+                .get(slot as usize)
+                .and_then(Option::as_ref)
+                .is_some_and(|e| filter.is_none_or(|f| f.matches(&e.id, e.payload.as_ref())))
+        };
+        let hits = self.named.search_dense(
+            &req.using,
+            &req.query_vector,
+            want,
+            ef,
+            req.exact,
+            &self.spec.index,
+            candidates.as_deref(),
+            Some(&accept),
+        )?;
+        Ok(hits
+            .into_iter()
+            .map(|c| (c.slot, metric.score(c.distance)))
+            .filter(|(_, score)| match req.score_threshold {
+                None => true,
+                Some(t) if metric.higher_is_better() => *score >= t,
+                Some(t) => *score <= t,
+            })
+            .map(|(slot, score)| self.scored(slot, score, req.with_payload, req.with_vector))
+            .collect())
+    }
+
+    /// Sparse dot-product top-k, with collection-wide idf statistics in the request.
+    fn sparse_search(&self, req: &SparseSearchRequest) -> Result<Vec<ScoredDoc>, EngineError> {
+        let filter = req.filter.as_ref();
+        let accept = |slot: u32| {
+            self.entries
+                .get(slot as usize)
+                .and_then(Option::as_ref)
+                .is_some_and(|e| filter.is_none_or(|f| f.matches(&e.id, e.payload.as_ref())))
+        };
+        let hits = self.named.search_sparse(&req.name, &req.query, &req.global, req.k, Some(&accept))?;
+        Ok(hits.into_iter().map(|(slot, score)| self.scored(slot, score, req.with_payload, req.with_vector)).collect())
+    }
+
+    fn scored(&self, slot: u32, score: f32, with_payload: bool, with_vector: bool) -> ScoredDoc {
+        let e = self.entries[slot as usize].as_ref().expect("searches return only live slots");
+        ScoredDoc {
+            id: e.id.clone(),
+            version: e.version,
+            score,
+            payload: if with_payload { Some(e.payload.clone().unwrap_or_default()) } else { None },
+            vector: if with_vector { self.default_vector(slot) } else { None },
+            named: if with_vector { self.named_vectors(slot) } else { None },
         }
     }
 
@@ -833,7 +1025,8 @@ impl PartitionActor {
                     version: e.version,
                     score,
                     payload: if req.with_payload { Some(e.payload.clone().unwrap_or_default()) } else { None },
-                    vector: if req.with_vector { Some(self.index.vector(slot).to_vec()) } else { None },
+                    vector: if req.with_vector { self.default_vector(slot) } else { None },
+                    named: if req.with_vector { self.named_vectors(slot) } else { None },
                 }
             })
             .collect())
@@ -867,7 +1060,8 @@ impl PartitionActor {
             id: e.id.clone(),
             version: e.version,
             payload: if with_payload { Some(e.payload.clone().unwrap_or_default()) } else { None },
-            vector: if with_vector { Some(self.index.vector(slot).to_vec()) } else { None },
+            vector: if with_vector { self.default_vector(slot) } else { None },
+            named: if with_vector { self.named_vectors(slot) } else { None },
         }
     }
 
@@ -884,7 +1078,7 @@ impl PartitionActor {
             .collect();
         IndexStats {
             doc_count: self.slots.len(),
-            index_size: s.bytes as u64,
+            index_size: s.bytes as u64 + self.named.bytes(),
             deleted: s.deleted,
             levels: s.levels,
             payload_fields,
@@ -897,9 +1091,10 @@ impl PartitionActor {
     fn snapshot(&self, req: &PartitionSnapshot) -> Result<IndexStats, EngineError> {
         let entries: Vec<(u32, u64, &PointId, Option<&Payload>)> =
             self.live().map(|(slot, e)| (slot, e.version, &e.id, e.payload.as_ref())).collect();
-        let (dim, metric, version, index) = (self.spec.dim, self.spec.metric, self.version, &self.index);
+        let (dim, metric, version, index, named) =
+            (self.spec.dim, self.spec.metric, self.version, &self.index, &self.named);
         write_file_atomically(Path::new(&req.path), &mut |w| {
-            codec::write_image(w, dim, metric, version, entries.iter().copied(), index)
+            codec::write_image(w, dim, metric, version, entries.iter().copied(), index, named)
         })
         .map_err(|e| EngineError::Internal(format!("snapshot to {}: {e}", req.path)))?;
         Ok(self.stats())
@@ -919,6 +1114,11 @@ impl PartitionActor {
                 image.dim, image.metric, self.spec.dim, self.spec.metric
             )));
         }
+        // Checked before the store takes the image, so that a mismatch changes nothing.
+        image
+            .named
+            .conform(&self.spec.vectors, &self.spec.sparse_vectors, &self.spec.index)
+            .map_err(|e| bad(e.to_string()))?;
         let version = self.store.reset(&mut image)?;
         self.adopt(image).map_err(EngineError::Internal)?;
         self.version = version;
@@ -953,6 +1153,10 @@ pub(crate) fn write_file_atomically(
 pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
+
+/// A point gathered by a batch before it is linked: id, unnamed vector, payload, version,
+/// named vectors.
+type FreshPoint = (PointId, Vec<f32>, Option<Payload>, u64, NamedVectors);
 
 enum Plan {
     /// Score these slots (a payload index's candidates) exactly.
@@ -1015,6 +1219,12 @@ impl ReadOnly for PartitionActor {
             }
             PartitionMsg::Stats(reply) => {
                 let _ = reply.send(Ok(self.stats()));
+            }
+            PartitionMsg::SparseStats { name, query, reply } => {
+                let _ = reply.send(self.named.sparse_stats(&name, &query));
+            }
+            PartitionMsg::SparseSearch(req, reply) => {
+                let _ = reply.send(self.sparse_search(&req));
             }
             msg => unreachable!("not a read-only message: {msg:?}"),
         }

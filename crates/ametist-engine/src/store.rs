@@ -27,7 +27,7 @@ use ametist_storage::{ErrorClass, Fs, SnapshotStore, StdFs, StorageError, Wal, W
 use crate::codec::{self, PartitionImage};
 use crate::config::StorageOptions;
 use crate::error::EngineError;
-use crate::messages::WriteOp;
+use crate::messages::{NamedVectors, WriteOp};
 
 /// How many snapshots a durable partition keeps. The log is kept from the oldest one on, so
 /// a corrupt newest snapshot falls back to the previous one plus the log.
@@ -39,6 +39,8 @@ pub struct StoredPoint {
     pub vector: Vec<f32>,
     pub payload: Option<Payload>,
     pub version: u64,
+    /// Named dense and sparse vectors.
+    pub named: NamedVectors,
 }
 
 /// What a partition starts from before replaying the log.
@@ -154,8 +156,14 @@ impl PartitionStore for MemoryStore {
         let version = inner.version;
         for op in ops {
             match op {
-                WriteOp::Insert(p) => {
-                    let stored = StoredPoint { vector: p.vector.clone(), payload: p.metadata.clone(), version };
+                WriteOp::Insert(_) | WriteOp::InsertNamed(_) => {
+                    let p = match op {
+                        WriteOp::Insert(p) => crate::messages::InsertNamed::from(p.clone()),
+                        WriteOp::InsertNamed(p) => p.clone(),
+                        _ => unreachable!("matched above"),
+                    };
+                    let stored =
+                        StoredPoint { vector: p.vector.clone(), payload: p.metadata.clone(), version, named: p.named };
                     match inner.positions.get(&p.id) {
                         Some(&i) => inner.points[i].1 = stored,
                         None => {
@@ -168,6 +176,24 @@ impl PartitionStore for MemoryStore {
                     if let Some(&i) = inner.positions.get(&u.id) {
                         inner.points[i].1.vector = u.vector.clone();
                         inner.points[i].1.version = version;
+                    }
+                }
+                WriteOp::UpdateNamed { id, vectors } => {
+                    if let Some(&i) = inner.positions.get(id) {
+                        let point = &mut inner.points[i].1;
+                        point.named.dense.extend(vectors.dense.iter().map(|(k, v)| (k.clone(), v.clone())));
+                        point.named.sparse.extend(vectors.sparse.iter().map(|(k, v)| (k.clone(), v.clone())));
+                        point.version = version;
+                    }
+                }
+                WriteOp::DeleteVectors { id, names } => {
+                    if let Some(&i) = inner.positions.get(id) {
+                        let point = &mut inner.points[i].1;
+                        for n in names {
+                            point.named.dense.remove(n);
+                            point.named.sparse.remove(n);
+                        }
+                        point.version = version;
                     }
                 }
                 op @ (WriteOp::SetPayload { .. }
@@ -212,10 +238,13 @@ impl PartitionStore for MemoryStore {
             .entries
             .iter()
             .map(|e| {
+                // Collections without an unnamed vector keep an empty placeholder index.
+                let vector = if image.dim > 0 { image.index.vector(e.slot).to_vec() } else { Vec::new() };
                 let p = StoredPoint {
-                    vector: image.index.vector(e.slot).to_vec(),
+                    vector,
                     payload: e.payload.clone(),
                     version: e.version,
+                    named: image.named.get(e.slot),
                 };
                 (e.id.clone(), p)
             })

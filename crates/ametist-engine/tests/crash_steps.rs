@@ -44,6 +44,8 @@ fn spec() -> PartitionSpec {
         policy: SupervisionPolicy { max_restarts: 2, ..SupervisionPolicy::default() },
         payload_schema: Default::default(),
         text_schema: Default::default(),
+        vectors: Default::default(),
+        sparse_vectors: Default::default(),
     }
 }
 

@@ -24,7 +24,8 @@ async fn graph_search_has_high_recall_and_exact_is_exact() {
     // full_scan_threshold 0: every partition walks its graph.
     let index = IndexConfig { full_scan_threshold: 0, ..IndexConfig::default() };
     let dim = 16;
-    let config = CollectionConfig { dim, metric: Metric::Euclid, partitions: Some(2), index: Some(index) };
+    let config =
+        CollectionConfig { partitions: Some(2), index: Some(index), ..CollectionConfig::new(dim, Metric::Euclid) };
     db.create_collection("c", config).await.unwrap();
     let c = db.collection("c").unwrap();
     // Clustered data, like real embeddings.
@@ -76,7 +77,8 @@ async fn filtered_search_returns_only_matching_points() {
     for threshold in [0usize, 100_000] {
         let name = format!("c{threshold}");
         let index = IndexConfig { full_scan_threshold: threshold, ..IndexConfig::default() };
-        let config = CollectionConfig { dim: 8, metric: Metric::Cosine, partitions: Some(3), index: Some(index) };
+        let config =
+            CollectionConfig { partitions: Some(3), index: Some(index), ..CollectionConfig::new(8, Metric::Cosine) };
         db.create_collection(&name, config).await.unwrap();
         let c = db.collection(&name).unwrap();
         let mut points = Vec::new();
@@ -194,7 +196,8 @@ async fn payload_indexes_answer_selective_filters_exactly_and_survive_restarts()
     let mut rng = common::seeded_rng("payload_indexes_answer_selective_filters_exactly_and_survive_restarts");
     let db = Ametist::in_memory(EngineConfig::default());
     let index = IndexConfig { full_scan_threshold: 500, ..IndexConfig::default() };
-    let config = CollectionConfig { dim: 8, metric: Metric::Euclid, partitions: Some(2), index: Some(index) };
+    let config =
+        CollectionConfig { partitions: Some(2), index: Some(index), ..CollectionConfig::new(8, Metric::Euclid) };
     db.create_collection("c", config).await.unwrap();
     let c = db.collection("c").unwrap();
     let mut vectors = Vec::new();
@@ -256,7 +259,8 @@ async fn broad_indexed_filters_walk_the_graph_with_high_recall() {
     // m = 4 keeps the walk cheaper than scoring 6,000 candidates, so the planner walks.
     let index = IndexConfig { full_scan_threshold: 100, m: 4, ..IndexConfig::default() };
     let dim = 12;
-    let config = CollectionConfig { dim, metric: Metric::Dot, partitions: Some(1), index: Some(index) };
+    let config =
+        CollectionConfig { partitions: Some(1), index: Some(index), ..CollectionConfig::new(dim, Metric::Dot) };
     db.create_collection("c", config).await.unwrap();
     let c = db.collection("c").unwrap();
     c.create_field_index("half", ametist_core::payload_index::FieldType::Bool).await.unwrap();

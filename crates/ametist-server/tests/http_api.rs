@@ -539,7 +539,7 @@ fn batch_queries_selectors_scroll_count_payload_and_indexes() {
     assert!(error_of(&v).contains("not supported yet"), "{v}");
     let (status, v) = s.json("POST", "/collections/b/points/query", json!({"query": [1.0, 0.0], "using": "image"}));
     assert_eq!(status, 400, "{v}");
-    assert!(error_of(&v).contains("not supported yet"), "{v}");
+    assert!(error_of(&v).contains("Not existing vector name error: image"), "{v}");
     let (status, v) = s.call("DELETE", "/collections/b/index/a", None);
     assert_eq!(status, 200, "{v}");
     // A malformed filter is named as such, not as "not supported".

@@ -111,7 +111,11 @@ async fn stack_run(
     let engine = EngineConfig { max_batch: 10_000, ..EngineConfig::default() };
     let db = Ametist::in_memory(engine);
     let index = IndexConfig { full_scan_threshold: 1000, ..IndexConfig::default() };
-    let config = CollectionConfig { dim, metric: args.metric, partitions: Some(partitions), index: Some(index) };
+    let config = CollectionConfig {
+        partitions: Some(partitions),
+        index: Some(index),
+        ..CollectionConfig::new(dim, args.metric)
+    };
     db.create_collection("bench", config).await?;
     let c = db.collection("bench")?;
     let t = Instant::now();

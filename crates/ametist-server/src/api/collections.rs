@@ -7,9 +7,12 @@ use axum::extract::{Path, State};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use ametist_core::sparse::SparseModifier;
 use ametist_core::Metric;
 use ametist_engine::collection::CollectionInfo;
-use ametist_engine::config::IndexConfig;
+use ametist_engine::config::{
+    IndexConfig, SparseVectorParams as EngineSparseParams, VectorParams as EngineVectorParams,
+};
 use ametist_engine::CollectionConfig;
 
 use super::envelope::{parse_body, Answer, ApiError, ApiResult};
@@ -20,11 +23,24 @@ use super::{done, AppState};
 /// clients that send them keep working.
 #[derive(Debug, Deserialize)]
 pub struct CreateCollection {
+    #[serde(default)]
     pub vectors: Value,
     #[serde(default)]
     pub shard_number: Option<usize>,
     #[serde(default)]
     pub hnsw_config: Option<HnswConfigDiff>,
+    /// Named sparse vectors: `{"name": {"modifier": "idf" | "none", "index": ...}}`.
+    #[serde(default)]
+    pub sparse_vectors: Option<std::collections::BTreeMap<String, SparseParams>>,
+    #[serde(flatten)]
+    pub _ignored: serde_json::Map<String, Value>,
+}
+
+/// Qdrant's `SparseVectorParams`; `index` settings are accepted and ignored.
+#[derive(Debug, Default, Deserialize)]
+pub struct SparseParams {
+    #[serde(default)]
+    pub modifier: Option<SparseModifier>,
     #[serde(flatten)]
     pub _ignored: serde_json::Map<String, Value>,
 }
@@ -62,24 +78,31 @@ pub async fn exists(State(state): State<AppState>, Path(name): Path<String>) -> 
 pub async fn create(State(state): State<AppState>, Path(name): Path<String>, body: Bytes) -> ApiResult<bool> {
     let started = Instant::now();
     let req: CreateCollection = parse_body(&body, started)?;
-    // A map with the single name "" is Qdrant's spelling of the default (unnamed) vector,
-    // used by LangChain among others.
-    let vectors = match &req.vectors {
-        Value::Object(m) if m.len() == 1 && m.get("").is_some_and(Value::is_object) => m[""].clone(),
-        v => v.clone(),
+    let bad = |what: String, e: serde_json::Error| {
+        ApiError::bad_request(format!("Format error in JSON body: {what}: {e}"), started)
     };
-    let params: VectorParams = match &vectors {
-        Value::Object(m) if !m.is_empty() && !m.contains_key("size") && m.values().all(Value::is_object) => {
-            return Err(ApiError::bad_request(
-                "Wrong input: named vectors are not supported yet; send `vectors: {size, distance}`",
-                started,
-            ))
+    // `vectors` is one `{size, distance}` (the unnamed vector) or a map of names to them.
+    // The name "" is Qdrant's spelling of the unnamed vector (LangChain sends it).
+    let (unnamed, named): (Option<VectorParams>, Vec<(String, VectorParams)>) = match req.vectors {
+        Value::Object(m) if !m.contains_key("size") && m.values().all(Value::is_object) => {
+            let mut unnamed = None;
+            let mut named = Vec::new();
+            for (name, v) in m {
+                let p: VectorParams = serde_json::from_value(v).map_err(|e| bad(format!("vectors.{name}"), e))?;
+                if name.is_empty() {
+                    unnamed = Some(p);
+                } else {
+                    named.push((name, p));
+                }
+            }
+            (unnamed, named)
         }
-        v => serde_json::from_value(v.clone())
-            .map_err(|e| ApiError::bad_request(format!("Format error in JSON body: vectors: {e}"), started))?,
+        Value::Null if req.sparse_vectors.as_ref().is_some_and(|s| !s.is_empty()) => (None, Vec::new()),
+        v => (Some(serde_json::from_value(v).map_err(|e| bad("vectors".into(), e))?), Vec::new()),
     };
     let mut index: IndexConfig = state.config.partitions.index;
-    for diff in [req.hnsw_config, params.hnsw_config].into_iter().flatten() {
+    let per_vector = unnamed.iter().chain(named.iter().map(|(_, p)| p)).filter_map(|p| p.hnsw_config.clone());
+    for diff in req.hnsw_config.into_iter().chain(per_vector) {
         if let Some(m) = diff.m {
             index.m = m;
         }
@@ -93,11 +116,20 @@ pub async fn create(State(state): State<AppState>, Path(name): Path<String>, bod
     if index.m < 2 || index.ef_construction == 0 {
         return Err(ApiError::bad_request("Wrong input: hnsw_config needs m >= 2 and ef_construct >= 1", started));
     }
+    let sparse_vectors = req
+        .sparse_vectors
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(name, p)| (name, EngineSparseParams { modifier: p.modifier.unwrap_or_default() }))
+        .collect();
+    let (dim, metric) = unnamed.as_ref().map_or((0, Metric::Cosine), |p| (p.size, p.distance));
     let config = CollectionConfig {
-        dim: params.size,
-        metric: params.distance,
+        dim,
+        metric,
         partitions: req.shard_number,
         index: Some(index),
+        vectors: named.into_iter().map(|(n, p)| (n, EngineVectorParams { dim: p.size, metric: p.distance })).collect(),
+        sparse_vectors,
     };
     state.db.create_collection(&name, config).await.map_err(|e| ApiError::from_engine(e, started))?;
     done(started)
@@ -155,6 +187,29 @@ fn collection_info_json(info: &CollectionInfo) -> Value {
         "yellow"
     };
     let s = &info.spec;
+    // One `{size, distance}` for a collection with only the unnamed vector, else a map of
+    // names (empty for a collection with only sparse vectors).
+    let vectors = if s.vectors.is_empty() && s.dim > 0 {
+        json!({ "size": s.dim, "distance": s.metric })
+    } else {
+        let mut m: serde_json::Map<String, Value> =
+            s.vectors.iter().map(|(n, p)| (n.clone(), json!({ "size": p.dim, "distance": p.metric }))).collect();
+        if s.dim > 0 {
+            m.insert(String::new(), json!({ "size": s.dim, "distance": s.metric }));
+        }
+        Value::Object(m)
+    };
+    let sparse: serde_json::Map<String, Value> = s
+        .sparse_vectors
+        .iter()
+        .map(|(n, p)| {
+            let v = match p.modifier {
+                SparseModifier::Idf => json!({ "modifier": "idf" }),
+                SparseModifier::None => json!({}),
+            };
+            (n.clone(), v)
+        })
+        .collect();
     json!({
         "status": status,
         "optimizer_status": "ok",
@@ -164,7 +219,8 @@ fn collection_info_json(info: &CollectionInfo) -> Value {
         "segments_count": s.partitions,
         "config": {
             "params": {
-                "vectors": { "size": s.dim, "distance": s.metric },
+                "vectors": vectors,
+                "sparse_vectors": if sparse.is_empty() { Value::Null } else { Value::Object(sparse) },
                 "shard_number": s.partitions,
                 "replication_factor": 1,
                 "write_consistency_factor": 1,

@@ -5,8 +5,12 @@
 //! `QueryRequest`, `QueryRequestBatch`, `SearchRequest`, `PointRequest`, `ScrollRequest`,
 //! `CountRequest`, `PointIdsList`, `FilterSelector`); unknown fields are refused with 400
 //! rather than ignored, so a client never gets an answer that silently dropped part of
-//! its request. What the engine cannot do yet (filters, scroll, named vectors) answers
-//! 400 "... is not supported yet" after the request was parsed and validated.
+//! its request. What the engine cannot do yet answers 400 "... is not supported yet" after
+//! the request was parsed and validated.
+//!
+//! Vectors: a point's `vector` is a list (the unnamed vector) or a map of names to lists
+//! (named dense vectors) and `{"indices", "values"}` objects (named sparse vectors); `""`
+//! names the unnamed vector. Answers give the map when the collection has named vectors.
 
 use std::time::Instant;
 
@@ -17,13 +21,16 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use ametist_core::filter::{Condition, Filter};
+use ametist_core::sparse::SparseVector;
 use ametist_core::{Payload, PointId};
-use ametist_engine::collection::{Branch, Collection, Fusion, TextQuery};
-use ametist_engine::messages::{MissingPartition, Record, ScoredDoc, ScrollRequest, WriteAck};
+use ametist_engine::collection::{Branch, Collection, Fusion, SparseQuery, Target, TextQuery};
+use ametist_engine::messages::{
+    InsertNamed, MissingPartition, NamedVectors, Record, ScoredDoc, ScrollRequest, WriteAck,
+};
 use ametist_engine::{InsertVector, SearchRequest, UpdateVector};
 
 use super::envelope::{parse_body, wait_param, Answer, ApiError, ApiResult};
-use super::selectors::{parse_with_vector, PayloadSelector};
+use super::selectors::{parse_with_vector, with_vector_names, PayloadSelector};
 use super::AppState;
 
 /// `PUT /collections/{name}/points`: a list of points, or the column-wise batch form.
@@ -63,7 +70,7 @@ pub struct Batch {
     pub payloads: Option<Vec<Option<Payload>>>,
 }
 
-/// A vector as sent: a plain list (named vectors are not supported yet).
+/// A vector as sent: a plain list, or a map of names to dense lists and sparse objects.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 pub enum VectorInput {
@@ -73,26 +80,55 @@ pub enum VectorInput {
 
 impl VectorInput {
     fn dense(self, started: Instant) -> Result<Vec<f32>, ApiError> {
+        match self.split(started)? {
+            (Some(v), named) if named.is_empty() => Ok(v),
+            _ => Err(ApiError::bad_request("Wrong input: a vector must be a list of numbers", started)),
+        }
+    }
+
+    /// The unnamed vector (if sent) and the named ones.
+    fn split(self, started: Instant) -> Result<(Option<Vec<f32>>, NamedVectors), ApiError> {
+        let bad = |what: String| ApiError::bad_request(format!("Wrong input: {what}"), started);
         match self {
-            VectorInput::Dense(v) => Ok(v),
-            // `{"": [..]}`: the default vector, named by the empty name.
-            VectorInput::Other(Value::Object(mut m)) if m.len() == 1 && m.contains_key("") => {
-                match m.remove("").expect("checked above") {
-                    Value::Array(items) => serde_json::from_value(Value::Array(items))
-                        .map_err(|e| ApiError::bad_request(format!("Wrong input: vector: {e}"), started)),
-                    other => Err(ApiError::bad_request(
-                        format!("Wrong input: a vector must be a list of numbers, got {other}"),
-                        started,
-                    )),
+            VectorInput::Dense(v) => Ok((Some(v), NamedVectors::default())),
+            VectorInput::Other(Value::Object(m)) => {
+                let (mut unnamed, mut named) = (None, NamedVectors::default());
+                for (name, v) in m {
+                    match v {
+                        Value::Array(items) if items.first().is_some_and(Value::is_array) => {
+                            return Err(not_supported(
+                                format!("multi-vectors (`{name}`) are not supported yet"),
+                                started,
+                            ))
+                        }
+                        Value::Array(items) => {
+                            let v: Vec<f32> = serde_json::from_value(Value::Array(items))
+                                .map_err(|e| bad(format!("vector `{name}`: {e}")))?;
+                            if name.is_empty() {
+                                unnamed = Some(v);
+                            } else {
+                                named.dense.insert(name, v);
+                            }
+                        }
+                        Value::Object(o) if !name.is_empty() && o.contains_key("indices") => {
+                            let v: SparseVector = serde_json::from_value(Value::Object(o))
+                                .map_err(|e| bad(format!("sparse vector `{name}`: {e}")))?;
+                            named.sparse.insert(name, v);
+                        }
+                        Value::Object(_) => {
+                            return Err(not_supported(
+                                format!("vector `{name}`: inference objects are not supported; send numbers"),
+                                started,
+                            ))
+                        }
+                        other => return Err(bad(format!("vector `{name}` must be a list of numbers, got {other}"))),
+                    }
                 }
+                Ok((unnamed, named))
             }
-            VectorInput::Other(Value::Object(_)) => {
-                Err(not_supported("named and sparse vectors are not supported yet; send a list of numbers", started))
+            VectorInput::Other(other) => {
+                Err(bad(format!("a vector must be a list of numbers or a map of named vectors, got {other}")))
             }
-            VectorInput::Other(other) => Err(ApiError::bad_request(
-                format!("Wrong input: a vector must be a list of numbers, got {other}"),
-                started,
-            )),
         }
     }
 }
@@ -279,11 +315,14 @@ pub async fn upsert(
             ))
         }
     }
+    let point = |id: PointId, v: VectorInput, metadata: Option<Payload>| -> Result<InsertNamed, ApiError> {
+        let (vector, named) = v.split(started)?;
+        Ok(InsertNamed { id, vector: vector.unwrap_or_default(), named, metadata })
+    };
     let points = match (req.points, req.batch) {
-        (Some(points), None) => points
-            .into_iter()
-            .map(|p| Ok(InsertVector { id: p.id, vector: p.vector.dense(started)?, metadata: p.payload }))
-            .collect::<Result<Vec<_>, ApiError>>()?,
+        (Some(points), None) => {
+            points.into_iter().map(|p| point(p.id, p.vector, p.payload)).collect::<Result<Vec<_>, ApiError>>()?
+        }
         (None, Some(batch)) => {
             let n = batch.ids.len();
             if batch.vectors.len() != n {
@@ -305,7 +344,7 @@ pub async fn upsert(
                 .into_iter()
                 .zip(batch.vectors)
                 .zip(payloads)
-                .map(|((id, v), payload)| Ok(InsertVector { id, vector: v.dense(started)?, metadata: payload }))
+                .map(|((id, v), payload)| point(id, v, payload))
                 .collect::<Result<Vec<_>, ApiError>>()?
         }
         _ => {
@@ -315,7 +354,14 @@ pub async fn upsert(
             ))
         }
     };
-    let ack = c.upsert(points, wait).await.map_err(|e| ApiError::from_engine(e, started))?;
+    // Points with only an unnamed vector keep the plain insert (and its WAL record format).
+    let ack = if c.spec().dim > 0 && points.iter().all(|p| p.named.is_empty()) {
+        let plain = points.into_iter().map(|p| InsertVector { id: p.id, vector: p.vector, metadata: p.metadata });
+        c.upsert(plain.collect(), wait).await
+    } else {
+        c.upsert_named(points, wait).await
+    };
+    let ack = ack.map_err(|e| ApiError::from_engine(e, started))?;
     Ok(Answer::new(update_result(ack), started))
 }
 
@@ -332,30 +378,86 @@ pub async fn update_vectors(
     if parse_filter(req.update_filter, started)?.is_some() {
         return Err(not_supported("conditional update (`update_filter`) is not supported yet", started));
     }
-    let updates = req
-        .points
-        .into_iter()
-        .map(|p| Ok(UpdateVector { id: p.id, vector: p.vector.dense(started)? }))
-        .collect::<Result<Vec<_>, ApiError>>()?;
+    let mut updates = Vec::new();
+    let mut named_updates = Vec::new();
+    for p in req.points {
+        let (vector, named) = p.vector.split(started)?;
+        if let Some(vector) = vector {
+            updates.push(UpdateVector { id: p.id.clone(), vector });
+        }
+        if !named.is_empty() {
+            named_updates.push((p.id, named));
+        }
+    }
     // The partitions refuse an update of an absent point (and nothing of its batch is
     // applied); asking first answers 404 naming it, as Qdrant does, also without `wait`.
-    let ids: Vec<PointId> = updates.iter().map(|u| u.id.clone()).collect();
+    let mut ids: Vec<PointId> = updates.iter().map(|u| u.id.clone()).collect();
+    ids.extend(named_updates.iter().map(|u| u.0.clone()));
     if !ids.is_empty() {
         let found = c.get(ids.clone(), false, false).await.map_err(|e| ApiError::from_engine(e, started))?;
         if let Some(missing) = ids.iter().find(|id| !found.iter().any(|r| &r.id == *id)) {
             return Err(point_not_found(missing, started));
         }
     }
-    let ack = c.update_vectors(updates, wait).await.map_err(|e| ApiError::from_engine(e, started))?;
-    Ok(Answer::new(update_result(ack), started))
+    if updates.is_empty() && named_updates.is_empty() {
+        return Err(ApiError::bad_request("Wrong input: `points` is empty", started));
+    }
+    // Unnamed-only requests keep the plain update (and its WAL record format); any named
+    // vector makes one write of both kinds, so a bad vector changes nothing.
+    let ack = if named_updates.is_empty() {
+        c.update_vectors(updates, wait).await
+    } else {
+        c.update_vectors_and_named(updates, named_updates, wait).await
+    };
+    Ok(Answer::new(update_result(ack.map_err(|e| ApiError::from_engine(e, started))?), started))
 }
 
-/// `POST /collections/{name}/points/vectors/delete`: only meaningful with named vectors.
-pub async fn delete_vectors(State(state): State<AppState>, Path(name): Path<String>, body: Bytes) -> ApiResult<Value> {
+/// `POST /collections/{name}/points/vectors/delete`: Qdrant's `DeleteVectors`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteVectorsRequest {
+    #[serde(default)]
+    pub points: Option<Vec<PointId>>,
+    #[serde(default)]
+    pub filter: Option<Value>,
+    /// The names of the vectors to remove.
+    pub vector: Vec<String>,
+    #[serde(default, rename = "shard_key")]
+    pub _shard_key: Option<Value>,
+}
+
+/// `POST /collections/{name}/points/vectors/delete`: removes named vectors from points.
+pub async fn delete_vectors(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> ApiResult<Value> {
     let started = Instant::now();
-    let _c = collection(&state, &name, started)?;
-    let _req: Value = parse_body(&body, started)?;
-    Err(not_supported("deleting vectors needs named vectors, which are not supported yet", started))
+    let wait = wait_param(query.as_deref(), started)?;
+    let c = collection(&state, &name, started)?;
+    let req: DeleteVectorsRequest = parse_body(&body, started)?;
+    if let Some(n) = req.vector.iter().find(|n| n.is_empty()) {
+        return Err(ApiError::bad_request(format!("Wrong input: the unnamed vector `{n}` cannot be deleted"), started));
+    }
+    let target = match (req.points, parse_filter(req.filter, started)?) {
+        (Some(ids), None) if !ids.is_empty() => {
+            let found = c.get(ids.clone(), false, false).await.map_err(|e| ApiError::from_engine(e, started))?;
+            if let Some(missing) = ids.iter().find(|id| !found.iter().any(|r| &r.id == *id)) {
+                return Err(point_not_found(missing, started));
+            }
+            Target::Ids(ids)
+        }
+        (None, Some(filter)) => Target::Filter(filter),
+        _ => {
+            return Err(ApiError::bad_request(
+                "Format error in JSON body: send either `points` (a non-empty list of ids) or `filter`",
+                started,
+            ))
+        }
+    };
+    let ack = c.delete_vectors(target, req.vector, wait).await.map_err(|e| ApiError::from_engine(e, started))?;
+    Ok(Answer::new(update_result(ack), started))
 }
 
 pub async fn delete(
@@ -457,9 +559,11 @@ pub async fn retrieve(State(state): State<AppState>, Path(name): Path<String>, b
     if req.ids.is_empty() {
         return Ok(Answer::new(json!([]), started));
     }
+    let names = with_vector_names(&req.with_vector);
     let records =
         c.get(req.ids, payload.wants_payload(), with_vector).await.map_err(|e| ApiError::from_engine(e, started))?;
-    Ok(Answer::new(Value::Array(records.into_iter().map(|r| record_json(r, &payload)).collect()), started))
+    let points = records.into_iter().map(|r| record_json(r, &payload, names.as_deref())).collect();
+    Ok(Answer::new(Value::Array(points), started))
 }
 
 pub async fn get_one(State(state): State<AppState>, Path((name, id)): Path<(String, String)>) -> ApiResult<Value> {
@@ -471,7 +575,7 @@ pub async fn get_one(State(state): State<AppState>, Path((name, id)): Path<(Stri
     };
     let mut records = c.get(vec![id.clone()], true, true).await.map_err(|e| ApiError::from_engine(e, started))?;
     match records.pop() {
-        Some(r) => Ok(Answer::new(record_json(r, &PayloadSelector::All), started)),
+        Some(r) => Ok(Answer::new(record_json(r, &PayloadSelector::All, None), started)),
         None => Err(point_not_found(&id, started)),
     }
 }
@@ -496,8 +600,9 @@ pub async fn scroll(State(state): State<AppState>, Path(name): Path<String>, bod
         with_payload: payload.wants_payload(),
         with_vector,
     };
+    let names = with_vector_names(&req.with_vector);
     let (records, next) = c.scroll(scroll).await.map_err(|e| ApiError::from_engine(e, started))?;
-    let points: Vec<Value> = records.into_iter().map(|r| record_json(r, &payload)).collect();
+    let points: Vec<Value> = records.into_iter().map(|r| record_json(r, &payload, names.as_deref())).collect();
     Ok(Answer::new(json!({ "points": points, "next_page_offset": next }), started))
 }
 
@@ -535,15 +640,21 @@ struct QueryPlan {
     offset: usize,
     payload: PayloadSelector,
     with_vector: bool,
+    /// The names `with_vector` selects, when it is a list.
+    vector_names: Option<Vec<String>>,
     score_threshold: Option<f32>,
     ef: Option<usize>,
     exact: bool,
     filter: Option<Filter>,
+    /// The named vector (dense or sparse) to search; empty for the unnamed one.
+    using: String,
 }
 
 /// What a query is near to.
 enum QueryTarget {
     Vector(Vec<f32>),
+    /// A sparse query vector (`{"indices", "values"}`), for a sparse `using`.
+    Sparse(SparseVector),
     /// The vector of a stored point; the point itself is left out of the hits.
     Point(PointId),
     /// BM25 over a text-indexed payload field (Ametist's `{"bm25": {"field", "text"}}`).
@@ -568,9 +679,6 @@ impl QueryPlan {
         if req.lookup_from.as_ref().is_some_and(|v| !v.is_null()) {
             return Err(not_supported("`lookup_from` is not supported yet", started));
         }
-        if req.using.as_deref().is_some_and(|u| !u.is_empty()) {
-            return Err(not_supported("named vectors (`using`) are not supported yet", started));
-        }
         let prefetch = match req.prefetch {
             None | Some(Value::Null) => Vec::new(),
             Some(_) if !top_level => {
@@ -582,16 +690,7 @@ impl QueryPlan {
         let target = if prefetch.is_empty() {
             parse_query(req.query, started)?
         } else {
-            let fusion = match req.query.as_ref().and_then(|q| q.get("fusion")).and_then(Value::as_str) {
-                Some("rrf") => Fusion::Rrf,
-                Some("dbsf") => Fusion::Dbsf,
-                _ => {
-                    return Err(not_supported(
-                        "with `prefetch`, only `query: {\"fusion\": \"rrf\" | \"dbsf\"}` is supported yet",
-                        started,
-                    ))
-                }
-            };
+            let fusion = parse_fusion(req.query.as_ref(), started)?;
             let prefetch = prefetch
                 .into_iter()
                 .map(|p| {
@@ -614,7 +713,7 @@ impl QueryPlan {
             false,
             started,
         )
-        .map(|plan| QueryPlan { filter, ..plan })
+        .map(|plan| QueryPlan { filter, using: req.using.unwrap_or_default(), ..plan })
     }
 
     fn from_search(req: SearchPoints, started: Instant) -> Result<Self, ApiError> {
@@ -656,10 +755,12 @@ impl QueryPlan {
             offset: offset.unwrap_or(0),
             payload: PayloadSelector::parse(with_payload, default_payload, started)?,
             with_vector: parse_with_vector(with_vector, false, started)?,
+            vector_names: with_vector_names(with_vector),
             score_threshold,
             ef: params.hnsw_ef,
             exact: params.exact.unwrap_or(false),
             filter: None,
+            using: String::new(),
         })
     }
 
@@ -667,6 +768,7 @@ impl QueryPlan {
     /// from them.
     async fn run(self, c: &Collection, started: Instant) -> Result<(Vec<Value>, Vec<MissingPartition>), ApiError> {
         let engine = |e| ApiError::from_engine(e, started);
+        let names = self.vector_names.as_deref();
         let target = match self.target {
             QueryTarget::Text { field, text } => {
                 let q = TextQuery {
@@ -679,7 +781,7 @@ impl QueryPlan {
                     with_vector: self.with_vector,
                 };
                 let r = c.text_search(q).await.map_err(engine)?;
-                let points = r.results.into_iter().map(|d| scored_json(d, &self.payload)).collect();
+                let points = r.results.into_iter().map(|d| scored_json(d, &self.payload, names)).collect();
                 return Ok((points, r.missing_partitions));
             }
             QueryTarget::Fusion { fusion, prefetch } => {
@@ -694,24 +796,45 @@ impl QueryPlan {
                     .into_iter()
                     .skip(self.offset)
                     .take(self.limit)
-                    .map(|d| scored_json(d, &self.payload))
+                    .map(|d| scored_json(d, &self.payload, names))
                     .collect();
                 return Ok((points, r.missing_partitions));
             }
             other => other,
         };
-        let (vector, exclude, k, offset) = match target {
-            QueryTarget::Vector(v) => (v, None, self.limit, self.offset),
+        let (query, exclude, k, offset) = match target {
             QueryTarget::Point(id) => {
-                let mut records =
-                    c.get(vec![id.clone()], false, true).await.map_err(|e| ApiError::from_engine(e, started))?;
-                let vector = records.pop().and_then(|r| r.vector).ok_or_else(|| point_not_found(&id, started))?;
+                let query = point_vector(c, &id, &self.using, started).await?;
                 // One more than needed from the top, since the point itself is dropped.
-                (vector, Some(id), self.offset.saturating_add(self.limit).saturating_add(1), 0)
+                (query, Some(id), self.offset.saturating_add(self.limit).saturating_add(1), 0)
             }
-            QueryTarget::Text { .. } | QueryTarget::Fusion { .. } => unreachable!("answered above"),
+            other => (query_vector(c, other, &self.using, started)?, None, self.limit, self.offset),
+        };
+        let vector = match query {
+            QueryVector::Dense(v) => v,
+            QueryVector::Sparse(vector) => {
+                let q = SparseQuery {
+                    name: self.using.clone(),
+                    vector,
+                    k,
+                    offset,
+                    filter: self.filter,
+                    with_payload: self.payload.wants_payload(),
+                    with_vector: self.with_vector,
+                    score_threshold: self.score_threshold,
+                };
+                let r = c.sparse_search(q).await.map_err(engine)?;
+                let mut hits = r.results;
+                if let Some(id) = exclude {
+                    hits.retain(|h| h.id != id);
+                    hits = hits.into_iter().skip(self.offset).take(self.limit).collect();
+                }
+                let points = hits.into_iter().map(|d| scored_json(d, &self.payload, names)).collect();
+                return Ok((points, r.missing_partitions));
+            }
         };
         let mut req = SearchRequest::new(vector, k);
+        req.using = self.using.clone();
         req.offset = offset;
         req.with_payload = self.payload.wants_payload();
         req.with_vector = self.with_vector;
@@ -725,7 +848,7 @@ impl QueryPlan {
             hits.retain(|h| h.id != id);
             hits = hits.into_iter().skip(self.offset).take(self.limit).collect();
         }
-        let points = hits.into_iter().map(|d| scored_json(d, &self.payload)).collect();
+        let points = hits.into_iter().map(|d| scored_json(d, &self.payload, names)).collect();
         Ok((points, result.missing_partitions))
     }
 }
@@ -754,15 +877,27 @@ impl QueryPlan {
                     with_vector: self.with_vector,
                 }))
             }
-            QueryTarget::Vector(v) => v,
-            QueryTarget::Point(id) => {
-                let mut records =
-                    c.get(vec![id.clone()], false, true).await.map_err(|e| ApiError::from_engine(e, started))?;
-                records.pop().and_then(|r| r.vector).ok_or_else(|| point_not_found(&id, started))?
-            }
             QueryTarget::Fusion { .. } => unreachable!("nested prefetch is refused when parsing"),
+            QueryTarget::Point(id) => point_vector(c, &id, &self.using, started).await?,
+            other => query_vector(c, other, &self.using, started)?,
+        };
+        let vector = match vector {
+            QueryVector::Dense(v) => v,
+            QueryVector::Sparse(vector) => {
+                return Ok(Branch::Sparse(SparseQuery {
+                    name: self.using,
+                    vector,
+                    k,
+                    offset: 0,
+                    filter,
+                    with_payload: true,
+                    with_vector: self.with_vector,
+                    score_threshold: self.score_threshold,
+                }))
+            }
         };
         let mut req = SearchRequest::new(vector, k);
+        req.using = self.using.clone();
         req.with_payload = true;
         req.with_vector = self.with_vector;
         req.score_threshold = self.score_threshold;
@@ -793,6 +928,8 @@ fn parse_query(query: Option<Value>, started: Instant) -> Result<QueryTarget, Ap
                 .map_err(|e| ApiError::bad_request(format!("Format error in JSON body: bm25: {e}"), started))?;
             return Ok(QueryTarget::Text { field: q.field, text: q.text });
         }
+        // A sparse vector sent as the query itself.
+        Some(Value::Object(m)) if m.contains_key("indices") => Value::Object(m),
         Some(Value::Object(mut m)) => {
             let Some(nearest) = m.remove("nearest") else {
                 let kind = m.keys().next().cloned().unwrap_or_default();
@@ -808,6 +945,11 @@ fn parse_query(query: Option<Value>, started: Instant) -> Result<QueryTarget, Ap
         }
         Some(v) => v,
     };
+    if value.get("indices").is_some() {
+        return serde_json::from_value::<SparseVector>(value)
+            .map(QueryTarget::Sparse)
+            .map_err(|e| ApiError::bad_request(format!("Wrong input: sparse query: {e}"), started));
+    }
     match value {
         Value::Array(_) => serde_json::from_value::<Vec<f32>>(value.clone()).map(QueryTarget::Vector).map_err(|_| {
             not_supported(
@@ -824,6 +966,87 @@ fn parse_query(query: Option<Value>, started: Instant) -> Result<QueryTarget, Ap
         )),
         other => Err(ApiError::bad_request(
             format!("Wrong input: query must be a vector or a point id, got {other}"),
+            started,
+        )),
+    }
+}
+
+/// A query vector resolved against the collection's vectors.
+enum QueryVector {
+    Dense(Vec<f32>),
+    Sparse(SparseVector),
+}
+
+/// Checks that a query's vector fits the vector `using` names: dense for the unnamed or a
+/// named dense vector, sparse for a named sparse vector.
+fn query_vector(c: &Collection, target: QueryTarget, using: &str, started: Instant) -> Result<QueryVector, ApiError> {
+    let spec = c.spec();
+    let is_sparse = spec.sparse_vectors.contains_key(using);
+    if !using.is_empty() && !is_sparse && !spec.vectors.contains_key(using) {
+        return Err(ApiError::bad_request(format!("Wrong input: Not existing vector name error: {using}"), started));
+    }
+    match target {
+        QueryTarget::Vector(v) if !is_sparse => Ok(QueryVector::Dense(v)),
+        QueryTarget::Sparse(v) if is_sparse => Ok(QueryVector::Sparse(v)),
+        QueryTarget::Vector(_) => Err(ApiError::bad_request(
+            format!("Wrong input: `{using}` is a sparse vector: query it with {{\"indices\", \"values\"}}"),
+            started,
+        )),
+        QueryTarget::Sparse(_) => Err(ApiError::bad_request(
+            "Wrong input: a sparse query needs `using` to name a sparse vector of the collection",
+            started,
+        )),
+        _ => unreachable!("points, text and fusion queries are resolved by the caller"),
+    }
+}
+
+/// The vector `using` names of a stored point, as a query.
+async fn point_vector(c: &Collection, id: &PointId, using: &str, started: Instant) -> Result<QueryVector, ApiError> {
+    let mut records = c.get(vec![id.clone()], false, true).await.map_err(|e| ApiError::from_engine(e, started))?;
+    let r = records.pop().ok_or_else(|| point_not_found(id, started))?;
+    let missing =
+        || ApiError::bad_request(format!("Wrong input: point {id} has no vector `{using}` to search with"), started);
+    if using.is_empty() {
+        return r.vector.map(QueryVector::Dense).ok_or_else(missing);
+    }
+    let mut named = r.named.unwrap_or_default();
+    if let Some(v) = named.dense.remove(using) {
+        return Ok(QueryVector::Dense(v));
+    }
+    if let Some(v) = named.sparse.remove(using) {
+        return Ok(QueryVector::Sparse(v));
+    }
+    let spec = c.spec();
+    if !spec.vectors.contains_key(using) && !spec.sparse_vectors.contains_key(using) {
+        return Err(ApiError::bad_request(format!("Wrong input: Not existing vector name error: {using}"), started));
+    }
+    Err(missing())
+}
+
+/// Reads the fusion of a query with `prefetch`: `{"fusion": "rrf" | "dbsf"}`, or Qdrant's
+/// parametrised `{"rrf": {"k": 2, "weights": [w, ...]}}` (one weight per prefetch).
+fn parse_fusion(query: Option<&Value>, started: Instant) -> Result<Fusion, ApiError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Rrf {
+        #[serde(default)]
+        k: Option<f32>,
+        #[serde(default)]
+        weights: Option<Vec<f32>>,
+    }
+    match query {
+        Some(q) if q.get("fusion").and_then(Value::as_str) == Some("rrf") => Ok(Fusion::Rrf),
+        Some(q) if q.get("fusion").and_then(Value::as_str) == Some("dbsf") => Ok(Fusion::Dbsf),
+        Some(Value::Object(m)) if m.contains_key("rrf") => {
+            let rrf: Rrf = serde_json::from_value(m["rrf"].clone())
+                .map_err(|e| ApiError::bad_request(format!("Format error in JSON body: rrf: {e}"), started))?;
+            Ok(Fusion::WeightedRrf {
+                k: rrf.k.unwrap_or(ametist_core::text::fusion::DEFAULT_RRF_K),
+                weights: rrf.weights.unwrap_or_default(),
+            })
+        }
+        _ => Err(not_supported(
+            "with `prefetch`, only `query: {\"fusion\": \"rrf\" | \"dbsf\"}` or `{\"rrf\": {\"k\", \"weights\"}}` is supported yet",
             started,
         )),
     }
@@ -880,25 +1103,46 @@ pub(crate) fn update_result(ack: WriteAck) -> Value {
 }
 
 /// Qdrant's `ScoredPoint`; `payload` and `vector` only when asked for.
-fn scored_json(d: ScoredDoc, payload: &PayloadSelector) -> Value {
+fn scored_json(d: ScoredDoc, payload: &PayloadSelector, names: Option<&[String]>) -> Value {
     let mut v = json!({ "id": d.id, "version": d.version, "score": d.score });
     if let Some(p) = payload.apply(d.payload) {
         v["payload"] = Value::Object(p);
     }
-    if let Some(vector) = d.vector {
-        v["vector"] = json!(vector);
+    if let Some(vector) = vector_json(d.vector, d.named, names) {
+        v["vector"] = vector;
     }
     v
 }
 
 /// Qdrant's `Record`; `payload` and `vector` only when asked for.
-fn record_json(r: Record, payload: &PayloadSelector) -> Value {
+fn record_json(r: Record, payload: &PayloadSelector, names: Option<&[String]>) -> Value {
     let mut v = json!({ "id": r.id });
     if let Some(p) = payload.apply(r.payload) {
         v["payload"] = Value::Object(p);
     }
-    if let Some(vector) = r.vector {
-        v["vector"] = json!(vector);
+    if let Some(vector) = vector_json(r.vector, r.named, names) {
+        v["vector"] = vector;
     }
     v
+}
+
+/// A point's vectors as Qdrant answers them: a list for a collection with only the unnamed
+/// vector, else a map of names (`""` for the unnamed one) to lists and sparse objects;
+/// `names` (a `with_vector` list) keeps only those.
+fn vector_json(unnamed: Option<Vec<f32>>, named: Option<NamedVectors>, names: Option<&[String]>) -> Option<Value> {
+    let wanted = |n: &str| names.is_none_or(|names| names.iter().any(|w| w == n));
+    let Some(named) = named else {
+        return unnamed.filter(|_| wanted("")).map(|v| json!(v));
+    };
+    let mut m = serde_json::Map::new();
+    if let Some(v) = unnamed.filter(|_| wanted("")) {
+        m.insert(String::new(), json!(v));
+    }
+    for (n, v) in named.dense.into_iter().filter(|(n, _)| wanted(n)) {
+        m.insert(n, json!(v));
+    }
+    for (n, v) in named.sparse.into_iter().filter(|(n, _)| wanted(n)) {
+        m.insert(n, json!({ "indices": v.indices, "values": v.values }));
+    }
+    Some(Value::Object(m))
 }

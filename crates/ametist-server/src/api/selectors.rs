@@ -132,19 +132,28 @@ fn remove_path(map: &mut Map<String, Value>, path: &[String]) {
     }
 }
 
-/// Reads a `with_vector` value: a boolean, or a list of vector names. Collections have a
-/// single unnamed vector for now, so a list asks for it when it names `""`.
+/// Reads a `with_vector` value: a boolean, or a list of vector names (`""` names the
+/// unnamed vector); a list asks for vectors when it is not empty, and
+/// [`with_vector_names`] tells which.
 pub fn parse_with_vector(v: &Option<Value>, default: bool, started: Instant) -> Result<bool, ApiError> {
     match v {
         None | Some(Value::Null) => Ok(default),
         Some(Value::Bool(b)) => Ok(*b),
-        Some(Value::Array(names)) => Ok(names.iter().any(|n| n.as_str() == Some(""))),
+        Some(Value::Array(names)) if names.iter().all(Value::is_string) => Ok(!names.is_empty()),
         Some(other) => Err(ApiError::bad_request(
             format!(
                 "Format error in JSON body: `with_vector` must be a boolean or a list of vector names, got {other}"
             ),
             started,
         )),
+    }
+}
+
+/// The vector names a `with_vector` list selects; `None` for booleans (all or nothing).
+pub fn with_vector_names(v: &Option<Value>) -> Option<Vec<String>> {
+    match v {
+        Some(Value::Array(names)) => Some(names.iter().filter_map(|n| n.as_str().map(str::to_string)).collect()),
+        _ => None,
     }
 }
 

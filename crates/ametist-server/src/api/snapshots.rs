@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::{FromRequest, Multipart, Path, RawQuery, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -74,10 +74,34 @@ pub struct Recover {
     /// `file:///absolute/path`, a path on the server, or the name of one of this
     /// collection's snapshots.
     pub location: String,
+    /// Qdrant's replica priority; with a single copy of every partition every value means
+    /// the same, so it is only checked.
     #[serde(default)]
     pub priority: Option<Value>,
+    /// A SHA-256 the snapshot must have: Ametist does not compute SHA-256 (its files carry
+    /// CRC-32C checksums, verified on every read), so a request that asks for this check
+    /// is refused rather than answered as if the check had been made.
     #[serde(default)]
     pub checksum: Option<String>,
+}
+
+/// Refuses what `Recover` (and the upload's query string) may carry but Ametist cannot
+/// honour: an unknown priority, or a SHA-256 check it does not perform.
+fn check_recover_options(priority: Option<&str>, checksum: Option<&str>, started: Instant) -> Result<(), ApiError> {
+    if let Some(p) = priority.filter(|p| !matches!(*p, "snapshot" | "replica" | "no_sync")) {
+        return Err(ApiError::bad_request(
+            format!("Wrong input: unknown snapshot priority `{p}` (snapshot, replica or no_sync)"),
+            started,
+        ));
+    }
+    if checksum.is_some() {
+        return Err(ApiError::bad_request(
+            "Wrong input: SHA-256 `checksum` verification is not supported; snapshot files carry CRC-32C \
+             checksums that are always verified, so leave it out",
+            started,
+        ));
+    }
+    Ok(())
 }
 
 /// `PUT /collections/{name}/snapshots/recover`: replaces (or creates) the collection from
@@ -85,6 +109,10 @@ pub struct Recover {
 pub async fn recover(State(state): State<AppState>, Path(name): Path<String>, body: Bytes) -> ApiResult<bool> {
     let started = Instant::now();
     let req: Recover = parse_body(&body, started)?;
+    check_recover_options(req.priority.as_ref().and_then(Value::as_str), req.checksum.as_deref(), started)?;
+    if req.priority.as_ref().is_some_and(|p| !p.is_string() && !p.is_null()) {
+        return Err(ApiError::bad_request("Wrong input: `priority` must be a string", started));
+    }
     if req.location.starts_with("http://") || req.location.starts_with("https://") {
         return Err(ApiError::bad_request(
             "Wrong input: recovering from a URL is not supported; upload the file or give a path on the server",
@@ -106,25 +134,109 @@ pub async fn recover(State(state): State<AppState>, Path(name): Path<String>, bo
     Ok(Answer::new(true, started))
 }
 
-/// `POST /collections/{name}/snapshots/upload`: the snapshot file as the request body
-/// (`application/octet-stream`); replaces (or creates) the collection from it.
-pub async fn upload(State(state): State<AppState>, Path(name): Path<String>, body: Bytes) -> ApiResult<bool> {
+/// `POST /collections/{name}/snapshots/upload`: the snapshot file as a multipart form
+/// (field `snapshot`, what qdrant-client's `recover_from_uploaded_snapshot` sends), streamed
+/// to a temporary file chunk by chunk, or as the raw request body
+/// (`application/octet-stream`). Replaces (or creates) the collection from it.
+pub async fn upload(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+    request: Request,
+) -> ApiResult<bool> {
     let started = Instant::now();
-    if body.is_empty() {
-        return Err(ApiError::bad_request("Wrong input: the uploaded snapshot is empty", started));
-    }
+    let param = |key: &str| {
+        query
+            .as_deref()
+            .unwrap_or("")
+            .split('&')
+            .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('=').map(str::to_string))
+    };
+    check_recover_options(param("priority").as_deref(), param("checksum").as_deref(), started)?;
     let dir = tempdir_in(&state, started)?;
-    let path = dir.join(format!("upload-{}.snapshot", std::process::id()));
-    let (to, data) = (path.clone(), body.clone());
-    tokio::task::spawn_blocking(move || std::fs::write(to, data))
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r.map_err(|e| e.to_string()))
-        .map_err(|e| ApiError::from_engine(ametist_engine::EngineError::Internal(e), started))?;
-    let result = state.db.restore_collection(&name, &path).await;
+    // Unique per upload: two concurrent uploads must not share a file.
+    static UPLOADS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = UPLOADS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = dir.join(format!("upload-{}-{n}.snapshot", std::process::id()));
+    let is_multipart = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    let written = if is_multipart {
+        let multipart = Multipart::from_request(request, &state)
+            .await
+            .map_err(|e| ApiError::bad_request(format!("Format error in multipart body: {e}"), started))?;
+        stream_snapshot_field(multipart, &path, started).await
+    } else {
+        let body = Bytes::from_request(request, &state)
+            .await
+            .map_err(|e| ApiError::bad_request(format!("Format error in body: {e}"), started))?;
+        let to = path.clone();
+        let len = body.len() as u64;
+        tokio::task::spawn_blocking(move || std::fs::write(to, body))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()))
+            .map(|()| len)
+            .map_err(|e| ApiError::from_engine(ametist_engine::EngineError::Internal(e), started))
+    };
+    let result = match written {
+        Ok(0) => Err(ApiError::bad_request("Wrong input: the uploaded snapshot is empty", started)),
+        Ok(_) => state.db.restore_collection(&name, &path).await.map_err(|e| ApiError::from_engine(e, started)),
+        Err(e) => Err(e),
+    };
     let _ = std::fs::remove_file(&path);
-    result.map_err(|e| ApiError::from_engine(e, started))?;
+    result?;
     Ok(Answer::new(true, started))
+}
+
+/// Writes the `snapshot` field of a multipart form to `path` as it arrives (a blocking
+/// writer thread takes the chunks, so the file I/O stays off the async threads); returns
+/// the bytes written. Other fields are skipped; a form without the field is refused.
+async fn stream_snapshot_field(mut form: Multipart, path: &std::path::Path, started: Instant) -> Result<u64, ApiError> {
+    let bad = |e: String| ApiError::bad_request(format!("Format error in multipart body: {e}"), started);
+    let internal = |e: String| ApiError::from_engine(ametist_engine::EngineError::Internal(e), started);
+    while let Some(mut field) = form.next_field().await.map_err(|e| bad(e.to_string()))? {
+        if field.name() != Some("snapshot") {
+            continue;
+        }
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(8);
+        let to = path.to_path_buf();
+        let writer = tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
+            use std::io::Write as _;
+            let mut out = std::io::BufWriter::new(std::fs::File::create(to)?);
+            let mut total = 0u64;
+            while let Some(chunk) = rx.blocking_recv() {
+                out.write_all(&chunk)?;
+                total += chunk.len() as u64;
+            }
+            out.flush()?;
+            Ok(total)
+        });
+        let mut read_error = None;
+        loop {
+            match field.chunk().await {
+                Ok(Some(chunk)) => {
+                    if tx.send(chunk).await.is_err() {
+                        break; // the writer failed; its error is reported below
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    read_error = Some(bad(e.to_string()));
+                    break;
+                }
+            }
+        }
+        drop(tx);
+        let written = writer.await.map_err(|e| internal(e.to_string()))?.map_err(|e| internal(e.to_string()));
+        if let Some(e) = read_error {
+            return Err(e);
+        }
+        return written;
+    }
+    Err(bad("no `snapshot` field".into()))
 }
 
 fn tempdir_in(state: &AppState, started: Instant) -> Result<std::path::PathBuf, ApiError> {
