@@ -15,6 +15,8 @@
 //!   rebuild its state before it takes messages.
 //! * [`messages`]: the partition protocol: the design note's message types plus their
 //!   replies. A remote partition will speak the same messages.
+//! * [`external`]: the seam through which partitions served elsewhere (other nodes)
+//!   join a collection as ordinary partition handles.
 //! * [`config`] and [`error`]: collection and engine settings; the engine's error enum.
 //!
 //! Threads: every partition actor runs on a dedicated OS thread, because its work (scans,
@@ -27,6 +29,7 @@ pub mod collection;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod external;
 pub mod messages;
 pub mod partition;
 pub mod snapshots;
