@@ -313,9 +313,6 @@ impl AmetistConfig {
         if self.limits.max_batch == 0 || self.limits.max_limit == 0 {
             return bad("limits.max_batch and limits.max_limit must be at least 1");
         }
-        if self.remoting.enabled && self.remoting.secret.is_empty() {
-            return bad("remoting.secret must be set when remoting.enabled: nodes authenticate each other with it");
-        }
         if self.service.api_key.as_deref() == Some("") {
             return bad("service.api_key must not be empty (leave it out to serve without a key)");
         }
@@ -433,8 +430,10 @@ mod tests {
         ];
         let c = AmetistConfig::load(None, Vec::new(), &sets).unwrap();
         assert_eq!(c.remoting.seeds, vec!["a:1", "b:2"]);
-        let e = AmetistConfig::load(None, Vec::new(), &["remoting.enabled=true".to_string()]).unwrap_err();
-        assert!(e.to_string().contains("remoting.secret"), "{e}");
+        // A missing secret is refused when the node starts its cluster membership (the
+        // note's file, with `enabled: true` and no secret, still loads).
+        let e = AmetistConfig::load(None, Vec::new(), &["service.api_key=''".to_string()]).unwrap_err();
+        assert!(e.to_string().contains("service.api_key"), "{e}");
     }
 
     #[test]
