@@ -131,7 +131,14 @@ impl PreparedNode {
         let member = Member { grpc: opts.advertise.clone(), rest: opts.rest_addr.clone() };
         let inner = Arc::new(NodeInner { id, raft, metadata, transport, db, member, opts });
         let service = authenticated(Service { node: inner.clone() }, inner.opts.secret.clone());
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        // Small request/answer messages: without TCP_NODELAY an answer can wait for the
+        // peer's delayed ACK (tens of milliseconds).
+        let incoming = tokio_stream::StreamExt::map(tokio_stream::wrappers::TcpListenerStream::new(listener), |s| {
+            if let Ok(s) = &s {
+                let _ = s.set_nodelay(true);
+            }
+            s
+        });
         tokio::spawn(async move {
             if let Err(e) = tonic::transport::Server::builder().add_service(service).serve_with_incoming(incoming).await {
                 tracing::error!(error = %e, "the node-to-node server stopped");
