@@ -33,6 +33,7 @@ use ametist_core::{topk, vector, Metric, PointId};
 
 use crate::config::{CollectionConfig, EngineConfig, IndexConfig, SparseVectorParams, VectorParams};
 use crate::error::EngineError;
+use crate::external::PartitionProvider;
 use crate::messages::{
     DeleteVector, Fault, FilterAction, IndexStats, InsertNamed, InsertVector, MissingPartition, NamedVectors,
     PartitionMsg, PartitionRestore, PartitionSnapshot, RebuildIndex, Record, Reply, ScoredDoc, ScrollRequest,
@@ -168,7 +169,7 @@ pub struct Collection {
 
 impl Collection {
     /// Checks a collection's configuration and applies the engine's defaults.
-    pub(crate) fn resolve(
+    pub fn resolve(
         name: &str,
         config: &CollectionConfig,
         engine: &EngineConfig,
@@ -218,8 +219,9 @@ impl Collection {
         spec: CollectionSpec,
         engine: Arc<EngineConfig>,
         storage: Option<CollectionStorage>,
+        provider: Option<&Arc<dyn PartitionProvider>>,
     ) -> Result<Self, EngineError> {
-        Self::start_with(spec, engine, storage, crate::db::Schemas::default())
+        Self::start_with(spec, engine, storage, crate::db::Schemas::default(), provider)
     }
 
     /// [`Collection::start`] with the payload and text index schemas it had.
@@ -228,6 +230,7 @@ impl Collection {
         engine: Arc<EngineConfig>,
         storage: Option<CollectionStorage>,
         schemas: crate::db::Schemas,
+        provider: Option<&Arc<dyn PartitionProvider>>,
     ) -> Result<Self, EngineError> {
         let spec = Arc::new(spec);
         let (name, partitions) = (spec.name.as_str(), spec.partitions);
@@ -236,6 +239,11 @@ impl Collection {
         let mut refs = Vec::with_capacity(partitions);
         let mut threads = Vec::with_capacity(partitions);
         for id in 0..partitions {
+            // A partition served elsewhere (another node) joins as a plain handle.
+            if let Some(r) = provider.and_then(|p| p.external(&spec, id, engine.partition_mailbox)) {
+                refs.push(r);
+                continue;
+            }
             let pspec = PartitionSpec {
                 collection: name.to_string(),
                 id,
@@ -274,6 +282,12 @@ impl Collection {
             partitions: Arc::new(refs),
             storage: storage.map(Arc::new),
         })
+    }
+
+    /// The handle of partition `id`, local or external (a node serving its partitions to
+    /// other nodes sends them messages through it).
+    pub fn partition(&self, id: usize) -> Option<PartitionRef> {
+        self.partitions.get(id).cloned()
     }
 
     /// Waits until no partition is still recovering (each is running or stopped). Returns

@@ -37,6 +37,7 @@ use serde::{Deserialize, Serialize};
 use crate::collection::{partition_dir, Collection, CollectionSpec, CollectionStorage};
 use crate::config::{CollectionConfig, EngineConfig};
 use crate::error::EngineError;
+use crate::external::PartitionProvider;
 use crate::partition::{sync_dir, write_file_atomically};
 use crate::snapshots;
 
@@ -53,6 +54,8 @@ struct Inner {
     collections: RwLock<BTreeMap<String, Collection>>,
     /// Serialises creating, deleting and restoring collections (they change directories).
     ddl: tokio::sync::Mutex<()>,
+    /// Partitions served elsewhere (a cluster's other nodes); `None` runs every partition here.
+    provider: Option<Arc<dyn PartitionProvider>>,
 }
 
 /// `collection.json`: what a collection is, written when it is created.
@@ -89,6 +92,7 @@ impl Ametist {
                 data_dir: None,
                 collections: RwLock::new(BTreeMap::new()),
                 ddl: tokio::sync::Mutex::new(()),
+                provider: None,
             }),
         }
     }
@@ -99,6 +103,16 @@ impl Ametist {
     /// is stopped with a message naming the file (shown on the partitions route and logged);
     /// the others serve.
     pub async fn open(dir: impl AsRef<Path>, config: EngineConfig) -> Result<Self, EngineError> {
+        Self::open_with(dir, config, None).await
+    }
+
+    /// [`Ametist::open`], with the partitions that `provider` serves from elsewhere (a
+    /// cluster node's remote partitions) taken from it instead of started here.
+    pub async fn open_with(
+        dir: impl AsRef<Path>,
+        config: EngineConfig,
+        provider: Option<Arc<dyn PartitionProvider>>,
+    ) -> Result<Self, EngineError> {
         let dir = dir.as_ref().to_path_buf();
         let io =
             |what: &str, p: &Path, e: std::io::Error| EngineError::Internal(format!("{what} {}: {e}", p.display()));
@@ -112,6 +126,7 @@ impl Ametist {
                 data_dir: Some(dir.clone()),
                 collections: RwLock::new(BTreeMap::new()),
                 ddl: tokio::sync::Mutex::new(()),
+                provider,
             }),
         };
         let (mut names, mut hidden) = (Vec::new(), Vec::new());
@@ -167,8 +182,13 @@ impl Ametist {
             }
             let mut spec = meta.spec;
             spec.name = name.clone();
-            let c =
-                Collection::start_with(spec, db.inner.config.clone(), Some(db.storage_of(&name)), meta.payload_schema)?;
+            let c = Collection::start_with(
+                spec,
+                db.inner.config.clone(),
+                Some(db.storage_of(&name)),
+                meta.payload_schema,
+                db.inner.provider.as_ref(),
+            )?;
             db.write().insert(name, c);
         }
         // Partitions recover in parallel, each on its own thread.
@@ -222,7 +242,7 @@ impl Ametist {
             }
             None => None,
         };
-        let collection = Collection::start(spec, self.inner.config.clone(), storage)?;
+        let collection = Collection::start(spec, self.inner.config.clone(), storage, self.inner.provider.as_ref())?;
         let lost_race = {
             let mut map = self.write();
             if map.contains_key(name) {
@@ -334,7 +354,8 @@ impl Ametist {
                 .map_err(|e| EngineError::Internal(format!("restore into {}: {e}", target.display())))
         })
         .await?;
-        let collection = Collection::start(spec, self.inner.config.clone(), Some(storage))?;
+        let collection =
+            Collection::start(spec, self.inner.config.clone(), Some(storage), self.inner.provider.as_ref())?;
         let stopped = collection.wait_recovered().await;
         self.write().insert(name.to_string(), collection);
         if let Some(p) = stopped.first() {
@@ -425,7 +446,7 @@ fn remove_dir_durably(dir: &Path) -> Result<(), EngineError> {
 }
 
 /// Collection names become directory names, so they are kept to a safe alphabet.
-fn validate_name(name: &str) -> Result<(), EngineError> {
+pub fn validate_name(name: &str) -> Result<(), EngineError> {
     if name.is_empty() {
         return Err(EngineError::invalid("collection name must not be empty"));
     }

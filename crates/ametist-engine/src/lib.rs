@@ -16,6 +16,8 @@
 //! * [`named_vectors`]: a partition's named dense (HNSW) and sparse (inverted) indexes.
 //! * [`messages`]: the partition protocol: the design note's message types plus their
 //!   replies. A remote partition will speak the same messages.
+//! * [`external`]: the seam through which partitions served elsewhere (other nodes)
+//!   join a collection as ordinary partition handles.
 //! * [`config`] and [`error`]: collection and engine settings; the engine's error enum.
 //!
 //! Threads: every partition actor runs on a dedicated OS thread, because its work (scans,
@@ -28,6 +30,7 @@ pub mod collection;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod external;
 pub mod messages;
 pub mod named_vectors;
 pub mod partition;

@@ -159,6 +159,20 @@ pub fn spawn_partition(spec: PartitionSpec, store: Arc<dyn PartitionStore>) -> (
 }
 
 impl PartitionRef {
+    /// A handle whose mailbox is served by something other than a local actor: a partition
+    /// on another node, whose proxy (in `ametist-cluster`) owns the returned receiver and
+    /// answers every message's reply. The coordinator cannot tell it from a local
+    /// partition. Its status reads "running"; the proxy may publish a stop through it.
+    pub fn external(id: usize, capacity: usize) -> (PartitionRef, mpsc::Receiver<PartitionMsg>, Arc<PartitionStatus>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let status = Arc::new(PartitionStatus::new());
+        status.set_state(ActorState::Running);
+        // Nothing is ever published on its read side: every message goes through the
+        // mailbox to the proxy.
+        let reads = Arc::new(ReadSide::new(id, capacity.max(1)));
+        (PartitionRef { id, tx, status: status.clone(), capacity: capacity.max(1), reads }, rx, status)
+    }
+
     pub fn id(&self) -> usize {
         self.id
     }

@@ -75,7 +75,7 @@ impl PartitionStatus {
         self.stop_reason.lock().expect("status lock is never held across a panic").clone()
     }
 
-    fn set_state(&self, state: ActorState) {
+    pub(crate) fn set_state(&self, state: ActorState) {
         self.state.store(state as u8, Ordering::Release);
     }
 

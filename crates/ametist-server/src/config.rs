@@ -22,6 +22,7 @@ pub struct AmetistConfig {
     pub name: String,
     pub partitions: PartitionsConfig,
     pub remoting: RemotingConfig,
+    pub service: ServiceConfig,
     pub supervision: SupervisionPolicy,
     pub server: ServerConfig,
     pub storage: StorageConfig,
@@ -35,6 +36,7 @@ impl Default for AmetistConfig {
             name: "ametist".into(),
             partitions: PartitionsConfig::default(),
             remoting: RemotingConfig::default(),
+            service: ServiceConfig::default(),
             supervision: SupervisionPolicy::default(),
             server: ServerConfig::default(),
             storage: StorageConfig::default(),
@@ -59,20 +61,70 @@ impl Default for PartitionsConfig {
     }
 }
 
-/// Node-to-node transport (distributed partitions arrive with a later release; the
-/// section is accepted so that configuration files written for it keep working).
+/// Clustering: the node-to-node (gRPC) service, how to join, and the shared secret.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RemotingConfig {
+    /// Runs this node as a cluster member (partitions spread over the members).
     pub enabled: bool,
+    /// The address the node-to-node service binds to (and only that address).
     pub host: String,
     pub port: u16,
+    /// The `host:port` other nodes dial to reach this one; defaults to `host:port`, which
+    /// must then be reachable (not `0.0.0.0`).
+    pub advertise: Option<String>,
+    /// Node-to-node addresses (`host:port`) of members to join through. Empty on the
+    /// first node, which founds the cluster. From the environment: comma-separated.
+    #[serde(deserialize_with = "list_or_csv")]
+    pub seeds: Vec<String>,
+    /// The secret every node-to-node call carries; peers with another one are refused.
+    /// Required when `enabled`. Prefer `AMETIST__REMOTING__SECRET` to a file.
+    pub secret: String,
 }
 
 impl Default for RemotingConfig {
     fn default() -> Self {
-        RemotingConfig { enabled: false, host: "0.0.0.0".into(), port: 9000 }
+        RemotingConfig {
+            enabled: false,
+            host: "0.0.0.0".into(),
+            port: 9000,
+            advertise: None,
+            seeds: Vec::new(),
+            secret: String::new(),
+        }
     }
+}
+
+impl RemotingConfig {
+    /// The address other nodes dial.
+    pub fn advertised(&self) -> String {
+        self.advertise.clone().unwrap_or_else(|| format!("{}:{}", self.host, self.port))
+    }
+}
+
+/// Qdrant's `service` section: the REST API key.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// When set, every REST request (health checks excepted) must carry it in the
+    /// `api-key` header or as `Authorization: Bearer <key>`, as Qdrant clients send it.
+    pub api_key: Option<String>,
+}
+
+/// A list, or one comma-separated string (as an environment variable gives it), or nothing.
+fn list_or_csv<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ListOrCsv {
+        List(Vec<String>),
+        Csv(String),
+    }
+    // An empty environment variable reads as null: no seeds.
+    Ok(match Option::<ListOrCsv>::deserialize(d)? {
+        None => Vec::new(),
+        Some(ListOrCsv::List(l)) => l,
+        Some(ListOrCsv::Csv(s)) => s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect(),
+    })
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -261,6 +313,9 @@ impl AmetistConfig {
         if self.limits.max_batch == 0 || self.limits.max_limit == 0 {
             return bad("limits.max_batch and limits.max_limit must be at least 1");
         }
+        if self.service.api_key.as_deref() == Some("") {
+            return bad("service.api_key must not be empty (leave it out to serve without a key)");
+        }
         Ok(())
     }
 
@@ -354,6 +409,31 @@ mod tests {
         assert_eq!(c.limits.search_timeout, Duration::from_millis(250));
         assert_eq!(c.partitions.index.ef_search, 80);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn cluster_settings_from_env_and_flags() {
+        let env = vec![
+            ("AMETIST__REMOTING__ENABLED".to_string(), "true".to_string()),
+            ("AMETIST__REMOTING__SEEDS".to_string(), "127.0.0.1:9001, 127.0.0.1:9002".to_string()),
+            ("AMETIST__REMOTING__SECRET".to_string(), "s3cret".to_string()),
+            ("AMETIST__SERVICE__API_KEY".to_string(), "k".to_string()),
+        ];
+        let c = AmetistConfig::load(None, env, &[]).unwrap();
+        assert_eq!(c.remoting.seeds, vec!["127.0.0.1:9001", "127.0.0.1:9002"]);
+        assert_eq!(c.remoting.secret, "s3cret");
+        assert_eq!(c.service.api_key.as_deref(), Some("k"));
+        let sets = vec![
+            "remoting.enabled=true".to_string(),
+            "remoting.secret=x".to_string(),
+            "remoting.seeds=[a:1,b:2]".to_string(),
+        ];
+        let c = AmetistConfig::load(None, Vec::new(), &sets).unwrap();
+        assert_eq!(c.remoting.seeds, vec!["a:1", "b:2"]);
+        // A missing secret is refused when the node starts its cluster membership (the
+        // note's file, with `enabled: true` and no secret, still loads).
+        let e = AmetistConfig::load(None, Vec::new(), &["service.api_key=''".to_string()]).unwrap_err();
+        assert!(e.to_string().contains("service.api_key"), "{e}");
     }
 
     #[test]

@@ -86,7 +86,14 @@ fn main() -> anyhow::Result<()> {
             serve::run(config)
         }
         Command::Config(args) => {
-            let config = args.load()?;
+            let mut config = args.load()?;
+            // Secrets are not echoed (the output ends up in terminals, logs and tickets).
+            if !config.remoting.secret.is_empty() {
+                config.remoting.secret = "<redacted>".into();
+            }
+            if config.service.api_key.is_some() {
+                config.service.api_key = Some("<redacted>".into());
+            }
             print!("{}", serde_yaml_ng::to_string(&config)?);
             Ok(())
         }

@@ -5,6 +5,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use tracing_subscriber::EnvFilter;
 
+use ametist_cluster::proxy::Deadlines;
+use ametist_cluster::{ClusterOptions, PreparedNode};
 use ametist_engine::Ametist;
 
 use crate::api::{router, AppState};
@@ -23,9 +25,29 @@ pub fn run(config: AmetistConfig) -> anyhow::Result<()> {
 
 async fn serve(config: AmetistConfig) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    let db = Ametist::open(&config.storage.data_dir, config.engine()).await?;
-    let recovery_ms = started.elapsed().as_millis() as u64;
     let addr = format!("{}:{}", config.server.host, config.server.port);
+    // On a cluster, the database opens with the partitions other nodes serve supplied by
+    // the cluster (see ametist-cluster's `node` module for the two-step start).
+    let (db, cluster) = if config.remoting.enabled {
+        let engine = config.engine();
+        let opts = ClusterOptions {
+            data_dir: config.storage.data_dir.clone(),
+            host: config.remoting.host.clone(),
+            port: config.remoting.port,
+            advertise: config.remoting.advertised(),
+            rest_addr: addr.clone(),
+            seeds: config.remoting.seeds.clone(),
+            secret: config.remoting.secret.clone(),
+            deadlines: Deadlines { search: engine.search_timeout, write: engine.write_timeout },
+        };
+        let (prepared, provider) = PreparedNode::prepare(opts)?;
+        let db = Ametist::open_with(&config.storage.data_dir, engine, Some(provider)).await?;
+        let node = prepared.start(db.clone()).await?;
+        (db, Some(node))
+    } else {
+        (Ametist::open(&config.storage.data_dir, config.engine()).await?, None)
+    };
+    let recovery_ms = started.elapsed().as_millis() as u64;
     let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
     tracing::info!(
@@ -37,9 +59,15 @@ async fn serve(config: AmetistConfig) -> anyhow::Result<()> {
         recovery_ms,
         "ametist is serving (durable: write-ahead log and snapshots in the data directory)"
     );
-    let state = AppState { db: db.clone(), config: Arc::new(config) };
+    if let Some(node) = &cluster {
+        tracing::info!(node = node.id(), "cluster member");
+    }
+    let state = AppState { db: db.clone(), config: Arc::new(config), cluster: cluster.clone() };
     let app = crate::metrics::install(router(state), db.clone());
     axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    if let Some(node) = &cluster {
+        node.shutdown().await;
+    }
     tracing::info!("shutting down: stopping partitions");
     db.shutdown().await;
     tracing::info!("stopped");

@@ -131,8 +131,56 @@ pub async fn create(State(state): State<AppState>, Path(name): Path<String>, bod
         vectors: named.into_iter().map(|(n, p)| (n, EngineVectorParams { dim: p.size, metric: p.distance })).collect(),
         sparse_vectors,
     };
-    state.db.create_collection(&name, config).await.map_err(|e| ApiError::from_engine(e, started))?;
+    match &state.cluster {
+        // On a cluster, the collection is created through Raft and placed over the members.
+        Some(cluster) => cluster.create_collection(&name, config).await.map_err(|e| from_cluster(e, started))?,
+        None => state.db.create_collection(&name, config).await.map_err(|e| ApiError::from_engine(e, started))?,
+    }
     done(started)
+}
+
+/// A cluster error as Qdrant-shaped HTTP error.
+pub(crate) fn from_cluster(e: ametist_cluster::ClusterError, started: Instant) -> ApiError {
+    use ametist_cluster::ClusterError as C;
+    use axum::http::StatusCode;
+    let (status, message) = match &e {
+        C::CollectionExists(_) => (StatusCode::CONFLICT, format!("Wrong input: {e}!")),
+        C::CollectionNotFound(_) => (StatusCode::NOT_FOUND, format!("Not found: {e}!")),
+        e if e.is_bad_input() => (StatusCode::BAD_REQUEST, format!("Wrong input: {e}")),
+        e if e.is_retryable() => (StatusCode::SERVICE_UNAVAILABLE, format!("Service unavailable: {e}")),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, format!("Service internal error: {e}")),
+    };
+    ApiError { status, message, started }
+}
+
+/// `GET /collections/{name}/cluster`: where the collection's partitions (shards) live.
+pub async fn cluster_info(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<Value> {
+    let started = Instant::now();
+    let c = state.db.collection(&name).map_err(|e| ApiError::from_engine(e, started))?;
+    let info = match state.cluster.as_ref().and_then(|cl| cl.collection_status(&name)) {
+        Some(v) => v,
+        // A single node (or a local collection) holds every partition.
+        None => json!({
+            "peer_id": 0,
+            "shard_count": c.spec().partitions,
+            "local_shards": (0..c.spec().partitions).map(|s| json!({ "shard_id": s, "state": "Active" })).collect::<Vec<_>>(),
+            "remote_shards": [],
+            "shard_transfers": [],
+        }),
+    };
+    Ok(Answer::new(info, started))
+}
+
+/// `GET /cluster`: members, leader, term and placement (Qdrant's shape plus `collections`).
+pub async fn cluster_status(State(state): State<AppState>) -> ApiResult<Value> {
+    let started = Instant::now();
+    Ok(Answer::new(
+        match &state.cluster {
+            Some(c) => c.status(),
+            None => json!({ "status": "disabled" }),
+        },
+        started,
+    ))
 }
 
 /// `GET /aliases` and `GET /collections/{name}/aliases`: Ametist has no aliases.
@@ -163,7 +211,10 @@ pub async fn update(State(state): State<AppState>, Path(name): Path<String>, bod
 
 pub async fn delete(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<bool> {
     let started = Instant::now();
-    let deleted = state.db.delete_collection(&name).await.map_err(|e| ApiError::from_engine(e, started))?;
+    let deleted = match &state.cluster {
+        Some(cluster) => cluster.delete_collection(&name).await.map_err(|e| from_cluster(e, started))?,
+        None => state.db.delete_collection(&name).await.map_err(|e| ApiError::from_engine(e, started))?,
+    };
     Ok(Answer::new(deleted, started))
 }
 

@@ -39,6 +39,8 @@ pub const QDRANT_COMPAT_VERSION: &str = "1.20.0";
 pub struct AppState {
     pub db: Ametist,
     pub config: Arc<AmetistConfig>,
+    /// This node's cluster membership, when `remoting.enabled`.
+    pub cluster: Option<ametist_cluster::ClusterNode>,
 }
 
 /// All routes.
@@ -75,6 +77,8 @@ pub fn router(state: AppState) -> Router {
         .route("/collections/{name}/index", put(payload::create_index))
         .route("/collections/{name}/index/{field}", delete(payload::delete_index))
         .route("/collections/{name}/partitions", get(partitions::list))
+        .route("/cluster", get(collections::cluster_status))
+        .route("/collections/{name}/cluster", get(collections::cluster_info))
         .route("/collections/{name}/snapshots", get(snapshots::list).post(snapshots::create))
         .route("/collections/{name}/snapshots/recover", put(snapshots::recover))
         .route("/collections/{name}/snapshots/upload", post(snapshots::upload))
@@ -100,7 +104,46 @@ pub fn router(state: AppState) -> Router {
     if state.config.server.enable_fault_injection {
         r = r.route("/collections/{name}/partitions/{id}/fault", post(partitions::fault));
     }
-    r.fallback(not_found).layer(DefaultBodyLimit::max(body_limit)).with_state(state)
+    let api_key = state.config.service.api_key.clone().map(Arc::<str>::from);
+    r.fallback(not_found)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(move |req, next| require_api_key(api_key.clone(), req, next)))
+        .with_state(state)
+}
+
+/// With `service.api_key` set, refuses requests that do not carry it (`api-key: <key>` or
+/// `Authorization: Bearer <key>`, as Qdrant's clients send it): 401 without a key, 403
+/// with a wrong one. Health checks stay open, as in Qdrant, so that probes need no secret.
+async fn require_api_key(
+    key: Option<Arc<str>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let Some(key) = key else { return next.run(req).await };
+    if matches!(req.uri().path(), "/healthz" | "/livez" | "/readyz") {
+        return next.run(req).await;
+    }
+    let headers = req.headers();
+    let given = headers.get("api-key").and_then(|v| v.to_str().ok()).or_else(|| {
+        headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+    });
+    let status = match given {
+        Some(g) if ametist_cluster::transport::secrets_match(g.as_bytes(), key.as_bytes()) => {
+            return next.run(req).await
+        }
+        Some(_) => axum::http::StatusCode::FORBIDDEN,
+        None => axum::http::StatusCode::UNAUTHORIZED,
+    };
+    let message = if status == axum::http::StatusCode::FORBIDDEN {
+        "Invalid API key"
+    } else {
+        "Must provide an API key or an Authorization bearer token"
+    };
+    (status, axum::Json(json!({ "status": { "error": message }, "time": 0.0 }))).into_response()
 }
 
 async fn root(State(state): State<AppState>) -> axum::Json<serde_json::Value> {

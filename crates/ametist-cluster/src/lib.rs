@@ -1,0 +1,35 @@
+//! Ametist's cluster: partitions on several nodes, cluster metadata in Raft.
+//!
+//! Map of the crate, from the outside in:
+//!
+//! * [`node`]: [`node::ClusterNode`], a running cluster member: starts the gRPC server
+//!   and Raft, joins through a seed, creates and deletes collections through Raft, keeps
+//!   the local database in line with the metadata, and reports status for `GET /cluster`.
+//! * [`proxy`]: the remote partition proxy, behind an ordinary `PartitionRef`, and
+//!   [`proxy::RemotePartitions`], the engine's `PartitionProvider`.
+//! * [`service`]: the serving side: partition calls to local partitions, Raft RPCs, joins,
+//!   proposals forwarded to the leader; all behind the cluster-secret check.
+//! * [`transport`]: the client side: per-peer channels, the secret, deadlines.
+//! * [`wire`]: the protobuf envelope and the serde bodies it carries.
+//! * [`raft`], [`raft_store`], [`raft_network`]: openraft's types, durable storage (one
+//!   fsynced file) and network (over the same gRPC service).
+//! * [`metadata`]: what the cluster agrees on (collections, placement) and the node's
+//!   shared view of it.
+//! * [`error`]: this layer's error enum.
+//!
+//! The engine does not depend on this crate: remote partitions enter a collection through
+//! the engine's `external::PartitionProvider` seam as ordinary partition handles.
+
+pub mod error;
+pub mod metadata;
+pub mod node;
+pub mod proxy;
+pub mod raft;
+pub mod raft_network;
+pub mod raft_store;
+pub mod service;
+pub mod transport;
+pub mod wire;
+
+pub use error::ClusterError;
+pub use node::{ClusterNode, ClusterOptions, PreparedNode};

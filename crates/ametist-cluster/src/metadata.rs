@@ -1,0 +1,94 @@
+//! Cluster metadata as the Raft state machine holds it, and the shared, read-only view of
+//! it that the rest of the node consults (proxies, the partition service, the routes).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::RwLock;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use ametist_engine::collection::CollectionSpec;
+
+use crate::raft::{Member, NodeId};
+
+/// What the cluster agrees on, besides its membership (which openraft keeps).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClusterState {
+    pub collections: BTreeMap<String, CollectionPlacement>,
+    /// Collections deleted through the cluster; a node that still has one removes it.
+    #[serde(default)]
+    pub deleted: BTreeSet<String>,
+}
+
+/// Where a collection's partitions live.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CollectionPlacement {
+    pub spec: CollectionSpec,
+    /// For each partition, the nodes holding a replica; the first one serves it now.
+    /// One replica per partition today: replication and moves change this list only.
+    pub replicas: Vec<Vec<NodeId>>,
+}
+
+/// The node's view of the metadata: updated by the state machine, read by everyone else.
+pub struct Metadata {
+    view: RwLock<View>,
+    changed: watch::Sender<u64>,
+}
+
+#[derive(Default)]
+struct View {
+    state: ClusterState,
+    members: BTreeMap<NodeId, Member>,
+}
+
+impl Metadata {
+    pub fn new() -> Self {
+        Metadata { view: RwLock::new(View::default()), changed: watch::channel(0).0 }
+    }
+
+    /// The node serving `partition` of `collection` now; `None` when the cluster does not
+    /// know the collection.
+    pub fn owner(&self, collection: &str, partition: usize) -> Option<NodeId> {
+        self.read().state.collections.get(collection)?.replicas.get(partition)?.first().copied()
+    }
+
+    pub fn member(&self, id: NodeId) -> Option<Member> {
+        self.read().members.get(&id).cloned()
+    }
+
+    pub fn members(&self) -> BTreeMap<NodeId, Member> {
+        self.read().members.clone()
+    }
+
+    pub fn state(&self) -> ClusterState {
+        self.read().state.clone()
+    }
+
+    pub fn placement(&self, collection: &str) -> Option<CollectionPlacement> {
+        self.read().state.collections.get(collection).cloned()
+    }
+
+    /// Wakes up when the metadata changed.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    pub(crate) fn publish(&self, state: &ClusterState, members: BTreeMap<NodeId, Member>) {
+        {
+            let mut v = self.view.write().expect("the metadata lock is never held across a panic");
+            v.state = state.clone();
+            v.members = members;
+        }
+        self.changed.send_modify(|n| *n += 1);
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, View> {
+        self.view.read().expect("the metadata lock is never held across a panic")
+    }
+}
+
+impl Default for Metadata {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,528 @@
+//! A running cluster member.
+//!
+//! Start-up is in two steps because the database and the cluster need each other: the
+//! database must know, while it opens its collections, which partitions live elsewhere
+//! (the Raft state on disk says), and the gRPC service needs the open database to serve
+//! its partitions. So: [`PreparedNode::prepare`] loads the node's identity and Raft state
+//! and returns the engine's `PartitionProvider`; the server opens the database with it;
+//! [`PreparedNode::start`] then starts the gRPC server and Raft, and joins the cluster.
+//!
+//! A node's identity is a random id persisted in `<data_dir>/cluster/node_id`; its Raft
+//! log, vote and state machine are in `<data_dir>/cluster/raft.json`. A restarted node
+//! keeps both, so it is the same member with the same partitions.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::{ChangeMembers, ServerState};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use ametist_engine::external::PartitionProvider;
+use ametist_engine::{Ametist, CollectionConfig, EngineError};
+
+use crate::error::ClusterError;
+use crate::metadata::Metadata;
+use crate::proxy::{Deadlines, RemotePartitions};
+use crate::raft::{place, Command, CommandResult, Member, NodeId, Raft, Refusal};
+use crate::raft_network::Network;
+use crate::raft_store::FileStore;
+use crate::service::{authenticated, Service};
+use crate::transport::Transport;
+use crate::wire::{self, kind, ErrorClass, WireError};
+
+/// How long a joining node keeps trying its seeds.
+const JOIN_PATIENCE: Duration = Duration::from_secs(60);
+/// How long a metadata change waits for a leader and for the local database to follow.
+const CHANGE_PATIENCE: Duration = Duration::from_secs(15);
+
+/// What a node needs to know to take part in a cluster (`remoting` in `ametist.yaml`).
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    /// The node's data directory; cluster state goes to `<data_dir>/cluster`.
+    pub data_dir: PathBuf,
+    /// Where the node-to-node service listens (that address only).
+    pub host: String,
+    pub port: u16,
+    /// The `host:port` other nodes dial to reach this one.
+    pub advertise: String,
+    /// The REST address clients and `GET /cluster` see (`host:port`).
+    pub rest_addr: String,
+    /// Addresses (`host:port`) of existing members to join through; empty for the first node.
+    pub seeds: Vec<String>,
+    /// The shared cluster secret every node-to-node call carries.
+    pub secret: String,
+    /// Deadlines of forwarded partition calls.
+    pub deadlines: Deadlines,
+}
+
+/// Asks a member to add the sender to the cluster.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinRequest {
+    pub id: NodeId,
+    pub member: Member,
+}
+
+/// Step one of start-up: identity and Raft state loaded, nothing running yet.
+pub struct PreparedNode {
+    id: NodeId,
+    opts: ClusterOptions,
+    store: Arc<FileStore>,
+    metadata: Arc<Metadata>,
+    transport: Arc<Transport>,
+}
+
+impl PreparedNode {
+    /// Loads (or creates) the node's identity and Raft state; returns the provider the
+    /// database must be opened with.
+    pub fn prepare(opts: ClusterOptions) -> Result<(Self, Arc<dyn PartitionProvider>), ClusterError> {
+        if opts.secret.is_empty() {
+            return Err(ClusterError::InvalidInput(
+                "remoting.secret must be set when remoting is enabled: nodes authenticate each other with it".into(),
+            ));
+        }
+        let dir = opts.data_dir.join("cluster");
+        std::fs::create_dir_all(&dir).map_err(|e| ClusterError::Storage(format!("{}: {e}", dir.display())))?;
+        let id = load_or_create_id(&dir)?;
+        let metadata = Arc::new(Metadata::new());
+        let store = FileStore::open(&dir, metadata.clone())?;
+        let transport = Arc::new(Transport::new(opts.secret.clone()));
+        let provider = Arc::new(RemotePartitions {
+            node_id: id,
+            transport: transport.clone(),
+            metadata: metadata.clone(),
+            deadlines: opts.deadlines,
+        });
+        Ok((PreparedNode { id, opts, store, metadata, transport }, provider))
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// Step two: serve the node-to-node protocol, start Raft, join (or found) the cluster
+    /// and keep `db` in line with the metadata.
+    pub async fn start(self, db: Ametist) -> Result<ClusterNode, ClusterError> {
+        let PreparedNode { id, opts, store, metadata, transport } = self;
+        let addr = format!("{}:{}", opts.host, opts.port);
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .map_err(|e| ClusterError::Internal(format!("cannot listen on {addr} (remoting): {e}")))?;
+        let config = openraft::Config {
+            cluster_name: "ametist".into(),
+            heartbeat_interval: 250,
+            election_timeout_min: 1000,
+            election_timeout_max: 2000,
+            ..Default::default()
+        };
+        let config = Arc::new(config.validate().map_err(|e| ClusterError::Internal(e.to_string()))?);
+        let fresh = store.is_fresh();
+        let raft =
+            Raft::new(id, config, Network { transport: transport.clone() }, store.log_store(), store.state_machine())
+                .await
+                .map_err(|e| ClusterError::Internal(format!("cannot start raft: {e}")))?;
+        let member = Member { grpc: opts.advertise.clone(), rest: opts.rest_addr.clone() };
+        let inner = Arc::new(NodeInner { id, raft, metadata, transport, db, member, opts });
+        let service = authenticated(Service { node: inner.clone() }, inner.opts.secret.clone());
+        // Small request/answer messages: without TCP_NODELAY an answer can wait for the
+        // peer's delayed ACK (tens of milliseconds).
+        let incoming = tokio_stream::StreamExt::map(tokio_stream::wrappers::TcpListenerStream::new(listener), |s| {
+            if let Ok(s) = &s {
+                let _ = s.set_nodelay(true);
+            }
+            s
+        });
+        tokio::spawn(async move {
+            if let Err(e) = tonic::transport::Server::builder().add_service(service).serve_with_incoming(incoming).await
+            {
+                tracing::error!(error = %e, "the node-to-node server stopped");
+            }
+        });
+        tracing::info!(node = id, address = %addr, fresh, "cluster node started");
+        if fresh {
+            if inner.opts.seeds.is_empty() {
+                let members = BTreeMap::from([(id, inner.member.clone())]);
+                inner
+                    .raft
+                    .initialize(members)
+                    .await
+                    .map_err(|e| ClusterError::Internal(format!("cannot found the cluster: {e}")))?;
+                tracing::info!(node = id, "founded a new cluster");
+            } else {
+                inner.join().await?;
+            }
+        }
+        tokio::spawn(reconcile_loop(inner.clone()));
+        Ok(ClusterNode { inner })
+    }
+}
+
+/// A handle to the running cluster member. Cheap to clone.
+#[derive(Clone)]
+pub struct ClusterNode {
+    inner: Arc<NodeInner>,
+}
+
+pub(crate) struct NodeInner {
+    pub(crate) id: NodeId,
+    pub(crate) raft: Raft,
+    pub(crate) metadata: Arc<Metadata>,
+    pub(crate) transport: Arc<Transport>,
+    pub(crate) db: Ametist,
+    member: Member,
+    opts: ClusterOptions,
+}
+
+impl ClusterNode {
+    pub fn id(&self) -> NodeId {
+        self.inner.id
+    }
+
+    /// Creates a collection on the cluster: the leader places its partitions round-robin
+    /// over the live members, Raft commits it, and this returns once this node opened it.
+    pub async fn create_collection(&self, name: &str, config: CollectionConfig) -> Result<(), ClusterError> {
+        ametist_engine::db::validate_name(name).map_err(engine_input)?;
+        let spec = ametist_engine::collection::Collection::resolve(name, &config, self.inner.db.config())
+            .map_err(engine_input)?;
+        let result = self.inner.propose(Command::CreateCollection { spec, replicas: Vec::new() }).await?;
+        match result.refused {
+            Some(Refusal::Exists(n)) => return Err(ClusterError::CollectionExists(n)),
+            Some(Refusal::NotFound(n)) => return Err(ClusterError::CollectionNotFound(n)),
+            None => {}
+        }
+        self.wait_local(name, true).await
+    }
+
+    /// Deletes a collection on every node. Returns false when the cluster had none.
+    pub async fn delete_collection(&self, name: &str) -> Result<bool, ClusterError> {
+        let result = self.inner.propose(Command::DeleteCollection { name: name.to_string() }).await?;
+        if result.refused.is_some() {
+            // Not a cluster collection: perhaps a local one from before clustering.
+            return self.inner.db.delete_collection(name).await.map_err(|e| ClusterError::Internal(e.to_string()));
+        }
+        self.wait_local(name, false).await?;
+        Ok(true)
+    }
+
+    /// Waits until the local database has (or no longer has) the collection.
+    async fn wait_local(&self, name: &str, present: bool) -> Result<(), ClusterError> {
+        let deadline = tokio::time::Instant::now() + CHANGE_PATIENCE;
+        while self.inner.db.collection(name).is_ok() != present {
+            if tokio::time::Instant::now() > deadline {
+                return Err(ClusterError::Unavailable(format!(
+                    "the change to `{name}` is committed but this node has not applied it yet"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok(())
+    }
+
+    /// `GET /cluster`: this node, the leader, the term, members and placement.
+    pub fn status(&self) -> Value {
+        let m = self.inner.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let peers: serde_json::Map<String, Value> = membership
+            .nodes()
+            .map(|(id, n)| {
+                (
+                    id.to_string(),
+                    json!({ "uri": format!("http://{}", n.grpc), "rest": n.rest, "voter": voters.contains(id) }),
+                )
+            })
+            .collect();
+        let collections: serde_json::Map<String, Value> = self
+            .inner
+            .metadata
+            .state()
+            .collections
+            .iter()
+            .map(|(name, p)| (name.clone(), placement_json(&p.replicas)))
+            .collect();
+        json!({
+            "status": "enabled",
+            "peer_id": self.inner.id,
+            "peers": peers,
+            "raft_info": {
+                "term": m.current_term,
+                "commit": m.last_applied.map(|l| l.index),
+                "leader": m.current_leader,
+                "role": role(m.state),
+                "is_voter": voters.contains(&self.inner.id),
+            },
+            "collections": collections,
+        })
+    }
+
+    /// `GET /collections/{name}/cluster`, in Qdrant's shape: which partitions (shards)
+    /// this node serves and which other nodes serve the rest.
+    pub fn collection_status(&self, name: &str) -> Option<Value> {
+        let placement = self.inner.metadata.placement(name)?;
+        let (mut local, mut remote) = (Vec::new(), Vec::new());
+        for (shard, replicas) in placement.replicas.iter().enumerate() {
+            for (i, &node) in replicas.iter().enumerate() {
+                let state = if i == 0 { "Active" } else { "Listener" };
+                if node == self.inner.id {
+                    local.push(json!({ "shard_id": shard, "state": state }));
+                } else {
+                    remote.push(json!({ "shard_id": shard, "peer_id": node, "state": state }));
+                }
+            }
+        }
+        Some(json!({
+            "peer_id": self.inner.id,
+            "shard_count": placement.replicas.len(),
+            "local_shards": local,
+            "remote_shards": remote,
+            "shard_transfers": [],
+        }))
+    }
+
+    /// Whether `name` is a collection the cluster placed (rather than a local one).
+    pub fn knows(&self, name: &str) -> bool {
+        self.inner.metadata.placement(name).is_some()
+    }
+
+    pub async fn shutdown(&self) {
+        let _ = self.inner.raft.shutdown().await;
+    }
+}
+
+impl NodeInner {
+    /// Asks the seeds until one of them (or the leader it forwards to) has added this node.
+    async fn join(&self) -> Result<(), ClusterError> {
+        let req = JoinRequest { id: self.id, member: self.member.clone() };
+        let deadline = tokio::time::Instant::now() + JOIN_PATIENCE;
+        loop {
+            for seed in &self.opts.seeds {
+                let env = wire::envelope(kind::JOIN, "", 0, &req);
+                match self.transport.call(seed, env, Duration::from_secs(20)).await {
+                    Ok(answer) => match wire::decode_answer::<()>(&answer) {
+                        Ok(Ok(())) => {
+                            tracing::info!(node = self.id, seed = %seed, "joined the cluster");
+                            return Ok(());
+                        }
+                        Ok(Err(e)) => tracing::warn!(seed = %seed, error = %e.message, "join refused; retrying"),
+                        Err(e) => tracing::warn!(seed = %seed, error = %e, "bad join answer; retrying"),
+                    },
+                    Err(s) if s.code() == tonic::Code::Unauthenticated => {
+                        return Err(ClusterError::Unauthenticated { peer: seed.clone(), message: s.message().into() })
+                    }
+                    Err(s) => tracing::warn!(seed = %seed, error = %s.message(), "seed unreachable; retrying"),
+                }
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(ClusterError::Unavailable(format!(
+                    "no seed of {:?} added this node within {JOIN_PATIENCE:?}",
+                    self.opts.seeds
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Served on the leader (forwarded there otherwise): adds a node as learner, then as
+    /// voter. A node that is already a voter at that address is left as it is.
+    pub(crate) async fn handle_join(&self, req: JoinRequest) -> Result<(), EngineError> {
+        let Some(leader) = self.leader().await? else {
+            let membership = self.raft.metrics().borrow().membership_config.clone();
+            let m = membership.membership();
+            if m.voter_ids().any(|v| v == req.id) && m.get_node(&req.id) == Some(&req.member) {
+                return Ok(());
+            }
+            self.raft.add_learner(req.id, req.member.clone(), true).await.map_err(internal)?;
+            self.raft
+                .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([req.id])), false)
+                .await
+                .map_err(internal)?;
+            tracing::info!(node = req.id, member = %req.member, "node joined as a voter");
+            return Ok(());
+        };
+        self.forward(&leader, kind::JOIN, &req).await
+    }
+
+    /// Commits a metadata change through the leader. On the leader a new collection is
+    /// placed first, over the members that answer a ping.
+    pub(crate) async fn propose(&self, mut cmd: Command) -> Result<CommandResult, EngineError> {
+        let Some(leader) = self.leader().await? else {
+            if let Command::CreateCollection { spec, replicas } = &mut cmd {
+                if replicas.is_empty() {
+                    let live = self.live_voters().await;
+                    let offset = self.metadata.state().collections.len();
+                    *replicas = place(spec.partitions, &live, offset);
+                }
+            }
+            let resp = self.raft.client_write(cmd).await.map_err(|e| match e {
+                openraft::error::RaftError::APIError(openraft::error::ClientWriteError::ForwardToLeader(f)) => {
+                    unavailable(format!("leadership moved to {:?} during the change; retry", f.leader_id))
+                }
+                other => internal(other),
+            })?;
+            return Ok(resp.data);
+        };
+        self.forward(&leader, kind::PROPOSE, &cmd).await
+    }
+
+    /// `None` when this node is the leader, else the leader's address. Waits a little for
+    /// an election.
+    async fn leader(&self) -> Result<Option<Member>, EngineError> {
+        let metrics = self
+            .raft
+            .wait(Some(Duration::from_secs(5)))
+            .metrics(|m| m.current_leader.is_some(), "a leader")
+            .await
+            .map_err(|_| unavailable("the cluster has no leader (too few members reachable?)".into()))?;
+        let leader = metrics.current_leader.expect("waited for a leader");
+        if leader == self.id {
+            return Ok(None);
+        }
+        metrics
+            .membership_config
+            .membership()
+            .get_node(&leader)
+            .cloned()
+            .map(Some)
+            .ok_or_else(|| unavailable(format!("leader {leader} has no known address")))
+    }
+
+    async fn forward<Req: Serialize, Resp: serde::de::DeserializeOwned>(
+        &self,
+        leader: &Member,
+        what: &str,
+        req: &Req,
+    ) -> Result<Resp, EngineError> {
+        let env = wire::envelope(what, "", 0, req);
+        let answer = self
+            .transport
+            .call(&leader.grpc, env, CHANGE_PATIENCE)
+            .await
+            .map_err(|s| unavailable(format!("leader at {} unreachable: {}", leader.grpc, s.message())))?;
+        match wire::decode_answer::<Resp>(&answer) {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(e.into_engine(0)),
+            Err(e) => Err(EngineError::Internal(format!("bad answer from the leader: {e}"))),
+        }
+    }
+
+    /// Voters that answer a ping now (this node always counts), sorted by id.
+    async fn live_voters(&self) -> Vec<NodeId> {
+        let membership = self.raft.metrics().borrow().membership_config.clone();
+        let mut live = vec![self.id];
+        let mut pings = Vec::new();
+        for id in membership.membership().voter_ids().filter(|&v| v != self.id) {
+            let Some(member) = membership.membership().get_node(&id).cloned() else { continue };
+            let transport = self.transport.clone();
+            pings.push(tokio::spawn(async move {
+                let env = wire::envelope(kind::PING, "", 0, &());
+                transport.call(&member.grpc, env, Duration::from_millis(500)).await.is_ok().then_some(id)
+            }));
+        }
+        for p in pings {
+            if let Ok(Some(id)) = p.await {
+                live.push(id);
+            }
+        }
+        live.sort_unstable();
+        live
+    }
+}
+
+/// Keeps the local database in line with the metadata: opens collections the cluster
+/// created (local partitions here, proxies for the others) and removes deleted ones.
+async fn reconcile_loop(node: Arc<NodeInner>) {
+    let mut changes = node.metadata.subscribe();
+    loop {
+        let state = node.metadata.state();
+        for (name, placement) in &state.collections {
+            if node.db.collection(name).is_ok() {
+                continue;
+            }
+            let spec = &placement.spec;
+            let mut config = CollectionConfig::new(spec.dim, spec.metric).with_partitions(spec.partitions);
+            config.index = Some(spec.index);
+            match node.db.create_collection(name, config).await {
+                Ok(()) | Err(EngineError::CollectionExists(_)) => {
+                    tracing::info!(collection = %name, "opened cluster collection")
+                }
+                Err(e) => tracing::error!(collection = %name, error = %e, "cannot open cluster collection"),
+            }
+        }
+        for name in state.deleted.iter().filter(|n| !state.collections.contains_key(*n)) {
+            if node.db.collection(name).is_ok() {
+                if let Err(e) = node.db.delete_collection(name).await {
+                    tracing::error!(collection = %name, error = %e, "cannot delete cluster collection");
+                }
+            }
+        }
+        if changes.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+fn placement_json(replicas: &[Vec<NodeId>]) -> Value {
+    Value::Array(replicas.iter().enumerate().map(|(p, nodes)| json!({ "partition": p, "replicas": nodes })).collect())
+}
+
+fn role(s: ServerState) -> &'static str {
+    match s {
+        ServerState::Leader => "Leader",
+        ServerState::Follower => "Follower",
+        ServerState::Candidate => "Candidate",
+        ServerState::Learner => "Learner",
+        ServerState::Shutdown => "Shutdown",
+    }
+}
+
+fn load_or_create_id(dir: &Path) -> Result<NodeId, ClusterError> {
+    let path = dir.join("node_id");
+    let storage = |e: std::io::Error| ClusterError::Storage(format!("{}: {e}", path.display()));
+    match std::fs::read_to_string(&path) {
+        Ok(s) => s.trim().parse().map_err(|e| ClusterError::Storage(format!("{} is damaged: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            use std::hash::{BuildHasher, Hasher};
+            // Random enough for an id: std's per-process random hash keys, plus the time.
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u128(
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos(),
+            );
+            h.write_u32(std::process::id());
+            // Kept below 2^53 so that JSON clients read it exactly.
+            let id = (h.finish() >> 11).max(1);
+            let tmp = dir.join("node_id.tmp");
+            std::fs::write(&tmp, id.to_string())
+                .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
+                .and_then(|()| std::fs::rename(&tmp, &path))
+                .and_then(|()| std::fs::File::open(dir)?.sync_all())
+                .map_err(storage)?;
+            Ok(id)
+        }
+        Err(e) => Err(storage(e)),
+    }
+}
+
+fn engine_input(e: EngineError) -> ClusterError {
+    ClusterError::InvalidInput(e.to_string())
+}
+
+fn internal(e: impl std::fmt::Display) -> EngineError {
+    EngineError::Internal(e.to_string())
+}
+
+fn unavailable(reason: String) -> EngineError {
+    EngineError::PartitionUnavailable { partition: 0, reason }
+}
+
+impl From<EngineError> for ClusterError {
+    fn from(e: EngineError) -> Self {
+        let w = WireError::from(&e);
+        match w.class {
+            ErrorClass::BadInput => ClusterError::InvalidInput(w.message),
+            ErrorClass::Internal => ClusterError::Internal(w.message),
+            _ => ClusterError::Unavailable(w.message),
+        }
+    }
+}
