@@ -99,7 +99,8 @@ impl Service {
                 return wire::answer::<()>(Err(unavailable(format!("node {} does not know `{collection}`", node.id))))
             }
         }
-        let p = match node.db.collection(collection).map(|c| c.partition(partition)) {
+        let coll = node.db.collection(collection);
+        let p = match coll.as_ref().map(|c| c.partition(partition)) {
             Ok(Some(p)) => p,
             Ok(None) => return wire::answer::<()>(Err(unavailable("no such partition".into()))),
             Err(_) => {
@@ -117,11 +118,27 @@ impl Service {
             }
             PartitionCall::Scroll(req) => ask(&p, |r| PartitionMsg::Scroll(req, r)).await,
             PartitionCall::Count(filter) => ask(&p, |r| PartitionMsg::Count(filter, r)).await,
+            // Index definitions are recorded in this node's schema too, so that its
+            // partitions re-create them when they are rebuilt (a restart of this node).
             PartitionCall::CreateFieldIndex { key, kind } => {
+                let coll = coll.expect("checked above");
+                if let Err(e) = coll.note_field_index(&key, Some(kind)).await {
+                    return wire::answer::<()>(Err(WireError::from(&e)));
+                }
                 ask(&p, |reply| PartitionMsg::CreateFieldIndex { key, kind, reply }).await
             }
-            PartitionCall::DropFieldIndex { key } => ask(&p, |reply| PartitionMsg::DropFieldIndex { key, reply }).await,
+            PartitionCall::DropFieldIndex { key } => {
+                let coll = coll.expect("checked above");
+                if let Err(e) = coll.note_field_index(&key, None).await {
+                    return wire::answer::<()>(Err(WireError::from(&e)));
+                }
+                ask(&p, |reply| PartitionMsg::DropFieldIndex { key, reply }).await
+            }
             PartitionCall::CreateTextIndex { key, config } => {
+                let coll = coll.expect("checked above");
+                if let Err(e) = coll.note_text_index(&key, config.clone()).await {
+                    return wire::answer::<()>(Err(WireError::from(&e)));
+                }
                 ask(&p, |reply| PartitionMsg::CreateTextIndex { key, config, reply }).await
             }
             PartitionCall::TextStats { field, terms } => {

@@ -165,6 +165,10 @@ pub struct Collection {
     tx: mpsc::Sender<CollectionMsg>,
     partitions: Arc<Vec<PartitionRef>>,
     storage: Option<Arc<CollectionStorage>>,
+    /// Serialises rewrites of `collection.json`: concurrent index changes (two clients, or
+    /// a remote coordinator's calls to two partitions here) would otherwise race on its
+    /// temp file.
+    meta_lock: Arc<std::sync::Mutex<()>>,
 }
 
 impl Collection {
@@ -281,6 +285,7 @@ impl Collection {
             tx,
             partitions: Arc::new(refs),
             storage: storage.map(Arc::new),
+            meta_lock: Arc::default(),
         })
     }
 
@@ -416,14 +421,19 @@ impl Collection {
     /// that payload and text indexes come back after a restart of the process.
     async fn persist_schemas(&self) -> Result<(), EngineError> {
         let Some(storage) = self.storage.clone() else { return Ok(()) };
-        let schemas = crate::db::Schemas {
-            fields: self.schema.read().expect("the schema lock is never held across a panic").clone(),
-            text: self.text_schema(),
-        };
+        let (fields, text, lock) = (self.schema.clone(), self.text_schema.clone(), self.meta_lock.clone());
         let spec = (*self.spec).clone();
-        tokio::task::spawn_blocking(move || crate::db::write_meta_with(&storage.dir, &spec, &schemas))
-            .await
-            .map_err(|e| EngineError::Internal(e.to_string()))?
+        tokio::task::spawn_blocking(move || {
+            let _one_writer = lock.lock().unwrap_or_else(|e| e.into_inner());
+            // Read under the lock, so that the last write holds the latest schema.
+            let schemas = crate::db::Schemas {
+                fields: fields.read().expect("the schema lock is never held across a panic").clone(),
+                text: text.read().expect("the schema lock is never held across a panic").clone(),
+            };
+            crate::db::write_meta_with(&storage.dir, &spec, &schemas)
+        })
+        .await
+        .map_err(|e| EngineError::Internal(e.to_string()))?
     }
 
     fn snapshot_storage(&self) -> Result<&CollectionStorage, EngineError> {
@@ -712,6 +722,31 @@ impl Collection {
         self.persist_schemas().await?;
         let key = key.to_string();
         self.call(|reply| CollectionMsg::TextIndex { key, config, reply }).await.map(|_| ())
+    }
+
+    /// Records an index definition in this node's copy of the collection's schema (and in
+    /// `collection.json`) without sending anything to the partitions: `Some(kind)` indexes a
+    /// payload key, `None` drops whatever index the key had. A node serving partitions to
+    /// another node's coordinator calls this when that coordinator creates or drops an
+    /// index, so that its partitions re-create the index whenever they are rebuilt here.
+    pub async fn note_field_index(&self, key: &str, kind: Option<FieldType>) -> Result<(), EngineError> {
+        {
+            let mut schema = self.schema.write().expect("the schema lock is never held across a panic");
+            match kind {
+                Some(kind) => drop(schema.insert(key.to_string(), kind)),
+                None => {
+                    schema.remove(key);
+                    self.text_schema.write().expect("the schema lock is never held across a panic").remove(key);
+                }
+            }
+        }
+        self.persist_schemas().await
+    }
+
+    /// [`Collection::note_field_index`] for a full-text index.
+    pub async fn note_text_index(&self, key: &str, config: TextIndexConfig) -> Result<(), EngineError> {
+        self.text_schema.write().expect("the schema lock is never held across a panic").insert(key.to_string(), config);
+        self.persist_schemas().await
     }
 
     /// The full-text indexed fields and their configurations.

@@ -20,10 +20,12 @@
 //!   join a collection as ordinary partition handles.
 //! * [`config`] and [`error`]: collection and engine settings; the engine's error enum.
 //!
-//! Threads: every partition actor runs on a dedicated OS thread, because its work (scans,
-//! graph walks) is CPU-bound and would otherwise stall the async runtime that serves
-//! requests. Coordinators (`CollectionActor`) are tokio tasks; they never compute, they
-//! only route and wait.
+//! Threads: every partition actor runs on a dedicated OS thread, because its work
+//! (applying writes, building the graph) is CPU-bound and would otherwise stall the async
+//! runtime that serves requests. Read-only requests run concurrently under the partition
+//! state's read lock on a small search pool, or on the calling thread handed over with
+//! `block_in_place` (`read_pool`). Coordinators (`CollectionActor`) are tokio tasks; they
+//! never compute, they only route and wait.
 
 pub mod codec;
 pub mod collection;

@@ -18,6 +18,9 @@ pub struct ServerArgs {
     /// Base URL of the server.
     #[arg(long, env = "AMETIST_URL", default_value = "http://127.0.0.1:6333")]
     pub url: String,
+    /// The server's API key (`service.api_key`), sent as the `api-key` header.
+    #[arg(long, env = "AMETIST_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -78,7 +81,7 @@ pub struct SearchArgs {
 /// `ametist import`: streams a file of vectors into a collection, with a progress bar
 /// and a final points-per-second figure.
 pub fn import(args: ImportArgs) -> anyhow::Result<()> {
-    let client = Client::new(&args.server.url)?;
+    let client = Client::new(&args.server)?;
     let mut source = open_source(&args.file, args.id_start)?;
     let total = match (source.len, args.limit) {
         (Some(n), Some(l)) => Some(n.min(l)),
@@ -132,7 +135,7 @@ pub fn import(args: ImportArgs) -> anyhow::Result<()> {
 
 /// `ametist search`: one query, results printed as JSON lines.
 pub fn search(args: SearchArgs) -> anyhow::Result<()> {
-    let client = Client::new(&args.server.url)?;
+    let client = Client::new(&args.server)?;
     let vector: Value = serde_json::from_str(&args.vector).context("--vector must be a JSON list of numbers")?;
     let mut body = json!({ "query": vector, "limit": args.limit, "with_payload": args.with_payload });
     if let Some(f) = &args.filter {
@@ -153,7 +156,7 @@ pub fn search(args: SearchArgs) -> anyhow::Result<()> {
 
 /// `ametist collections`: each collection with its point count and status.
 pub fn collections(args: ServerArgs) -> anyhow::Result<()> {
-    let client = Client::new(&args.url)?;
+    let client = Client::new(&args)?;
     let v = client.call("GET", "/collections", None)?;
     for c in v["result"]["collections"].as_array().into_iter().flatten() {
         let name = c["name"].as_str().unwrap_or_default();
@@ -173,13 +176,14 @@ pub fn collections(args: ServerArgs) -> anyhow::Result<()> {
 
 struct Client {
     base: String,
+    api_key: Option<String>,
     http: reqwest::blocking::Client,
 }
 
 impl Client {
-    fn new(url: &str) -> anyhow::Result<Self> {
+    fn new(server: &ServerArgs) -> anyhow::Result<Self> {
         let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(300)).build()?;
-        Ok(Client { base: url.trim_end_matches('/').to_string(), http })
+        Ok(Client { base: server.url.trim_end_matches('/').to_string(), api_key: server.api_key.clone(), http })
     }
 
     fn call(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
@@ -211,6 +215,9 @@ impl Client {
         let url = format!("{}{path}", self.base);
         let method = reqwest::Method::from_bytes(method.as_bytes())?;
         let mut req = self.http.request(method, &url);
+        if let Some(key) = &self.api_key {
+            req = req.header("api-key", key);
+        }
         if let Some(b) = body {
             req = req.json(&b);
         }

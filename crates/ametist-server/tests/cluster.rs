@@ -142,7 +142,8 @@ fn points(ids: std::ops::Range<u64>, seed: u64) -> Vec<Value> {
     let mut rng = StdRng::seed_from_u64(seed);
     ids.map(|id| {
         let v: Vec<f32> = (0..DIM).map(|_| rng.random_range(-1.0..1.0)).collect();
-        json!({ "id": id, "vector": v, "payload": { "group": id % 3 } })
+        let text = if id % 2 == 0 { "red apple pie" } else { "green pear tart" };
+        json!({ "id": id, "vector": v, "payload": { "group": id % 3, "text": text } })
     })
     .collect()
 }
@@ -258,6 +259,27 @@ fn three_nodes_search_like_one_and_survive_a_kill() {
         .collect();
     assert_eq!(c_partitions.len(), 2, "{status}");
 
+    // Indexes created through A reach C's partitions and are recorded on C, so that they
+    // come back when C restarts (checked after the restart below).
+    for (field, schema) in [("group", json!("integer")), ("text", json!({ "type": "text" }))] {
+        let (s, b) = call(
+            "PUT",
+            &format!("{}/collections/docs/index?wait=true", node_a.base),
+            Some(json!({ "field_name": field, "field_schema": schema })),
+        );
+        assert_eq!(s, 200, "create index {field}: {b}");
+    }
+    let keyword = |base: &str| {
+        call(
+            "POST",
+            &format!("{base}/collections/docs/points/query"),
+            Some(json!({ "query": { "bm25": { "field": "text", "text": "apple" } }, "limit": 500 })),
+        )
+    };
+    let (s, before) = keyword(&node_b.base);
+    assert_eq!(s, 200, "keyword search: {before}");
+    assert_eq!(before["result"]["points"].as_array().map(Vec::len), Some((POINTS as usize).div_ceil(2)), "{before}");
+
     // --- kill -9 node C --------------------------------------------------------------
     node_c.child.kill().unwrap();
     node_c.child.wait().unwrap();
@@ -314,6 +336,19 @@ fn three_nodes_search_like_one_and_survive_a_kill() {
         assert_eq!(s, 200, "{got}");
         assert_eq!(got["result"]["payload"], p["payload"]);
     }
+    // C's partitions re-created the indexes it was told about before the kill.
+    let (_, info) = call("GET", &format!("{}/collections/docs", node_c.base), None);
+    let schema = &info["result"]["payload_schema"];
+    assert!(schema.get("group").is_some(), "C's schema: {info}");
+    // (Text indexes are not listed there; the keyword search below needs C's.)
+    let (s, after) = keyword(&node_b.base);
+    assert_eq!(s, 200, "keyword search after C restarted: {after}");
+    let ids = |v: &Value| -> Vec<Value> {
+        v["result"]["points"].as_array().unwrap().iter().map(|p| p["id"].clone()).collect()
+    };
+    let apples_added = accepted.iter().filter(|p| p["payload"]["text"] == "red apple pie").count();
+    assert_eq!(ids(&after).len(), ids(&before).len() + apples_added, "{after}");
+
     // The refused writes can now be made, and go to C.
     let (s, body) = upsert(&node_a.base, refused.clone());
     assert_eq!(s, 200, "{body}");
@@ -336,6 +371,19 @@ fn secrets_and_api_keys() {
     assert_eq!(bearer.status().as_u16(), 200);
     assert_eq!(http().get(format!("{}/healthz", node_a.base)).send().unwrap().status().as_u16(), 200);
     assert_eq!(http().get(format!("{}/cluster", node_a.base)).send().unwrap().status().as_u16(), 401);
+    // The CLI sends the key it is given, and is refused without it.
+    let cli = |key: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ametist"));
+        cmd.args(["collections", "--url", &node_a.base]).env_remove("AMETIST_API_KEY");
+        if let Some(k) = key {
+            cmd.args(["--api-key", k]);
+        }
+        cmd.output().unwrap()
+    };
+    assert!(cli(Some("let-me-in")).status.success());
+    let refused = cli(None);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("401"), "{refused:?}");
 
     // A node with the wrong secret is refused by the seed and stops with a clear error.
     let mut intruder = NodeSpec::new(&tmp.0.join("intruder"), true);
