@@ -33,3 +33,4 @@ pub mod wire;
 
 pub use error::ClusterError;
 pub use node::{ClusterNode, ClusterOptions, PreparedNode};
+pub use raft::IndexDef;

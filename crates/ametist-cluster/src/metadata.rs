@@ -9,7 +9,7 @@ use tokio::sync::watch;
 
 use ametist_engine::collection::CollectionSpec;
 
-use crate::raft::{Member, NodeId};
+use crate::raft::{IndexDef, Member, NodeId};
 
 /// What the cluster agrees on, besides its membership (which openraft keeps).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -27,6 +27,9 @@ pub struct CollectionPlacement {
     /// For each partition, the nodes holding a replica; the first one serves it now.
     /// One replica per partition today: replication and moves change this list only.
     pub replicas: Vec<Vec<NodeId>>,
+    /// Payload and text indexes by payload key.
+    #[serde(default)]
+    pub indexes: BTreeMap<String, IndexDef>,
 }
 
 /// The node's view of the metadata: updated by the state machine, read by everyone else.

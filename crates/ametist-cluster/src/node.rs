@@ -26,7 +26,7 @@ use ametist_engine::{Ametist, CollectionConfig, EngineError};
 use crate::error::ClusterError;
 use crate::metadata::Metadata;
 use crate::proxy::{Deadlines, RemotePartitions};
-use crate::raft::{place, Command, CommandResult, Member, NodeId, Raft, Refusal};
+use crate::raft::{place, Command, CommandResult, IndexDef, Member, NodeId, Raft, Refusal};
 use crate::raft_network::Network;
 use crate::raft_store::FileStore;
 use crate::service::{authenticated, Service};
@@ -193,6 +193,17 @@ impl ClusterNode {
             None => {}
         }
         self.wait_local(name, true).await
+    }
+
+    /// Records an index definition (`None`: drops it) in the cluster's metadata, so that
+    /// every node knows it; the caller then builds (or drops) the index itself.
+    pub async fn set_index(&self, collection: &str, key: &str, index: Option<IndexDef>) -> Result<(), ClusterError> {
+        let cmd = Command::SetIndex { collection: collection.to_string(), key: key.to_string(), index };
+        match self.inner.propose(cmd).await?.refused {
+            Some(Refusal::NotFound(n)) => Err(ClusterError::CollectionNotFound(n)),
+            Some(Refusal::Exists(n)) => Err(ClusterError::CollectionExists(n)),
+            None => Ok(()),
+        }
     }
 
     /// Deletes a collection on every node. Returns false when the cluster had none.
@@ -437,15 +448,21 @@ async fn reconcile_loop(node: Arc<NodeInner>) {
     loop {
         let state = node.metadata.state();
         for (name, placement) in &state.collections {
-            if node.db.collection(name).is_ok() {
+            if let Ok(c) = node.db.collection(name) {
+                note_indexes(&c, &placement.indexes).await;
                 continue;
             }
             let spec = &placement.spec;
             let mut config = CollectionConfig::new(spec.dim, spec.metric).with_partitions(spec.partitions);
             config.index = Some(spec.index);
+            config.vectors = spec.vectors.clone();
+            config.sparse_vectors = spec.sparse_vectors.clone();
             match node.db.create_collection(name, config).await {
                 Ok(()) | Err(EngineError::CollectionExists(_)) => {
-                    tracing::info!(collection = %name, "opened cluster collection")
+                    tracing::info!(collection = %name, "opened cluster collection");
+                    if let Ok(c) = node.db.collection(name) {
+                        note_indexes(&c, &placement.indexes).await;
+                    }
                 }
                 Err(e) => tracing::error!(collection = %name, error = %e, "cannot open cluster collection"),
             }
@@ -459,6 +476,31 @@ async fn reconcile_loop(node: Arc<NodeInner>) {
         }
         if changes.changed().await.is_err() {
             return;
+        }
+    }
+}
+
+/// Brings this node's copy of a collection's index schema in line with the cluster's:
+/// definitions it lacks are recorded, ones the cluster dropped are removed. Only the
+/// schema changes here (the partitions get the index messages from whichever node
+/// coordinated the change); it is what a rebuilt partition and a coordinator read.
+async fn note_indexes(c: &ametist_engine::collection::Collection, wanted: &BTreeMap<String, IndexDef>) {
+    let (fields, texts) = (c.payload_schema(), c.text_schema());
+    for (key, def) in wanted {
+        let result = match def {
+            IndexDef::Field(kind) if fields.get(key) != Some(kind) => c.note_field_index(key, Some(*kind)).await,
+            IndexDef::Text(config) if texts.get(key) != Some(config) => c.note_text_index(key, config.clone()).await,
+            _ => Ok(()),
+        };
+        if let Err(e) = result {
+            tracing::error!(collection = %c.spec().name, key = %key, error = %e, "cannot record an index definition");
+        }
+    }
+    for key in fields.keys().chain(texts.keys()) {
+        if !wanted.contains_key(key) {
+            if let Err(e) = c.note_field_index(key, None).await {
+                tracing::error!(collection = %c.spec().name, key = %key, error = %e, "cannot drop an index definition");
+            }
         }
     }
 }

@@ -5,6 +5,8 @@ use std::io::Cursor;
 
 use serde::{Deserialize, Serialize};
 
+use ametist_core::payload_index::FieldType;
+use ametist_core::text::TextIndexConfig;
 use ametist_engine::collection::CollectionSpec;
 
 use crate::metadata::{ClusterState, CollectionPlacement};
@@ -50,6 +52,21 @@ pub enum Command {
     DeleteCollection {
         name: String,
     },
+    /// Defines (`Some`) or drops (`None`) a payload or text index of a collection, so that
+    /// every node knows it: the nodes serving its partitions re-create it whenever they
+    /// rebuild one, and every node can coordinate queries that need it.
+    SetIndex {
+        collection: String,
+        key: String,
+        index: Option<IndexDef>,
+    },
+}
+
+/// An index definition as the metadata keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum IndexDef {
+    Field(FieldType),
+    Text(TextIndexConfig),
 }
 
 /// The outcome of applying a command: `None` when it was applied, else why not.
@@ -75,7 +92,11 @@ impl Command {
                     state.deleted.remove(&spec.name);
                     state.collections.insert(
                         spec.name.clone(),
-                        CollectionPlacement { spec: spec.clone(), replicas: replicas.clone() },
+                        CollectionPlacement {
+                            spec: spec.clone(),
+                            replicas: replicas.clone(),
+                            indexes: Default::default(),
+                        },
                     );
                     None
                 }
@@ -88,6 +109,16 @@ impl Command {
                     Some(Refusal::NotFound(name.clone()))
                 }
             }
+            Command::SetIndex { collection, key, index } => match state.collections.get_mut(collection) {
+                None => Some(Refusal::NotFound(collection.clone())),
+                Some(placement) => {
+                    match index {
+                        Some(def) => drop(placement.indexes.insert(key.clone(), def.clone())),
+                        None => drop(placement.indexes.remove(key)),
+                    }
+                    None
+                }
+            },
         };
         CommandResult { refused }
     }

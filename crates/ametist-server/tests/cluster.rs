@@ -280,6 +280,44 @@ fn three_nodes_search_like_one_and_survive_a_kill() {
     assert_eq!(s, 200, "keyword search: {before}");
     assert_eq!(before["result"]["points"].as_array().map(Vec::len), Some((POINTS as usize).div_ceil(2)), "{before}");
 
+    // A one-partition collection lives on one node; the other two coordinate its queries
+    // and know its indexes from the cluster's metadata, not from a partition of their own.
+    let (s, b) = call(
+        "PUT",
+        &format!("{}/collections/solo", node_a.base),
+        Some(json!({ "vectors": { "size": DIM, "distance": "Cosine" }, "shard_number": 1 })),
+    );
+    assert_eq!(s, 200, "create solo: {b}");
+    for n in [&node_a, &node_b, &node_c] {
+        wait_for("solo on every node", Duration::from_secs(10), || {
+            call("GET", &format!("{}/collections/solo", n.base), None).0 == 200
+        });
+    }
+    let (s, b) = call(
+        "PUT",
+        &format!("{}/collections/solo/points?wait=true", node_b.base),
+        Some(json!({ "points": points(0..20, 3) })),
+    );
+    assert_eq!(s, 200, "upsert solo: {b}");
+    let (s, b) = call(
+        "PUT",
+        &format!("{}/collections/solo/index?wait=true", node_c.base),
+        Some(json!({ "field_name": "text", "field_schema": { "type": "text" } })),
+    );
+    assert_eq!(s, 200, "solo text index: {b}");
+    for n in [&node_a, &node_b, &node_c] {
+        let mut last = Value::Null;
+        wait_for("every node coordinates solo's keyword search", Duration::from_secs(10), || {
+            let (s, b) = call(
+                "POST",
+                &format!("{}/collections/solo/points/query", n.base),
+                Some(json!({ "query": { "bm25": { "field": "text", "text": "pear" } }, "limit": 50 })),
+            );
+            last = b;
+            s == 200 && last["result"]["points"].as_array().map(Vec::len) == Some(10)
+        });
+    }
+
     // --- kill -9 node C --------------------------------------------------------------
     node_c.child.kill().unwrap();
     node_c.child.wait().unwrap();

@@ -166,11 +166,27 @@ pub async fn create_index(
     if req.field_name.is_empty() {
         return Err(ApiError::bad_request("Wrong input: `field_name` is empty", started));
     }
+    // On a cluster the definition goes into the cluster's metadata first, so that every
+    // node knows it (see `ClusterNode::set_index`); this node then builds the index.
+    let define = |def: ametist_cluster::IndexDef| async {
+        match &state.cluster {
+            Some(cluster) => cluster
+                .set_index(&name, &req.field_name, Some(def))
+                .await
+                .map_err(|e| super::collections::from_cluster(e, started)),
+            None => Ok(()),
+        }
+    };
     if let Some(config) = text_config(req.field_schema.as_ref(), started)? {
+        // Checked before the cluster records it, so that a bad config changes nothing.
+        ametist_core::text::TextIndex::new(config.clone())
+            .map_err(|e| ApiError::bad_request(format!("Wrong input: {e}"), started))?;
+        define(ametist_cluster::IndexDef::Text(config.clone())).await?;
         c.create_text_index(&req.field_name, config).await.map_err(|e| ApiError::from_engine(e, started))?;
         return Ok(Answer::new(serde_json::json!({"operation_id": 0, "status": "completed"}), started));
     }
     let kind = field_type(req.field_schema.as_ref(), started)?;
+    define(ametist_cluster::IndexDef::Field(kind)).await?;
     // Building the index finishes before the answer, so `wait` makes no difference.
     c.create_field_index(&req.field_name, kind).await.map_err(|e| ApiError::from_engine(e, started))?;
     Ok(Answer::new(serde_json::json!({"operation_id": 0, "status": "completed"}), started))
@@ -184,6 +200,9 @@ pub async fn delete_index(
     let started = Instant::now();
     let _wait = wait_param(query.as_deref(), started)?;
     let c = collection(&state, &name, started)?;
+    if let Some(cluster) = &state.cluster {
+        cluster.set_index(&name, &field, None).await.map_err(|e| super::collections::from_cluster(e, started))?;
+    }
     c.drop_field_index(&field).await.map_err(|e| ApiError::from_engine(e, started))?;
     Ok(Answer::new(serde_json::json!({"operation_id": 0, "status": "completed"}), started))
 }
