@@ -43,6 +43,8 @@ pub struct PartitionRef {
     capacity: usize,
     /// Where read-only messages run concurrently while the actor runs.
     reads: Arc<ReadSide<PartitionActor>>,
+    /// Served by something other than a local actor (see [`PartitionRef::external`]).
+    external: bool,
 }
 
 /// A place reserved in a partition's mailbox (see [`PartitionRef::try_reserve`]).
@@ -127,8 +129,14 @@ pub fn spawn_partition(spec: PartitionSpec, store: Arc<dyn PartitionStore>) -> (
     let (tx, rx) = mpsc::channel(spec.mailbox.max(1));
     let status = Arc::new(PartitionStatus::new());
     let reads = Arc::new(ReadSide::new(spec.id, spec.mailbox.max(1)));
-    let handle =
-        PartitionRef { id: spec.id, tx, status: status.clone(), capacity: spec.mailbox.max(1), reads: reads.clone() };
+    let handle = PartitionRef {
+        id: spec.id,
+        tx,
+        status: status.clone(),
+        capacity: spec.mailbox.max(1),
+        reads: reads.clone(),
+        external: false,
+    };
     let name = format!("{}/{}", spec.collection, spec.id);
     let thread = std::thread::Builder::new()
         .name(format!("partition-{name}"))
@@ -170,11 +178,16 @@ impl PartitionRef {
         // Nothing is ever published on its read side: every message goes through the
         // mailbox to the proxy.
         let reads = Arc::new(ReadSide::new(id, capacity.max(1)));
-        (PartitionRef { id, tx, status: status.clone(), capacity: capacity.max(1), reads }, rx, status)
+        (PartitionRef { id, tx, status: status.clone(), capacity: capacity.max(1), reads, external: true }, rx, status)
     }
 
     pub fn id(&self) -> usize {
         self.id
+    }
+
+    /// True for a partition served elsewhere (another node), false for a local actor.
+    pub fn is_external(&self) -> bool {
+        self.external
     }
 
     /// Reserves a place in the mailbox without waiting. Reserving first lets the
