@@ -23,8 +23,8 @@
 //! Threads: every partition actor runs on a dedicated OS thread, because its work
 //! (applying writes, building the graph) is CPU-bound and would otherwise stall the async
 //! runtime that serves requests. Read-only requests run concurrently under the partition
-//! state's read lock on a small search pool, or on the calling thread handed over with
-//! `block_in_place` (`read_pool`). Coordinators (`CollectionActor`) are tokio tasks; they
+//! state's read lock on a small search pool, or on the calling thread (a long one after
+//! handing the async worker over with `block_in_place`; see `PartitionPermit::send_here`). Coordinators (`CollectionActor`) are tokio tasks; they
 //! never compute, they only route and wait.
 
 pub mod codec;

@@ -47,6 +47,11 @@ pub struct PartitionRef {
     external: bool,
 }
 
+/// The largest beam of a search that [`PartitionPermit::send_here`] runs on an async
+/// worker without handing the worker over (a graph walk at this `ef` takes about a
+/// millisecond on 784-dimensional vectors).
+const SHORT_SEARCH_EF: usize = 256;
+
 /// A place reserved in a partition's mailbox (see [`PartitionRef::try_reserve`]).
 pub struct PartitionPermit<'a> {
     permit: mpsc::Permit<'a, PartitionMsg>,
@@ -62,11 +67,17 @@ impl PartitionPermit<'_> {
 
     /// Like [`PartitionPermit::send`], but a read-only message that would go to the search
     /// pool runs on the calling thread instead, which saves two thread wake-ups. Inside a
-    /// multi-threaded tokio runtime the worker is handed over first (`block_in_place`);
-    /// elsewhere in a runtime (a current-thread one) the message is sent as usual.
+    /// multi-threaded tokio runtime, a search that is sure to be short (a graph walk without
+    /// a filter, at a moderate `ef`: well under a millisecond) runs on the worker as is;
+    /// anything that may take longer (exact scans, filters, huge beams) hands the worker
+    /// over first (`block_in_place`), which costs a thread hand-off per call. In a
+    /// current-thread runtime the message is sent as usual.
     pub fn send_here(self, msg: PartitionMsg) {
         use tokio::runtime::{Handle, RuntimeFlavor};
+        let short = matches!(&msg, PartitionMsg::Search(req, _)
+            if req.filter.is_none() && !req.exact && req.ef.is_none_or(|ef| ef <= SHORT_SEARCH_EF));
         match Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(RuntimeFlavor::MultiThread) if short => self.send_or_run(msg, true),
             Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(|| self.send_or_run(msg, true)),
             Ok(_) => self.send_or_run(msg, false),
             Err(_) => self.send_or_run(msg, true),
