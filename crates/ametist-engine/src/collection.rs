@@ -587,16 +587,7 @@ impl Collection {
 
     /// Scatters a search to every partition and merges their hits.
     pub async fn search(&self, mut req: SearchRequest) -> Result<SearchResult, EngineError> {
-        if req.k == 0 {
-            return Err(EngineError::invalid("limit must be at least 1"));
-        }
-        let wanted = req.k.saturating_add(req.offset);
-        if wanted > self.engine.max_limit {
-            return Err(EngineError::invalid(format!(
-                "limit + offset is {wanted}, larger than the maximum of {}",
-                self.engine.max_limit
-            )));
-        }
+        self.check_limit(req.k, req.offset)?;
         if req.ef == Some(0) {
             return Err(EngineError::invalid("hnsw_ef must be at least 1"));
         }
@@ -765,16 +756,7 @@ impl Collection {
     /// partition scores with their sum, so a document's score does not depend on which
     /// partition holds it. Best first; `offset` and `k` as for vector search.
     pub async fn text_search(&self, q: TextQuery) -> Result<SearchResult, EngineError> {
-        if q.k == 0 {
-            return Err(EngineError::invalid("limit must be at least 1"));
-        }
-        let want = q.k.saturating_add(q.offset);
-        if want > self.engine.max_limit {
-            return Err(EngineError::invalid(format!(
-                "limit + offset is {want}, larger than the maximum of {}",
-                self.engine.max_limit
-            )));
-        }
+        let want = self.check_limit(q.k, q.offset)?;
         let config = self.text_schema().get(&q.field).cloned().ok_or_else(|| {
             EngineError::invalid(format!("payload field `{}` has no text index; create one first", q.field))
         })?;
@@ -805,16 +787,7 @@ impl Collection {
     /// partition first reports the document frequencies of the query's dimensions and all
     /// partitions score with their sum, so a score does not depend on the partitioning.
     pub async fn sparse_search(&self, q: SparseQuery) -> Result<SearchResult, EngineError> {
-        if q.k == 0 {
-            return Err(EngineError::invalid("limit must be at least 1"));
-        }
-        let want = q.k.saturating_add(q.offset);
-        if want > self.engine.max_limit {
-            return Err(EngineError::invalid(format!(
-                "limit + offset is {want}, larger than the maximum of {}",
-                self.engine.max_limit
-            )));
-        }
+        let want = self.check_limit(q.k, q.offset)?;
         let params = self.spec.sparse_vectors.get(&q.name).ok_or_else(|| unknown_vector(&q.name))?;
         q.vector.validate().map_err(|e| EngineError::invalid(format!("query: {e}")))?;
         let global = if params.modifier == SparseModifier::Idf {
@@ -964,6 +937,22 @@ impl Collection {
 
     async fn write(&self, ops: Vec<WriteOp>, wait: bool) -> Result<WriteAck, EngineError> {
         self.call(|reply| CollectionMsg::Write { ops, wait, reply }).await
+    }
+
+    /// Checks a query's `limit` and `offset`; returns how many hits each partition must
+    /// return (`limit + offset`).
+    fn check_limit(&self, k: usize, offset: usize) -> Result<usize, EngineError> {
+        if k == 0 {
+            return Err(EngineError::invalid("limit must be at least 1"));
+        }
+        let want = k.saturating_add(offset);
+        if want > self.engine.max_limit {
+            return Err(EngineError::invalid(format!(
+                "limit + offset is {want}, larger than the maximum of {}",
+                self.engine.max_limit
+            )));
+        }
+        Ok(want)
     }
 
     fn check_batch(&self, n: usize) -> Result<(), EngineError> {

@@ -631,8 +631,12 @@ impl PartitionActor {
         // candidates are listed and counted (an intersection can be far smaller).
         let conditions =
             f.must.as_ref().map_or(0, Vec::len) + f.should.as_ref().map_or(0, |s| usize::from(!s.is_empty()));
+        let mut listed = None;
         let estimate = match self.payload_index.estimate(f) {
-            Some(_) if conditions > 1 => self.payload_index.candidates(f).map(|c| c.len()),
+            Some(_) if conditions > 1 => {
+                listed = self.payload_index.candidates(f);
+                listed.as_ref().map(Vec::len)
+            }
             e => e,
         };
         let share = match estimate {
@@ -658,7 +662,10 @@ impl PartitionActor {
         let boosted_ef = ef.saturating_mul((1.0 / share.max(1e-9)).ceil().min(4.0) as usize);
         let walk_cost = (boosted_ef as f64 * (2 * self.spec.index.m) as f64 / share.max(1e-3) * 2.0) as usize;
         if let Some(n) = estimate {
-            let list = || self.payload_index.candidates(f).expect("the indexes bound this filter (estimate)");
+            // Listed once: above for several conditions, here otherwise.
+            let list = move || {
+                listed.or_else(|| self.payload_index.candidates(f)).expect("the indexes bound this filter (estimate)")
+            };
             if exact_anyway || n <= walk_cost.max(self.spec.index.full_scan_threshold) {
                 return Plan::Candidates(list());
             }
@@ -966,15 +973,20 @@ impl PartitionActor {
 
     /// Sparse dot-product top-k, with collection-wide idf statistics in the request.
     fn sparse_search(&self, req: &SparseSearchRequest) -> Result<Vec<ScoredDoc>, EngineError> {
-        let filter = req.filter.as_ref();
-        let accept = |slot: u32| {
+        let accept = self.live_matching(req.filter.as_ref());
+        let hits = self.named.search_sparse(&req.name, &req.query, &req.global, req.k, Some(&accept))?;
+        Ok(hits.into_iter().map(|(slot, score)| self.scored(slot, score, req.with_payload, req.with_vector)).collect())
+    }
+
+    /// Whether a slot holds a live point that `filter` (if any) lets through, read from its
+    /// payload: the check of the text and sparse searches.
+    fn live_matching<'a>(&'a self, filter: Option<&'a Filter>) -> impl Fn(u32) -> bool + 'a {
+        move |slot: u32| {
             self.entries
                 .get(slot as usize)
                 .and_then(Option::as_ref)
                 .is_some_and(|e| filter.is_none_or(|f| f.matches(&e.id, e.payload.as_ref())))
-        };
-        let hits = self.named.search_sparse(&req.name, &req.query, &req.global, req.k, Some(&accept))?;
-        Ok(hits.into_iter().map(|(slot, score)| self.scored(slot, score, req.with_payload, req.with_vector)).collect())
+        }
     }
 
     fn scored(&self, slot: u32, score: f32, with_payload: bool, with_vector: bool) -> ScoredDoc {
@@ -1046,13 +1058,7 @@ impl PartitionActor {
             .text_indexes
             .get(&req.field)
             .ok_or_else(|| EngineError::invalid(format!("payload field `{}` has no text index", req.field)))?;
-        let filter = req.filter.as_ref();
-        let accept = |slot: u32| {
-            self.entries
-                .get(slot as usize)
-                .and_then(Option::as_ref)
-                .is_some_and(|e| filter.is_none_or(|f| f.matches(&e.id, e.payload.as_ref())))
-        };
+        let accept = self.live_matching(req.filter.as_ref());
         let hits = index.search(&req.terms, &req.global, req.k, Some(&accept));
         Ok(hits
             .into_iter()

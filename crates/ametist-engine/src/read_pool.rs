@@ -110,17 +110,18 @@ impl<S: ReadOnly> ReadSide<S> {
                 Err(TryLockError::WouldBlock) => {
                     // The actor is writing: it answers this read after the write.
                     if let Err(e) = mailbox.try_send(msg) {
-                        let err = match e {
-                            mpsc::error::TrySendError::Full(_) => EngineError::Overloaded(format!(
-                                "partition {partition} is busy writing and its mailbox is full"
-                            )),
-                            mpsc::error::TrySendError::Closed(_) => {
-                                EngineError::PartitionUnavailable { partition, reason: "stopped".into() }
+                        let (msg, err) = match e {
+                            mpsc::error::TrySendError::Full(m) => (
+                                m,
+                                EngineError::Overloaded(format!(
+                                    "partition {partition} is busy writing and its mailbox is full"
+                                )),
+                            ),
+                            mpsc::error::TrySendError::Closed(m) => {
+                                (m, EngineError::PartitionUnavailable { partition, reason: "stopped".into() })
                             }
                         };
-                        match e {
-                            mpsc::error::TrySendError::Full(m) | mpsc::error::TrySendError::Closed(m) => m.fail(err),
-                        }
+                        msg.fail(err);
                     }
                     return;
                 }
