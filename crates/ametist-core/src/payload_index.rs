@@ -183,7 +183,7 @@ impl PayloadIndex {
         if let Some(should) = filter.should.as_ref().filter(|s| !s.is_empty()) {
             let sets: Option<Vec<Vec<u32>>> = should.iter().map(|c| self.condition(c)).collect();
             if let Some(sets) = sets {
-                narrow(union(sets));
+                narrow(union(sets.iter().map(Vec::as_slice)));
             }
         }
         best
@@ -270,9 +270,9 @@ impl PayloadIndex {
     fn field_condition(&self, c: &FieldCondition) -> Option<Vec<u32>> {
         let field = self.fields.get(&c.key)?;
         Some(match field_keys(c, field)? {
-            Keys::Exact(keys) => union(keys.iter().filter_map(|k| field.postings.get(k).cloned()).collect()),
+            Keys::Exact(keys) => union(keys.iter().filter_map(|k| field.postings.get(k).map(Vec::as_slice))),
             Keys::Range(r) => {
-                union(field.postings.iter().filter(|(k, _)| key_in_range(k, r)).map(|(_, v)| v.clone()).collect())
+                union(field.postings.iter().filter(|(k, _)| key_in_range(k, r)).map(|(_, v)| v.as_slice()))
             }
         })
     }
@@ -391,11 +391,36 @@ fn intersect(a: &[u32], b: &[u32]) -> Vec<u32> {
     out
 }
 
-fn union(lists: Vec<Vec<u32>>) -> Vec<u32> {
-    let mut all: Vec<u32> = lists.into_iter().flatten().collect();
-    all.sort_unstable();
-    all.dedup();
-    all
+/// The sorted union of sorted lists. Many lists (a range over many keys) are merged in a
+/// bitmap over the slots they reach: linear in their total length plus one bit per slot,
+/// where sorting the concatenation cost `n log n` (a 10% range over 390k points: 39k
+/// slots, a millisecond of sorting per query).
+fn union<'a>(lists: impl Iterator<Item = &'a [u32]>) -> Vec<u32> {
+    let lists: Vec<&[u32]> = lists.filter(|l| !l.is_empty()).collect();
+    match lists.as_slice() {
+        [] => Vec::new(),
+        [one] => one.to_vec(),
+        _ => {
+            let max = lists.iter().filter_map(|l| l.last()).max().copied().unwrap_or(0) as usize;
+            let mut bits = vec![0u64; max / 64 + 1];
+            let mut total = 0;
+            for l in &lists {
+                total += l.len();
+                for &s in *l {
+                    bits[s as usize / 64] |= 1 << (s % 64);
+                }
+            }
+            let mut out = Vec::with_capacity(total);
+            for (w, &word) in bits.iter().enumerate() {
+                let mut word = word;
+                while word != 0 {
+                    out.push((w * 64) as u32 + word.trailing_zeros());
+                    word &= word - 1;
+                }
+            }
+            out
+        }
+    }
 }
 
 #[cfg(test)]
@@ -521,5 +546,26 @@ mod tests {
         o.sort();
         v.sort_by(f64::total_cmp);
         assert_eq!(o.iter().map(|u| from_ordered(*u)).collect::<Vec<_>>(), v);
+    }
+
+    proptest::proptest! {
+        /// The union of sorted lists is the sorted set of everything in them, whichever way
+        /// it is computed (no list, one list, or the bitmap over many).
+        #[test]
+        fn union_is_the_sorted_set_of_all_slots(
+            lists in proptest::collection::vec(proptest::collection::vec(0u32..5000, 0..200), 0..12),
+        ) {
+            let lists: Vec<Vec<u32>> = lists
+                .into_iter()
+                .map(|mut l| {
+                    l.sort_unstable();
+                    l.dedup();
+                    l
+                })
+                .collect();
+            let expected: Vec<u32> =
+                lists.iter().flatten().copied().collect::<std::collections::BTreeSet<u32>>().into_iter().collect();
+            proptest::prop_assert_eq!(union(lists.iter().map(Vec::as_slice)), expected);
+        }
     }
 }

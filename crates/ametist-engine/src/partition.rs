@@ -14,7 +14,6 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use ametist_core::filter::Filter;
-use ametist_core::flat::Candidate;
 use ametist_core::hnsw::{Hnsw, HnswParams};
 use ametist_core::payload_index::{values_at, FieldType, PayloadIndex};
 use ametist_core::text::{TextIndex, TextIndexConfig};
@@ -585,7 +584,7 @@ impl PartitionActor {
         };
         let accept_dyn: Option<&dyn Fn(u32) -> bool> = if filter.is_some() { Some(&accept) } else { None };
         let hits = match plan {
-            Plan::Candidates(slots) => self.score_slots(&req.query_vector, want, &slots, &accept),
+            Plan::Candidates(slots) => self.index.search_slots(&req.query_vector, want, &slots, Some(&accept)),
             Plan::Exact => self.index.search_exact(&req.query_vector, want, accept_dyn),
             Plan::Graph { ef, .. } => self.index.search(&req.query_vector, want, ef, accept_dyn),
         };
@@ -999,19 +998,6 @@ impl PartitionActor {
             vector: if with_vector { self.default_vector(slot) } else { None },
             named: if with_vector { self.named_vectors(slot) } else { None },
         }
-    }
-
-    /// Exact top-`k` among `slots`, keeping those `accept` lets through.
-    fn score_slots(&self, query: &[f32], k: usize, slots: &[u32], accept: &dyn Fn(u32) -> bool) -> Vec<Candidate> {
-        let metric = self.spec.metric;
-        let mut hits: Vec<Candidate> = slots
-            .iter()
-            .filter(|&&s| accept(s))
-            .map(|&slot| Candidate { slot, distance: metric.distance(query, self.index.vector(slot)) })
-            .collect();
-        hits.sort_unstable();
-        hits.truncate(k);
-        hits
     }
 
     /// Slots whose points match `filter`, using the payload indexes when they help.

@@ -469,7 +469,23 @@ impl Hnsw {
         if k == 0 {
             return Vec::new();
         }
-        dispatch(self.metric, Exact { index: self, query, k, accept })
+        dispatch(self.metric, Exact { index: self, query, k, slots: None, accept })
+    }
+
+    /// Exact top-k over the given slots (those not live are skipped), closest first: how a
+    /// filter that matches few points is answered from its candidate list.
+    pub fn search_slots(
+        &self,
+        query: &[f32],
+        k: usize,
+        slots: &[u32],
+        accept: Option<&dyn Fn(u32) -> bool>,
+    ) -> Vec<Candidate> {
+        assert_eq!(query.len(), self.dim, "query has dimension {}, index has {}", query.len(), self.dim);
+        if k == 0 {
+            return Vec::new();
+        }
+        dispatch(self.metric, Exact { index: self, query, k, slots: Some(slots), accept })
     }
 
     pub fn stats(&self) -> IndexStats {
@@ -808,10 +824,12 @@ impl Op for Search<'_> {
     }
 }
 
+/// Exact top-k over every slot, or over a list of slots.
 struct Exact<'a> {
     index: &'a Hnsw,
     query: &'a [f32],
     k: usize,
+    slots: Option<&'a [u32]>,
     accept: Option<&'a dyn Fn(u32) -> bool>,
 }
 
@@ -819,18 +837,37 @@ impl Op for Exact<'_> {
     type Out = Vec<Candidate>;
     #[inline(always)]
     fn run<S: Space>(self, s: S) -> Vec<Candidate> {
-        let Exact { index, query, k, accept } = self;
+        let Exact { index, query, k, slots, accept } = self;
         let mut heap: Vec<Cand> = Vec::with_capacity(k + 1);
         let q = query.as_ptr();
-        for slot in 0..index.store.len() as u32 {
-            if index.state[slot as usize] != LIVE || accept.is_some_and(|f| !f(slot)) {
-                continue;
+        let mut consider = |slot: u32| {
+            if index.state.get(slot as usize) != Some(&LIVE) || accept.is_some_and(|f| !f(slot)) {
+                return;
             }
-            let d = index.dist(s, q, slot);
             if heap.len() < k {
-                push::<true>(&mut heap, Cand { d, id: slot });
-            } else if d < heap[0].d {
-                replace_root::<true>(&mut heap, Cand { d, id: slot });
+                push::<true>(&mut heap, Cand { d: index.dist(s, q, slot), id: slot });
+            } else {
+                // Past the k-th best, a distance only has to be known to be too large.
+                let d = index.dist_bounded(s, q, slot, heap[0].d);
+                if d < heap[0].d {
+                    replace_root::<true>(&mut heap, Cand { d, id: slot });
+                }
+            }
+        };
+        match slots {
+            // Sequential: the hardware prefetcher streams the block.
+            None => (0..index.store.len() as u32).for_each(consider),
+            // Scattered: fetch a few slots ahead, as the graph walk does.
+            Some(slots) => {
+                const AHEAD: usize = 4;
+                let pf = index.prefetch_lines;
+                let len = index.store.len() as u32;
+                for (j, &slot) in slots.iter().enumerate() {
+                    if let Some(&next) = slots.get(j + AHEAD).filter(|&&n| n < len) {
+                        index.store.prefetch(next, pf);
+                    }
+                    consider(slot);
+                }
             }
         }
         heap.sort_unstable_by(|a, b| a.d.total_cmp(&b.d).then(a.id.cmp(&b.id)));

@@ -333,3 +333,40 @@ fn snapshot_round_trip_and_corruption() {
     huge[32..40].copy_from_slice(&(u32::MAX as u64 - 1).to_le_bytes());
     assert!(Hnsw::read_from(&mut huge.as_slice()).is_err());
 }
+
+/// Exact search over a slot list equals a brute-force scan of those slots: deleted and
+/// out-of-range slots are skipped, `accept` applies, ties and bounded distances included.
+#[test]
+fn search_slots_is_exact_over_the_list() {
+    let mut rng = Rng::seeded("search_slots_is_exact_over_the_list");
+    for metric in [Metric::Euclid, Metric::Dot, Metric::Manhattan] {
+        let dim = [3, 17, 130][rng.below(3)];
+        let data = clustered(&mut rng, 600, dim, 5);
+        let mut h = build(metric, &data, HnswParams::default(), 1);
+        let deleted: Vec<u32> = (0..60).map(|_| rng.below(600) as u32).collect();
+        deleted.iter().for_each(|&s| h.delete(s));
+        let mut slots: Vec<u32> = (0..300).map(|_| rng.below(650) as u32).collect();
+        slots.sort_unstable();
+        slots.dedup();
+        let odd = |s: u32| s % 2 == 1;
+        for _ in 0..20 {
+            let q = rng.vector(dim);
+            let k = 1 + rng.below(15);
+            let mut expected: Vec<flat::Candidate> = slots
+                .iter()
+                .filter(|&&s| (s as usize) < data.len() && !deleted.contains(&s) && odd(s))
+                .map(|&s| flat::Candidate { slot: s, distance: metric.distance(&q, &data[s as usize]) })
+                .collect();
+            expected.sort_unstable();
+            expected.truncate(k);
+            let got = h.search_slots(&q, k, &slots, Some(&odd));
+            assert_eq!(got.len(), expected.len(), "{metric:?}");
+            for (g, e) in got.iter().zip(&expected) {
+                assert!(
+                    (g.distance - e.distance).abs() <= 1e-4 * e.distance.abs().max(1.0),
+                    "{metric:?}: {g:?} vs {e:?}"
+                );
+            }
+        }
+    }
+}
