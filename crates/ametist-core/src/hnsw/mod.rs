@@ -855,8 +855,20 @@ impl Op for Exact<'_> {
             }
         };
         match slots {
-            // Sequential: the hardware prefetcher streams the block.
-            None => (0..index.store.len() as u32).for_each(consider),
+            // Sequential, but the block interleaves vectors and link lists: fetch the
+            // vectors a few nodes ahead rather than leave it to the hardware prefetcher,
+            // which stops at every 4 KiB boundary.
+            None => {
+                const AHEAD: u32 = 12;
+                let pf = index.prefetch_lines;
+                let len = index.store.len() as u32;
+                for slot in 0..len {
+                    if slot + AHEAD < len {
+                        index.store.prefetch(slot + AHEAD, pf);
+                    }
+                    consider(slot);
+                }
+            }
             // Scattered: fetch a few slots ahead, as the graph walk does.
             Some(slots) => {
                 const AHEAD: usize = 4;
