@@ -281,7 +281,10 @@ pub mod avx2 {
                 acc2 = _mm256_fmadd_ps(d2, d2, acc2);
                 acc3 = _mm256_fmadd_ps(d3, d3, acc3);
                 i += 32;
-                if i % 64 == 0 && i + 32 <= n {
+                // Every 128 floats (8 cache lines, what the graph walk prefetches ahead of a
+                // distance): checking every 64 costs more in horizontal sums than it saves
+                // in loads (fashion-mnist, 784 dimensions: 5-10% fewer queries per second).
+                if i % 128 == 0 && i + 32 <= n {
                     let partial = hsum(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
                     if partial >= bound {
                         return partial;
