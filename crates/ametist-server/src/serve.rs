@@ -15,6 +15,7 @@ use crate::config::{AmetistConfig, LogFormat};
 /// Runs the server until a shutdown signal, then stops every partition cleanly.
 pub fn run(config: AmetistConfig) -> anyhow::Result<()> {
     init_logging(&config);
+    ametist_core::hnsw::set_huge_pages(config.partitions.huge_pages);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("ametist-io")

@@ -25,6 +25,8 @@ mod io;
 mod scratch;
 mod space;
 mod store;
+
+pub use store::set_huge_pages;
 #[cfg(test)]
 mod tests;
 

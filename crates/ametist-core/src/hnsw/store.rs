@@ -227,6 +227,15 @@ impl Drop for SpinGuard<'_> {
     }
 }
 
+/// Whether index node blocks of 2 MiB or more ask for transparent huge pages (the default).
+/// Applies to blocks allocated from then on. A huge page is only ever partly used at the end
+/// of a block, so turning this off saves up to 2 MiB per index, at the cost of a slower walk
+/// (a TLB miss on most nodes a query visits); the server sets it from
+/// `partitions.huge_pages`.
+pub fn set_huge_pages(on: bool) {
+    block::HUGE_PAGES.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// The node block's allocation. Large blocks are mapped directly and asked for transparent
 /// huge pages: a search touches a few hundred nodes scattered over the whole block, and with
 /// 4 KiB pages nearly every one of those reads also misses the TLB (a 200 MB index spans
@@ -235,6 +244,10 @@ impl Drop for SpinGuard<'_> {
 mod block {
     use std::alloc::{self, Layout};
     use std::ptr::NonNull;
+    use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+
+    /// Whether large blocks are advised for huge pages; see [`super::set_huge_pages`].
+    pub(super) static HUGE_PAGES: AtomicBool = AtomicBool::new(true);
 
     /// Blocks from this size on are mapped with huge pages (where the OS has them).
     #[cfg(target_os = "linux")]
@@ -307,7 +320,9 @@ mod block {
                 libc::munmap((aligned + len) as *mut libc::c_void, tail);
             }
             // Advice only: without transparent huge pages the block still works, with 4 KiB pages.
-            libc::madvise(aligned as *mut libc::c_void, len, libc::MADV_HUGEPAGE);
+            if HUGE_PAGES.load(Relaxed) {
+                libc::madvise(aligned as *mut libc::c_void, len, libc::MADV_HUGEPAGE);
+            }
         }
         NonNull::new(aligned as *mut u32).expect("a successful mapping is never at address 0")
     }
@@ -365,5 +380,17 @@ mod tests {
         let i = s.push();
         assert!(s.vector(i).iter().all(|&x| x == 0.0));
         assert_eq!(read_list(s.links0(i), 32).1, 0);
+
+        // With huge pages switched off a large block is mapped the same way, only without
+        // the advice (the switch is advisory, so other tests running meanwhile are unaffected).
+        set_huge_pages(false);
+        let mut s = NodeStore::new(784, 32);
+        for i in 0..1000 {
+            s.push();
+            fill(&mut s, i);
+        }
+        set_huge_pages(true);
+        assert!(s.capacity() * s.stride_bytes() >= 2 << 20);
+        (0..1000).for_each(|i| check(&s, i));
     }
 }
