@@ -49,6 +49,10 @@ def test_keyword_query_on_a_text_index(server, client, collection_name):
         field_schema=models.TextIndexParams(type=models.TextIndexType.TEXT, tokenizer=models.TokenizerType.WORD, lowercase=True),
         wait=True,
     )
+    # The collection's schema lists the text index, as Qdrant does.
+    schema = client.get_collection(collection_name).payload_schema
+    assert schema["body"].data_type == models.PayloadSchemaType.TEXT, schema
+    assert schema["body"].points == len(DOCS), schema
     status, v = query(server, collection_name, {"query": {"bm25": {"field": "body", "text": "error E1234"}}, "limit": 3, "with_payload": True})
     assert status == 200, v
     ids = [p["id"] for p in v["result"]["points"]]

@@ -68,6 +68,8 @@ pub struct CollectionInfo {
     pub partitions: Vec<PartitionInfo>,
     /// Indexed payload fields: type and points with a value there (summed over partitions).
     pub payload_schema: BTreeMap<String, (FieldType, usize)>,
+    /// Full-text indexed fields: points indexed there (summed over partitions).
+    pub text_schema: BTreeMap<String, usize>,
 }
 
 /// Messages the coordinator understands.
@@ -892,9 +894,17 @@ impl Collection {
         let index_bytes = parts.iter().filter_map(|(_, s)| s.as_ref()).map(|s| s.index_size).sum();
         let mut payload_schema: BTreeMap<String, (FieldType, usize)> =
             self.payload_schema().into_iter().map(|(k, t)| (k, (t, 0))).collect();
-        for (key, _, n) in parts.iter().filter_map(|(_, s)| s.as_ref()).flat_map(|s| &s.payload_fields) {
-            if let Some(entry) = payload_schema.get_mut(key) {
-                entry.1 += n;
+        let mut text_schema: BTreeMap<String, usize> = self.text_schema().into_keys().map(|k| (k, 0)).collect();
+        for s in parts.iter().filter_map(|(_, s)| s.as_ref()) {
+            for (key, _, n) in &s.payload_fields {
+                if let Some(entry) = payload_schema.get_mut(key) {
+                    entry.1 += n;
+                }
+            }
+            for (key, n) in &s.text_fields {
+                if let Some(entry) = text_schema.get_mut(key) {
+                    *entry += n;
+                }
             }
         }
         Ok(CollectionInfo {
@@ -903,6 +913,7 @@ impl Collection {
             index_bytes,
             partitions: parts.into_iter().map(|(p, _)| p).collect(),
             payload_schema,
+            text_schema,
         })
     }
 

@@ -371,6 +371,9 @@ pub struct IndexStats {
     /// Indexed payload fields: key, type, and how many points have a value there.
     #[serde(default)]
     pub payload_fields: Vec<(String, FieldType, usize)>,
+    /// Full-text indexed fields: key and how many points are indexed there.
+    #[serde(default)]
+    pub text_fields: Vec<(String, usize)>,
 }
 
 /// Writes the partition's image (points, payloads, index graph and vectors, checksummed; the

@@ -1112,6 +1112,7 @@ impl PartitionActor {
             deleted: s.deleted,
             levels: s.levels,
             payload_fields,
+            text_fields: self.text_indexes.iter().map(|(key, index)| (key.clone(), index.len())).collect(),
         }
     }
 

@@ -297,8 +297,8 @@ fn collection_info_json(info: &CollectionInfo) -> Value {
             "wal_config": { "wal_capacity_mb": 32, "wal_segments_ahead": 0 },
             "quantization_config": null,
         },
-        "payload_schema": info.payload_schema.iter().map(|(k, (t, n))| {
-            (k.clone(), json!({ "data_type": t, "points": n }))
-        }).collect::<serde_json::Map<String, Value>>(),
+        "payload_schema": info.text_schema.iter().map(|(k, n)| (k.clone(), json!({ "data_type": "text", "points": n })))
+            .chain(info.payload_schema.iter().map(|(k, (t, n))| (k.clone(), json!({ "data_type": t, "points": n }))))
+            .collect::<serde_json::Map<String, Value>>(),
     })
 }
