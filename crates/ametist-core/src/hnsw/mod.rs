@@ -856,14 +856,14 @@ impl Op for Exact<'_> {
                 }
             }
         };
+        let pf = index.prefetch_lines;
+        let len = index.store.len() as u32;
         match slots {
             // Sequential, but the block interleaves vectors and link lists: fetch the
             // vectors a few nodes ahead rather than leave it to the hardware prefetcher,
             // which stops at every 4 KiB boundary.
             None => {
                 const AHEAD: u32 = 12;
-                let pf = index.prefetch_lines;
-                let len = index.store.len() as u32;
                 for slot in 0..len {
                     if slot + AHEAD < len {
                         index.store.prefetch(slot + AHEAD, pf);
@@ -874,8 +874,6 @@ impl Op for Exact<'_> {
             // Scattered: fetch a few slots ahead, as the graph walk does.
             Some(slots) => {
                 const AHEAD: usize = 4;
-                let pf = index.prefetch_lines;
-                let len = index.store.len() as u32;
                 for (j, &slot) in slots.iter().enumerate() {
                     if let Some(&next) = slots.get(j + AHEAD).filter(|&&n| n < len) {
                         index.store.prefetch(next, pf);
