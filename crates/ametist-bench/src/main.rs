@@ -4,6 +4,7 @@
 //! ```text
 //! ametist-bench DATA_DIR [--metric euclid|cosine|dot] [--gt gt] [--m 16] [--ef-construction 200]
 //!               [--threads 2] [--ef 10,20,40,50,80,100,150,200,300] [--k 10] [--queries N] [--json]
+//!               [--quantization none|int4]
 //! ```
 //!
 //! Prints build time, resident memory per vector (VmRSS before and after the build), and for
@@ -15,7 +16,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use ametist_bench::{fvecs, read_vecs, rss_kib, thread_cpu_ns};
-use ametist_core::hnsw::{Hnsw, HnswParams};
+use ametist_core::hnsw::{Hnsw, HnswParams, Quantization};
 use ametist_core::Metric;
 use anyhow::{bail, Context, Result};
 
@@ -35,6 +36,7 @@ struct Args {
     cache: Option<PathBuf>,
     base_limit: Option<usize>,
     exact: usize,
+    quantization: Quantization,
 }
 
 fn parse() -> Result<Args> {
@@ -55,6 +57,7 @@ fn parse() -> Result<Args> {
         cache: None,
         base_limit: None,
         exact: 0,
+        quantization: Quantization::None,
     };
     let mut dir = None;
     while let Some(arg) = it.next() {
@@ -84,6 +87,14 @@ fn parse() -> Result<Args> {
             "--index-cache" => a.cache = Some(PathBuf::from(val()?)),
             // Also time N exact searches (`Hnsw::search_exact`, the engine's exact path).
             "--exact" => a.exact = val()?.parse()?,
+            // Walk on 4-bit codes, re-scoring with the f32 vectors (`Hnsw::set_quantization`).
+            "--quantization" => {
+                a.quantization = match val()?.as_str() {
+                    "none" => Quantization::None,
+                    "int4" => Quantization::Int4,
+                    other => bail!("unknown quantization {other} (none or int4)"),
+                }
+            }
             // Build, print the build line, then answer `EF REPEAT` lines from stdin with a
             // JSON row each (used by bench/compare.py to interleave with hnswlib).
             "--serve" => {
@@ -91,7 +102,7 @@ fn parse() -> Result<Args> {
                 a.json = true;
             }
             "-h" | "--help" => {
-                println!("usage: ametist-bench DATA_DIR [--metric euclid|cosine|dot] [--gt gt] [--m 16] [--ef-construction 200] [--threads 2] [--ef 10,20,..] [--k 10] [--queries N] [--repeat 1] [--json]");
+                println!("usage: ametist-bench DATA_DIR [--metric euclid|cosine|dot] [--gt gt] [--m 16] [--ef-construction 200] [--threads 2] [--ef 10,20,..] [--k 10] [--queries N] [--repeat 1] [--json] [--quantization none|int4]");
                 std::process::exit(0);
             }
             _ if dir.is_none() && !arg.starts_with("--") => dir = Some(PathBuf::from(arg)),
@@ -138,10 +149,11 @@ fn main() -> Result<()> {
 
     let rss0 = rss_kib();
     let t = Instant::now();
-    let index = match &a.cache {
+    let mut index = match &a.cache {
         Some(p) if p.exists() => Hnsw::read_from(&mut std::io::BufReader::new(std::fs::File::open(p)?))?,
         _ => {
             let mut index = Hnsw::new(a.metric, dim, params);
+            index.set_quantization(a.quantization);
             let refs: Vec<&[f32]> = base.chunks_exact(dim).collect();
             index.insert_batch(&refs, a.threads);
             if let Some(p) = &a.cache {
@@ -150,6 +162,9 @@ fn main() -> Result<()> {
             index
         }
     };
+    // A cached index is read in plain; codes are added here (the store is laid out again).
+    index.set_quantization(a.quantization);
+    let index = index;
     let build_s = t.elapsed().as_secs_f64();
     let rss1 = rss_kib();
     let mem_per_vector = (rss1.saturating_sub(rss0) * 1024) as f64 / n as f64;

@@ -15,17 +15,24 @@
 //! next insert reuses it. Inserts call `repair` themselves once pending deletes reach a
 //! tenth of the live points, so churn does not grow memory.
 //!
+//! Compact walk (optional, [`Hnsw::set_quantization`]): every node also carries a 4-bit
+//! code of its vector (see [`codes`]); searches walk the graph on codes and re-score the
+//! `ef` best with the f32 vectors, so results carry exact distances. The graph itself is
+//! always built on the f32 vectors.
+//!
 //! Concurrency: [`Hnsw::insert_batch`] writes the new vectors first (`&mut self`), then
 //! links them from several threads through `&self`: link words are `AtomicU32` and each
 //! node's list is rewritten under that node's spin lock; vectors are read-only meanwhile.
 //! Searches take `&self` and run concurrently with each other (never with writes, which
 //! need `&mut self`).
 
+mod codes;
 mod io;
 mod scratch;
 mod space;
 mod store;
 
+pub use codes::Quantization;
 pub use store::set_huge_pages;
 #[cfg(test)]
 mod tests;
@@ -37,6 +44,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::distance::Metric;
 use crate::flat::Candidate;
+use codes::{CodeKernel, Int4};
 use scratch::{pop, push, replace_root, Cand, Scratch};
 use space::{dispatch, Op, Space};
 use store::{read_list, write_list, NodeStore, SpinLock};
@@ -69,6 +77,8 @@ pub struct IndexStats {
     pub bytes: usize,
     /// Number of layers (0 when empty).
     pub levels: usize,
+    /// The compact copy searches walk on.
+    pub quantization: Quantization,
 }
 
 const LIVE: u8 = 0;
@@ -80,6 +90,12 @@ const FREE: u8 = 2;
 const NO_ENTRY: u64 = u64::MAX;
 const NO_UPPER: u32 = u32::MAX;
 const MAX_LEVEL: usize = 30;
+/// Codes are trained once this many points are live (a smaller index walks on f32), and
+/// again whenever the live count has doubled since, so their range follows the data.
+const TRAIN_AT: usize = 256;
+/// Values (vectors times dimensions) sampled to train codes: plenty for two quantiles, and
+/// a transient 1 MiB.
+const TRAIN_VALUES: usize = 1 << 18;
 
 /// The HNSW index. `Send + Sync`; searches take `&self`, writes `&mut self`.
 pub struct Hnsw {
@@ -112,6 +128,11 @@ pub struct Hnsw {
     prefetch_lines: usize,
     /// How many neighbours ahead to prefetch.
     prefetch_ahead: usize,
+    quantization: Quantization,
+    /// The codes' scale once trained; until then searches walk on the f32 vectors.
+    scale: Option<Int4>,
+    /// Live points when the codes were last trained.
+    trained_at: usize,
     pool: Mutex<Vec<Scratch>>,
 }
 
@@ -149,7 +170,7 @@ impl Hnsw {
             m,
             m0,
             level_mult: 1.0 / (m as f64).ln(),
-            store: NodeStore::new(dim, m0),
+            store: NodeStore::new(dim, m0, 0),
             levels: Vec::new(),
             state: Vec::new(),
             upper_off: Vec::new(),
@@ -163,6 +184,9 @@ impl Hnsw {
             rng: 0x5EED_A3E7_1570_2026,
             prefetch_lines: (dim * 4).div_ceil(64).min(8),
             prefetch_ahead: 2,
+            quantization: Quantization::None,
+            scale: None,
+            trained_at: 0,
             pool: Mutex::new(Vec::new()),
         }
     }
@@ -191,6 +215,61 @@ impl Hnsw {
     /// Number of slots (live, deleted and free); every slot is `< slots()`.
     pub fn slots(&self) -> usize {
         self.store.len()
+    }
+
+    pub fn quantization(&self) -> Quantization {
+        self.quantization
+    }
+
+    /// Switches the compact copy searches walk on. Turning codes on or off re-lays the
+    /// node block out (a copy of the index, briefly twice its memory); the codes are
+    /// trained on the live vectors as soon as there are enough of them.
+    pub fn set_quantization(&mut self, q: Quantization) {
+        if q == self.quantization {
+            return;
+        }
+        let code_bytes = match q {
+            Quantization::None => 0,
+            Quantization::Int4 => codes::code_bytes(self.dim),
+        };
+        let mut store = NodeStore::new(self.dim, self.m0, code_bytes);
+        store.reserve_exact(self.store.len());
+        for i in 0..self.store.len() as u32 {
+            store.push();
+            store.vector_mut(i).copy_from_slice(self.store.vector(i));
+            for (to, from) in store.links0(i).iter().zip(self.store.links0(i)) {
+                to.store(from.load(Relaxed), Relaxed);
+            }
+        }
+        self.store = store;
+        self.quantization = q;
+        self.scale = None;
+        self.trained_at = 0;
+        self.train_codes_if_due();
+    }
+
+    /// Trains the codes (and encodes every node) when the index has grown enough since the
+    /// last training; see [`TRAIN_AT`].
+    fn train_codes_if_due(&mut self) {
+        let due = match self.scale {
+            None => self.live >= TRAIN_AT,
+            Some(_) => self.live >= 2 * self.trained_at,
+        };
+        if self.quantization == Quantization::Int4 && due {
+            self.train_codes();
+        }
+    }
+
+    fn train_codes(&mut self) {
+        let every = self.live.div_ceil((TRAIN_VALUES / self.dim).max(1)).max(1);
+        let sample = (0..self.store.len() as u32).filter(|&s| self.is_live(s)).step_by(every);
+        let scale = Int4::train(sample.map(|s| self.store.vector(s)));
+        self.scale = Some(scale);
+        self.trained_at = self.live;
+        // Deleted nodes are still walked through, so they get codes too.
+        for s in 0..self.store.len() as u32 {
+            self.store.encode(s, &scale);
+        }
     }
 
     /// Sets the default beam width of searches.
@@ -279,6 +358,10 @@ impl Hnsw {
             slots.push(slot);
         }
         self.live += vectors.len();
+        match self.scale {
+            Some(scale) if self.live < 2 * self.trained_at => slots.iter().for_each(|&s| self.store.encode(s, &scale)),
+            _ => self.train_codes_if_due(),
+        }
         self.link_all(&slots, threads);
         slots
     }
@@ -363,6 +446,9 @@ impl Hnsw {
         assert!(self.is_live(slot), "update of a slot that is not live: {slot}");
         assert_eq!(vector.len(), self.dim, "vector has dimension {}, index has {}", vector.len(), self.dim);
         self.store.vector_mut(slot).copy_from_slice(vector);
+        if let Some(scale) = self.scale {
+            self.store.encode(slot, &scale);
+        }
         let mut sc = self.scratch();
         dispatch(self.metric, RepairAround { index: self, node: slot, sc: &mut sc });
         dispatch(self.metric, Connect { index: self, node: slot, relink: true, sc: &mut sc });
@@ -447,6 +533,10 @@ impl Hnsw {
         }
         self.free.sort_unstable_by(|a, b| b.cmp(a));
         self.pool.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        // Retrain the codes on what is live now.
+        self.scale = None;
+        self.trained_at = 0;
+        self.train_codes_if_due();
         self.link_all(&live, threads);
     }
 
@@ -505,6 +595,7 @@ impl Hnsw {
             deleted: self.pending.len() + self.free.len(),
             bytes,
             levels: self.entry().map_or(0, |(_, l)| l + 1),
+            quantization: self.quantization,
         }
     }
 
@@ -577,8 +668,8 @@ impl Hnsw {
     /// Greedy descent from the entry point to `stop + 1`, then returns the closest node
     /// found. Distance to `skip` counts as infinite (used when relinking a node).
     #[inline(always)]
-    fn descend<S: Space>(&self, s: S, q: *const f32, ep: u32, top: usize, stop: usize, skip: u32) -> Cand {
-        let mut cur = Cand { d: if ep == skip { f32::INFINITY } else { self.dist(s, q, ep) }, id: ep };
+    fn descend<P: Probe>(&self, p: P, ep: u32, top: usize, stop: usize, skip: u32) -> Cand {
+        let mut cur = Cand { d: if ep == skip { f32::INFINITY } else { p.dist(ep) }, id: ep };
         let mut layer = top;
         while layer > stop {
             loop {
@@ -589,7 +680,7 @@ impl Hnsw {
                     if n == skip {
                         continue;
                     }
-                    let d = self.dist(s, q, n);
+                    let d = p.dist(n);
                     if d < cur.d {
                         cur = Cand { d, id: n };
                         changed = true;
@@ -608,10 +699,9 @@ impl Hnsw {
     /// `sc.top` (a max-heap). With `FILTER` false every node is accepted.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    fn search_layer<S: Space, const FILTER: bool>(
+    fn search_layer<P: Probe, const FILTER: bool>(
         &self,
-        s: S,
-        q: *const f32,
+        p: P,
         eps: &[Cand],
         ef: usize,
         layer: usize,
@@ -631,7 +721,6 @@ impl Hnsw {
         }
         let mut lower = if sc.top.is_empty() { f32::INFINITY } else { sc.top[0].d };
         let max = self.max_links(layer);
-        let pf = self.prefetch_lines;
         let ahead = self.prefetch_ahead;
         while let Some(c) = pop::<false>(&mut sc.cand) {
             if c.d > lower && (!FILTER || sc.top.len() >= ef) {
@@ -647,15 +736,15 @@ impl Hnsw {
             }
             let nb = sc.buf.len();
             for &n in &sc.buf[..nb.min(ahead)] {
-                self.store.prefetch(n, pf);
+                p.prefetch(n);
             }
             for j in 0..nb {
                 let n = sc.buf[j];
                 if j + ahead < nb {
-                    self.store.prefetch(sc.buf[j + ahead], pf);
+                    p.prefetch(sc.buf[j + ahead]);
                 }
                 let full = sc.top.len() >= ef;
-                let d = if full { self.dist_bounded(s, q, n, lower) } else { self.dist(s, q, n) };
+                let d = if full { p.dist_bounded(n, lower) } else { p.dist(n) };
                 if !full || d < lower {
                     push::<false>(&mut sc.cand, Cand { d, id: n });
                     if !FILTER || accept(n) {
@@ -744,16 +833,16 @@ impl Hnsw {
         if guard.is_some() && level <= top {
             guard = None;
         }
-        let qv = self.store.vec_ptr(q);
-        let mut cur = self.descend(s, qv, ep, top, level, q);
+        let p = F32Probe { index: self, s, q: self.store.vec_ptr(q) };
+        let mut cur = self.descend(p, ep, top, level, q);
         let has_pending = !self.pending.is_empty();
         let accept = |id: u32| id != q && (!has_pending || self.state[id as usize] == LIVE);
         for layer in (0..=level.min(top)).rev() {
-            self.search_layer::<S, true>(s, qv, &[cur], self.params.ef_construction, layer, sc, accept);
+            self.search_layer::<_, true>(p, &[cur], self.params.ef_construction, layer, sc, accept);
             if sc.top.is_empty() && has_pending {
                 // Only deleted nodes around: link to them rather than not at all, so the
                 // node stays reachable; `repair` replaces those links later.
-                self.search_layer::<S, true>(s, qv, &[cur], self.params.ef_construction, layer, sc, |id| id != q);
+                self.search_layer::<_, true>(p, &[cur], self.params.ef_construction, layer, sc, |id| id != q);
             }
             let mut found = std::mem::take(&mut sc.top);
             found.sort_unstable_by(|a, b| a.d.total_cmp(&b.d));
@@ -778,6 +867,103 @@ impl Hnsw {
             self.set_entry(Some((q, level)));
         }
         drop(guard);
+    }
+}
+
+impl Hnsw {
+    /// A search's walk: greedy through the upper layers, then the beam at layer 0; leaves
+    /// the best `ef` accepted live nodes in `sc.top`.
+    #[inline(always)]
+    fn walk<P: Probe>(
+        &self,
+        p: P,
+        ep: u32,
+        top: usize,
+        ef: usize,
+        accept: Option<&dyn Fn(u32) -> bool>,
+        sc: &mut Scratch,
+    ) {
+        let start = self.descend(p, ep, top, 0, u32::MAX);
+        let has_pending = !self.pending.is_empty();
+        match accept {
+            None if !has_pending => self.search_layer::<P, false>(p, &[start], ef, 0, sc, |_| true),
+            None => self.search_layer::<P, true>(p, &[start], ef, 0, sc, |id| self.state[id as usize] == LIVE),
+            Some(f) => {
+                self.search_layer::<P, true>(p, &[start], ef, 0, sc, |id| self.state[id as usize] == LIVE && f(id))
+            }
+        }
+    }
+}
+
+/// The distance from one query to any node, as a graph walk sees it.
+trait Probe: Copy {
+    fn dist(self, n: u32) -> f32;
+    /// May stop early once the result is known to be `>= bound` (exact below it).
+    fn dist_bounded(self, n: u32, bound: f32) -> f32;
+    /// Starts loading what `dist(n)` will read.
+    fn prefetch(self, n: u32);
+}
+
+/// Distances between f32 vectors (the query's and the nodes').
+#[derive(Clone, Copy)]
+struct F32Probe<'a, S> {
+    index: &'a Hnsw,
+    s: S,
+    /// `dim` floats: a checked query or a stored vector.
+    q: *const f32,
+}
+
+impl<S: Space> Probe for F32Probe<'_, S> {
+    #[inline(always)]
+    fn dist(self, n: u32) -> f32 {
+        self.index.dist(self.s, self.q, n)
+    }
+    #[inline(always)]
+    fn dist_bounded(self, n: u32, bound: f32) -> f32 {
+        self.index.dist_bounded(self.s, self.q, n, bound)
+    }
+    #[inline(always)]
+    fn prefetch(self, n: u32) {
+        self.index.store.prefetch(n, self.index.prefetch_lines)
+    }
+}
+
+/// Distances between 4-bit codes (the query's and the nodes').
+#[derive(Clone, Copy)]
+struct CodeProbe<'a, K> {
+    index: &'a Hnsw,
+    kernel: K,
+    scale: Int4,
+    /// The query's code (`code_bytes` bytes) and its sum.
+    q: *const u8,
+    sum: u32,
+}
+
+impl<K: CodeKernel> Probe for CodeProbe<'_, K> {
+    #[inline(always)]
+    fn dist(self, n: u32) -> f32 {
+        let store = &self.index.store;
+        // SAFETY: the query's code and node `n`'s both hold `code_bytes` bytes (a multiple
+        // of 32); `K` comes from a `Space` instantiated only for features the CPU has.
+        let raw = unsafe { self.kernel.raw(self.q, store.code_ptr(n), store.code_bytes()) };
+        self.scale.finish(self.index.metric, raw, self.sum, store.code_sum(n), self.index.dim)
+    }
+    #[inline(always)]
+    fn dist_bounded(self, n: u32, _bound: f32) -> f32 {
+        // Codes are cheap to compare whole; stopping early would not pay for its checks.
+        self.dist(n)
+    }
+    #[inline(always)]
+    fn prefetch(self, n: u32) {
+        self.index.store.prefetch_code(n, self.index.code_lines())
+    }
+}
+
+impl Hnsw {
+    /// Cache lines of a node's code (and the sum after it).
+    #[inline(always)]
+    fn code_lines(&self) -> usize {
+        (self.store.code_bytes() + 4).div_ceil(64).min(16)
     }
 }
 
@@ -812,13 +998,25 @@ impl Op for Search<'_> {
         let Search { index, query, k, ef, accept, sc } = self;
         let Some((ep, top)) = index.entry() else { return Vec::new() };
         let q = query.as_ptr();
-        let start = index.descend(s, q, ep, top, 0, u32::MAX);
-        let has_pending = !index.pending.is_empty();
-        match accept {
-            None if !has_pending => index.search_layer::<S, false>(s, q, &[start], ef, 0, sc, |_| true),
-            None => index.search_layer::<S, true>(s, q, &[start], ef, 0, sc, |id| index.state[id as usize] == LIVE),
-            Some(f) => {
-                index.search_layer::<S, true>(s, q, &[start], ef, 0, sc, |id| index.state[id as usize] == LIVE && f(id))
+        match index.scale {
+            None => index.walk(F32Probe { index, s, q }, ep, top, ef, accept, sc),
+            Some(scale) => {
+                let mut code = std::mem::take(&mut sc.code);
+                code.resize(index.store.code_bytes(), 0);
+                let sum = scale.encode(query, &mut code);
+                let p = CodeProbe { index, kernel: s.codes(), scale, q: code.as_ptr(), sum };
+                index.walk(p, ep, top, ef, accept, sc);
+                sc.code = code;
+                // Re-score what the walk kept with the f32 vectors, a few nodes ahead of
+                // their loads, so the results carry exact distances.
+                const AHEAD: usize = 4;
+                let n = sc.top.len();
+                for j in 0..n {
+                    if j + AHEAD < n {
+                        index.store.prefetch(sc.top[j + AHEAD].id, index.prefetch_lines);
+                    }
+                    sc.top[j].d = index.dist(s, q, sc.top[j].id);
+                }
             }
         }
         sc.top.sort_unstable_by(|a, b| a.d.total_cmp(&b.d).then(a.id.cmp(&b.id)));

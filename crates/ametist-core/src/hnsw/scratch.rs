@@ -23,6 +23,8 @@ pub(crate) struct Scratch {
     pub sel: Vec<Cand>,
     pub out: Vec<Cand>,
     pub ids: Vec<u32>,
+    /// The query's 4-bit code, when the index walks on codes.
+    pub code: Vec<u8>,
 }
 
 impl Scratch {
@@ -36,6 +38,7 @@ impl Scratch {
             sel: Vec::new(),
             out: Vec::new(),
             ids: Vec::new(),
+            code: Vec::new(),
         }
     }
 
@@ -43,6 +46,7 @@ impl Scratch {
         self.visited.capacity()
             + (self.cand.capacity() + self.top.capacity() + self.sel.capacity() + self.out.capacity()) * 8
             + (self.buf.capacity() + self.ids.capacity()) * 4
+            + self.code.capacity()
     }
 
     /// Starts a new visited set for a graph of `n` slots.

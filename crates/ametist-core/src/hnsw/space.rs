@@ -1,10 +1,16 @@
 //! Distance "spaces": the metric's kernel as a zero-sized type, so the graph walk is
 //! compiled once per kernel with the kernel inlined into it.
 
+use super::codes::{self, CodeKernel};
 use crate::distance::{scalar, Metric};
 
 /// Internal distance between two vectors of `n` floats (lower is closer).
 pub(crate) trait Space: Copy + Send + Sync {
+    /// The kernel for 4-bit codes with the same metric and CPU features.
+    type Codes: CodeKernel;
+
+    fn codes(self) -> Self::Codes;
+
     /// # Safety
     /// `a` and `b` must be valid for `n` reads, and the CPU must have the space's features.
     unsafe fn dist(self, a: *const f32, b: *const f32, n: usize) -> f32;
@@ -23,10 +29,15 @@ pub(crate) trait Space: Copy + Send + Sync {
 }
 
 macro_rules! scalar_space {
-    ($name:ident, |$a:ident, $b:ident| $body:expr) => {
+    ($name:ident, $codes:ty, |$a:ident, $b:ident| $body:expr) => {
         #[derive(Clone, Copy)]
         pub(crate) struct $name;
         impl Space for $name {
+            type Codes = $codes;
+            #[inline(always)]
+            fn codes(self) -> $codes {
+                <$codes>::default()
+            }
             #[inline(always)]
             unsafe fn dist(self, a: *const f32, b: *const f32, n: usize) -> f32 {
                 // SAFETY: the caller guarantees both pointers are valid for `n` reads.
@@ -37,21 +48,27 @@ macro_rules! scalar_space {
     };
 }
 
-scalar_space!(ScalarL2, |a, b| scalar::l2_squared(a, b));
-scalar_space!(ScalarDot, |a, b| -scalar::dot(a, b));
-scalar_space!(ScalarL1, |a, b| scalar::l1(a, b));
+scalar_space!(ScalarL2, codes::scalar::L2, |a, b| scalar::l2_squared(a, b));
+scalar_space!(ScalarDot, codes::scalar::Dot, |a, b| -scalar::dot(a, b));
+scalar_space!(ScalarL1, codes::scalar::L1, |a, b| scalar::l1(a, b));
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
+    use super::super::codes::avx2 as codes;
     use super::Space;
     use crate::distance::avx2;
 
     macro_rules! avx_space {
-        ($name:ident, |$a:ident, $b:ident, $n:ident| $body:expr) => {
+        ($name:ident, $codes:ident, |$a:ident, $b:ident, $n:ident| $body:expr) => {
             /// Only constructed after `has_avx2_fma()` said yes.
             #[derive(Clone, Copy)]
             pub(crate) struct $name;
             impl Space for $name {
+                type Codes = codes::$codes;
+                #[inline(always)]
+                fn codes(self) -> codes::$codes {
+                    codes::$codes
+                }
                 #[inline(always)]
                 unsafe fn dist(self, $a: *const f32, $b: *const f32, $n: usize) -> f32 {
                     // SAFETY: pointers valid per the caller; this type is only used once the
@@ -65,6 +82,11 @@ mod x86 {
     #[derive(Clone, Copy)]
     pub(crate) struct AvxL2;
     impl Space for AvxL2 {
+        type Codes = codes::L2;
+        #[inline(always)]
+        fn codes(self) -> codes::L2 {
+            codes::L2
+        }
         #[inline(always)]
         unsafe fn dist(self, a: *const f32, b: *const f32, n: usize) -> f32 {
             // SAFETY: as in `avx_space!`.
@@ -76,8 +98,8 @@ mod x86 {
             unsafe { avx2::l2_squared_bounded_ptr(a, b, n, bound) }
         }
     }
-    avx_space!(AvxDot, |a, b, n| -avx2::dot_ptr(a, b, n));
-    avx_space!(AvxL1, |a, b, n| avx2::l1_ptr(a, b, n));
+    avx_space!(AvxDot, Dot, |a, b, n| -avx2::dot_ptr(a, b, n));
+    avx_space!(AvxL1, L1, |a, b, n| avx2::l1_ptr(a, b, n));
 }
 #[cfg(target_arch = "x86_64")]
 pub(crate) use x86::*;

@@ -2,7 +2,13 @@
 //! block (like hnswlib's `data_level0_memory_`), plus an arena for the upper layers.
 //!
 //! Layout of node `i` (in 32-bit words, from `i * stride`):
-//! `[vector: dim f32][count: u32][links: m0 u32][padding]`, `stride` rounded up to 16 bytes.
+//! * plain: `[vector: dim f32][count: u32][links: m0 u32][padding]`, `stride` rounded up to
+//!   16 bytes;
+//! * with 4-bit codes (see [`super::codes`]): `[code][code sum: u32][count][links][vector]`,
+//!   so that the walk, which reads only codes and links, touches the first few cache lines
+//!   of a node, and the f32 vector is read only when a candidate is re-scored. Nothing is
+//!   padded here: compact codes are chosen to save memory, and the vector is read rarely
+//!   enough that its alignment does not matter.
 //!
 //! Links are only ever read and written through `AtomicU32` (relaxed), so graph threads can
 //! edit them concurrently without data races; vectors are written only through `&mut`.
@@ -21,6 +27,11 @@ pub(crate) struct NodeStore {
     len: usize,
     dim: usize,
     m0: usize,
+    /// Bytes of a node's code (0: no codes).
+    code_bytes: usize,
+    /// Word offsets of the vector and of the layer-0 list inside a node.
+    vec_off: usize,
+    links_off: usize,
     stride: usize,
 }
 
@@ -31,9 +42,27 @@ unsafe impl Send for NodeStore {}
 unsafe impl Sync for NodeStore {}
 
 impl NodeStore {
-    pub(crate) fn new(dim: usize, m0: usize) -> Self {
-        let stride = (dim + 1 + m0).div_ceil(4) * 4;
-        NodeStore { ptr: NonNull::dangling(), cap: 0, len: 0, dim, m0, stride }
+    /// An empty store; `code_bytes` (a multiple of 4, 0 for none) reserves room for a
+    /// code in front of every node.
+    pub(crate) fn new(dim: usize, m0: usize, code_bytes: usize) -> Self {
+        assert_eq!(code_bytes % 4, 0, "codes are whole words");
+        let (vec_off, links_off, stride) = if code_bytes == 0 {
+            (0, dim, (dim + 1 + m0).div_ceil(4) * 4)
+        } else {
+            let cw = code_bytes / 4;
+            let vec_off = cw + 2 + m0;
+            (vec_off, cw + 1, vec_off + dim)
+        };
+        NodeStore { ptr: NonNull::dangling(), cap: 0, len: 0, dim, m0, code_bytes, vec_off, links_off, stride }
+    }
+
+    /// An empty store with the same layout.
+    fn empty_like(&self) -> Self {
+        NodeStore::new(self.dim, self.m0, self.code_bytes)
+    }
+
+    pub(crate) fn code_bytes(&self) -> usize {
+        self.code_bytes
     }
 
     #[inline(always)]
@@ -83,7 +112,7 @@ impl NodeStore {
         if self.cap == self.len {
             return;
         }
-        let old = std::mem::replace(self, NodeStore::new(self.dim, self.m0));
+        let old = std::mem::replace(self, self.empty_like());
         self.reserve_exact(old.len);
         if old.len > 0 {
             // SAFETY: both blocks hold at least `old.len * stride` words and do not overlap.
@@ -107,7 +136,36 @@ impl NodeStore {
     pub(crate) fn vec_ptr(&self, i: u32) -> *const f32 {
         debug_assert!((i as usize) < self.len);
         // SAFETY (for callers): `i < len <= cap`, so the node lies inside the allocation.
-        unsafe { self.ptr.as_ptr().add(i as usize * self.stride) as *const f32 }
+        unsafe { self.ptr.as_ptr().add(i as usize * self.stride + self.vec_off) as *const f32 }
+    }
+
+    /// Pointer to node `i`'s code (`code_bytes` bytes; only meaningful when there are codes).
+    #[inline(always)]
+    pub(crate) fn code_ptr(&self, i: u32) -> *const u8 {
+        debug_assert!((i as usize) < self.len);
+        // SAFETY (for callers): `i < len <= cap`, so the node lies inside the allocation.
+        unsafe { self.ptr.as_ptr().add(i as usize * self.stride) as *const u8 }
+    }
+
+    /// The sum of node `i`'s code values (stored right after the code).
+    #[inline(always)]
+    pub(crate) fn code_sum(&self, i: u32) -> u32 {
+        debug_assert!(self.code_bytes > 0 && (i as usize) < self.len);
+        // SAFETY: in range; code words are never written through `&self`.
+        unsafe { *self.ptr.as_ptr().add(i as usize * self.stride + self.code_bytes / 4) }
+    }
+
+    /// Writes node `i`'s code (and its sum) from its vector.
+    pub(crate) fn encode(&mut self, i: u32, scale: &super::codes::Int4) {
+        assert!(self.code_bytes > 0 && (i as usize) < self.len, "slot {i} out of range or no codes");
+        // SAFETY: in range; `&mut self` excludes every other access; the code, its sum and
+        // the vector are disjoint words of node `i`.
+        unsafe {
+            let base = self.ptr.as_ptr().add(i as usize * self.stride);
+            let vector = std::slice::from_raw_parts(base.add(self.vec_off) as *const f32, self.dim);
+            let code = std::slice::from_raw_parts_mut(base as *mut u8, self.code_bytes);
+            *base.add(self.code_bytes / 4) = scale.encode(vector, code);
+        }
     }
 
     #[inline(always)]
@@ -120,7 +178,12 @@ impl NodeStore {
     pub(crate) fn vector_mut(&mut self, i: u32) -> &mut [f32] {
         assert!((i as usize) < self.len, "slot {i} out of range");
         // SAFETY: in range; `&mut self` excludes every other access.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr().add(i as usize * self.stride) as *mut f32, self.dim) }
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                self.ptr.as_ptr().add(i as usize * self.stride + self.vec_off) as *mut f32,
+                self.dim,
+            )
+        }
     }
 
     /// Node `i`'s layer-0 list: `[count, link0, link1, ..]` (`1 + m0` words).
@@ -132,7 +195,7 @@ impl NodeStore {
         // only ever accessed atomically while shared.
         unsafe {
             std::slice::from_raw_parts(
-                self.ptr.as_ptr().add(i as usize * self.stride + self.dim) as *const AtomicU32,
+                self.ptr.as_ptr().add(i as usize * self.stride + self.links_off) as *const AtomicU32,
                 1 + self.m0,
             )
         }
@@ -144,6 +207,21 @@ impl NodeStore {
         #[cfg(target_arch = "x86_64")]
         {
             let p = self.vec_ptr(i) as *const i8;
+            for l in 0..lines {
+                // SAFETY: prefetch never faults, whatever the address.
+                unsafe { std::arch::x86_64::_mm_prefetch(p.wrapping_add(l * 64), std::arch::x86_64::_MM_HINT_T0) };
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (i, lines);
+    }
+
+    /// Prefetches the first `lines` cache lines of node `i`'s code.
+    #[inline(always)]
+    pub(crate) fn prefetch_code(&self, i: u32, lines: usize) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let p = self.code_ptr(i) as *const i8;
             for l in 0..lines {
                 // SAFETY: prefetch never faults, whatever the address.
                 unsafe { std::arch::x86_64::_mm_prefetch(p.wrapping_add(l * 64), std::arch::x86_64::_MM_HINT_T0) };
@@ -353,7 +431,7 @@ mod tests {
     /// growing from one to the other, shrinking back and dropping keep every node intact.
     #[test]
     fn blocks_small_and_large_keep_their_contents() {
-        let mut s = NodeStore::new(784, 32);
+        let mut s = NodeStore::new(784, 32, 0);
         for i in 0..100 {
             assert_eq!(s.push(), i);
             fill(&mut s, i);
@@ -384,7 +462,7 @@ mod tests {
         // With huge pages switched off a large block is mapped the same way, only without
         // the advice (the switch is advisory, so other tests running meanwhile are unaffected).
         set_huge_pages(false);
-        let mut s = NodeStore::new(784, 32);
+        let mut s = NodeStore::new(784, 32, 0);
         for i in 0..1000 {
             s.push();
             fill(&mut s, i);
@@ -392,5 +470,28 @@ mod tests {
         set_huge_pages(true);
         assert!(s.capacity() * s.stride_bytes() >= 2 << 20);
         (0..1000).for_each(|i| check(&s, i));
+    }
+
+    /// With codes in front of every node, vectors, codes and links stay apart.
+    #[test]
+    fn codes_layout_keeps_vectors_and_links_apart() {
+        let dim = 33;
+        let mut s = NodeStore::new(dim, 32, super::super::codes::code_bytes(dim));
+        let scale = super::super::codes::Int4 { lo: 0.0, step: 1000.0 };
+        for i in 0..500 {
+            s.push();
+            fill(&mut s, i);
+            s.encode(i, &scale);
+        }
+        s.truncate(400);
+        s.shrink_to_fit();
+        for i in 0..400 {
+            check(&s, i);
+            let mut expect = vec![0u8; s.code_bytes()];
+            let sum = scale.encode(s.vector(i), &mut expect);
+            // SAFETY: node `i` holds `code_bytes` bytes of code.
+            let code = unsafe { std::slice::from_raw_parts(s.code_ptr(i), s.code_bytes()) };
+            assert_eq!((code, s.code_sum(i)), (&expect[..], sum), "code of node {i}");
+        }
     }
 }
