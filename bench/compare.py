@@ -3,7 +3,7 @@
 
   compare.py AMETIST_BENCH_BINARY DATA_DIR [--metric euclid|cosine|dot] [--gt gt] [--m 16]
              [--ef-construction 200] [--threads 2] [--ef 10,20,...] [--queries N] [--repeat 3]
-             [--json OUT.json]
+             [--json OUT.json] [--quantization none|int4]
 
 Builds Ametist (the `ametist-bench --serve` child process) and then hnswlib on the same
 files with the same M / ef_construction / build threads; then, for every ef and every
@@ -27,10 +27,11 @@ def main():
     p.add_argument('--queries', type=int, default=None)
     p.add_argument('--repeat', type=int, default=3)
     p.add_argument('--json', default=None)
+    p.add_argument('--quantization', default='none', help="Ametist's graph walk: none (f32) or int4 codes")
     a = p.parse_args()
 
     cmd = [a.binary, a.dir, '--metric', a.metric, '--gt', a.gt, '--m', str(a.m), '--ef-construction',
-           str(a.ef_construction), '--threads', str(a.threads), '--serve']
+           str(a.ef_construction), '--threads', str(a.threads), '--quantization', a.quantization, '--serve']
     if a.queries:
         cmd += ['--queries', str(a.queries)]
     am = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -57,7 +58,7 @@ def main():
     am.wait()
 
     print(f'data {a.dir}  metric {a.metric}  M={a.m} ef_construction={a.ef_construction} build threads={a.threads}'
-          f'  queries {len(hb.queries)}  best of {a.repeat}, interleaved')
+          f'  ametist walk {a.quantization}  queries {len(hb.queries)}  best of {a.repeat}, interleaved')
     print(f'build: ametist {am_head["build_s"]:.1f} s, hnswlib {hl_head["build_s"]:.1f} s '
           f'(ratio {am_head["build_s"] / hl_head["build_s"]:.2f})')
     print(f'memory/vector (VmRSS growth): ametist {am_head["mem_per_vector"]:.0f} B, hnswlib '

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use ametist_core::hnsw::Quantization;
 use ametist_core::sparse::SparseModifier;
 use ametist_core::Metric;
 
@@ -91,11 +92,24 @@ pub struct IndexConfig {
     /// Partitions with fewer live points than this are scanned exactly instead of walking
     /// the graph (Qdrant's `full_scan_threshold`, counted in points).
     pub full_scan_threshold: usize,
+    /// What the graph walk reads: `none` (the f32 vectors) or `int4` (a 4-bit copy beside
+    /// the links, with the `ef` best re-scored on the f32 vectors). `int4` pays off on
+    /// high-dimensional vectors whose values share a range (pixels, many embeddings); it
+    /// costs dim/2 bytes per point and needs a larger `ef` when neighbours differ by less
+    /// than a sixteenth of that range.
+    pub quantization: Quantization,
 }
 
 impl Default for IndexConfig {
     fn default() -> Self {
-        IndexConfig { kind: IndexKind::Hnsw, m: 16, ef_construction: 200, ef_search: 50, full_scan_threshold: 10_000 }
+        IndexConfig {
+            kind: IndexKind::Hnsw,
+            m: 16,
+            ef_construction: 200,
+            ef_search: 50,
+            full_scan_threshold: 10_000,
+            quantization: Quantization::None,
+        }
     }
 }
 

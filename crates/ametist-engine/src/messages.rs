@@ -368,6 +368,9 @@ pub struct IndexStats {
     pub deleted: usize,
     /// Levels of the graph (0 for an exact-scan partition).
     pub levels: usize,
+    /// What the graph walk reads (`none`: the f32 vectors; `int4`: 4-bit codes).
+    #[serde(default)]
+    pub quantization: ametist_core::hnsw::Quantization,
     /// Indexed payload fields: key, type, and how many points have a value there.
     #[serde(default)]
     pub payload_fields: Vec<(String, FieldType, usize)>,

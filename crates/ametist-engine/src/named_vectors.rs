@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Read, Write};
 
 use ametist_core::flat::Candidate;
-use ametist_core::hnsw::{Hnsw, HnswParams};
+use ametist_core::hnsw::Hnsw;
 use ametist_core::sparse::{SparseIndex, SparseStats, SparseVector};
 use ametist_core::{vector, Metric};
 
@@ -40,9 +40,8 @@ struct DenseField {
 
 impl DenseField {
     fn new(params: VectorParams, index: &IndexConfig) -> DenseField {
-        let hnsw = HnswParams { m: index.m, ef_construction: index.ef_construction, ef_search: index.ef_search };
         DenseField {
-            index: Hnsw::new(params.metric, params.dim, hnsw),
+            index: crate::partition::new_index(params.metric, params.dim, index),
             field_slot: HashMap::new(),
             point_slot: Vec::new(),
         }
@@ -314,7 +313,10 @@ impl NamedFields {
                         p.metric
                     ))
                 }
-                Some(f) => f.index.set_ef_search(index.ef_search),
+                Some(f) => {
+                    f.index.set_ef_search(index.ef_search);
+                    f.index.set_quantization(index.quantization);
+                }
                 None => {
                     self.dense.insert(name.clone(), DenseField::new(*p, index));
                 }

@@ -297,7 +297,7 @@ impl PartitionActor {
             store,
             slots: BTreeMap::new(),
             entries: Vec::new(),
-            index: Hnsw::new(spec.metric, spec.dim.max(1), hnsw_params(&spec.index)),
+            index: new_index(spec.metric, spec.dim.max(1), &spec.index),
             named: NamedFields::new(&spec.vectors, &spec.sparse_vectors, &spec.index),
             free_slots: Vec::new(),
             payload_index: PayloadIndex::new(),
@@ -347,6 +347,8 @@ impl PartitionActor {
         let PartitionImage { entries, mut index, version, mut named, .. } = image;
         named.conform(&self.spec.vectors, &self.spec.sparse_vectors, &self.spec.index)?;
         index.set_ef_search(self.spec.index.ef_search);
+        // Images hold the graph and the f32 vectors; codes are derived here.
+        index.set_quantization(self.spec.index.quantization);
         self.slots.clear();
         self.entries.clear();
         let top = entries.iter().map(|e| e.slot as usize + 1).max().unwrap_or(0);
@@ -1111,6 +1113,7 @@ impl PartitionActor {
             index_size: s.bytes as u64 + self.named.bytes(),
             deleted: s.deleted,
             levels: s.levels,
+            quantization: s.quantization,
             payload_fields,
             text_fields: self.text_indexes.iter().map(|(key, index)| (key.clone(), index.len())).collect(),
         }
@@ -1204,8 +1207,11 @@ fn text_at(payload: Option<&Payload>, key: &str) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join(" "))
 }
 
-fn hnsw_params(c: &IndexConfig) -> HnswParams {
-    HnswParams { m: c.m, ef_construction: c.ef_construction, ef_search: c.ef_search }
+/// An empty index with the collection's parameters.
+pub(crate) fn new_index(metric: Metric, dim: usize, c: &IndexConfig) -> Hnsw {
+    let mut index = Hnsw::new(metric, dim, HnswParams { m: c.m, ef_construction: c.ef_construction, ef_search: c.ef_search });
+    index.set_quantization(c.quantization);
+    index
 }
 
 /// Threads to link a batch of `n` new points with: all cores for large batches, one for

@@ -408,16 +408,19 @@ mod tests {
             ("AMETIST__PARTITIONS__COUNT".to_string(), "4".to_string()),
             ("AMETIST__SUPERVISION__MAX_RESTARTS".to_string(), "5".to_string()),
             ("AMETIST__PARTITIONS__HUGE_PAGES".to_string(), "false".to_string()),
+            ("AMETIST__PARTITIONS__INDEX__QUANTIZATION".to_string(), "int4".to_string()),
             ("UNRELATED".to_string(), "x".to_string()),
         ];
         let sets = vec!["limits.search_timeout=250ms".to_string(), "partitions.index.ef_search=80".to_string()];
         assert!(c.partitions.huge_pages, "on by default");
+        assert_eq!(c.partitions.index.quantization, ametist_engine::config::Quantization::None, "off by default");
         let c = AmetistConfig::load(Some(&path), env, &sets).unwrap();
         assert_eq!(c.partitions.count, 4);
         assert!(!c.partitions.huge_pages);
         assert_eq!(c.supervision.max_restarts, 5);
         assert_eq!(c.limits.search_timeout, Duration::from_millis(250));
         assert_eq!(c.partitions.index.ef_search, 80);
+        assert_eq!(c.partitions.index.quantization, ametist_engine::config::Quantization::Int4);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

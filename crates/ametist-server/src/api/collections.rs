@@ -11,7 +11,7 @@ use ametist_core::sparse::SparseModifier;
 use ametist_core::Metric;
 use ametist_engine::collection::CollectionInfo;
 use ametist_engine::config::{
-    IndexConfig, SparseVectorParams as EngineSparseParams, VectorParams as EngineVectorParams,
+    IndexConfig, Quantization, SparseVectorParams as EngineSparseParams, VectorParams as EngineVectorParams,
 };
 use ametist_engine::CollectionConfig;
 
@@ -19,8 +19,10 @@ use super::envelope::{parse_body, Answer, ApiError, ApiResult};
 use super::{done, AppState};
 
 /// `PUT /collections/{name}`: Qdrant's create-collection body. Fields Ametist does not
-/// act on (optimizer, WAL, quantization settings) are accepted and ignored, so that
-/// clients that send them keep working.
+/// act on (optimizer and WAL settings, Qdrant's int8, product and binary quantization) are
+/// accepted and ignored, so that clients that send them keep working.
+/// `quantization_config: {"scalar": {"type": "int4"}}` (an Ametist extension) walks the
+/// graph on 4-bit codes; `{"scalar": {"type": "none"}}` turns a configured default off.
 #[derive(Debug, Deserialize)]
 pub struct CreateCollection {
     #[serde(default)]
@@ -32,6 +34,8 @@ pub struct CreateCollection {
     /// Named sparse vectors: `{"name": {"modifier": "idf" | "none", "index": ...}}`.
     #[serde(default)]
     pub sparse_vectors: Option<std::collections::BTreeMap<String, SparseParams>>,
+    #[serde(default)]
+    pub quantization_config: Option<Value>,
     #[serde(flatten)]
     pub _ignored: serde_json::Map<String, Value>,
 }
@@ -62,6 +66,21 @@ pub struct HnswConfigDiff {
     pub full_scan_threshold: Option<usize>,
     #[serde(flatten)]
     pub _ignored: serde_json::Map<String, Value>,
+}
+
+/// The quantization a create-collection body asks for: `Some` for Ametist's `int4` and
+/// `none`, `None` for Qdrant's kinds (accepted and ignored) or no setting.
+fn quantization(config: Option<&Value>) -> Result<Option<Quantization>, String> {
+    let Some(scalar) = config.and_then(|c| c.get("scalar")) else { return Ok(None) };
+    match scalar.get("type").and_then(Value::as_str) {
+        Some("int4") => Ok(Some(Quantization::Int4)),
+        Some("none") => Ok(Some(Quantization::None)),
+        Some("int8") => Ok(None),
+        other => Err(format!(
+            "Wrong input: quantization_config.scalar.type must be \"int4\", \"none\" or \"int8\" (ignored), got {}",
+            other.map_or_else(|| scalar.get("type").map_or("nothing".to_string(), Value::to_string), |s| format!("\"{s}\""))
+        )),
+    }
 }
 
 pub async fn list(State(state): State<AppState>) -> ApiResult<Value> {
@@ -112,6 +131,9 @@ pub async fn create(State(state): State<AppState>, Path(name): Path<String>, bod
         if let Some(t) = diff.full_scan_threshold {
             index.full_scan_threshold = t;
         }
+    }
+    if let Some(q) = quantization(req.quantization_config.as_ref()).map_err(|e| ApiError::bad_request(e, started))? {
+        index.quantization = q;
     }
     if index.m < 2 || index.ef_construction == 0 {
         return Err(ApiError::bad_request("Wrong input: hnsw_config needs m >= 2 and ef_construct >= 1", started));
