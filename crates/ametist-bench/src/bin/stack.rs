@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! stack DATA_DIR [--metric euclid|cosine|dot] [--partitions 1,2,4] [--ef 20,50,100,200]
-//!       [--queries N] [--limit N] [--filtered]
+//!       [--queries N] [--limit N] [--filtered] [--quantization none|int4]
 //! ```
 //!
 //! For each partition count: build time (upserts of 10,000 points with `wait`), then per
@@ -23,7 +23,7 @@ use ametist_core::hnsw::{Hnsw, HnswParams};
 use ametist_core::payload_index::FieldType;
 use ametist_core::{flat, vector, Metric, PointId};
 use ametist_engine::collection::Collection;
-use ametist_engine::config::IndexConfig;
+use ametist_engine::config::{IndexConfig, Quantization};
 use ametist_engine::{Ametist, CollectionConfig, EngineConfig, InsertVector, SearchRequest};
 use anyhow::{bail, Context, Result};
 use serde_json::json;
@@ -36,6 +36,7 @@ struct Args {
     queries: usize,
     limit: Option<usize>,
     filtered: bool,
+    quantization: Quantization,
 }
 
 fn main() -> Result<()> {
@@ -67,6 +68,7 @@ fn main() -> Result<()> {
     let params = HnswParams { m: 16, ef_construction: 200, ef_search: 50 };
     let t = Instant::now();
     let mut bare = Hnsw::new(metric, dim, params);
+    bare.set_quantization(args.quantization);
     let refs: Vec<&[f32]> = prepared.chunks_exact(dim).collect();
     bare.insert_batch(&refs, 2);
     println!("bare index: build {:.1} s (2 threads)", t.elapsed().as_secs_f64());
@@ -111,7 +113,7 @@ async fn stack_run(
 ) -> Result<()> {
     let engine = EngineConfig { max_batch: 10_000, ..EngineConfig::default() };
     let db = Ametist::in_memory(engine);
-    let index = IndexConfig { full_scan_threshold: 1000, ..IndexConfig::default() };
+    let index = IndexConfig { full_scan_threshold: 1000, quantization: args.quantization, ..IndexConfig::default() };
     let config = CollectionConfig {
         partitions: Some(partitions),
         index: Some(index),
@@ -233,6 +235,7 @@ fn parse_args() -> Result<Args> {
         queries: 2000,
         limit: None,
         filtered: false,
+        quantization: Quantization::None,
     };
     let list = |s: String| -> Result<Vec<usize>> { s.split(',').map(|x| Ok(x.trim().parse()?)).collect() };
     while let Some(a) = it.next() {
@@ -250,12 +253,19 @@ fn parse_args() -> Result<Args> {
             "--queries" => args.queries = it.next().context("--queries needs a number")?.parse()?,
             "--limit" => args.limit = Some(it.next().context("--limit needs a number")?.parse()?),
             "--filtered" => args.filtered = true,
+            "--quantization" => {
+                args.quantization = match it.next().context("--quantization needs none or int4")?.as_str() {
+                    "none" => Quantization::None,
+                    "int4" => Quantization::Int4,
+                    other => bail!("unknown quantization {other} (none or int4)"),
+                }
+            }
             dir if !dir.starts_with("--") && args.dir.as_os_str().is_empty() => args.dir = PathBuf::from(dir),
             other => bail!("unknown argument {other}"),
         }
     }
     if args.dir.as_os_str().is_empty() {
-        bail!("usage: stack DATA_DIR [--metric euclid|cosine|dot] [--partitions 1,2,4] [--ef 20,50,100] [--queries N] [--limit N] [--filtered]");
+        bail!("usage: stack DATA_DIR [--metric euclid|cosine|dot] [--partitions 1,2,4] [--ef 20,50,100] [--queries N] [--limit N] [--filtered] [--quantization none|int4]");
     }
     Ok(args)
 }
