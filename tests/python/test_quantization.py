@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import random
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
@@ -21,16 +20,6 @@ from test_text_recovery import Serve
 
 DIM = 64
 N = 3000
-
-
-def wait_ready(s: Serve, name: str) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        r = httpx.post(f"{s.url}/collections/{name}/points/count", json={"exact": True}, timeout=30)
-        if r.status_code == 200:
-            return
-        assert time.monotonic() < deadline, (r.status_code, r.text, s.log())
-        time.sleep(0.1)
 
 
 def check_search(s: Serve, name: str, vectors: list[list[float]], rng: random.Random) -> None:
@@ -88,7 +77,7 @@ def test_int4_walk_exact_scores_and_survives_kill9(snapshots: bool):
 
             s.kill9()
             s.start()
-            wait_ready(s, "q")
+            s.wait_ready("q")
             check_search(s, "q", vectors, rng)
         finally:
             s.stop()

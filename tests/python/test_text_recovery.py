@@ -99,11 +99,11 @@ class Serve:
         assert r.status_code == 200, (method, path, r.status_code, r.text, self.log())
         return r.json()["result"]
 
-    def wait_ready(self) -> None:
+    def wait_ready(self, name: str = NAME) -> None:
         """Until every partition answers (recovery may still be running after GET / answers)."""
         deadline = time.monotonic() + 60
         while True:
-            r = httpx.post(f"{self.url}/collections/{NAME}/points/count", json={"exact": True}, timeout=30)
+            r = httpx.post(f"{self.url}/collections/{name}/points/count", json={"exact": True}, timeout=30)
             if r.status_code == 200:
                 return
             assert time.monotonic() < deadline, (r.status_code, r.text, self.log())

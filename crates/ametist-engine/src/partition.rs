@@ -1209,7 +1209,8 @@ fn text_at(payload: Option<&Payload>, key: &str) -> Option<String> {
 
 /// An empty index with the collection's parameters.
 pub(crate) fn new_index(metric: Metric, dim: usize, c: &IndexConfig) -> Hnsw {
-    let mut index = Hnsw::new(metric, dim, HnswParams { m: c.m, ef_construction: c.ef_construction, ef_search: c.ef_search });
+    let mut index =
+        Hnsw::new(metric, dim, HnswParams { m: c.m, ef_construction: c.ef_construction, ef_search: c.ef_search });
     index.set_quantization(c.quantization);
     index
 }

@@ -189,16 +189,36 @@ fn pool() -> &'static Pool {
                 .name(format!("search-{i}"))
                 .spawn(move || loop {
                     // Waiting for a job holds the lock; the next idle thread queues on it.
-                    let job = match rx.lock().expect("no job runs while the queue lock is held").recv() {
-                        Ok(job) => job,
-                        Err(_) => return,
-                    };
+                    let queue = rx.lock().expect("no job runs while the queue lock is held");
+                    let Some(job) = poll_then_recv(&queue) else { return };
+                    drop(queue);
                     job();
                 })
                 .expect("spawning a search thread only fails when the OS is out of threads");
         }
         Pool { tx }
     })
+}
+
+/// How long the idle search thread that holds the queue polls for the next job before it
+/// sleeps. A query over several partitions hands all but one of them to this pool, and
+/// waking a sleeping thread costs tens of microseconds on a virtual machine, as much as a
+/// partition's whole search; a client that just got an answer usually asks again sooner.
+pub(crate) const POLL: std::time::Duration = std::time::Duration::from_micros(100);
+
+/// The next job: polled for [`POLL`] (yielding the core to any other runnable thread
+/// between polls, so polling never delays work), then waited for. `None` once the pool
+/// is gone.
+fn poll_then_recv(queue: &std_mpsc::Receiver<Job>) -> Option<Job> {
+    let start = std::time::Instant::now();
+    loop {
+        match queue.try_recv() {
+            Ok(job) => return Some(job),
+            Err(std_mpsc::TryRecvError::Disconnected) => return None,
+            Err(std_mpsc::TryRecvError::Empty) if start.elapsed() < POLL => std::thread::yield_now(),
+            Err(std_mpsc::TryRecvError::Empty) => return queue.recv().ok(),
+        }
+    }
 }
 
 impl Pool {

@@ -204,47 +204,19 @@ impl NodeStore {
     /// Prefetches the first `lines` cache lines of node `i`'s vector.
     #[inline(always)]
     pub(crate) fn prefetch(&self, i: u32, lines: usize) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            let p = self.vec_ptr(i) as *const i8;
-            for l in 0..lines {
-                // SAFETY: prefetch never faults, whatever the address.
-                unsafe { std::arch::x86_64::_mm_prefetch(p.wrapping_add(l * 64), std::arch::x86_64::_MM_HINT_T0) };
-            }
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = (i, lines);
+        prefetch_lines(self.vec_ptr(i) as *const u8, lines)
     }
 
     /// Prefetches the first `lines` cache lines of node `i`'s code.
     #[inline(always)]
     pub(crate) fn prefetch_code(&self, i: u32, lines: usize) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            let p = self.code_ptr(i) as *const i8;
-            for l in 0..lines {
-                // SAFETY: prefetch never faults, whatever the address.
-                unsafe { std::arch::x86_64::_mm_prefetch(p.wrapping_add(l * 64), std::arch::x86_64::_MM_HINT_T0) };
-            }
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = (i, lines);
+        prefetch_lines(self.code_ptr(i), lines)
     }
 
     /// Prefetches node `i`'s layer-0 link list.
     #[inline(always)]
     pub(crate) fn prefetch_links(&self, i: u32) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            let p = self.links0(i).as_ptr() as *const i8;
-            // SAFETY: prefetch never faults.
-            unsafe {
-                std::arch::x86_64::_mm_prefetch(p, std::arch::x86_64::_MM_HINT_T0);
-                std::arch::x86_64::_mm_prefetch(p.wrapping_add(64), std::arch::x86_64::_MM_HINT_T0);
-            }
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = i;
+        prefetch_lines(self.links0(i).as_ptr() as *const u8, 2)
     }
 
     /// Clears node `i`'s layer-0 list.
@@ -260,6 +232,18 @@ impl Drop for NodeStore {
             unsafe { block::dealloc(self.ptr, Self::layout(self.cap, self.stride)) };
         }
     }
+}
+
+/// Asks for `lines` cache lines from `p` on (a hint: never faults, whatever the address).
+#[inline(always)]
+fn prefetch_lines(p: *const u8, lines: usize) {
+    #[cfg(target_arch = "x86_64")]
+    for l in 0..lines {
+        // SAFETY: prefetch never faults, whatever the address.
+        unsafe { std::arch::x86_64::_mm_prefetch(p.wrapping_add(l * 64) as *const i8, std::arch::x86_64::_MM_HINT_T0) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (p, lines);
 }
 
 /// A link list view: `[count, links..]`.

@@ -78,7 +78,10 @@ fn quantization(config: Option<&Value>) -> Result<Option<Quantization>, String> 
         Some("int8") => Ok(None),
         other => Err(format!(
             "Wrong input: quantization_config.scalar.type must be \"int4\", \"none\" or \"int8\" (ignored), got {}",
-            other.map_or_else(|| scalar.get("type").map_or("nothing".to_string(), Value::to_string), |s| format!("\"{s}\""))
+            other.map_or_else(
+                || scalar.get("type").map_or("nothing".to_string(), Value::to_string),
+                |s| format!("\"{s}\"")
+            )
         )),
     }
 }
