@@ -45,6 +45,24 @@ def check_search(s: Serve, name: str, vectors: list[list[float]], rng: random.Ra
                     assert p.score == pytest.approx(truth[p.id], rel=1e-5, abs=1e-5)
             hits += len(truth.keys() & {p.id for p in got})
         assert hits / 300 >= 0.9, f"recall@10 {hits / 300}"
+
+        # Qdrant's params.quantization: oversampling widens the beam that is re-scored
+        # (ef 10 with oversampling 4 walks exactly as ef 40), ignore walks on the f32 vectors.
+        q = vectors[7]
+        wide = client.query_points(
+            name, query=q, limit=10,
+            search_params=models.SearchParams(hnsw_ef=10, quantization=models.QuantizationSearchParams(oversampling=4.0)),
+        ).points
+        ef40 = client.query_points(name, query=q, limit=10, search_params=models.SearchParams(hnsw_ef=40)).points
+        assert [(p.id, p.score) for p in wide] == [(p.id, p.score) for p in ef40]
+        plain = client.query_points(
+            name, query=q, limit=10,
+            search_params=models.SearchParams(hnsw_ef=64, quantization=models.QuantizationSearchParams(ignore=True, rescore=False)),
+        ).points
+        assert plain[0].id == 7 and plain[0].score == 0.0
+        r = httpx.post(f"{s.url}/collections/{name}/points/query",
+                       json={"query": q, "limit": 3, "params": {"quantization": {"oversampling": 0.5}}}, timeout=30)
+        assert r.status_code == 400 and "oversampling" in r.text, r.text
     finally:
         client.close()
 

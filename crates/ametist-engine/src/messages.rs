@@ -52,6 +52,29 @@ pub struct SearchRequest {
     /// The named dense vector to search; empty for the unnamed one.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub using: String,
+    /// How the walk uses the index's codes, when it has them (Qdrant's
+    /// `params.quantization`).
+    #[serde(default, skip_serializing_if = "QuantizationParams::is_default")]
+    pub quantization: QuantizationParams,
+}
+
+/// Qdrant's `params.quantization` for a search on an index with codes
+/// (`quantization: int4`). Results are always re-scored with the f32 vectors.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct QuantizationParams {
+    /// Walk on the f32 vectors instead of the codes.
+    #[serde(default)]
+    pub ignore: bool,
+    /// Keep at least `oversampling × (offset + k)` candidates in the walk's beam, all of
+    /// them re-scored (at least 1).
+    #[serde(default)]
+    pub oversampling: Option<f32>,
+}
+
+impl QuantizationParams {
+    fn is_default(&self) -> bool {
+        *self == QuantizationParams::default()
+    }
 }
 
 impl SearchRequest {
@@ -68,6 +91,7 @@ impl SearchRequest {
             exact: false,
             filter: None,
             using: String::new(),
+            quantization: QuantizationParams::default(),
         }
     }
 }

@@ -14,7 +14,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use ametist_core::filter::Filter;
-use ametist_core::hnsw::{Hnsw, HnswParams};
+use ametist_core::hnsw::{Hnsw, HnswParams, Quantization};
 use ametist_core::payload_index::{values_at, FieldType, PayloadIndex};
 use ametist_core::text::{TextIndex, TextIndexConfig};
 use ametist_core::{vector, Metric, Payload, PointId};
@@ -554,7 +554,11 @@ impl PartitionActor {
         let metric = self.spec.metric;
         let want = req.offset.saturating_add(req.k);
         let filter = req.filter.as_ref();
-        let ef = req.ef.unwrap_or(self.spec.index.ef_search).max(want);
+        // A walk on codes re-scores its whole beam: oversampling widens the beam.
+        let codes = self.index.quantization() != Quantization::None && !req.quantization.ignore;
+        let oversampling = req.quantization.oversampling.filter(|_| codes).unwrap_or(1.0).max(1.0);
+        let beam = (want as f64 * oversampling as f64).ceil().min(u32::MAX as f64) as usize;
+        let ef = req.ef.unwrap_or(self.spec.index.ef_search).max(want).max(beam);
         let plan = self.plan(req, filter, ef);
         // With index candidates, a bitmap rejects most non-matching nodes before the
         // (costlier) full filter is evaluated on a payload.
@@ -588,7 +592,8 @@ impl PartitionActor {
         let hits = match plan {
             Plan::Candidates(slots) => self.index.search_slots(&req.query_vector, want, &slots, Some(&accept)),
             Plan::Exact => self.index.search_exact(&req.query_vector, want, accept_dyn),
-            Plan::Graph { ef, .. } => self.index.search(&req.query_vector, want, ef, accept_dyn),
+            Plan::Graph { ef, .. } if codes => self.index.search(&req.query_vector, want, ef, accept_dyn),
+            Plan::Graph { ef, .. } => self.index.search_plain(&req.query_vector, want, ef, accept_dyn),
         };
         let threshold = req.score_threshold;
         let docs = hits

@@ -550,7 +550,28 @@ impl Hnsw {
             return Vec::new();
         }
         let mut sc = self.scratch();
-        let out = dispatch(self.metric, Search { index: self, query, k, ef: ef.max(k), accept, sc: &mut sc });
+        let search = Search { index: self, query, k, ef: ef.max(k), accept, codes: true, sc: &mut sc };
+        let out = dispatch(self.metric, search);
+        self.give_back(sc);
+        out
+    }
+
+    /// Like [`Hnsw::search`], but the walk reads the f32 vectors even when the index has
+    /// codes (Qdrant's `params.quantization.ignore`).
+    pub fn search_plain(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        accept: Option<&dyn Fn(u32) -> bool>,
+    ) -> Vec<Candidate> {
+        assert_eq!(query.len(), self.dim, "query has dimension {}, index has {}", query.len(), self.dim);
+        if k == 0 || self.entry().is_none() {
+            return Vec::new();
+        }
+        let mut sc = self.scratch();
+        let search = Search { index: self, query, k, ef: ef.max(k), accept, codes: false, sc: &mut sc };
+        let out = dispatch(self.metric, search);
         self.give_back(sc);
         out
     }
@@ -988,6 +1009,8 @@ struct Search<'a> {
     k: usize,
     ef: usize,
     accept: Option<&'a dyn Fn(u32) -> bool>,
+    /// Walk on the codes when the index has them.
+    codes: bool,
     sc: &'a mut Scratch,
 }
 
@@ -995,10 +1018,10 @@ impl Op for Search<'_> {
     type Out = Vec<Candidate>;
     #[inline(always)]
     fn run<S: Space>(self, s: S) -> Vec<Candidate> {
-        let Search { index, query, k, ef, accept, sc } = self;
+        let Search { index, query, k, ef, accept, codes, sc } = self;
         let Some((ep, top)) = index.entry() else { return Vec::new() };
         let q = query.as_ptr();
-        match index.scale {
+        match index.scale.filter(|_| codes) {
             None => index.walk(F32Probe { index, s, q }, ep, top, ef, accept, sc),
             Some(scale) => {
                 let mut code = std::mem::take(&mut sc.code);

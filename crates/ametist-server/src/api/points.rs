@@ -25,7 +25,7 @@ use ametist_core::sparse::SparseVector;
 use ametist_core::{Payload, PointId};
 use ametist_engine::collection::{Branch, Collection, Fusion, SparseQuery, Target, TextQuery};
 use ametist_engine::messages::{
-    InsertNamed, MissingPartition, NamedVectors, Record, ScoredDoc, ScrollRequest, WriteAck,
+    InsertNamed, MissingPartition, NamedVectors, QuantizationParams, Record, ScoredDoc, ScrollRequest, WriteAck,
 };
 use ametist_engine::{InsertVector, SearchRequest, UpdateVector};
 
@@ -176,9 +176,27 @@ pub struct SearchParams {
     pub hnsw_ef: Option<usize>,
     #[serde(default)]
     pub exact: Option<bool>,
-    /// `quantization`, `indexed_only`, `acorn`, `idf`: accepted, nothing to act on.
+    /// `{ignore, rescore, oversampling}`: acted on when the collection walks on codes
+    /// (`quantization: int4`). Results are always re-scored, so `rescore: false` changes
+    /// nothing.
+    #[serde(default)]
+    pub quantization: Option<QuantizationSearchParams>,
+    /// `indexed_only`, `acorn`, `idf`: accepted, nothing to act on.
     #[serde(flatten)]
     pub _ignored: serde_json::Map<String, Value>,
+}
+
+/// Qdrant's `QuantizationSearchParams`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuantizationSearchParams {
+    #[serde(default)]
+    pub ignore: Option<bool>,
+    /// Accepted; results are always re-scored.
+    #[serde(default, rename = "rescore")]
+    pub _rescore: Option<bool>,
+    #[serde(default)]
+    pub oversampling: Option<f64>,
 }
 
 /// `POST /collections/{name}/points/search` (Qdrant's older search route).
@@ -645,6 +663,7 @@ struct QueryPlan {
     score_threshold: Option<f32>,
     ef: Option<usize>,
     exact: bool,
+    quantization: QuantizationParams,
     filter: Option<Filter>,
     /// The named vector (dense or sparse) to search; empty for the unnamed one.
     using: String,
@@ -749,6 +768,15 @@ impl QueryPlan {
         if limit == 0 {
             return Err(ApiError::bad_request("Wrong input: limit must be at least 1", started));
         }
+        let q = params.quantization.unwrap_or_default();
+        if let Some(o) = q.oversampling.filter(|o| !(o.is_finite() && *o >= 1.0)) {
+            return Err(ApiError::bad_request(
+                format!("Wrong input: params.quantization.oversampling must be at least 1, got {o}"),
+                started,
+            ));
+        }
+        let quantization =
+            QuantizationParams { ignore: q.ignore.unwrap_or(false), oversampling: q.oversampling.map(|o| o as f32) };
         Ok(QueryPlan {
             target,
             limit,
@@ -759,6 +787,7 @@ impl QueryPlan {
             score_threshold,
             ef: params.hnsw_ef,
             exact: params.exact.unwrap_or(false),
+            quantization,
             filter: None,
             using: String::new(),
         })
@@ -841,6 +870,7 @@ impl QueryPlan {
         req.score_threshold = self.score_threshold;
         req.ef = self.ef;
         req.exact = self.exact;
+        req.quantization = self.quantization;
         req.filter = self.filter;
         let result = c.search(req).await.map_err(|e| ApiError::from_engine(e, started))?;
         let mut hits = result.results;
@@ -903,6 +933,7 @@ impl QueryPlan {
         req.score_threshold = self.score_threshold;
         req.ef = self.ef;
         req.exact = self.exact;
+        req.quantization = self.quantization;
         req.filter = filter;
         Ok(Branch::Vector(req))
     }
