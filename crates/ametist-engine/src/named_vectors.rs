@@ -213,6 +213,7 @@ impl NamedFields {
         query: &[f32],
         k: usize,
         ef: usize,
+        codes: bool,
         exact: bool,
         config: &IndexConfig,
         candidates: Option<&[u32]>,
@@ -252,7 +253,11 @@ impl NamedFields {
                 None if accept.is_some() => ef.saturating_mul(2),
                 None => ef,
             };
-            field.index.search(query, k, ef, Some(&by_field))
+            if codes {
+                field.index.search(query, k, ef, Some(&by_field))
+            } else {
+                field.index.search_plain(query, k, ef, Some(&by_field))
+            }
         };
         Ok(hits.into_iter().map(to_point).collect())
     }

@@ -554,11 +554,7 @@ impl PartitionActor {
         let metric = self.spec.metric;
         let want = req.offset.saturating_add(req.k);
         let filter = req.filter.as_ref();
-        // A walk on codes re-scores its whole beam: oversampling widens the beam.
-        let codes = self.index.quantization() != Quantization::None && !req.quantization.ignore;
-        let oversampling = req.quantization.oversampling.filter(|_| codes).unwrap_or(1.0).max(1.0);
-        let beam = (want as f64 * oversampling as f64).ceil().min(u32::MAX as f64) as usize;
-        let ef = req.ef.unwrap_or(self.spec.index.ef_search).max(want).max(beam);
+        let (ef, codes) = self.beam(req, want);
         let plan = self.plan(req, filter, ef);
         // With index candidates, a bitmap rejects most non-matching nodes before the
         // (costlier) full filter is evaluated on a payload.
@@ -946,7 +942,7 @@ impl PartitionActor {
     fn search_named(&self, req: &SearchRequest) -> Result<Vec<ScoredDoc>, EngineError> {
         let metric = self.named.metric(&req.using)?;
         let want = req.offset.saturating_add(req.k);
-        let ef = req.ef.unwrap_or(self.spec.index.ef_search).max(want);
+        let (ef, codes) = self.beam(req, want);
         let filter = req.filter.as_ref();
         let candidates = filter.map(|f| self.matching(f));
         let accept = |slot: u32| {
@@ -960,6 +956,7 @@ impl PartitionActor {
             &req.query_vector,
             want,
             ef,
+            codes,
             req.exact,
             &self.spec.index,
             candidates.as_deref(),
@@ -975,6 +972,16 @@ impl PartitionActor {
             })
             .map(|(slot, score)| self.scored(slot, score, req.with_payload, req.with_vector))
             .collect())
+    }
+
+    /// The beam width of a graph walk for `want` hits, and whether the walk reads codes:
+    /// only when the collection has them and the request does not `ignore` them. A walk on
+    /// codes re-scores its whole beam, so `oversampling` widens the beam.
+    fn beam(&self, req: &SearchRequest, want: usize) -> (usize, bool) {
+        let codes = self.spec.index.quantization != Quantization::None && !req.quantization.ignore;
+        let oversampling = req.quantization.oversampling.filter(|_| codes).unwrap_or(1.0).max(1.0);
+        let beam = (want as f64 * oversampling as f64).ceil().min(u32::MAX as f64) as usize;
+        (req.ef.unwrap_or(self.spec.index.ef_search).max(want).max(beam), codes)
     }
 
     /// Sparse dot-product top-k, with collection-wide idf statistics in the request.
