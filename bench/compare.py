@@ -3,7 +3,7 @@
 
   compare.py AMETIST_BENCH_BINARY DATA_DIR [--metric euclid|cosine|dot] [--gt gt] [--m 16]
              [--ef-construction 200] [--threads 2] [--ef 10,20,...] [--queries N] [--repeat 3]
-             [--json OUT.json] [--quantization none|int4]
+             [--json OUT.json] [--quantization none|int4|int8]
 
 Builds Ametist (the `ametist-bench --serve` child process) and then hnswlib on the same
 files with the same M / ef_construction / build threads; then, for every ef and every
@@ -27,7 +27,7 @@ def main():
     p.add_argument('--queries', type=int, default=None)
     p.add_argument('--repeat', type=int, default=3)
     p.add_argument('--json', default=None)
-    p.add_argument('--quantization', default='none', help="Ametist's graph walk: none (f32) or int4 codes")
+    p.add_argument('--quantization', default='none', help="Ametist's graph walk: none (f32), int4 or int8 codes")
     a = p.parse_args()
 
     cmd = [a.binary, a.dir, '--metric', a.metric, '--gt', a.gt, '--m', str(a.m), '--ef-construction',

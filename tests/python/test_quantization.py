@@ -1,9 +1,12 @@
-"""The graph walk on 4-bit codes (`quantization_config: {"scalar": {"type": "int4"}}`, an
-Ametist extension of Qdrant's create-collection body), through the real server and the real
-Python client: searches re-score with the f32 vectors, so scores are exact and agree with
-`exact=true`; the partitions route says what the walk reads; a bad type is a 400 that
-creates nothing; and after kill -9 the collection comes back walking on codes (from the
-log alone, and from partition snapshots).
+"""The graph walk on codes, through the real server and the real Python client:
+* 4-bit codes (`quantization_config: {"scalar": {"type": "int4"}}`, an Ametist extension of
+  Qdrant's create-collection body): searches re-score with the f32 vectors, so scores are
+  exact and agree with `exact=true`; the partitions route says what the walk reads;
+  `params.quantization` (oversampling, ignore) acts; a bad type is a 400 that creates
+  nothing; after kill -9 the collection comes back walking on codes (from the log alone,
+  and from partition snapshots);
+* Qdrant's own `ScalarQuantization(int8)` from the typed client: 8-bit codes, reported
+  back in Qdrant's shape.
 """
 
 from __future__ import annotations
@@ -99,3 +102,29 @@ def test_int4_walk_exact_scores_and_survives_kill9(snapshots: bool):
             check_search(s, "q", vectors, rng)
         finally:
             s.stop()
+
+
+def test_qdrant_int8_scalar_quantization_through_the_client(server, client, collection_name):
+    """Qdrant's own `ScalarQuantization(int8)`, sent by the typed client, makes the walk read
+    8-bit codes; `get_collection` reports it in Qdrant's shape; scores stay exact."""
+    rng = random.Random(8)
+    client.create_collection(
+        collection_name,
+        vectors_config=models.VectorParams(size=DIM, distance=models.Distance.EUCLID),
+        hnsw_config=models.HnswConfigDiff(full_scan_threshold=10),
+        quantization_config=models.ScalarQuantization(
+            scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8, quantile=0.99, always_ram=True)
+        ),
+    )
+    vectors = [[rng.random() for _ in range(DIM)] for _ in range(1000)]
+    client.upsert(collection_name, [models.PointStruct(id=i, vector=v) for i, v in enumerate(vectors)], wait=True)
+    info = client.get_collection(collection_name)
+    assert info.config.quantization_config.scalar.type == models.ScalarType.INT8
+    parts = httpx.get(f"{server.url}/collections/{collection_name}/partitions", timeout=30).json()["result"]
+    assert {p["index"]["quantization"] for p in parts["partitions"]} == {"int8"}, parts
+    for i in range(0, 1000, 97):
+        got = client.query_points(collection_name, query=vectors[i], limit=5).points
+        assert got[0].id == i and got[0].score == 0.0
+        for p in got[1:]:
+            want = sum((a - b) ** 2 for a, b in zip(vectors[i], vectors[p.id])) ** 0.5
+            assert p.score == pytest.approx(want, rel=1e-4)

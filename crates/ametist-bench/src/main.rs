@@ -4,7 +4,7 @@
 //! ```text
 //! ametist-bench DATA_DIR [--metric euclid|cosine|dot] [--gt gt] [--m 16] [--ef-construction 200]
 //!               [--threads 2] [--ef 10,20,40,50,80,100,150,200,300] [--k 10] [--queries N] [--json]
-//!               [--quantization none|int4]
+//!               [--quantization none|int4|int8]
 //! ```
 //!
 //! Prints build time, resident memory per vector (VmRSS before and after the build), and for
@@ -92,7 +92,8 @@ fn parse() -> Result<Args> {
                 a.quantization = match val()?.as_str() {
                     "none" => Quantization::None,
                     "int4" => Quantization::Int4,
-                    other => bail!("unknown quantization {other} (none or int4)"),
+                    "int8" => Quantization::Int8,
+                    other => bail!("unknown quantization {other} (none, int4 or int8)"),
                 }
             }
             // Build, print the build line, then answer `EF REPEAT` lines from stdin with a
@@ -102,7 +103,7 @@ fn parse() -> Result<Args> {
                 a.json = true;
             }
             "-h" | "--help" => {
-                println!("usage: ametist-bench DATA_DIR [--metric euclid|cosine|dot] [--gt gt] [--m 16] [--ef-construction 200] [--threads 2] [--ef 10,20,..] [--k 10] [--queries N] [--repeat 1] [--json] [--quantization none|int4]");
+                println!("usage: ametist-bench DATA_DIR [--metric euclid|cosine|dot] [--gt gt] [--m 16] [--ef-construction 200] [--threads 2] [--ef 10,20,..] [--k 10] [--queries N] [--repeat 1] [--json] [--quantization none|int4|int8]");
                 std::process::exit(0);
             }
             _ if dir.is_none() && !arg.starts_with("--") => dir = Some(PathBuf::from(arg)),

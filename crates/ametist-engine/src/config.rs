@@ -92,11 +92,11 @@ pub struct IndexConfig {
     /// Partitions with fewer live points than this are scanned exactly instead of walking
     /// the graph (Qdrant's `full_scan_threshold`, counted in points).
     pub full_scan_threshold: usize,
-    /// What the graph walk reads: `none` (the f32 vectors) or `int4` (a 4-bit copy beside
-    /// the links, with the `ef` best re-scored on the f32 vectors). `int4` pays off on
-    /// high-dimensional vectors whose values share a range (pixels, many embeddings); it
-    /// costs dim/2 bytes per point and needs a larger `ef` when neighbours differ by less
-    /// than a sixteenth of that range.
+    /// What the graph walk reads: `none` (the f32 vectors), `int8` or `int4` (an 8- or
+    /// 4-bit copy beside the links, with the `ef` best re-scored on the f32 vectors). Codes
+    /// pay off on high-dimensional vectors, where the walk waits for memory; they cost dim
+    /// (int8) or dim/2 (int4) bytes per point, and int4 needs a larger `ef` when neighbours
+    /// differ by less than a sixteenth of the values' range.
     pub quantization: Quantization,
 }
 

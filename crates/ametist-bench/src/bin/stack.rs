@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! stack DATA_DIR [--metric euclid|cosine|dot] [--partitions 1,2,4] [--ef 20,50,100,200]
-//!       [--queries N] [--limit N] [--filtered] [--quantization none|int4]
+//!       [--queries N] [--limit N] [--filtered] [--quantization none|int4|int8]
 //! ```
 //!
 //! For each partition count: build time (upserts of 10,000 points with `wait`), then per
@@ -254,10 +254,11 @@ fn parse_args() -> Result<Args> {
             "--limit" => args.limit = Some(it.next().context("--limit needs a number")?.parse()?),
             "--filtered" => args.filtered = true,
             "--quantization" => {
-                args.quantization = match it.next().context("--quantization needs none or int4")?.as_str() {
+                args.quantization = match it.next().context("--quantization needs none, int4 or int8")?.as_str() {
                     "none" => Quantization::None,
                     "int4" => Quantization::Int4,
-                    other => bail!("unknown quantization {other} (none or int4)"),
+                    "int8" => Quantization::Int8,
+                    other => bail!("unknown quantization {other} (none, int4 or int8)"),
                 }
             }
             dir if !dir.starts_with("--") && args.dir.as_os_str().is_empty() => args.dir = PathBuf::from(dir),
@@ -265,7 +266,7 @@ fn parse_args() -> Result<Args> {
         }
     }
     if args.dir.as_os_str().is_empty() {
-        bail!("usage: stack DATA_DIR [--metric euclid|cosine|dot] [--partitions 1,2,4] [--ef 20,50,100] [--queries N] [--limit N] [--filtered] [--quantization none|int4]");
+        bail!("usage: stack DATA_DIR [--metric euclid|cosine|dot] [--partitions 1,2,4] [--ef 20,50,100] [--queries N] [--limit N] [--filtered] [--quantization none|int4|int8]");
     }
     Ok(args)
 }

@@ -1,5 +1,5 @@
-//! 4-bit scalar codes: a compact copy of every vector that the graph walk reads instead
-//! of the f32 originals, which then re-score the walk's final candidates.
+//! Scalar codes (4 or 8 bits per dimension): a compact copy of every vector that the graph
+//! walk reads instead of the f32 originals, which then re-score the walk's final candidates.
 //!
 //! Why: on high-dimensional data (784-dim fashion-mnist: 3,136 bytes per vector) a query's
 //! time goes into fetching the few hundred vectors the walk visits from memory. Their 4-bit
@@ -7,12 +7,15 @@
 //! neighbours among the walk's `ef` best, so re-scoring those with the originals gives the
 //! exact distances and nearly the same recall. On low-dimensional data (glove-50) the walk
 //! is bound by computation, not memory, and 4 bits lose too much: the option stays off.
+//! 8-bit codes (Qdrant's `scalar int8`) cost a byte per dimension and keep more of the
+//! ranking, for data whose neighbours differ by less than a sixteenth of the value range.
 //!
-//! Code of a value: `round((x - lo) / step)` clamped to `0..=15`, with one `lo` and `step`
-//! for every dimension (chosen from quantiles of a sample, see [`Int4::train`]). Dimension
-//! `2j` sits in the low nibble of byte `j`, `2j + 1` in the high one; the code is padded with
-//! zeros to a multiple of 16 bytes, so the kernels need no scalar tail (both sides pad alike,
-//! and zero against zero adds nothing to any of the sums).
+//! Code of a value: `round((x - lo) / step)` clamped to `0..=15` (4 bits) or `0..=255`
+//! (8 bits), with one `lo` and `step` for every dimension (chosen from quantiles of a
+//! sample, see [`Scale::train`]). With 4 bits, dimension `2j` sits in the low nibble of byte
+//! `j`, `2j + 1` in the high one; with 8 bits dimension `j` is byte `j`. The code is padded
+//! with zeros to a multiple of 16 bytes, so the kernels need no scalar tail (both sides pad
+//! alike, and zero against zero adds nothing to any of the sums).
 //!
 //! Distances between codes are computed in integers and scaled back:
 //! * euclid: `step² · Σ(a - b)²`;
@@ -31,47 +34,74 @@ pub enum Quantization {
     None,
     /// The walk reads 4-bit codes; the `ef` best are re-scored with the f32 vectors.
     Int4,
+    /// The walk reads 8-bit codes; the `ef` best are re-scored with the f32 vectors.
+    Int8,
+}
+
+impl Quantization {
+    /// Bits per dimension of the codes (0 for none).
+    pub fn bits(self) -> usize {
+        match self {
+            Quantization::None => 0,
+            Quantization::Int4 => 4,
+            Quantization::Int8 => 8,
+        }
+    }
 }
 
 /// The scale shared by all codes of an index.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct Int4 {
+pub(crate) struct Scale {
     pub lo: f32,
     pub step: f32,
+    /// 4 or 8.
+    pub bits: u8,
 }
 
-/// Bytes of one code for `dim` dimensions (padded to 16).
-pub(crate) fn code_bytes(dim: usize) -> usize {
-    dim.div_ceil(2).div_ceil(16) * 16
+/// Bytes of one code of `bits` bits for `dim` dimensions (padded to 16).
+pub(crate) fn code_bytes(dim: usize, bits: usize) -> usize {
+    (dim * bits).div_ceil(8).div_ceil(16) * 16
 }
 
-impl Int4 {
+impl Scale {
     /// Chooses `lo` and `step` from the values of `sample` (vectors): the range between the
     /// 0.1% and 99.9% quantiles, so a few outliers do not stretch the step for everyone;
     /// values outside it are clamped (the re-scoring corrects what that costs).
-    pub(crate) fn train<'a>(sample: impl Iterator<Item = &'a [f32]>) -> Int4 {
+    pub(crate) fn train<'a>(sample: impl Iterator<Item = &'a [f32]>, bits: u8) -> Scale {
+        assert!(bits == 4 || bits == 8, "codes have 4 or 8 bits");
         let mut values: Vec<f32> = sample.flat_map(|v| v.iter().copied()).filter(|x| x.is_finite()).collect();
         if values.is_empty() {
-            return Int4 { lo: 0.0, step: 1.0 };
+            return Scale { lo: 0.0, step: 1.0, bits };
         }
         let n = values.len();
         let lo_at = n / 1000;
         let hi_at = (n - 1 - n / 1000).max(lo_at);
         let (_, &mut lo, _) = values.select_nth_unstable_by(lo_at, f32::total_cmp);
         let (_, &mut hi, _) = values.select_nth_unstable_by(hi_at, f32::total_cmp);
-        let step = if hi > lo { (hi - lo) / 15.0 } else { 1.0 };
-        Int4 { lo, step }
+        let step = if hi > lo { (hi - lo) / Self::top(bits) } else { 1.0 };
+        Scale { lo, step, bits }
     }
 
-    /// Writes the code of `v` into `out` (`code_bytes(v.len())` bytes) and returns its sum.
+    /// The largest code value.
+    fn top(bits: u8) -> f32 {
+        ((1u32 << bits) - 1) as f32
+    }
+
+    /// Writes the code of `v` into `out` (`code_bytes(v.len(), bits)` bytes) and returns
+    /// its sum.
     pub(crate) fn encode(&self, v: &[f32], out: &mut [u8]) -> u32 {
         out.fill(0);
         let inv = 1.0 / self.step;
+        let top = Self::top(self.bits);
         let mut sum = 0u32;
         for (j, &x) in v.iter().enumerate() {
-            let c = ((x - self.lo) * inv).round().clamp(0.0, 15.0) as u8;
+            let c = ((x - self.lo) * inv).round().clamp(0.0, top) as u8;
             sum += c as u32;
-            out[j / 2] |= c << ((j % 2) * 4);
+            if self.bits == 8 {
+                out[j] = c;
+            } else {
+                out[j / 2] |= c << ((j % 2) * 4);
+            }
         }
         sum
     }
@@ -91,7 +121,7 @@ impl Int4 {
     }
 }
 
-/// The integer part of a code distance: `Σ(a-b)²`, `Σab` or `Σ|a-b|` over the nibbles.
+/// The integer part of a code distance: `Σ(a-b)²`, `Σab` or `Σ|a-b|` over the code values.
 pub(crate) trait CodeKernel: Copy + Send + Sync {
     /// # Safety
     /// `a` and `b` must be valid for `bytes` reads, `bytes` a multiple of 16, and the CPU
@@ -128,6 +158,30 @@ pub(crate) mod scalar {
     scalar_kernel!(L2, |x, y| (x - y) * (x - y));
     scalar_kernel!(Dot, |x, y| x * y);
     scalar_kernel!(L1, |x, y| (x - y).abs());
+
+    macro_rules! scalar_kernel8 {
+        ($name:ident, |$x:ident, $y:ident| $term:expr) => {
+            #[derive(Clone, Copy, Default)]
+            pub(crate) struct $name;
+            impl CodeKernel for $name {
+                #[inline(always)]
+                unsafe fn raw(self, a: *const u8, b: *const u8, bytes: usize) -> u32 {
+                    // SAFETY: the caller guarantees both pointers are valid for `bytes` reads.
+                    let (a, b) =
+                        unsafe { (std::slice::from_raw_parts(a, bytes), std::slice::from_raw_parts(b, bytes)) };
+                    let mut acc = 0u32;
+                    for (&p, &q) in a.iter().zip(b) {
+                        let ($x, $y) = (p as i32, q as i32);
+                        acc = acc.wrapping_add(($term) as u32);
+                    }
+                    acc
+                }
+            }
+        };
+    }
+    scalar_kernel8!(L2x8, |x, y| (x - y) * (x - y));
+    scalar_kernel8!(Dotx8, |x, y| x * y);
+    scalar_kernel8!(L1x8, |x, y| (x - y).abs());
 }
 
 /// AVX2 kernels: 64 dimensions per step, nibbles split with a shift and a mask, products
@@ -197,6 +251,65 @@ pub(crate) mod avx2 {
     // `sad` sums absolute byte differences into four u64 lanes; their values are small, so
     // adding them as i32 lanes is exact (the upper halves stay zero).
     avx_kernel!(L1, |xl, yl, xh, yh| _mm256_add_epi64(_mm256_sad_epu8(xl, yl), _mm256_sad_epu8(xh, yh)));
+
+    /// A kernel over 8-bit codes: `$step` turns 32 bytes of each side (`$x`, `$y`) into
+    /// i32 lanes to add up; 16-bit products (at most 255², summed in pairs) fit the lanes.
+    macro_rules! avx_kernel8 {
+        ($name:ident, |$x:ident, $y:ident| $step:expr) => {
+            /// Only constructed after `has_avx2_fma()` said yes.
+            #[derive(Clone, Copy)]
+            pub(crate) struct $name;
+            impl CodeKernel for $name {
+                #[inline(always)]
+                unsafe fn raw(self, a: *const u8, b: *const u8, bytes: usize) -> u32 {
+                    // SAFETY: as in `avx_kernel!`.
+                    unsafe {
+                        let mut acc = _mm256_setzero_si256();
+                        let mut i = 0;
+                        while i < bytes {
+                            let ($x, $y) = if i + 32 <= bytes {
+                                (
+                                    _mm256_loadu_si256(a.add(i) as *const __m256i),
+                                    _mm256_loadu_si256(b.add(i) as *const __m256i),
+                                )
+                            } else {
+                                (
+                                    _mm256_zextsi128_si256(_mm_loadu_si128(a.add(i) as *const __m128i)),
+                                    _mm256_zextsi128_si256(_mm_loadu_si128(b.add(i) as *const __m128i)),
+                                )
+                            };
+                            acc = _mm256_add_epi32(acc, $step);
+                            i += 32;
+                        }
+                        let s = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+                        let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
+                        let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
+                        _mm_cvtsi128_si32(s) as u32
+                    }
+                }
+            }
+        };
+    }
+
+    /// The two halves of 32 bytes widened to 16 bits.
+    #[inline(always)]
+    unsafe fn widen(x: __m256i) -> (__m256i, __m256i) {
+        // SAFETY: the callers run with AVX2 (see `avx_kernel8!`).
+        unsafe {
+            (_mm256_cvtepu8_epi16(_mm256_castsi256_si128(x)), _mm256_cvtepu8_epi16(_mm256_extracti128_si256(x, 1)))
+        }
+    }
+
+    avx_kernel8!(L2x8, |x, y| {
+        let ((xa, xb), (ya, yb)) = (widen(x), widen(y));
+        let (da, db) = (_mm256_sub_epi16(xa, ya), _mm256_sub_epi16(xb, yb));
+        _mm256_add_epi32(_mm256_madd_epi16(da, da), _mm256_madd_epi16(db, db))
+    });
+    avx_kernel8!(Dotx8, |x, y| {
+        let ((xa, xb), (ya, yb)) = (widen(x), widen(y));
+        _mm256_add_epi32(_mm256_madd_epi16(xa, ya), _mm256_madd_epi16(xb, yb))
+    });
+    avx_kernel8!(L1x8, |x, y| _mm256_sad_epu8(x, y));
 }
 
 #[cfg(test)]
@@ -217,10 +330,10 @@ mod tests {
         let seed = std::env::var("AMETIST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x1234_5678_u64);
         println!("seed {seed} (replay with AMETIST_SEED={seed})");
         let mut s = seed;
-        for dim in [1, 3, 7, 15, 17, 33, 64, 65, 784] {
+        for (dim, bits) in [1, 3, 7, 15, 17, 33, 64, 65, 784].into_iter().flat_map(|d| [(d, 4u8), (d, 8)]) {
             let vecs: Vec<Vec<f32>> = (0..20).map(|_| (0..dim).map(|_| rng(&mut s) * 4.0 - 2.0).collect()).collect();
-            let q = Int4::train(vecs.iter().map(|v| v.as_slice()));
-            let bytes = code_bytes(dim);
+            let q = Scale::train(vecs.iter().map(|v| v.as_slice()), bits);
+            let bytes = code_bytes(dim, bits as usize);
             let codes: Vec<(Vec<u8>, u32)> = vecs
                 .iter()
                 .map(|v| {
@@ -230,7 +343,8 @@ mod tests {
                 })
                 .collect();
             let decode = |c: &[u8]| -> Vec<f32> {
-                (0..dim).map(|j| q.lo + q.step * ((c[j / 2] >> ((j % 2) * 4)) & 15) as f32).collect()
+                let value = |j: usize| if bits == 8 { c[j] } else { (c[j / 2] >> ((j % 2) * 4)) & 15 };
+                (0..dim).map(|j| q.lo + q.step * value(j) as f32).collect()
             };
             for (a, sa) in &codes {
                 for (b, sb) in &codes {
@@ -240,15 +354,23 @@ mod tests {
                     let expect_l1: f32 = da.iter().zip(&db).map(|(x, y)| (x - y).abs()).sum();
                     // SAFETY: both codes hold `bytes` bytes.
                     let raw = unsafe {
-                        [
-                            scalar::L2.raw(a.as_ptr(), b.as_ptr(), bytes),
-                            scalar::Dot.raw(a.as_ptr(), b.as_ptr(), bytes),
-                            scalar::L1.raw(a.as_ptr(), b.as_ptr(), bytes),
-                        ]
+                        if bits == 8 {
+                            [
+                                scalar::L2x8.raw(a.as_ptr(), b.as_ptr(), bytes),
+                                scalar::Dotx8.raw(a.as_ptr(), b.as_ptr(), bytes),
+                                scalar::L1x8.raw(a.as_ptr(), b.as_ptr(), bytes),
+                            ]
+                        } else {
+                            [
+                                scalar::L2.raw(a.as_ptr(), b.as_ptr(), bytes),
+                                scalar::Dot.raw(a.as_ptr(), b.as_ptr(), bytes),
+                                scalar::L1.raw(a.as_ptr(), b.as_ptr(), bytes),
+                            ]
+                        }
                     };
                     let tol = |e: f32| 1e-3 * (1.0 + e.abs());
                     let got = q.finish(Metric::Euclid, raw[0], *sa, *sb, dim);
-                    assert!((got - expect_l2).abs() < tol(expect_l2), "l2 dim {dim}: {got} vs {expect_l2}");
+                    assert!((got - expect_l2).abs() < tol(expect_l2), "l2 dim {dim} {bits} bits: {got} vs {expect_l2}");
                     let got = q.finish(Metric::Dot, raw[1], *sa, *sb, dim);
                     assert!((got - expect_dot).abs() < tol(expect_dot), "dot dim {dim}: {got} vs {expect_dot}");
                     let got = q.finish(Metric::Manhattan, raw[2], *sa, *sb, dim);
@@ -257,13 +379,21 @@ mod tests {
                     if crate::distance::has_avx2_fma() {
                         // SAFETY: AVX2 checked; both codes hold `bytes` bytes.
                         let avx = unsafe {
-                            [
-                                avx2::L2.raw(a.as_ptr(), b.as_ptr(), bytes),
-                                avx2::Dot.raw(a.as_ptr(), b.as_ptr(), bytes),
-                                avx2::L1.raw(a.as_ptr(), b.as_ptr(), bytes),
-                            ]
+                            if bits == 8 {
+                                [
+                                    avx2::L2x8.raw(a.as_ptr(), b.as_ptr(), bytes),
+                                    avx2::Dotx8.raw(a.as_ptr(), b.as_ptr(), bytes),
+                                    avx2::L1x8.raw(a.as_ptr(), b.as_ptr(), bytes),
+                                ]
+                            } else {
+                                [
+                                    avx2::L2.raw(a.as_ptr(), b.as_ptr(), bytes),
+                                    avx2::Dot.raw(a.as_ptr(), b.as_ptr(), bytes),
+                                    avx2::L1.raw(a.as_ptr(), b.as_ptr(), bytes),
+                                ]
+                            }
                         };
-                        assert_eq!(avx, raw, "avx2 vs portable, dim {dim}");
+                        assert_eq!(avx, raw, "avx2 vs portable, dim {dim}, {bits} bits");
                     }
                 }
             }
@@ -273,11 +403,17 @@ mod tests {
     /// Encoding clamps out-of-range values and rounds to the nearest level.
     #[test]
     fn encode_rounds_and_clamps() {
-        let q = Int4 { lo: 0.0, step: 1.0 };
-        let mut c = vec![0u8; code_bytes(4)];
+        let q = Scale { lo: 0.0, step: 1.0, bits: 4 };
+        let mut c = vec![0u8; code_bytes(4, 4)];
         let sum = q.encode(&[-3.0, 2.4, 2.6, 99.0], &mut c);
         assert_eq!(&c[..2], &[2 << 4, 15 << 4 | 3]);
         assert_eq!(sum, 2 + 3 + 15);
         assert!(c[2..].iter().all(|&b| b == 0), "padding stays zero");
+        let q = Scale { lo: 0.0, step: 1.0, bits: 8 };
+        let mut c = vec![0u8; code_bytes(4, 8)];
+        let sum = q.encode(&[-3.0, 2.4, 2.6, 999.0], &mut c);
+        assert_eq!(&c[..4], &[0, 2, 3, 255]);
+        assert_eq!(sum, 2 + 3 + 255);
+        assert!(c[4..].iter().all(|&b| b == 0), "padding stays zero");
     }
 }

@@ -15,7 +15,7 @@
 //! next insert reuses it. Inserts call `repair` themselves once pending deletes reach a
 //! tenth of the live points, so churn does not grow memory.
 //!
-//! Compact walk (optional, [`Hnsw::set_quantization`]): every node also carries a 4-bit
+//! Compact walk (optional, [`Hnsw::set_quantization`]): every node also carries a 4- or 8-bit
 //! code of its vector (see [`codes`]); searches walk the graph on codes and re-score the
 //! `ef` best with the f32 vectors, so results carry exact distances. The graph itself is
 //! always built on the f32 vectors.
@@ -44,7 +44,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::distance::Metric;
 use crate::flat::Candidate;
-use codes::{CodeKernel, Int4};
+use codes::{CodeKernel, Scale};
 use scratch::{pop, push, replace_root, Cand, Scratch};
 use space::{dispatch, Op, Space};
 use store::{read_list, write_list, NodeStore, SpinLock};
@@ -130,7 +130,7 @@ pub struct Hnsw {
     prefetch_ahead: usize,
     quantization: Quantization,
     /// The codes' scale once trained; until then searches walk on the f32 vectors.
-    scale: Option<Int4>,
+    scale: Option<Scale>,
     /// Live points when the codes were last trained.
     trained_at: usize,
     pool: Mutex<Vec<Scratch>>,
@@ -228,10 +228,7 @@ impl Hnsw {
         if q == self.quantization {
             return;
         }
-        let code_bytes = match q {
-            Quantization::None => 0,
-            Quantization::Int4 => codes::code_bytes(self.dim),
-        };
+        let code_bytes = codes::code_bytes(self.dim, q.bits());
         let mut store = NodeStore::new(self.dim, self.m0, code_bytes);
         store.reserve_exact(self.store.len());
         for i in 0..self.store.len() as u32 {
@@ -255,7 +252,7 @@ impl Hnsw {
             None => self.live >= TRAIN_AT,
             Some(_) => self.live >= 2 * self.trained_at,
         };
-        if self.quantization == Quantization::Int4 && due {
+        if self.quantization != Quantization::None && due {
             self.train_codes();
         }
     }
@@ -263,7 +260,7 @@ impl Hnsw {
     fn train_codes(&mut self) {
         let every = self.live.div_ceil((TRAIN_VALUES / self.dim).max(1)).max(1);
         let sample = (0..self.store.len() as u32).filter(|&s| self.is_live(s)).step_by(every);
-        let scale = Int4::train(sample.map(|s| self.store.vector(s)));
+        let scale = Scale::train(sample.map(|s| self.store.vector(s)), self.quantization.bits() as u8);
         self.scale = Some(scale);
         self.trained_at = self.live;
         // Deleted nodes are still walked through, so they get codes too.
@@ -949,12 +946,12 @@ impl<S: Space> Probe for F32Probe<'_, S> {
     }
 }
 
-/// Distances between 4-bit codes (the query's and the nodes').
+/// Distances between 4-bit or 8-bit codes (the query's and the nodes').
 #[derive(Clone, Copy)]
 struct CodeProbe<'a, K> {
     index: &'a Hnsw,
     kernel: K,
-    scale: Int4,
+    scale: Scale,
     /// The query's code (`code_bytes` bytes) and its sum.
     q: *const u8,
     sum: u32,
@@ -1027,8 +1024,13 @@ impl Op for Search<'_> {
                 let mut code = std::mem::take(&mut sc.code);
                 code.resize(index.store.code_bytes(), 0);
                 let sum = scale.encode(query, &mut code);
-                let p = CodeProbe { index, kernel: s.codes(), scale, q: code.as_ptr(), sum };
-                index.walk(p, ep, top, ef, accept, sc);
+                if scale.bits == 8 {
+                    let p = CodeProbe { index, kernel: s.codes8(), scale, q: code.as_ptr(), sum };
+                    index.walk(p, ep, top, ef, accept, sc);
+                } else {
+                    let p = CodeProbe { index, kernel: s.codes(), scale, q: code.as_ptr(), sum };
+                    index.walk(p, ep, top, ef, accept, sc);
+                }
                 sc.code = code;
                 // Re-score what the walk kept with the f32 vectors, a few nodes ahead of
                 // their loads, so the results carry exact distances.

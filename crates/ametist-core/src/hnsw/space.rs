@@ -6,10 +6,12 @@ use crate::distance::{scalar, Metric};
 
 /// Internal distance between two vectors of `n` floats (lower is closer).
 pub(crate) trait Space: Copy + Send + Sync {
-    /// The kernel for 4-bit codes with the same metric and CPU features.
+    /// The kernels for 4-bit and 8-bit codes with the same metric and CPU features.
     type Codes: CodeKernel;
+    type Codes8: CodeKernel;
 
     fn codes(self) -> Self::Codes;
+    fn codes8(self) -> Self::Codes8;
 
     /// # Safety
     /// `a` and `b` must be valid for `n` reads, and the CPU must have the space's features.
@@ -29,14 +31,19 @@ pub(crate) trait Space: Copy + Send + Sync {
 }
 
 macro_rules! scalar_space {
-    ($name:ident, $codes:ty, |$a:ident, $b:ident| $body:expr) => {
+    ($name:ident, $codes:ty, $codes8:ty, |$a:ident, $b:ident| $body:expr) => {
         #[derive(Clone, Copy)]
         pub(crate) struct $name;
         impl Space for $name {
             type Codes = $codes;
+            type Codes8 = $codes8;
             #[inline(always)]
             fn codes(self) -> $codes {
                 <$codes>::default()
+            }
+            #[inline(always)]
+            fn codes8(self) -> $codes8 {
+                <$codes8>::default()
             }
             #[inline(always)]
             unsafe fn dist(self, a: *const f32, b: *const f32, n: usize) -> f32 {
@@ -48,9 +55,9 @@ macro_rules! scalar_space {
     };
 }
 
-scalar_space!(ScalarL2, codes::scalar::L2, |a, b| scalar::l2_squared(a, b));
-scalar_space!(ScalarDot, codes::scalar::Dot, |a, b| -scalar::dot(a, b));
-scalar_space!(ScalarL1, codes::scalar::L1, |a, b| scalar::l1(a, b));
+scalar_space!(ScalarL2, codes::scalar::L2, codes::scalar::L2x8, |a, b| scalar::l2_squared(a, b));
+scalar_space!(ScalarDot, codes::scalar::Dot, codes::scalar::Dotx8, |a, b| -scalar::dot(a, b));
+scalar_space!(ScalarL1, codes::scalar::L1, codes::scalar::L1x8, |a, b| scalar::l1(a, b));
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
@@ -59,15 +66,20 @@ mod x86 {
     use crate::distance::avx2;
 
     macro_rules! avx_space {
-        ($name:ident, $codes:ident, |$a:ident, $b:ident, $n:ident| $body:expr) => {
+        ($name:ident, $codes:ident, $codes8:ident, |$a:ident, $b:ident, $n:ident| $body:expr) => {
             /// Only constructed after `has_avx2_fma()` said yes.
             #[derive(Clone, Copy)]
             pub(crate) struct $name;
             impl Space for $name {
                 type Codes = codes::$codes;
+                type Codes8 = codes::$codes8;
                 #[inline(always)]
                 fn codes(self) -> codes::$codes {
                     codes::$codes
+                }
+                #[inline(always)]
+                fn codes8(self) -> codes::$codes8 {
+                    codes::$codes8
                 }
                 #[inline(always)]
                 unsafe fn dist(self, $a: *const f32, $b: *const f32, $n: usize) -> f32 {
@@ -83,9 +95,14 @@ mod x86 {
     pub(crate) struct AvxL2;
     impl Space for AvxL2 {
         type Codes = codes::L2;
+        type Codes8 = codes::L2x8;
         #[inline(always)]
         fn codes(self) -> codes::L2 {
             codes::L2
+        }
+        #[inline(always)]
+        fn codes8(self) -> codes::L2x8 {
+            codes::L2x8
         }
         #[inline(always)]
         unsafe fn dist(self, a: *const f32, b: *const f32, n: usize) -> f32 {
@@ -98,8 +115,8 @@ mod x86 {
             unsafe { avx2::l2_squared_bounded_ptr(a, b, n, bound) }
         }
     }
-    avx_space!(AvxDot, Dot, |a, b, n| -avx2::dot_ptr(a, b, n));
-    avx_space!(AvxL1, L1, |a, b, n| avx2::l1_ptr(a, b, n));
+    avx_space!(AvxDot, Dot, Dotx8, |a, b, n| -avx2::dot_ptr(a, b, n));
+    avx_space!(AvxL1, L1, L1x8, |a, b, n| avx2::l1_ptr(a, b, n));
 }
 #[cfg(target_arch = "x86_64")]
 pub(crate) use x86::*;

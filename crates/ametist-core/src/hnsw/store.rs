@@ -156,7 +156,7 @@ impl NodeStore {
     }
 
     /// Writes node `i`'s code (and its sum) from its vector.
-    pub(crate) fn encode(&mut self, i: u32, scale: &super::codes::Int4) {
+    pub(crate) fn encode(&mut self, i: u32, scale: &super::codes::Scale) {
         assert!(self.code_bytes > 0 && (i as usize) < self.len, "slot {i} out of range or no codes");
         // SAFETY: in range; `&mut self` excludes every other access; the code, its sum and
         // the vector are disjoint words of node `i`.
@@ -460,8 +460,8 @@ mod tests {
     #[test]
     fn codes_layout_keeps_vectors_and_links_apart() {
         let dim = 33;
-        let mut s = NodeStore::new(dim, 32, super::super::codes::code_bytes(dim));
-        let scale = super::super::codes::Int4 { lo: 0.0, step: 1000.0 };
+        let mut s = NodeStore::new(dim, 32, super::super::codes::code_bytes(dim, 4));
+        let scale = super::super::codes::Scale { lo: 0.0, step: 1000.0, bits: 4 };
         for i in 0..500 {
             s.push();
             fill(&mut s, i);

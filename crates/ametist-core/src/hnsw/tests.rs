@@ -383,32 +383,38 @@ fn search_slots_is_exact_over_the_list() {
     }
 }
 
-/// Walking on 4-bit codes: recall stays high for every metric, results carry the exact
-/// f32 distances, and switching the codes off again gives the plain walk's results back.
+/// Walking on 4-bit and 8-bit codes: recall stays high for every metric, results carry
+/// the exact f32 distances, and switching the codes off again gives the plain walk's
+/// results back.
 #[test]
-fn int4_walk_keeps_recall_and_exact_distances() {
-    let mut rng = Rng::seeded("int4_walk_keeps_recall_and_exact_distances");
+fn code_walks_keep_recall_and_exact_distances() {
+    let mut rng = Rng::seeded("code_walks_keep_recall_and_exact_distances");
     let (data, queries) = clustered2(&mut rng, 5_000, 100, 64, 30);
-    for metric in [Metric::Euclid, Metric::Cosine, Metric::Manhattan] {
+    let cases = [Metric::Euclid, Metric::Cosine, Metric::Manhattan]
+        .into_iter()
+        .flat_map(|m| [(m, Quantization::Int4), (m, Quantization::Int8)]);
+    for (metric, quantization) in cases {
         let prep = |v: &Vec<f32>| if metric == Metric::Cosine { normalise(v.clone()) } else { v.clone() };
         let data: Vec<Vec<f32>> = data.iter().map(prep).collect();
         let queries: Vec<Vec<f32>> = queries.iter().map(prep).collect();
         let mut h = build(metric, &data, HnswParams::default(), 2);
         let plain: Vec<Vec<Candidate>> = queries.iter().map(|q| h.search(q, 10, 50, None)).collect();
         let plain_bytes = h.stats().bytes;
-        h.set_quantization(Quantization::Int4);
+        h.set_quantization(quantization);
         h.check(true).unwrap();
-        assert_eq!(h.stats().quantization, Quantization::Int4);
+        assert_eq!(h.stats().quantization, quantization);
         assert!(h.stats().bytes > plain_bytes, "codes take room");
         let ignoring: Vec<Vec<Candidate>> = queries.iter().map(|q| h.search_plain(q, 10, 50, None)).collect();
         assert_eq!(ignoring, plain, "{metric:?}: search_plain walks on the f32 vectors");
-        // These clusters are tight: neighbours differ by about one code step per dimension,
-        // so the codes need a wider beam than the f32 walk (ef 50 gives 0.93 for euclid
-        // and 0.5 for cosine here); ef 200 re-scores enough candidates. A broken kernel or
-        // walk would not get near 0.95 at any ef on 5,000 points.
-        let r = recall(&h, &data, &queries, 10, 200);
-        eprintln!("{metric:?}: recall@10 with int4 walk, ef=200: {r:.4}");
-        assert!(r >= 0.95, "{metric:?}: recall {r}");
+        // These clusters are tight: neighbours differ by about one 4-bit step per
+        // dimension, so 4-bit codes need a wider beam than the f32 walk (ef 50 gives 0.93
+        // for euclid and 0.5 for cosine here); ef 200 re-scores enough candidates. 8-bit
+        // codes do at ef 50 what the f32 walk does. A broken kernel or walk would not get
+        // near 0.95 at any ef on 5,000 points.
+        let ef = if quantization == Quantization::Int8 { 50 } else { 200 };
+        let r = recall(&h, &data, &queries, 10, ef);
+        eprintln!("{metric:?}: recall@10 with {quantization:?} walk, ef={ef}: {r:.4}");
+        assert!(r >= 0.95, "{metric:?} {quantization:?}: recall {r}");
         let flat_data: Vec<f32> = data.iter().flatten().copied().collect();
         for q in queries.iter().take(20) {
             let got = h.search(q, 10, 200, None);
@@ -426,7 +432,7 @@ fn int4_walk_keeps_recall_and_exact_distances() {
         h.set_quantization(Quantization::None);
         h.check(true).unwrap();
         let again: Vec<Vec<Candidate>> = queries.iter().map(|q| h.search(q, 10, 50, None)).collect();
-        assert_eq!(again, plain, "{metric:?}: the graph survives two re-layouts");
+        assert_eq!(again, plain, "{metric:?} {quantization:?}: the graph survives two re-layouts");
     }
 }
 

@@ -19,10 +19,12 @@ use super::envelope::{parse_body, Answer, ApiError, ApiResult};
 use super::{done, AppState};
 
 /// `PUT /collections/{name}`: Qdrant's create-collection body. Fields Ametist does not
-/// act on (optimizer and WAL settings, Qdrant's int8, product and binary quantization) are
-/// accepted and ignored, so that clients that send them keep working.
-/// `quantization_config: {"scalar": {"type": "int4"}}` (an Ametist extension) walks the
-/// graph on 4-bit codes; `{"scalar": {"type": "none"}}` turns a configured default off.
+/// act on (optimizer and WAL settings, product and binary quantization) are accepted and
+/// ignored, so that clients that send them keep working.
+/// `quantization_config: {"scalar": {"type": "int8"}}` walks the graph on 8-bit codes,
+/// `"int4"` (an Ametist extension) on 4-bit ones, `"none"` turns a configured default off;
+/// `quantile` and `always_ram` are accepted (codes are always in memory, their range is the
+/// 0.1%–99.9% quantiles of a sample).
 #[derive(Debug, Deserialize)]
 pub struct CreateCollection {
     #[serde(default)]
@@ -68,16 +70,16 @@ pub struct HnswConfigDiff {
     pub _ignored: serde_json::Map<String, Value>,
 }
 
-/// The quantization a create-collection body asks for: `Some` for Ametist's `int4` and
-/// `none`, `None` for Qdrant's kinds (accepted and ignored) or no setting.
+/// The quantization a create-collection body asks for: `Some` for a scalar type, `None`
+/// for product and binary quantization (accepted and ignored) or no setting.
 fn quantization(config: Option<&Value>) -> Result<Option<Quantization>, String> {
     let Some(scalar) = config.and_then(|c| c.get("scalar")) else { return Ok(None) };
     match scalar.get("type").and_then(Value::as_str) {
+        Some("int8") => Ok(Some(Quantization::Int8)),
         Some("int4") => Ok(Some(Quantization::Int4)),
         Some("none") => Ok(Some(Quantization::None)),
-        Some("int8") => Ok(None),
         other => Err(format!(
-            "Wrong input: quantization_config.scalar.type must be \"int4\", \"none\" or \"int8\" (ignored), got {}",
+            "Wrong input: quantization_config.scalar.type must be \"int8\", \"int4\" or \"none\", got {}",
             other.map_or_else(
                 || scalar.get("type").map_or("nothing".to_string(), Value::to_string),
                 |s| format!("\"{s}\"")
@@ -320,7 +322,12 @@ fn collection_info_json(info: &CollectionInfo) -> Value {
                 "max_optimization_threads": null,
             },
             "wal_config": { "wal_capacity_mb": 32, "wal_segments_ahead": 0 },
-            "quantization_config": null,
+            // Qdrant's shape for int8; int4 is Ametist's own, which Qdrant's clients would
+            // not parse here (the partitions route shows it).
+            "quantization_config": match s.index.quantization {
+                Quantization::Int8 => json!({ "scalar": { "type": "int8", "quantile": null, "always_ram": true } }),
+                _ => Value::Null,
+            },
         },
         "payload_schema": info.text_schema.iter().map(|(k, n)| (k.clone(), json!({ "data_type": "text", "points": n })))
             .chain(info.payload_schema.iter().map(|(k, (t, n))| (k.clone(), json!({ "data_type": t, "points": n }))))
