@@ -133,8 +133,9 @@ pub(crate) trait CodeKernel: Copy + Send + Sync {
 pub(crate) mod scalar {
     use super::CodeKernel;
 
+    /// A kernel summing `$term` over the code values of two codes of `$bits` bits.
     macro_rules! scalar_kernel {
-        ($name:ident, |$x:ident, $y:ident| $term:expr) => {
+        ($name:ident, $bits:literal, |$x:ident, $y:ident| $term:expr) => {
             #[derive(Clone, Copy, Default)]
             pub(crate) struct $name;
             impl CodeKernel for $name {
@@ -145,9 +146,10 @@ pub(crate) mod scalar {
                         unsafe { (std::slice::from_raw_parts(a, bytes), std::slice::from_raw_parts(b, bytes)) };
                     let mut acc = 0u32;
                     for (&p, &q) in a.iter().zip(b) {
-                        for shift in [0, 4] {
-                            let ($x, $y) = (((p >> shift) & 15) as i32, ((q >> shift) & 15) as i32);
-                            acc += ($term) as u32;
+                        for shift in (0..8).step_by($bits) {
+                            let mask = ((1u32 << $bits) - 1) as u8;
+                            let ($x, $y) = (((p >> shift) & mask) as i32, ((q >> shift) & mask) as i32);
+                            acc = acc.wrapping_add(($term) as u32);
                         }
                     }
                     acc
@@ -155,47 +157,28 @@ pub(crate) mod scalar {
             }
         };
     }
-    scalar_kernel!(L2, |x, y| (x - y) * (x - y));
-    scalar_kernel!(Dot, |x, y| x * y);
-    scalar_kernel!(L1, |x, y| (x - y).abs());
-
-    macro_rules! scalar_kernel8 {
-        ($name:ident, |$x:ident, $y:ident| $term:expr) => {
-            #[derive(Clone, Copy, Default)]
-            pub(crate) struct $name;
-            impl CodeKernel for $name {
-                #[inline(always)]
-                unsafe fn raw(self, a: *const u8, b: *const u8, bytes: usize) -> u32 {
-                    // SAFETY: the caller guarantees both pointers are valid for `bytes` reads.
-                    let (a, b) =
-                        unsafe { (std::slice::from_raw_parts(a, bytes), std::slice::from_raw_parts(b, bytes)) };
-                    let mut acc = 0u32;
-                    for (&p, &q) in a.iter().zip(b) {
-                        let ($x, $y) = (p as i32, q as i32);
-                        acc = acc.wrapping_add(($term) as u32);
-                    }
-                    acc
-                }
-            }
-        };
-    }
-    scalar_kernel8!(L2x8, |x, y| (x - y) * (x - y));
-    scalar_kernel8!(Dotx8, |x, y| x * y);
-    scalar_kernel8!(L1x8, |x, y| (x - y).abs());
+    scalar_kernel!(L2, 4, |x, y| (x - y) * (x - y));
+    scalar_kernel!(Dot, 4, |x, y| x * y);
+    scalar_kernel!(L1, 4, |x, y| (x - y).abs());
+    scalar_kernel!(L2x8, 8, |x, y| (x - y) * (x - y));
+    scalar_kernel!(Dotx8, 8, |x, y| x * y);
+    scalar_kernel!(L1x8, 8, |x, y| (x - y).abs());
 }
 
-/// AVX2 kernels: 64 dimensions per step, nibbles split with a shift and a mask, products
-/// summed with `maddubs` (codes are at most 15, so the pairs never saturate).
+/// AVX2 kernels, 32 code bytes per step: 4-bit codes are split into nibbles with a shift
+/// and a mask and multiplied with `maddubs` (values are at most 15, so the pairs never
+/// saturate); 8-bit codes are widened to 16 bits and multiplied with `madd` (products at
+/// most 255², summed in pairs, fit the i32 lanes).
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx2 {
     use super::CodeKernel;
     use std::arch::x86_64::*;
 
-    /// A kernel whose `$step` turns the nibbles of 32 bytes (`$xl, $yl` low, `$xh, $yh` high)
-    /// into i32 lanes to add up. A macro rather than a closure, so that the intrinsics are
-    /// expanded right inside the loop that the caller compiles with AVX2 enabled.
+    /// A kernel whose `$step` turns 32 bytes of each side (`$x`, `$y`) into i32 lanes to
+    /// add up. A macro rather than a closure, so that the intrinsics are expanded right
+    /// inside the loop that the caller compiles with AVX2 enabled.
     macro_rules! avx_kernel {
-        ($name:ident, |$xl:ident, $yl:ident, $xh:ident, $yh:ident| $step:expr) => {
+        ($name:ident, |$x:ident, $y:ident| $step:expr) => {
             /// Only constructed after `has_avx2_fma()` said yes.
             #[derive(Clone, Copy)]
             pub(crate) struct $name;
@@ -205,68 +188,11 @@ pub(crate) mod avx2 {
                     // SAFETY: the caller checked AVX2 and that both pointers are valid for
                     // `bytes` reads (a multiple of 16).
                     unsafe {
-                        let mask = _mm256_set1_epi8(15);
                         let mut acc = _mm256_setzero_si256();
                         let mut i = 0;
                         while i < bytes {
                             // A last half step loads 16 bytes and zeros the upper lanes
                             // of both sides, which then add nothing.
-                            let (x, y) = if i + 32 <= bytes {
-                                (
-                                    _mm256_loadu_si256(a.add(i) as *const __m256i),
-                                    _mm256_loadu_si256(b.add(i) as *const __m256i),
-                                )
-                            } else {
-                                (
-                                    _mm256_zextsi128_si256(_mm_loadu_si128(a.add(i) as *const __m128i)),
-                                    _mm256_zextsi128_si256(_mm_loadu_si128(b.add(i) as *const __m128i)),
-                                )
-                            };
-                            let ($xl, $yl) = (_mm256_and_si256(x, mask), _mm256_and_si256(y, mask));
-                            let $xh = _mm256_and_si256(_mm256_srli_epi16(x, 4), mask);
-                            let $yh = _mm256_and_si256(_mm256_srli_epi16(y, 4), mask);
-                            acc = _mm256_add_epi32(acc, $step);
-                            i += 32;
-                        }
-                        let s = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
-                        let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
-                        let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
-                        _mm_cvtsi128_si32(s) as u32
-                    }
-                }
-            }
-        };
-    }
-
-    avx_kernel!(L2, |xl, yl, xh, yh| {
-        let dl = _mm256_abs_epi8(_mm256_sub_epi8(xl, yl));
-        let dh = _mm256_abs_epi8(_mm256_sub_epi8(xh, yh));
-        let sq = _mm256_add_epi16(_mm256_maddubs_epi16(dl, dl), _mm256_maddubs_epi16(dh, dh));
-        _mm256_madd_epi16(sq, _mm256_set1_epi16(1))
-    });
-    avx_kernel!(Dot, |xl, yl, xh, yh| {
-        let p = _mm256_add_epi16(_mm256_maddubs_epi16(xl, yl), _mm256_maddubs_epi16(xh, yh));
-        _mm256_madd_epi16(p, _mm256_set1_epi16(1))
-    });
-    // `sad` sums absolute byte differences into four u64 lanes; their values are small, so
-    // adding them as i32 lanes is exact (the upper halves stay zero).
-    avx_kernel!(L1, |xl, yl, xh, yh| _mm256_add_epi64(_mm256_sad_epu8(xl, yl), _mm256_sad_epu8(xh, yh)));
-
-    /// A kernel over 8-bit codes: `$step` turns 32 bytes of each side (`$x`, `$y`) into
-    /// i32 lanes to add up; 16-bit products (at most 255², summed in pairs) fit the lanes.
-    macro_rules! avx_kernel8 {
-        ($name:ident, |$x:ident, $y:ident| $step:expr) => {
-            /// Only constructed after `has_avx2_fma()` said yes.
-            #[derive(Clone, Copy)]
-            pub(crate) struct $name;
-            impl CodeKernel for $name {
-                #[inline(always)]
-                unsafe fn raw(self, a: *const u8, b: *const u8, bytes: usize) -> u32 {
-                    // SAFETY: as in `avx_kernel!`.
-                    unsafe {
-                        let mut acc = _mm256_setzero_si256();
-                        let mut i = 0;
-                        while i < bytes {
                             let ($x, $y) = if i + 32 <= bytes {
                                 (
                                     _mm256_loadu_si256(a.add(i) as *const __m256i),
@@ -291,25 +217,54 @@ pub(crate) mod avx2 {
         };
     }
 
+    /// The low and the high nibbles of 32 bytes, each as bytes.
+    #[inline(always)]
+    unsafe fn nibbles(x: __m256i) -> (__m256i, __m256i) {
+        // SAFETY: the callers run with AVX2 (see `avx_kernel!`).
+        unsafe {
+            let mask = _mm256_set1_epi8(15);
+            (_mm256_and_si256(x, mask), _mm256_and_si256(_mm256_srli_epi16(x, 4), mask))
+        }
+    }
+
     /// The two halves of 32 bytes widened to 16 bits.
     #[inline(always)]
     unsafe fn widen(x: __m256i) -> (__m256i, __m256i) {
-        // SAFETY: the callers run with AVX2 (see `avx_kernel8!`).
+        // SAFETY: the callers run with AVX2 (see `avx_kernel!`).
         unsafe {
             (_mm256_cvtepu8_epi16(_mm256_castsi256_si128(x)), _mm256_cvtepu8_epi16(_mm256_extracti128_si256(x, 1)))
         }
     }
 
-    avx_kernel8!(L2x8, |x, y| {
+    avx_kernel!(L2, |x, y| {
+        let ((xl, xh), (yl, yh)) = (nibbles(x), nibbles(y));
+        let dl = _mm256_abs_epi8(_mm256_sub_epi8(xl, yl));
+        let dh = _mm256_abs_epi8(_mm256_sub_epi8(xh, yh));
+        let sq = _mm256_add_epi16(_mm256_maddubs_epi16(dl, dl), _mm256_maddubs_epi16(dh, dh));
+        _mm256_madd_epi16(sq, _mm256_set1_epi16(1))
+    });
+    avx_kernel!(Dot, |x, y| {
+        let ((xl, xh), (yl, yh)) = (nibbles(x), nibbles(y));
+        let p = _mm256_add_epi16(_mm256_maddubs_epi16(xl, yl), _mm256_maddubs_epi16(xh, yh));
+        _mm256_madd_epi16(p, _mm256_set1_epi16(1))
+    });
+    // `sad` sums absolute byte differences into four u64 lanes; their values are small, so
+    // adding them as i32 lanes is exact (the upper halves stay zero). The nibbles' sum is
+    // the sum over both of them, so the 4-bit kernel can take the bytes' `sad` of each.
+    avx_kernel!(L1, |x, y| {
+        let ((xl, xh), (yl, yh)) = (nibbles(x), nibbles(y));
+        _mm256_add_epi64(_mm256_sad_epu8(xl, yl), _mm256_sad_epu8(xh, yh))
+    });
+    avx_kernel!(L2x8, |x, y| {
         let ((xa, xb), (ya, yb)) = (widen(x), widen(y));
         let (da, db) = (_mm256_sub_epi16(xa, ya), _mm256_sub_epi16(xb, yb));
         _mm256_add_epi32(_mm256_madd_epi16(da, da), _mm256_madd_epi16(db, db))
     });
-    avx_kernel8!(Dotx8, |x, y| {
+    avx_kernel!(Dotx8, |x, y| {
         let ((xa, xb), (ya, yb)) = (widen(x), widen(y));
         _mm256_add_epi32(_mm256_madd_epi16(xa, ya), _mm256_madd_epi16(xb, yb))
     });
-    avx_kernel8!(L1x8, |x, y| _mm256_sad_epu8(x, y));
+    avx_kernel!(L1x8, |x, y| _mm256_sad_epu8(x, y));
 }
 
 #[cfg(test)]

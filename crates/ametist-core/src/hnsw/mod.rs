@@ -542,15 +542,7 @@ impl Hnsw {
     /// Approximate top-k, closest first, internal distance (lower is closer). `accept`
     /// filters slots inside the graph walk: rejected nodes are traversed, never returned.
     pub fn search(&self, query: &[f32], k: usize, ef: usize, accept: Option<&dyn Fn(u32) -> bool>) -> Vec<Candidate> {
-        assert_eq!(query.len(), self.dim, "query has dimension {}, index has {}", query.len(), self.dim);
-        if k == 0 || self.entry().is_none() {
-            return Vec::new();
-        }
-        let mut sc = self.scratch();
-        let search = Search { index: self, query, k, ef: ef.max(k), accept, codes: true, sc: &mut sc };
-        let out = dispatch(self.metric, search);
-        self.give_back(sc);
-        out
+        self.walk_search(query, k, ef, accept, true)
     }
 
     /// Like [`Hnsw::search`], but the walk reads the f32 vectors even when the index has
@@ -562,13 +554,23 @@ impl Hnsw {
         ef: usize,
         accept: Option<&dyn Fn(u32) -> bool>,
     ) -> Vec<Candidate> {
+        self.walk_search(query, k, ef, accept, false)
+    }
+
+    fn walk_search(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        accept: Option<&dyn Fn(u32) -> bool>,
+        codes: bool,
+    ) -> Vec<Candidate> {
         assert_eq!(query.len(), self.dim, "query has dimension {}, index has {}", query.len(), self.dim);
         if k == 0 || self.entry().is_none() {
             return Vec::new();
         }
         let mut sc = self.scratch();
-        let search = Search { index: self, query, k, ef: ef.max(k), accept, codes: false, sc: &mut sc };
-        let out = dispatch(self.metric, search);
+        let out = dispatch(self.metric, Search { index: self, query, k, ef: ef.max(k), accept, codes, sc: &mut sc });
         self.give_back(sc);
         out
     }
