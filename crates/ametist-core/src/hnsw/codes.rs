@@ -159,10 +159,10 @@ pub(crate) mod scalar {
     }
     scalar_kernel!(L2, 4, |x, y| (x - y) * (x - y));
     scalar_kernel!(Dot, 4, |x, y| x * y);
-    scalar_kernel!(L1, 4, |x, y| (x - y).abs());
+    scalar_kernel!(L1, 4, |x, y| (x - y).unsigned_abs());
     scalar_kernel!(L2x8, 8, |x, y| (x - y) * (x - y));
     scalar_kernel!(Dotx8, 8, |x, y| x * y);
-    scalar_kernel!(L1x8, 8, |x, y| (x - y).abs());
+    scalar_kernel!(L1x8, 8, |x, y| (x - y).unsigned_abs());
 }
 
 /// AVX2 kernels, 32 code bytes per step: 4-bit codes are split into nibbles with a shift
