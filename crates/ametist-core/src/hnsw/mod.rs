@@ -90,6 +90,9 @@ const FREE: u8 = 2;
 const NO_ENTRY: u64 = u64::MAX;
 const NO_UPPER: u32 = u32::MAX;
 const MAX_LEVEL: usize = 30;
+/// Nodes a graph links one after another before it links from several threads; see
+/// `Hnsw::link_all`.
+const SEQUENTIAL_START: usize = 1024;
 /// Codes are trained once this many points are live (a smaller index walks on f32), and
 /// again whenever the live count has doubled since, so their range follows the data.
 const TRAIN_AT: usize = 256;
@@ -409,8 +412,23 @@ impl Hnsw {
     }
 
     /// Links `slots` (already stored, LIVE, unlinked) into the graph.
+    ///
+    /// The first [`SEQUENTIAL_START`] nodes of a graph are linked one after another, the
+    /// rest from `threads` threads. Why: nodes linked at the same time do not see each
+    /// other, and while the graph is small that decides its shape: on clustered data a
+    /// two-thread rebuild of 500 points left up to 1% of them unreachable from the entry
+    /// point (no walk found them, at any `ef`); linked in order, none.
     fn link_all(&mut self, slots: &[u32], threads: usize) {
         let this = &*self;
+        let linked = this.live.saturating_sub(slots.len());
+        let (head, slots) = slots.split_at(SEQUENTIAL_START.saturating_sub(linked).min(slots.len()));
+        if !head.is_empty() {
+            let mut sc = this.scratch();
+            for &s in head {
+                dispatch(this.metric, Connect { index: this, node: s, relink: false, sc: &mut sc });
+            }
+            this.give_back(sc);
+        }
         let threads = threads.clamp(1, 64).min(slots.len().div_ceil(64).max(1));
         if threads == 1 {
             let mut sc = this.scratch();
