@@ -59,7 +59,7 @@ pub struct SearchRequest {
 }
 
 /// Qdrant's `params.quantization` for a search on an index with codes
-/// (`quantization: int4`). Results are always re-scored with the f32 vectors.
+/// (`quantization: int4` or `int8`). Results are always re-scored with the f32 vectors.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct QuantizationParams {
     /// Walk on the f32 vectors instead of the codes.
@@ -392,7 +392,7 @@ pub struct IndexStats {
     pub deleted: usize,
     /// Levels of the graph (0 for an exact-scan partition).
     pub levels: usize,
-    /// What the graph walk reads (`none`: the f32 vectors; `int4`: 4-bit codes).
+    /// What the graph walk reads (`none`: the f32 vectors; `int4`, `int8`: codes).
     #[serde(default)]
     pub quantization: ametist_core::hnsw::Quantization,
     /// Indexed payload fields: key, type, and how many points have a value there.

@@ -253,11 +253,7 @@ impl NamedFields {
                 None if accept.is_some() => ef.saturating_mul(2),
                 None => ef,
             };
-            if codes {
-                field.index.search(query, k, ef, Some(&by_field))
-            } else {
-                field.index.search_plain(query, k, ef, Some(&by_field))
-            }
+            field.index.search_walk(query, k, ef, Some(&by_field), codes)
         };
         Ok(hits.into_iter().map(to_point).collect())
     }

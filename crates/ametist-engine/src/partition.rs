@@ -588,8 +588,7 @@ impl PartitionActor {
         let hits = match plan {
             Plan::Candidates(slots) => self.index.search_slots(&req.query_vector, want, &slots, Some(&accept)),
             Plan::Exact => self.index.search_exact(&req.query_vector, want, accept_dyn),
-            Plan::Graph { ef, .. } if codes => self.index.search(&req.query_vector, want, ef, accept_dyn),
-            Plan::Graph { ef, .. } => self.index.search_plain(&req.query_vector, want, ef, accept_dyn),
+            Plan::Graph { ef, .. } => self.index.search_walk(&req.query_vector, want, ef, accept_dyn, codes),
         };
         let threshold = req.score_threshold;
         let docs = hits

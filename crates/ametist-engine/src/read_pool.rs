@@ -206,19 +206,29 @@ fn pool() -> &'static Pool {
 /// partition's whole search; a client that just got an answer usually asks again sooner.
 pub(crate) const POLL: std::time::Duration = std::time::Duration::from_micros(100);
 
-/// The next job: polled for [`POLL`] (yielding the core to any other runnable thread
-/// between polls, so polling never delays work), then waited for. `None` once the pool
-/// is gone.
-fn poll_then_recv(queue: &std_mpsc::Receiver<Job>) -> Option<Job> {
+/// Calls `attempt` until it settles (`Some`) or [`POLL`] has passed (`None`), yielding the
+/// core to any other runnable thread between calls, so polling never delays work.
+pub(crate) fn poll<T>(mut attempt: impl FnMut() -> Option<T>) -> Option<T> {
     let start = std::time::Instant::now();
     loop {
-        match queue.try_recv() {
-            Ok(job) => return Some(job),
-            Err(std_mpsc::TryRecvError::Disconnected) => return None,
-            Err(std_mpsc::TryRecvError::Empty) if start.elapsed() < POLL => std::thread::yield_now(),
-            Err(std_mpsc::TryRecvError::Empty) => return queue.recv().ok(),
+        if let Some(settled) = attempt() {
+            return Some(settled);
         }
+        if start.elapsed() >= POLL {
+            return None;
+        }
+        std::thread::yield_now();
     }
+}
+
+/// The next job: polled for, then waited for. `None` once the pool is gone.
+fn poll_then_recv(queue: &std_mpsc::Receiver<Job>) -> Option<Job> {
+    let polled = poll(|| match queue.try_recv() {
+        Ok(job) => Some(Some(job)),
+        Err(std_mpsc::TryRecvError::Disconnected) => Some(None),
+        Err(std_mpsc::TryRecvError::Empty) => None,
+    });
+    polled.unwrap_or_else(|| queue.recv().ok())
 }
 
 impl Pool {

@@ -560,22 +560,12 @@ impl Hnsw {
     /// Approximate top-k, closest first, internal distance (lower is closer). `accept`
     /// filters slots inside the graph walk: rejected nodes are traversed, never returned.
     pub fn search(&self, query: &[f32], k: usize, ef: usize, accept: Option<&dyn Fn(u32) -> bool>) -> Vec<Candidate> {
-        self.walk_search(query, k, ef, accept, true)
+        self.search_walk(query, k, ef, accept, true)
     }
 
-    /// Like [`Hnsw::search`], but the walk reads the f32 vectors even when the index has
-    /// codes (Qdrant's `params.quantization.ignore`).
-    pub fn search_plain(
-        &self,
-        query: &[f32],
-        k: usize,
-        ef: usize,
-        accept: Option<&dyn Fn(u32) -> bool>,
-    ) -> Vec<Candidate> {
-        self.walk_search(query, k, ef, accept, false)
-    }
-
-    fn walk_search(
+    /// Like [`Hnsw::search`]; with `codes` false the walk reads the f32 vectors even when
+    /// the index has codes (Qdrant's `params.quantization.ignore`).
+    pub fn search_walk(
         &self,
         query: &[f32],
         k: usize,

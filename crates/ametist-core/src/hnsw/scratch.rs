@@ -23,7 +23,7 @@ pub(crate) struct Scratch {
     pub sel: Vec<Cand>,
     pub out: Vec<Cand>,
     pub ids: Vec<u32>,
-    /// The query's 4-bit code, when the index walks on codes.
+    /// The query's code, when the index walks on codes.
     pub code: Vec<u8>,
 }
 

@@ -404,8 +404,8 @@ fn code_walks_keep_recall_and_exact_distances() {
         h.check(true).unwrap();
         assert_eq!(h.stats().quantization, quantization);
         assert!(h.stats().bytes > plain_bytes, "codes take room");
-        let ignoring: Vec<Vec<Candidate>> = queries.iter().map(|q| h.search_plain(q, 10, 50, None)).collect();
-        assert_eq!(ignoring, plain, "{metric:?}: search_plain walks on the f32 vectors");
+        let ignoring: Vec<Vec<Candidate>> = queries.iter().map(|q| h.search_walk(q, 10, 50, None, false)).collect();
+        assert_eq!(ignoring, plain, "{metric:?}: search_walk without codes walks on the f32 vectors");
         // These clusters are tight: neighbours differ by about one 4-bit step per
         // dimension, so 4-bit codes need a wider beam than the f32 walk (ef 50 gives 0.93
         // for euclid and 0.5 for cosine here); ef 200 re-scores enough candidates. 8-bit

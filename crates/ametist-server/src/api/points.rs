@@ -177,7 +177,7 @@ pub struct SearchParams {
     #[serde(default)]
     pub exact: Option<bool>,
     /// `{ignore, rescore, oversampling}`: acted on when the collection walks on codes
-    /// (`quantization: int4`). Results are always re-scored, so `rescore: false` changes
+    /// (`quantization: int4` or `int8`). Results are always re-scored, so `rescore: false` changes
     /// nothing.
     #[serde(default)]
     pub quantization: Option<QuantizationSearchParams>,
