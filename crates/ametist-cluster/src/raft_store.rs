@@ -108,6 +108,9 @@ impl FileStore {
 
     /// Writes the whole state durably. Called with the lock held, so writes are serialised
     /// as openraft requires.
+    // openraft's storage traits return its (large) StorageError by value; boxing it here
+    // would only be unboxed at every caller.
+    #[allow(clippy::result_large_err)]
     fn persist(&self, p: &Persisted) -> Result<(), StorageError<NodeId>> {
         let bytes = serde_json::to_vec(p).map_err(|e| StorageIOError::write(&e))?;
         let path = self.dir.join(FILE);

@@ -1169,8 +1169,12 @@ async fn scatter_search(
     let mut part_req = req.clone();
     part_req.k = req.k.saturating_add(req.offset);
     part_req.offset = 0;
-    // The last partition searches on this thread while the others run on the pool.
+    // The last partition searches on this thread while the others run on the pool. Then
+    // this thread takes back what the pool has not started: under concurrent queries the
+    // pool's threads are waiting for a core, and this thread would otherwise idle until they
+    // get one.
     let mut pending = Vec::with_capacity(permits.len());
+    let mut handed = Vec::with_capacity(permits.len());
     let last = permits.len().saturating_sub(1);
     for (i, (p, permit)) in permits.into_iter().enumerate() {
         let (tx, rx) = oneshot::channel();
@@ -1178,10 +1182,11 @@ async fn scatter_search(
         if i == last {
             permit.send_here(msg);
         } else {
-            permit.send(msg);
+            handed.extend(permit.send_reclaimable(msg));
         }
         pending.push((p, rx));
     }
+    handed.into_iter().for_each(|h| h.reclaim());
     let total = partitions.len();
     let timeout = engine.search_timeout;
     let deadline = Instant::now() + timeout;

@@ -28,7 +28,7 @@ use crate::messages::{
     WriteAck, WriteOp,
 };
 use crate::named_vectors::NamedFields;
-use crate::read_pool::{ReadOnly, ReadSide};
+use crate::read_pool::{Handed, ReadOnly, ReadSide};
 use crate::store::{Base, PartitionStore};
 use crate::supervisor::{supervise, ActorState, PartitionStatus, RunEnd};
 
@@ -61,7 +61,8 @@ impl PartitionPermit<'_> {
     /// Sends the message. A read-only one runs on the search pool when the partition is
     /// running and nothing is queued before it; everything else goes through the mailbox.
     pub fn send(self, msg: PartitionMsg) {
-        self.send_or_run(msg, false)
+        // A read given to the pool runs there.
+        drop(self.send_or_run(msg, false));
     }
 
     /// Like [`PartitionPermit::send`], but a read-only message that would go to the search
@@ -72,22 +73,26 @@ impl PartitionPermit<'_> {
     /// over first (`block_in_place`), which costs a thread hand-off per call. In a
     /// current-thread runtime the message is sent as usual.
     pub fn send_here(self, msg: PartitionMsg) {
-        use tokio::runtime::{Handle, RuntimeFlavor};
-        let short = matches!(&msg, PartitionMsg::Search(req, _)
-            if req.filter.is_none() && !req.exact && req.ef.is_none_or(|ef| ef <= SHORT_SEARCH_EF));
-        match Handle::try_current().map(|h| h.runtime_flavor()) {
-            Ok(RuntimeFlavor::MultiThread) if short => self.send_or_run(msg, true),
-            Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(|| self.send_or_run(msg, true)),
-            Ok(_) => self.send_or_run(msg, false),
-            Err(_) => self.send_or_run(msg, true),
+        match RunHere::for_message(&msg) {
+            RunHere::AsIs => drop(self.send_or_run(msg, true)),
+            RunHere::HandingOver => tokio::task::block_in_place(|| drop(self.send_or_run(msg, true))),
+            RunHere::Never => drop(self.send_or_run(msg, false)),
         }
     }
 
-    fn send_or_run(self, msg: PartitionMsg, here: bool) {
+    /// Like [`PartitionPermit::send`], but when the message goes to the search pool, the
+    /// returned [`Reclaimable`] lets the caller run it itself as long as no search thread
+    /// has started it.
+    pub(crate) fn send_reclaimable(self, msg: PartitionMsg) -> Option<Reclaimable> {
+        let here = RunHere::for_message(&msg);
+        self.send_or_run(msg, false).map(|handed| Reclaimable { handed, here })
+    }
+
+    fn send_or_run(self, msg: PartitionMsg, here: bool) -> Option<Handed> {
         let msg = if msg.is_read_only() {
             let p = self.partition;
             match p.reads.try_dispatch(msg, &p.tx, here) {
-                Ok(()) => return,
+                Ok(handed) => return handed,
                 Err(msg) => msg,
             }
         } else {
@@ -95,6 +100,59 @@ impl PartitionPermit<'_> {
             msg
         };
         self.permit.send(msg);
+        None
+    }
+}
+
+/// A read given to the search pool by [`PartitionPermit::send_reclaimable`].
+pub(crate) struct Reclaimable {
+    handed: Handed,
+    here: RunHere,
+}
+
+impl Reclaimable {
+    /// Runs the read on this thread, under the rules of [`PartitionPermit::send_here`], if
+    /// no search thread has started it yet; otherwise leaves it to the pool.
+    pub(crate) fn reclaim(self) {
+        match self.here {
+            RunHere::AsIs => {
+                if let Some(job) = self.handed.take_back() {
+                    job();
+                }
+            }
+            // Checked first so that the worker is handed over only for a read still to run.
+            RunHere::HandingOver => {
+                if let Some(job) = self.handed.take_back() {
+                    tokio::task::block_in_place(job);
+                }
+            }
+            RunHere::Never => {}
+        }
+    }
+}
+
+/// Whether the calling thread may run a read itself, and how.
+#[derive(Clone, Copy)]
+enum RunHere {
+    /// Outside any runtime, or a short search on a multi-threaded runtime's worker.
+    AsIs,
+    /// On a multi-threaded runtime's worker, after handing the worker over.
+    HandingOver,
+    /// Never: the thread is a current-thread runtime's only one.
+    Never,
+}
+
+impl RunHere {
+    fn for_message(msg: &PartitionMsg) -> RunHere {
+        use tokio::runtime::{Handle, RuntimeFlavor};
+        let short = matches!(msg, PartitionMsg::Search(req, _)
+            if req.filter.is_none() && !req.exact && req.ef.is_none_or(|ef| ef <= SHORT_SEARCH_EF));
+        match Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(RuntimeFlavor::MultiThread) if short => RunHere::AsIs,
+            Ok(RuntimeFlavor::MultiThread) => RunHere::HandingOver,
+            Ok(_) => RunHere::Never,
+            Err(_) => RunHere::AsIs,
+        }
     }
 }
 

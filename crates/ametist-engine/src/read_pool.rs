@@ -81,15 +81,19 @@ impl<S: ReadOnly> ReadSide<S> {
 
     /// Runs a read-only message on the search pool, or hands it back when it must go
     /// through the mailbox instead (nothing published, too many reads in flight, or
-    /// writes queued before it).
+    /// writes queued before it). A read given to the pool comes with a [`Handed`], through
+    /// which the caller may still run it itself while no search thread has started it.
     /// With `here`, runs it on the calling thread instead (the caller has made sure it may
     /// block).
+    // The message comes back by value so that the caller can put it into the mailbox;
+    // boxing it would cost an allocation on every read.
+    #[allow(clippy::result_large_err)]
     pub(crate) fn try_dispatch(
         &self,
         msg: PartitionMsg,
         mailbox: &mpsc::Sender<PartitionMsg>,
         here: bool,
-    ) -> Result<(), PartitionMsg> {
+    ) -> Result<Option<Handed>, PartitionMsg> {
         if self.writes_queued.load(Ordering::Acquire) > 0 {
             return Err(msg);
         }
@@ -140,10 +144,43 @@ impl<S: ReadOnly> ReadSide<S> {
         };
         if here {
             job();
-        } else {
-            pool().execute(Box::new(job));
+            return Ok(None);
         }
-        Ok(())
+        let (for_pool, handed) = Handed::split(Box::new(job));
+        pool().execute(for_pool);
+        Ok(Some(handed))
+    }
+}
+
+/// A read given to the search pool, which its sender may still run itself.
+///
+/// Under concurrent queries every core is busy with a caller, so the pool's threads get a
+/// core only by taking it from a caller that then waits idle for them; each such hand-off
+/// costs more than a partition's search on a virtual machine. A caller that has answered its
+/// own partition therefore takes back the reads the pool has not started, and on an idle
+/// machine finds them already running.
+pub(crate) struct Handed(Arc<Mutex<Option<Job>>>);
+
+impl Handed {
+    /// The job the pool runs, which runs `job` unless the sender took it back first, and
+    /// the sender's handle on it.
+    fn split(job: Job) -> (Job, Handed) {
+        let slot = Arc::new(Mutex::new(Some(job)));
+        let shared = slot.clone();
+        let for_pool = Box::new(move || {
+            // Taken under the lock, run outside it: whoever takes the job first runs it.
+            let job = shared.lock().expect("no job runs while its slot is locked").take();
+            if let Some(job) = job {
+                job();
+            }
+        });
+        (for_pool, Handed(slot))
+    }
+
+    /// Takes the read back if no search thread has started it: `None` when it has (its
+    /// answer comes through its reply channel as usual).
+    pub(crate) fn take_back(&self) -> Option<impl FnOnce()> {
+        self.0.lock().expect("no job runs while its slot is locked").take()
     }
 }
 
@@ -234,5 +271,50 @@ fn poll_then_recv(queue: &std_mpsc::Receiver<Job>) -> Option<Job> {
 impl Pool {
     fn execute(&self, job: Job) {
         self.tx.send(job).expect("search threads never exit while the pool exists");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counting_job(runs: &Arc<AtomicUsize>) -> Job {
+        let runs = runs.clone();
+        Box::new(move || {
+            runs.fetch_add(1, Ordering::SeqCst);
+        })
+    }
+
+    #[test]
+    fn a_job_taken_back_does_not_run_on_the_pool() {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let (for_pool, handed) = Handed::split(counting_job(&runs));
+        handed.take_back().expect("nothing started the job")();
+        for_pool();
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        assert!(handed.take_back().is_none());
+    }
+
+    #[test]
+    fn a_job_the_pool_started_cannot_be_taken_back() {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let (for_pool, handed) = Handed::split(counting_job(&runs));
+        for_pool();
+        assert!(handed.take_back().is_none());
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn racing_takers_run_a_job_exactly_once() {
+        for _ in 0..200 {
+            let runs = Arc::new(AtomicUsize::new(0));
+            let (for_pool, handed) = Handed::split(counting_job(&runs));
+            let pool_side = std::thread::spawn(for_pool);
+            if let Some(job) = handed.take_back() {
+                job();
+            }
+            pool_side.join().expect("the job does not panic");
+            assert_eq!(runs.load(Ordering::SeqCst), 1);
+        }
     }
 }

@@ -90,3 +90,43 @@ async fn a_stalled_partition_does_not_hold_up_other_partitions_searches() {
     }
     db.shutdown().await;
 }
+
+/// More concurrent clients than cores on a collection of several partitions: the search
+/// threads cannot start every partition's search at once, so callers take back and run
+/// the searches the pool has not started. Every answer must still be the one a lone
+/// client gets, each partition searched exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_scattered_searches_answer_as_one_client_does() {
+    let db = Ametist::in_memory(EngineConfig::default());
+    db.create_collection("c", CollectionConfig::new(2, Metric::Euclid).with_partitions(4)).await.unwrap();
+    let c = db.collection("c").unwrap();
+    c.upsert((0..400).map(point).collect(), true).await.unwrap();
+    let query = |i: u64| {
+        let mut req = SearchRequest::new(vec![(i % 400) as f32 + 0.25, 1.0], 10);
+        req.exact = i.is_multiple_of(3);
+        req
+    };
+    let mut expected = Vec::new();
+    for i in 0..40u64 {
+        expected.push(c.search(query(i)).await.unwrap().results);
+    }
+    let expected = Arc::new(expected);
+    let clients: Vec<_> = (0..8u64)
+        .map(|client| {
+            let (c, expected) = (c.clone(), expected.clone());
+            tokio::spawn(async move {
+                for round in 0..50u64 {
+                    let i = (client * 7 + round) % 40;
+                    let got = c.search(query(i)).await.unwrap();
+                    assert!(got.missing_partitions.is_empty());
+                    let ids = |r: &[ametist_engine::ScoredDoc]| r.iter().map(|d| d.id.clone()).collect::<Vec<_>>();
+                    assert_eq!(ids(&got.results), ids(&expected[i as usize]), "query {i} from client {client}");
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.await.unwrap();
+    }
+    db.shutdown().await;
+}

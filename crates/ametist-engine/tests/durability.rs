@@ -51,7 +51,7 @@ fn point(i: u64, dim: usize, salt: f32) -> InsertVector {
     let mut p = Payload::new();
     p.insert("i".into(), serde_json::json!(i));
     p.insert("salt".into(), serde_json::json!(salt));
-    let id = if i % 3 == 0 { PointId::Str(format!("id-{i}")) } else { PointId::Num(i) };
+    let id = if i.is_multiple_of(3) { PointId::Str(format!("id-{i}")) } else { PointId::Num(i) };
     InsertVector { id, vector: (0..dim).map(|d| (i as f32 + d as f32 * 0.5 + salt).sin()).collect(), metadata: Some(p) }
 }
 

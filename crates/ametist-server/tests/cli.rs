@@ -50,7 +50,7 @@ fn import_search_and_list_through_the_cli() {
     // .npy (version 1, float64): 4 rows of dimension 3.
     let header = "{'descr': '<f8', 'fortran_order': False, 'shape': (4, 3), }";
     let mut padded = header.to_string();
-    while (10 + padded.len() + 1) % 64 != 0 {
+    while !(10 + padded.len() + 1).is_multiple_of(64) {
         padded.push(' ');
     }
     padded.push('\n');
