@@ -82,6 +82,17 @@ impl Scale {
         Scale { lo, step, bits }
     }
 
+    /// True when codes made with `self` would be about the same as with `other`: both ends
+    /// of the range are within 1/64 of `other`'s range (a quarter step with 4 bits, four
+    /// steps of 256 with 8), so that keeping `other` costs the walk nothing measurable,
+    /// while quantiles drawn from a new sample of the same data always differ a little.
+    pub(crate) fn close_to(&self, other: &Scale) -> bool {
+        let range = |s: &Scale| (s.lo, s.lo + s.step * Self::top(s.bits));
+        let ((lo, hi), (other_lo, other_hi)) = (range(self), range(other));
+        let slack = (other_hi - other_lo) / 64.0;
+        self.bits == other.bits && (lo - other_lo).abs() <= slack && (hi - other_hi).abs() <= slack
+    }
+
     /// The largest code value.
     fn top(bits: u8) -> f32 {
         ((1u32 << bits) - 1) as f32

@@ -248,28 +248,35 @@ impl Hnsw {
         self.train_codes_if_due();
     }
 
-    /// Trains the codes (and encodes every node) when the index has grown enough since the
-    /// last training; see [`TRAIN_AT`].
-    fn train_codes_if_due(&mut self) {
+    /// Trains the codes when the index has grown enough since the last training (see
+    /// [`TRAIN_AT`]). Returns true when that encoded every node again.
+    fn train_codes_if_due(&mut self) -> bool {
         let due = match self.scale {
             None => self.live >= TRAIN_AT,
             Some(_) => self.live >= 2 * self.trained_at,
         };
-        if self.quantization != Quantization::None && due {
-            self.train_codes();
-        }
+        self.quantization != Quantization::None && due && self.train_codes()
     }
 
-    fn train_codes(&mut self) {
+    /// Trains a scale on a sample of the live vectors. Encoding every node is the costly
+    /// part (all vectors are read, under the partition's write lock), so a scale that has
+    /// not moved (see [`Scale::close_to`]) is kept, with the codes made with it; that is
+    /// the usual case once an index has a few thousand points of a steady distribution.
+    /// Returns true when every node was encoded again.
+    fn train_codes(&mut self) -> bool {
         let every = self.live.div_ceil((TRAIN_VALUES / self.dim).max(1)).max(1);
         let sample = (0..self.store.len() as u32).filter(|&s| self.is_live(s)).step_by(every);
         let scale = Scale::train(sample.map(|s| self.store.vector(s)), self.quantization.bits() as u8);
-        self.scale = Some(scale);
         self.trained_at = self.live;
+        if self.scale.is_some_and(|kept| scale.close_to(&kept)) {
+            return false;
+        }
+        self.scale = Some(scale);
         // Deleted nodes are still walked through, so they get codes too.
         for s in 0..self.store.len() as u32 {
             self.store.encode(s, &scale);
         }
+        true
     }
 
     /// Sets the default beam width of searches.
@@ -358,9 +365,10 @@ impl Hnsw {
             slots.push(slot);
         }
         self.live += vectors.len();
-        match self.scale {
-            Some(scale) if self.live < 2 * self.trained_at => slots.iter().for_each(|&s| self.store.encode(s, &scale)),
-            _ => self.train_codes_if_due(),
+        if !self.train_codes_if_due() {
+            if let Some(scale) = self.scale {
+                slots.iter().for_each(|&s| self.store.encode(s, &scale));
+            }
         }
         self.link_all(&slots, threads);
         slots
@@ -972,7 +980,7 @@ impl<K: CodeKernel> Probe for CodeProbe<'_, K> {
     fn dist(self, n: u32) -> f32 {
         let store = &self.index.store;
         // SAFETY: the query's code and node `n`'s both hold `code_bytes` bytes (a multiple
-        // of 32); `K` comes from a `Space` instantiated only for features the CPU has.
+        // of 16, as the kernels require); `K` comes from a `Space` instantiated only for features the CPU has.
         let raw = unsafe { self.kernel.raw(self.q, store.code_ptr(n), store.code_bytes()) };
         self.scale.finish(self.index.metric, raw, self.sum, store.code_sum(n), self.index.dim)
     }

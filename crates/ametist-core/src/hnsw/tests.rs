@@ -436,6 +436,47 @@ fn code_walks_keep_recall_and_exact_distances() {
     }
 }
 
+/// Retraining as the index doubles keeps the scale (and every code made with it) while the
+/// data's range stays put, and takes a new one, encoding every node again, when it moves;
+/// in both cases the points inserted in the batch that triggered it get codes.
+#[test]
+fn a_retrained_scale_is_kept_while_the_range_stays() {
+    let mut rng = Rng::seeded("a_retrained_scale_is_kept_while_the_range_stays");
+    let mut h = Hnsw::new(Metric::Euclid, 64, HnswParams::default());
+    h.set_quantization(Quantization::Int4);
+    let data = clustered(&mut rng, 1_024, 64, 10);
+    let refs: Vec<&[f32]> = data.iter().map(|v| v.as_slice()).collect();
+    h.insert_batch(&refs[..300], 1);
+    let first = h.scale.expect("trained at 256 points");
+    assert_eq!(h.trained_at, 300);
+    h.insert_batch(&refs[300..], 1);
+    assert_eq!(h.trained_at, 1_024, "retrained at twice the points");
+    assert_eq!(h.scale, Some(first), "same distribution, same range: the scale is kept");
+    // Points three times as far out: the range moves, so the scale does, for every code.
+    let far: Vec<Vec<f32>> = data.iter().map(|v| v.iter().map(|x| 3.0 * x).collect()).collect();
+    let far_refs: Vec<&[f32]> = far.iter().map(|v| v.as_slice()).collect();
+    h.insert_batch(&far_refs, 1);
+    assert_eq!(h.trained_at, 2_048);
+    let second = h.scale.expect("still trained");
+    assert!(!second.close_to(&first), "the range grew threefold: {first:?} → {second:?}");
+    let bytes = codes::code_bytes(64, 4);
+    for s in 0..h.store.len() as u32 {
+        let mut code = vec![0u8; bytes];
+        let sum = second.encode(h.store.vector(s), &mut code);
+        // SAFETY: `s` is a node of the store, whose codes are `bytes` long.
+        let stored = unsafe { std::slice::from_raw_parts(h.store.code_ptr(s), bytes) };
+        assert_eq!((stored, h.store.code_sum(s)), (&code[..], sum), "node {s} is encoded with the new scale");
+    }
+    h.check(true).unwrap();
+    // Two groups of points, one three times the other's size, make a hard case for one
+    // scale of 16 levels: at ef 20 a walk that starts among the smaller points now and then
+    // stays there (in about one seed in ten), so the beam is wider here.
+    for (i, v) in data.iter().chain(&far).enumerate().step_by(31) {
+        let got = h.search(v, 1, 100, None);
+        assert_eq!((got[0].slot, got[0].distance), (i as u32, 0.0), "point {i} finds itself");
+    }
+}
+
 /// A small index walks on f32 until it has enough points to train codes; inserts after
 /// training get codes too, and a rebuild retrains.
 #[test]
