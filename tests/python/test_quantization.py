@@ -5,8 +5,8 @@
   `params.quantization` (oversampling, ignore) acts; a bad type is a 400 that creates
   nothing; after kill -9 the collection comes back walking on codes (from the log alone,
   and from partition snapshots);
-* Qdrant's own `ScalarQuantization(int8)` from the typed client: 8-bit codes, reported
-  back in Qdrant's shape.
+* Qdrant's own `ScalarQuantization(int8)` from the typed client: 8-bit codes over the
+  range its `quantile` asks for, reported back in Qdrant's shape.
 """
 
 from __future__ import annotations
@@ -120,8 +120,21 @@ def test_qdrant_int8_scalar_quantization_through_the_client(server, client, coll
     client.upsert(collection_name, [models.PointStruct(id=i, vector=v) for i, v in enumerate(vectors)], wait=True)
     info = client.get_collection(collection_name)
     assert info.config.quantization_config.scalar.type == models.ScalarType.INT8
+    assert info.config.quantization_config.scalar.quantile == pytest.approx(0.99)
     parts = httpx.get(f"{server.url}/collections/{collection_name}/partitions", timeout=30).json()["result"]
     assert {p["index"]["quantization"] for p in parts["partitions"]} == {"int8"}, parts
+    # The codes' range holds the central 99% of the values (uniform in [0, 1) here).
+    for p in parts["partitions"]:
+        lo, hi = p["index"]["code_range"]
+        assert lo == pytest.approx(0.005, abs=0.002) and hi == pytest.approx(0.995, abs=0.002), parts
+    # A quantile outside Qdrant's [0.5, 1] is a 400 that creates nothing.
+    body = {
+        "vectors": {"size": DIM, "distance": "Euclid"},
+        "quantization_config": {"scalar": {"type": "int8", "quantile": 0.3}},
+    }
+    r = httpx.put(f"{server.url}/collections/{collection_name}_bad", json=body, timeout=30)
+    assert r.status_code == 400 and "quantile must be between 0.5 and 1" in r.text, r.text
+    assert not client.collection_exists(f"{collection_name}_bad")
     for i in range(0, 1000, 97):
         got = client.query_points(collection_name, query=vectors[i], limit=5).points
         assert got[0].id == i and got[0].score == 0.0

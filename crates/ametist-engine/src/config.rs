@@ -98,6 +98,20 @@ pub struct IndexConfig {
     /// (int8) or dim/2 (int4) bytes per point, and int4 needs a larger `ef` when neighbours
     /// differ by less than a sixteenth of the values' range.
     pub quantization: Quantization,
+    /// The share of the values that the codes' range holds, centred, in `[0.5, 1]`
+    /// (Qdrant's `quantile`); values beyond it are clamped to its ends. Unset: 0.998, which
+    /// leaves out the lowest and the highest 0.1% (Qdrant's default is the whole range).
+    pub quantile: Option<f32>,
+}
+
+impl IndexConfig {
+    /// Applies the code settings (`quantization`, `quantile`) to an index: codes are
+    /// trained, or trained again, as needed.
+    pub(crate) fn configure_codes(&self, index: &mut ametist_core::hnsw::Hnsw) {
+        // The quantile first, so that switching codes on trains them once, on the right range.
+        index.set_quantile(self.quantile.unwrap_or(ametist_core::hnsw::DEFAULT_QUANTILE));
+        index.set_quantization(self.quantization);
+    }
 }
 
 impl Default for IndexConfig {
@@ -109,6 +123,7 @@ impl Default for IndexConfig {
             ef_search: 50,
             full_scan_threshold: 10_000,
             quantization: Quantization::None,
+            quantile: None,
         }
     }
 }

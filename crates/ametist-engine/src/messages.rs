@@ -382,7 +382,7 @@ pub struct WriteAck {
 pub struct RebuildIndex;
 
 /// What a partition holds.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct IndexStats {
     /// Live points.
     pub doc_count: usize,
@@ -395,6 +395,10 @@ pub struct IndexStats {
     /// What the graph walk reads (`none`: the f32 vectors; `int4`, `int8`: codes).
     #[serde(default)]
     pub quantization: ametist_core::hnsw::Quantization,
+    /// The lowest and the highest value the codes tell apart, once trained (set by
+    /// `quantile`).
+    #[serde(default)]
+    pub code_range: Option<(f32, f32)>,
     /// Indexed payload fields: key, type, and how many points have a value there.
     #[serde(default)]
     pub payload_fields: Vec<(String, FieldType, usize)>,

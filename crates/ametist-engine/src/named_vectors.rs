@@ -316,7 +316,7 @@ impl NamedFields {
                 }
                 Some(f) => {
                     f.index.set_ef_search(index.ef_search);
-                    f.index.set_quantization(index.quantization);
+                    index.configure_codes(&mut f.index);
                 }
                 None => {
                     self.dense.insert(name.clone(), DenseField::new(*p, index));

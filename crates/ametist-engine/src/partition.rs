@@ -406,7 +406,7 @@ impl PartitionActor {
         named.conform(&self.spec.vectors, &self.spec.sparse_vectors, &self.spec.index)?;
         index.set_ef_search(self.spec.index.ef_search);
         // Images hold the graph and the f32 vectors; codes are derived here.
-        index.set_quantization(self.spec.index.quantization);
+        self.spec.index.configure_codes(&mut index);
         self.slots.clear();
         self.entries.clear();
         let top = entries.iter().map(|e| e.slot as usize + 1).max().unwrap_or(0);
@@ -1183,6 +1183,7 @@ impl PartitionActor {
             deleted: s.deleted,
             levels: s.levels,
             quantization: s.quantization,
+            code_range: s.code_range,
             payload_fields,
             text_fields: self.text_indexes.iter().map(|(key, index)| (key.clone(), index.len())).collect(),
         }
@@ -1280,7 +1281,7 @@ fn text_at(payload: Option<&Payload>, key: &str) -> Option<String> {
 pub(crate) fn new_index(metric: Metric, dim: usize, c: &IndexConfig) -> Hnsw {
     let mut index =
         Hnsw::new(metric, dim, HnswParams { m: c.m, ef_construction: c.ef_construction, ef_search: c.ef_search });
-    index.set_quantization(c.quantization);
+    c.configure_codes(&mut index);
     index
 }
 

@@ -308,6 +308,9 @@ impl AmetistConfig {
         if self.partitions.index.ef_construction == 0 || self.partitions.index.ef_search == 0 {
             return bad("partitions.index.ef_construction and ef_search must be at least 1");
         }
+        if self.partitions.index.quantile.is_some_and(|q| !(0.5..=1.0).contains(&q)) {
+            return bad("partitions.index.quantile must be between 0.5 and 1");
+        }
         if self.limits.partition_mailbox == 0 || self.limits.collection_mailbox == 0 {
             return bad("limits.partition_mailbox and limits.collection_mailbox must be at least 1");
         }
@@ -422,6 +425,18 @@ mod tests {
         assert_eq!(c.partitions.index.ef_search, 80);
         assert_eq!(c.partitions.index.quantization, ametist_engine::config::Quantization::Int4);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn code_quantile_from_env_and_flags_within_range() {
+        assert_eq!(AmetistConfig::load(None, Vec::new(), &[]).unwrap().partitions.index.quantile, None);
+        let env = vec![("AMETIST__PARTITIONS__INDEX__QUANTILE".to_string(), "0.99".to_string())];
+        assert_eq!(AmetistConfig::load(None, env, &[]).unwrap().partitions.index.quantile, Some(0.99));
+        let sets = vec!["partitions.index.quantile=1".to_string()];
+        assert_eq!(AmetistConfig::load(None, Vec::new(), &sets).unwrap().partitions.index.quantile, Some(1.0));
+        let sets = vec!["partitions.index.quantile=0.2".to_string()];
+        let err = AmetistConfig::load(None, Vec::new(), &sets).unwrap_err().to_string();
+        assert!(err.contains("partitions.index.quantile must be between 0.5 and 1"), "{err}");
     }
 
     #[test]

@@ -49,6 +49,20 @@ impl Quantization {
     }
 }
 
+/// The share of the sampled values that the codes' range holds by default, centred: the
+/// lowest and the highest 0.1% are clamped to its ends. (Qdrant's `quantile`; Qdrant's own
+/// default is the whole range.)
+pub const DEFAULT_QUANTILE: f32 = 0.998;
+
+/// A quantile brought into `[0.5, 1]` (Qdrant's range); not a number gives the default.
+pub(crate) fn clamp_quantile(quantile: f32) -> f32 {
+    if quantile.is_nan() {
+        DEFAULT_QUANTILE
+    } else {
+        quantile.clamp(0.5, 1.0)
+    }
+}
+
 /// The scale shared by all codes of an index.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Scale {
@@ -64,18 +78,19 @@ pub(crate) fn code_bytes(dim: usize, bits: usize) -> usize {
 }
 
 impl Scale {
-    /// Chooses `lo` and `step` from the values of `sample` (vectors): the range between the
-    /// 0.1% and 99.9% quantiles, so a few outliers do not stretch the step for everyone;
-    /// values outside it are clamped (the re-scoring corrects what that costs).
-    pub(crate) fn train<'a>(sample: impl Iterator<Item = &'a [f32]>, bits: u8) -> Scale {
+    /// Chooses `lo` and `step` from the values of `sample` (vectors): the range that holds
+    /// the central `quantile` of them (see [`DEFAULT_QUANTILE`]), so a few outliers do not
+    /// stretch the step for everyone; values outside it are clamped (the re-scoring
+    /// corrects what that costs).
+    pub(crate) fn train<'a>(sample: impl Iterator<Item = &'a [f32]>, bits: u8, quantile: f32) -> Scale {
         assert!(bits == 4 || bits == 8, "codes have 4 or 8 bits");
         let mut values: Vec<f32> = sample.flat_map(|v| v.iter().copied()).filter(|x| x.is_finite()).collect();
         if values.is_empty() {
             return Scale { lo: 0.0, step: 1.0, bits };
         }
         let n = values.len();
-        let lo_at = n / 1000;
-        let hi_at = (n - 1 - n / 1000).max(lo_at);
+        let lo_at = ((n as f64 * (1.0 - clamp_quantile(quantile) as f64) / 2.0) as usize).min(n - 1);
+        let hi_at = (n - 1 - lo_at).max(lo_at);
         let (_, &mut lo, _) = values.select_nth_unstable_by(lo_at, f32::total_cmp);
         let (_, &mut hi, _) = values.select_nth_unstable_by(hi_at, f32::total_cmp);
         let step = if hi > lo { (hi - lo) / Self::top(bits) } else { 1.0 };
@@ -87,10 +102,14 @@ impl Scale {
     /// steps of 256 with 8), so that keeping `other` costs the walk nothing measurable,
     /// while quantiles drawn from a new sample of the same data always differ a little.
     pub(crate) fn close_to(&self, other: &Scale) -> bool {
-        let range = |s: &Scale| (s.lo, s.lo + s.step * Self::top(s.bits));
-        let ((lo, hi), (other_lo, other_hi)) = (range(self), range(other));
+        let ((lo, hi), (other_lo, other_hi)) = (self.range(), other.range());
         let slack = (other_hi - other_lo) / 64.0;
         self.bits == other.bits && (lo - other_lo).abs() <= slack && (hi - other_hi).abs() <= slack
+    }
+
+    /// The lowest and the highest value codes tell apart.
+    pub(crate) fn range(&self) -> (f32, f32) {
+        (self.lo, self.lo + self.step * Self::top(self.bits))
     }
 
     /// The largest code value.
@@ -293,6 +312,20 @@ mod tests {
 
     /// Codes of random vectors: the AVX2 kernels equal the portable ones, and the portable
     /// ones equal the distance between the decoded vectors.
+    /// The range holds the central `quantile` of the values: all of them at 1, half at 0.5.
+    #[test]
+    fn the_range_holds_the_central_quantile() {
+        let values: Vec<f32> = (0..=1000).map(|i| i as f32).collect();
+        let range = |quantile: f32| Scale::train(std::iter::once(values.as_slice()), 8, quantile).range();
+        assert_eq!(range(1.0), (0.0, 1000.0));
+        assert_eq!(range(0.5), (250.0, 750.0));
+        assert_eq!(range(DEFAULT_QUANTILE), (1.0, 999.0));
+        // Outside Qdrant's range, the nearest end of it.
+        assert_eq!(range(0.1), range(0.5));
+        assert_eq!(range(3.0), range(1.0));
+        assert_eq!(range(f32::NAN), range(DEFAULT_QUANTILE));
+    }
+
     #[test]
     fn kernels_match_the_decoded_distance() {
         let seed = std::env::var("AMETIST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x1234_5678_u64);
@@ -300,7 +333,7 @@ mod tests {
         let mut s = seed;
         for (dim, bits) in [1, 3, 7, 15, 17, 33, 64, 65, 784].into_iter().flat_map(|d| [(d, 4u8), (d, 8)]) {
             let vecs: Vec<Vec<f32>> = (0..20).map(|_| (0..dim).map(|_| rng(&mut s) * 4.0 - 2.0).collect()).collect();
-            let q = Scale::train(vecs.iter().map(|v| v.as_slice()), bits);
+            let q = Scale::train(vecs.iter().map(|v| v.as_slice()), bits, DEFAULT_QUANTILE);
             let bytes = code_bytes(dim, bits as usize);
             let codes: Vec<(Vec<u8>, u32)> = vecs
                 .iter()

@@ -32,7 +32,7 @@ mod scratch;
 mod space;
 mod store;
 
-pub use codes::Quantization;
+pub use codes::{Quantization, DEFAULT_QUANTILE};
 pub use store::set_huge_pages;
 #[cfg(test)]
 mod tests;
@@ -79,6 +79,9 @@ pub struct IndexStats {
     pub levels: usize,
     /// The compact copy searches walk on.
     pub quantization: Quantization,
+    /// The values the codes tell apart, lowest and highest, once trained (values beyond
+    /// are clamped to them).
+    pub code_range: Option<(f32, f32)>,
 }
 
 const LIVE: u8 = 0;
@@ -132,6 +135,8 @@ pub struct Hnsw {
     /// How many neighbours ahead to prefetch.
     prefetch_ahead: usize,
     quantization: Quantization,
+    /// The share of values the codes' range holds (see [`DEFAULT_QUANTILE`]).
+    quantile: f32,
     /// The codes' scale once trained; until then searches walk on the f32 vectors.
     scale: Option<Scale>,
     /// Live points when the codes were last trained.
@@ -188,6 +193,7 @@ impl Hnsw {
             prefetch_lines: (dim * 4).div_ceil(64).min(8),
             prefetch_ahead: 2,
             quantization: Quantization::None,
+            quantile: DEFAULT_QUANTILE,
             scale: None,
             trained_at: 0,
             pool: Mutex::new(Vec::new()),
@@ -248,6 +254,21 @@ impl Hnsw {
         self.train_codes_if_due();
     }
 
+    /// Sets the share of values the codes' range holds, centred (Qdrant's `quantile`, in
+    /// `[0.5, 1]`; values outside are brought to the nearest end). Codes already trained
+    /// are trained again.
+    pub fn set_quantile(&mut self, quantile: f32) {
+        let quantile = codes::clamp_quantile(quantile);
+        if quantile == self.quantile {
+            return;
+        }
+        self.quantile = quantile;
+        if self.scale.take().is_some() {
+            self.trained_at = 0;
+            self.train_codes_if_due();
+        }
+    }
+
     /// Trains the codes when the index has grown enough since the last training (see
     /// [`TRAIN_AT`]). Returns true when that encoded every node again.
     fn train_codes_if_due(&mut self) -> bool {
@@ -266,7 +287,7 @@ impl Hnsw {
     fn train_codes(&mut self) -> bool {
         let every = self.live.div_ceil((TRAIN_VALUES / self.dim).max(1)).max(1);
         let sample = (0..self.store.len() as u32).filter(|&s| self.is_live(s)).step_by(every);
-        let scale = Scale::train(sample.map(|s| self.store.vector(s)), self.quantization.bits() as u8);
+        let scale = Scale::train(sample.map(|s| self.store.vector(s)), self.quantization.bits() as u8, self.quantile);
         self.trained_at = self.live;
         if self.scale.is_some_and(|kept| scale.close_to(&kept)) {
             return false;
@@ -632,6 +653,7 @@ impl Hnsw {
             bytes,
             levels: self.entry().map_or(0, |(_, l)| l + 1),
             quantization: self.quantization,
+            code_range: self.scale.map(|s| s.range()),
         }
     }
 

@@ -477,6 +477,28 @@ fn a_retrained_scale_is_kept_while_the_range_stays() {
     }
 }
 
+/// Setting the quantile of a trained index trains its codes again over the new range.
+#[test]
+fn a_new_quantile_retrains_the_codes() {
+    let mut rng = Rng::seeded("a_new_quantile_retrains_the_codes");
+    let mut h = Hnsw::new(Metric::Euclid, 32, HnswParams::default());
+    h.set_quantization(Quantization::Int8);
+    let data = clustered(&mut rng, 600, 32, 5);
+    for v in &data {
+        h.insert(v);
+    }
+    let default = h.scale.expect("trained at 256 points");
+    h.set_quantile(1.0);
+    let whole = h.scale.expect("trained again");
+    let (min, max) = data.iter().flatten().fold((f32::MAX, f32::MIN), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+    assert_eq!(whole.lo, min, "the whole range starts at the smallest value");
+    assert!((whole.lo + whole.step * 255.0 - max).abs() <= 1e-4 * max.abs().max(1.0), "and ends at the largest");
+    assert!(whole.step > default.step, "the whole range is wider than the central 99.8%");
+    for (i, v) in data.iter().enumerate().step_by(17) {
+        assert_eq!(h.search(v, 1, 20, None)[0].slot, i as u32, "point {i} finds itself");
+    }
+}
+
 /// A small index walks on f32 until it has enough points to train codes; inserts after
 /// training get codes too, and a rebuild retrains.
 #[test]

@@ -23,8 +23,9 @@ use super::{done, AppState};
 /// ignored, so that clients that send them keep working.
 /// `quantization_config: {"scalar": {"type": "int8"}}` walks the graph on 8-bit codes,
 /// `"int4"` (an Ametist extension) on 4-bit ones, `"none"` turns a configured default off;
-/// `quantile` and `always_ram` are accepted (codes are always in memory, their range is the
-/// 0.1%–99.9% quantiles of a sample).
+/// `quantile` (0.5 to 1) is the central share of the values the codes' range holds
+/// (unset: `partitions.index.quantile`, by default 0.998); `always_ram` is accepted (codes
+/// are always in memory).
 #[derive(Debug, Deserialize)]
 pub struct CreateCollection {
     #[serde(default)]
@@ -70,22 +71,37 @@ pub struct HnswConfigDiff {
     pub _ignored: serde_json::Map<String, Value>,
 }
 
-/// The quantization a create-collection body asks for: `Some` for a scalar type, `None`
-/// for product and binary quantization (accepted and ignored) or no setting.
-fn quantization(config: Option<&Value>) -> Result<Option<Quantization>, String> {
+/// The scalar quantization a create-collection body asks for: its type and its quantile
+/// (unset: the configured one), or `None` for product and binary quantization (accepted and
+/// ignored) or no setting.
+fn quantization(config: Option<&Value>) -> Result<Option<(Quantization, Option<f32>)>, String> {
     let Some(scalar) = config.and_then(|c| c.get("scalar")) else { return Ok(None) };
-    match scalar.get("type").and_then(Value::as_str) {
-        Some("int8") => Ok(Some(Quantization::Int8)),
-        Some("int4") => Ok(Some(Quantization::Int4)),
-        Some("none") => Ok(Some(Quantization::None)),
-        other => Err(format!(
-            "Wrong input: quantization_config.scalar.type must be \"int8\", \"int4\" or \"none\", got {}",
-            other.map_or_else(
-                || scalar.get("type").map_or("nothing".to_string(), Value::to_string),
-                |s| format!("\"{s}\"")
-            )
-        )),
-    }
+    let kind = match scalar.get("type").and_then(Value::as_str) {
+        Some("int8") => Quantization::Int8,
+        Some("int4") => Quantization::Int4,
+        Some("none") => Quantization::None,
+        other => {
+            return Err(format!(
+                "Wrong input: quantization_config.scalar.type must be \"int8\", \"int4\" or \"none\", got {}",
+                other.map_or_else(
+                    || scalar.get("type").map_or("nothing".to_string(), Value::to_string),
+                    |s| format!("\"{s}\"")
+                )
+            ))
+        }
+    };
+    let quantile = match scalar.get("quantile") {
+        None | Some(Value::Null) => None,
+        Some(q) => match q.as_f64() {
+            Some(q) if (0.5..=1.0).contains(&q) => Some(q as f32),
+            _ => {
+                return Err(format!(
+                    "Wrong input: quantization_config.scalar.quantile must be between 0.5 and 1, got {q}"
+                ))
+            }
+        },
+    };
+    Ok(Some((kind, quantile)))
 }
 
 pub async fn list(State(state): State<AppState>) -> ApiResult<Value> {
@@ -137,8 +153,11 @@ pub async fn create(State(state): State<AppState>, Path(name): Path<String>, bod
             index.full_scan_threshold = t;
         }
     }
-    if let Some(q) = quantization(req.quantization_config.as_ref()).map_err(|e| ApiError::bad_request(e, started))? {
-        index.quantization = q;
+    if let Some((kind, quantile)) =
+        quantization(req.quantization_config.as_ref()).map_err(|e| ApiError::bad_request(e, started))?
+    {
+        index.quantization = kind;
+        index.quantile = quantile.or(index.quantile);
     }
     if index.m < 2 || index.ef_construction == 0 {
         return Err(ApiError::bad_request("Wrong input: hnsw_config needs m >= 2 and ef_construct >= 1", started));
@@ -325,7 +344,9 @@ fn collection_info_json(info: &CollectionInfo) -> Value {
             // Qdrant's shape for int8; int4 is Ametist's own, which Qdrant's clients would
             // not parse here (the partitions route shows it).
             "quantization_config": match s.index.quantization {
-                Quantization::Int8 => json!({ "scalar": { "type": "int8", "quantile": null, "always_ram": true } }),
+                Quantization::Int8 => {
+                    json!({ "scalar": { "type": "int8", "quantile": s.index.quantile, "always_ram": true } })
+                }
                 _ => Value::Null,
             },
         },
