@@ -28,6 +28,9 @@ use ametist_engine::{Ametist, CollectionConfig, EngineConfig, InsertVector, Sear
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 
+const USAGE: &str = "usage: stack DATA_DIR [--metric euclid|cosine|dot] [--partitions 1,2,4] [--ef 20,50,100] \
+                     [--queries N] [--limit N] [--filtered] [--quantization none|int4|int8]";
+
 struct Args {
     dir: PathBuf,
     metric: Metric,
@@ -261,12 +264,16 @@ fn parse_args() -> Result<Args> {
                     other => bail!("unknown quantization {other} (none, int4 or int8)"),
                 }
             }
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
             dir if !dir.starts_with("--") && args.dir.as_os_str().is_empty() => args.dir = PathBuf::from(dir),
-            other => bail!("unknown argument {other}"),
+            other => bail!("unknown argument {other}\n{USAGE}"),
         }
     }
     if args.dir.as_os_str().is_empty() {
-        bail!("usage: stack DATA_DIR [--metric euclid|cosine|dot] [--partitions 1,2,4] [--ef 20,50,100] [--queries N] [--limit N] [--filtered] [--quantization none|int4|int8]");
+        bail!("{USAGE}");
     }
     Ok(args)
 }
