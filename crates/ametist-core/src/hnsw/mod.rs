@@ -1002,7 +1002,8 @@ impl<K: CodeKernel> Probe for CodeProbe<'_, K> {
     fn dist(self, n: u32) -> f32 {
         let store = &self.index.store;
         // SAFETY: the query's code and node `n`'s both hold `code_bytes` bytes (a multiple
-        // of 16, as the kernels require); `K` comes from a `Space` instantiated only for features the CPU has.
+        // of 16, as the kernels require); `K` comes from a `Space` instantiated only for
+        // features the CPU has.
         let raw = unsafe { self.kernel.raw(self.q, store.code_ptr(n), store.code_bytes()) };
         self.scale.finish(self.index.metric, raw, self.sum, store.code_sum(n), self.index.dim)
     }
