@@ -6,7 +6,7 @@
   nothing; after kill -9 the collection comes back walking on codes (from the log alone,
   and from partition snapshots);
 * Qdrant's own `ScalarQuantization(int8)` from the typed client: 8-bit codes over the
-  range its `quantile` asks for, reported back in Qdrant's shape.
+  range its `quantile` asks for, reported back in Qdrant's shape; per named vector too.
 """
 
 from __future__ import annotations
@@ -141,3 +141,89 @@ def test_qdrant_int8_scalar_quantization_through_the_client(server, client, coll
         for p in got[1:]:
             want = sum((a - b) ** 2 for a, b in zip(vectors[i], vectors[p.id])) ** 0.5
             assert p.score == pytest.approx(want, rel=1e-4)
+
+
+def test_per_vector_quantization_config_survives_kill9():
+    """Qdrant's per-vector `quantization_config` (typed client): one named vector walks on
+    8-bit codes over its own quantile, the other on f32 vectors; `get_collection` and the
+    partitions route say which; scores stay exact; the setting survives kill -9. A bad
+    per-vector setting is a 400 that names the vector and creates nothing. The unnamed
+    vector's own setting is the collection's."""
+    rng = random.Random(20261201)
+    with tempfile.TemporaryDirectory(prefix="ametist-quant-") as tmp:
+        data = Path(tmp) / "data"
+        data.mkdir()
+        s = Serve(data, "partitions.count=2")
+        try:
+            client = QdrantClient(url=s.url, prefer_grpc=False, timeout=30)
+            bad = {
+                "vectors": {"codes": {"size": DIM, "distance": "Euclid",
+                                      "quantization_config": {"scalar": {"type": "int8", "quantile": 2}}}},
+            }
+            r = httpx.put(f"{s.url}/collections/bad", json=bad, timeout=30)
+            assert r.status_code == 400 and "vectors.codes.quantization_config.scalar.quantile" in r.text, r.text
+            assert not client.collection_exists("bad")
+
+            client.create_collection(
+                "nv",
+                vectors_config={
+                    "codes": models.VectorParams(
+                        size=DIM, distance=models.Distance.EUCLID,
+                        quantization_config=models.ScalarQuantization(
+                            scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8, quantile=0.99)
+                        ),
+                    ),
+                    "plain": models.VectorParams(size=DIM, distance=models.Distance.EUCLID),
+                },
+                hnsw_config=models.HnswConfigDiff(full_scan_threshold=10),
+            )
+            vectors = [[rng.random() for _ in range(DIM)] for _ in range(1000)]
+            client.upsert(
+                "nv", [models.PointStruct(id=i, vector={"codes": v, "plain": v}) for i, v in enumerate(vectors)], wait=True
+            )
+
+            def check() -> None:
+                client = QdrantClient(url=s.url, prefer_grpc=False, timeout=30)  # the port changes on restart
+                info = client.get_collection("nv")
+                params = info.config.params.vectors
+                assert params["codes"].quantization_config.scalar.type == models.ScalarType.INT8
+                assert params["codes"].quantization_config.scalar.quantile == pytest.approx(0.99)
+                assert params["plain"].quantization_config is None
+                assert info.config.quantization_config is None, "the collection's own setting is unchanged"
+                parts = s.call("GET", "/collections/nv/partitions")["partitions"]
+                for p in parts:
+                    named = p["index"]["vectors"]
+                    assert named["codes"]["quantization"] == "int8" and named["plain"]["quantization"] == "none", p
+                    lo, hi = named["codes"]["code_range"]
+                    assert lo == pytest.approx(0.005, abs=0.002) and hi == pytest.approx(0.995, abs=0.002), p
+                    assert named["plain"].get("code_range") is None, p
+                for i in range(0, 1000, 97):
+                    for using in ("codes", "plain"):
+                        got = client.query_points("nv", query=vectors[i], using=using, limit=5).points
+                        assert got[0].id == i and got[0].score == 0.0, (using, got[0])
+                        for p in got[1:]:
+                            want = sum((a - b) ** 2 for a, b in zip(vectors[i], vectors[p.id])) ** 0.5
+                            assert p.score == pytest.approx(want, rel=1e-4), (using, p.id)
+
+            check()
+            s.kill9()
+            s.start()
+            s.wait_ready("nv")
+            check()
+
+            # The unnamed vector's own setting is the collection's.
+            client = QdrantClient(url=s.url, prefer_grpc=False, timeout=30)
+            client.create_collection(
+                "uv",
+                vectors_config=models.VectorParams(
+                    size=DIM, distance=models.Distance.EUCLID,
+                    quantization_config=models.ScalarQuantization(
+                        scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8)
+                    ),
+                ),
+            )
+            assert client.get_collection("uv").config.quantization_config.scalar.type == models.ScalarType.INT8
+            parts = s.call("GET", "/collections/uv/partitions")["partitions"]
+            assert {p["index"]["quantization"] for p in parts} == {"int8"}, parts
+        finally:
+            s.stop()

@@ -721,7 +721,7 @@ mod tests {
     fn images_carry_named_vectors() {
         use crate::config::{IndexConfig, SparseVectorParams, VectorParams};
         let dense: std::collections::BTreeMap<String, VectorParams> =
-            [("text".to_string(), VectorParams { dim: 3, metric: Metric::Euclid })].into();
+            [("text".to_string(), VectorParams::new(3, Metric::Euclid))].into();
         let sparse: std::collections::BTreeMap<String, SparseVectorParams> =
             [("words".to_string(), SparseVectorParams::default())].into();
         let mut named = NamedFields::new(&dense, &sparse, &IndexConfig::default());

@@ -33,10 +33,33 @@ pub struct CollectionConfig {
 }
 
 /// One named dense vector of a collection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct VectorParams {
     pub dim: usize,
     pub metric: Metric,
+    /// This vector's own [`IndexConfig::quantization`] (Qdrant's per-vector
+    /// `quantization_config`); unset: the collection's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantization: Option<Quantization>,
+    /// This vector's own [`IndexConfig::quantile`]; unset: the collection's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantile: Option<f32>,
+}
+
+impl VectorParams {
+    pub fn new(dim: usize, metric: Metric) -> Self {
+        VectorParams { dim, metric, quantization: None, quantile: None }
+    }
+
+    /// The index settings of this vector: the collection's, with this vector's own code
+    /// settings over them.
+    pub fn index_config(&self, collection: &IndexConfig) -> IndexConfig {
+        IndexConfig {
+            quantization: self.quantization.unwrap_or(collection.quantization),
+            quantile: self.quantile.or(collection.quantile),
+            ..*collection
+        }
+    }
 }
 
 /// One named sparse vector of a collection.
@@ -65,7 +88,7 @@ impl CollectionConfig {
     }
 
     pub fn with_vector(mut self, name: &str, dim: usize, metric: Metric) -> Self {
-        self.vectors.insert(name.to_string(), VectorParams { dim, metric });
+        self.vectors.insert(name.to_string(), VectorParams::new(dim, metric));
         self
     }
 

@@ -382,6 +382,17 @@ pub struct WriteAck {
 pub struct RebuildIndex;
 
 /// What a partition holds.
+/// A named dense vector's index in a partition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct NamedIndexStats {
+    /// Points with this vector.
+    pub points: usize,
+    /// What the graph walk reads.
+    pub quantization: ametist_core::hnsw::Quantization,
+    /// The lowest and the highest value the codes tell apart, once trained.
+    pub code_range: Option<(f32, f32)>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct IndexStats {
     /// Live points.
@@ -399,6 +410,9 @@ pub struct IndexStats {
     /// `quantile`).
     #[serde(default)]
     pub code_range: Option<(f32, f32)>,
+    /// The index of each named dense vector.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub vectors: std::collections::BTreeMap<String, NamedIndexStats>,
     /// Indexed payload fields: key, type, and how many points have a value there.
     #[serde(default)]
     pub payload_fields: Vec<(String, FieldType, usize)>,

@@ -14,8 +14,9 @@ use ametist_core::hnsw::Hnsw;
 use ametist_core::sparse::{SparseIndex, SparseStats, SparseVector};
 use ametist_core::{vector, Metric};
 
-use crate::config::{IndexConfig, IndexKind, SparseVectorParams, VectorParams};
+use crate::config::{IndexConfig, IndexKind, Quantization, SparseVectorParams, VectorParams};
 use crate::error::EngineError;
+use crate::messages::NamedIndexStats;
 use crate::messages::NamedVectors;
 
 /// Marks an index slot that holds no live vector.
@@ -41,7 +42,7 @@ struct DenseField {
 impl DenseField {
     fn new(params: VectorParams, index: &IndexConfig) -> DenseField {
         DenseField {
-            index: crate::partition::new_index(params.metric, params.dim, index),
+            index: crate::partition::new_index(params.metric, params.dim, &params.index_config(index)),
             field_slot: HashMap::new(),
             point_slot: Vec::new(),
         }
@@ -203,6 +204,11 @@ impl NamedFields {
         Ok(self.dense.get(name).ok_or_else(|| unknown_name(name))?.index.metric())
     }
 
+    /// What a walk on the named dense vector's index reads.
+    pub fn quantization(&self, name: &str) -> Result<Quantization, EngineError> {
+        Ok(self.dense.get(name).ok_or_else(|| unknown_name(name))?.index.quantization())
+    }
+
     /// The best `k` points by the named dense vector, as (point slot, distance) with the
     /// internal "lower is closer" distance. `candidates` are the point slots a filter
     /// matches when the caller knows them; `accept` is the full check.
@@ -288,6 +294,20 @@ impl NamedFields {
         self.dense.values().map(|f| f.index.stats().bytes as u64).sum()
     }
 
+    /// Each named dense vector's index: its points and what its walk reads.
+    pub fn dense_stats(&self) -> BTreeMap<String, NamedIndexStats> {
+        self.dense
+            .iter()
+            .map(|(name, f)| {
+                let s = f.index.stats();
+                (
+                    name.clone(),
+                    NamedIndexStats { points: s.points, quantization: s.quantization, code_range: s.code_range },
+                )
+            })
+            .collect()
+    }
+
     /// Makes the fields read from an image match the collection's configuration: the same
     /// names with the same dimensions, metrics and modifiers. Names the image lacks (the
     /// image predates them or is of the old format) start empty.
@@ -316,7 +336,7 @@ impl NamedFields {
                 }
                 Some(f) => {
                     f.index.set_ef_search(index.ef_search);
-                    index.configure_codes(&mut f.index);
+                    p.index_config(index).configure_codes(&mut f.index);
                 }
                 None => {
                     self.dense.insert(name.clone(), DenseField::new(*p, index));

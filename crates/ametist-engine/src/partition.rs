@@ -612,7 +612,7 @@ impl PartitionActor {
         let metric = self.spec.metric;
         let want = req.offset.saturating_add(req.k);
         let filter = req.filter.as_ref();
-        let (ef, codes) = self.beam(req, want);
+        let (ef, codes) = self.beam(req, want, self.spec.index.quantization);
         let plan = self.plan(req, filter, ef);
         // With index candidates, a bitmap rejects most non-matching nodes before the
         // (costlier) full filter is evaluated on a payload.
@@ -999,7 +999,7 @@ impl PartitionActor {
     fn search_named(&self, req: &SearchRequest) -> Result<Vec<ScoredDoc>, EngineError> {
         let metric = self.named.metric(&req.using)?;
         let want = req.offset.saturating_add(req.k);
-        let (ef, codes) = self.beam(req, want);
+        let (ef, codes) = self.beam(req, want, self.named.quantization(&req.using)?);
         let filter = req.filter.as_ref();
         let candidates = filter.map(|f| self.matching(f));
         let accept = |slot: u32| {
@@ -1031,11 +1031,12 @@ impl PartitionActor {
             .collect())
     }
 
-    /// The beam width of a graph walk for `want` hits, and whether the walk reads codes:
-    /// only when the collection has them and the request does not `ignore` them. A walk on
-    /// codes re-scores its whole beam, so `oversampling` widens the beam.
-    fn beam(&self, req: &SearchRequest, want: usize) -> (usize, bool) {
-        let codes = self.spec.index.quantization != Quantization::None && !req.quantization.ignore;
+    /// The beam width of a graph walk for `want` hits on an index with `quantization`, and
+    /// whether the walk reads codes: only when the index has them and the request does not
+    /// `ignore` them. A walk on codes re-scores its whole beam, so `oversampling` widens
+    /// the beam.
+    fn beam(&self, req: &SearchRequest, want: usize, quantization: Quantization) -> (usize, bool) {
+        let codes = quantization != Quantization::None && !req.quantization.ignore;
         let oversampling = req.quantization.oversampling.filter(|_| codes).unwrap_or(1.0).max(1.0);
         let beam = (want as f64 * oversampling as f64).ceil().min(u32::MAX as f64) as usize;
         (req.ef.unwrap_or(self.spec.index.ef_search).max(want).max(beam), codes)
@@ -1184,6 +1185,7 @@ impl PartitionActor {
             levels: s.levels,
             quantization: s.quantization,
             code_range: s.code_range,
+            vectors: self.named.dense_stats(),
             payload_fields,
             text_fields: self.text_indexes.iter().map(|(key, index)| (key.clone(), index.len())).collect(),
         }

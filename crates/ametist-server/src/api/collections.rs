@@ -58,6 +58,9 @@ pub struct VectorParams {
     pub distance: Metric,
     #[serde(default)]
     pub hnsw_config: Option<HnswConfigDiff>,
+    /// This vector's own quantization, over the collection's (same shape).
+    #[serde(default)]
+    pub quantization_config: Option<Value>,
     #[serde(flatten)]
     pub _ignored: serde_json::Map<String, Value>,
 }
@@ -159,6 +162,31 @@ pub async fn create(State(state): State<AppState>, Path(name): Path<String>, bod
         index.quantization = kind;
         index.quantile = quantile.or(index.quantile);
     }
+    // A vector's own quantization goes over the collection's: for the unnamed vector that
+    // is the collection's index itself, for a named one that vector's index.
+    let own_codes = |p: &VectorParams, name: &str| {
+        quantization(p.quantization_config.as_ref()).map_err(|e| {
+            ApiError::bad_request(
+                e.replacen("quantization_config", &format!("vectors.{name}.quantization_config"), 1),
+                started,
+            )
+        })
+    };
+    if let Some(p) = &unnamed {
+        if let Some((kind, quantile)) = own_codes(p, "")? {
+            index.quantization = kind;
+            index.quantile = quantile.or(index.quantile);
+        }
+    }
+    let mut named_params = std::collections::BTreeMap::new();
+    for (name, p) in named {
+        let mut params = EngineVectorParams::new(p.size, p.distance);
+        if let Some((kind, quantile)) = own_codes(&p, &name)? {
+            params.quantization = Some(kind);
+            params.quantile = quantile;
+        }
+        named_params.insert(name, params);
+    }
     if index.m < 2 || index.ef_construction == 0 {
         return Err(ApiError::bad_request("Wrong input: hnsw_config needs m >= 2 and ef_construct >= 1", started));
     }
@@ -174,7 +202,7 @@ pub async fn create(State(state): State<AppState>, Path(name): Path<String>, bod
         metric,
         partitions: req.shard_number,
         index: Some(index),
-        vectors: named.into_iter().map(|(n, p)| (n, EngineVectorParams { dim: p.size, metric: p.distance })).collect(),
+        vectors: named_params,
         sparse_vectors,
     };
     match &state.cluster {
@@ -289,8 +317,17 @@ fn collection_info_json(info: &CollectionInfo) -> Value {
     let vectors = if s.vectors.is_empty() && s.dim > 0 {
         json!({ "size": s.dim, "distance": s.metric })
     } else {
-        let mut m: serde_json::Map<String, Value> =
-            s.vectors.iter().map(|(n, p)| (n.clone(), json!({ "size": p.dim, "distance": p.metric }))).collect();
+        let mut m: serde_json::Map<String, Value> = s
+            .vectors
+            .iter()
+            .map(|(n, p)| {
+                let mut v = json!({ "size": p.dim, "distance": p.metric });
+                if p.quantization.is_some() {
+                    v["quantization_config"] = quantization_json(&p.index_config(&s.index));
+                }
+                (n.clone(), v)
+            })
+            .collect();
         if s.dim > 0 {
             m.insert(String::new(), json!({ "size": s.dim, "distance": s.metric }));
         }
@@ -341,17 +378,19 @@ fn collection_info_json(info: &CollectionInfo) -> Value {
                 "max_optimization_threads": null,
             },
             "wal_config": { "wal_capacity_mb": 32, "wal_segments_ahead": 0 },
-            // Qdrant's shape for int8; int4 is Ametist's own, which Qdrant's clients would
-            // not parse here (the partitions route shows it).
-            "quantization_config": match s.index.quantization {
-                Quantization::Int8 => {
-                    json!({ "scalar": { "type": "int8", "quantile": s.index.quantile, "always_ram": true } })
-                }
-                _ => Value::Null,
-            },
+            "quantization_config": quantization_json(&s.index),
         },
         "payload_schema": info.text_schema.iter().map(|(k, n)| (k.clone(), json!({ "data_type": "text", "points": n })))
             .chain(info.payload_schema.iter().map(|(k, (t, n))| (k.clone(), json!({ "data_type": t, "points": n }))))
             .collect::<serde_json::Map<String, Value>>(),
     })
+}
+
+/// Qdrant's shape of a quantization setting, for int8; int4 is Ametist's own, which Qdrant's
+/// clients would not parse (the partitions route shows it), so it reads as none here.
+fn quantization_json(index: &IndexConfig) -> Value {
+    match index.quantization {
+        Quantization::Int8 => json!({ "scalar": { "type": "int8", "quantile": index.quantile, "always_ram": true } }),
+        _ => Value::Null,
+    }
 }
