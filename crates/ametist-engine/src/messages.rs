@@ -381,7 +381,6 @@ pub struct WriteAck {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RebuildIndex;
 
-/// What a partition holds.
 /// A named dense vector's index in a partition.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct NamedIndexStats {
@@ -393,6 +392,7 @@ pub struct NamedIndexStats {
     pub code_range: Option<(f32, f32)>,
 }
 
+/// What a partition holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct IndexStats {
     /// Live points.

@@ -16,8 +16,7 @@ use ametist_core::{vector, Metric};
 
 use crate::config::{IndexConfig, IndexKind, Quantization, SparseVectorParams, VectorParams};
 use crate::error::EngineError;
-use crate::messages::NamedIndexStats;
-use crate::messages::NamedVectors;
+use crate::messages::{NamedIndexStats, NamedVectors};
 
 /// Marks an index slot that holds no live vector.
 const NO_POINT: u32 = u32::MAX;

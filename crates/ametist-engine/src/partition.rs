@@ -612,7 +612,7 @@ impl PartitionActor {
         let metric = self.spec.metric;
         let want = req.offset.saturating_add(req.k);
         let filter = req.filter.as_ref();
-        let (ef, codes) = self.beam(req, want, self.spec.index.quantization);
+        let (ef, codes) = self.beam(req, want, self.index.quantization());
         let plan = self.plan(req, filter, ef);
         // With index candidates, a bitmap rejects most non-matching nodes before the
         // (costlier) full filter is evaluated on a payload.

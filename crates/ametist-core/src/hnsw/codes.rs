@@ -310,8 +310,6 @@ mod tests {
         (*seed >> 40) as f32 / (1u64 << 24) as f32
     }
 
-    /// Codes of random vectors: the AVX2 kernels equal the portable ones, and the portable
-    /// ones equal the distance between the decoded vectors.
     /// The range holds the central `quantile` of the values: all of them at 1, half at 0.5.
     #[test]
     fn the_range_holds_the_central_quantile() {
@@ -326,6 +324,8 @@ mod tests {
         assert_eq!(range(f32::NAN), range(DEFAULT_QUANTILE));
     }
 
+    /// Codes of random vectors: the AVX2 kernels equal the portable ones, and the portable
+    /// ones equal the distance between the decoded vectors.
     #[test]
     fn kernels_match_the_decoded_distance() {
         let seed = std::env::var("AMETIST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x1234_5678_u64);
@@ -356,17 +356,9 @@ mod tests {
                     // SAFETY: both codes hold `bytes` bytes.
                     let raw = unsafe {
                         if bits == 8 {
-                            [
-                                scalar::L2x8.raw(a.as_ptr(), b.as_ptr(), bytes),
-                                scalar::Dotx8.raw(a.as_ptr(), b.as_ptr(), bytes),
-                                scalar::L1x8.raw(a.as_ptr(), b.as_ptr(), bytes),
-                            ]
+                            raw3((scalar::L2x8, scalar::Dotx8, scalar::L1x8), a, b)
                         } else {
-                            [
-                                scalar::L2.raw(a.as_ptr(), b.as_ptr(), bytes),
-                                scalar::Dot.raw(a.as_ptr(), b.as_ptr(), bytes),
-                                scalar::L1.raw(a.as_ptr(), b.as_ptr(), bytes),
-                            ]
+                            raw3((scalar::L2, scalar::Dot, scalar::L1), a, b)
                         }
                     };
                     let tol = |e: f32| 1e-3 * (1.0 + e.abs());
@@ -381,23 +373,31 @@ mod tests {
                         // SAFETY: AVX2 checked; both codes hold `bytes` bytes.
                         let avx = unsafe {
                             if bits == 8 {
-                                [
-                                    avx2::L2x8.raw(a.as_ptr(), b.as_ptr(), bytes),
-                                    avx2::Dotx8.raw(a.as_ptr(), b.as_ptr(), bytes),
-                                    avx2::L1x8.raw(a.as_ptr(), b.as_ptr(), bytes),
-                                ]
+                                raw3((avx2::L2x8, avx2::Dotx8, avx2::L1x8), a, b)
                             } else {
-                                [
-                                    avx2::L2.raw(a.as_ptr(), b.as_ptr(), bytes),
-                                    avx2::Dot.raw(a.as_ptr(), b.as_ptr(), bytes),
-                                    avx2::L1.raw(a.as_ptr(), b.as_ptr(), bytes),
-                                ]
+                                raw3((avx2::L2, avx2::Dot, avx2::L1), a, b)
                             }
                         };
                         assert_eq!(avx, raw, "avx2 vs portable, dim {dim}, {bits} bits");
                     }
                 }
             }
+        }
+    }
+
+    /// The euclid, dot and manhattan kernels' results for two codes of the same length.
+    ///
+    /// # Safety
+    /// The CPU must have the kernels' features.
+    unsafe fn raw3(k: (impl CodeKernel, impl CodeKernel, impl CodeKernel), a: &[u8], b: &[u8]) -> [u32; 3] {
+        assert_eq!(a.len(), b.len());
+        // SAFETY: both slices hold `len` bytes; the caller vouches for the CPU.
+        unsafe {
+            [
+                k.0.raw(a.as_ptr(), b.as_ptr(), a.len()),
+                k.1.raw(a.as_ptr(), b.as_ptr(), a.len()),
+                k.2.raw(a.as_ptr(), b.as_ptr(), a.len()),
+            ]
         }
     }
 

@@ -74,10 +74,10 @@ pub struct HnswConfigDiff {
     pub _ignored: serde_json::Map<String, Value>,
 }
 
-/// The scalar quantization a create-collection body asks for: its type and its quantile
-/// (unset: the configured one), or `None` for product and binary quantization (accepted and
-/// ignored) or no setting.
-fn quantization(config: Option<&Value>) -> Result<Option<(Quantization, Option<f32>)>, String> {
+/// The scalar quantization a create-collection body asks for at `path` (where errors say
+/// it is): its type and its quantile (unset: the configured one), or `None` for product and
+/// binary quantization (accepted and ignored) or no setting.
+fn quantization(config: Option<&Value>, path: &str) -> Result<Option<(Quantization, Option<f32>)>, String> {
     let Some(scalar) = config.and_then(|c| c.get("scalar")) else { return Ok(None) };
     let kind = match scalar.get("type").and_then(Value::as_str) {
         Some("int8") => Quantization::Int8,
@@ -85,7 +85,7 @@ fn quantization(config: Option<&Value>) -> Result<Option<(Quantization, Option<f
         Some("none") => Quantization::None,
         other => {
             return Err(format!(
-                "Wrong input: quantization_config.scalar.type must be \"int8\", \"int4\" or \"none\", got {}",
+                "Wrong input: {path}.scalar.type must be \"int8\", \"int4\" or \"none\", got {}",
                 other.map_or_else(
                     || scalar.get("type").map_or("nothing".to_string(), Value::to_string),
                     |s| format!("\"{s}\"")
@@ -97,11 +97,7 @@ fn quantization(config: Option<&Value>) -> Result<Option<(Quantization, Option<f
         None | Some(Value::Null) => None,
         Some(q) => match q.as_f64() {
             Some(q) if (0.5..=1.0).contains(&q) => Some(q as f32),
-            _ => {
-                return Err(format!(
-                    "Wrong input: quantization_config.scalar.quantile must be between 0.5 and 1, got {q}"
-                ))
-            }
+            _ => return Err(format!("Wrong input: {path}.scalar.quantile must be between 0.5 and 1, got {q}")),
         },
     };
     Ok(Some((kind, quantile)))
@@ -156,32 +152,25 @@ pub async fn create(State(state): State<AppState>, Path(name): Path<String>, bod
             index.full_scan_threshold = t;
         }
     }
-    if let Some((kind, quantile)) =
-        quantization(req.quantization_config.as_ref()).map_err(|e| ApiError::bad_request(e, started))?
-    {
+    // The collection's quantization, then the unnamed vector's own over it (its index is
+    // the collection's); a named vector's own applies to that vector's index only.
+    let codes =
+        |config: Option<&Value>, path: &str| quantization(config, path).map_err(|e| ApiError::bad_request(e, started));
+    let collection_codes = codes(req.quantization_config.as_ref(), "quantization_config")?;
+    let unnamed_codes = match &unnamed {
+        Some(p) => codes(p.quantization_config.as_ref(), "vectors.quantization_config")?,
+        None => None,
+    };
+    for (kind, quantile) in collection_codes.into_iter().chain(unnamed_codes) {
         index.quantization = kind;
         index.quantile = quantile.or(index.quantile);
-    }
-    // A vector's own quantization goes over the collection's: for the unnamed vector that
-    // is the collection's index itself, for a named one that vector's index.
-    let own_codes = |p: &VectorParams, name: &str| {
-        quantization(p.quantization_config.as_ref()).map_err(|e| {
-            ApiError::bad_request(
-                e.replacen("quantization_config", &format!("vectors.{name}.quantization_config"), 1),
-                started,
-            )
-        })
-    };
-    if let Some(p) = &unnamed {
-        if let Some((kind, quantile)) = own_codes(p, "")? {
-            index.quantization = kind;
-            index.quantile = quantile.or(index.quantile);
-        }
     }
     let mut named_params = std::collections::BTreeMap::new();
     for (name, p) in named {
         let mut params = EngineVectorParams::new(p.size, p.distance);
-        if let Some((kind, quantile)) = own_codes(&p, &name)? {
+        if let Some((kind, quantile)) =
+            codes(p.quantization_config.as_ref(), &format!("vectors.{name}.quantization_config"))?
+        {
             params.quantization = Some(kind);
             params.quantile = quantile;
         }
