@@ -12,3 +12,8 @@ if [ -d tests/python ]; then
     # The server binary `cargo test` built for the Rust integration tests.
     AMETIST_BIN="$(realpath "${CARGO_TARGET_DIR:-target}")/debug/ametist" bash tests/python/run.sh
 fi
+
+if [ -d tests/hostile ]; then
+    echo "== hostile suite (bad input, slow clients, crafted snapshots, fuzzing, memory ceiling)"
+    AMETIST_BIN="$(realpath "${CARGO_TARGET_DIR:-target}")/debug/ametist" bash tests/hostile/run.sh
+fi

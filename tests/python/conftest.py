@@ -1,120 +1,20 @@
 """Fixtures: a real `ametist serve` process and real qdrant-client clients talking to it.
 
-The binary comes from $AMETIST_BIN (run.sh sets it after `cargo build`); without it, the
-debug binary under $CARGO_TARGET_DIR or target/ is used.
+The server launcher lives in `tests/support/ametist_server.py` (shared with the hostile
+suite); it is re-exported here so that tests can `from conftest import AmetistServer`.
 """
 
 from __future__ import annotations
 
 import itertools
-import os
-import signal
-import socket
-import subprocess
-import tempfile
-import time
+import sys
 import uuid
 from pathlib import Path
 
-import httpx
 import pytest
-from qdrant_client import QdrantClient
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def ametist_binary() -> Path:
-    explicit = os.environ.get("AMETIST_BIN")
-    if explicit:
-        return Path(explicit)
-    target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
-    return target / "debug" / "ametist"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class AmetistServer:
-    """One `ametist serve` process on a free 127.0.0.1 port with a temporary data dir."""
-
-    def __init__(self, *sets: str, partitions: int = 2):
-        self.binary = ametist_binary()
-        if not self.binary.exists():
-            raise RuntimeError(f"no ametist binary at {self.binary}: run `cargo build -p ametist-server`")
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._tmp = tempfile.TemporaryDirectory(prefix="ametist-pytest-")
-        self.data_dir = Path(self._tmp.name) / "data"
-        self.log_path = Path(self._tmp.name) / "server.log"
-        # No inherited configuration: a stray ametist.yaml or AMETIST_* variable would
-        # change what the tests see.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AMETIST")}
-        env["RUST_LOG"] = "warn"
-        args = [
-            str(self.binary),
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--data-dir",
-            str(self.data_dir),
-            "--set",
-            f"partitions.count={partitions}",
-        ]
-        for s in sets:
-            args += ["--set", s]
-        self._log = open(self.log_path, "wb")
-        # The port was free a moment ago; if another process took it since, try another.
-        for attempt in range(3):
-            self.proc = subprocess.Popen(
-                args, cwd=self._tmp.name, env=env, stdout=self._log, stderr=subprocess.STDOUT
-            )
-            try:
-                self._wait_ready()
-                return
-            except RuntimeError:
-                if attempt == 2 or self.proc.poll() is None or "in use" not in self.log().lower():
-                    self.stop()
-                    raise
-            self.port = free_port()
-            self.url = f"http://127.0.0.1:{self.port}"
-            args[args.index("--port") + 1] = str(self.port)
-
-    def _wait_ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"ametist serve exited with {self.proc.returncode}:\n{self.log()}")
-            try:
-                if httpx.get(self.url + "/", timeout=1.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"ametist serve did not answer GET / within {timeout}s:\n{self.log()}")
-
-    def log(self) -> str:
-        self._log.flush()
-        return self.log_path.read_text(errors="replace")[-4000:]
-
-    def client(self, **kwargs) -> QdrantClient:
-        kwargs.setdefault("timeout", 30)
-        return QdrantClient(url=self.url, prefer_grpc=False, **kwargs)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        self._log.close()
-        self._tmp.cleanup()
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
+from ametist_server import REPO, AmetistServer, ametist_binary, free_port  # noqa: E402,F401
 
 
 @pytest.fixture(scope="session")

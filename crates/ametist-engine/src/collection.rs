@@ -31,7 +31,9 @@ use ametist_core::text::fusion;
 use ametist_core::text::{CorpusStats, TextIndex, TextIndexConfig, Tokenizer};
 use ametist_core::{topk, vector, Metric, PointId};
 
-use crate::config::{CollectionConfig, EngineConfig, IndexConfig, SparseVectorParams, VectorParams};
+use crate::config::{
+    check_quantile, CollectionConfig, EngineConfig, IndexConfig, SparseVectorParams, VectorParams, MAX_DIM, MAX_PARTITIONS,
+};
 use crate::error::EngineError;
 use crate::external::PartitionProvider;
 use crate::messages::{
@@ -57,6 +59,47 @@ pub struct CollectionSpec {
     pub vectors: BTreeMap<String, VectorParams>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub sparse_vectors: BTreeMap<String, SparseVectorParams>,
+}
+
+impl CollectionSpec {
+    /// Checks everything a collection is made of against what Ametist stores and accepts.
+    /// A created collection, a restored snapshot and a cluster's metadata all pass here, so
+    /// that a collection that starts also restarts.
+    pub fn validate(&self) -> Result<(), EngineError> {
+        let named = !self.vectors.is_empty() || !self.sparse_vectors.is_empty();
+        if self.dim == 0 && !named {
+            return Err(EngineError::invalid("vector size must be at least 1"));
+        }
+        for (name, p) in std::iter::once(("", self.dim)).chain(self.vectors.iter().map(|(n, p)| (n.as_str(), p.dim))) {
+            if p > MAX_DIM {
+                return Err(EngineError::invalid(format!(
+                    "vector size {p} is larger than the limit of {MAX_DIM} ({name})"
+                )));
+            }
+        }
+        if let Some((name, _)) = self.vectors.iter().find(|(n, p)| n.is_empty() || p.dim == 0) {
+            return Err(EngineError::invalid(format!(
+                "named vector `{name}`: a name must be non-empty and its size at least 1"
+            )));
+        }
+        if let Some(name) = self.sparse_vectors.keys().find(|n| n.is_empty() || self.vectors.contains_key(*n)) {
+            return Err(EngineError::invalid(format!(
+                "sparse vector `{name}`: a name must be non-empty and differ from the dense vectors' names"
+            )));
+        }
+        if self.partitions == 0 || self.partitions > MAX_PARTITIONS {
+            return Err(EngineError::invalid(format!(
+                "partition count must be between 1 and {MAX_PARTITIONS}, got {}",
+                self.partitions
+            )));
+        }
+        self.index.validate().map_err(|e| EngineError::invalid(format!("index setting {e}")))?;
+        for (name, p) in &self.vectors {
+            check_quantile(p.quantile)
+                .map_err(|e| EngineError::invalid(format!("named vector `{name}`: index setting {e}")))?;
+        }
+        Ok(())
+    }
 }
 
 /// What a collection holds, summed over its partitions.
@@ -180,42 +223,17 @@ impl Collection {
         config: &CollectionConfig,
         engine: &EngineConfig,
     ) -> Result<CollectionSpec, EngineError> {
-        let partitions = config.partitions.unwrap_or(engine.default_partitions);
-        let named = !config.vectors.is_empty() || !config.sparse_vectors.is_empty();
-        if config.dim == 0 && !named {
-            return Err(EngineError::invalid("vector size must be at least 1"));
-        }
-        for (name, p) in
-            std::iter::once(("", config.dim)).chain(config.vectors.iter().map(|(n, p)| (n.as_str(), p.dim)))
-        {
-            if p > 65_536 {
-                return Err(EngineError::invalid(format!(
-                    "vector size {p} is larger than the limit of 65536 ({name})"
-                )));
-            }
-        }
-        if let Some((name, _)) = config.vectors.iter().find(|(n, p)| n.is_empty() || p.dim == 0) {
-            return Err(EngineError::invalid(format!(
-                "named vector `{name}`: a name must be non-empty and its size at least 1"
-            )));
-        }
-        if let Some(name) = config.sparse_vectors.keys().find(|n| n.is_empty() || config.vectors.contains_key(*n)) {
-            return Err(EngineError::invalid(format!(
-                "sparse vector `{name}`: a name must be non-empty and differ from the dense vectors' names"
-            )));
-        }
-        if partitions == 0 || partitions > 1024 {
-            return Err(EngineError::invalid(format!("partition count must be between 1 and 1024, got {partitions}")));
-        }
-        Ok(CollectionSpec {
+        let spec = CollectionSpec {
             name: name.to_string(),
             dim: config.dim,
             metric: config.metric,
-            partitions,
+            partitions: config.partitions.unwrap_or(engine.default_partitions),
             index: config.index.unwrap_or(engine.default_index),
             vectors: config.vectors.clone(),
             sparse_vectors: config.sparse_vectors.clone(),
-        })
+        };
+        spec.validate()?;
+        Ok(spec)
     }
 
     /// Starts a collection's partitions and coordinator. Must be called within a tokio
@@ -1117,7 +1135,8 @@ impl CollectionActor {
             let _ = reply.send(Ok(WriteAck { operation_id: 0, completed: false }));
             return;
         }
-        let deadline = Instant::now() + self.engine.write_timeout;
+        let timeout = self.engine.write_timeout;
+        let deadline = Instant::now() + timeout;
         tokio::spawn(async move {
             let mut ack = WriteAck { operation_id: 0, completed: true };
             for (partition, rx) in pending {
@@ -1132,11 +1151,15 @@ impl CollectionActor {
                         return;
                     }
                     Err(_) => {
+                        // The write may still be in the mailbox, being applied, or done:
+                        // say no more than that.
                         let _ = reply.send(Err(EngineError::PartitionUnavailable {
                             partition: partition.id(),
-                            reason: "did not apply the write before the deadline; it is queued and will be \
-                                     applied"
-                                .into(),
+                            reason: format!(
+                                "did not confirm the write within {:?}; it may or may not have been applied, \
+                                 and retrying it is safe",
+                                timeout
+                            ),
                         }));
                         return;
                     }

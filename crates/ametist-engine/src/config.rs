@@ -4,6 +4,7 @@
 //! field has a default.
 
 use std::collections::BTreeMap;
+use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -44,6 +45,18 @@ pub struct VectorParams {
     /// This vector's own [`IndexConfig::quantile`]; unset: the collection's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quantile: Option<f32>,
+}
+
+/// A quantile (Qdrant's `quantile`) must lie in `[0.5, 1]`.
+pub fn check_quantile(quantile: Option<f32>) -> Result<(), BadIndexSetting> {
+    match quantile {
+        Some(q) if !(0.5..=1.0).contains(&q) => Err(BadIndexSetting {
+            field: IndexField::Quantile,
+            allowed: "between 0.5 and 1".into(),
+            got: q.to_string(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 impl VectorParams {
@@ -127,7 +140,87 @@ pub struct IndexConfig {
     pub quantile: Option<f32>,
 }
 
+/// The largest vector dimension: what partition images and index files hold.
+pub const MAX_DIM: usize = 65_536;
+/// The most partitions a collection may have (each is a thread with files of its own).
+pub const MAX_PARTITIONS: usize = 1024;
+/// `m`: at least 2 links per node; the index caps it at 1024 (a layer-0 node then holds
+/// 2048 links, 8 KiB).
+pub const M_RANGE: RangeInclusive<usize> = 2..=1024;
+/// `ef_construction`: beyond a few thousand a wider beam adds build time, not recall.
+pub const EF_CONSTRUCTION_RANGE: RangeInclusive<usize> = 1..=10_000;
+/// `ef_search`, and a query's `hnsw_ef`: a beam wider than this is an exact scan done slowly.
+pub const EF_SEARCH_RANGE: RangeInclusive<usize> = 1..=100_000;
+/// `full_scan_threshold`, in points (any count fits; this keeps it in 32 bits).
+pub const MAX_FULL_SCAN_THRESHOLD: usize = u32::MAX as usize;
+
+/// An index setting of [`IndexConfig`], for errors that name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IndexField {
+    M,
+    EfConstruction,
+    EfSearch,
+    FullScanThreshold,
+    Quantile,
+}
+
+impl IndexField {
+    /// The field's name in `ametist.yaml` (`partitions.index.<name>`).
+    pub fn config_name(self) -> &'static str {
+        match self {
+            IndexField::M => "m",
+            IndexField::EfConstruction => "ef_construction",
+            IndexField::EfSearch => "ef_search",
+            IndexField::FullScanThreshold => "full_scan_threshold",
+            IndexField::Quantile => "quantile",
+        }
+    }
+
+    /// The field's name in Qdrant's create-collection body.
+    pub fn api_name(self) -> &'static str {
+        match self {
+            IndexField::M => "hnsw_config.m",
+            IndexField::EfConstruction => "hnsw_config.ef_construct",
+            IndexField::EfSearch => "hnsw_config.ef",
+            IndexField::FullScanThreshold => "hnsw_config.full_scan_threshold",
+            IndexField::Quantile => "quantization_config.scalar.quantile",
+        }
+    }
+}
+
+/// An index setting outside what Ametist stores and accepts.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{} must be {allowed}, got {got}", field.config_name())]
+pub struct BadIndexSetting {
+    pub field: IndexField,
+    /// What is allowed, in words ("between 2 and 1024").
+    pub allowed: String,
+    pub got: String,
+}
+
 impl IndexConfig {
+    /// Checks every number against what the index and its files hold and what is sane.
+    /// Every way a setting arrives (create, a config file, a snapshot, a cluster's metadata)
+    /// goes through here, so that nothing is accepted that a restart could not read back.
+    pub fn validate(&self) -> Result<(), BadIndexSetting> {
+        let range = |field, r: &RangeInclusive<usize>, v: usize| {
+            if r.contains(&v) {
+                Ok(())
+            } else {
+                Err(BadIndexSetting {
+                    field,
+                    allowed: format!("between {} and {}", r.start(), r.end()),
+                    got: v.to_string(),
+                })
+            }
+        };
+        range(IndexField::M, &M_RANGE, self.m)?;
+        range(IndexField::EfConstruction, &EF_CONSTRUCTION_RANGE, self.ef_construction)?;
+        range(IndexField::EfSearch, &EF_SEARCH_RANGE, self.ef_search)?;
+        range(IndexField::FullScanThreshold, &(0..=MAX_FULL_SCAN_THRESHOLD), self.full_scan_threshold)?;
+        check_quantile(self.quantile)
+    }
+
     /// Applies the code settings (`quantization`, `quantile`) to an index: codes are
     /// trained, or trained again, as needed.
     pub(crate) fn configure_codes(&self, index: &mut ametist_core::hnsw::Hnsw) {

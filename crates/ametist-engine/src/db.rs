@@ -296,7 +296,9 @@ impl Ametist {
 
     /// Creates collection `name` from a collection snapshot file (as written by
     /// [`Collection::create_snapshot`]), replacing an existing collection of that name. The
-    /// file is read and validated completely first: a bad file changes nothing. The new
+    /// file is read and validated completely (the checks a created collection passes, and
+    /// every point in the partition its id routes to) before the existing collection is
+    /// touched: a bad file changes nothing. The new
     /// collection's files are prepared in a hidden directory and swapped in with renames, so a
     /// crash leaves either the old collection or the restored one.
     pub async fn restore_collection(&self, name: &str, file: impl AsRef<Path>) -> Result<(), EngineError> {
@@ -305,19 +307,25 @@ impl Ametist {
             return Err(EngineError::invalid("restoring a snapshot needs a database opened on a data directory"));
         }
         let file = file.as_ref().to_path_buf();
-        let (mut spec, images) = blocking(move || snapshots::read_archive(&file)).await?;
-        spec.name = name.to_string();
         let _ddl = self.inner.ddl.lock().await;
         let storage = self.storage_of(name);
         let staging = storage.dir.with_file_name(format!(".restore-{name}-{}", unique()));
-        {
-            let (staging_dir, spec) = (staging.clone(), spec.clone());
+        // One pass over the file: each partition's image is validated and written into the
+        // staging directory before the next is read, so memory holds one partition, not the
+        // file. The file's checksum is known only at the end; until then nothing outside
+        // the staging directory has changed, and any failure removes it.
+        let spec = {
+            let (staging_dir, name) = (staging.clone(), name.to_string());
             blocking(move || {
                 let staging = staging_dir;
                 let internal =
                     |e: std::io::Error| EngineError::Internal(format!("restore into {}: {e}", staging.display()));
+                let mut archive = snapshots::ArchiveReader::open(&file)?;
+                let mut spec = archive.spec().clone();
+                spec.name = name;
                 write_meta(&staging, &spec)?;
-                for (id, mut image) in images.into_iter().enumerate() {
+                let mut id = 0;
+                while let Some(mut image) = archive.next_image()? {
                     let snaps = ametist_storage::SnapshotStore::open(&partition_dir(&staging, id).join("snapshots"))
                         .map_err(|e| EngineError::Internal(e.to_string()))?;
                     let lsn = image.version.max(1);
@@ -325,15 +333,17 @@ impl Ametist {
                     snaps
                         .write(lsn, crate::store::SNAPSHOTS_KEPT, &mut |w| image.write_to(w))
                         .map_err(|e| EngineError::Internal(e.to_string()))?;
+                    id += 1;
                 }
+                archive.finish()?;
                 sync_dir(&staging.join("partitions")).map_err(internal)?;
-                Ok(())
+                Ok(spec)
             })
             .await
             .inspect_err(|_| {
                 let _ = std::fs::remove_dir_all(&staging);
-            })?;
-        }
+            })?
+        };
         // Complete on disk: from here on, a restart finishes the restore.
         let ready = storage.dir.with_file_name(format!("{READY_PREFIX}{name}"));
         {

@@ -111,51 +111,151 @@ pub(crate) fn write_archive(
     describe(target).map_err(io_err)
 }
 
-/// Reads and validates a snapshot file completely: checksum, spec, every partition image.
-pub fn read_archive(path: &Path) -> Result<(CollectionSpec, Vec<PartitionImage>), EngineError> {
-    let bad = |msg: String| EngineError::invalid(format!("snapshot file {}: {msg}", path.display()));
-    let mut bytes = Vec::new();
-    File::open(path).and_then(|mut f| f.read_to_end(&mut bytes)).map_err(|e| bad(e.to_string()))?;
-    if bytes.len() < MAGIC.len() + 2 + 4 + 4 + 4 || &bytes[..8] != MAGIC {
-        return Err(bad("not an Ametist collection snapshot".into()));
-    }
-    let format = u16::from_le_bytes([bytes[8], bytes[9]]);
-    if format != FORMAT {
-        return Err(bad(format!("format {format}, this build reads {FORMAT}")));
-    }
-    let (body, crc) = bytes.split_at(bytes.len() - 4);
-    if crc32c::crc32c(body) != u32::from_le_bytes(crc.try_into().expect("4 bytes")) {
-        return Err(bad("checksum mismatch (damaged or truncated)".into()));
-    }
-    let mut pos = 10;
-    let mut take = |n: usize| -> Result<&[u8], EngineError> {
-        if body.len() - pos < n {
-            return Err(bad("truncated".into()));
+/// Reads a collection snapshot file front to back, one partition image at a time, so that
+/// restoring a file of any size holds one partition in memory, not the file.
+///
+/// Everything is checked as it is read: the magic bytes first (nothing else of a file that
+/// is not a snapshot is read), the collection spec against the same rules a created
+/// collection passes ([`CollectionSpec::validate`]), each image's dimension and metric, and
+/// that every point sits in the partition its id routes to. The checksum covers the whole
+/// file and is known only at the end: [`ArchiveReader::finish`] must succeed before anything
+/// read is trusted.
+pub struct ArchiveReader {
+    file: io::BufReader<File>,
+    path: PathBuf,
+    crc: u32,
+    spec: CollectionSpec,
+    next: usize,
+}
+
+impl ArchiveReader {
+    /// Opens a snapshot file and reads its header and collection spec.
+    pub fn open(path: &Path) -> Result<Self, EngineError> {
+        let file = File::open(path).map_err(|e| archive_error(path, e.to_string()))?;
+        let mut r = ArchiveReader {
+            file: io::BufReader::with_capacity(1 << 20, file),
+            path: path.to_path_buf(),
+            crc: 0,
+            spec: placeholder_spec(),
+            next: 0,
+        };
+        let mut magic = [0u8; 8];
+        if r.read_exact(&mut magic).is_err() || &magic != MAGIC {
+            return Err(r.bad("not an Ametist collection snapshot"));
         }
-        pos += n;
-        Ok(&body[pos - n..pos])
-    };
-    let spec_len = u32::from_le_bytes(take(4)?.try_into().expect("4 bytes")) as usize;
-    let spec: CollectionSpec =
-        serde_json::from_slice(take(spec_len)?).map_err(|e| bad(format!("collection spec: {e}")))?;
-    let count = u32::from_le_bytes(take(4)?.try_into().expect("4 bytes")) as usize;
-    if count != spec.partitions {
-        return Err(bad(format!("{count} partition images for {} partitions", spec.partitions)));
-    }
-    let mut images = Vec::with_capacity(count.min(1024));
-    for i in 0..count {
-        let len = u64::from_le_bytes(take(8)?.try_into().expect("8 bytes"));
-        let len = usize::try_from(len).map_err(|_| bad("partition too large".into()))?;
-        let image = PartitionImage::read(take(len)?).map_err(|e| bad(format!("partition {i}: {e}")))?;
-        if image.dim != spec.dim || image.metric != spec.metric {
-            return Err(bad(format!("partition {i} holds vectors of another dimension or metric")));
+        let format = u16::from_le_bytes(r.array()?);
+        if format != FORMAT {
+            return Err(r.bad(format!("format {format}, this build reads {FORMAT}")));
         }
-        images.push(image);
+        let spec_len = u32::from_le_bytes(r.array()?) as usize;
+        if spec_len > MAX_SPEC_BYTES {
+            return Err(r.bad(format!("a collection spec of {spec_len} bytes")));
+        }
+        let mut spec_json = vec![0u8; spec_len];
+        r.read_exact(&mut spec_json).map_err(|_| r.bad("truncated"))?;
+        r.spec = serde_json::from_slice(&spec_json).map_err(|e| r.bad(format!("collection spec: {e}")))?;
+        // A restored collection passes the checks a created one does.
+        r.spec.validate().map_err(|e| r.bad(format!("collection spec: {e}")))?;
+        let count = u32::from_le_bytes(r.array()?) as usize;
+        if count != r.spec.partitions {
+            return Err(r.bad(format!("{count} partition images for {} partitions", r.spec.partitions)));
+        }
+        Ok(r)
     }
-    if pos != body.len() {
-        return Err(bad("bytes after the last partition".into()));
+
+    /// The collection spec the file holds (validated).
+    pub fn spec(&self) -> &CollectionSpec {
+        &self.spec
     }
-    Ok((spec, images))
+
+    /// The next partition's image, validated, or `None` after the last.
+    pub fn next_image(&mut self) -> Result<Option<PartitionImage>, EngineError> {
+        let i = self.next;
+        if i == self.spec.partitions {
+            return Ok(None);
+        }
+        self.next += 1;
+        let len = u64::from_le_bytes(self.array()?);
+        // Read as the bytes arrive, never sized up front by a length the file claims.
+        let mut bytes = Vec::new();
+        let read = (&mut *self).take(len).read_to_end(&mut bytes).map_err(|e| self.bad(e.to_string()))?;
+        if read as u64 != len {
+            return Err(self.bad("truncated"));
+        }
+        let image = PartitionImage::read(&bytes).map_err(|e| self.bad(format!("partition {i}: {e}")))?;
+        if image.dim != self.spec.dim || image.metric != self.spec.metric {
+            return Err(self.bad(format!("partition {i} holds vectors of another dimension or metric")));
+        }
+        let count = self.spec.partitions;
+        if let Some(e) = image.entries.iter().find(|e| e.id.partition(count) != i) {
+            return Err(self.bad(format!(
+                "partition {i} holds point {} which belongs to partition {} of {count}",
+                e.id,
+                e.id.partition(count)
+            )));
+        }
+        Ok(Some(image))
+    }
+
+    /// Checks that every image was read, the checksum over the whole file, and that nothing
+    /// follows it.
+    pub fn finish(mut self) -> Result<(), EngineError> {
+        if self.next != self.spec.partitions {
+            return Err(self.bad("not every partition was read"));
+        }
+        let expected = self.crc;
+        let mut stored = [0u8; 4];
+        self.file.read_exact(&mut stored).map_err(|_| self.bad("truncated"))?;
+        if u32::from_le_bytes(stored) != expected {
+            return Err(self.bad("checksum mismatch (damaged or truncated)"));
+        }
+        let mut rest = [0u8; 1];
+        if self.file.read(&mut rest).map_err(|e| self.bad(e.to_string()))? != 0 {
+            return Err(self.bad("bytes after the checksum"));
+        }
+        Ok(())
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], EngineError> {
+        let mut b = [0u8; N];
+        self.read_exact(&mut b).map_err(|_| self.bad("truncated"))?;
+        Ok(b)
+    }
+
+    fn bad(&self, msg: impl std::fmt::Display) -> EngineError {
+        archive_error(&self.path, msg.to_string())
+    }
+}
+
+/// Reads through the checksum.
+impl Read for ArchiveReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read(buf)?;
+        self.crc = crc32c::crc32c_append(self.crc, &buf[..n]);
+        Ok(n)
+    }
+}
+
+/// The most bytes a collection spec may take in a snapshot file (a spec is a few hundred
+/// bytes; this bounds what a crafted length makes us allocate).
+const MAX_SPEC_BYTES: usize = 1 << 20;
+
+/// What [`ArchiveReader`] holds until it has read the file's spec.
+fn placeholder_spec() -> CollectionSpec {
+    CollectionSpec {
+        name: String::new(),
+        dim: 0,
+        metric: ametist_core::Metric::Cosine,
+        partitions: 0,
+        index: crate::config::IndexConfig::default(),
+        vectors: Default::default(),
+        sparse_vectors: Default::default(),
+    }
+}
+
+fn archive_error(path: &Path, msg: String) -> EngineError {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    EngineError::invalid(format!("snapshot file {name}: {msg}"))
 }
 
 /// Snapshot files in `dir`, oldest first (by name, which carries the time).

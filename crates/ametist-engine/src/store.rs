@@ -350,29 +350,33 @@ impl PartitionStore for DurableStore {
         *guard = None;
         let snapshots =
             SnapshotStore::open_with(self.fs.clone(), &self.dir.join("snapshots")).map_err(|e| self.err(e))?;
-        let load = snapshots.load_latest().map_err(|e| self.err(e))?;
-        for s in &load.skipped {
+        // A snapshot whose checksum holds but whose image does not decode (written by a
+        // build with a bug, say) counts as corrupt too: the previous one plus the log
+        // replaces it, as for a torn file. The log is kept from the oldest kept snapshot on.
+        let (loaded, skipped) = snapshots
+            .load_latest_decoded(|_, data| {
+                PartitionImage::read(&data)
+                    .map_err(|e| format!("passed its checksum but does not decode: {e}"))
+            })
+            .map_err(|e| self.err(e))?;
+        for s in &skipped {
             tracing::error!(
+                partition = self.partition,
                 path = %s.path.display(),
                 reason = %s.reason,
                 quarantined_as = ?s.quarantined_as,
-                "corrupt snapshot skipped; falling back to the previous snapshot and the log"
+                "unreadable snapshot skipped; falling back to the previous snapshot and the log"
             );
         }
-        let last_snapshot_bytes = load.snapshot.as_ref().map_or(0, |s| s.info.size);
-        let (base, after) = match load.snapshot {
-            Some(s) => {
-                let image = PartitionImage::read(&s.data).map_err(|e| {
-                    EngineError::Internal(format!(
-                        "partition {}: snapshot {} passed its checksum but does not decode: {e}",
-                        self.partition,
-                        s.info.path.display()
-                    ))
-                })?;
-                (Base::Image(Box::new(image)), s.info.lsn)
-            }
-            None => (Base::Empty, 0),
+        let (base, after, last_snapshot_bytes) = match loaded {
+            Some((info, image)) => (Base::Image(Box::new(image)), info.lsn, info.size),
+            None => (Base::Empty, 0, 0),
         };
+        if !skipped.is_empty() && after == 0 {
+            // Falling back to "no snapshot" is only right when the log still starts at the
+            // beginning; `Wal::open_with` checks that the log is contiguous from `after`.
+            tracing::warn!(partition = self.partition, "no readable snapshot left: replaying the whole log");
+        }
         let wal_dir = self.dir.join("wal");
         let (wal, recovered) =
             Wal::open_with(self.fs.clone(), &wal_dir, after, self.wal_options()).map_err(|e| self.err(e))?;

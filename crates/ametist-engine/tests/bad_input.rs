@@ -66,3 +66,31 @@ async fn bad_input_is_rejected_and_changes_nothing() {
     assert_eq!(got[0].vector.as_deref(), Some(&[1.0, 0.0, 0.0][..]));
     db.shutdown().await;
 }
+
+/// Every index number is checked against what the index files hold before a collection
+/// exists: a setting that a restart could not read back is refused, never stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn index_settings_out_of_range_create_nothing() {
+    use ametist_engine::config::IndexConfig;
+    let db = Ametist::in_memory(EngineConfig::default());
+    let with = |index: IndexConfig| CollectionConfig { index: Some(index), ..CollectionConfig::new(4, Metric::Dot) };
+    let cases = [
+        (IndexConfig { ef_construction: 4_294_967_296, ..IndexConfig::default() }, "ef_construction"),
+        (IndexConfig { ef_construction: 0, ..IndexConfig::default() }, "ef_construction"),
+        (IndexConfig { m: 1_000_000_000, ..IndexConfig::default() }, "m must be between 2 and 1024"),
+        (IndexConfig { m: 1, ..IndexConfig::default() }, "m must be"),
+        (IndexConfig { ef_search: 0, ..IndexConfig::default() }, "ef_search"),
+        (IndexConfig { full_scan_threshold: usize::MAX, ..IndexConfig::default() }, "full_scan_threshold"),
+        (IndexConfig { quantile: Some(0.1), ..IndexConfig::default() }, "quantile"),
+    ];
+    for (index, field) in cases {
+        let e = db.create_collection("c", with(index)).await.unwrap_err();
+        assert!(e.is_bad_input() && e.to_string().contains(field), "{field}: {e}");
+        assert!(db.list_collections().is_empty());
+    }
+    let e = db.create_collection("c", CollectionConfig::new(4, Metric::Dot).with_partitions(5000)).await.unwrap_err();
+    assert!(e.to_string().contains("between 1 and 1024, got 5000"), "{e}");
+    db.create_collection("c", with(IndexConfig { m: 1024, ef_construction: 10_000, ..IndexConfig::default() }))
+        .await
+        .unwrap();
+}

@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_yaml_ng::Value;
 
-use ametist_engine::config::{IndexConfig, StorageOptions};
+use ametist_engine::config::{IndexConfig, StorageOptions, MAX_PARTITIONS};
 use ametist_engine::{EngineConfig, SupervisionPolicy};
 
 /// The whole configuration file.
@@ -302,14 +302,11 @@ impl AmetistConfig {
         if self.partitions.count == 0 {
             return bad("partitions.count must be at least 1");
         }
-        if self.partitions.index.m < 2 {
-            return bad("partitions.index.m must be at least 2");
+        if self.partitions.count > MAX_PARTITIONS {
+            return bad(&format!("partitions.count must be at most {MAX_PARTITIONS}"));
         }
-        if self.partitions.index.ef_construction == 0 || self.partitions.index.ef_search == 0 {
-            return bad("partitions.index.ef_construction and ef_search must be at least 1");
-        }
-        if self.partitions.index.quantile.is_some_and(|q| !(0.5..=1.0).contains(&q)) {
-            return bad("partitions.index.quantile must be between 0.5 and 1");
+        if let Err(e) = self.partitions.index.validate() {
+            return bad(&format!("partitions.index.{e}"));
         }
         if self.limits.partition_mailbox == 0 || self.limits.collection_mailbox == 0 {
             return bad("limits.partition_mailbox and limits.collection_mailbox must be at least 1");
@@ -470,6 +467,15 @@ mod tests {
         assert!(e.to_string().contains("cuont"), "{e}");
         let e = AmetistConfig::load(None, Vec::new(), &["partitions.count=0".to_string()]).unwrap_err();
         assert!(e.to_string().contains("partitions.count"), "{e}");
+        for (set, named) in [
+            ("partitions.index.ef_construction=4294967296", "partitions.index.ef_construction must be between 1 and"),
+            ("partitions.index.m=1000000000", "partitions.index.m must be between 2 and 1024"),
+            ("partitions.count=5000", "partitions.count must be at most 1024"),
+            ("limits.max_limit=0", "limits.max_batch and limits.max_limit"),
+        ] {
+            let e = AmetistConfig::load(None, Vec::new(), &[set.to_string()]).unwrap_err();
+            assert!(e.to_string().contains(named), "{set}: {e}");
+        }
         let e = AmetistConfig::load(None, Vec::new(), &["nonsense".to_string()]).unwrap_err();
         assert!(e.to_string().contains("nonsense"), "{e}");
         let e = AmetistConfig::load(Some(Path::new("/definitely/missing.yaml")), Vec::new(), &[]).unwrap_err();

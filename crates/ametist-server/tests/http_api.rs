@@ -307,7 +307,7 @@ fn bad_input_gets_a_4xx_naming_the_problem_and_changes_nothing() {
             "/collections/d",
             json!({"vectors": {"size": 3, "distance": "Dot"}, "shard_number": 0}).to_string(),
             400,
-            "partition count",
+            "shard_number",
         ),
         ("GET", "/collections/nope", String::new(), 404, "nope"),
         ("GET", "/no/such/route", String::new(), 404, "no route"),

@@ -220,30 +220,47 @@ impl SnapshotStore {
     ///
     /// I/O errors and unsupported versions are returned as errors, not skipped.
     pub fn load_latest(&self) -> Result<SnapshotLoad> {
-        let mut out = SnapshotLoad::default();
+        let (snapshot, skipped) = self.load_latest_decoded(|info, data| Ok(LoadedSnapshot { info: info.clone(), data }))?;
+        Ok(SnapshotLoad { snapshot: snapshot.map(|(_, s)| s), skipped })
+    }
+
+    /// [`SnapshotStore::load_latest`], where a snapshot also counts as corrupt when `decode`
+    /// refuses its payload (a file whose checksum holds but whose contents the caller cannot
+    /// read): it is skipped and quarantined like a checksum failure, and the next older one
+    /// is tried. Returns the newest snapshot `decode` took, and the skipped ones.
+    pub fn load_latest_decoded<T>(
+        &self,
+        mut decode: impl FnMut(&SnapshotInfo, Vec<u8>) -> std::result::Result<T, String>,
+    ) -> Result<(Option<(SnapshotInfo, T)>, Vec<SkippedSnapshot>)> {
+        let mut skipped = Vec::new();
         for info in self.list()? {
-            match self.read_verified(&info)? {
-                Ok(data) => {
-                    out.snapshot = Some(LoadedSnapshot { info, data });
-                    break;
-                }
-                Err(reason) => {
-                    let mut q = info.path.clone().into_os_string();
-                    q.push(".corrupt");
-                    let q = PathBuf::from(q);
-                    debug_assert!(q.to_string_lossy().ends_with(CORRUPT_SUFFIX));
-                    let quarantined_as = match self.fs.rename(&info.path, &q) {
-                        Ok(()) => {
-                            let _ = self.fs.sync_dir(&self.dir);
-                            Some(q)
-                        }
-                        Err(_) => None,
-                    };
-                    out.skipped.push(SkippedSnapshot { path: info.path, reason, quarantined_as });
-                }
-            }
+            let reason = match self.read_verified(&info)? {
+                Ok(data) => match decode(&info, data) {
+                    Ok(value) => return Ok((Some((info, value)), skipped)),
+                    Err(reason) => reason,
+                },
+                Err(reason) => reason,
+            };
+            let quarantined_as = self.quarantine(&info.path);
+            skipped.push(SkippedSnapshot { path: info.path, reason, quarantined_as });
         }
-        Ok(out)
+        Ok((None, skipped))
+    }
+
+    /// Renames a snapshot that cannot be used to `*.snap.corrupt` (so that it no longer
+    /// counts and stays for an operator); returns the new path if the rename worked.
+    fn quarantine(&self, path: &Path) -> Option<PathBuf> {
+        let mut q = path.to_path_buf().into_os_string();
+        q.push(".corrupt");
+        let q = PathBuf::from(q);
+        debug_assert!(q.to_string_lossy().ends_with(CORRUPT_SUFFIX));
+        match self.fs.rename(path, &q) {
+            Ok(()) => {
+                let _ = self.fs.sync_dir(&self.dir);
+                Some(q)
+            }
+            Err(_) => None,
+        }
     }
 }
 

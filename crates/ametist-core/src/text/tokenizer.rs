@@ -9,6 +9,10 @@ use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt;
 
+/// The longest token length a text index may be configured with (a token is a word; this
+/// bounds a setting that only nonsense would exceed).
+pub const MAX_TOKEN_LEN: usize = 65_536;
+
 use rust_stemmers::{Algorithm, Stemmer};
 use serde::{Deserialize, Serialize};
 use unicode_segmentation::UnicodeSegmentation;
@@ -117,9 +121,10 @@ impl TokenizerConfig {
     /// Checks the config: a non-empty length window, and stop-word languages that have a
     /// built-in list.
     pub fn validate(&self) -> Result<(), TextError> {
-        if self.min_token_len == 0 || self.max_token_len < self.min_token_len {
+        // Validated here, where every way a text index is made passes.
+        if self.min_token_len == 0 || self.max_token_len < self.min_token_len || self.max_token_len > MAX_TOKEN_LEN {
             return Err(TextError::InvalidConfig(format!(
-                "token length window must satisfy 1 <= min_token_len <= max_token_len, got {}..={}",
+                "token length window must satisfy 1 <= min_token_len <= max_token_len <= {MAX_TOKEN_LEN}, got {}..={}",
                 self.min_token_len, self.max_token_len
             )));
         }

@@ -12,6 +12,7 @@ use ametist_core::Metric;
 use ametist_engine::collection::CollectionInfo;
 use ametist_engine::config::{
     IndexConfig, Quantization, SparseVectorParams as EngineSparseParams, VectorParams as EngineVectorParams,
+    MAX_PARTITIONS,
 };
 use ametist_engine::CollectionConfig;
 
@@ -176,9 +177,16 @@ pub async fn create(State(state): State<AppState>, Path(name): Path<String>, bod
         }
         named_params.insert(name, params);
     }
-    if index.m < 2 || index.ef_construction == 0 {
-        return Err(ApiError::bad_request("Wrong input: hnsw_config needs m >= 2 and ef_construct >= 1", started));
+    if let Some(n) = req.shard_number.filter(|n| !(1..=MAX_PARTITIONS).contains(n)) {
+        return Err(ApiError::bad_request(
+            format!("Wrong input: shard_number must be between 1 and {MAX_PARTITIONS}, got {n}"),
+            started,
+        ));
     }
+    // Every number is checked against what the index stores before anything is created.
+    index.validate().map_err(|e| {
+        ApiError::bad_request(format!("Wrong input: {} must be {}, got {}", e.field.api_name(), e.allowed, e.got), started)
+    })?;
     let sparse_vectors = req
         .sparse_vectors
         .unwrap_or_default()
