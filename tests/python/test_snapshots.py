@@ -6,7 +6,7 @@ import httpx
 from qdrant_client import models
 
 
-def test_snapshot_create_list_download_recover(server, client, collection_name, tmp_path):
+def test_snapshot_create_list_download_recover(server, client, collection_name):
     client.create_collection(collection_name, vectors_config=models.VectorParams(size=3, distance=models.Distance.DOT))
     client.upsert(
         collection_name,
@@ -19,7 +19,11 @@ def test_snapshot_create_list_download_recover(server, client, collection_name, 
 
     r = httpx.get(f"{server.url}/collections/{collection_name}/snapshots/{snap.name}", timeout=30)
     assert r.status_code == 200 and len(r.content) == snap.size
-    saved = tmp_path / "copy.snapshot"
+    # `file://` locations are read only inside the server's snapshots directory (or
+    # `storage.recover_from_dirs`): an operator puts the file there.
+    imports = server.data_dir / "snapshots" / "imports"
+    imports.mkdir(parents=True, exist_ok=True)
+    saved = imports / f"{collection_name}-copy.snapshot"
     saved.write_bytes(r.content)
 
     # Change the collection, then recover it from the downloaded file: back as it was.
@@ -35,7 +39,7 @@ def test_snapshot_create_list_download_recover(server, client, collection_name, 
     # Unknown snapshots are 404; a damaged file is refused and changes nothing.
     r = httpx.get(f"{server.url}/collections/{collection_name}/snapshots/nope.snapshot", timeout=30)
     assert r.status_code == 404
-    bad = tmp_path / "bad.snapshot"
+    bad = imports / f"{collection_name}-bad.snapshot"
     bad.write_bytes(r.content[:10] + b"garbage" * 10)
     r = httpx.put(
         f"{server.url}/collections/{collection_name}/snapshots/recover", json={"location": f"file://{bad}"}, timeout=30

@@ -87,6 +87,9 @@ pub struct WireError {
     pub partition: Option<usize>,
     #[serde(default)]
     pub timeout_ms: Option<u64>,
+    /// The point a write named that does not exist (a bad input that is a 404 to clients).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missing_point: Option<ametist_core::PointId>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,7 +121,11 @@ impl From<&EngineError> for WireError {
             EngineError::PartitionUnavailable { reason, .. } => reason.clone(),
             other => other.to_string(),
         };
-        WireError { class, message, partition, timeout_ms }
+        let missing_point = match e {
+            EngineError::PointNotFound(id) => Some(id.clone()),
+            _ => None,
+        };
+        WireError { class, message, partition, timeout_ms, missing_point }
     }
 }
 
@@ -127,7 +134,10 @@ impl WireError {
     /// was for, named when the remote error did not name one.
     pub fn into_engine(self, partition: usize) -> EngineError {
         match self.class {
-            ErrorClass::BadInput => EngineError::InvalidInput(self.message),
+            ErrorClass::BadInput => match self.missing_point {
+                Some(id) => EngineError::PointNotFound(id),
+                None => EngineError::InvalidInput(self.message),
+            },
             ErrorClass::Overloaded => EngineError::Overloaded(self.message),
             ErrorClass::Unavailable => EngineError::PartitionUnavailable {
                 partition: self.partition.unwrap_or(partition),

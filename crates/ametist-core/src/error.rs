@@ -10,6 +10,11 @@ pub enum CoreError {
     WrongDimension { expected: usize, got: usize },
     #[error("vector contains a non-finite value ({value}) at position {position}")]
     NonFinite { position: usize, value: f32 },
+    #[error(
+        "vector component {value} at position {position} is too large for the {metric:?} metric: components \
+         of {dim}-dimensional vectors must lie within ±{limit:.3e}, so that scores stay finite"
+    )]
+    TooLarge { position: usize, value: f32, limit: f32, metric: crate::Metric, dim: usize },
     #[error("vector must not be empty")]
     EmptyVector,
     #[error("cosine distance needs a non-zero vector")]

@@ -34,7 +34,17 @@ pub enum SparseError {
     DuplicateIndex(u32),
     #[error("sparse vector: non-finite value ({value}) at index {index}")]
     NonFinite { index: u32, value: f32 },
+    #[error(
+        "sparse vector: value {value} at index {index} is too large: values must lie within ±{MAX_SPARSE_VALUE:e}, \
+         so that scores stay finite"
+    )]
+    TooLarge { index: u32, value: f32 },
 }
+
+/// The largest magnitude of a sparse value. A score sums products of a query's and a
+/// point's values over their shared dimensions (times an idf below 30): with values within
+/// 1e15, even millions of shared dimensions stay far below `f32::MAX`.
+pub const MAX_SPARSE_VALUE: f32 = 1e15;
 
 /// A sparse vector: the non-zero dimensions and their values, in any order on input.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -52,7 +62,8 @@ impl SparseVector {
         Ok(v)
     }
 
-    /// Same length, no duplicate index, finite values. An empty vector is valid.
+    /// Same length, no duplicate index, finite values within [`MAX_SPARSE_VALUE`]. An empty
+    /// vector is valid.
     pub fn validate(&self) -> Result<(), SparseError> {
         if self.indices.len() != self.values.len() {
             return Err(SparseError::LengthMismatch { indices: self.indices.len(), values: self.values.len() });
@@ -60,6 +71,9 @@ impl SparseVector {
         for (&i, &v) in self.indices.iter().zip(&self.values) {
             if !v.is_finite() {
                 return Err(SparseError::NonFinite { index: i, value: v });
+            }
+            if v.abs() > MAX_SPARSE_VALUE {
+                return Err(SparseError::TooLarge { index: i, value: v });
             }
         }
         let mut sorted = self.indices.clone();

@@ -641,6 +641,16 @@ impl Collection {
         self.call(|reply| CollectionMsg::Get { ids, with_payload, with_vector, reply }).await
     }
 
+    /// `Err(PointNotFound)` naming the first of `ids` that does not exist.
+    pub async fn require_points(&self, ids: &[PointId]) -> Result<(), EngineError> {
+        let found = self.get(ids.to_vec(), false, false).await?;
+        let found: std::collections::HashSet<&PointId> = found.iter().map(|r| &r.id).collect();
+        match ids.iter().find(|id| !found.contains(id)) {
+            Some(missing) => Err(EngineError::PointNotFound(missing.clone())),
+            None => Ok(()),
+        }
+    }
+
     /// Deletes every point matching `filter`.
     pub async fn delete_by_filter(&self, filter: Filter, wait: bool) -> Result<WriteAck, EngineError> {
         self.write(vec![WriteOp::ByFilter { filter, action: FilterAction::Delete }], wait).await
@@ -659,6 +669,13 @@ impl Collection {
             Target::Filter(filter) => vec![WriteOp::ByFilter { filter, action }],
             Target::Ids(ids) => {
                 self.check_batch(ids.len())?;
+                if !matches!(action, FilterAction::Delete) {
+                    // Every named point must exist, checked before any partition writes:
+                    // a partition refuses its share of a write naming an absent point, and
+                    // the others must not have applied theirs. (A point deleted between
+                    // this check and the write is still refused by its partition.)
+                    self.require_points(&ids).await?;
+                }
                 ids.into_iter()
                     .map(|id| match &action {
                         FilterAction::Delete => WriteOp::Delete(DeleteVector { id }),

@@ -157,6 +157,14 @@ impl Ametist {
             }
         }
         sync_dir(&collections_dir).map_err(|e| io("cannot fsync", &collections_dir, e))?;
+        // Snapshot files of a collection whose deletion a crash interrupted.
+        let snapshots_dir = dir.join("snapshots");
+        for entry in std::fs::read_dir(&snapshots_dir).map_err(|e| io("cannot list", &snapshots_dir, e))?.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(".deleted-") {
+                let path = entry.path();
+                std::fs::remove_dir_all(&path).map_err(|e| io("cannot remove", &path, e))?;
+            }
+        }
         names.sort();
         names.dedup();
         let started = std::time::Instant::now();
@@ -272,11 +280,17 @@ impl Ametist {
 
     /// Deletes a collection and stops its partitions. Returns false when there was none.
     /// On disk, the collection's directory is first renamed to a hidden tombstone (durably),
-    /// then removed: a crash in between finishes the removal at the next start. The
-    /// collection's snapshot files (`<data_dir>/snapshots/<name>`) are kept.
+    /// then removed: a crash in between finishes the removal at the next start. Its snapshot
+    /// files (`<data_dir>/snapshots/<name>`) go with it, the same way: left behind, they
+    /// were listed under the next collection of that name as if they were its own.
     pub async fn delete_collection(&self, name: &str) -> Result<bool, EngineError> {
         let _ddl = self.inner.ddl.lock().await;
-        self.delete_locked(name).await
+        let deleted = self.delete_locked(name).await?;
+        if deleted && self.inner.data_dir.is_some() {
+            let snapshots = self.storage_of(name).snapshots_dir;
+            blocking(move || remove_dir_durably(&snapshots)).await?;
+        }
+        Ok(deleted)
     }
 
     async fn delete_locked(&self, name: &str) -> Result<bool, EngineError> {

@@ -18,6 +18,9 @@ pub enum EngineError {
     CollectionNotFound(String),
     #[error("Collection `{0}` already exists")]
     CollectionExists(String),
+    /// A write names a point that does not exist (updates, payload changes).
+    #[error("No point with id {0} found")]
+    PointNotFound(ametist_core::PointId),
     #[error("{0}")]
     InvalidInput(String),
     #[error("{0}")]
@@ -45,6 +48,7 @@ impl EngineError {
             self,
             EngineError::CollectionNotFound(_)
                 | EngineError::CollectionExists(_)
+                | EngineError::PointNotFound(_)
                 | EngineError::InvalidInput(_)
                 | EngineError::Core(_)
         )

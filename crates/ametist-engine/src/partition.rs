@@ -20,7 +20,7 @@ use ametist_core::text::{TextIndex, TextIndexConfig};
 use ametist_core::{vector, Metric, Payload, PointId};
 
 use crate::codec::{self, PartitionImage};
-use crate::config::{IndexConfig, IndexKind, SparseVectorParams, SupervisionPolicy, VectorParams};
+use crate::config::{IndexConfig, IndexKind, SparseVectorParams, SupervisionPolicy, VectorParams, EF_SEARCH_RANGE};
 use crate::error::EngineError;
 use crate::messages::{
     DeleteVector, Fault, FilterAction, IndexStats, InsertNamed, NamedVectors, PartitionMsg, PartitionRestore,
@@ -807,26 +807,26 @@ impl PartitionActor {
                     }
                     vector::validate(self.spec.dim, &u.vector)?;
                     if !exists(&u.id, &created) {
-                        return Err(EngineError::invalid(format!("No point with id {} found", u.id)));
+                        return Err(EngineError::PointNotFound(u.id.clone()));
                     }
                 }
                 WriteOp::UpdateNamed { id, vectors } => {
                     self.named.check(vectors)?;
                     if !exists(id, &created) {
-                        return Err(EngineError::invalid(format!("No point with id {id} found")));
+                        return Err(EngineError::PointNotFound(id.clone()));
                     }
                 }
                 WriteOp::DeleteVectors { id, names } => {
                     self.named.check_names(names)?;
                     if !exists(id, &created) {
-                        return Err(EngineError::invalid(format!("No point with id {id} found")));
+                        return Err(EngineError::PointNotFound(id.clone()));
                     }
                 }
                 WriteOp::ByFilter { .. } => unreachable!("expanded before checking"),
                 payload_op => {
                     let id = payload_op.id().expect("payload ops name their point");
                     if !exists(id, &created) {
-                        return Err(EngineError::invalid(format!("No point with id {id} found")));
+                        return Err(EngineError::PointNotFound(id.clone()));
                     }
                 }
             }
@@ -1038,8 +1038,11 @@ impl PartitionActor {
     fn beam(&self, req: &SearchRequest, want: usize, quantization: Quantization) -> (usize, bool) {
         let codes = quantization != Quantization::None && !req.quantization.ignore;
         let oversampling = req.quantization.oversampling.filter(|_| codes).unwrap_or(1.0).max(1.0);
-        let beam = (want as f64 * oversampling as f64).ceil().min(u32::MAX as f64) as usize;
-        (req.ef.unwrap_or(self.spec.index.ef_search).max(want).max(beam), codes)
+        // No beam wider than the widest `ef` accepted (or than the hits wanted): anything
+        // wider is an exact scan done slowly, with memory for the whole beam.
+        let widest = (*EF_SEARCH_RANGE.end()).max(want);
+        let beam = (want as f64 * oversampling as f64).ceil().min(widest as f64) as usize;
+        (req.ef.unwrap_or(self.spec.index.ef_search).max(want).max(beam).min(widest), codes)
     }
 
     /// Sparse dot-product top-k, with collection-wide idf statistics in the request.

@@ -279,7 +279,7 @@ pub(crate) fn list(dir: &Path) -> Result<Vec<SnapshotDescription>, EngineError> 
 }
 
 /// The path of snapshot `name` in `dir`, if it is a snapshot name that exists there.
-pub(crate) fn path_of(dir: &Path, name: &str) -> Result<PathBuf, EngineError> {
+pub fn path_of(dir: &Path, name: &str) -> Result<PathBuf, EngineError> {
     let valid = name.ends_with(SUFFIX)
         && !name.starts_with('.')
         && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));

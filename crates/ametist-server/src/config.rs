@@ -116,6 +116,9 @@ pub struct ServiceConfig {
     /// When set, every REST request (health checks excepted) must carry it in the
     /// `api-key` header or as `Authorization: Bearer <key>`, as Qdrant clients send it.
     pub api_key: Option<String>,
+    /// Serves `GET /metrics` without the API key (for a scraper that cannot send one).
+    /// Off by default: the metrics name collections and count their points.
+    pub metrics_public: bool,
 }
 
 /// A list, or one comma-separated string (as an environment variable gives it), or nothing.
@@ -144,6 +147,16 @@ pub struct ServerConfig {
     /// Enables `POST /collections/{name}/partitions/{id}/fault`, which makes a partition
     /// panic or stall on purpose (for resilience drills and tests). Off by default.
     pub enable_fault_injection: bool,
+    /// Connections served at once; more wait to be accepted until one closes.
+    pub max_connections: usize,
+    /// How long a client may take to send a request's head (method, path, headers), from
+    /// when the connection opens or finished its previous request: idle keep-alive
+    /// connections are closed after this too.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// How long a client may take to send a request's body, from its head; slower is a 408.
+    #[serde(with = "humantime_serde")]
+    pub body_read_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -153,6 +166,9 @@ impl Default for ServerConfig {
             port: 6333,
             max_request_bytes: 32 * 1024 * 1024,
             enable_fault_injection: false,
+            max_connections: 1024,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -169,6 +185,11 @@ pub struct StorageConfig {
     pub snapshot_interval: Duration,
     /// Size of a write-ahead log segment file.
     pub wal_segment_bytes: u64,
+    /// Directories besides `<data_dir>/snapshots` whose files `snapshots/recover` may read
+    /// (`file://` locations). Empty by default: a request cannot make the server read an
+    /// arbitrary file it has access to. From the environment: comma-separated.
+    #[serde(deserialize_with = "list_or_csv_paths")]
+    pub recover_from_dirs: Vec<PathBuf>,
 }
 
 impl Default for StorageConfig {
@@ -179,8 +200,13 @@ impl Default for StorageConfig {
             snapshot_wal_bytes: s.snapshot_wal_bytes,
             snapshot_interval: s.snapshot_interval,
             wal_segment_bytes: s.wal_segment_bytes,
+            recover_from_dirs: Vec::new(),
         }
     }
+}
+
+fn list_or_csv_paths<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<PathBuf>, D::Error> {
+    Ok(list_or_csv(d)?.into_iter().map(PathBuf::from).collect())
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -195,6 +221,17 @@ pub struct LimitsConfig {
     pub allow_partial_results: bool,
     pub max_batch: usize,
     pub max_limit: usize,
+    /// Most hits one request may ask for in all: the sum of `limit + offset` over a batch's
+    /// queries and their prefetches.
+    pub max_batch_results: usize,
+    /// Largest answer, in bytes, one request may get: a query whose answer would be larger
+    /// (estimated from its limits and vectors before it runs, measured after) is a 400.
+    pub max_response_bytes: usize,
+    /// Bytes of write requests (upserts, updates, deletes) being handled at once on this
+    /// server; a write beyond it is a 429 at once.
+    pub write_bytes_in_flight: usize,
+    /// The same, per collection, so that one collection's writers cannot take it all.
+    pub collection_write_bytes_in_flight: usize,
 }
 
 impl Default for LimitsConfig {
@@ -208,6 +245,10 @@ impl Default for LimitsConfig {
             allow_partial_results: e.allow_partial_results,
             max_batch: e.max_batch,
             max_limit: e.max_limit,
+            max_batch_results: 100_000,
+            max_response_bytes: 64 << 20,
+            write_bytes_in_flight: 256 << 20,
+            collection_write_bytes_in_flight: 128 << 20,
         }
     }
 }
@@ -319,6 +360,51 @@ impl AmetistConfig {
         }
         if self.limits.max_batch == 0 || self.limits.max_limit == 0 {
             return bad("limits.max_batch and limits.max_limit must be at least 1");
+        }
+        const MILLION: usize = 1_000_000;
+        for (name, v) in [
+            ("limits.max_batch", self.limits.max_batch),
+            ("limits.max_limit", self.limits.max_limit),
+            ("limits.partition_mailbox", self.limits.partition_mailbox),
+            ("limits.collection_mailbox", self.limits.collection_mailbox),
+        ] {
+            if v > MILLION {
+                return bad(&format!("{name} must be at most {MILLION}, got {v}"));
+            }
+        }
+        if self.limits.max_batch_results < self.limits.max_limit {
+            return bad("limits.max_batch_results must be at least limits.max_limit");
+        }
+        for (name, v) in [
+            ("limits.max_response_bytes", self.limits.max_response_bytes),
+            ("limits.write_bytes_in_flight", self.limits.write_bytes_in_flight),
+            ("limits.collection_write_bytes_in_flight", self.limits.collection_write_bytes_in_flight),
+            ("server.max_request_bytes", self.server.max_request_bytes),
+        ] {
+            if v < 1024 {
+                return bad(&format!("{name} must be at least 1024 bytes, got {v}"));
+            }
+        }
+        if self.limits.collection_write_bytes_in_flight < self.server.max_request_bytes
+            || self.limits.write_bytes_in_flight < self.limits.collection_write_bytes_in_flight
+        {
+            return bad(
+                "limits must satisfy server.max_request_bytes <= limits.collection_write_bytes_in_flight \
+                 <= limits.write_bytes_in_flight (else the largest request could never be admitted)",
+            );
+        }
+        if self.server.max_connections == 0 {
+            return bad("server.max_connections must be at least 1");
+        }
+        for (name, d) in [
+            ("server.header_read_timeout", self.server.header_read_timeout),
+            ("server.body_read_timeout", self.server.body_read_timeout),
+            ("limits.search_timeout", self.limits.search_timeout),
+            ("limits.write_timeout", self.limits.write_timeout),
+        ] {
+            if d.is_zero() {
+                return bad(&format!("{name} must be above 0"));
+            }
         }
         if self.service.api_key.as_deref() == Some("") {
             return bad("service.api_key must not be empty (leave it out to serve without a key)");

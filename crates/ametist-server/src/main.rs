@@ -7,11 +7,13 @@
 //!   server (see [`cli`]).
 //!
 //! Map: [`config`] reads `ametist.yaml` and its overrides; [`api`] holds the REST routes;
-//! [`serve`] wires the engine, the router, logging and shutdown together.
+//! [`http`] is the listener (connection limit, header and body timeouts); [`serve`] wires
+//! the engine, the router, logging and shutdown together.
 
 mod api;
 mod cli;
 mod config;
+mod http;
 mod metrics;
 mod serve;
 

@@ -9,7 +9,8 @@ use ametist_cluster::proxy::Deadlines;
 use ametist_cluster::{ClusterOptions, PreparedNode};
 use ametist_engine::Ametist;
 
-use crate::api::{router, AppState};
+use crate::api::{protect, router, AppState};
+use crate::http::ConnectionLimits;
 use crate::config::{AmetistConfig, LogFormat};
 
 /// Runs the server until a shutdown signal, then stops every partition cleanly.
@@ -26,6 +27,16 @@ pub fn run(config: AmetistConfig) -> anyhow::Result<()> {
 
 async fn serve(config: AmetistConfig) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
+    // Connections and partition files both take descriptors; a low soft limit (1024 is
+    // common) would cap connections far below `server.max_connections`.
+    let open_files = crate::http::raise_open_files_limit();
+    if let Some(limit) = open_files.filter(|&l| l < config.server.max_connections as u64 + 256) {
+        tracing::warn!(
+            limit,
+            max_connections = config.server.max_connections,
+            "the open-files limit leaves little room beside server.max_connections; raise it (ulimit -n)"
+        );
+    }
     let addr = format!("{}:{}", config.server.host, config.server.port);
     // On a cluster, the database opens with the partitions other nodes serve supplied by
     // the cluster (see ametist-cluster's `node` module for the two-step start).
@@ -63,9 +74,14 @@ async fn serve(config: AmetistConfig) -> anyhow::Result<()> {
     if let Some(node) = &cluster {
         tracing::info!(node = node.id(), "cluster member");
     }
-    let state = AppState { db: db.clone(), config: Arc::new(config), cluster: cluster.clone() };
-    let app = crate::metrics::install(router(state), db.clone());
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    let limits = ConnectionLimits {
+        max_connections: config.server.max_connections,
+        header_read_timeout: config.server.header_read_timeout,
+        shutdown_grace: config.limits.write_timeout.min(std::time::Duration::from_secs(30)),
+    };
+    let app = crate::metrics::install(router(AppState { db: db.clone(), config: Arc::new(config.clone()), cluster: cluster.clone() }), db.clone());
+    let app = protect(app, &config);
+    crate::http::serve(listener, app, limits, shutdown_signal()).await?;
     if let Some(node) = &cluster {
         node.shutdown().await;
     }

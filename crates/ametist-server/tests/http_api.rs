@@ -528,7 +528,7 @@ fn batch_queries_selectors_scroll_count_payload_and_indexes() {
     assert!(v["result"]["payload_schema"]["a"]["points"].as_u64().unwrap() >= 1);
     let (status, v) =
         s.json("POST", "/collections/b/points/payload?wait=true", json!({"payload": {"z": 1}, "points": [77]}));
-    assert_eq!(status, 400, "{v}");
+    assert_eq!(status, 404, "{v}");
     assert!(error_of(&v).contains("77"), "{v}");
     let (status, v) = s.json("POST", "/collections/b/points/query", json!({"query": [1.0, 0.0], "filter": a1}));
     assert_eq!(status, 200, "{v}");

@@ -65,6 +65,7 @@ impl ApiError {
     pub fn from_engine(e: EngineError, started: Instant) -> Self {
         let (status, message) = match &e {
             EngineError::CollectionNotFound(_) => (StatusCode::NOT_FOUND, format!("Not found: {e}!")),
+            EngineError::PointNotFound(_) => (StatusCode::NOT_FOUND, format!("Not found: {e}")),
             EngineError::CollectionExists(_) => (StatusCode::CONFLICT, format!("Wrong input: {e}!")),
             EngineError::InvalidInput(_) | EngineError::Core(_) => {
                 (StatusCode::BAD_REQUEST, format!("Wrong input: {e}"))
@@ -125,4 +126,86 @@ pub fn wait_param(query: Option<&str>, started: Instant) -> Result<bool, ApiErro
         }
     }
     Ok(false)
+}
+
+/// Middleware: every error answer is in Qdrant's JSON envelope, also those made before a
+/// handler runs (an oversized body's 413, a body that could not be read, a 405). Clients
+/// parse error bodies as JSON; a plain-text one made qdrant-client raise a parsing error
+/// instead of the server's message.
+pub async fn json_errors(max_request_bytes: usize, req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    // Plain-text errors are a line or two; a larger body is cut, not buffered.
+    let text = axum::body::to_bytes(body, 4096).await.map(|b| String::from_utf8_lossy(&b).trim().to_string());
+    let detail = text.ok().filter(|t| !t.is_empty());
+    let message = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => format!(
+            "Payload too large: the request body is larger than server.max_request_bytes ({max_request_bytes} \
+             bytes); split it"
+        ),
+        StatusCode::METHOD_NOT_ALLOWED => format!("Method not allowed: {method} {path}"),
+        _ => format!(
+            "{}: {}",
+            status.canonical_reason().unwrap_or("Error"),
+            detail.unwrap_or_else(|| "the request could not be served".into())
+        ),
+    };
+    let mut fixed = ApiError { status, message, started: Instant::now() }.into_response();
+    // Keep what the original answer told the client to do (`Allow`, `Retry-After`).
+    for name in [header::ALLOW, header::RETRY_AFTER] {
+        if let Some(v) = parts.headers.get(&name) {
+            fixed.headers_mut().insert(name, v.clone());
+        }
+    }
+    fixed
+}
+
+/// Middleware: a request body must be JSON, sent as such (`content-type:
+/// application/json`) and not compressed. A body sent as `text/plain` or with no type was
+/// parsed as JSON anyway, and a gzip body failed with a confusing JSON error; both are now
+/// a 415 naming what to send. Snapshot uploads (multipart or raw bytes) are the exception.
+pub async fn require_json_body(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let headers = req.headers();
+    let has_body = headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() != "0");
+    if !has_body || req.uri().path().ends_with("/snapshots/upload") {
+        return next.run(req).await;
+    }
+    let unsupported = |message: String| {
+        ApiError { status: StatusCode::UNSUPPORTED_MEDIA_TYPE, message, started: Instant::now() }.into_response()
+    };
+    if let Some(encoding) = headers
+        .get(header::CONTENT_ENCODING)
+        .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase())
+        .filter(|e| e != "identity")
+    {
+        return unsupported(format!(
+            "Unsupported media type: content-encoding `{encoding}` is not accepted; send the body uncompressed"
+        ));
+    }
+    let content_type = headers.get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap_or("?").to_ascii_lowercase());
+    let json = content_type.as_deref().is_some_and(|t| {
+        let essence = t.split(';').next().unwrap_or("").trim();
+        essence == "application/json" || essence.ends_with("+json")
+    });
+    if !json {
+        return unsupported(format!(
+            "Unsupported media type: the body must be JSON sent with `content-type: application/json`, got {}",
+            content_type.map_or("no content-type".to_string(), |t| format!("`{t}`"))
+        ));
+    }
+    next.run(req).await
 }

@@ -6,9 +6,13 @@
 //! * [`selectors`]: `with_payload` / `with_vector` selectors.
 //! * [`partitions`]: Ametist-only routes about partitions and their actors.
 //! * [`envelope`]: Qdrant's response envelope, error mapping and body parsing.
+//! * [`auth`]: the API key.
+//! * [`limits`]: what one request may cost (bytes of writes in flight, hits, answer size).
 
+pub mod auth;
 pub mod collections;
 pub mod envelope;
+pub mod limits;
 pub mod partitions;
 pub mod payload;
 pub mod points;
@@ -81,7 +85,8 @@ pub fn router(state: AppState) -> Router {
         .route("/collections/{name}/cluster", get(collections::cluster_info))
         .route("/collections/{name}/snapshots", get(snapshots::list).post(snapshots::create))
         .route("/collections/{name}/snapshots/recover", put(snapshots::recover))
-        .route("/collections/{name}/snapshots/upload", post(snapshots::upload))
+        // Uploads are streamed to a file, never held in memory: no body limit.
+        .route("/collections/{name}/snapshots/upload", post(snapshots::upload).layer(DefaultBodyLimit::disable()))
         .route("/collections/{name}/snapshots/{snapshot}", get(snapshots::download).delete(snapshots::delete));
     // Qdrant routes Ametist does not serve yet: a 400 naming the feature, rather than a
     // 404 that a client could take for "collection not found".
@@ -104,46 +109,26 @@ pub fn router(state: AppState) -> Router {
     if state.config.server.enable_fault_injection {
         r = r.route("/collections/{name}/partitions/{id}/fault", post(partitions::fault));
     }
-    let api_key = state.config.service.api_key.clone().map(Arc::<str>::from);
+    let budget = Arc::new(limits::WriteBudget::new(&state.config.limits, body_limit));
+    let max_response = state.config.limits.max_response_bytes;
     r.fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state((state.clone(), budget), limits::admit_write))
+        .layer(axum::middleware::from_fn(move |req, next| limits::cap_response(max_response, req, next)))
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(axum::middleware::from_fn(move |req, next| require_api_key(api_key.clone(), req, next)))
         .with_state(state)
 }
 
-/// With `service.api_key` set, refuses requests that do not carry it (`api-key: <key>` or
-/// `Authorization: Bearer <key>`, as Qdrant's clients send it): 401 without a key, 403
-/// with a wrong one. Health checks stay open, as in Qdrant, so that probes need no secret.
-async fn require_api_key(
-    key: Option<Arc<str>>,
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    let Some(key) = key else { return next.run(req).await };
-    if matches!(req.uri().path(), "/healthz" | "/livez" | "/readyz") {
-        return next.run(req).await;
-    }
-    let headers = req.headers();
-    let given = headers.get("api-key").and_then(|v| v.to_str().ok()).or_else(|| {
-        headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-    });
-    let status = match given {
-        Some(g) if ametist_cluster::transport::secrets_match(g.as_bytes(), key.as_bytes()) => {
-            return next.run(req).await
-        }
-        Some(_) => axum::http::StatusCode::FORBIDDEN,
-        None => axum::http::StatusCode::UNAUTHORIZED,
-    };
-    let message = if status == axum::http::StatusCode::FORBIDDEN {
-        "Invalid API key"
-    } else {
-        "Must provide an API key or an Authorization bearer token"
-    };
-    (status, axum::Json(json!({ "status": { "error": message }, "time": 0.0 }))).into_response()
+/// What every request passes before its route, outermost first: errors of every layer
+/// are answered in Qdrant's JSON envelope; the API key is checked (`/metrics` too, unless
+/// `service.metrics_public`); a request body must be JSON (snapshot uploads excepted), not
+/// compressed, and arrive within `server.body_read_timeout`.
+pub fn protect(app: Router, config: &AmetistConfig) -> Router {
+    let (body_timeout, max_request) = (config.server.body_read_timeout, config.server.max_request_bytes);
+    let key = auth::ApiKey::new(config.service.api_key.as_deref(), config.service.metrics_public);
+    app.layer(axum::middleware::from_fn(move |req, next| crate::http::body_deadline(body_timeout, req, next)))
+        .layer(axum::middleware::from_fn(envelope::require_json_body))
+        .layer(axum::middleware::from_fn(move |req, next| auth::require_api_key(key.clone(), req, next)))
+        .layer(axum::middleware::from_fn(move |req, next| envelope::json_errors(max_request, req, next)))
 }
 
 async fn root(State(state): State<AppState>) -> axum::Json<serde_json::Value> {

@@ -23,13 +23,14 @@ use serde_json::{json, Value};
 use ametist_core::filter::{Condition, Filter};
 use ametist_core::sparse::SparseVector;
 use ametist_core::{Payload, PointId};
-use ametist_engine::collection::{Branch, Collection, Fusion, SparseQuery, Target, TextQuery};
+use ametist_engine::collection::{Branch, Collection, CollectionSpec, Fusion, SparseQuery, Target, TextQuery};
 use ametist_engine::messages::{
     InsertNamed, MissingPartition, NamedVectors, QuantizationParams, Record, ScoredDoc, ScrollRequest, WriteAck,
 };
 use ametist_engine::{InsertVector, SearchRequest, UpdateVector};
 
 use super::envelope::{parse_body, wait_param, Answer, ApiError, ApiResult};
+use super::limits::Cost;
 use super::selectors::{parse_with_vector, with_vector_names, PayloadSelector};
 use super::AppState;
 
@@ -514,6 +515,7 @@ pub async fn query(State(state): State<AppState>, Path(name): Path<String>, body
     let c = collection(&state, &name, started)?;
     let req: QueryPoints = parse_body(&body, started)?;
     let plan = QueryPlan::new(req, started)?;
+    plan.cost(c.spec()).check(&state.config.limits, started)?;
     let (points, missing) = plan.run(&c, started).await?;
     let mut answer = Answer::new(json!({ "points": points }), started);
     answer.missing = missing;
@@ -527,6 +529,7 @@ pub async fn query_batch(State(state): State<AppState>, Path(name): Path<String>
     check_batch_len(&state, req.searches.len(), started)?;
     // Every request is checked before any is run, so a bad one fails the batch at once.
     let plans = req.searches.into_iter().map(|q| QueryPlan::new(q, started)).collect::<Result<Vec<_>, _>>()?;
+    plans.iter().fold(Cost::default(), |sum, p| sum.add(p.cost(c.spec()))).check(&state.config.limits, started)?;
     let mut results = Vec::with_capacity(plans.len());
     let mut missing_all = Vec::new();
     for plan in plans {
@@ -544,6 +547,7 @@ pub async fn search(State(state): State<AppState>, Path(name): Path<String>, bod
     let c = collection(&state, &name, started)?;
     let req: SearchPoints = parse_body(&body, started)?;
     let plan = QueryPlan::from_search(req, started)?;
+    plan.cost(c.spec()).check(&state.config.limits, started)?;
     let (points, missing) = plan.run(&c, started).await?;
     let mut answer = Answer::new(Value::Array(points), started);
     answer.missing = missing;
@@ -556,6 +560,7 @@ pub async fn search_batch(State(state): State<AppState>, Path(name): Path<String
     let req: SearchBatch = parse_body(&body, started)?;
     check_batch_len(&state, req.searches.len(), started)?;
     let plans = req.searches.into_iter().map(|s| QueryPlan::from_search(s, started)).collect::<Result<Vec<_>, _>>()?;
+    plans.iter().fold(Cost::default(), |sum, p| sum.add(p.cost(c.spec()))).check(&state.config.limits, started)?;
     let mut results = Vec::with_capacity(plans.len());
     let mut missing_all = Vec::new();
     for plan in plans {
@@ -578,6 +583,8 @@ pub async fn retrieve(State(state): State<AppState>, Path(name): Path<String>, b
         return Ok(Answer::new(json!([]), started));
     }
     let names = with_vector_names(&req.with_vector);
+    check_batch_len(&state, req.ids.len(), started)?;
+    Cost::of_hits(c.spec(), req.ids.len(), with_vector, names.as_deref()).check(&state.config.limits, started)?;
     let records =
         c.get(req.ids, payload.wants_payload(), with_vector).await.map_err(|e| ApiError::from_engine(e, started))?;
     let points = records.into_iter().map(|r| record_json(r, &payload, names.as_deref())).collect();
@@ -619,6 +626,7 @@ pub async fn scroll(State(state): State<AppState>, Path(name): Path<String>, bod
         with_vector,
     };
     let names = with_vector_names(&req.with_vector);
+    Cost::of_hits(c.spec(), scroll.limit, with_vector, names.as_deref()).check(&state.config.limits, started)?;
     let (records, next) = c.scroll(scroll).await.map_err(|e| ApiError::from_engine(e, started))?;
     let points: Vec<Value> = records.into_iter().map(|r| record_json(r, &payload, names.as_deref())).collect();
     Ok(Answer::new(json!({ "points": points, "next_page_offset": next }), started))
@@ -650,6 +658,10 @@ pub async fn count(State(state): State<AppState>, Path(name): Path<String>, body
     }
     Ok(Answer::new(json!({ "count": total }), started))
 }
+
+/// The widest oversampling a query may ask for: beyond it the re-scored beam would be a
+/// scan of the whole partition anyway.
+const MAX_OVERSAMPLING: f64 = 1000.0;
 
 /// One nearest-neighbour query, parsed and checked, ready to run.
 struct QueryPlan {
@@ -768,10 +780,21 @@ impl QueryPlan {
         if limit == 0 {
             return Err(ApiError::bad_request("Wrong input: limit must be at least 1", started));
         }
-        let q = params.quantization.unwrap_or_default();
-        if let Some(o) = q.oversampling.filter(|o| !(o.is_finite() && *o >= 1.0)) {
+        let ef_range = ametist_engine::config::EF_SEARCH_RANGE;
+        if let Some(ef) = params.hnsw_ef.filter(|ef| !ef_range.contains(ef)) {
             return Err(ApiError::bad_request(
-                format!("Wrong input: params.quantization.oversampling must be at least 1, got {o}"),
+                format!(
+                    "Wrong input: params.hnsw_ef must be between {} and {}, got {ef}",
+                    ef_range.start(),
+                    ef_range.end()
+                ),
+                started,
+            ));
+        }
+        let q = params.quantization.unwrap_or_default();
+        if let Some(o) = q.oversampling.filter(|o| !(1.0..=MAX_OVERSAMPLING).contains(o)) {
+            return Err(ApiError::bad_request(
+                format!("Wrong input: params.quantization.oversampling must be between 1 and {MAX_OVERSAMPLING}, got {o}"),
                 started,
             ));
         }
@@ -884,6 +907,19 @@ impl QueryPlan {
 }
 
 impl QueryPlan {
+    /// What this query asks for: the hits of it and its prefetches, and the answer's size.
+    fn cost(&self, spec: &CollectionSpec) -> Cost {
+        let own = Cost::of_hits(spec, self.limit, self.with_vector, self.vector_names.as_deref());
+        let want = self.limit.saturating_add(self.offset);
+        let mut cost = Cost { results: want, largest: want, ..own };
+        if let QueryTarget::Fusion { prefetch, .. } = &self.target {
+            for p in prefetch {
+                cost = cost.add(Cost { answer_bytes: 0, ..p.cost(spec) });
+            }
+        }
+        cost
+    }
+
     /// This prefetch as a branch of a fusion query; `outer` (the query's own filter)
     /// applies to every branch.
     async fn branch(self, c: &Collection, outer: Option<&Filter>, started: Instant) -> Result<Branch, ApiError> {
@@ -1110,7 +1146,7 @@ fn check_batch_len(state: &AppState, n: usize, started: Instant) -> Result<(), A
     let max = state.config.limits.max_batch;
     if n > max {
         return Err(ApiError::bad_request(
-            format!("Wrong input: {n} searches in one batch, more than the maximum of {max}"),
+            format!("Wrong input: {n} items in one request, more than limits.max_batch ({max})"),
             started,
         ));
     }

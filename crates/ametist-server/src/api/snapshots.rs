@@ -4,6 +4,7 @@
 //! partition's image (points, payloads and the HNSW graph). Recovering replaces (or
 //! creates) the collection from such a file, crash-safely; see `docs/storage.md`.
 
+use std::path::PathBuf;
 use std::time::Instant;
 
 use axum::body::{Body, Bytes};
@@ -119,19 +120,49 @@ pub async fn recover(State(state): State<AppState>, Path(name): Path<String>, bo
             started,
         ));
     }
-    let path = match req.location.strip_prefix("file://") {
-        Some(p) => std::path::PathBuf::from(p),
-        None if !req.location.contains('/') => match state.db.collection(&name) {
-            Ok(c) => c.snapshot_path(&req.location).map_err(|e| not_found_or(e, &req.location, started))?,
-            Err(_) => std::path::PathBuf::from(&req.location),
-        },
-        None => std::path::PathBuf::from(&req.location),
-    };
-    if !path.is_file() {
-        return Err(ApiError::bad_request(format!("Wrong input: no snapshot file at {}", path.display()), started));
-    }
+    let path = recover_path(&state, &name, &req.location, started)?;
     state.db.restore_collection(&name, &path).await.map_err(|e| ApiError::from_engine(e, started))?;
     Ok(Answer::new(true, started))
+}
+
+/// The file a recover `location` names, if the server may read it: a snapshot name (one of
+/// the collection's own snapshots), or a path (`file://` or not) to a file inside the
+/// snapshots directory or one of `storage.recover_from_dirs`. Anything else is refused
+/// with the same message whether or not it exists, so that the answer tells nothing about
+/// files outside those directories.
+fn recover_path(state: &AppState, name: &str, location: &str, started: Instant) -> Result<PathBuf, ApiError> {
+    let snapshots_root = state.config.storage.data_dir.join("snapshots");
+    let raw = location.strip_prefix("file://").unwrap_or(location);
+    if !raw.contains('/') {
+        // A bare name: one of this collection's snapshots.
+        return ametist_engine::snapshots::path_of(&snapshots_root.join(name), raw)
+            .map_err(|e| not_found_or(e, raw, started));
+    }
+    let refused = || {
+        ApiError::bad_request(
+            format!(
+                "Wrong input: `location` must be a snapshot file in the snapshots directory or in one of \
+                 storage.recover_from_dirs; {location} is not one the server may read"
+            ),
+            started,
+        )
+    };
+    let wanted = std::path::Path::new(raw);
+    // `..` could climb out of an allowed directory before the file is resolved.
+    if !wanted.is_absolute() || wanted.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+        return Err(refused());
+    }
+    // Resolved (symbolic links followed) on both sides, so a link inside an allowed
+    // directory cannot point outside it.
+    let resolved = std::fs::canonicalize(wanted).map_err(|_| refused())?;
+    let allowed = std::iter::once(&snapshots_root)
+        .chain(state.config.storage.recover_from_dirs.iter())
+        .filter_map(|d| std::fs::canonicalize(d).ok())
+        .any(|d| resolved.starts_with(&d));
+    if !allowed || !resolved.is_file() {
+        return Err(refused());
+    }
+    Ok(resolved)
 }
 
 /// `POST /collections/{name}/snapshots/upload`: the snapshot file as a multipart form
@@ -169,17 +200,7 @@ pub async fn upload(
             .map_err(|e| ApiError::bad_request(format!("Format error in multipart body: {e}"), started))?;
         stream_snapshot_field(multipart, &path, started).await
     } else {
-        let body = Bytes::from_request(request, &state)
-            .await
-            .map_err(|e| ApiError::bad_request(format!("Format error in body: {e}"), started))?;
-        let to = path.clone();
-        let len = body.len() as u64;
-        tokio::task::spawn_blocking(move || std::fs::write(to, body))
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| r.map_err(|e| e.to_string()))
-            .map(|()| len)
-            .map_err(|e| ApiError::from_engine(ametist_engine::EngineError::Internal(e), started))
+        stream_body(request.into_body(), &path, started).await
     };
     let result = match written {
         Ok(0) => Err(ApiError::bad_request("Wrong input: the uploaded snapshot is empty", started)),
@@ -191,16 +212,65 @@ pub async fn upload(
     Ok(Answer::new(true, started))
 }
 
-/// Writes the `snapshot` field of a multipart form to `path` as it arrives (a blocking
-/// writer thread takes the chunks, so the file I/O stays off the async threads); returns
-/// the bytes written. Other fields are skipped; a form without the field is refused.
+/// Writes the `snapshot` field of a multipart form to `path` as it arrives; returns the
+/// bytes written. Other fields are skipped; a form without the field is refused.
 async fn stream_snapshot_field(mut form: Multipart, path: &std::path::Path, started: Instant) -> Result<u64, ApiError> {
     let bad = |e: String| ApiError::bad_request(format!("Format error in multipart body: {e}"), started);
-    let internal = |e: String| ApiError::from_engine(ametist_engine::EngineError::Internal(e), started);
     while let Some(mut field) = form.next_field().await.map_err(|e| bad(e.to_string()))? {
         if field.name() != Some("snapshot") {
             continue;
         }
+        let mut sink = FileSink::create(path);
+        loop {
+            match field.chunk().await {
+                Ok(Some(chunk)) => {
+                    if !sink.push(chunk).await {
+                        break; // the writer failed; its error is reported by finish
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    drop(sink.finish(started).await);
+                    return Err(bad(e.to_string()));
+                }
+            }
+        }
+        return sink.finish(started).await;
+    }
+    Err(bad("no `snapshot` field".into()))
+}
+
+/// Writes a raw request body (`application/octet-stream`) to `path` as it arrives.
+async fn stream_body(mut body: Body, path: &std::path::Path, started: Instant) -> Result<u64, ApiError> {
+    use http_body_util::BodyExt as _;
+    let mut sink = FileSink::create(path);
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(frame) => {
+                if let Ok(data) = frame.into_data() {
+                    if !sink.push(data).await {
+                        break;
+                    }
+                }
+            }
+            Err(e) => {
+                drop(sink.finish(started).await);
+                return Err(ApiError::bad_request(format!("Format error in body: {e}"), started));
+            }
+        }
+    }
+    sink.finish(started).await
+}
+
+/// A file written by a blocking thread from chunks sent to it, so that the file I/O of an
+/// upload of any size stays off the async threads and only a few chunks are in memory.
+struct FileSink {
+    tx: tokio::sync::mpsc::Sender<Bytes>,
+    writer: tokio::task::JoinHandle<std::io::Result<u64>>,
+}
+
+impl FileSink {
+    fn create(path: &std::path::Path) -> Self {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(8);
         let to = path.to_path_buf();
         let writer = tokio::task::spawn_blocking(move || -> std::io::Result<u64> {
@@ -214,29 +284,20 @@ async fn stream_snapshot_field(mut form: Multipart, path: &std::path::Path, star
             out.flush()?;
             Ok(total)
         });
-        let mut read_error = None;
-        loop {
-            match field.chunk().await {
-                Ok(Some(chunk)) => {
-                    if tx.send(chunk).await.is_err() {
-                        break; // the writer failed; its error is reported below
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    read_error = Some(bad(e.to_string()));
-                    break;
-                }
-            }
-        }
-        drop(tx);
-        let written = writer.await.map_err(|e| internal(e.to_string()))?.map_err(|e| internal(e.to_string()));
-        if let Some(e) = read_error {
-            return Err(e);
-        }
-        return written;
+        FileSink { tx, writer }
     }
-    Err(bad("no `snapshot` field".into()))
+
+    /// Hands a chunk to the writer; false when the writer has failed.
+    async fn push(&mut self, chunk: Bytes) -> bool {
+        self.tx.send(chunk).await.is_ok()
+    }
+
+    /// Waits for the writer; the bytes written.
+    async fn finish(self, started: Instant) -> Result<u64, ApiError> {
+        drop(self.tx);
+        let internal = |e: String| ApiError::from_engine(ametist_engine::EngineError::Internal(e), started);
+        self.writer.await.map_err(|e| internal(e.to_string()))?.map_err(|e| internal(e.to_string()))
+    }
 }
 
 fn tempdir_in(state: &AppState, started: Instant) -> Result<std::path::PathBuf, ApiError> {

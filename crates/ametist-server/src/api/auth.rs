@@ -1,0 +1,53 @@
+//! The REST API key (`service.api_key`).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::Request;
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::envelope::ApiError;
+
+/// The configured key, if any, and which routes are open without it.
+#[derive(Clone)]
+pub struct ApiKey {
+    key: Option<Arc<str>>,
+    metrics_public: bool,
+}
+
+impl ApiKey {
+    pub fn new(key: Option<&str>, metrics_public: bool) -> Self {
+        ApiKey { key: key.map(Arc::from), metrics_public }
+    }
+
+    /// Routes served without the key: health checks (as in Qdrant, so that probes need no
+    /// secret), and `/metrics` when `service.metrics_public` says so.
+    fn is_open(&self, path: &str) -> bool {
+        matches!(path, "/healthz" | "/livez" | "/readyz") || (self.metrics_public && path == "/metrics")
+    }
+}
+
+/// With `service.api_key` set, refuses requests that do not carry it (`api-key: <key>` or
+/// `Authorization: Bearer <key>`, as Qdrant's clients send it): 401 without a key, 403
+/// with a wrong one. Keys are compared in constant time, whatever their lengths
+/// (`secrets_match` hashes both first).
+pub async fn require_api_key(key: ApiKey, req: Request, next: Next) -> Response {
+    let Some(expected) = key.key.as_deref() else { return next.run(req).await };
+    if key.is_open(req.uri().path()) {
+        return next.run(req).await;
+    }
+    let headers = req.headers();
+    let given = headers.get("api-key").and_then(|v| v.to_str().ok()).or_else(|| {
+        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "))
+    });
+    let (status, message) = match given {
+        Some(g) if ametist_cluster::transport::secrets_match(g.as_bytes(), expected.as_bytes()) => {
+            return next.run(req).await
+        }
+        Some(_) => (StatusCode::FORBIDDEN, "Invalid API key"),
+        None => (StatusCode::UNAUTHORIZED, "Must provide an API key or an Authorization bearer token"),
+    };
+    ApiError { status, message: message.to_string(), started: Instant::now() }.into_response()
+}
