@@ -73,6 +73,12 @@ impl ApiError {
             EngineError::PartitionUnavailable { .. } | EngineError::Timeout(_) | EngineError::ShuttingDown => {
                 (StatusCode::SERVICE_UNAVAILABLE, format!("Service unavailable: {e}"))
             }
+            // A full disk is retryable (503 with Retry-After), not a server fault: reads go
+            // on, and writes come back once there is room. The message names the cause
+            // (ENOSPC) and what was written.
+            EngineError::StorageUnavailable { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, format!("Service unavailable: {e}"))
+            }
             EngineError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, format!("Service internal error: {e}")),
         };
         ApiError { status, message, started }
