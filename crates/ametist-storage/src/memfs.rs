@@ -249,11 +249,6 @@ impl MemFs {
         self.lock().faults.push(fault);
     }
 
-    /// Removes the pending faults whose operation is `op` (the disk "has room again" for it).
-    pub fn clear_faults_of(&self, op: FsOp) {
-        self.lock().faults.retain(|f| f.op != op);
-    }
-
     /// Removes all pending faults and any crash point.
     pub fn clear_faults(&self) {
         let mut s = self.lock();
