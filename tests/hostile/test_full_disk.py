@@ -124,6 +124,7 @@ def test_a_full_disk_keeps_reads_and_writes_come_back(small_disk):
             unknown |= ids
             break
         assert refusal is not None, "the disk never filled up"
+        print(f"first refusal after {len(acked)} acknowledged points: {refusal}")
         assert "partition" in refusal, refusal
 
         # Reads answer from memory.
@@ -153,6 +154,7 @@ def test_a_full_disk_keeps_reads_and_writes_come_back(small_disk):
                 unknown.add(5000)
                 assert "may or may not" in message, message
         parts = http.get("/collections/full/partitions").json()["result"]["partitions"]
+        print(f"partitions on a full disk: {parts}")
         read_only = [p for p in parts if p["state"] == "read_only"]
         assert read_only, parts
         for p in read_only:
@@ -164,6 +166,7 @@ def test_a_full_disk_keeps_reads_and_writes_come_back(small_disk):
 
         # Making new things on a full disk: a clear retryable error, nothing half-made.
         r = http.put("/collections/other", json={"vectors": {"size": DIM, "distance": "Cosine"}})
+        print(f"create collection on a full disk: {r.status_code} {r.text[:300]}")
         assert r.status_code != 500, r.text
         if r.status_code != 200:
             refused_for_space(r)
@@ -171,23 +174,27 @@ def test_a_full_disk_keeps_reads_and_writes_come_back(small_disk):
             assert "other" not in names, names
             assert not (small_disk / "data" / "collections" / "other").exists()
         r = http.put("/collections/full/index?wait=true", json={"field_name": "n", "field_schema": "integer"})
+        print(f"create index on a full disk: {r.status_code} {r.text[:300]}")
         assert r.status_code != 500, r.text
         if r.status_code != 200:
             refused_for_space(r)
             info = http.get("/collections/full").json()["result"]
             assert "n" not in info.get("payload_schema", {}), info
         r = http.post("/collections/full/snapshots")
+        print(f"create snapshot on a full disk: {r.status_code} {r.text[:300]}")
         assert r.status_code != 500, r.text
         if r.status_code != 200:
             refused_for_space(r)
 
         # Free the space: writes come back by themselves, within the log's retry backoff.
         filler.unlink()
-        deadline = time.monotonic() + 40
+        freed = time.monotonic()
+        deadline = freed + 40
         while True:
             r = http.put("/collections/full/points?wait=true", json=points([6000]))
             if r.status_code == 200:
                 acked.add(6000)
+                print(f"writes came back {time.monotonic() - freed:.1f}s after the space was freed")
                 break
             refused_for_space(r)
             assert time.monotonic() < deadline, f"writes did not come back: {r.text}"
