@@ -248,16 +248,16 @@ impl Ametist {
             None => None,
         };
         let dir = storage.as_ref().map(|s| s.dir.clone());
-        let collection =
-            match Collection::start(spec, self.inner.config.clone(), storage, self.inner.provider.as_ref()) {
-                Ok(c) => c,
-                Err(e) => {
-                    if let Some(dir) = dir {
-                        let _ = blocking(move || Ok(remove_quietly(&dir))).await;
-                    }
-                    return Err(e);
+        let collection = match Collection::start(spec, self.inner.config.clone(), storage, self.inner.provider.as_ref())
+        {
+            Ok(c) => c,
+            Err(e) => {
+                if let Some(dir) = dir {
+                    let _ = blocking(move || Ok(remove_quietly(&dir))).await;
                 }
-            };
+                return Err(e);
+            }
+        };
         // A partition that cannot write its log (a full disk: it came up read-only) or
         // could not start at all makes a collection that cannot serve: it is not created.
         // Such a failure of an empty, new partition is the environment's, so the error is

@@ -517,7 +517,10 @@ fn storage_error(partition: usize, e: StorageError) -> EngineError {
         ErrorClass::InvalidInput => EngineError::InvalidInput(format!("{e}; split the batch")),
         ErrorClass::Io | ErrorClass::Fatal => {
             let what = StoreFailure::from_storage(&e).reason;
-            EngineError::StorageUnavailable { partition: Some(partition), message: format!("{what}; nothing acknowledged") }
+            EngineError::StorageUnavailable {
+                partition: Some(partition),
+                message: format!("{what}; nothing acknowledged"),
+            }
         }
     }
 }

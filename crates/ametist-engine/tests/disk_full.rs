@@ -28,7 +28,11 @@ const DIR: &str = "/data/collections/c/partitions/0";
 
 fn options() -> StorageOptions {
     // No snapshot gets in the way unless a test asks for one.
-    StorageOptions { snapshot_wal_bytes: u64::MAX, snapshot_interval: Duration::from_secs(3600), wal_segment_bytes: 4096 }
+    StorageOptions {
+        snapshot_wal_bytes: u64::MAX,
+        snapshot_interval: Duration::from_secs(3600),
+        wal_segment_bytes: 4096,
+    }
 }
 
 fn spec() -> PartitionSpec {

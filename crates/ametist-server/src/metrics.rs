@@ -108,7 +108,11 @@ async fn render(State(state): State<MetricsState>) -> impl IntoResponse {
             // takes writes is `ametist_partition_writable`.
             let serving = matches!(info.state, ActorState::Running | ActorState::ReadOnly);
             let _ = writeln!(up, "ametist_partition_up{{{labels}}} {}", u8::from(serving));
-            let _ = writeln!(writable, "ametist_partition_writable{{{labels}}} {}", u8::from(info.state == ActorState::Running));
+            let _ = writeln!(
+                writable,
+                "ametist_partition_writable{{{labels}}} {}",
+                u8::from(info.state == ActorState::Running)
+            );
         }
     }
     out.push_str(

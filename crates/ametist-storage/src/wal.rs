@@ -409,11 +409,7 @@ fn scan(fs: &dyn Fs, dir: &Path, names: &[String], after_lsn: Lsn, through: Opti
             Ok(first) if first == name_lsn => None,
             Ok(first) => Some(format!("header says first LSN {first}, file name says {name_lsn}")),
             Err(HeaderError::Version(v)) => {
-                return Err(StorageError::UnsupportedVersion {
-                    path: path.clone(),
-                    found: v,
-                    supported: WAL_VERSION,
-                })
+                return Err(StorageError::UnsupportedVersion { path: path.clone(), found: v, supported: WAL_VERSION })
             }
             Err(HeaderError::Invalid(r)) => Some(r),
         };
@@ -490,9 +486,7 @@ fn scan(fs: &dyn Fs, dir: &Path, names: &[String], after_lsn: Lsn, through: Opti
                     });
                     break;
                 }
-                Err(reason) => {
-                    return Err(StorageError::CorruptWal { path: path.clone(), offset: off as u64, reason })
-                }
+                Err(reason) => return Err(StorageError::CorruptWal { path: path.clone(), offset: off as u64, reason }),
             }
         }
         segments.push(Segment { first_lsn: name_lsn, path: path.clone(), len: off as u64 });
