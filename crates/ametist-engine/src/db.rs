@@ -253,7 +253,11 @@ impl Ametist {
             Ok(c) => c,
             Err(e) => {
                 if let Some(dir) = dir {
-                    let _ = blocking(move || Ok(remove_quietly(&dir))).await;
+                    let _ = blocking(move || {
+                        remove_quietly(&dir);
+                        Ok(())
+                    })
+                    .await;
                 }
                 return Err(e);
             }
@@ -277,7 +281,11 @@ impl Ametist {
         if !unable.is_empty() {
             collection.stop().await;
             if let Some(dir) = dir {
-                let _ = blocking(move || Ok(remove_quietly(&dir))).await;
+                let _ = blocking(move || {
+                    remove_quietly(&dir);
+                    Ok(())
+                })
+                .await;
             }
             return Err(EngineError::StorageUnavailable {
                 partition: None,

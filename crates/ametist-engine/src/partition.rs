@@ -332,7 +332,7 @@ impl PartitionRef {
 
 /// Milliseconds as a short duration for messages: "2s", "0.3s".
 fn seconds(ms: u64) -> String {
-    if ms >= 10_000 || ms % 1000 == 0 {
+    if ms >= 10_000 || ms.is_multiple_of(1000) {
         format!("{}s", ms.div_ceil(1000))
     } else {
         format!("{:.1}s", ms as f64 / 1000.0)
@@ -1618,6 +1618,9 @@ impl<'a> LogHealth<'a> {
 }
 
 /// What the actor's thread does next.
+// Returned once per message and taken apart at once: boxing the message would cost an
+// allocation per message for nothing.
+#[allow(clippy::large_enum_variant)]
 enum Next {
     Msg(PartitionMsg),
     /// Every handle is gone.

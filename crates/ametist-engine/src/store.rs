@@ -55,6 +55,9 @@ pub enum Base {
     Image(Box<PartitionImage>),
 }
 
+/// Write batches with their operation numbers (LSNs), in order.
+pub type Batches = Vec<(u64, Vec<WriteOp>)>;
+
 /// The state a (re)started partition rebuilds from: `base`, then every batch of `replay`
 /// applied in order as operation `lsn`.
 #[derive(Debug, Default)]
@@ -62,7 +65,7 @@ pub struct Recovered {
     /// The last operation number that was stored.
     pub version: u64,
     pub base: Base,
-    pub replay: Vec<(u64, Vec<WriteOp>)>,
+    pub replay: Batches,
 }
 
 /// Why a store cannot take writes.
@@ -136,7 +139,7 @@ pub trait PartitionStore: Send + Sync {
     /// failed file). Returns the batches found in the log after `applied` (written before the
     /// failure and durable after all), which the state in memory must apply to catch up.
     /// An error leaves the log closed.
-    fn reopen(&self, _applied: u64) -> Result<Vec<(u64, Vec<WriteOp>)>, EngineError> {
+    fn reopen(&self, _applied: u64) -> Result<Batches, EngineError> {
         Ok(Vec::new())
     }
 
@@ -469,7 +472,7 @@ impl DurableStore {
     }
 
     /// Decodes log records into batches.
-    fn decode(&self, records: Vec<(u64, Vec<u8>)>) -> Result<(Vec<(u64, Vec<WriteOp>)>, u64), EngineError> {
+    fn decode(&self, records: Vec<(u64, Vec<u8>)>) -> Result<(Batches, u64), EngineError> {
         let mut replay = Vec::with_capacity(records.len());
         let mut bytes = 0u64;
         for (lsn, record) in records {
@@ -677,7 +680,7 @@ impl PartitionStore for DurableStore {
         Ok(load.recovered)
     }
 
-    fn reopen(&self, applied: u64) -> Result<Vec<(u64, Vec<WriteOp>)>, EngineError> {
+    fn reopen(&self, applied: u64) -> Result<Batches, EngineError> {
         let mut guard = self.lock();
         let open = guard.as_mut().ok_or_else(|| self.not_open())?;
         if open.wal().is_some() {
