@@ -127,20 +127,24 @@ def test_a_full_disk_keeps_reads_and_writes_come_back(small_disk):
         print(f"first refusal after {len(acked)} acknowledged points: {refusal}")
         assert "partition" in refusal, refusal
 
-        # Reads answer from memory.
-        r = http.post("/collections/full/points/search", json={"vector": vec(3), "limit": 5})
-        assert r.status_code == 200, r.text
-        assert len(r.json()["result"]) == 5
-        r = http.post("/collections/full/points/count", json={"exact": True})
-        assert r.status_code == 200, r.text
-        count = r.json()["result"]["count"]
-        assert len(acked) <= count <= len(acked | unknown), (count, len(acked))
-        assert ids_present(http, "full", acked) == acked
-        r = http.get("/collections/full/points/7")
-        assert r.status_code == 200, r.text
+        def reads_answer() -> None:
+            r = http.post("/collections/full/points/search", json={"vector": vec(3), "limit": 5})
+            assert r.status_code == 200, r.text
+            assert len(r.json()["result"]) == 5
+            r = http.post("/collections/full/points/count", json={"exact": True})
+            assert r.status_code == 200, r.text
+            count = r.json()["result"]["count"]
+            assert len(acked) <= count <= len(acked | unknown), (count, len(acked))
+            assert ids_present(http, "full", acked) == acked
+            r = http.get("/collections/full/points/7")
+            assert r.status_code == 200, r.text
 
-        # Writes are refused at once, naming the cause; never a 500.
-        for _ in range(3):
+        # Reads answer from memory.
+        reads_answer()
+
+        # Writes are refused at once, naming the cause; never a 500. More of them than the
+        # supervisor's max-restarts (3): a full disk is not a crash, the partition stays up.
+        for _ in range(5):
             t0 = time.monotonic()
             r = http.put("/collections/full/points?wait=true", json=points([5000], pad=2000))
             assert time.monotonic() - t0 < 2.0, "a write on a full disk is refused at once, not queued"
@@ -153,6 +157,7 @@ def test_a_full_disk_keeps_reads_and_writes_come_back(small_disk):
             else:
                 unknown.add(5000)
                 assert "may or may not" in message, message
+        reads_answer()
         parts = http.get("/collections/full/partitions").json()["result"]["partitions"]
         print(f"partitions on a full disk: {parts}")
         read_only = [p for p in parts if p["state"] == "read_only"]
@@ -160,6 +165,7 @@ def test_a_full_disk_keeps_reads_and_writes_come_back(small_disk):
         for p in read_only:
             e = p["storage_error"]
             assert e["disk_full"] and "ENOSPC" in e["reason"] and e["next_retry_ms"] >= 0, p
+        assert all(p["state"] != "stopped" and p["restarts"] == 0 for p in parts), parts
         metrics = http.get("/metrics")
         if metrics.status_code == 200:
             assert 'ametist_partition_writable{collection="full"' in metrics.text
