@@ -35,16 +35,17 @@ def free_port() -> int:
 
 
 class AmetistServer:
-    """One `ametist serve` process on a free 127.0.0.1 port with a temporary data dir."""
+    """One `ametist serve` process on a free 127.0.0.1 port with a temporary data dir (or
+    `data_dir`, which the caller owns)."""
 
-    def __init__(self, *sets: str, partitions: int = 2):
+    def __init__(self, *sets: str, partitions: int = 2, data_dir: Path | None = None):
         self.binary = ametist_binary()
         if not self.binary.exists():
             raise RuntimeError(f"no ametist binary at {self.binary}: run `cargo build -p ametist-server`")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._tmp = tempfile.TemporaryDirectory(prefix="ametist-pytest-")
-        self.data_dir = Path(self._tmp.name) / "data"
+        self.data_dir = Path(data_dir) if data_dir is not None else Path(self._tmp.name) / "data"
         self.log_path = Path(self._tmp.name) / "server.log"
         # No inherited configuration: a stray ametist.yaml or AMETIST_* variable would
         # change what the tests see.

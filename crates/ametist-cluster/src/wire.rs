@@ -112,6 +112,8 @@ impl From<&EngineError> for WireError {
             e if e.is_bad_input() => (ErrorClass::BadInput, None, None),
             EngineError::Overloaded(_) => (ErrorClass::Overloaded, None, None),
             EngineError::PartitionUnavailable { partition, .. } => (ErrorClass::Unavailable, Some(*partition), None),
+            // A full disk on the owning node: retryable there as here.
+            EngineError::StorageUnavailable { partition, .. } => (ErrorClass::Unavailable, *partition, None),
             EngineError::Timeout(d) => (ErrorClass::Timeout, None, Some(d.as_millis() as u64)),
             EngineError::ShuttingDown => (ErrorClass::ShuttingDown, None, None),
             _ => (ErrorClass::Internal, None, None),

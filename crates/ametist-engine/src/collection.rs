@@ -32,7 +32,8 @@ use ametist_core::text::{CorpusStats, TextIndex, TextIndexConfig, Tokenizer};
 use ametist_core::{topk, vector, Metric, PointId};
 
 use crate::config::{
-    check_quantile, CollectionConfig, EngineConfig, IndexConfig, SparseVectorParams, VectorParams, MAX_DIM, MAX_PARTITIONS,
+    check_quantile, CollectionConfig, EngineConfig, IndexConfig, SparseVectorParams, VectorParams, MAX_DIM,
+    MAX_PARTITIONS,
 };
 use crate::error::EngineError;
 use crate::external::PartitionProvider;
@@ -318,10 +319,16 @@ impl Collection {
     /// Waits until no partition is still recovering (each is running or stopped). Returns
     /// the partitions that stopped, with their reasons.
     pub async fn wait_recovered(&self) -> Vec<PartitionInfo> {
+        self.wait_settled().await.into_iter().filter(|i| i.state == ActorState::Stopped).collect()
+    }
+
+    /// Waits until no partition is still recovering, and returns how every partition is
+    /// (running, read-only or stopped).
+    pub async fn wait_settled(&self) -> Vec<PartitionInfo> {
         loop {
             let infos: Vec<PartitionInfo> = self.partitions.iter().map(|p| p.info()).collect();
             if infos.iter().all(|i| i.state != ActorState::Recovering) {
-                return infos.into_iter().filter(|i| i.state == ActorState::Stopped).collect();
+                return infos;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -350,7 +357,7 @@ impl Collection {
         tokio::task::spawn_blocking(move || std::fs::create_dir_all(&tmp_dir))
             .await
             .map_err(|e| EngineError::Internal(e.to_string()))?
-            .map_err(|e| EngineError::Internal(format!("cannot create {}: {e}", dir.display())))?;
+            .map_err(|e| EngineError::io(format_args!("cannot create {}", dir.display()), &e))?;
         let parts: Vec<PathBuf> = (0..self.spec.partitions).map(|i| dir.join(format!(".{name}.part{i}"))).collect();
         let mut pending = Vec::with_capacity(parts.len());
         for (p, path) in self.partitions.iter().zip(&parts) {
@@ -725,17 +732,43 @@ impl Collection {
         if key.trim().is_empty() {
             return Err(EngineError::invalid("field_name must not be empty"));
         }
-        self.schema.write().expect("the schema lock is never held across a panic").insert(key.to_string(), kind);
-        self.persist_schemas().await?;
+        let previous =
+            self.schema.write().expect("the schema lock is never held across a panic").insert(key.to_string(), kind);
+        if let Err(e) = self.persist_schemas().await {
+            // Undone, so that no index is half made (in the schema, not in collection.json).
+            self.restore_schema_entry(key, previous, None);
+            return Err(e);
+        }
         let key = key.to_string();
         self.call(|reply| CollectionMsg::FieldIndex { key, kind: Some(kind), reply }).await.map(|_| ())
     }
 
+    /// Puts a key's schema entries back as they were before a change that could not be
+    /// made durable (`None`: the key had no entry).
+    fn restore_schema_entry(&self, key: &str, field: Option<FieldType>, text: Option<Option<TextIndexConfig>>) {
+        let mut schema = self.schema.write().expect("the schema lock is never held across a panic");
+        match field {
+            Some(kind) => drop(schema.insert(key.to_string(), kind)),
+            None => drop(schema.remove(key)),
+        }
+        if let Some(text) = text {
+            let mut schema = self.text_schema.write().expect("the schema lock is never held across a panic");
+            match text {
+                Some(config) => drop(schema.insert(key.to_string(), config)),
+                None => drop(schema.remove(key)),
+            }
+        }
+    }
+
     /// Stops indexing a payload field. Returns false when it was not indexed.
     pub async fn drop_field_index(&self, key: &str) -> Result<bool, EngineError> {
-        let existed = self.schema.write().expect("the schema lock is never held across a panic").remove(key).is_some();
-        self.text_schema.write().expect("the schema lock is never held across a panic").remove(key);
-        self.persist_schemas().await?;
+        let field = self.schema.write().expect("the schema lock is never held across a panic").remove(key);
+        let text = self.text_schema.write().expect("the schema lock is never held across a panic").remove(key);
+        let existed = field.is_some();
+        if let Err(e) = self.persist_schemas().await {
+            self.restore_schema_entry(key, field, Some(text));
+            return Err(e);
+        }
         let key = key.to_string();
         self.call(|reply| CollectionMsg::FieldIndex { key, kind: None, reply }).await?;
         Ok(existed)
@@ -749,11 +782,16 @@ impl Collection {
         }
         // Checked here so that a bad config changes nothing anywhere.
         TextIndex::new(config.clone()).map_err(|e| EngineError::invalid(e.to_string()))?;
-        self.text_schema
+        let previous = self
+            .text_schema
             .write()
             .expect("the schema lock is never held across a panic")
             .insert(key.to_string(), config.clone());
-        self.persist_schemas().await?;
+        if let Err(e) = self.persist_schemas().await {
+            let field = self.schema.read().expect("the schema lock is never held across a panic").get(key).copied();
+            self.restore_schema_entry(key, field, Some(previous));
+            return Err(e);
+        }
         let key = key.to_string();
         self.call(|reply| CollectionMsg::TextIndex { key, config, reply }).await.map(|_| ())
     }
@@ -1130,6 +1168,12 @@ impl CollectionActor {
                     }
                 }
             }
+        }
+        // A partition whose storage cannot be written (a full disk) refuses at once, before
+        // any partition is sent anything: nothing of the request is applied anywhere.
+        if let Some(e) = by_partition.keys().find_map(|&p| self.partitions[p].write_refusal()) {
+            let _ = reply.send(Err(e));
+            return;
         }
         // Reserve every mailbox first: all partitions take their share, or none does.
         let mut permits = Vec::with_capacity(by_partition.len());

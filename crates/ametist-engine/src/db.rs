@@ -40,6 +40,7 @@ use crate::error::EngineError;
 use crate::external::PartitionProvider;
 use crate::partition::{sync_dir, write_file_atomically};
 use crate::snapshots;
+use crate::supervisor::ActorState;
 
 /// An Ametist database: a set of named collections. Cheap to clone; clones share state.
 /// Must be used from within a tokio runtime.
@@ -245,12 +246,64 @@ impl Ametist {
             Some(_) => {
                 let storage = self.storage_of(name);
                 let (dir, spec) = (storage.dir.clone(), spec.clone());
-                blocking(move || write_meta(&dir, &spec)).await?;
+                blocking(move || {
+                    // A collection that cannot be written (a full disk) leaves nothing behind.
+                    write_meta(&dir, &spec).inspect_err(|_| remove_quietly(&dir))
+                })
+                .await?;
                 Some(storage)
             }
             None => None,
         };
-        let collection = Collection::start(spec, self.inner.config.clone(), storage, self.inner.provider.as_ref())?;
+        let dir = storage.as_ref().map(|s| s.dir.clone());
+        let collection = match Collection::start(spec, self.inner.config.clone(), storage, self.inner.provider.as_ref())
+        {
+            Ok(c) => c,
+            Err(e) => {
+                if let Some(dir) = dir {
+                    let _ = blocking(move || {
+                        remove_quietly(&dir);
+                        Ok(())
+                    })
+                    .await;
+                }
+                return Err(e);
+            }
+        };
+        // A partition that cannot write its log (a full disk: it came up read-only) or
+        // could not start at all makes a collection that cannot serve: it is not created.
+        // Such a failure of an empty, new partition is the environment's, so the error is
+        // retryable.
+        let unable: Vec<String> = collection
+            .wait_settled()
+            .await
+            .into_iter()
+            .filter_map(|p| match (p.state, p.storage_error, p.stop_reason) {
+                (ActorState::Running, _, _) => None,
+                (_, Some(e), _) => Some(format!("partition {}: {}", p.id, e.reason)),
+                (_, None, reason) => {
+                    Some(format!("partition {}: {}", p.id, reason.unwrap_or_else(|| "could not start".into())))
+                }
+            })
+            .collect();
+        if !unable.is_empty() {
+            collection.stop().await;
+            if let Some(dir) = dir {
+                let _ = blocking(move || {
+                    remove_quietly(&dir);
+                    Ok(())
+                })
+                .await;
+            }
+            return Err(EngineError::StorageUnavailable {
+                partition: None,
+                message: format!(
+                    "collection `{name}` was not created: its storage cannot be written ({}); nothing was \
+                     created; free space and retry",
+                    unable.join("; ")
+                ),
+            });
+        }
         let lost_race = {
             let mut map = self.write();
             if map.contains_key(name) {
@@ -449,7 +502,16 @@ pub(crate) fn write_meta_with(dir: &Path, spec: &CollectionSpec, schemas: &Schem
     let bytes = serde_json::to_vec_pretty(&meta).map_err(|e| EngineError::Internal(e.to_string()))?;
     create_dir_durable(dir)
         .and_then(|()| write_file_atomically(&dir.join(META_FILE), &mut |w| w.write_all(&bytes)))
-        .map_err(|e| EngineError::Internal(format!("cannot write {}: {e}", dir.join(META_FILE).display())))
+        .map_err(|e| EngineError::io(format_args!("cannot write {}", dir.join(META_FILE).display()), &e))
+}
+
+/// Removes what a creation that failed left in `dir` (through a tombstone, as
+/// [`remove_dir_durably`]); a failure is only logged: such a directory holds nothing that
+/// was acknowledged, and one without `collection.json` is ignored at the next start.
+fn remove_quietly(dir: &Path) {
+    if let Err(e) = remove_dir_durably(dir) {
+        tracing::warn!(path = %dir.display(), error = %e, "could not remove a collection whose creation failed");
+    }
 }
 
 /// Renames `dir` to a hidden tombstone next to it, durably, then removes the tombstone.

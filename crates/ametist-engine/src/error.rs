@@ -7,9 +7,10 @@ use ametist_core::CoreError;
 /// Everything the engine can answer instead of a result.
 ///
 /// * Bad input ([`EngineError::is_bad_input`]): fix the request; nothing was changed.
-/// * Retry ([`EngineError::is_retryable`]): the system is overloaded or a partition is
-///   recovering; the same request may succeed later. Upserts and deletes are idempotent,
-///   so retrying a write whose outcome was unknown is safe.
+/// * Retry ([`EngineError::is_retryable`]): the system is overloaded, a partition is
+///   recovering, or storage cannot take writes (a full disk); the same request may succeed
+///   later. Upserts and deletes are idempotent, so retrying a write whose outcome was
+///   unknown is safe.
 /// * Fatal: something is broken and needs an operator.
 #[derive(Debug, Clone, PartialEq, Error)]
 pub enum EngineError {
@@ -35,6 +36,12 @@ pub enum EngineError {
     Timeout(std::time::Duration),
     #[error("the database is shutting down")]
     ShuttingDown,
+    /// Storage cannot take writes: the disk is full (ENOSPC, a quota) or failing. Reads go
+    /// on from memory; a partition retries its log by itself and takes writes again once it
+    /// can (see its `storage_error` on the partitions route). The message says what was
+    /// written: nothing, or (for a write whose log commit failed) that it is not known.
+    #[error("{}", storage_message(*partition, message))]
+    StorageUnavailable { partition: Option<usize>, message: String },
 
     // --- fatal --------------------------------------------------------------------------
     #[error("internal error: {0}")]
@@ -62,10 +69,40 @@ impl EngineError {
                 | EngineError::PartitionUnavailable { .. }
                 | EngineError::Timeout(_)
                 | EngineError::ShuttingDown
+                | EngineError::StorageUnavailable { .. }
         )
+    }
+
+    /// The error for a file operation that failed while creating or changing something
+    /// (`what` says what): retryable [`EngineError::StorageUnavailable`] when the storage is
+    /// full, [`EngineError::Internal`] otherwise. The caller has undone what it started.
+    pub(crate) fn io(what: impl std::fmt::Display, e: &std::io::Error) -> Self {
+        match storage_full_label(e) {
+            Some(label) => EngineError::StorageUnavailable {
+                partition: None,
+                message: format!("{what}: {label}: {e}; nothing was changed; free space and retry"),
+            },
+            None => EngineError::Internal(format!("{what}: {e}")),
+        }
     }
 
     pub(crate) fn invalid(msg: impl Into<String>) -> Self {
         EngineError::InvalidInput(msg.into())
+    }
+}
+
+fn storage_message(partition: Option<usize>, message: &str) -> String {
+    match partition {
+        Some(p) => format!("partition {p}: {message}"),
+        None => message.to_string(),
+    }
+}
+
+/// How a full storage is named in messages; `None` when `e` is not about room.
+pub(crate) fn storage_full_label(e: &std::io::Error) -> Option<&'static str> {
+    match e.kind() {
+        std::io::ErrorKind::StorageFull => Some("disk full (ENOSPC)"),
+        std::io::ErrorKind::QuotaExceeded => Some("disk quota exceeded (EDQUOT)"),
+        _ => None,
     }
 }

@@ -10,9 +10,10 @@
 //!   and runs on a thread of its own, and [`partition::PartitionRef`], the stable handle
 //!   callers hold across restarts.
 //! * [`supervisor`]: the restart policy (`restart`/`stop`, at most N restarts within a
-//!   window) applied when a partition panics or fails.
+//!   window) applied when a partition panics or fails. A partition whose storage fails (a
+//!   full disk) is not restarted: it turns read-only and retries its log by itself.
 //! * [`store`]: where a partition's acknowledged writes live so that a restarted actor can
-//!   rebuild its state before it takes messages.
+//!   rebuild its state before it takes messages, and a read-only one can roll back to them.
 //! * [`named_vectors`]: a partition's named dense (HNSW) and sparse (inverted) indexes.
 //! * [`messages`]: the partition protocol: the design note's message types plus their
 //!   replies. A remote partition will speak the same messages.

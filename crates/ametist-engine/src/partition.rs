@@ -9,6 +9,7 @@ use std::io::Write as _;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -29,8 +30,8 @@ use crate::messages::{
 };
 use crate::named_vectors::NamedFields;
 use crate::read_pool::{Handed, ReadOnly, ReadSide};
-use crate::store::{Base, PartitionStore};
-use crate::supervisor::{supervise, ActorState, PartitionStatus, RunEnd};
+use crate::store::{Base, PartitionStore, Recovered, StoreFailure};
+use crate::supervisor::{supervise, ActorState, PartitionStatus, RunEnd, StorageErrorInfo, StorageProblem};
 
 /// A stable handle to a partition actor. It stays valid across restarts: the supervisor
 /// resumes a restarted actor on the same mailbox.
@@ -168,6 +169,9 @@ pub struct PartitionInfo {
     pub last_failure: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stop_reason: Option<String>,
+    /// Why the partition is read-only (its storage cannot be written), while it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage_error: Option<StorageErrorInfo>,
 }
 
 /// What a partition needs to know about its collection.
@@ -216,10 +220,10 @@ pub fn spawn_partition(spec: PartitionSpec, store: Arc<dyn PartitionStore>) -> (
                 spec.policy,
                 &status,
                 || PartitionActor::recover(&spec, store.clone()),
-                |actor| {
+                |(actor, failed)| {
                     let state = Arc::new(RwLock::new(actor));
                     let _published = reads.publish(state.clone());
-                    PartitionActor::run(&state, &reads, &mut rx.borrow_mut())
+                    PartitionActor::run(&state, &reads, &mut rx.borrow_mut(), &status, failed)
                 },
                 || {
                     // Close and drain: queued callers see their reply dropped at once
@@ -303,7 +307,35 @@ impl PartitionRef {
             mailbox_capacity: self.capacity,
             last_failure: self.status.last_failure(),
             stop_reason: self.status.stop_reason(),
+            storage_error: self.status.storage_error(),
         }
+    }
+
+    /// While the partition is read-only (its storage cannot be written, say the disk is
+    /// full), the error a write to it gets at once, before anything is sent anywhere.
+    pub fn write_refusal(&self) -> Option<EngineError> {
+        if self.status.state() != ActorState::ReadOnly {
+            return None;
+        }
+        let e = self.status.storage_error()?;
+        Some(EngineError::StorageUnavailable {
+            partition: Some(self.id),
+            message: format!(
+                "not written: {}; nothing of this request was acknowledged; the partition answers reads and \
+                 retries its log by itself (next attempt in {}); retry later",
+                e.reason,
+                seconds(e.next_retry_ms)
+            ),
+        })
+    }
+}
+
+/// Milliseconds as a short duration for messages: "2s", "0.3s".
+fn seconds(ms: u64) -> String {
+    if ms >= 10_000 || ms.is_multiple_of(1000) {
+        format!("{}s", ms.div_ceil(1000))
+    } else {
+        format!("{:.1}s", ms as f64 / 1000.0)
     }
 }
 
@@ -346,10 +378,31 @@ const FILTER_SAMPLE: usize = 256;
 
 impl PartitionActor {
     /// Builds the actor's state from its store: the snapshot (or points) it holds, then
-    /// the log after it, batch by batch.
-    fn recover(spec: &PartitionSpec, store: Arc<dyn PartitionStore>) -> Result<Self, String> {
+    /// the log after it, batch by batch. When the store cannot be opened for writing (a full
+    /// disk), the state is read without writing anything and the actor starts read-only,
+    /// with the failure returned: it retries the log by itself.
+    fn recover(spec: &PartitionSpec, store: Arc<dyn PartitionStore>) -> Result<(Self, Option<StoreFailure>), String> {
+        match store.recover() {
+            Ok(recovered) => Ok((Self::build(spec, store, recovered)?, None)),
+            Err(e @ EngineError::StorageUnavailable { .. }) => {
+                let recovered = store
+                    .recover_read_only()
+                    .map_err(|r| format!("{e}; reading the state without writing failed too: {r}"))?;
+                let failure = store.failed().unwrap_or(StoreFailure { reason: e.to_string(), disk_full: false });
+                tracing::warn!(
+                    partition = %format!("{}/{}", spec.collection, spec.id),
+                    reason = %failure.reason,
+                    "storage cannot be written: starting read-only; the log is retried by itself"
+                );
+                Ok((Self::build(spec, store, recovered)?, Some(failure)))
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Builds the actor's state from what its store recovered.
+    fn build(spec: &PartitionSpec, store: Arc<dyn PartitionStore>, recovered: Recovered) -> Result<Self, String> {
         let started = std::time::Instant::now();
-        let recovered = store.recover().map_err(|e| e.to_string())?;
         let mut actor = PartitionActor {
             spec: spec.clone(),
             store,
@@ -456,79 +509,181 @@ impl PartitionActor {
     /// and only then are the writes acknowledged. The commit (an fsync) runs after the lock
     /// is released, so concurrent reads go on meanwhile; reads may see writes that are
     /// applied but not yet committed, as reads in the group always could. Any message other
-    /// than a write or a read commits the group first.
-    fn run(state: &RwLock<Self>, reads: &ReadSide<Self>, rx: &mut mpsc::Receiver<PartitionMsg>) -> RunEnd {
-        while let Some(first) = rx.blocking_recv() {
+    /// than a write or a read ends a group that holds writes: it is handled first in the
+    /// next group, after the commit.
+    ///
+    /// When the log fails (a full disk), the writers of the group get an error saying the
+    /// outcome is unknown, the state goes back to what is durable ([`Self::roll_back`]) and
+    /// the partition turns read-only: reads are answered, writes refused at once, and the
+    /// log is retried with a backoff ([`Self::try_resume`]) until it takes writes again.
+    /// `failed` is set when the actor was started read-only.
+    fn run(
+        state: &RwLock<Self>,
+        reads: &ReadSide<Self>,
+        rx: &mut mpsc::Receiver<PartitionMsg>,
+        status: &PartitionStatus,
+        failed: Option<StoreFailure>,
+    ) -> RunEnd {
+        let mut log = LogHealth::new(status);
+        match failed {
+            Some(failure) => log.failed(failure),
+            None => status.set_storage(None),
+        }
+        let (store, id) = {
+            let actor = state.read().expect("a poisoned lock belongs to a run that panicked and ended");
+            (actor.store.clone(), actor.spec.id)
+        };
+        let mut timer = None;
+        let mut carried: Option<PartitionMsg> = None;
+        loop {
+            let first = match carried.take() {
+                Some(msg) => msg,
+                None => match next_message(rx, log.retry_at(), &mut timer) {
+                    Next::Msg(msg) => msg,
+                    Next::Closed => break,
+                    Next::Retry => {
+                        Self::try_resume(state, &mut log);
+                        continue;
+                    }
+                },
+            };
             let mut actor = state.write().expect("a poisoned lock belongs to a run that panicked and ended");
             let mut next = Some(first);
             let mut taken = 0;
             while let Some(msg) = next.take() {
+                let ends_group = !msg.is_read_only() && !matches!(msg, PartitionMsg::Write(..) | PartitionMsg::Tick);
+                if ends_group && !actor.pending.is_empty() {
+                    // Handled after the commit, so that it sees only durable writes (and a
+                    // failed commit is rolled back before it).
+                    carried = Some(msg);
+                    break;
+                }
                 taken += 1;
                 if !msg.is_read_only() && !matches!(msg, PartitionMsg::Stop) {
                     reads.write_taken();
                 }
                 match msg {
-                    PartitionMsg::Write(ops, reply) => match actor.write(ops) {
-                        Ok(ack) => actor.pending.push((reply, ack)),
-                        Err(e) => {
-                            let _ = reply.send(Err(e));
-                        }
+                    PartitionMsg::Write(ops, reply) => match log.refusal(id) {
+                        Some(e) => drop(reply.send(Err(e))),
+                        None => match actor.write(ops) {
+                            Ok(ack) => actor.pending.push((reply, ack)),
+                            Err(e) => drop(reply.send(Err(e))),
+                        },
                     },
                     PartitionMsg::Stop => {
-                        actor.commit_group();
-                        actor.snapshot_on_stop();
+                        if log.is_ok() {
+                            actor.snapshot_on_stop();
+                        }
                         return RunEnd::Stopped;
                     }
-                    msg if msg.is_read_only() => actor.read(msg),
-                    msg => {
-                        actor.commit_group();
-                        actor.handle(msg);
+                    PartitionMsg::Restore(_, reply) if !log.is_ok() => {
+                        let e = log.refusal(id).expect("the log is not ok");
+                        drop(reply.send(Err(e)));
                     }
+                    msg if msg.is_read_only() => actor.read(msg),
+                    msg => actor.handle(msg),
                 }
                 if taken < GROUP_MAX {
                     next = rx.try_recv().ok();
                 }
             }
             let pending = std::mem::take(&mut actor.pending);
-            let (store, partition) = (actor.store.clone(), actor.spec.id);
             drop(actor);
-            commit_pending(&*store, partition, pending);
-            if store.snapshot_due() {
+            let wrote = !pending.is_empty();
+            if let Err(failure) = commit_pending(&*store, id, pending) {
+                Self::roll_back(state, &mut log, failure);
+                continue;
+            }
+            if wrote {
+                log.committed();
+            }
+            // A failed truncation after a snapshot, or a restore, can fail the store too.
+            if let Some(failure) = store.failed().filter(|_| log.is_ok()) {
+                Self::roll_back(state, &mut log, failure);
+                continue;
+            }
+            if log.is_ok() && store.snapshot_due() {
                 // A snapshot only reads the state: searches go on while it is written.
                 let actor = state.read().expect("a poisoned lock belongs to a run that panicked and ended");
                 if let Err(e) = actor.take_snapshot() {
                     tracing::error!(partition = %actor.name(), error = %e, "periodic snapshot failed; the log is kept");
                 }
                 drop(actor);
-                commit_pending(&*store, partition, Vec::new());
+                if let Some(failure) = store.failed() {
+                    Self::roll_back(state, &mut log, failure);
+                }
             }
         }
-        state.write().expect("a poisoned lock belongs to a run that panicked and ended").commit_group();
         RunEnd::Stopped
+    }
+
+    /// After the log failed: the partition turns read-only, and its state goes back to what
+    /// is durable. The store drops the failed log and, when the state holds writes that are
+    /// not durable (the failed group's), reads the durable state without writing anything;
+    /// the new state is built beside the old one, which keeps answering reads meanwhile
+    /// (those reads may still see the failed group's writes, as reads inside a group always
+    /// could; their writers were told the outcome is unknown), then replaces it.
+    fn roll_back(state: &RwLock<Self>, log: &mut LogHealth<'_>, failure: StoreFailure) {
+        let (spec, store, applied, name) = {
+            let actor = state.read().expect("a poisoned lock belongs to a run that panicked and ended");
+            (actor.spec.clone(), actor.store.clone(), actor.version, actor.name())
+        };
+        tracing::error!(partition = %name, reason = %failure.reason, "the log failed: read-only until it can be written again");
+        log.failed(failure);
+        let recovered = match store.close_log(applied) {
+            Ok(None) => return,
+            Ok(Some(recovered)) => recovered,
+            // Reading what is durable failed too: only a restart from disk is left.
+            Err(e) => panic!("the log failed and the durable state cannot be read back: {e}"),
+        };
+        let fresh = match Self::build(&spec, store, recovered) {
+            Ok(fresh) => fresh,
+            Err(e) => panic!("the log failed and the durable state does not rebuild: {e}"),
+        };
+        tracing::info!(partition = %name, from = applied, to = fresh.version, "state rolled back to what is durable");
+        *state.write().expect("a poisoned lock belongs to a run that panicked and ended") = fresh;
+    }
+
+    /// Tries to reopen the log (see [`PartitionStore::reopen`]); on success the batches the
+    /// log holds beyond the state (written before the failure, durable after all) are
+    /// applied and the partition takes writes again; otherwise the next try is scheduled.
+    fn try_resume(state: &RwLock<Self>, log: &mut LogHealth<'_>) {
+        let (store, applied, name) = {
+            let actor = state.read().expect("a poisoned lock belongs to a run that panicked and ended");
+            (actor.store.clone(), actor.version, actor.name())
+        };
+        match store.reopen(applied) {
+            Ok(replay) => {
+                if !replay.is_empty() {
+                    let mut actor = state.write().expect("a poisoned lock belongs to a run that panicked and ended");
+                    for (lsn, ops) in replay {
+                        if let Err(e) = actor.check(&ops) {
+                            panic!("WAL record {lsn} found on reopening does not apply to the state before it: {e}");
+                        }
+                        actor.apply(ops, lsn);
+                        actor.version = lsn;
+                    }
+                }
+                tracing::info!(partition = %name, "the log can be written again: taking writes");
+                log.resumed();
+            }
+            // The log on disk and the state disagree: rebuild everything from disk.
+            Err(e @ EngineError::Internal(_)) => panic!("reopening the log: {e}"),
+            Err(e) => {
+                let failure = store.failed().unwrap_or(StoreFailure { reason: e.to_string(), disk_full: false });
+                tracing::warn!(partition = %name, reason = %failure.reason, "the log still cannot be written");
+                log.retry_failed(failure);
+            }
+        }
     }
 
     fn name(&self) -> String {
         format!("{}/{}", self.spec.collection, self.spec.id)
     }
 
-    /// Commits the writes of the group and acknowledges them (see [`commit_pending`]).
-    fn commit_group(&mut self) {
-        let pending = std::mem::take(&mut self.pending);
-        commit_pending(&*self.store, self.spec.id, pending);
-    }
-
-    fn fail_if_store_failed(&mut self) {
-        if let Some(why) = self.store.failed() {
-            let e = EngineError::PartitionUnavailable { partition: self.spec.id, reason: why.clone() };
-            for (reply, _) in self.pending.drain(..) {
-                let _ = reply.send(Err(e.clone()));
-            }
-            panic!("storage failed: {why}");
-        }
-    }
-
     /// A clean shutdown writes a snapshot when the log holds writes since the last one, so
-    /// that the next start does not replay them.
+    /// that the next start does not replay them. A snapshot that fails (a full disk) keeps
+    /// the log, which the next start replays.
     fn snapshot_on_stop(&mut self) {
         if self.store.is_durable() && self.store.snapshot_due_on_stop() {
             if let Err(e) = self.take_snapshot() {
@@ -584,9 +739,8 @@ impl PartitionActor {
                 let _ = reply.send(self.snapshot(&req));
             }
             PartitionMsg::Restore(req, reply) => {
-                let result = self.restore(&req);
-                let _ = reply.send(result);
-                self.fail_if_store_failed();
+                // A store that failed on the way is noticed by `run` after this group.
+                let _ = reply.send(self.restore(&req));
             }
             PartitionMsg::Tick => {}
             PartitionMsg::Fault(Fault::Panic(msg)) => panic!("injected fault: {msg}"),
@@ -1205,7 +1359,7 @@ impl PartitionActor {
         write_file_atomically(Path::new(&req.path), &mut |w| {
             codec::write_image(w, dim, metric, version, entries.iter().copied(), index, named)
         })
-        .map_err(|e| EngineError::Internal(format!("snapshot to {}: {e}", req.path)))?;
+        .map_err(|e| EngineError::io(format!("snapshot to {}", req.path), &e))?;
         Ok(self.stats())
     }
 
@@ -1345,27 +1499,164 @@ impl ReadOnly for PartitionActor {
 }
 
 /// Commits a group's writes and acknowledges them. If the commit fails, every writer of
-/// the group gets an error and the actor fails, so that the supervisor rebuilds it from
-/// what really is on disk (no fsync is retried on the same file). A store that failed
-/// earlier (a write or a snapshot) fails the actor the same way.
-fn commit_pending(store: &dyn PartitionStore, partition: usize, pending: Vec<(Reply<WriteAck>, WriteAck)>) {
-    if !pending.is_empty() {
-        match store.commit() {
-            Ok(()) => {
-                for (reply, ack) in pending {
-                    let _ = reply.send(Ok(ack));
-                }
+/// the group gets an error saying that its write may or may not have been applied (its
+/// record may have reached the disk before the failure), and the failure is returned: the
+/// caller rolls the state back to what is durable. No fsync is retried on the same file.
+fn commit_pending(
+    store: &dyn PartitionStore,
+    partition: usize,
+    pending: Vec<(Reply<WriteAck>, WriteAck)>,
+) -> Result<(), StoreFailure> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    match store.commit() {
+        Ok(()) => {
+            for (reply, ack) in pending {
+                let _ = reply.send(Ok(ack));
             }
-            Err(e) => {
-                for (reply, _) in pending {
-                    let _ = reply.send(Err(e.clone()));
-                }
-                panic!("commit failed, writes not acknowledged: {e}");
+            Ok(())
+        }
+        Err(e) => {
+            let failure = store.failed().unwrap_or(StoreFailure { reason: e.to_string(), disk_full: false });
+            let e = EngineError::StorageUnavailable {
+                partition: Some(partition),
+                message: format!(
+                    "the write-ahead log failed ({}); the write was not acknowledged and may or may not have \
+                     been applied; retrying it is safe",
+                    failure.reason
+                ),
+            };
+            for (reply, _) in pending {
+                let _ = reply.send(Err(e.clone()));
             }
+            Err(failure)
         }
     }
-    if let Some(why) = store.failed() {
-        tracing::error!(partition, reason = %why, "storage failed");
-        panic!("storage failed: {why}");
+}
+
+/// The retry of the first failed log is after this; each failed retry doubles the wait, up
+/// to [`LOG_RETRY_MAX`], and a successful commit resets it.
+const LOG_RETRY_FIRST: Duration = Duration::from_secs(1);
+const LOG_RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// Whether a partition's log can be written, as its thread sees it, and when it is retried.
+/// Every change is published in the partition's status (read-only or running).
+struct LogHealth<'a> {
+    status: &'a PartitionStatus,
+    problem: Option<StorageProblem>,
+    /// The wait before the next retry.
+    backoff: Duration,
+}
+
+impl<'a> LogHealth<'a> {
+    fn new(status: &'a PartitionStatus) -> Self {
+        LogHealth { status, problem: None, backoff: LOG_RETRY_FIRST }
     }
+
+    fn is_ok(&self) -> bool {
+        self.problem.is_none()
+    }
+
+    /// When the log is to be retried, while it is failed.
+    fn retry_at(&self) -> Option<Instant> {
+        self.problem.as_ref().map(|p| p.next_retry)
+    }
+
+    /// The log failed (or the actor started without it).
+    fn failed(&mut self, failure: StoreFailure) {
+        let now = Instant::now();
+        self.problem = Some(StorageProblem {
+            reason: failure.reason,
+            disk_full: failure.disk_full,
+            since: now,
+            retries: 0,
+            next_retry: now + self.backoff,
+        });
+        self.status.set_storage(self.problem.clone());
+    }
+
+    /// A retry failed: the next one waits twice as long.
+    fn retry_failed(&mut self, failure: StoreFailure) {
+        self.backoff = (self.backoff * 2).min(LOG_RETRY_MAX);
+        let now = Instant::now();
+        match &mut self.problem {
+            Some(p) => {
+                p.reason = failure.reason;
+                p.disk_full = failure.disk_full;
+                p.retries += 1;
+                p.next_retry = now + self.backoff;
+            }
+            None => return self.failed(failure),
+        }
+        self.status.set_storage(self.problem.clone());
+    }
+
+    /// The log takes writes again. The backoff stays until a commit succeeds, so that a
+    /// disk with barely any room does not make the partition flap every second.
+    fn resumed(&mut self) {
+        self.problem = None;
+        self.status.set_storage(None);
+    }
+
+    /// A group of writes was committed: the log works.
+    fn committed(&mut self) {
+        self.backoff = LOG_RETRY_FIRST;
+    }
+
+    /// The error a write gets while the log is failed: refused before anything is done.
+    fn refusal(&self, partition: usize) -> Option<EngineError> {
+        let p = self.problem.as_ref()?;
+        let next = p.next_retry.saturating_duration_since(Instant::now()).as_millis() as u64;
+        Some(EngineError::StorageUnavailable {
+            partition: Some(partition),
+            message: format!(
+                "not written: {}; nothing of this write was applied in this partition, which answers reads and \
+                 retries its log by itself (next attempt in {}); retry later",
+                p.reason,
+                seconds(next)
+            ),
+        })
+    }
+}
+
+/// What the actor's thread does next.
+// Returned once per message and taken apart at once: boxing the message would cost an
+// allocation per message for nothing.
+#[allow(clippy::large_enum_variant)]
+enum Next {
+    Msg(PartitionMsg),
+    /// Every handle is gone.
+    Closed,
+    /// The failed log is due for a retry.
+    Retry,
+}
+
+/// The next message, or, while the log is failed, a retry once `retry_at` has come. Waiting
+/// with a deadline needs a timer, so a small runtime (one thread: this one) is built the
+/// first time the log fails.
+fn next_message(
+    rx: &mut mpsc::Receiver<PartitionMsg>,
+    retry_at: Option<Instant>,
+    timer: &mut Option<tokio::runtime::Runtime>,
+) -> Next {
+    let Some(at) = retry_at else {
+        return rx.blocking_recv().map_or(Next::Closed, Next::Msg);
+    };
+    if at <= Instant::now() {
+        return Next::Retry;
+    }
+    let rt = timer.get_or_insert_with(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("a current-thread runtime with a timer needs no threads and no I/O driver")
+    });
+    rt.block_on(async {
+        match tokio::time::timeout_at(tokio::time::Instant::from_std(at), rx.recv()).await {
+            Ok(Some(msg)) => Next::Msg(msg),
+            Ok(None) => Next::Closed,
+            Err(_) => Next::Retry,
+        }
+    })
 }

@@ -86,7 +86,8 @@ pub(crate) fn write_archive(
     spec: &CollectionSpec,
     parts: &[PathBuf],
 ) -> Result<SnapshotDescription, EngineError> {
-    let io_err = |e: io::Error| EngineError::Internal(format!("writing snapshot {}: {e}", target.display()));
+    // A full disk is a retryable error (nothing is left behind), not an internal one.
+    let io_err = |e: io::Error| EngineError::io(format_args!("writing snapshot {}", target.display()), &e);
     let spec_json = serde_json::to_vec(spec).map_err(|e| io_err(io::Error::other(e)))?;
     // The temp file is hidden (a leading dot), so listing never shows a half-written one.
     let hidden = target.with_file_name(format!(".{}", target.file_name().unwrap_or_default().to_string_lossy()));

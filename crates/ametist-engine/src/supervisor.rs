@@ -10,6 +10,12 @@
 //! The message being handled when the actor panicked is lost with its reply, so its caller
 //! sees the failure (a search counts the partition as missing; a write reports an unknown
 //! outcome and may be retried, since writes are idempotent).
+//!
+//! A partition whose storage fails (a full disk) does not panic and is not restarted: it
+//! goes [`ActorState::ReadOnly`] by itself, answers reads, refuses writes and retries its
+//! log (see `partition.rs`); it publishes why in [`PartitionStatus::storage_error`]. Such
+//! failures are an environment the partition waits out, not crashes, so they never count
+//! toward `max-restarts`.
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -31,6 +37,35 @@ pub enum ActorState {
     Running,
     /// Stopped for good: shut down, or failed past the restart policy.
     Stopped,
+    /// Taking messages, but its storage cannot be written (a full disk): reads are answered
+    /// from memory, writes are refused at once, and the log is retried with a backoff.
+    #[serde(rename = "read_only")]
+    ReadOnly,
+}
+
+/// Why a partition is [`ActorState::ReadOnly`], as the partitions route shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StorageErrorInfo {
+    /// What failed, naming the file.
+    pub reason: String,
+    /// True when the storage is full (ENOSPC, a quota): freeing space brings writes back.
+    pub disk_full: bool,
+    /// How long ago the log failed, in milliseconds.
+    pub since_ms: u64,
+    /// Retries of the log so far.
+    pub retries: u32,
+    /// When the log is tried next, in milliseconds from now.
+    pub next_retry_ms: u64,
+}
+
+/// What [`StorageErrorInfo`] is made from.
+#[derive(Debug, Clone)]
+pub(crate) struct StorageProblem {
+    pub reason: String,
+    pub disk_full: bool,
+    pub since: Instant,
+    pub retries: u32,
+    pub next_retry: Instant,
 }
 
 /// What a supervisor publishes about its partition. Shared with the partition's handles.
@@ -40,6 +75,7 @@ pub struct PartitionStatus {
     restarts: AtomicU32,
     last_failure: Mutex<Option<String>>,
     stop_reason: Mutex<Option<String>>,
+    storage: Mutex<Option<StorageProblem>>,
 }
 
 impl PartitionStatus {
@@ -49,6 +85,7 @@ impl PartitionStatus {
             restarts: AtomicU32::new(0),
             last_failure: Mutex::new(None),
             stop_reason: Mutex::new(None),
+            storage: Mutex::new(None),
         }
     }
 
@@ -56,8 +93,30 @@ impl PartitionStatus {
         match self.state.load(Ordering::Acquire) {
             0 => ActorState::Recovering,
             1 => ActorState::Running,
-            _ => ActorState::Stopped,
+            2 => ActorState::Stopped,
+            _ => ActorState::ReadOnly,
         }
+    }
+
+    /// Why the partition cannot write, while it is [`ActorState::ReadOnly`].
+    pub fn storage_error(&self) -> Option<StorageErrorInfo> {
+        let problem = self.storage.lock().expect("status lock is never held across a panic").clone()?;
+        let now = Instant::now();
+        Some(StorageErrorInfo {
+            reason: problem.reason,
+            disk_full: problem.disk_full,
+            since_ms: now.saturating_duration_since(problem.since).as_millis() as u64,
+            retries: problem.retries,
+            next_retry_ms: problem.next_retry.saturating_duration_since(now).as_millis() as u64,
+        })
+    }
+
+    /// Publishes that the partition is read-only (with why), or, with `None`, that it takes
+    /// writes again.
+    pub(crate) fn set_storage(&self, problem: Option<StorageProblem>) {
+        let state = if problem.is_some() { ActorState::ReadOnly } else { ActorState::Running };
+        *self.storage.lock().expect("status lock is never held across a panic") = problem;
+        self.set_state(state);
     }
 
     /// How many times the actor was restarted after a failure.
@@ -81,6 +140,7 @@ impl PartitionStatus {
 
     pub(crate) fn mark_stopped(&self, reason: String) {
         *self.stop_reason.lock().expect("status lock is never held across a panic") = Some(reason);
+        *self.storage.lock().expect("status lock is never held across a panic") = None;
         self.set_state(ActorState::Stopped);
     }
 }
@@ -93,7 +153,8 @@ pub(crate) enum RunEnd {
 
 /// Runs an actor under `policy` until it stops for good.
 ///
-/// `start` builds a fresh actor (recovering its state) and may fail; `run` drives it until
+/// `start` builds a fresh actor (recovering its state) and may fail; `run` publishes the
+/// actor's state ([`ActorState::Running`] or [`ActorState::ReadOnly`]) and drives it until
 /// it returns or panics; `close` is called once when the partition stops for good, to
 /// close and drain the mailbox so that queued callers get an answer instead of a hang.
 pub(crate) fn supervise<A>(
@@ -106,12 +167,10 @@ pub(crate) fn supervise<A>(
 ) {
     let mut failures: VecDeque<Instant> = VecDeque::new();
     loop {
+        *status.storage.lock().expect("status lock is never held across a panic") = None;
         status.set_state(ActorState::Recovering);
         let outcome = match catch_unwind(AssertUnwindSafe(&mut start)) {
-            Ok(Ok(actor)) => {
-                status.set_state(ActorState::Running);
-                catch_unwind(AssertUnwindSafe(|| run(actor))).map_err(panic_message)
-            }
+            Ok(Ok(actor)) => catch_unwind(AssertUnwindSafe(|| run(actor))).map_err(panic_message),
             Ok(Err(e)) => Err(format!("recovery failed: {e}")),
             Err(panic) => Err(format!("recovery panicked: {}", panic_message(panic))),
         };

@@ -332,8 +332,12 @@ impl AmetistConfig {
             }
             set_path(&mut tree, &path, v.trim());
         }
-        let config: AmetistConfig = serde_yaml_ng::from_value(tree)
-            .map_err(|e| ConfigError::Parse { path: format!("{source} with overrides"), message: e.to_string() })?;
+        // The error names the field at fault (`partitions.count: invalid value ...`), wherever
+        // its value came from.
+        let config: AmetistConfig = serde_path_to_error::deserialize(tree).map_err(|e| ConfigError::Parse {
+            path: format!("{source} with overrides"),
+            message: format!("{}: {}", e.path(), e.inner()),
+        })?;
         config.validate()?;
         Ok(config)
     }
@@ -388,22 +392,33 @@ impl AmetistConfig {
         if self.limits.collection_write_bytes_in_flight < self.server.max_request_bytes
             || self.limits.write_bytes_in_flight < self.limits.collection_write_bytes_in_flight
         {
-            return bad(
-                "limits must satisfy server.max_request_bytes <= limits.collection_write_bytes_in_flight \
-                 <= limits.write_bytes_in_flight (else the largest request could never be admitted)",
-            );
+            return bad("limits must satisfy server.max_request_bytes <= limits.collection_write_bytes_in_flight \
+                 <= limits.write_bytes_in_flight (else the largest request could never be admitted)");
         }
-        if self.server.max_connections == 0 {
-            return bad("server.max_connections must be at least 1");
+        if !(1..=MILLION).contains(&self.server.max_connections) {
+            return bad(&format!("server.max_connections must be between 1 and {MILLION}"));
         }
-        for (name, d) in [
-            ("server.header_read_timeout", self.server.header_read_timeout),
-            ("server.body_read_timeout", self.server.body_read_timeout),
-            ("limits.search_timeout", self.limits.search_timeout),
-            ("limits.write_timeout", self.limits.write_timeout),
+        // Deadlines are added to the clock: beyond a day they only risk overflowing it.
+        const DAY: Duration = Duration::from_secs(86_400);
+        const YEAR: Duration = Duration::from_secs(365 * 86_400);
+        for (name, d, max) in [
+            ("server.header_read_timeout", self.server.header_read_timeout, DAY),
+            ("server.body_read_timeout", self.server.body_read_timeout, DAY),
+            ("limits.search_timeout", self.limits.search_timeout, DAY),
+            ("limits.write_timeout", self.limits.write_timeout, DAY),
+            ("storage.snapshot_interval", self.storage.snapshot_interval, YEAR),
+            ("supervision.within", self.supervision.within, YEAR),
         ] {
-            if d.is_zero() {
-                return bad(&format!("{name} must be above 0"));
+            if d.is_zero() || d > max {
+                return bad(&format!("{name} must be above 0 and at most {}", humantime::format_duration(max)));
+            }
+        }
+        for (name, v) in [
+            ("storage.wal_segment_bytes", self.storage.wal_segment_bytes),
+            ("storage.snapshot_wal_bytes", self.storage.snapshot_wal_bytes),
+        ] {
+            if v > 1 << 40 {
+                return bad(&format!("{name} must be at most 1 TiB, got {v}"));
             }
         }
         if self.service.api_key.as_deref() == Some("") {

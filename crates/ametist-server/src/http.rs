@@ -110,7 +110,7 @@ pub fn raise_open_files_limit() -> Option<u64> {
                 lim = raised;
             }
         }
-        Some(lim.rlim_cur as u64)
+        Some(lim.rlim_cur)
     }
 }
 

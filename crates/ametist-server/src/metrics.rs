@@ -93,6 +93,7 @@ async fn render(State(state): State<MetricsState>) -> impl IntoResponse {
     let mut depth = String::new();
     let mut restarts = String::new();
     let mut up = String::new();
+    let mut writable = String::new();
     for name in state.db.list_collections() {
         let Ok(c) = state.db.collection(&name) else { continue };
         let Ok(parts) = c.partitions().await else { continue };
@@ -103,7 +104,15 @@ async fn render(State(state): State<MetricsState>) -> impl IntoResponse {
             }
             let _ = writeln!(depth, "ametist_partition_mailbox_depth{{{labels}}} {}", info.mailbox_depth);
             let _ = writeln!(restarts, "ametist_partition_restarts_total{{{labels}}} {}", info.restarts);
-            let _ = writeln!(up, "ametist_partition_up{{{labels}}} {}", u8::from(info.state == ActorState::Running));
+            // Up while it answers: a read-only partition (full disk) serves reads; whether it
+            // takes writes is `ametist_partition_writable`.
+            let serving = matches!(info.state, ActorState::Running | ActorState::ReadOnly);
+            let _ = writeln!(up, "ametist_partition_up{{{labels}}} {}", u8::from(serving));
+            let _ = writeln!(
+                writable,
+                "ametist_partition_writable{{{labels}}} {}",
+                u8::from(info.state == ActorState::Running)
+            );
         }
     }
     out.push_str(
@@ -115,8 +124,12 @@ async fn render(State(state): State<MetricsState>) -> impl IntoResponse {
     out.push_str("# HELP ametist_partition_restarts_total Restarts of a partition actor after failures.\n# TYPE ametist_partition_restarts_total counter\n");
     out.push_str(&restarts);
     out.push_str(
-        "# HELP ametist_partition_up 1 when the partition actor is running.\n# TYPE ametist_partition_up gauge\n",
+        "# HELP ametist_partition_up 1 when the partition actor is running and answers (also read-only).\n# TYPE ametist_partition_up gauge\n",
     );
     out.push_str(&up);
+    out.push_str(
+        "# HELP ametist_partition_writable 1 when the partition takes writes (0 while its storage cannot be written, e.g. a full disk).\n# TYPE ametist_partition_writable gauge\n",
+    );
+    out.push_str(&writable);
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }

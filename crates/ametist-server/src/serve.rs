@@ -10,8 +10,8 @@ use ametist_cluster::{ClusterOptions, PreparedNode};
 use ametist_engine::Ametist;
 
 use crate::api::{protect, router, AppState};
-use crate::http::ConnectionLimits;
 use crate::config::{AmetistConfig, LogFormat};
+use crate::http::ConnectionLimits;
 
 /// Runs the server until a shutdown signal, then stops every partition cleanly.
 pub fn run(config: AmetistConfig) -> anyhow::Result<()> {
@@ -79,7 +79,10 @@ async fn serve(config: AmetistConfig) -> anyhow::Result<()> {
         header_read_timeout: config.server.header_read_timeout,
         shutdown_grace: config.limits.write_timeout.min(std::time::Duration::from_secs(30)),
     };
-    let app = crate::metrics::install(router(AppState { db: db.clone(), config: Arc::new(config.clone()), cluster: cluster.clone() }), db.clone());
+    let app = crate::metrics::install(
+        router(AppState { db: db.clone(), config: Arc::new(config.clone()), cluster: cluster.clone() }),
+        db.clone(),
+    );
     let app = protect(app, &config);
     crate::http::serve(listener, app, limits, shutdown_signal()).await?;
     if let Some(node) = &cluster {

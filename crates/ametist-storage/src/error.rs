@@ -86,9 +86,25 @@ impl StorageError {
         self.class() == ErrorClass::Io
     }
 
+    /// True when the error is the storage being full: ENOSPC, or a disk quota (EDQUOT).
+    /// Still [`ErrorClass::Io`]; callers use it to say what an operator has to do (free
+    /// space). A [`StorageError::Poisoned`] handle does not keep its cause's kind: check the
+    /// error of the call that poisoned it.
+    pub fn is_storage_full(&self) -> bool {
+        match self {
+            StorageError::Io { source, .. } => is_storage_full(source),
+            _ => false,
+        }
+    }
+
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
         StorageError::Io { op, path: path.into(), source }
     }
+}
+
+/// True for an I/O error that means "no room": ENOSPC or a disk quota (EDQUOT).
+pub fn is_storage_full(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded)
 }
 
 /// Shorthand used throughout the crate.

@@ -174,3 +174,34 @@ pub(crate) fn list_or_create_dir(fs: &dyn Fs, dir: &Path) -> crate::Result<Vec<S
     }
     Ok(Vec::new())
 }
+
+/// The file [`probe_write`] writes and removes; storage ignores it otherwise.
+pub const PROBE_FILE: &str = ".probe";
+
+/// Checks that `bytes` bytes can be written and fsynced in `dir`: writes them to a
+/// [`PROBE_FILE`] there, fsyncs it, and removes it again (also when a step failed; a file
+/// left behind by a crash is removed by the next probe). For a writer waiting for space (a
+/// full disk): reopening a log succeeds without allocating anything, so only a real write
+/// tells whether there is room again. Nothing durable changes.
+pub fn probe_write(fs: &dyn Fs, dir: &Path, bytes: usize) -> crate::Result<()> {
+    use crate::StorageError;
+    let path = dir.join(PROBE_FILE);
+    let result = (|| {
+        let mut f = fs.create(&path).map_err(|e| StorageError::io("create", &path, e))?;
+        let chunk = vec![0u8; bytes.min(1 << 20)];
+        let mut left = bytes;
+        while left > 0 {
+            let n = left.min(chunk.len());
+            f.write_all(&chunk[..n]).map_err(|e| StorageError::io("write", &path, e))?;
+            left -= n;
+        }
+        f.sync_data().map_err(|e| StorageError::io("fsync", &path, e))
+    })();
+    match fs.remove(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) if result.is_ok() => return Err(StorageError::io("remove", &path, e)),
+        Err(_) => {}
+    }
+    result
+}

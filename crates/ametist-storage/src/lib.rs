@@ -89,9 +89,9 @@ mod wal;
 /// and WAL truncation). 0 means "nothing".
 pub type Lsn = u64;
 
-pub use error::{ErrorClass, Result, StorageError};
+pub use error::{is_storage_full, ErrorClass, Result, StorageError};
 pub use format::{MAX_RECORD_BYTES, RECORD_HEADER_LEN, WAL_HEADER_LEN};
-pub use fs::{FileStat, Fs, FsFile, StdFs};
+pub use fs::{probe_write, FileStat, Fs, FsFile, StdFs, PROBE_FILE};
 pub use memfs::{CrashMode, Fault, FsOp, MemFs};
 pub use snapshot::{snapshot_file_name, LoadedSnapshot, SkippedSnapshot, SnapshotInfo, SnapshotLoad, SnapshotStore};
 pub use wal::{segment_file_name, Recovered, TornTail, Wal, WalOptions};

@@ -51,18 +51,29 @@ impl FsOp {
 
 /// A fault to inject: operation `op` (optionally only on paths containing `path_contains`)
 /// fails after `skip` matching calls succeeded; once, or every time from then on if `sticky`.
+/// The error is an "other" I/O error, or the OS error `os_error` (say ENOSPC, to test what a
+/// full disk does).
 #[derive(Debug, Clone)]
 pub struct Fault {
     pub op: FsOp,
     pub path_contains: Option<String>,
     pub skip: u64,
     pub sticky: bool,
+    pub os_error: Option<i32>,
 }
+
+/// Linux's "no space left on device".
+const ENOSPC: i32 = 28;
 
 impl Fault {
     /// The next call of `op` fails, once.
     pub fn new(op: FsOp) -> Self {
-        Fault { op, path_contains: None, skip: 0, sticky: false }
+        Fault { op, path_contains: None, skip: 0, sticky: false, os_error: None }
+    }
+    /// Fail as a full disk does: ENOSPC, whose kind is [`io::ErrorKind::StorageFull`].
+    pub fn disk_full(mut self) -> Self {
+        self.os_error = Some(ENOSPC);
+        self
     }
     /// Let `n` matching calls succeed first.
     pub fn after(mut self, n: u64) -> Self {
@@ -174,10 +185,14 @@ impl State {
             break;
         }
         if let Some(i) = fire {
+            let os_error = self.faults[i].os_error;
             if !self.faults[i].sticky {
                 self.faults.remove(i);
             }
-            return Err(io::Error::other(format!("injected fault: {op:?} {}", path.display())));
+            return Err(match os_error {
+                Some(code) => io::Error::from_raw_os_error(code),
+                None => io::Error::other(format!("injected fault: {op:?} {}", path.display())),
+            });
         }
         Ok(())
     }

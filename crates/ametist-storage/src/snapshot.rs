@@ -46,6 +46,10 @@ pub struct SkippedSnapshot {
     pub quarantined_as: Option<PathBuf>,
 }
 
+/// Result of [`SnapshotStore::load_latest_decoded`]: the newest snapshot `decode` took (with
+/// its info), and the snapshots skipped on the way.
+pub type Decoded<T> = (Option<(SnapshotInfo, T)>, Vec<SkippedSnapshot>);
+
 /// Result of [`SnapshotStore::load_latest`].
 #[derive(Debug, Clone, Default)]
 pub struct SnapshotLoad {
@@ -220,7 +224,8 @@ impl SnapshotStore {
     ///
     /// I/O errors and unsupported versions are returned as errors, not skipped.
     pub fn load_latest(&self) -> Result<SnapshotLoad> {
-        let (snapshot, skipped) = self.load_latest_decoded(|info, data| Ok(LoadedSnapshot { info: info.clone(), data }))?;
+        let (snapshot, skipped) =
+            self.load_latest_decoded(|info, data| Ok(LoadedSnapshot { info: info.clone(), data }))?;
         Ok(SnapshotLoad { snapshot: snapshot.map(|(_, s)| s), skipped })
     }
 
@@ -231,7 +236,7 @@ impl SnapshotStore {
     pub fn load_latest_decoded<T>(
         &self,
         mut decode: impl FnMut(&SnapshotInfo, Vec<u8>) -> std::result::Result<T, String>,
-    ) -> Result<(Option<(SnapshotInfo, T)>, Vec<SkippedSnapshot>)> {
+    ) -> Result<Decoded<T>> {
         let mut skipped = Vec::new();
         for info in self.list()? {
             let reason = match self.read_verified(&info)? {

@@ -135,113 +135,8 @@ impl Wal {
     /// created, so LSNs inside a segment are always consecutive.
     pub fn open_with(fs: Arc<dyn Fs>, dir: &Path, after_lsn: Lsn, opts: WalOptions) -> Result<(Wal, Recovered)> {
         let names = crate::fs::list_or_create_dir(fs.as_ref(), dir)?;
-        let mut found: Vec<(Lsn, PathBuf)> =
-            names.iter().filter_map(|n| parse_segment_name(n).map(|lsn| (lsn, dir.join(n)))).collect();
-        found.sort();
-
-        let mut recovered = Recovered::default();
-        let mut segments: Vec<Segment> = Vec::new();
-        // The LSN the next record in the log must carry, once a segment has been read.
-        let mut expected: Option<Lsn> = None;
-        // Whether the last segment in `segments` was read and validated (only such a segment
-        // is appended to; a skipped one is never trusted with new records).
-        let mut last_validated = false;
-        let n = found.len();
-        for i in 0..n {
-            let (name_lsn, ref path) = found[i];
-            let is_last = i + 1 == n;
-            if !is_last && found[i + 1].0 <= after_lsn.saturating_add(1) {
-                // Every record here is at or below after_lsn: covered by the snapshot.
-                let len = fs.stat(path).map_err(|e| StorageError::io("stat", path, e))?.len;
-                segments.push(Segment { first_lsn: name_lsn, path: path.clone(), len });
-                expected = Some(found[i + 1].0);
-                last_validated = false;
-                continue;
-            }
-            let bytes = fs.read(path).map_err(|e| StorageError::io("read", path, e))?;
-            let header_problem = match decode_wal_header(&bytes) {
-                Ok(first) if first == name_lsn => None,
-                Ok(first) => Some(format!("header says first LSN {first}, file name says {name_lsn}")),
-                Err(HeaderError::Version(v)) => {
-                    return Err(StorageError::UnsupportedVersion {
-                        path: path.clone(),
-                        found: v,
-                        supported: WAL_VERSION,
-                    })
-                }
-                Err(HeaderError::Invalid(r)) => Some(r),
-            };
-            if let Some(reason) = header_problem {
-                if !is_last {
-                    return Err(StorageError::CorruptWal { path: path.clone(), offset: 0, reason });
-                }
-                // A segment whose header never became durable: its creation was interrupted
-                // (the header is fsynced before any record is written), so it holds nothing.
-                fs.remove(path).map_err(|e| StorageError::io("remove torn segment", path, e))?;
-                fs.sync_dir(dir).map_err(|e| StorageError::io("fsync directory", dir, e))?;
-                recovered.truncated = Some(TornTail {
-                    segment: path.clone(),
-                    offset: 0,
-                    bytes_dropped: bytes.len() as u64,
-                    reason: format!("invalid segment header: {reason}; segment removed"),
-                });
-                break;
-            }
-            if let Some(exp) = expected {
-                if name_lsn > exp && name_lsn - 1 > after_lsn {
-                    return Err(StorageError::MissingWal {
-                        dir: dir.to_path_buf(),
-                        first: exp.max(after_lsn + 1),
-                        last: name_lsn - 1,
-                        next_segment: path.clone(),
-                    });
-                }
-                if name_lsn < exp {
-                    return Err(StorageError::CorruptWal {
-                        path: path.clone(),
-                        offset: 0,
-                        reason: format!(
-                            "segment starts at LSN {name_lsn} but the previous segment already \
-                             holds records up to {}",
-                            exp - 1
-                        ),
-                    });
-                }
-            }
-            let mut off = WAL_HEADER_LEN;
-            let mut lsn = name_lsn;
-            while off < bytes.len() {
-                match decode_record(&bytes[off..], lsn) {
-                    Ok((range, size)) => {
-                        if lsn > after_lsn {
-                            let payload = bytes[off + range.start..off + range.end].to_vec();
-                            recovered.records.push((lsn, payload));
-                        }
-                        off += size;
-                        lsn += 1;
-                    }
-                    Err(reason) if is_last => {
-                        let mut f = fs.open_append(path).map_err(|e| StorageError::io("open", path, e))?;
-                        f.set_len(off as u64).map_err(|e| StorageError::io("truncate torn tail of", path, e))?;
-                        f.sync_all().map_err(|e| StorageError::io("fsync", path, e))?;
-                        recovered.truncated = Some(TornTail {
-                            segment: path.clone(),
-                            offset: off as u64,
-                            bytes_dropped: (bytes.len() - off) as u64,
-                            reason,
-                        });
-                        break;
-                    }
-                    Err(reason) => {
-                        return Err(StorageError::CorruptWal { path: path.clone(), offset: off as u64, reason })
-                    }
-                }
-            }
-            segments.push(Segment { first_lsn: name_lsn, path: path.clone(), len: off as u64 });
-            expected = Some(lsn);
-            last_validated = true;
-        }
-
+        let Scan { recovered, mut segments, expected, last_validated } =
+            scan(fs.as_ref(), dir, &names, after_lsn, None, true)?;
         let log_last = expected.map_or(0, |e| e - 1);
         let next_lsn = log_last.max(after_lsn) + 1;
         let file = match segments.last() {
@@ -274,6 +169,35 @@ impl Wal {
             poisoned: None,
         };
         Ok((wal, recovered))
+    }
+
+    /// Reads the log in `dir` without writing anything: every complete, checksummed record
+    /// above `after_lsn`, up to `through_lsn` when given (nothing after it is read).
+    ///
+    /// For a partition whose log cannot be written (a full disk): it rebuilds its state from
+    /// what is on disk while [`Wal::open`], which may have to cut a torn tail, fsync or create
+    /// a segment, would fail. A torn tail is reported in [`Recovered::truncated`] but not cut
+    /// (the next `open` cuts it). With `through_lsn` (the last LSN a failed handle had synced:
+    /// [`Wal::synced_lsn`]) every record up to it must be there, since it was made durable;
+    /// a log that ends before it is [`StorageError::MissingWal`]. A missing directory is an
+    /// empty log. Damage in a segment that is not the last is `Corrupt`, as for `open`.
+    pub fn read_only(fs: Arc<dyn Fs>, dir: &Path, after_lsn: Lsn, through_lsn: Option<Lsn>) -> Result<Recovered> {
+        let names = match fs.list(dir) {
+            Ok(names) => names,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(StorageError::io("list directory", dir, e)),
+        };
+        let scan = scan(fs.as_ref(), dir, &names, after_lsn, through_lsn, false)?;
+        let read_through = scan.recovered.records.last().map_or(after_lsn, |(lsn, _)| *lsn).max(after_lsn);
+        if let Some(through) = through_lsn.filter(|&t| t > read_through) {
+            return Err(StorageError::MissingWal {
+                dir: dir.to_path_buf(),
+                first: read_through + 1,
+                last: through,
+                next_segment: scan.segments.last().map_or_else(|| dir.to_path_buf(), |s| s.path.clone()),
+            });
+        }
+        Ok(scan.recovered)
     }
 
     /// Appends a record and returns its LSN. The record is buffered: it is **not durable**
@@ -441,4 +365,133 @@ fn create_segment(fs: &dyn Fs, dir: &Path, first_lsn: Lsn) -> Result<(Box<dyn Fs
     file.sync_data().map_err(|e| StorageError::io("fsync", &path, e))?;
     fs.sync_dir(dir).map_err(|e| StorageError::io("fsync directory", dir, e))?;
     Ok((file, Segment { first_lsn, path, len: WAL_HEADER_LEN as u64 }))
+}
+
+/// What [`scan`] found: the segments in LSN order, the LSN the next record must carry (once a
+/// segment was read), whether the last segment was read and validated, and the records.
+struct Scan {
+    recovered: Recovered,
+    segments: Vec<Segment>,
+    expected: Option<Lsn>,
+    last_validated: bool,
+}
+
+/// Reads the segments among `names` (oldest first) and collects the records above
+/// `after_lsn`, up to `through` when given (reading stops there). With `repair`, a torn tail
+/// of the last segment is cut durably (a segment with a torn header removed), as
+/// [`Wal::open`] documents; without it nothing is written and the tail is only reported.
+fn scan(fs: &dyn Fs, dir: &Path, names: &[String], after_lsn: Lsn, through: Option<Lsn>, repair: bool) -> Result<Scan> {
+    let mut found: Vec<(Lsn, PathBuf)> =
+        names.iter().filter_map(|n| parse_segment_name(n).map(|lsn| (lsn, dir.join(n)))).collect();
+    found.sort();
+
+    let mut recovered = Recovered::default();
+    let mut segments: Vec<Segment> = Vec::new();
+    // The LSN the next record in the log must carry, once a segment has been read.
+    let mut expected: Option<Lsn> = None;
+    // Whether the last segment in `segments` was read and validated (only such a segment
+    // is appended to; a skipped one is never trusted with new records).
+    let mut last_validated = false;
+    let n = found.len();
+    for i in 0..n {
+        let (name_lsn, ref path) = found[i];
+        let is_last = i + 1 == n;
+        if !is_last && found[i + 1].0 <= after_lsn.saturating_add(1) {
+            // Every record here is at or below after_lsn: covered by the snapshot.
+            let len = fs.stat(path).map_err(|e| StorageError::io("stat", path, e))?.len;
+            segments.push(Segment { first_lsn: name_lsn, path: path.clone(), len });
+            expected = Some(found[i + 1].0);
+            last_validated = false;
+            continue;
+        }
+        let bytes = fs.read(path).map_err(|e| StorageError::io("read", path, e))?;
+        let header_problem = match decode_wal_header(&bytes) {
+            Ok(first) if first == name_lsn => None,
+            Ok(first) => Some(format!("header says first LSN {first}, file name says {name_lsn}")),
+            Err(HeaderError::Version(v)) => {
+                return Err(StorageError::UnsupportedVersion { path: path.clone(), found: v, supported: WAL_VERSION })
+            }
+            Err(HeaderError::Invalid(r)) => Some(r),
+        };
+        if let Some(reason) = header_problem {
+            if !is_last {
+                return Err(StorageError::CorruptWal { path: path.clone(), offset: 0, reason });
+            }
+            // A segment whose header never became durable: its creation was interrupted
+            // (the header is fsynced before any record is written), so it holds nothing.
+            if repair {
+                fs.remove(path).map_err(|e| StorageError::io("remove torn segment", path, e))?;
+                fs.sync_dir(dir).map_err(|e| StorageError::io("fsync directory", dir, e))?;
+            }
+            recovered.truncated = Some(TornTail {
+                segment: path.clone(),
+                offset: 0,
+                bytes_dropped: bytes.len() as u64,
+                reason: format!(
+                    "invalid segment header: {reason}; {}",
+                    if repair { "segment removed" } else { "segment ignored" }
+                ),
+            });
+            break;
+        }
+        if let Some(exp) = expected {
+            if name_lsn > exp && name_lsn - 1 > after_lsn {
+                return Err(StorageError::MissingWal {
+                    dir: dir.to_path_buf(),
+                    first: exp.max(after_lsn + 1),
+                    last: name_lsn - 1,
+                    next_segment: path.clone(),
+                });
+            }
+            if name_lsn < exp {
+                return Err(StorageError::CorruptWal {
+                    path: path.clone(),
+                    offset: 0,
+                    reason: format!(
+                        "segment starts at LSN {name_lsn} but the previous segment already \
+                         holds records up to {}",
+                        exp - 1
+                    ),
+                });
+            }
+        }
+        let mut off = WAL_HEADER_LEN;
+        let mut lsn = name_lsn;
+        while off < bytes.len() {
+            if through.is_some_and(|t| lsn > t) {
+                // Everything asked for is read; what follows is not looked at.
+                segments.push(Segment { first_lsn: name_lsn, path: path.clone(), len: off as u64 });
+                return Ok(Scan { recovered, segments, expected: Some(lsn), last_validated: false });
+            }
+            match decode_record(&bytes[off..], lsn) {
+                Ok((range, size)) => {
+                    if lsn > after_lsn {
+                        let payload = bytes[off + range.start..off + range.end].to_vec();
+                        recovered.records.push((lsn, payload));
+                    }
+                    off += size;
+                    lsn += 1;
+                }
+                Err(reason) if is_last => {
+                    if repair {
+                        let mut f = fs.open_append(path).map_err(|e| StorageError::io("open", path, e))?;
+                        f.set_len(off as u64).map_err(|e| StorageError::io("truncate torn tail of", path, e))?;
+                        f.sync_all().map_err(|e| StorageError::io("fsync", path, e))?;
+                    }
+                    recovered.truncated = Some(TornTail {
+                        segment: path.clone(),
+                        offset: off as u64,
+                        bytes_dropped: (bytes.len() - off) as u64,
+                        reason,
+                    });
+                    break;
+                }
+                Err(reason) => return Err(StorageError::CorruptWal { path: path.clone(), offset: off as u64, reason }),
+            }
+        }
+        segments.push(Segment { first_lsn: name_lsn, path: path.clone(), len: off as u64 });
+        expected = Some(lsn);
+        last_validated = true;
+    }
+    Ok(Scan { recovered, segments, expected, last_validated })
 }

@@ -185,7 +185,10 @@ pub async fn create(State(state): State<AppState>, Path(name): Path<String>, bod
     }
     // Every number is checked against what the index stores before anything is created.
     index.validate().map_err(|e| {
-        ApiError::bad_request(format!("Wrong input: {} must be {}, got {}", e.field.api_name(), e.allowed, e.got), started)
+        ApiError::bad_request(
+            format!("Wrong input: {} must be {}, got {}", e.field.api_name(), e.allowed, e.got),
+            started,
+        )
     })?;
     let sparse_vectors = req
         .sparse_vectors

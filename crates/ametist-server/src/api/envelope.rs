@@ -74,6 +74,12 @@ impl ApiError {
             EngineError::PartitionUnavailable { .. } | EngineError::Timeout(_) | EngineError::ShuttingDown => {
                 (StatusCode::SERVICE_UNAVAILABLE, format!("Service unavailable: {e}"))
             }
+            // A full disk is retryable (503 with Retry-After), not a server fault: reads go
+            // on, and writes come back once there is room. The message names the cause
+            // (ENOSPC) and what was written.
+            EngineError::StorageUnavailable { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, format!("Service unavailable: {e}"))
+            }
             EngineError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, format!("Service internal error: {e}")),
         };
         ApiError { status, message, started }
@@ -132,8 +138,27 @@ pub fn wait_param(query: Option<&str>, started: Instant) -> Result<bool, ApiErro
 /// handler runs (an oversized body's 413, a body that could not be read, a 405). Clients
 /// parse error bodies as JSON; a plain-text one made qdrant-client raise a parsing error
 /// instead of the server's message.
-pub async fn json_errors(max_request_bytes: usize, req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+pub async fn json_errors(
+    max_request_bytes: usize,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
     let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    // A body declared larger than the limit is refused from its head, before a byte of it
+    // is read: a client then sees the 413 instead of a connection closed while it sends.
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max_request_bytes as u64) && !path.ends_with("/snapshots/upload") {
+        return ApiError {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            message: too_large(max_request_bytes),
+            started: Instant::now(),
+        }
+        .into_response();
+    }
     let resp = next.run(req).await;
     let status = resp.status();
     let is_json = resp
@@ -149,10 +174,7 @@ pub async fn json_errors(max_request_bytes: usize, req: axum::extract::Request, 
     let text = axum::body::to_bytes(body, 4096).await.map(|b| String::from_utf8_lossy(&b).trim().to_string());
     let detail = text.ok().filter(|t| !t.is_empty());
     let message = match status {
-        StatusCode::PAYLOAD_TOO_LARGE => format!(
-            "Payload too large: the request body is larger than server.max_request_bytes ({max_request_bytes} \
-             bytes); split it"
-        ),
+        StatusCode::PAYLOAD_TOO_LARGE => too_large(max_request_bytes),
         StatusCode::METHOD_NOT_ALLOWED => format!("Method not allowed: {method} {path}"),
         _ => format!(
             "{}: {}",
@@ -170,6 +192,13 @@ pub async fn json_errors(max_request_bytes: usize, req: axum::extract::Request, 
     fixed
 }
 
+fn too_large(max_request_bytes: usize) -> String {
+    format!(
+        "Payload too large: the request body is larger than server.max_request_bytes ({max_request_bytes} bytes); \
+         split it"
+    )
+}
+
 /// Middleware: a request body must be JSON, sent as such (`content-type:
 /// application/json`) and not compressed. A body sent as `text/plain` or with no type was
 /// parsed as JSON anyway, and a gzip body failed with a confusing JSON error; both are now
@@ -177,10 +206,7 @@ pub async fn json_errors(max_request_bytes: usize, req: axum::extract::Request, 
 pub async fn require_json_body(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let headers = req.headers();
     let has_body = headers.contains_key(header::TRANSFER_ENCODING)
-        || headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.trim() != "0");
+        || headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).is_some_and(|v| v.trim() != "0");
     if !has_body || req.uri().path().ends_with("/snapshots/upload") {
         return next.run(req).await;
     }

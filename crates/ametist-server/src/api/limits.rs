@@ -185,7 +185,11 @@ impl Cost {
     /// The cost of returning `hits` points, with their vectors when `with_vector` (all
     /// dense vectors of the collection, or the named ones).
     pub fn of_hits(spec: &CollectionSpec, hits: usize, with_vector: bool, names: Option<&[String]>) -> Cost {
-        Cost { results: hits, answer_bytes: hits.saturating_mul(bytes_per_hit(spec, with_vector, names)), largest: hits }
+        Cost {
+            results: hits,
+            answer_bytes: hits.saturating_mul(bytes_per_hit(spec, with_vector, names)),
+            largest: hits,
+        }
     }
 
     /// Refuses a request whose queries ask for more than the limits allow.

@@ -13,7 +13,9 @@ use super::envelope::{parse_body, Answer, ApiError, ApiResult};
 use super::{done, AppState};
 
 /// `GET /collections/{name}/partitions`: each partition's id, point count, actor state,
-/// restart count, mailbox depth and index statistics.
+/// restart count, mailbox depth and index statistics. A partition whose storage cannot be
+/// written (a full disk) is `"state": "read_only"` with a `storage_error`: the reason, since
+/// when, how many retries of its log, and when the next one is.
 pub async fn list(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<Value> {
     let started = Instant::now();
     let c = state.db.collection(&name).map_err(|e| ApiError::from_engine(e, started))?;
@@ -31,6 +33,7 @@ pub async fn list(State(state): State<AppState>, Path(name): Path<String>) -> Ap
                 "mailbox_capacity": info.mailbox_capacity,
                 "last_failure": info.last_failure,
                 "stop_reason": info.stop_reason,
+                "storage_error": info.storage_error,
             })
         })
         .collect();

@@ -794,7 +794,9 @@ impl QueryPlan {
         let q = params.quantization.unwrap_or_default();
         if let Some(o) = q.oversampling.filter(|o| !(1.0..=MAX_OVERSAMPLING).contains(o)) {
             return Err(ApiError::bad_request(
-                format!("Wrong input: params.quantization.oversampling must be between 1 and {MAX_OVERSAMPLING}, got {o}"),
+                format!(
+                    "Wrong input: params.quantization.oversampling must be between 1 and {MAX_OVERSAMPLING}, got {o}"
+                ),
                 started,
             ));
         }
