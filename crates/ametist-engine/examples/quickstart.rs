@@ -20,7 +20,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .iter()
         .map(|(id, v, title)| InsertVector {
             id: PointId::Num(*id),
-            vector: v.to_vec(),
+            vectors: v.to_vec().into(),
             metadata: json!({ "title": title }).as_object().cloned(),
         })
         .collect();

@@ -71,7 +71,7 @@ async fn main() {
             .enumerate()
             .map(|(i, v)| InsertVector {
                 id: PointId::Num((chunk_no * 10_000 + i) as u64),
-                vector: v.to_vec(),
+                vectors: v.to_vec().into(),
                 metadata: None,
             })
             .collect();

@@ -9,42 +9,43 @@
 //! WAL record (the WAL adds its own length, LSN and CRC-32C around it):
 //!
 //! ```text
-//! u8 format (1, or 2 when it holds tags 8..10) | u32 op count | ops...
+//! u8 format (3) | u32 op count | ops...
 //! op:  u8 tag | id | body
-//!      tag 1 Insert           body: vector, optional payload
 //!      tag 2 Delete           body: (none)
-//!      tag 3 UpdateVector     body: vector
 //!      tag 4 SetPayload       body: payload
 //!      tag 5 OverwritePayload body: payload
 //!      tag 6 DeletePayload    body: u32 key count, strings
 //!      tag 7 ClearPayload     body: (none)
-//!      tag 8 InsertNamed      body: vector, optional payload, named vectors
-//!      tag 9 UpdateNamed      body: named vectors
 //!      tag 10 DeleteVectors   body: u32 name count, strings
+//!      tag 11 Insert          body: optional payload, vectors
+//!      tag 12 UpdateVector    body: vectors
 //! id:      u8 0 + u64 (number) | u8 1 + string
 //! string:  u32 length + UTF-8 bytes
 //! vector:  u32 length + f32 values
 //! payload: u32 length + JSON object bytes; optional payload: u8 0 (none) | u8 1 + payload
-//! named vectors: u32 dense count, (string name, vector)*,
-//!                u32 sparse count, (string name, u32 n, u32 indices[n], f32 values[n])*
+//! vectors: u32 dense count, (string name, vector)*,   the unnamed vector is named ""
+//!          u32 sparse count, (string name, u32 n, u32 indices[n], f32 values[n])*
 //! ```
 //!
-//! Records without named vectors are written in format 1, byte for byte as before, so a
-//! log written by this build for an unnamed-vector collection is read by older builds too.
+//! Records of earlier builds still decode: format 1 (tag 1 Insert: vector, optional
+//! payload; tag 3 UpdateVector: vector, both of the unnamed vector) and format 2 (also tag 8
+//! Insert: unnamed vector (empty for none), optional payload, named vectors; tag 9 Update:
+//! named vectors). They decode into the ops of today, the unnamed vector as the field `""`.
 //!
 //! Partition image (also the file format of `PartitionSnapshot` / `PartitionRestore`):
 //!
 //! ```text
-//! "AMPART\0\0" | u16 format (1 or 2) | u32 dim | u8 metric | u64 version | u64 entry count
+//! "AMPART\0\0" | u16 format (3) | u32 dim | u8 metric | u64 version | u64 entry count
 //! entries: u32 slot | u64 version | id | optional payload
-//! the HNSW index as `Hnsw::write_to` writes it (graph and vectors, its own checksum)
-//! format 2 only: the named vectors as `NamedFields::write_to` writes them
+//! the vector fields as `VectorFields::write_to` writes them (the unnamed one as "")
 //! u32 CRC-32C of everything before it
-//!
-//! A collection without an unnamed vector has `dim` 0 and an empty one-dimensional
-//! placeholder index; its entries' slots are the partition's point slots. Format 1 images
-//! (no named section) are still read.
 //! ```
+//!
+//! `dim` and `metric` are the unnamed vector's (`dim` 0 when the collection has none), to
+//! check an image against its collection. Formats 1 and 2 (earlier builds) are still read:
+//! after the entries they hold the unnamed vectors' HNSW index, whose slots are the entries'
+//! slots (an empty one-dimensional placeholder when `dim` is 0), then in format 2 the named
+//! fields; every entry has an unnamed vector when `dim` is not 0.
 
 use std::io::{self, Write};
 
@@ -53,18 +54,22 @@ use ametist_core::{Metric, Payload, PointId};
 
 use ametist_core::sparse::SparseVector;
 
-use crate::messages::{DeleteVector, InsertNamed, InsertVector, NamedVectors, UpdateVector, WriteOp};
-use crate::named_vectors::NamedFields;
+use crate::messages::{DeleteVector, InsertVector, NamedVectors, UpdateVector, WriteOp, UNNAMED};
+use crate::vector_fields::VectorFields;
 
-/// Records with only unnamed-vector ops.
-const RECORD_FORMAT: u8 = 1;
-/// Records that also hold named-vector ops (tags 8..10).
-const RECORD_FORMAT_NAMED: u8 = 2;
+/// Records of the first builds: unnamed-vector ops only.
+const RECORD_FORMAT_V1: u8 = 1;
+/// Records of builds with named vectors beside the unnamed one (tags 8..10).
+const RECORD_FORMAT_V2: u8 = 2;
+/// The format this build writes: every vector is a field (tags 11, 12).
+const RECORD_FORMAT: u8 = 3;
 const IMAGE_MAGIC: &[u8; 8] = b"AMPART\0\0";
-/// Images without a named-vector section.
+/// Images of the first builds: no named-vector section.
 const IMAGE_FORMAT_V1: u16 = 1;
-/// The format this build writes.
-const IMAGE_FORMAT: u16 = 2;
+/// Images with the unnamed vectors' index apart from the named fields.
+const IMAGE_FORMAT_V2: u16 = 2;
+/// The format this build writes: every vector is a field.
+const IMAGE_FORMAT: u16 = 3;
 
 /// A decoding failure: what was wrong and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -162,27 +167,24 @@ fn put_named(out: &mut Vec<u8>, named: &NamedVectors) -> io::Result<()> {
 /// Encodes a batch of per-point ops as one WAL record. Filter ops must have been expanded.
 pub fn encode_ops(ops: &[WriteOp]) -> io::Result<Vec<u8>> {
     let mut out = Vec::with_capacity(64 + ops.len() * 32);
-    let named = ops
-        .iter()
-        .any(|op| matches!(op, WriteOp::InsertNamed(_) | WriteOp::UpdateNamed { .. } | WriteOp::DeleteVectors { .. }));
-    out.push(if named { RECORD_FORMAT_NAMED } else { RECORD_FORMAT });
+    out.push(RECORD_FORMAT);
     put_len(&mut out, ops.len())?;
     for op in ops {
         match op {
             WriteOp::Insert(p) => {
-                out.push(1);
+                out.push(11);
                 put_id(&mut out, &p.id)?;
-                put_vector(&mut out, &p.vector)?;
                 put_opt_payload(&mut out, p.metadata.as_ref())?;
+                put_named(&mut out, &p.vectors)?;
             }
             WriteOp::Delete(d) => {
                 out.push(2);
                 put_id(&mut out, &d.id)?;
             }
             WriteOp::Update(u) => {
-                out.push(3);
+                out.push(12);
                 put_id(&mut out, &u.id)?;
-                put_vector(&mut out, &u.vector)?;
+                put_named(&mut out, &u.vectors)?;
             }
             WriteOp::SetPayload { id, payload } => {
                 out.push(4);
@@ -205,18 +207,6 @@ pub fn encode_ops(ops: &[WriteOp]) -> io::Result<Vec<u8>> {
             WriteOp::ClearPayload { id } => {
                 out.push(7);
                 put_id(&mut out, id)?;
-            }
-            WriteOp::InsertNamed(p) => {
-                out.push(8);
-                put_id(&mut out, &p.id)?;
-                put_vector(&mut out, &p.vector)?;
-                put_opt_payload(&mut out, p.metadata.as_ref())?;
-                put_named(&mut out, &p.named)?;
-            }
-            WriteOp::UpdateNamed { id, vectors } => {
-                out.push(9);
-                put_id(&mut out, id)?;
-                put_named(&mut out, vectors)?;
             }
             WriteOp::DeleteVectors { id, names } => {
                 out.push(10);
@@ -366,9 +356,16 @@ impl<'a> Reader<'a> {
 pub fn decode_ops(b: &[u8]) -> Result<Vec<WriteOp>, DecodeError> {
     let mut r = Reader::new(b);
     let format = r.u8("record format")?;
-    if format != RECORD_FORMAT && format != RECORD_FORMAT_NAMED {
+    if !(RECORD_FORMAT_V1..=RECORD_FORMAT).contains(&format) {
         return err(format!("unknown record format {format}"));
     }
+    // The unnamed vector of an earlier build's record, as the field `""`.
+    let unnamed = |v: Vec<f32>, mut named: NamedVectors| {
+        if !v.is_empty() {
+            named.dense.insert(UNNAMED.to_string(), v);
+        }
+        named
+    };
     let n = r.u32("op count")? as usize;
     // Every op takes at least 2 bytes: bounds the allocation by the input.
     if n > r.remaining() / 2 {
@@ -379,9 +376,14 @@ pub fn decode_ops(b: &[u8]) -> Result<Vec<WriteOp>, DecodeError> {
         let tag = r.u8("op tag")?;
         let id = r.id()?;
         ops.push(match tag {
-            1 => WriteOp::Insert(InsertVector { id, vector: r.vector()?, metadata: r.opt_payload()? }),
+            1 if format < RECORD_FORMAT => {
+                let v = r.vector()?;
+                WriteOp::Insert(InsertVector { id, vectors: NamedVectors::unnamed(v), metadata: r.opt_payload()? })
+            }
             2 => WriteOp::Delete(DeleteVector { id }),
-            3 => WriteOp::Update(UpdateVector { id, vector: r.vector()? }),
+            3 if format < RECORD_FORMAT => {
+                WriteOp::Update(UpdateVector { id, vectors: NamedVectors::unnamed(r.vector()?) })
+            }
             4 => WriteOp::SetPayload { id, payload: r.payload()? },
             5 => WriteOp::OverwritePayload { id, payload: r.payload()? },
             6 => {
@@ -396,14 +398,18 @@ pub fn decode_ops(b: &[u8]) -> Result<Vec<WriteOp>, DecodeError> {
                 WriteOp::DeletePayload { id, keys }
             }
             7 => WriteOp::ClearPayload { id },
-            8 if format == RECORD_FORMAT_NAMED => WriteOp::InsertNamed(InsertNamed {
-                id,
-                vector: r.vector()?,
-                metadata: r.opt_payload()?,
-                named: r.named()?,
-            }),
-            9 if format == RECORD_FORMAT_NAMED => WriteOp::UpdateNamed { id, vectors: r.named()? },
-            10 if format == RECORD_FORMAT_NAMED => WriteOp::DeleteVectors { id, names: r.strings("vector name")? },
+            8 if format == RECORD_FORMAT_V2 => {
+                let v = r.vector()?;
+                let metadata = r.opt_payload()?;
+                WriteOp::Insert(InsertVector { id, vectors: unnamed(v, r.named()?), metadata })
+            }
+            9 if format == RECORD_FORMAT_V2 => WriteOp::Update(UpdateVector { id, vectors: r.named()? }),
+            10 if format >= RECORD_FORMAT_V2 => WriteOp::DeleteVectors { id, names: r.strings("vector name")? },
+            11 if format == RECORD_FORMAT => {
+                let metadata = r.opt_payload()?;
+                WriteOp::Insert(InsertVector { id, vectors: r.named()?, metadata })
+            }
+            12 if format == RECORD_FORMAT => WriteOp::Update(UpdateVector { id, vectors: r.named()? }),
             t => return err(format!("unknown op tag {t}")),
         });
     }
@@ -415,8 +421,8 @@ pub fn decode_ops(b: &[u8]) -> Result<Vec<WriteOp>, DecodeError> {
 
 // ----- partition images -----------------------------------------------------------------
 
-/// One live point of an image: its slot in the index, the operation that last wrote it, its
-/// id and payload. Its vector is in the index at that slot.
+/// One live point of an image: its slot, the operation that last wrote it, its id and
+/// payload. Its vectors are in the fields, keyed by that slot.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImageEntry {
     pub slot: u32,
@@ -433,10 +439,8 @@ pub struct PartitionImage {
     /// The operation (WAL LSN) the image reflects.
     pub version: u64,
     pub entries: Vec<ImageEntry>,
-    /// The unnamed vectors (an empty placeholder when `dim` is 0).
-    pub index: Hnsw,
-    /// The named dense and sparse vectors, keyed by the entries' slots.
-    pub named: NamedFields,
+    /// Every vector field (the unnamed vector as `""`), keyed by the entries' slots.
+    pub fields: VectorFields,
 }
 
 fn metric_code(m: Metric) -> u8 {
@@ -466,15 +470,14 @@ impl Write for CrcWriter<'_> {
 }
 
 /// Writes a partition image. `entries` yields every live point (slot, version, id, payload);
-/// `index` holds their unnamed vectors at those slots, `named` their named vectors.
+/// `fields` holds their vectors, keyed by those slots.
 pub fn write_image<'e>(
     w: &mut dyn Write,
     dim: usize,
     metric: Metric,
     version: u64,
     entries: impl ExactSizeIterator<Item = (u32, u64, &'e PointId, Option<&'e Payload>)>,
-    index: &Hnsw,
-    named: &NamedFields,
+    fields: &VectorFields,
 ) -> io::Result<()> {
     let mut cw = CrcWriter { w, crc: 0 };
     let mut buf = Vec::with_capacity(1 << 16);
@@ -495,8 +498,7 @@ pub fn write_image<'e>(
         }
     }
     cw.write_all(&buf)?;
-    index.write_to(&mut cw)?;
-    named.write_to(&mut cw)?;
+    fields.write_to(&mut cw)?;
     let crc = cw.crc;
     w_all(cw.w, &crc.to_le_bytes())
 }
@@ -515,13 +517,12 @@ impl PartitionImage {
             self.metric,
             self.version,
             self.entries.iter().map(|e| (e.slot, e.version, &e.id, e.payload.as_ref())),
-            &self.index,
-            &self.named,
+            &self.fields,
         )
     }
 
-    /// Reads and fully validates an image: checksum, format, every entry's slot is live in
-    /// the index and every live slot has exactly one entry, ids are unique.
+    /// Reads and fully validates an image: checksum, format, slots and ids are unique, and
+    /// every vector belongs to an entry. Images of earlier formats are converted.
     pub fn read(b: &[u8]) -> Result<PartitionImage, DecodeError> {
         if b.len() < IMAGE_MAGIC.len() + 4 {
             return err("too short to be a partition image");
@@ -532,7 +533,7 @@ impl PartitionImage {
             return err("not an Ametist partition image (bad magic)");
         }
         let format = r.u16("format")?;
-        if format != IMAGE_FORMAT && format != IMAGE_FORMAT_V1 {
+        if !(IMAGE_FORMAT_V1..=IMAGE_FORMAT).contains(&format) {
             return err(format!("unsupported partition image format {format} (this build reads {IMAGE_FORMAT})"));
         }
         if crc32c::crc32c(body) != u32::from_le_bytes(crc.try_into().expect("4 bytes")) {
@@ -561,29 +562,17 @@ impl PartitionImage {
             entries.push(ImageEntry { slot, version, id, payload });
         }
         let mut rest = &body[r.pos..];
-        let index = Hnsw::read_from(&mut rest).map_err(|e| DecodeError(format!("index: {e}")))?;
-        let named = if format == IMAGE_FORMAT_V1 {
-            NamedFields::default()
+        let fields = if format == IMAGE_FORMAT {
+            VectorFields::read_from(&mut rest).map_err(|e| DecodeError(format!("vector fields: {e}")))?
         } else {
-            NamedFields::read_from(&mut rest).map_err(|e| DecodeError(format!("named vectors: {e}")))?
+            read_legacy_fields(&mut rest, format, dim, metric, &entries)?
         };
         if !rest.is_empty() {
-            return err(format!("{} bytes after the index", rest.len()));
-        }
-        // Without an unnamed vector the index is an empty one-dimensional placeholder.
-        let has_default = dim > 0;
-        if index.dim() != dim.max(1) || index.metric() != metric || (!has_default && !index.is_empty()) {
-            return err("the index's dimension or metric differs from the image header");
-        }
-        if has_default && index.len() != entries.len() {
-            return err(format!("{} entries but {} live points in the index", entries.len(), index.len()));
+            return err(format!("{} bytes after the vector fields", rest.len()));
         }
         let mut seen_slots = std::collections::HashSet::with_capacity(entries.len());
         let mut ids = std::collections::HashSet::with_capacity(entries.len());
         for e in &entries {
-            if has_default && !index.is_live(e.slot) {
-                return err(format!("entry {} names slot {}, which is not live in the index", e.id, e.slot));
-            }
             if e.slot == u32::MAX || !seen_slots.insert(e.slot) {
                 return err(format!("slot {} appears twice", e.slot));
             }
@@ -591,25 +580,62 @@ impl PartitionImage {
                 return err(format!("id {} appears twice", e.id));
             }
         }
-        named.check_points(&seen_slots).map_err(DecodeError)?;
-        Ok(PartitionImage { dim, metric, version, entries, index, named })
+        fields.check_points(&seen_slots).map_err(DecodeError)?;
+        Ok(PartitionImage { dim, metric, version, entries, fields })
     }
+}
+
+/// The vector fields of a format 1 or 2 image: the unnamed vectors' index, whose slots are
+/// the entries' own, becomes the field `""`; format 2's named fields follow it.
+fn read_legacy_fields(
+    rest: &mut &[u8],
+    format: u16,
+    dim: usize,
+    metric: Metric,
+    entries: &[ImageEntry],
+) -> Result<VectorFields, DecodeError> {
+    let index = Hnsw::read_from(rest).map_err(|e| DecodeError(format!("index: {e}")))?;
+    let mut fields = if format == IMAGE_FORMAT_V2 {
+        VectorFields::read_from(rest).map_err(|e| DecodeError(format!("named vectors: {e}")))?
+    } else {
+        VectorFields::default()
+    };
+    // Without an unnamed vector the index is an empty one-dimensional placeholder.
+    let has_unnamed = dim > 0;
+    if index.dim() != dim.max(1) || index.metric() != metric || (!has_unnamed && !index.is_empty()) {
+        return err("the index's dimension or metric differs from the image header");
+    }
+    if has_unnamed {
+        if index.len() != entries.len() {
+            return err(format!("{} entries but {} live points in the index", entries.len(), index.len()));
+        }
+        if let Some(e) = entries.iter().find(|e| !index.is_live(e.slot)) {
+            return err(format!("entry {} names slot {}, which is not live in the index", e.id, e.slot));
+        }
+        if fields.has_dense(UNNAMED) {
+            return err("the unnamed vector appears twice");
+        }
+        fields.adopt_unnamed(index, entries.iter().map(|e| e.slot));
+    }
+    Ok(fields)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{IndexConfig, SparseVectorParams, VectorParams};
     use ametist_core::hnsw::HnswParams;
     use rand::{Rng, SeedableRng};
+    use std::collections::BTreeMap;
 
     fn sample_ops() -> Vec<WriteOp> {
         let mut p = Payload::new();
         p.insert("k".into(), serde_json::json!({"a": [1, 2.5, "x"], "b": null}));
         vec![
-            WriteOp::Insert(InsertVector { id: PointId::Num(7), vector: vec![1.0, -2.5], metadata: Some(p.clone()) }),
-            WriteOp::Insert(InsertVector { id: PointId::Str("abc".into()), vector: vec![0.0, 3.0], metadata: None }),
+            WriteOp::Insert(InsertVector::new(PointId::Num(7), vec![1.0, -2.5], Some(p.clone()))),
+            WriteOp::Insert(InsertVector::new(PointId::Str("abc".into()), vec![0.0, 3.0], None)),
             WriteOp::Delete(DeleteVector { id: PointId::Num(u64::MAX) }),
-            WriteOp::Update(UpdateVector { id: PointId::Num(7), vector: vec![4.0, 5.0] }),
+            WriteOp::Update(UpdateVector { id: PointId::Num(7), vectors: vec![4.0, 5.0].into() }),
             WriteOp::SetPayload { id: PointId::Num(7), payload: p.clone() },
             WriteOp::OverwritePayload { id: PointId::Str("abc".into()), payload: p },
             WriteOp::DeletePayload { id: PointId::Num(7), keys: vec!["k".into(), "ü".into()] },
@@ -648,140 +674,217 @@ mod tests {
         }
     }
 
-    fn named_ops() -> Vec<WriteOp> {
-        let mut named = NamedVectors::default();
-        named.dense.insert("text".into(), vec![0.5, -1.0, 2.0]);
-        named.sparse.insert("words".into(), SparseVector { indices: vec![9, 2], values: vec![1.5, -0.25] });
-        vec![
-            WriteOp::InsertNamed(InsertNamed {
-                id: PointId::Num(1),
-                vector: vec![],
-                named: named.clone(),
-                metadata: Some(Payload::new()),
-            }),
-            WriteOp::UpdateNamed { id: PointId::Str("x".into()), vectors: named },
-            WriteOp::DeleteVectors { id: PointId::Num(2), names: vec!["text".into(), "words".into()] },
-            WriteOp::Delete(DeleteVector { id: PointId::Num(3) }),
-        ]
+    fn mixed_vectors() -> NamedVectors {
+        let mut v = NamedVectors::default();
+        v.dense.insert("text".into(), vec![0.5, -1.0, 2.0]);
+        v.sparse.insert("words".into(), SparseVector { indices: vec![2, 9], values: vec![-0.25, 1.5] });
+        v
     }
 
     #[test]
-    fn named_ops_round_trip_in_format_2() {
-        let ops = named_ops();
+    fn field_ops_round_trip() {
+        let mut with_unnamed = mixed_vectors();
+        with_unnamed.dense.insert(UNNAMED.into(), vec![1.0, 2.0]);
+        let ops = vec![
+            WriteOp::Insert(InsertVector {
+                id: PointId::Num(1),
+                vectors: mixed_vectors(),
+                metadata: Some(Payload::new()),
+            }),
+            WriteOp::Insert(InsertVector { id: PointId::Num(4), vectors: NamedVectors::default(), metadata: None }),
+            WriteOp::Insert(InsertVector { id: PointId::Num(5), vectors: with_unnamed.clone(), metadata: None }),
+            WriteOp::Update(UpdateVector { id: PointId::Str("x".into()), vectors: with_unnamed }),
+            WriteOp::DeleteVectors { id: PointId::Num(2), names: vec!["".into(), "text".into(), "words".into()] },
+            WriteOp::Delete(DeleteVector { id: PointId::Num(3) }),
+        ];
         let bytes = encode_ops(&ops).unwrap();
-        assert_eq!(bytes[0], RECORD_FORMAT_NAMED);
+        assert_eq!(bytes[0], RECORD_FORMAT);
         assert_eq!(decode_ops(&bytes).unwrap(), ops);
         for cut in 0..bytes.len() {
             assert!(decode_ops(&bytes[..cut]).is_err(), "cut at {cut}");
         }
-        // Named tags are not valid in a format-1 record.
+        // Today's tags are not valid in an earlier format's record.
         let mut old = bytes.clone();
-        old[0] = RECORD_FORMAT;
+        old[0] = RECORD_FORMAT_V2;
         assert!(decode_ops(&old).is_err());
     }
 
     #[test]
-    fn unnamed_records_keep_format_1_bytes() {
-        // A record as the previous build wrote it: format 1, one insert of id 5, vector
-        // [1.0], no payload. It still decodes, and this build writes the same bytes.
-        let mut old = vec![1u8, 1, 0, 0, 0, 1, 0];
-        old.extend_from_slice(&5u64.to_le_bytes());
-        old.extend_from_slice(&1u32.to_le_bytes());
-        old.extend_from_slice(&1.0f32.to_le_bytes());
-        old.push(0);
-        let ops = vec![WriteOp::Insert(InsertVector { id: PointId::Num(5), vector: vec![1.0], metadata: None })];
-        assert_eq!(decode_ops(&old).unwrap(), ops);
-        assert_eq!(encode_ops(&ops).unwrap(), old);
+    fn records_of_earlier_builds_decode_into_fields() {
+        // Format 1, as the first builds wrote it: an insert of id 5 with unnamed vector [1.0]
+        // and no payload, then an update of its vector to [2.0].
+        let mut v1 = vec![RECORD_FORMAT_V1, 2, 0, 0, 0, 1, 0];
+        v1.extend_from_slice(&5u64.to_le_bytes());
+        put_vector(&mut v1, &[1.0]).unwrap();
+        v1.push(0);
+        v1.extend_from_slice(&[3, 0]);
+        v1.extend_from_slice(&5u64.to_le_bytes());
+        put_vector(&mut v1, &[2.0]).unwrap();
+        assert_eq!(
+            decode_ops(&v1).unwrap(),
+            vec![
+                WriteOp::Insert(InsertVector::new(PointId::Num(5), vec![1.0], None)),
+                WriteOp::Update(UpdateVector { id: PointId::Num(5), vectors: vec![2.0].into() }),
+            ]
+        );
+        // Format 2: tag 8 with an unnamed vector and named ones, tag 8 without an unnamed
+        // vector (empty), tag 9 (named update), tag 10.
+        let mut v2 = vec![RECORD_FORMAT_V2, 4, 0, 0, 0];
+        for (id, unnamed) in [(1u64, vec![3.0f32, 4.0]), (2, vec![])] {
+            v2.push(8);
+            put_id(&mut v2, &PointId::Num(id)).unwrap();
+            put_vector(&mut v2, &unnamed).unwrap();
+            put_opt_payload(&mut v2, None).unwrap();
+            put_named(&mut v2, &mixed_vectors()).unwrap();
+        }
+        v2.push(9);
+        put_id(&mut v2, &PointId::Num(1)).unwrap();
+        put_named(&mut v2, &mixed_vectors()).unwrap();
+        v2.push(10);
+        put_id(&mut v2, &PointId::Num(2)).unwrap();
+        put_len(&mut v2, 1).unwrap();
+        put_str(&mut v2, "text").unwrap();
+        let mut first = mixed_vectors();
+        first.dense.insert(UNNAMED.into(), vec![3.0, 4.0]);
+        assert_eq!(
+            decode_ops(&v2).unwrap(),
+            vec![
+                WriteOp::Insert(InsertVector { id: PointId::Num(1), vectors: first, metadata: None }),
+                WriteOp::Insert(InsertVector { id: PointId::Num(2), vectors: mixed_vectors(), metadata: None }),
+                WriteOp::Update(UpdateVector { id: PointId::Num(1), vectors: mixed_vectors() }),
+                WriteOp::DeleteVectors { id: PointId::Num(2), names: vec!["text".into()] },
+            ]
+        );
+        // Format 1 never held tags 8 and up.
+        let mut wrong = v2.clone();
+        wrong[0] = RECORD_FORMAT_V1;
+        assert!(decode_ops(&wrong).is_err());
+    }
+
+    /// An image as a build before format 3 wrote it: the unnamed vectors' index apart, its
+    /// slots the entries' own, then (format 2) the named fields.
+    fn legacy_image(
+        format: u16,
+        dim: usize,
+        metric: Metric,
+        entries: &[ImageEntry],
+        index: &Hnsw,
+        named: &VectorFields,
+    ) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend_from_slice(IMAGE_MAGIC);
+        b.extend_from_slice(&format.to_le_bytes());
+        put_len(&mut b, dim).unwrap();
+        b.push(metric_code(metric));
+        b.extend_from_slice(&7u64.to_le_bytes());
+        b.extend_from_slice(&(entries.len() as u64).to_le_bytes());
+        for e in entries {
+            put_u32(&mut b, e.slot);
+            b.extend_from_slice(&e.version.to_le_bytes());
+            put_id(&mut b, &e.id).unwrap();
+            put_opt_payload(&mut b, e.payload.as_ref()).unwrap();
+        }
+        index.write_to(&mut b).unwrap();
+        if format == IMAGE_FORMAT_V2 {
+            named.write_to(&mut b).unwrap();
+        }
+        let crc = crc32c::crc32c(&b);
+        b.extend_from_slice(&crc.to_le_bytes());
+        b
     }
 
     #[test]
-    fn format_1_images_still_open() {
+    fn images_of_earlier_builds_open_with_the_unnamed_vector_as_a_field() {
         let mut index = Hnsw::new(Metric::Dot, 2, HnswParams::default());
-        let slot = index.insert(&[1.0, 2.0]);
-        let entries = vec![ImageEntry { slot, version: 4, id: PointId::Num(8), payload: None }];
-        let image =
-            PartitionImage { dim: 2, metric: Metric::Dot, version: 4, entries, index, named: NamedFields::default() };
-        let mut v2 = Vec::new();
-        image.write_to(&mut v2).unwrap();
-        // The format-1 layout is the format-2 one without the named section (two empty
-        // counts) and with format 1 in the header.
-        let body_end = v2.len() - 4;
-        let mut v1 = v2[..body_end - 8].to_vec();
-        assert_eq!(&v2[body_end - 8..body_end], &[0u8; 8]);
-        v1[8..10].copy_from_slice(&IMAGE_FORMAT_V1.to_le_bytes());
-        let crc = crc32c::crc32c(&v1);
-        v1.extend_from_slice(&crc.to_le_bytes());
-        let back = PartitionImage::read(&v1).unwrap();
-        assert_eq!(back.entries, image.entries);
-        assert_eq!(back.index.vector(slot), &[1.0, 2.0]);
-        assert!(back.named.is_empty());
-    }
-
-    #[test]
-    fn images_carry_named_vectors() {
-        use crate::config::{IndexConfig, SparseVectorParams, VectorParams};
-        let dense: std::collections::BTreeMap<String, VectorParams> =
-            [("text".to_string(), VectorParams::new(3, Metric::Euclid))].into();
-        let sparse: std::collections::BTreeMap<String, SparseVectorParams> =
-            [("words".to_string(), SparseVectorParams::default())].into();
-        let mut named = NamedFields::new(&dense, &sparse, &IndexConfig::default());
-        let mut nv = NamedVectors::default();
-        nv.dense.insert("text".into(), vec![1.0, 2.0, 3.0]);
-        nv.sparse.insert("words".into(), SparseVector { indices: vec![4], values: vec![0.5] });
-        named.set_all(7, &nv);
-        let mut only_sparse = nv.clone();
-        only_sparse.dense.clear();
-        named.set_all(2, &only_sparse);
-        let entries = [2u32, 7]
+        let a = index.insert(&[1.0, 2.0]);
+        let b = index.insert(&[3.0, 4.0]);
+        index.delete(a);
+        let c = index.insert(&[5.0, 6.0]);
+        let entries: Vec<ImageEntry> = [(b, 8), (c, 9)]
             .iter()
-            .map(|&slot| ImageEntry { slot, version: 1, id: PointId::Num(slot as u64), payload: None })
+            .map(|&(slot, id)| ImageEntry { slot, version: 4, id: PointId::Num(id), payload: None })
             .collect();
-        let image = PartitionImage {
-            dim: 0,
-            metric: Metric::Cosine,
-            version: 1,
-            entries,
-            index: Hnsw::new(Metric::Cosine, 1, HnswParams::default()),
-            named,
-        };
-        let mut bytes = Vec::new();
-        image.write_to(&mut bytes).unwrap();
-        let back = PartitionImage::read(&bytes).unwrap();
-        assert_eq!(back.named.get(7), nv);
-        assert_eq!(back.named.get(2), only_sparse);
-        for i in 0..bytes.len() {
-            assert!(PartitionImage::read(&bytes[..i]).is_err(), "cut at {i}");
-        }
+        let v1 = legacy_image(IMAGE_FORMAT_V1, 2, Metric::Dot, &entries, &index, &VectorFields::default());
+        let back = PartitionImage::read(&v1).unwrap();
+        assert_eq!(back.entries, entries);
+        assert_eq!(back.fields.get(b).unnamed_vector(), Some(&[3.0, 4.0][..]));
+        assert_eq!(back.fields.get(c).unnamed_vector(), Some(&[5.0, 6.0][..]));
+
+        let named: BTreeMap<String, VectorParams> = [("text".to_string(), VectorParams::new(3, Metric::Euclid))].into();
+        let mut fields = VectorFields::new(&named, &BTreeMap::new(), &IndexConfig::default());
+        fields.set_all(c, &NamedVectors { dense: [("text".into(), vec![1.0, 1.0, 1.0])].into(), ..Default::default() });
+        let v2 = legacy_image(IMAGE_FORMAT_V2, 2, Metric::Dot, &entries, &index, &fields);
+        let back = PartitionImage::read(&v2).unwrap();
+        let got = back.fields.get(c);
+        assert_eq!(got.unnamed_vector(), Some(&[5.0, 6.0][..]));
+        assert_eq!(got.dense["text"], vec![1.0, 1.0, 1.0]);
+        // Written again, it is a format-3 image that reads back the same.
+        let mut v3 = Vec::new();
+        back.write_to(&mut v3).unwrap();
+        assert_eq!(u16::from_le_bytes([v3[8], v3[9]]), IMAGE_FORMAT);
+        let again = PartitionImage::read(&v3).unwrap();
+        assert_eq!(again.fields.get(c), got);
+        assert_eq!(again.fields.get(b).unnamed_vector(), Some(&[3.0, 4.0][..]));
+        // An entry without its unnamed vector is refused in the old formats.
+        let mut missing = entries.clone();
+        missing.push(ImageEntry { slot: a, version: 1, id: PointId::Num(1), payload: None });
+        assert!(PartitionImage::read(&legacy_image(
+            IMAGE_FORMAT_V1,
+            2,
+            Metric::Dot,
+            &missing,
+            &index,
+            &VectorFields::default()
+        ))
+        .is_err());
     }
 
     #[test]
-    fn image_round_trip_and_damage() {
-        let mut index = Hnsw::new(Metric::Euclid, 2, HnswParams::default());
-        let ids = [PointId::Num(1), PointId::Str("two".into()), PointId::Num(3)];
-        let mut entries = Vec::new();
-        for (i, id) in ids.iter().enumerate() {
-            let slot = index.insert(&[i as f32, 1.0]);
-            entries.push(ImageEntry { slot, version: i as u64 + 1, id: id.clone(), payload: None });
+    fn images_carry_every_subset_of_fields() {
+        let dense: BTreeMap<String, VectorParams> = [
+            (UNNAMED.to_string(), VectorParams::new(2, Metric::Cosine)),
+            ("text".to_string(), VectorParams::new(3, Metric::Euclid)),
+        ]
+        .into();
+        let sparse: BTreeMap<String, SparseVectorParams> =
+            [("words".to_string(), SparseVectorParams::default())].into();
+        let mut fields = VectorFields::new(&dense, &sparse, &IndexConfig::default());
+        let mut all = mixed_vectors();
+        all.dense.insert(UNNAMED.into(), vec![0.6, 0.8]);
+        let mut only_sparse = all.clone();
+        only_sparse.dense.clear();
+        let subsets = [all, only_sparse, NamedVectors::default(), NamedVectors::unnamed(vec![1.0, 0.0])];
+        for (slot, v) in subsets.iter().enumerate() {
+            fields.set_all(slot as u32, v);
         }
-        let image = PartitionImage {
-            dim: 2,
-            metric: Metric::Euclid,
-            version: 9,
-            entries,
-            index,
-            named: NamedFields::default(),
-        };
+        let entries = (0..subsets.len() as u32)
+            .map(|slot| ImageEntry { slot, version: 1, id: PointId::Num(slot as u64), payload: None })
+            .collect();
+        let image = PartitionImage { dim: 2, metric: Metric::Cosine, version: 1, entries, fields };
         let mut bytes = Vec::new();
         image.write_to(&mut bytes).unwrap();
         let back = PartitionImage::read(&bytes).unwrap();
-        assert_eq!(back.entries, image.entries);
-        assert_eq!(back.version, 9);
-        assert_eq!(back.index.vector(back.entries[2].slot), &[2.0, 1.0]);
+        for (slot, v) in subsets.iter().enumerate() {
+            assert_eq!(&back.fields.get(slot as u32), v, "slot {slot}");
+        }
         for i in 0..bytes.len() {
             let mut b = bytes.clone();
             b[i] ^= 0x40;
             assert!(PartitionImage::read(&b).is_err(), "flip at {i}");
             assert!(PartitionImage::read(&bytes[..i]).is_err(), "cut at {i}");
         }
+    }
+
+    #[test]
+    fn an_image_with_a_vector_of_no_entry_is_refused() {
+        let dense: BTreeMap<String, VectorParams> = [(UNNAMED.to_string(), VectorParams::new(2, Metric::Dot))].into();
+        let mut fields = VectorFields::new(&dense, &BTreeMap::new(), &IndexConfig::default());
+        fields.set_all(0, &NamedVectors::unnamed(vec![1.0, 2.0]));
+        fields.set_all(1, &NamedVectors::unnamed(vec![1.0, 2.0]));
+        let entries = vec![ImageEntry { slot: 0, version: 1, id: PointId::Num(1), payload: None }];
+        let image = PartitionImage { dim: 2, metric: Metric::Dot, version: 1, entries, fields };
+        let mut bytes = Vec::new();
+        image.write_to(&mut bytes).unwrap();
+        assert!(PartitionImage::read(&bytes).is_err());
     }
 }

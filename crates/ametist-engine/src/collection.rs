@@ -38,9 +38,9 @@ use crate::config::{
 use crate::error::EngineError;
 use crate::external::PartitionProvider;
 use crate::messages::{
-    DeleteVector, Fault, FilterAction, IndexStats, InsertNamed, InsertVector, MissingPartition, NamedVectors,
-    PartitionMsg, PartitionRestore, PartitionSnapshot, RebuildIndex, Record, Reply, ScoredDoc, ScrollRequest,
-    SearchRequest, SearchResult, SparseSearchRequest, TextSearchRequest, UpdateVector, WriteAck, WriteOp,
+    DeleteVector, Fault, FilterAction, IndexStats, InsertVector, MissingPartition, NamedVectors, PartitionMsg,
+    PartitionRestore, PartitionSnapshot, RebuildIndex, Record, Reply, ScoredDoc, ScrollRequest, SearchRequest,
+    SearchResult, SparseSearchRequest, TextSearchRequest, UpdateVector, WriteAck, WriteOp,
 };
 use crate::partition::{spawn_partition, PartitionInfo, PartitionRef, PartitionSpec};
 use crate::snapshots::{self, SnapshotDescription};
@@ -63,6 +63,20 @@ pub struct CollectionSpec {
 }
 
 impl CollectionSpec {
+    /// Every dense field, the unnamed one (`""`) included.
+    pub fn dense_fields(&self) -> BTreeMap<String, VectorParams> {
+        crate::config::dense_fields(self.dim, self.metric, &self.vectors)
+    }
+
+    /// The dense field `name` (`""` for the unnamed vector).
+    pub fn dense_field(&self, name: &str) -> Option<VectorParams> {
+        if name.is_empty() {
+            (self.dim > 0).then(|| VectorParams::new(self.dim, self.metric))
+        } else {
+            self.vectors.get(name).copied()
+        }
+    }
+
     /// Checks everything a collection is made of against what Ametist stores and accepts.
     /// A created collection, a restored snapshot and a cluster's metadata all pass here, so
     /// that a collection that starts also restarts.
@@ -479,93 +493,38 @@ impl Collection {
         &self.spec
     }
 
-    /// Inserts or replaces points. With `wait`, answers once every point is applied;
-    /// without, once every point is accepted into its partition's mailbox.
+    /// Inserts or replaces points: each point gets exactly the vectors it carries, any
+    /// subset of the collection's fields (the unnamed vector is the field `""`). With
+    /// `wait`, answers once every point is applied; without, once every point is accepted
+    /// into its partition's mailbox.
     pub async fn upsert(&self, points: Vec<InsertVector>, wait: bool) -> Result<WriteAck, EngineError> {
         self.check_batch(points.len())?;
-        self.check_unnamed()?;
         let mut ops = Vec::with_capacity(points.len());
         for (i, mut p) in points.into_iter().enumerate() {
-            p.vector = vector::prepare(self.spec.metric, self.spec.dim, p.vector)
+            p.vectors = self
+                .prepare_vectors(std::mem::take(&mut p.vectors))
                 .map_err(|e| EngineError::invalid(format!("point {} (#{i} in the batch): {e}", p.id)))?;
             ops.push(WriteOp::Insert(p));
         }
         self.write(ops, wait).await
     }
 
-    /// Replaces the vectors of existing points, keeping their payloads.
+    /// Replaces the given fields of existing points, keeping their other fields and their
+    /// payloads. Everything is checked first: either all of it applies or (bad input) none.
     pub async fn update_vectors(&self, updates: Vec<UpdateVector>, wait: bool) -> Result<WriteAck, EngineError> {
         self.check_batch(updates.len())?;
-        self.check_unnamed()?;
         let mut ops = Vec::with_capacity(updates.len());
         for (i, mut u) in updates.into_iter().enumerate() {
-            u.vector = vector::prepare(self.spec.metric, self.spec.dim, u.vector)
+            u.vectors = self
+                .prepare_vectors(std::mem::take(&mut u.vectors))
                 .map_err(|e| EngineError::invalid(format!("point {} (#{i} in the batch): {e}", u.id)))?;
             ops.push(WriteOp::Update(u));
         }
         self.write(ops, wait).await
     }
 
-    /// Inserts or replaces points with named vectors: each point gets exactly the vectors
-    /// given (its unnamed one in `vector` when the collection has one, empty otherwise).
-    pub async fn upsert_named(&self, points: Vec<InsertNamed>, wait: bool) -> Result<WriteAck, EngineError> {
-        self.check_batch(points.len())?;
-        let mut ops = Vec::with_capacity(points.len());
-        for (i, mut p) in points.into_iter().enumerate() {
-            let at = |e: EngineError| EngineError::invalid(format!("point {} (#{i} in the batch): {e}", p.id));
-            if self.spec.dim > 0 {
-                p.vector = vector::prepare(self.spec.metric, self.spec.dim, std::mem::take(&mut p.vector))
-                    .map_err(|e| at(e.into()))?;
-            } else if !p.vector.is_empty() {
-                return Err(at(EngineError::invalid(
-                    "the collection has only named vectors: send the vectors by name",
-                )));
-            }
-            p.named = self.prepare_named(std::mem::take(&mut p.named)).map_err(at)?;
-            ops.push(WriteOp::InsertNamed(p));
-        }
-        self.write(ops, wait).await
-    }
-
-    /// Replaces the given named vectors of existing points, keeping their other vectors and
-    /// payloads.
-    pub async fn update_named(
-        &self,
-        updates: Vec<(PointId, NamedVectors)>,
-        wait: bool,
-    ) -> Result<WriteAck, EngineError> {
-        self.update_vectors_and_named(Vec::new(), updates, wait).await
-    }
-
-    /// Replaces unnamed and named vectors of existing points in one write: everything is
-    /// checked first, and either all of it applies or (bad input) none of it.
-    pub async fn update_vectors_and_named(
-        &self,
-        unnamed: Vec<UpdateVector>,
-        named: Vec<(PointId, NamedVectors)>,
-        wait: bool,
-    ) -> Result<WriteAck, EngineError> {
-        self.check_batch(unnamed.len() + named.len())?;
-        if !unnamed.is_empty() {
-            self.check_unnamed()?;
-        }
-        let mut ops = Vec::with_capacity(unnamed.len() + named.len());
-        for (i, mut u) in unnamed.into_iter().enumerate() {
-            u.vector = vector::prepare(self.spec.metric, self.spec.dim, u.vector)
-                .map_err(|e| EngineError::invalid(format!("point {} (#{i} in the batch): {e}", u.id)))?;
-            ops.push(WriteOp::Update(u));
-        }
-        for (i, (id, named)) in named.into_iter().enumerate() {
-            let vectors = self
-                .prepare_named(named)
-                .map_err(|e| EngineError::invalid(format!("point {id} (#{i} in the batch): {e}")))?;
-            ops.push(WriteOp::UpdateNamed { id, vectors });
-        }
-        self.write(ops, wait).await
-    }
-
-    /// Removes named vectors from the points `target` names (which must exist) or from every
-    /// point matching its filter.
+    /// Removes fields (the unnamed one is `""`) from the points `target` names (which must
+    /// exist) or from every point matching its filter.
     pub async fn delete_vectors(
         &self,
         target: Target,
@@ -573,37 +532,32 @@ impl Collection {
         wait: bool,
     ) -> Result<WriteAck, EngineError> {
         if let Some(n) =
-            names.iter().find(|n| !self.spec.vectors.contains_key(*n) && !self.spec.sparse_vectors.contains_key(*n))
+            names.iter().find(|n| self.spec.dense_field(n).is_none() && !self.spec.sparse_vectors.contains_key(*n))
         {
             return Err(unknown_vector(n));
         }
         self.update_payload(target, FilterAction::DeleteVectors(names), wait).await
     }
 
-    /// Refuses writes of the unnamed vector in a collection that has only named ones.
-    fn check_unnamed(&self) -> Result<(), EngineError> {
-        if self.spec.dim == 0 {
-            return Err(EngineError::invalid(
-                "the collection has only named vectors: send the vectors by name (upsert_named, update_named)",
-            ));
+    /// Checks vectors against the collection's fields and normalises cosine ones.
+    fn prepare_vectors(&self, mut vectors: NamedVectors) -> Result<NamedVectors, EngineError> {
+        for (name, v) in vectors.dense.iter_mut() {
+            let p = self.spec.dense_field(name).ok_or_else(|| unknown_vector(name))?;
+            *v = vector::prepare(p.metric, p.dim, std::mem::take(v)).map_err(|e| {
+                if name.is_empty() {
+                    EngineError::from(e)
+                } else {
+                    EngineError::invalid(format!("vector `{name}`: {e}"))
+                }
+            })?;
         }
-        Ok(())
-    }
-
-    /// Checks named vectors against the configuration and normalises cosine ones.
-    fn prepare_named(&self, mut named: NamedVectors) -> Result<NamedVectors, EngineError> {
-        for (name, v) in named.dense.iter_mut() {
-            let p = self.spec.vectors.get(name).ok_or_else(|| unknown_vector(name))?;
-            *v = vector::prepare(p.metric, p.dim, std::mem::take(v))
-                .map_err(|e| EngineError::invalid(format!("vector `{name}`: {e}")))?;
-        }
-        for (name, v) in &named.sparse {
+        for (name, v) in &vectors.sparse {
             if !self.spec.sparse_vectors.contains_key(name) {
                 return Err(unknown_vector(name));
             }
             v.validate().map_err(|e| EngineError::invalid(format!("vector `{name}`: {e}")))?;
         }
-        Ok(named)
+        Ok(vectors)
     }
 
     /// Deletes points by id; absent ids are ignored.
@@ -618,18 +572,9 @@ impl Collection {
         if req.ef == Some(0) {
             return Err(EngineError::invalid("hnsw_ef must be at least 1"));
         }
-        let (metric, dim) = if req.using.is_empty() {
-            if self.spec.dim == 0 {
-                return Err(EngineError::invalid(
-                    "the collection has only named vectors: name the vector to search with `using`",
-                ));
-            }
-            (self.spec.metric, self.spec.dim)
-        } else {
-            let p = self.spec.vectors.get(&req.using).ok_or_else(|| unknown_vector(&req.using))?;
-            (p.metric, p.dim)
-        };
-        req.query_vector = vector::prepare(metric, dim, req.query_vector)
+        let field = self.spec.dense_field(&req.using).ok_or_else(|| unknown_vector(&req.using))?;
+        let metric = field.metric;
+        req.query_vector = vector::prepare(metric, field.dim, req.query_vector)
             .map_err(|e| EngineError::invalid(format!("query vector: {e}")))?;
         // A search changes nothing the coordinator keeps, so it scatters from the caller's
         // task: a detour through the coordinator's mailbox would cost two more thread
@@ -1066,7 +1011,13 @@ impl Collection {
 }
 
 fn unknown_vector(name: &str) -> EngineError {
-    EngineError::invalid(format!("Not existing vector name error: {name}"))
+    if name.is_empty() {
+        EngineError::invalid(
+            "the collection has only named vectors: send the vectors by name, and name the vector to search with `using`",
+        )
+    } else {
+        EngineError::invalid(format!("Not existing vector name error: {name}"))
+    }
 }
 
 /// `<collection dir>/partitions/<id>`.

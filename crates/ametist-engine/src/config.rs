@@ -75,6 +75,22 @@ impl VectorParams {
     }
 }
 
+/// Every dense field of a collection: the unnamed vector as the field `""` (when `dim` is
+/// not 0; its codes are the collection's), then the named ones. The one place that turns
+/// the stored shape of a collection (an unnamed `dim`/`metric` beside a map of named
+/// vectors, as Qdrant's `vectors` config has it) into the engine's model of fields.
+pub fn dense_fields(
+    dim: usize,
+    metric: Metric,
+    named: &BTreeMap<String, VectorParams>,
+) -> BTreeMap<String, VectorParams> {
+    let mut fields = named.clone();
+    if dim > 0 {
+        fields.insert(crate::messages::UNNAMED.to_string(), VectorParams::new(dim, metric));
+    }
+    fields
+}
+
 /// One named sparse vector of a collection.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SparseVectorParams {

@@ -8,7 +8,7 @@
 //! let db = Ametist::in_memory(EngineConfig::default());
 //! db.create_collection("docs", CollectionConfig::new(3, Metric::Cosine)).await?;
 //! let docs = db.collection("docs")?;
-//! docs.upsert(vec![InsertVector { id: PointId::Num(1), vector: vec![0.1, 0.2, 0.3], metadata: None }], true).await?;
+//! docs.upsert(vec![InsertVector { id: PointId::Num(1), vectors: vec![0.1, 0.2, 0.3].into(), metadata: None }], true).await?;
 //! let hits = docs.search(SearchRequest::new(vec![0.1, 0.2, 0.3], 5)).await?;
 //! # Ok(()) }
 //! ```

@@ -14,7 +14,7 @@
 //!   full disk) is not restarted: it turns read-only and retries its log by itself.
 //! * [`store`]: where a partition's acknowledged writes live so that a restarted actor can
 //!   rebuild its state before it takes messages, and a read-only one can roll back to them.
-//! * [`named_vectors`]: a partition's named dense (HNSW) and sparse (inverted) indexes.
+//! * [`vector_fields`]: a partition's vector fields: one HNSW index per dense field (the unnamed vector is the field `""`), one inverted index per sparse field.
 //! * [`messages`]: the partition protocol: the design note's message types plus their
 //!   replies. A remote partition will speak the same messages.
 //! * [`external`]: the seam through which partitions served elsewhere (other nodes)
@@ -35,12 +35,12 @@ pub mod db;
 pub mod error;
 pub mod external;
 pub mod messages;
-pub mod named_vectors;
 pub mod partition;
 mod read_pool;
 pub mod snapshots;
 pub mod store;
 pub mod supervisor;
+pub mod vector_fields;
 
 pub use config::{CollectionConfig, EngineConfig, RestartStrategy, SupervisionPolicy};
 pub use db::Ametist;

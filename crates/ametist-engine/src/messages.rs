@@ -129,11 +129,16 @@ pub struct ScoredDoc {
     pub score: f32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload: Option<Payload>,
+    /// The point's vectors (every field it has), when asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vector: Option<Vec<f32>>,
-    /// The point's named vectors, when asked for and the collection has any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub named: Option<NamedVectors>,
+    pub vectors: Option<NamedVectors>,
+}
+
+impl ScoredDoc {
+    /// The unnamed vector, when it was asked for and the point has it.
+    pub fn vector(&self) -> Option<&[f32]> {
+        self.vectors.as_ref().and_then(NamedVectors::unnamed_vector)
+    }
 }
 
 /// A stored point as `get` returns it.
@@ -143,15 +148,17 @@ pub struct Record {
     pub version: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload: Option<Payload>,
+    /// The point's vectors (every field it has), when asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vector: Option<Vec<f32>>,
-    /// The point's named vectors, when asked for and the collection has any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub named: Option<NamedVectors>,
+    pub vectors: Option<NamedVectors>,
 }
 
-/// A point's named vectors: dense ones by name, sparse ones by name. The unnamed vector
-/// travels beside them (`InsertVector::vector`).
+/// The name of the unnamed dense vector: in Qdrant's model, and in Ametist's, it is the
+/// dense field called `""`, stored, searched and logged like every other field.
+pub const UNNAMED: &str = "";
+
+/// A point's vectors by field: dense ones by name (the unnamed vector under [`UNNAMED`]),
+/// sparse ones by name. A point may carry any subset of its collection's fields.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct NamedVectors {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -161,37 +168,57 @@ pub struct NamedVectors {
 }
 
 impl NamedVectors {
+    /// Only the unnamed vector.
+    pub fn unnamed(vector: Vec<f32>) -> Self {
+        NamedVectors { dense: BTreeMap::from([(UNNAMED.to_string(), vector)]), sparse: BTreeMap::new() }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.dense.is_empty() && self.sparse.is_empty()
     }
-}
 
-/// Inserts a point with named vectors (and the unnamed one when the collection has it;
-/// empty otherwise), or replaces every vector and the payload of an existing point.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct InsertNamed {
-    pub id: PointId,
-    #[serde(default)]
-    pub vector: Vec<f32>,
-    #[serde(default)]
-    pub named: NamedVectors,
-    #[serde(default)]
-    pub metadata: Option<Payload>,
-}
+    /// The unnamed vector, when the point has it.
+    pub fn unnamed_vector(&self) -> Option<&[f32]> {
+        self.dense.get(UNNAMED).map(Vec::as_slice)
+    }
 
-impl From<InsertVector> for InsertNamed {
-    fn from(p: InsertVector) -> Self {
-        InsertNamed { id: p.id, vector: p.vector, named: NamedVectors::default(), metadata: p.metadata }
+    /// Gives these vectors over `other`'s, field by field.
+    pub fn extend(&mut self, other: NamedVectors) {
+        self.dense.extend(other.dense);
+        self.sparse.extend(other.sparse);
+    }
+
+    /// Removes the fields `names`, dense or sparse.
+    pub fn remove_names(&mut self, names: &[String]) {
+        for n in names {
+            self.dense.remove(n);
+            self.sparse.remove(n);
+        }
     }
 }
 
-/// Inserts a point, or replaces its vector and payload if the id exists (an upsert).
+impl From<Vec<f32>> for NamedVectors {
+    fn from(vector: Vec<f32>) -> Self {
+        NamedVectors::unnamed(vector)
+    }
+}
+
+/// Inserts a point, or replaces every vector and the payload of an existing point (an
+/// upsert): the point has exactly the fields `vectors` holds afterwards.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InsertVector {
     pub id: PointId,
-    pub vector: Vec<f32>,
+    #[serde(default)]
+    pub vectors: NamedVectors,
     #[serde(default, alias = "payload")]
     pub metadata: Option<Payload>,
+}
+
+impl InsertVector {
+    /// A point with only the unnamed vector.
+    pub fn new(id: PointId, vector: Vec<f32>, metadata: Option<Payload>) -> Self {
+        InsertVector { id, vectors: NamedVectors::unnamed(vector), metadata }
+    }
 }
 
 /// Removes a point; removing an absent id is not an error.
@@ -200,11 +227,19 @@ pub struct DeleteVector {
     pub id: PointId,
 }
 
-/// Replaces the vector of an existing point and keeps its payload. The point must exist.
+/// Replaces the fields `vectors` holds of an existing point and keeps its other fields and
+/// its payload. The point must exist.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UpdateVector {
     pub id: PointId,
-    pub vector: Vec<f32>,
+    pub vectors: NamedVectors,
+}
+
+impl Record {
+    /// The unnamed vector, when it was asked for and the point has it.
+    pub fn vector(&self) -> Option<&[f32]> {
+        self.vectors.as_ref().and_then(NamedVectors::unnamed_vector)
+    }
 }
 
 /// One write, as routed to the partition that owns its id.
@@ -213,14 +248,7 @@ pub enum WriteOp {
     Insert(InsertVector),
     Delete(DeleteVector),
     Update(UpdateVector),
-    /// An insert or replacement carrying named vectors.
-    InsertNamed(InsertNamed),
-    /// Replaces the given named vectors of an existing point, keeping its other vectors.
-    UpdateNamed {
-        id: PointId,
-        vectors: NamedVectors,
-    },
-    /// Removes the named vectors `names` from an existing point (absent ones are ignored).
+    /// Removes the fields `names` from an existing point (absent ones are ignored).
     DeleteVectors {
         id: PointId,
         names: Vec<String>,
@@ -272,8 +300,7 @@ impl WriteOp {
             WriteOp::Insert(p) => Some(&p.id),
             WriteOp::Delete(d) => Some(&d.id),
             WriteOp::Update(u) => Some(&u.id),
-            WriteOp::InsertNamed(p) => Some(&p.id),
-            WriteOp::UpdateNamed { id, .. } | WriteOp::DeleteVectors { id, .. } => Some(id),
+            WriteOp::DeleteVectors { id, .. } => Some(id),
             WriteOp::SetPayload { id, .. }
             | WriteOp::OverwritePayload { id, .. }
             | WriteOp::DeletePayload { id, .. }

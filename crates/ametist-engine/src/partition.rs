@@ -18,20 +18,19 @@ use ametist_core::filter::Filter;
 use ametist_core::hnsw::{Hnsw, HnswParams, Quantization};
 use ametist_core::payload_index::{values_at, FieldType, PayloadIndex};
 use ametist_core::text::{TextIndex, TextIndexConfig};
-use ametist_core::{vector, Metric, Payload, PointId};
+use ametist_core::{Metric, Payload, PointId};
 
 use crate::codec::{self, PartitionImage};
 use crate::config::{IndexConfig, IndexKind, SparseVectorParams, SupervisionPolicy, VectorParams, EF_SEARCH_RANGE};
 use crate::error::EngineError;
 use crate::messages::{
-    DeleteVector, Fault, FilterAction, IndexStats, InsertNamed, NamedVectors, PartitionMsg, PartitionRestore,
-    PartitionSnapshot, Record, Reply, ScoredDoc, ScrollRequest, SearchRequest, SparseSearchRequest, TextSearchRequest,
-    WriteAck, WriteOp,
+    DeleteVector, Fault, FilterAction, IndexStats, NamedVectors, PartitionMsg, PartitionRestore, PartitionSnapshot,
+    Record, Reply, ScoredDoc, ScrollRequest, SearchRequest, SparseSearchRequest, TextSearchRequest, WriteAck, WriteOp,
 };
-use crate::named_vectors::NamedFields;
 use crate::read_pool::{Handed, ReadOnly, ReadSide};
 use crate::store::{Base, PartitionStore, Recovered, StoreFailure};
 use crate::supervisor::{supervise, ActorState, PartitionStatus, RunEnd, StorageErrorInfo, StorageProblem};
+use crate::vector_fields::{Plan, VectorFields};
 
 /// A stable handle to a partition actor. It stays valid across restarts: the supervisor
 /// resumes a restarted actor on the same mailbox.
@@ -195,6 +194,13 @@ pub struct PartitionSpec {
     pub sparse_vectors: BTreeMap<String, SparseVectorParams>,
 }
 
+impl PartitionSpec {
+    /// Every dense field, the unnamed one (`""`) included.
+    pub fn dense_fields(&self) -> BTreeMap<String, VectorParams> {
+        crate::config::dense_fields(self.dim, self.metric, &self.vectors)
+    }
+}
+
 /// Starts a partition actor under supervision. The returned join handle finishes when the
 /// partition has stopped for good.
 pub fn spawn_partition(spec: PartitionSpec, store: Arc<dyn PartitionStore>) -> (PartitionRef, JoinHandle<()>) {
@@ -339,8 +345,8 @@ fn seconds(ms: u64) -> String {
     }
 }
 
-/// A live point: its id, the operation that last wrote it, its payload. Its vector lives
-/// in the index at the same slot.
+/// A live point: its id, the operation that last wrote it, its payload. Its vectors live
+/// in the fields' indexes, keyed by the point's slot.
 struct Entry {
     id: PointId,
     version: u64,
@@ -355,11 +361,10 @@ struct PartitionActor {
     slots: BTreeMap<PointId, u32>,
     /// Slot → entry; `None` for free slots.
     entries: Vec<Option<Entry>>,
-    /// The unnamed vectors; an empty placeholder when the collection has none (`dim` 0).
-    index: Hnsw,
-    /// Named dense and sparse vectors, keyed by point slot.
-    named: NamedFields,
-    /// Free point slots, when there is no unnamed index to hand out slots.
+    /// Every vector field, dense (the unnamed vector is the field `""`) and sparse, keyed
+    /// by point slot.
+    fields: VectorFields,
+    /// Point slots freed by deletes, reused by the next inserts.
     free_slots: Vec<u32>,
     payload_index: PayloadIndex,
     /// BM25 indexes by payload key.
@@ -408,8 +413,7 @@ impl PartitionActor {
             store,
             slots: BTreeMap::new(),
             entries: Vec::new(),
-            index: new_index(spec.metric, spec.dim.max(1), &spec.index),
-            named: NamedFields::new(&spec.vectors, &spec.sparse_vectors, &spec.index),
+            fields: VectorFields::new(&spec.dense_fields(), &spec.sparse_vectors, &spec.index),
             free_slots: Vec::new(),
             payload_index: PayloadIndex::new(),
             text_indexes: BTreeMap::new(),
@@ -425,9 +429,9 @@ impl PartitionActor {
         let from_snapshot = matches!(recovered.base, Base::Image(_));
         match recovered.base {
             Base::Empty => {}
-            Base::Points(points) => actor.insert_fresh(
-                points.into_iter().map(|(id, p)| (id, p.vector, p.payload, p.version, p.named)).collect(),
-            ),
+            Base::Points(points) => {
+                actor.insert_fresh(points.into_iter().map(|(id, p)| (id, p.payload, p.version, p.vectors)).collect())
+            }
             Base::Image(image) => actor.adopt(*image)?,
         }
         let replayed = recovered.replay.len();
@@ -447,7 +451,7 @@ impl PartitionActor {
         Ok(actor)
     }
 
-    /// Replaces the state with a snapshot image (whose entries and index were validated).
+    /// Replaces the state with a snapshot image (whose entries and fields were validated).
     fn adopt(&mut self, image: PartitionImage) -> Result<(), String> {
         if image.dim != self.spec.dim || image.metric != self.spec.metric {
             return Err(format!(
@@ -455,31 +459,24 @@ impl PartitionActor {
                 image.dim, image.metric, self.spec.dim, self.spec.metric
             ));
         }
-        let PartitionImage { entries, mut index, version, mut named, .. } = image;
-        named.conform(&self.spec.vectors, &self.spec.sparse_vectors, &self.spec.index)?;
-        index.set_ef_search(self.spec.index.ef_search);
-        // Images hold the graph and the f32 vectors; codes are derived here.
-        self.spec.index.configure_codes(&mut index);
+        let PartitionImage { entries, mut fields, version, .. } = image;
+        fields.conform(&self.spec.dense_fields(), &self.spec.sparse_vectors, &self.spec.index)?;
         self.slots.clear();
         self.entries.clear();
         let top = entries.iter().map(|e| e.slot as usize + 1).max().unwrap_or(0);
-        self.entries.resize_with(index.slots().max(top), || None);
+        self.entries.resize_with(top, || None);
         for e in entries {
             self.slots.insert(e.id.clone(), e.slot);
             self.entries[e.slot as usize] = Some(Entry { id: e.id, version: e.version, payload: e.payload });
         }
-        self.index = index;
-        self.named = named;
-        self.free_slots = if self.has_default() {
-            Vec::new()
-        } else {
-            (0..self.entries.len() as u32).rev().filter(|&s| self.entries[s as usize].is_none()).collect()
-        };
+        self.fields = fields;
+        self.free_slots =
+            (0..self.entries.len() as u32).rev().filter(|&s| self.entries[s as usize].is_none()).collect();
         self.version = version;
         // Payload and text indexes are not in the image: rebuild them from the entries.
-        let fields = self.payload_index.fields();
+        let schema = self.payload_index.fields();
         self.payload_index = PayloadIndex::new();
-        for (key, kind) in fields {
+        for (key, kind) in schema {
             self.create_field_index(&key, kind);
         }
         self.reset_text_indexes()?;
@@ -698,10 +695,9 @@ impl PartitionActor {
         let version = self.version;
         let entries: Vec<(u32, u64, &PointId, Option<&Payload>)> =
             self.live().map(|(slot, e)| (slot, e.version, &e.id, e.payload.as_ref())).collect();
-        let (dim, metric, index, named) = (self.spec.dim, self.spec.metric, &self.index, &self.named);
-        self.store.snapshot(version, &mut |w| {
-            codec::write_image(w, dim, metric, version, entries.iter().copied(), index, named)
-        })
+        let (dim, metric, fields) = (self.spec.dim, self.spec.metric, &self.fields);
+        self.store
+            .snapshot(version, &mut |w| codec::write_image(w, dim, metric, version, entries.iter().copied(), fields))
     }
 
     fn handle(&mut self, msg: PartitionMsg) {
@@ -729,10 +725,7 @@ impl PartitionActor {
                 let _ = reply.send(self.create_text_index(&key, config));
             }
             PartitionMsg::RebuildIndex(_, reply) => {
-                if self.has_default() {
-                    self.index.rebuild(build_threads(self.slots.len()));
-                }
-                self.named.rebuild(build_threads(self.slots.len()));
+                self.fields.rebuild(build_threads(self.slots.len()));
                 let _ = reply.send(Ok(self.stats()));
             }
             PartitionMsg::Snapshot(req, reply) => {
@@ -753,31 +746,22 @@ impl PartitionActor {
         self.entries.iter().enumerate().filter_map(|(slot, e)| e.as_ref().map(|e| (slot as u32, e)))
     }
 
+    /// A search by one dense field (`req.using`; `""` is the unnamed vector): one planner
+    /// and one path for every dense field. Points without the field are not seen.
     fn search(&self, req: &SearchRequest) -> Result<Vec<ScoredDoc>, EngineError> {
-        if !req.using.is_empty() {
-            return self.search_named(req);
-        }
-        if !self.has_default() {
-            return Err(EngineError::invalid(
-                "the collection has only named vectors: name the vector to search with `using`",
-            ));
-        }
-        vector::validate(self.spec.dim, &req.query_vector)?;
-        let metric = self.spec.metric;
+        let field = req.using.as_str();
+        let metric = self.fields.metric(field)?;
         let want = req.offset.saturating_add(req.k);
         let filter = req.filter.as_ref();
-        let (ef, codes) = self.beam(req, want, self.index.quantization());
-        let plan = self.plan(req, filter, ef);
+        let (ef, codes) = self.beam(req, want, self.fields.quantization(field)?);
+        let (plan, candidates) = self.plan(req, filter, ef, self.fields.dense_len(field)?);
         // With index candidates, a bitmap rejects most non-matching nodes before the
         // (costlier) full filter is evaluated on a payload.
-        let allowed: Option<Vec<bool>> = match &plan {
-            Plan::Graph { candidates: Some(c), .. } => {
-                let mut bits = vec![false; self.entries.len()];
-                c.iter().for_each(|&s| bits[s as usize] = true);
-                Some(bits)
-            }
-            _ => None,
-        };
+        let allowed: Option<Vec<bool>> = candidates.map(|c| {
+            let mut bits = vec![false; self.entries.len()];
+            c.iter().for_each(|&s| bits[s as usize] = true);
+            bits
+        });
         // When the indexes answer the filter exactly, their candidates (or the bitmap of
         // them) are the whole check: no payload is read.
         let covered = filter.is_some_and(|f| self.payload_index.covers(f));
@@ -787,23 +771,19 @@ impl PartitionActor {
             (None, Some(Some(_))) => true,
             (Some(f), Some(Some(e))) => match &allowed {
                 Some(bits) if covered => bits[slot as usize],
-                Some(bits) => bits[slot as usize] && f.matches(&e.id, e.payload.as_ref()),
+                Some(bits) => bits[slot as usize] && self.passes(f, slot, e),
                 // Candidates of a covered filter match by construction.
                 None if covered && scoring_candidates => true,
                 // A walk over a broad indexed filter checks the nodes it visits in the
                 // index: listing every match first would cost more than the walk.
                 None if covered => self.payload_index.covered_match(f, slot),
-                None => f.matches(&e.id, e.payload.as_ref()),
+                None => self.passes(f, slot, e),
             },
         };
         let accept_dyn: Option<&dyn Fn(u32) -> bool> = if filter.is_some() { Some(&accept) } else { None };
-        let hits = match plan {
-            Plan::Candidates(slots) => self.index.search_slots(&req.query_vector, want, &slots, Some(&accept)),
-            Plan::Exact => self.index.search_exact(&req.query_vector, want, accept_dyn),
-            Plan::Graph { ef, .. } => self.index.search_walk(&req.query_vector, want, ef, accept_dyn, codes),
-        };
+        let hits = self.fields.search_dense(field, &req.query_vector, want, &plan, codes, accept_dyn)?;
         let threshold = req.score_threshold;
-        let docs = hits
+        Ok(hits
             .into_iter()
             .map(|c| (c.slot, metric.score(c.distance)))
             .filter(|(_, score)| match threshold {
@@ -811,31 +791,22 @@ impl PartitionActor {
                 Some(t) if metric.higher_is_better() => *score >= t,
                 Some(t) => *score <= t,
             })
-            .map(|(slot, score)| {
-                let e = self.entries[slot as usize].as_ref().expect("the index returns only live slots");
-                ScoredDoc {
-                    id: e.id.clone(),
-                    version: e.version,
-                    score,
-                    payload: if req.with_payload { Some(e.payload.clone().unwrap_or_default()) } else { None },
-                    vector: if req.with_vector { self.default_vector(slot) } else { None },
-                    named: if req.with_vector { self.named_vectors(slot) } else { None },
-                }
-            })
-            .collect();
-        Ok(docs)
+            .map(|(slot, score)| self.scored(slot, score, req.with_payload, req.with_vector))
+            .collect())
     }
 
     /// Exact scan or graph walk. Small partitions, flat collections and `exact` requests
     /// scan. With a filter, the number of matching points is estimated from a sample: few
     /// matches are scanned exactly (a graph walk would have to wade through many
     /// rejected nodes), many are walked with a beam widened for the rejected share.
-    fn plan(&self, req: &SearchRequest, filter: Option<&Filter>, ef: usize) -> Plan {
-        let live = self.slots.len();
+    ///
+    /// `live` is how many points have the searched field. Besides the plan, returns the
+    /// candidates a payload index listed for a walk, to reject nodes early.
+    fn plan(&self, req: &SearchRequest, filter: Option<&Filter>, ef: usize, live: usize) -> (Plan, Option<Vec<u32>>) {
         let exact_anyway =
             req.exact || self.spec.index.kind == IndexKind::Flat || live < self.spec.index.full_scan_threshold;
         let Some(f) = filter else {
-            return if exact_anyway { Plan::Exact } else { Plan::Graph { ef, candidates: None } };
+            return (if exact_anyway { Plan::Exact } else { Plan::Graph { ef } }, None);
         };
         // The share of points the filter matches: counted from payload indexes when they
         // narrow it, else estimated from a sample.
@@ -857,9 +828,11 @@ impl PartitionActor {
             None => {
                 let stride = (self.entries.len() / FILTER_SAMPLE).max(1);
                 let (mut seen, mut hit) = (0usize, 0usize);
-                for e in self.entries.iter().step_by(stride).flatten() {
-                    seen += 1;
-                    hit += usize::from(f.matches(&e.id, e.payload.as_ref()));
+                for (slot, e) in self.entries.iter().enumerate().step_by(stride) {
+                    if let Some(e) = e {
+                        seen += 1;
+                        hit += usize::from(self.passes(f, slot as u32, e));
+                    }
                 }
                 if seen == 0 {
                     1.0
@@ -880,18 +853,18 @@ impl PartitionActor {
                 listed.or_else(|| self.payload_index.candidates(f)).expect("the indexes bound this filter (estimate)")
             };
             if exact_anyway || n <= walk_cost.max(self.spec.index.full_scan_threshold) {
-                return Plan::Candidates(list());
+                return (Plan::Candidates(list()), None);
             }
             // A filter the indexes answer exactly is checked per visited node (see
             // `search`); another one gets a bitmap of its candidates to reject most
             // nodes before their payload is read.
             let candidates = if self.payload_index.covers(f) { None } else { Some(list()) };
-            return Plan::Graph { ef: boosted_ef, candidates };
+            return (Plan::Graph { ef: boosted_ef }, candidates);
         }
         if exact_anyway || (share * live as f64) < self.spec.index.full_scan_threshold as f64 || share < 0.02 {
-            return Plan::Exact;
+            return (Plan::Exact, None);
         }
-        Plan::Graph { ef: boosted_ef, candidates: None }
+        (Plan::Graph { ef: boosted_ef }, None)
     }
 
     /// Applies a batch: expands filter ops, checks that every op applies, records the
@@ -944,34 +917,20 @@ impl PartitionActor {
             };
             match op {
                 WriteOp::Insert(p) => {
-                    self.check_unnamed(&p.vector)?;
-                    created.insert(&p.id, true);
-                }
-                WriteOp::InsertNamed(p) => {
-                    self.check_unnamed(&p.vector)?;
-                    self.named.check(&p.named)?;
+                    self.fields.check(&p.vectors)?;
                     created.insert(&p.id, true);
                 }
                 WriteOp::Delete(d) => {
                     created.insert(&d.id, false);
                 }
                 WriteOp::Update(u) => {
-                    if !self.has_default() {
-                        return Err(EngineError::invalid("the collection has no unnamed vector to update"));
-                    }
-                    vector::validate(self.spec.dim, &u.vector)?;
+                    self.fields.check(&u.vectors)?;
                     if !exists(&u.id, &created) {
                         return Err(EngineError::PointNotFound(u.id.clone()));
                     }
                 }
-                WriteOp::UpdateNamed { id, vectors } => {
-                    self.named.check(vectors)?;
-                    if !exists(id, &created) {
-                        return Err(EngineError::PointNotFound(id.clone()));
-                    }
-                }
                 WriteOp::DeleteVectors { id, names } => {
-                    self.named.check_names(names)?;
+                    self.fields.check_names(names)?;
                     if !exists(id, &created) {
                         return Err(EngineError::PointNotFound(id.clone()));
                     }
@@ -988,51 +947,34 @@ impl PartitionActor {
         Ok(())
     }
 
-    /// Applies a checked batch. New points are gathered and linked into the graph at the
+    /// Applies a checked batch. New points are gathered and linked into the graphs at the
     /// end in one parallel batch; later ops on a gathered point change it in place.
     fn apply(&mut self, ops: Vec<WriteOp>, version: u64) {
         let mut fresh: Vec<Option<FreshPoint>> = Vec::new();
         let mut fresh_pos: HashMap<PointId, usize> = HashMap::new();
         for op in ops {
-            // One insert path for points with and without named vectors.
-            let op = match op {
-                WriteOp::Insert(p) => WriteOp::InsertNamed(InsertNamed::from(p)),
-                op => op,
-            };
             let id = op.id().expect("filter ops were expanded").clone();
             if let Some(&i) = fresh_pos.get(&id) {
                 let f = fresh[i].as_mut().expect("a removed fresh point leaves fresh_pos");
                 match op {
-                    WriteOp::InsertNamed(p) => *f = (p.id, p.vector, p.metadata, version, p.named),
-                    WriteOp::Update(u) => f.1 = u.vector,
-                    WriteOp::UpdateNamed { vectors, .. } => {
-                        f.4.dense.extend(vectors.dense);
-                        f.4.sparse.extend(vectors.sparse);
-                    }
-                    WriteOp::DeleteVectors { names, .. } => {
-                        for n in &names {
-                            f.4.dense.remove(n);
-                            f.4.sparse.remove(n);
-                        }
-                    }
+                    WriteOp::Insert(p) => *f = (p.id, p.metadata, version, p.vectors),
+                    WriteOp::Update(u) => f.3.extend(u.vectors),
+                    WriteOp::DeleteVectors { names, .. } => f.3.remove_names(&names),
                     WriteOp::Delete(_) => {
                         fresh[i] = None;
                         fresh_pos.remove(&id);
                     }
-                    payload_op => payload_op.apply_to_payload(&mut f.2),
+                    payload_op => payload_op.apply_to_payload(&mut f.1),
                 }
                 continue;
             }
             match (op, self.slots.get(&id).copied()) {
-                (WriteOp::InsertNamed(p), None) => {
+                (WriteOp::Insert(p), None) => {
                     fresh_pos.insert(id, fresh.len());
-                    fresh.push(Some((p.id, p.vector, p.metadata, version, p.named)));
+                    fresh.push(Some((p.id, p.metadata, version, p.vectors)));
                 }
-                (WriteOp::InsertNamed(p), Some(slot)) => {
-                    if self.has_default() {
-                        self.index.update(slot, &p.vector);
-                    }
-                    self.named.set_all(slot, &p.named);
+                (WriteOp::Insert(p), Some(slot)) => {
+                    self.fields.set_all(slot, &p.vectors);
                     let e = self.entries[slot as usize].as_mut().expect("slots point at live entries");
                     e.payload = p.metadata;
                     e.version = version;
@@ -1042,24 +984,16 @@ impl PartitionActor {
                     self.index_text(slot, payload.as_ref());
                 }
                 (WriteOp::Update(u), Some(slot)) => {
-                    self.index.update(slot, &u.vector);
-                    self.entries[slot as usize].as_mut().expect("slots point at live entries").version = version;
-                }
-                (WriteOp::UpdateNamed { vectors, .. }, Some(slot)) => {
-                    self.named.update(slot, &vectors);
+                    self.fields.update(slot, &u.vectors);
                     self.entries[slot as usize].as_mut().expect("slots point at live entries").version = version;
                 }
                 (WriteOp::DeleteVectors { names, .. }, Some(slot)) => {
-                    self.named.remove_names(slot, &names);
+                    self.fields.remove_names(slot, &names);
                     self.entries[slot as usize].as_mut().expect("slots point at live entries").version = version;
                 }
                 (WriteOp::Delete(_), Some(slot)) => {
-                    if self.has_default() {
-                        self.index.delete(slot);
-                    } else {
-                        self.free_slots.push(slot);
-                    }
-                    self.named.remove(slot);
+                    self.fields.remove(slot);
+                    self.free_slots.push(slot);
                     self.payload_index.remove(slot);
                     for t in self.text_indexes.values_mut() {
                         t.remove(slot);
@@ -1083,36 +1017,21 @@ impl PartitionActor {
         self.insert_fresh(fresh.into_iter().flatten().collect());
     }
 
-    /// Links new points into the index (in parallel for large batches) and records them.
+    /// Records new points in freed slots (then new ones) and links their vectors into the
+    /// fields' indexes (in parallel for large batches).
     fn insert_fresh(&mut self, points: Vec<FreshPoint>) {
         if points.is_empty() {
             return;
         }
-        let slots = if self.has_default() {
-            let vectors: Vec<&[f32]> = points.iter().map(|p| p.1.as_slice()).collect();
-            self.index.insert_batch(&vectors, build_threads(points.len()))
-        } else {
-            // No unnamed index hands out slots: reuse freed ones, then append.
-            let mut next = self.entries.len() as u32;
-            (0..points.len())
-                .map(|_| {
-                    self.free_slots.pop().unwrap_or_else(|| {
-                        next += 1;
-                        next - 1
-                    })
-                })
-                .collect()
-        };
         let threads = build_threads(points.len());
-        let mut fresh_named = Vec::new();
-        for ((id, _, payload, version, named), slot) in points.into_iter().zip(slots) {
+        let mut vectors = Vec::with_capacity(points.len());
+        for (id, payload, version, v) in points {
+            let slot = self.free_slots.pop().unwrap_or(self.entries.len() as u32);
             let i = slot as usize;
             if i >= self.entries.len() {
                 self.entries.resize_with(i + 1, || None);
             }
-            if !named.is_empty() {
-                fresh_named.push((slot, named));
-            }
+            vectors.push((slot, v));
             self.slots.insert(id.clone(), slot);
             self.payload_index.insert(slot, payload.as_ref());
             if !self.text_indexes.is_empty() {
@@ -1120,69 +1039,7 @@ impl PartitionActor {
             }
             self.entries[i] = Some(Entry { id, version, payload });
         }
-        self.named.insert_new(&fresh_named, threads);
-    }
-
-    /// True when the collection has an unnamed vector (and the unnamed index holds points).
-    fn has_default(&self) -> bool {
-        self.spec.dim > 0
-    }
-
-    /// Checks the unnamed vector of an insert: required with an unnamed vector, absent
-    /// without one.
-    fn check_unnamed(&self, v: &[f32]) -> Result<(), EngineError> {
-        if self.has_default() {
-            vector::validate(self.spec.dim, v)?;
-        } else if !v.is_empty() {
-            return Err(EngineError::invalid("the collection has only named vectors: send the vectors by name"));
-        }
-        Ok(())
-    }
-
-    fn default_vector(&self, slot: u32) -> Option<Vec<f32>> {
-        self.has_default().then(|| self.index.vector(slot).to_vec())
-    }
-
-    /// The named vectors of a slot, when the collection has named vectors.
-    fn named_vectors(&self, slot: u32) -> Option<NamedVectors> {
-        (!self.named.is_empty()).then(|| self.named.get(slot))
-    }
-
-    /// A search by a named dense vector: like [`PartitionActor::search`], with the named
-    /// vector's own index and metric.
-    fn search_named(&self, req: &SearchRequest) -> Result<Vec<ScoredDoc>, EngineError> {
-        let metric = self.named.metric(&req.using)?;
-        let want = req.offset.saturating_add(req.k);
-        let (ef, codes) = self.beam(req, want, self.named.quantization(&req.using)?);
-        let filter = req.filter.as_ref();
-        let candidates = filter.map(|f| self.matching(f));
-        let accept = |slot: u32| {
-            self.entries
-                .get(slot as usize)
-                .and_then(Option::as_ref)
-                .is_some_and(|e| filter.is_none_or(|f| f.matches(&e.id, e.payload.as_ref())))
-        };
-        let hits = self.named.search_dense(
-            &req.using,
-            &req.query_vector,
-            want,
-            ef,
-            codes,
-            req.exact,
-            &self.spec.index,
-            candidates.as_deref(),
-            Some(&accept),
-        )?;
-        Ok(hits
-            .into_iter()
-            .map(|c| (c.slot, metric.score(c.distance)))
-            .filter(|(_, score)| match req.score_threshold {
-                None => true,
-                Some(t) if metric.higher_is_better() => *score >= t,
-                Some(t) => *score <= t,
-            })
-            .map(|(slot, score)| self.scored(slot, score, req.with_payload, req.with_vector))
-            .collect())
+        self.fields.insert_new(&vectors, threads);
     }
 
     /// The beam width of a graph walk for `want` hits on an index with `quantization`, and
@@ -1202,7 +1059,7 @@ impl PartitionActor {
     /// Sparse dot-product top-k, with collection-wide idf statistics in the request.
     fn sparse_search(&self, req: &SparseSearchRequest) -> Result<Vec<ScoredDoc>, EngineError> {
         let accept = self.live_matching(req.filter.as_ref());
-        let hits = self.named.search_sparse(&req.name, &req.query, &req.global, req.k, Some(&accept))?;
+        let hits = self.fields.search_sparse(&req.name, &req.query, &req.global, req.k, Some(&accept))?;
         Ok(hits.into_iter().map(|(slot, score)| self.scored(slot, score, req.with_payload, req.with_vector)).collect())
     }
 
@@ -1213,8 +1070,13 @@ impl PartitionActor {
             self.entries
                 .get(slot as usize)
                 .and_then(Option::as_ref)
-                .is_some_and(|e| filter.is_none_or(|f| f.matches(&e.id, e.payload.as_ref())))
+                .is_some_and(|e| filter.is_none_or(|f| self.passes(f, slot, e)))
         }
+    }
+
+    /// Whether the live point at `slot` passes `f`: its id, payload and vector fields.
+    fn passes(&self, f: &Filter, slot: u32, e: &Entry) -> bool {
+        f.matches_point(&e.id, e.payload.as_ref(), &|name| self.fields.has(slot, name))
     }
 
     fn scored(&self, slot: u32, score: f32, with_payload: bool, with_vector: bool) -> ScoredDoc {
@@ -1224,15 +1086,13 @@ impl PartitionActor {
             version: e.version,
             score,
             payload: if with_payload { Some(e.payload.clone().unwrap_or_default()) } else { None },
-            vector: if with_vector { self.default_vector(slot) } else { None },
-            named: if with_vector { self.named_vectors(slot) } else { None },
+            vectors: with_vector.then(|| self.fields.get(slot)),
         }
     }
 
     /// Slots whose points match `filter`, using the payload indexes when they help.
     fn matching(&self, filter: &Filter) -> Vec<u32> {
-        let check =
-            |slot: u32| self.entries[slot as usize].as_ref().is_some_and(|e| filter.matches(&e.id, e.payload.as_ref()));
+        let check = |slot: u32| self.entries[slot as usize].as_ref().is_some_and(|e| self.passes(filter, slot, e));
         match self.payload_index.candidates(filter) {
             Some(cands) => cands.into_iter().filter(|&s| check(s)).collect(),
             None => self.live().map(|(s, _)| s).filter(|&s| check(s)).collect(),
@@ -1275,20 +1135,7 @@ impl PartitionActor {
             .ok_or_else(|| EngineError::invalid(format!("payload field `{}` has no text index", req.field)))?;
         let accept = self.live_matching(req.filter.as_ref());
         let hits = index.search(&req.terms, &req.global, req.k, Some(&accept));
-        Ok(hits
-            .into_iter()
-            .map(|(slot, score)| {
-                let e = self.entries[slot as usize].as_ref().expect("accepted slots are live");
-                ScoredDoc {
-                    id: e.id.clone(),
-                    version: e.version,
-                    score,
-                    payload: if req.with_payload { Some(e.payload.clone().unwrap_or_default()) } else { None },
-                    vector: if req.with_vector { self.default_vector(slot) } else { None },
-                    named: if req.with_vector { self.named_vectors(slot) } else { None },
-                }
-            })
-            .collect())
+        Ok(hits.into_iter().map(|(slot, score)| self.scored(slot, score, req.with_payload, req.with_vector)).collect())
     }
 
     fn get(&self, ids: &[PointId], with_payload: bool, with_vector: bool) -> Vec<Record> {
@@ -1306,7 +1153,7 @@ impl PartitionActor {
             .range((from, std::ops::Bound::Unbounded))
             .filter(|(_, &slot)| {
                 let e = self.entries[slot as usize].as_ref().expect("slots point at live entries");
-                req.filter.as_ref().is_none_or(|f| f.matches(&e.id, e.payload.as_ref()))
+                req.filter.as_ref().is_none_or(|f| self.passes(f, slot, e))
             })
             .take(req.limit)
             .map(|(_, &slot)| self.record(slot, req.with_payload, req.with_vector))
@@ -1319,13 +1166,14 @@ impl PartitionActor {
             id: e.id.clone(),
             version: e.version,
             payload: if with_payload { Some(e.payload.clone().unwrap_or_default()) } else { None },
-            vector: if with_vector { self.default_vector(slot) } else { None },
-            named: if with_vector { self.named_vectors(slot) } else { None },
+            vectors: with_vector.then(|| self.fields.get(slot)),
         }
     }
 
     fn stats(&self) -> IndexStats {
-        let s = self.index.stats();
+        // The unnamed vector's index is the partition's own in what it reports (the
+        // named ones are listed per name), as before it was a field like the others.
+        let s = self.fields.index_stats(crate::messages::UNNAMED);
         let payload_fields = self
             .payload_index
             .fields()
@@ -1337,12 +1185,12 @@ impl PartitionActor {
             .collect();
         IndexStats {
             doc_count: self.slots.len(),
-            index_size: s.bytes as u64 + self.named.bytes(),
-            deleted: s.deleted,
-            levels: s.levels,
-            quantization: s.quantization,
-            code_range: s.code_range,
-            vectors: self.named.dense_stats(),
+            index_size: self.fields.bytes(),
+            deleted: s.as_ref().map_or(0, |s| s.deleted),
+            levels: s.as_ref().map_or(0, |s| s.levels),
+            quantization: s.as_ref().map_or(self.spec.index.quantization, |s| s.quantization),
+            code_range: s.and_then(|s| s.code_range),
+            vectors: self.fields.named_stats(),
             payload_fields,
             text_fields: self.text_indexes.iter().map(|(key, index)| (key.clone(), index.len())).collect(),
         }
@@ -1354,10 +1202,9 @@ impl PartitionActor {
     fn snapshot(&self, req: &PartitionSnapshot) -> Result<IndexStats, EngineError> {
         let entries: Vec<(u32, u64, &PointId, Option<&Payload>)> =
             self.live().map(|(slot, e)| (slot, e.version, &e.id, e.payload.as_ref())).collect();
-        let (dim, metric, version, index, named) =
-            (self.spec.dim, self.spec.metric, self.version, &self.index, &self.named);
+        let (dim, metric, version, fields) = (self.spec.dim, self.spec.metric, self.version, &self.fields);
         write_file_atomically(Path::new(&req.path), &mut |w| {
-            codec::write_image(w, dim, metric, version, entries.iter().copied(), index, named)
+            codec::write_image(w, dim, metric, version, entries.iter().copied(), fields)
         })
         .map_err(|e| EngineError::io(format!("snapshot to {}", req.path), &e))?;
         Ok(self.stats())
@@ -1379,8 +1226,8 @@ impl PartitionActor {
         }
         // Checked before the store takes the image, so that a mismatch changes nothing.
         image
-            .named
-            .conform(&self.spec.vectors, &self.spec.sparse_vectors, &self.spec.index)
+            .fields
+            .conform(&self.spec.dense_fields(), &self.spec.sparse_vectors, &self.spec.index)
             .map_err(|e| bad(e.to_string()))?;
         let version = self.store.reset(&mut image)?;
         self.adopt(image).map_err(EngineError::Internal)?;
@@ -1419,16 +1266,9 @@ pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
 
 /// A point gathered by a batch before it is linked: id, unnamed vector, payload, version,
 /// named vectors.
-type FreshPoint = (PointId, Vec<f32>, Option<Payload>, u64, NamedVectors);
-
-enum Plan {
-    /// Score these slots (a payload index's candidates) exactly.
-    Candidates(Vec<u32>),
-    /// Scan every live point.
-    Exact,
-    /// Walk the graph with this beam width; index candidates, if any, pre-filter nodes.
-    Graph { ef: usize, candidates: Option<Vec<u32>> },
-}
+/// A point new to the partition, gathered while its batch applies: id, payload, the
+/// version that wrote it, its vectors.
+type FreshPoint = (PointId, Option<Payload>, u64, NamedVectors);
 
 /// The text at `key`: its strings joined by spaces, or `None` when there are none.
 fn text_at(payload: Option<&Payload>, key: &str) -> Option<String> {
@@ -1488,7 +1328,7 @@ impl ReadOnly for PartitionActor {
                 let _ = reply.send(Ok(self.stats()));
             }
             PartitionMsg::SparseStats { name, query, reply } => {
-                let _ = reply.send(self.named.sparse_stats(&name, &query));
+                let _ = reply.send(self.fields.sparse_stats(&name, &query));
             }
             PartitionMsg::SparseSearch(req, reply) => {
                 let _ = reply.send(self.sparse_search(&req));

@@ -36,11 +36,10 @@ pub const SNAPSHOTS_KEPT: usize = 2;
 /// A point as the memory store keeps it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredPoint {
-    pub vector: Vec<f32>,
     pub payload: Option<Payload>,
     pub version: u64,
-    /// Named dense and sparse vectors.
-    pub named: NamedVectors,
+    /// Every vector field the point has.
+    pub vectors: NamedVectors,
 }
 
 /// What a partition starts from before replaying the log.
@@ -210,14 +209,8 @@ impl PartitionStore for MemoryStore {
         let version = inner.version;
         for op in ops {
             match op {
-                WriteOp::Insert(_) | WriteOp::InsertNamed(_) => {
-                    let p = match op {
-                        WriteOp::Insert(p) => crate::messages::InsertNamed::from(p.clone()),
-                        WriteOp::InsertNamed(p) => p.clone(),
-                        _ => unreachable!("matched above"),
-                    };
-                    let stored =
-                        StoredPoint { vector: p.vector.clone(), payload: p.metadata.clone(), version, named: p.named };
+                WriteOp::Insert(p) => {
+                    let stored = StoredPoint { payload: p.metadata.clone(), version, vectors: p.vectors.clone() };
                     match inner.positions.get(&p.id) {
                         Some(&i) => inner.points[i].1 = stored,
                         None => {
@@ -228,25 +221,15 @@ impl PartitionStore for MemoryStore {
                 }
                 WriteOp::Update(u) => {
                     if let Some(&i) = inner.positions.get(&u.id) {
-                        inner.points[i].1.vector = u.vector.clone();
-                        inner.points[i].1.version = version;
-                    }
-                }
-                WriteOp::UpdateNamed { id, vectors } => {
-                    if let Some(&i) = inner.positions.get(id) {
                         let point = &mut inner.points[i].1;
-                        point.named.dense.extend(vectors.dense.iter().map(|(k, v)| (k.clone(), v.clone())));
-                        point.named.sparse.extend(vectors.sparse.iter().map(|(k, v)| (k.clone(), v.clone())));
+                        point.vectors.extend(u.vectors.clone());
                         point.version = version;
                     }
                 }
                 WriteOp::DeleteVectors { id, names } => {
                     if let Some(&i) = inner.positions.get(id) {
                         let point = &mut inner.points[i].1;
-                        for n in names {
-                            point.named.dense.remove(n);
-                            point.named.sparse.remove(n);
-                        }
+                        point.vectors.remove_names(names);
                         point.version = version;
                     }
                 }
@@ -292,14 +275,8 @@ impl PartitionStore for MemoryStore {
             .entries
             .iter()
             .map(|e| {
-                // Collections without an unnamed vector keep an empty placeholder index.
-                let vector = if image.dim > 0 { image.index.vector(e.slot).to_vec() } else { Vec::new() };
-                let p = StoredPoint {
-                    vector,
-                    payload: e.payload.clone(),
-                    version: e.version,
-                    named: image.named.get(e.slot),
-                };
+                let p =
+                    StoredPoint { payload: e.payload.clone(), version: e.version, vectors: image.fields.get(e.slot) };
                 (e.id.clone(), p)
             })
             .collect();

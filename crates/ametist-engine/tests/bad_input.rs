@@ -4,7 +4,7 @@ use ametist_core::{Metric, PointId};
 use ametist_engine::{Ametist, CollectionConfig, EngineConfig, EngineError, InsertVector, SearchRequest};
 
 fn point(id: u64, v: Vec<f32>) -> InsertVector {
-    InsertVector { id: PointId::Num(id), vector: v, metadata: None }
+    InsertVector { id: PointId::Num(id), vectors: v.into(), metadata: None }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -38,7 +38,10 @@ async fn bad_input_is_rejected_and_changes_nothing() {
     let e = c.search(SearchRequest::new(vec![1.0, 0.0], 3)).await.unwrap_err();
     assert!(err(e).contains("expected dim: 3, got 2"));
     let e = c
-        .update_vectors(vec![ametist_engine::UpdateVector { id: PointId::Num(77), vector: vec![1.0, 1.0, 1.0] }], true)
+        .update_vectors(
+            vec![ametist_engine::UpdateVector { id: PointId::Num(77), vectors: vec![1.0, 1.0, 1.0].into() }],
+            true,
+        )
         .await
         .unwrap_err();
     assert!(err(e).contains("No point with id 77"));
@@ -63,7 +66,7 @@ async fn bad_input_is_rejected_and_changes_nothing() {
     assert_eq!(info.points, 2);
     let got = c.get((1..=5).map(PointId::Num).collect(), true, true).await.unwrap();
     assert_eq!(got.iter().map(|r| r.id.clone()).collect::<Vec<_>>(), vec![PointId::Num(1), PointId::Num(2)]);
-    assert_eq!(got[0].vector.as_deref(), Some(&[1.0, 0.0, 0.0][..]));
+    assert_eq!(got[0].vector(), Some(&[1.0, 0.0, 0.0][..]));
     db.shutdown().await;
 }
 

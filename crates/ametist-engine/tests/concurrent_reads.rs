@@ -11,7 +11,7 @@ use ametist_engine::messages::Fault;
 use ametist_engine::{Ametist, CollectionConfig, EngineConfig, InsertVector, SearchRequest};
 
 fn point(i: u64) -> InsertVector {
-    InsertVector { id: PointId::Num(i), vector: vec![i as f32 + 1.0, 1.0], metadata: None }
+    InsertVector { id: PointId::Num(i), vectors: vec![i as f32 + 1.0, 1.0].into(), metadata: None }
 }
 
 /// Writers upsert pairs of points in one batch while readers count and search: a reader

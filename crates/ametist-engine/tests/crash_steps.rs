@@ -66,21 +66,21 @@ fn script() -> Vec<Vec<WriteOp>> {
             0 | 1 => (0..3)
                 .map(|j| {
                     let k = (step * 3 + j) % 14;
-                    WriteOp::Insert(InsertVector { id: id(k), vector: v(k), metadata: Some(payload(step)) })
+                    WriteOp::Insert(InsertVector { id: id(k), vectors: v(k).into(), metadata: Some(payload(step)) })
                 })
                 .collect(),
             2 => vec![WriteOp::Delete(DeleteVector { id: id(step % 14) })],
             3 => vec![
-                WriteOp::Insert(InsertVector { id: id(step % 14), vector: v(step), metadata: None }),
+                WriteOp::Insert(InsertVector { id: id(step % 14), vectors: v(step).into(), metadata: None }),
                 WriteOp::SetPayload { id: id(step % 14), payload: payload(step * 10) },
             ],
             4 => vec![
-                WriteOp::Insert(InsertVector { id: id(20), vector: v(20), metadata: Some(payload(1)) }),
-                WriteOp::Update(UpdateVector { id: id(20), vector: v(21) }),
+                WriteOp::Insert(InsertVector { id: id(20), vectors: v(20).into(), metadata: Some(payload(1)) }),
+                WriteOp::Update(UpdateVector { id: id(20), vectors: v(21).into() }),
                 WriteOp::DeletePayload { id: id(20), keys: vec!["tag".into()] },
             ],
             _ => vec![
-                WriteOp::Insert(InsertVector { id: id(21), vector: v(22), metadata: Some(payload(2)) }),
+                WriteOp::Insert(InsertVector { id: id(21), vectors: v(22).into(), metadata: Some(payload(2)) }),
                 WriteOp::ClearPayload { id: id(21) },
             ],
         };
@@ -97,12 +97,21 @@ fn model(script: &[Vec<WriteOp>], n: usize) -> State {
     for op in script[..n].iter().flatten() {
         match op {
             WriteOp::Insert(p) => {
-                s.insert(p.id.clone(), (p.vector.clone(), p.metadata.clone()));
+                s.insert(
+                    p.id.clone(),
+                    (
+                        p.vectors.unnamed_vector().expect("the script writes unnamed vectors").to_vec(),
+                        p.metadata.clone(),
+                    ),
+                );
             }
             WriteOp::Delete(d) => {
                 s.remove(&d.id);
             }
-            WriteOp::Update(u) => s.get_mut(&u.id).unwrap().0 = u.vector.clone(),
+            WriteOp::Update(u) => {
+                s.get_mut(&u.id).unwrap().0 =
+                    u.vectors.unnamed_vector().expect("the script writes unnamed vectors").to_vec()
+            }
             op => op.apply_to_payload(&mut s.get_mut(op.id().unwrap()).unwrap().1),
         }
     }
@@ -137,7 +146,11 @@ fn read_all(p: &PartitionRef) -> State {
     let req = ScrollRequest { filter: None, offset: None, limit: 10_000, with_payload: true, with_vector: true };
     p.try_send(PartitionMsg::Scroll(req, tx)).unwrap();
     let records = rx.blocking_recv().expect("partition answers").unwrap();
-    records.into_iter().map(|r| (r.id, (r.vector.unwrap(), r.payload.unwrap()))).collect()
+    records
+        .into_iter()
+        .map(|r| (r.vector().unwrap().to_vec(), r))
+        .map(|(v, r)| (r.id, (v, r.payload.unwrap())))
+        .collect()
 }
 
 fn stop(p: PartitionRef, t: std::thread::JoinHandle<()>) {

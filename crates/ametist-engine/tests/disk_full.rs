@@ -88,7 +88,7 @@ fn settle(p: &PartitionRef) -> ActorState {
 
 /// Point `i`: its own id, so that the state is the set of ids whose write was applied.
 fn point(i: u64) -> WriteOp {
-    WriteOp::Insert(InsertVector { id: PointId::Num(i), vector: vec![i as f32, 1.0, -1.0], metadata: None })
+    WriteOp::Insert(InsertVector { id: PointId::Num(i), vectors: vec![i as f32, 1.0, -1.0].into(), metadata: None })
 }
 
 fn write(p: &PartitionRef, ops: Vec<WriteOp>) -> Result<WriteAck, EngineError> {

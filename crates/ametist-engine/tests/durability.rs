@@ -39,7 +39,11 @@ async fn state(db: &Ametist, name: &str) -> State {
     loop {
         let req = ScrollRequest { filter: None, offset, limit: 1000, with_payload: true, with_vector: true };
         let (page, next) = c.scroll(req).await.unwrap();
-        out.extend(page.into_iter().map(|r| (r.id, r.vector.unwrap(), r.payload.unwrap(), r.version)));
+        out.extend(
+            page.into_iter()
+                .map(|r| (r.vector().unwrap().to_vec(), r))
+                .map(|(v, r)| (r.id, v, r.payload.unwrap(), r.version)),
+        );
         match next {
             Some(n) => offset = Some(n),
             None => return out,
@@ -52,7 +56,11 @@ fn point(i: u64, dim: usize, salt: f32) -> InsertVector {
     p.insert("i".into(), serde_json::json!(i));
     p.insert("salt".into(), serde_json::json!(salt));
     let id = if i.is_multiple_of(3) { PointId::Str(format!("id-{i}")) } else { PointId::Num(i) };
-    InsertVector { id, vector: (0..dim).map(|d| (i as f32 + d as f32 * 0.5 + salt).sin()).collect(), metadata: Some(p) }
+    InsertVector {
+        id,
+        vectors: ((0..dim).map(|d| (i as f32 + d as f32 * 0.5 + salt).sin()).collect::<Vec<f32>>()).into(),
+        metadata: Some(p),
+    }
 }
 
 fn small_snapshots() -> EngineConfig {
@@ -166,7 +174,11 @@ async fn supervised_restarts_mid_stream_lose_no_acknowledged_write() {
         writers.push(tokio::spawn(async move {
             for i in 0..150u64 {
                 let id = w * 10_000 + i;
-                let p = InsertVector { id: PointId::Num(id), vector: vec![id as f32, 1.0, 2.0, 3.0], metadata: None };
+                let p = InsertVector {
+                    id: PointId::Num(id),
+                    vectors: vec![id as f32, 1.0, 2.0, 3.0].into(),
+                    metadata: None,
+                };
                 if c.upsert(vec![p], true).await.is_ok() {
                     acked.lock().unwrap().push(id);
                 }
@@ -196,7 +208,7 @@ async fn supervised_restarts_mid_stream_lose_no_acknowledged_write() {
         assert_eq!(records.len(), acked.len(), "every acknowledged write is there");
         for (r, id) in records.iter().zip(&acked) {
             assert_eq!(r.id, PointId::Num(*id));
-            assert_eq!(r.vector.as_deref(), Some(&[*id as f32, 1.0, 2.0, 3.0][..]));
+            assert_eq!(r.vector(), Some(&[*id as f32, 1.0, 2.0, 3.0][..]));
         }
     };
     let ids: Vec<PointId> = acked.iter().map(|i| PointId::Num(*i)).collect();

@@ -37,7 +37,7 @@ async fn graph_search_has_high_recall_and_exact_is_exact() {
         let centre = &centres[rng.random_range(0..centres.len())];
         let v: Vec<f32> = centre.iter().map(|x| x + rng.random_range(-0.2f32..0.2)).collect();
         data.extend_from_slice(&v);
-        batch.push(InsertVector { id: PointId::Num(i as u64), vector: v, metadata: None });
+        batch.push(InsertVector { id: PointId::Num(i as u64), vectors: v.into(), metadata: None });
         if batch.len() == 1000 {
             c.upsert(std::mem::take(&mut batch), true).await.unwrap();
         }
@@ -87,7 +87,11 @@ async fn filtered_search_returns_only_matching_points() {
             let v = common::random_vector(&mut rng, 8);
             vectors.push(vector::prepare(Metric::Cosine, 8, v.clone()).unwrap());
             let payload = json!({"bucket": i % 10, "tag": if i % 2 == 0 { "even" } else { "odd" }});
-            points.push(InsertVector { id: PointId::Num(i), vector: v, metadata: payload.as_object().cloned() });
+            points.push(InsertVector {
+                id: PointId::Num(i),
+                vectors: v.into(),
+                metadata: payload.as_object().cloned(),
+            });
         }
         c.upsert(points, true).await.unwrap();
         for (f, pred) in [
@@ -132,7 +136,7 @@ async fn payload_updates_scroll_count_and_delete_by_filter() {
     let points = (0..100u64)
         .map(|i| InsertVector {
             id: PointId::Num(i),
-            vector: vec![1.0, i as f32],
+            vectors: vec![1.0, i as f32].into(),
             metadata: json!({"n": i, "group": i % 4}).as_object().cloned(),
         })
         .collect();
@@ -206,7 +210,7 @@ async fn payload_indexes_answer_selective_filters_exactly_and_survive_restarts()
         let v = common::random_vector(&mut rng, 8);
         vectors.extend_from_slice(&v);
         let payload = json!({"shop": format!("s{}", i % 100), "price": (i % 1000) as f64 / 10.0, "ok": i % 3 == 0});
-        points.push(InsertVector { id: PointId::Num(i), vector: v, metadata: payload.as_object().cloned() });
+        points.push(InsertVector { id: PointId::Num(i), vectors: v.into(), metadata: payload.as_object().cloned() });
     }
     c.upsert(points, true).await.unwrap();
     c.create_field_index("shop", ametist_core::payload_index::FieldType::Keyword).await.unwrap();
@@ -272,7 +276,7 @@ async fn broad_indexed_filters_walk_the_graph_with_high_recall() {
             data.extend_from_slice(&v);
             points.push(InsertVector {
                 id: PointId::Num(i),
-                vector: v,
+                vectors: v.into(),
                 metadata: json!({"half": i % 2 == 0}).as_object().cloned(),
             });
         }

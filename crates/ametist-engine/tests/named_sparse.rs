@@ -10,8 +10,9 @@ use ametist_core::filter::Filter;
 use ametist_core::sparse::{SparseModifier, SparseVector};
 use ametist_core::{Metric, PointId};
 use ametist_engine::collection::{Branch, Collection, Fusion, SparseQuery, Target};
-use ametist_engine::messages::{InsertNamed, NamedVectors};
+use ametist_engine::messages::NamedVectors;
 use ametist_engine::{Ametist, CollectionConfig, EngineConfig, SearchRequest};
+use ametist_engine::{InsertVector, UpdateVector};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
@@ -60,7 +61,7 @@ fn sparse(rng: &mut StdRng) -> SparseVector {
 }
 
 /// Points that each carry a random subset of the names.
-fn points(rng: &mut StdRng, n: u64) -> Vec<InsertNamed> {
+fn points(rng: &mut StdRng, n: u64) -> Vec<InsertVector> {
     (0..n)
         .map(|i| {
             let mut named = NamedVectors::default();
@@ -73,12 +74,7 @@ fn points(rng: &mut StdRng, n: u64) -> Vec<InsertNamed> {
             if rng.random_bool(0.8) {
                 named.sparse.insert("words".into(), sparse(rng));
             }
-            InsertNamed {
-                id: PointId::Num(i),
-                vector: Vec::new(),
-                named,
-                metadata: json!({"group": i % 3}).as_object().cloned(),
-            }
+            InsertVector { id: PointId::Num(i), vectors: named, metadata: json!({"group": i % 3}).as_object().cloned() }
         })
         .collect()
 }
@@ -88,7 +84,7 @@ async fn all(c: &Collection, n: u64) -> BTreeMap<u64, NamedVectors> {
     records
         .into_iter()
         .map(|r| match r.id {
-            PointId::Num(i) => (i, r.named.expect("named collections return named vectors")),
+            PointId::Num(i) => (i, r.vectors.expect("vectors were asked for")),
             PointId::Str(_) => unreachable!("numeric ids only"),
         })
         .collect()
@@ -117,7 +113,7 @@ async fn named_dense_search_matches_brute_force() {
     let db = Ametist::in_memory(EngineConfig::default());
     db.create_collection("c", config(3)).await.unwrap();
     let c = db.collection("c").unwrap();
-    c.upsert_named(points(&mut rng, 300), true).await.unwrap();
+    c.upsert(points(&mut rng, 300), true).await.unwrap();
     let stored = all(&c, 300).await;
     for name in ["text", "image"] {
         let metric = if name == "text" { Metric::Cosine } else { Metric::Euclid };
@@ -155,14 +151,13 @@ async fn sparse_search_matches_brute_force_without_modifier() {
     let points = docs
         .iter()
         .enumerate()
-        .map(|(i, v)| InsertNamed {
-            id: PointId::Num(i as u64),
-            vector: vec![1.0, 0.0],
-            named: NamedVectors { sparse: [("s".to_string(), v.clone())].into(), ..Default::default() },
-            metadata: None,
+        .map(|(i, v)| {
+            let mut vectors = NamedVectors::unnamed(vec![1.0, 0.0]);
+            vectors.sparse.insert("s".to_string(), v.clone());
+            InsertVector { id: PointId::Num(i as u64), vectors, metadata: None }
         })
         .collect();
-    c.upsert_named(points, true).await.unwrap();
+    c.upsert(points, true).await.unwrap();
     for _ in 0..10 {
         let q = sparse(&mut rng);
         let hits = c.sparse_search(sparse_query("s", q.clone(), 10)).await.unwrap().results;
@@ -190,7 +185,7 @@ async fn idf_is_collection_wide_and_follows_deletions() {
         let name = format!("p{partitions}");
         db.create_collection(&name, config(partitions)).await.unwrap();
         let c = db.collection(&name).unwrap();
-        c.upsert_named(pts.clone(), true).await.unwrap();
+        c.upsert(pts.clone(), true).await.unwrap();
         let q = SparseVector { indices: vec![1, 5, 7], values: vec![1.0, 0.5, 2.0] };
         let hits = c.sparse_search(sparse_query("words", q, 20)).await.unwrap().results;
         answers.push(hits.iter().map(|h| (h.id.clone(), h.score.to_bits())).collect::<Vec<_>>());
@@ -201,16 +196,16 @@ async fn idf_is_collection_wide_and_follows_deletions() {
     let c = db.collection("p5").unwrap();
     let holders: Vec<u64> = pts
         .iter()
-        .filter(|p| p.named.sparse.get("words").is_some_and(|v| v.indices.contains(&3)))
+        .filter(|p| p.vectors.sparse.get("words").is_some_and(|v| v.indices.contains(&3)))
         .map(|p| if let PointId::Num(i) = p.id { i } else { 0 })
         .collect();
-    let with_words = pts.iter().filter(|p| p.named.sparse.contains_key("words")).count() as u64;
+    let with_words = pts.iter().filter(|p| p.vectors.sparse.contains_key("words")).count() as u64;
     assert!(holders.len() >= 2, "the random corpus uses dimension 3");
     let q = SparseVector { indices: vec![3], values: vec![1.0] };
     let check = |hits: &[ametist_engine::ScoredDoc], n: u64, df: u64| {
         for h in hits {
             let i = if let PointId::Num(i) = h.id { i } else { 0 };
-            let v = pts[i as usize].named.sparse["words"].clone();
+            let v = pts[i as usize].vectors.sparse["words"].clone();
             let value = v.values[v.indices.iter().position(|&d| d == 3).unwrap()];
             let want = (value as f64 * idf(n, df)) as f32;
             assert!((h.score - want).abs() < 1e-5, "point {i}: {} vs {want}", h.score);
@@ -232,27 +227,26 @@ async fn bad_names_and_dimensions_change_nothing() {
     let db = Ametist::in_memory(EngineConfig::default());
     db.create_collection("c", config(2)).await.unwrap();
     let c = db.collection("c").unwrap();
-    let good = InsertNamed {
+    let good = InsertVector {
         id: PointId::Num(1),
-        vector: Vec::new(),
-        named: NamedVectors { dense: [("text".to_string(), vec![1.0, 0.0, 0.0, 0.0])].into(), ..Default::default() },
+        vectors: NamedVectors { dense: [("text".to_string(), vec![1.0, 0.0, 0.0, 0.0])].into(), ..Default::default() },
         metadata: None,
     };
     let mut unknown = good.clone();
     unknown.id = PointId::Num(2);
-    unknown.named.dense.insert("audio".into(), vec![1.0]);
-    let e = c.upsert_named(vec![good.clone(), unknown], true).await.unwrap_err();
+    unknown.vectors.dense.insert("audio".into(), vec![1.0]);
+    let e = c.upsert(vec![good.clone(), unknown], true).await.unwrap_err();
     assert!(e.is_bad_input() && e.to_string().contains("audio"), "{e}");
     let mut wrong_dim = good.clone();
-    wrong_dim.named.dense.insert("image".into(), vec![1.0, 2.0]);
-    let e = c.upsert_named(vec![wrong_dim], true).await.unwrap_err();
+    wrong_dim.vectors.dense.insert("image".into(), vec![1.0, 2.0]);
+    let e = c.upsert(vec![wrong_dim], true).await.unwrap_err();
     assert!(e.is_bad_input() && e.to_string().contains("image"), "{e}");
     let mut unnamed = good.clone();
-    unnamed.vector = vec![1.0; 4];
-    assert!(c.upsert_named(vec![unnamed], true).await.unwrap_err().is_bad_input());
+    unnamed.vectors.dense.insert(String::new(), vec![1.0; 4]);
+    assert!(c.upsert(vec![unnamed], true).await.unwrap_err().is_bad_input());
     assert_eq!(c.count(None).await.unwrap(), 0, "nothing was written");
 
-    c.upsert_named(vec![good], true).await.unwrap();
+    c.upsert(vec![good], true).await.unwrap();
     let mut req = SearchRequest::new(vec![1.0; 4], 3);
     req.using = "nope".into();
     assert!(c.search(req).await.unwrap_err().to_string().contains("nope"));
@@ -267,7 +261,7 @@ async fn hybrid_fuses_dense_and_sparse_branches() {
     let db = Ametist::in_memory(EngineConfig::default());
     db.create_collection("c", config(3)).await.unwrap();
     let c = db.collection("c").unwrap();
-    c.upsert_named(points(&mut rng, 100), true).await.unwrap();
+    c.upsert(points(&mut rng, 100), true).await.unwrap();
     let mut dense = SearchRequest::new(vec![0.5, 0.1, -0.2, 0.3], 10);
     dense.using = "text".into();
     let sq = sparse_query("words", SparseVector { indices: vec![2, 4], values: vec![1.0, 1.0] }, 10);
@@ -303,14 +297,14 @@ async fn named_and_sparse_vectors_survive_restart_from_log_and_snapshot() {
     let db = Ametist::open(&dir.0, EngineConfig::default()).await.unwrap();
     db.create_collection("c", config(2)).await.unwrap();
     let c = db.collection("c").unwrap();
-    c.upsert_named(pts, true).await.unwrap();
+    c.upsert(pts, true).await.unwrap();
     c.delete_vectors(Target::Ids(vec![PointId::Num(3)]), vec!["image".into()], true).await.unwrap();
     // By filter: every point of group 2 loses its `text` vector.
     let group2 = Filter::from_value(json!({"must": [{"key": "group", "match": {"value": 2}}]})).unwrap();
     c.delete_vectors(Target::Filter(group2), vec!["text".into()], true).await.unwrap();
     let mut update = NamedVectors::default();
     update.dense.insert("image".into(), vec![0.1, 0.2, 0.3]);
-    c.update_named(vec![(PointId::Num(4), update)], true).await.unwrap();
+    c.update_vectors(vec![UpdateVector { id: PointId::Num(4), vectors: update }], true).await.unwrap();
     let before = (all(&c, 80).await, search(c.clone()).await);
     assert!(!before.0[&3].dense.contains_key("image"));
     assert!(before.0.iter().all(|(i, v)| i % 3 != 2 || !v.dense.contains_key("text")));
@@ -341,17 +335,16 @@ async fn named_graph_search_has_high_recall_with_and_without_filter() {
     let c = db.collection("c").unwrap();
     let vectors: Vec<Vec<f32>> = (0..3000).map(|_| (0..8).map(|_| rng.random_range(-1.0f32..1.0)).collect()).collect();
     // One batch of more than 1024 new points links in parallel.
-    let points: Vec<InsertNamed> = vectors
+    let points: Vec<InsertVector> = vectors
         .iter()
         .enumerate()
-        .map(|(i, v)| InsertNamed {
+        .map(|(i, v)| InsertVector {
             id: PointId::Num(i as u64),
-            vector: Vec::new(),
-            named: NamedVectors { dense: [("v".to_string(), v.clone())].into(), ..Default::default() },
+            vectors: NamedVectors { dense: [("v".to_string(), v.clone())].into(), ..Default::default() },
             metadata: json!({"group": i % 3}).as_object().cloned(),
         })
         .collect();
-    c.upsert_named(points, true).await.unwrap();
+    c.upsert(points, true).await.unwrap();
     let (mut found, mut total) = (0usize, 0usize);
     for q in 0..30 {
         let query: Vec<f32> = (0..8).map(|_| rng.random_range(-1.0f32..1.0)).collect();
@@ -386,18 +379,20 @@ async fn a_bad_named_vector_in_a_mixed_update_changes_nothing() {
     let cfg = CollectionConfig::new(2, Metric::Euclid).with_vector("t", 3, Metric::Euclid).with_partitions(2);
     db.create_collection("c", cfg).await.unwrap();
     let c = db.collection("c").unwrap();
-    let named = NamedVectors { dense: [("t".to_string(), vec![1.0, 2.0, 3.0])].into(), ..Default::default() };
-    let p = InsertNamed { id: PointId::Num(1), vector: vec![1.0, 1.0], named, metadata: None };
-    c.upsert_named(vec![p], true).await.unwrap();
+    let mut vectors = NamedVectors::unnamed(vec![1.0, 1.0]);
+    vectors.dense.insert("t".to_string(), vec![1.0, 2.0, 3.0]);
+    c.upsert(vec![InsertVector { id: PointId::Num(1), vectors, metadata: None }], true).await.unwrap();
     let before = c.get(vec![PointId::Num(1)], false, true).await.unwrap();
-    let unnamed = vec![ametist_engine::UpdateVector { id: PointId::Num(1), vector: vec![5.0, 5.0] }];
-    let bad = NamedVectors { dense: [("t".to_string(), vec![1.0])].into(), ..Default::default() };
-    let e = c.update_vectors_and_named(unnamed.clone(), vec![(PointId::Num(1), bad)], true).await.unwrap_err();
+    let update = |t: Vec<f32>| {
+        let mut vectors = NamedVectors::unnamed(vec![5.0, 5.0]);
+        vectors.dense.insert("t".to_string(), t);
+        vec![UpdateVector { id: PointId::Num(1), vectors }]
+    };
+    let e = c.update_vectors(update(vec![1.0]), true).await.unwrap_err();
     assert!(e.is_bad_input(), "{e}");
     assert_eq!(c.get(vec![PointId::Num(1)], false, true).await.unwrap(), before, "nothing changed");
-    let good = NamedVectors { dense: [("t".to_string(), vec![0.0, 0.0, 7.0])].into(), ..Default::default() };
-    c.update_vectors_and_named(unnamed, vec![(PointId::Num(1), good)], true).await.unwrap();
+    c.update_vectors(update(vec![0.0, 0.0, 7.0]), true).await.unwrap();
     let after = c.get(vec![PointId::Num(1)], false, true).await.unwrap().remove(0);
-    assert_eq!(after.vector, Some(vec![5.0, 5.0]));
-    assert_eq!(after.named.unwrap().dense["t"], vec![0.0, 0.0, 7.0]);
+    assert_eq!(after.vector(), Some(&[5.0, 5.0][..]));
+    assert_eq!(after.vectors.unwrap().dense["t"], vec![0.0, 0.0, 7.0]);
 }

@@ -30,7 +30,7 @@ async fn scatter_gather_equals_exact_search() {
             let v = common::random_vector(&mut rng, dim);
             ids.push(id.clone());
             stored.insert(id.clone(), vector::prepare(metric, dim, v.clone()).unwrap());
-            batch.push(InsertVector { id, vector: v, metadata: None });
+            batch.push(InsertVector { id, vectors: v.into(), metadata: None });
         }
         c.upsert(batch, true).await.unwrap();
         let mut batch = Vec::new();
@@ -38,7 +38,7 @@ async fn scatter_gather_equals_exact_search() {
             let id = ids[rng.random_range(0..ids.len())].clone();
             let v = common::random_vector(&mut rng, dim);
             stored.insert(id.clone(), vector::prepare(metric, dim, v.clone()).unwrap());
-            batch.push(InsertVector { id, vector: v, metadata: None });
+            batch.push(InsertVector { id, vectors: v.into(), metadata: None });
         }
         if !batch.is_empty() {
             // Later entries for the same id win, as in the stored map above.

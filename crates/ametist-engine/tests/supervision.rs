@@ -13,7 +13,7 @@ use ametist_engine::{
 };
 
 fn points(range: std::ops::Range<u64>) -> Vec<InsertVector> {
-    range.map(|i| InsertVector { id: PointId::Num(i), vector: vec![i as f32, 1.0], metadata: None }).collect()
+    range.map(|i| InsertVector { id: PointId::Num(i), vectors: vec![i as f32, 1.0].into(), metadata: None }).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

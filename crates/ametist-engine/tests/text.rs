@@ -46,7 +46,7 @@ async fn collection(db: &Ametist, name: &str, partitions: usize) -> ametist_engi
         .enumerate()
         .map(|(i, text)| InsertVector {
             id: PointId::Num(i as u64),
-            vector: vec![1.0, i as f32, (i % 3) as f32],
+            vectors: vec![1.0, i as f32, (i % 3) as f32].into(),
             metadata: json!({"body": text, "group": i % 2}).as_object().cloned(),
         })
         .collect();
@@ -94,7 +94,7 @@ async fn bm25_scores_do_not_depend_on_partitioning() {
     five.delete(vec![PointId::Num(0)], true).await.unwrap();
     let upd = InsertVector {
         id: PointId::Num(1),
-        vector: vec![1.0, 1.0, 1.0],
+        vectors: vec![1.0, 1.0, 1.0].into(),
         metadata: json!({"body": "error E1234 again and again", "group": 1}).as_object().cloned(),
     };
     five.upsert(vec![upd], true).await.unwrap();

@@ -132,7 +132,7 @@ async fn stack_run(
             .map(|(i, v)| {
                 let id = (b * 10_000 + i) as u64;
                 let payload = if args.filtered { json!({ "bucket": id % 100 }).as_object().cloned() } else { None };
-                InsertVector { id: PointId::Num(id), vector: v.to_vec(), metadata: payload }
+                InsertVector { id: PointId::Num(id), vectors: v.to_vec().into(), metadata: payload }
             })
             .collect();
         c.upsert(points, true).await?;

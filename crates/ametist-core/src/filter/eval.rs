@@ -7,9 +7,10 @@ use super::{Condition, FieldCondition, Filter, GeoPoint, Match, MatchList, Match
 use crate::ids::PointId;
 use crate::payload::Payload;
 
-/// `id` is `None` inside nested filters, where `has_id` never holds.
-pub(super) fn filter(f: &Filter, id: Option<&PointId>, payload: &Payload) -> bool {
-    let check = |c: &Condition| condition(c, id, payload);
+/// `id` is `None` inside nested filters, where `has_id` never holds; `has_vector` tells
+/// whether the point has a vector field.
+pub(super) fn filter(f: &Filter, id: Option<&PointId>, payload: &Payload, has_vector: &dyn Fn(&str) -> bool) -> bool {
+    let check = |c: &Condition| condition(c, id, payload, has_vector);
     f.must.as_ref().is_none_or(|cs| cs.iter().all(check))
         && f.must_not.as_ref().is_none_or(|cs| !cs.iter().any(check))
         && f.should.as_ref().is_none_or(|cs| cs.is_empty() || cs.iter().any(check))
@@ -19,25 +20,28 @@ pub(super) fn filter(f: &Filter, id: Option<&PointId>, payload: &Payload) -> boo
         })
 }
 
-fn condition(c: &Condition, id: Option<&PointId>, payload: &Payload) -> bool {
+fn condition(c: &Condition, id: Option<&PointId>, payload: &Payload, has_vector: &dyn Fn(&str) -> bool) -> bool {
     match c {
         Condition::Field(f) => field(f, payload),
         Condition::IsEmpty(c) => is_empty(payload, &c.is_empty.key),
         Condition::IsNull(c) => is_null(payload, &c.is_null.key),
         Condition::HasId(c) => id.is_some_and(|id| c.has_id.contains(id)),
+        Condition::HasVector(c) => has_vector(&c.has_vector),
         Condition::Nested(n) => {
             let mut found = false;
             visit(payload, n.nested.array_key(), &mut |v| {
                 if !found {
                     if let Value::Array(items) = v {
-                        found =
-                            items.iter().filter_map(Value::as_object).any(|obj| filter(&n.nested.filter, None, obj));
+                        found = items
+                            .iter()
+                            .filter_map(Value::as_object)
+                            .any(|obj| filter(&n.nested.filter, None, obj, &|_| false));
                     }
                 }
             });
             found
         }
-        Condition::Filter(f) => filter(f, id, payload),
+        Condition::Filter(f) => filter(f, id, payload, has_vector),
     }
 }
 

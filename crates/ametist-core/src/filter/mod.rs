@@ -110,6 +110,8 @@ pub enum Condition {
     IsNull(IsNullCondition),
     /// `{"has_id": [ids]}`
     HasId(HasIdCondition),
+    /// `{"has_vector": "name"}`: the point has this vector field (`""` the unnamed one).
+    HasVector(HasVectorCondition),
     /// `{"nested": {"key": ..., "filter": {...}}}`
     Nested(NestedCondition),
     /// A filter used as a condition: `{"must": [...], ...}`.
@@ -138,6 +140,12 @@ pub struct IsNullCondition {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HasIdCondition {
     pub has_id: BTreeSet<PointId>,
+}
+
+/// `{"has_vector": "text"}`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HasVectorCondition {
+    pub has_vector: String,
 }
 
 /// `{"nested": {"key": "arr", "filter": {...}}}`
@@ -301,6 +309,12 @@ pub enum FilterError {
     /// `min_should.min_count` of 0.
     #[error("min_should.min_count must be at least 1 (got {0})")]
     InvalidMinCount(usize),
+    /// `has_vector` inside a nested filter.
+    #[error(
+        "has_vector is not supported inside a nested filter (nested key `{key}`); put it in an \
+         adjacent must clause"
+    )]
+    HasVectorInNested { key: String },
     /// `has_id` inside a nested filter.
     #[error(
         "has_id is not supported inside a nested filter (nested key `{key}`); put it in an \
@@ -384,16 +398,24 @@ impl Filter {
         Ok(())
     }
 
-    /// Whether the point with this id and payload passes the filter. A point without a
-    /// payload is treated as having an empty one.
+    /// Whether the point with this id and payload passes the filter, for points without
+    /// vectors (`has_vector` never holds). A point without a payload is treated as having
+    /// an empty one.
     pub fn matches(&self, id: &PointId, payload: Option<&Payload>) -> bool {
-        let empty = Payload::new();
-        eval::filter(self, Some(id), payload.unwrap_or(&empty))
+        self.matches_point(id, payload, &|_| false)
     }
 
-    /// Whether a payload alone passes the filter (`has_id` conditions never hold).
+    /// Whether a point passes the filter: its id, its payload, and `has_vector`, which
+    /// tells whether it has a vector field.
+    pub fn matches_point(&self, id: &PointId, payload: Option<&Payload>, has_vector: &dyn Fn(&str) -> bool) -> bool {
+        let empty = Payload::new();
+        eval::filter(self, Some(id), payload.unwrap_or(&empty), has_vector)
+    }
+
+    /// Whether a payload alone passes the filter (`has_id` and `has_vector` conditions
+    /// never hold).
     pub fn matches_payload(&self, payload: &Payload) -> bool {
-        eval::filter(self, None, payload)
+        eval::filter(self, None, payload, &|_| false)
     }
 
     /// Every payload key the filter reads, each once, in order of first appearance. Keys
@@ -420,7 +442,7 @@ impl Filter {
                 Condition::Field(f) => push(&f.key),
                 Condition::IsEmpty(c) => push(&c.is_empty.key),
                 Condition::IsNull(c) => push(&c.is_null.key),
-                Condition::HasId(_) => {}
+                Condition::HasId(_) | Condition::HasVector(_) => {}
                 Condition::Nested(n) => {
                     push(&n.nested.key);
                     let array = n.nested.array_key();
@@ -453,6 +475,11 @@ impl Condition {
             Condition::IsNull(c) => check_key(&c.is_null.key),
             Condition::HasId(_) => match nested {
                 Some(key) => Err(FilterError::HasIdInNested { key: key.to_string() }.at(path)),
+                None => Ok(()),
+            },
+            // The objects of a nested array have no vectors.
+            Condition::HasVector(_) => match nested {
+                Some(key) => Err(FilterError::HasVectorInNested { key: key.to_string() }.at(path)),
                 None => Ok(()),
             },
             Condition::Nested(n) => {

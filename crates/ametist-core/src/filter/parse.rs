@@ -12,8 +12,9 @@ use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
 use super::{
-    join, Condition, DateTime, FieldCondition, Filter, FilterError, HasIdCondition, IsEmptyCondition, IsNullCondition,
-    Match, MatchList, MatchValue, MinShould, Nested, NestedCondition, PayloadField, Range, RangeCondition, ValuesCount,
+    join, Condition, DateTime, FieldCondition, Filter, FilterError, HasIdCondition, HasVectorCondition,
+    IsEmptyCondition, IsNullCondition, Match, MatchList, MatchValue, MinShould, Nested, NestedCondition, PayloadField,
+    Range, RangeCondition, ValuesCount,
 };
 use crate::ids::PointId;
 
@@ -148,7 +149,10 @@ pub(super) fn condition(v: Value, path: &str) -> Result<Condition> {
         return nested(m.remove("nested").unwrap_or_default(), &join(path, "nested")).map(Condition::Nested);
     }
     if has(&m, "has_vector") {
-        return Err(malformed(path, "has_vector conditions are not supported yet"));
+        single(&m, "has_vector")?;
+        let name = m.remove("has_vector").unwrap_or_default();
+        let has_vector = string(name, &join(path, "has_vector"), "has_vector")?;
+        return Ok(Condition::HasVector(HasVectorCondition { has_vector }));
     }
     if m.keys().all(|k| FILTER_FIELDS.contains(&k.as_str())) {
         return filter(Value::Object(m), path).map(Condition::Filter);
@@ -160,7 +164,7 @@ pub(super) fn condition(v: Value, path: &str) -> Result<Condition> {
         format!(
             "unknown condition field `{unknown}`{hint}; a condition is one of: a field condition \
              {{\"key\", \"match\" | \"range\" | \"values_count\" | ...}}, {{\"is_empty\": {{\"key\"}}}}, \
-             {{\"is_null\": {{\"key\"}}}}, {{\"has_id\": [...]}}, {{\"nested\": {{\"key\", \"filter\"}}}}, or a \
+             {{\"is_null\": {{\"key\"}}}}, {{\"has_id\": [...]}}, {{\"has_vector\": \"name\"}}, {{\"nested\": {{\"key\", \"filter\"}}}}, or a \
              filter {{\"must\" | \"should\" | \"must_not\" | \"min_should\"}}"
         ),
     ))

@@ -25,7 +25,7 @@ use ametist_core::sparse::SparseVector;
 use ametist_core::{Payload, PointId};
 use ametist_engine::collection::{Branch, Collection, CollectionSpec, Fusion, SparseQuery, Target, TextQuery};
 use ametist_engine::messages::{
-    InsertNamed, MissingPartition, NamedVectors, QuantizationParams, Record, ScoredDoc, ScrollRequest, WriteAck,
+    MissingPartition, NamedVectors, QuantizationParams, Record, ScoredDoc, ScrollRequest, WriteAck, UNNAMED,
 };
 use ametist_engine::{InsertVector, SearchRequest, UpdateVector};
 
@@ -81,19 +81,20 @@ pub enum VectorInput {
 
 impl VectorInput {
     fn dense(self, started: Instant) -> Result<Vec<f32>, ApiError> {
-        match self.split(started)? {
-            (Some(v), named) if named.is_empty() => Ok(v),
+        match self {
+            VectorInput::Dense(v) => Ok(v),
             _ => Err(ApiError::bad_request("Wrong input: a vector must be a list of numbers", started)),
         }
     }
 
-    /// The unnamed vector (if sent) and the named ones.
-    fn split(self, started: Instant) -> Result<(Option<Vec<f32>>, NamedVectors), ApiError> {
+    /// The point's vectors by field: a bare list is the unnamed vector (`""`); a map may
+    /// hold any subset of the fields, the unnamed one as `""`, or none (`{}`).
+    fn into_fields(self, started: Instant) -> Result<NamedVectors, ApiError> {
         let bad = |what: String| ApiError::bad_request(format!("Wrong input: {what}"), started);
         match self {
-            VectorInput::Dense(v) => Ok((Some(v), NamedVectors::default())),
+            VectorInput::Dense(v) => Ok(NamedVectors::unnamed(v)),
             VectorInput::Other(Value::Object(m)) => {
-                let (mut unnamed, mut named) = (None, NamedVectors::default());
+                let mut named = NamedVectors::default();
                 for (name, v) in m {
                     match v {
                         Value::Array(items) if items.first().is_some_and(Value::is_array) => {
@@ -105,11 +106,7 @@ impl VectorInput {
                         Value::Array(items) => {
                             let v: Vec<f32> = serde_json::from_value(Value::Array(items))
                                 .map_err(|e| bad(format!("vector `{name}`: {e}")))?;
-                            if name.is_empty() {
-                                unnamed = Some(v);
-                            } else {
-                                named.dense.insert(name, v);
-                            }
+                            named.dense.insert(name, v);
                         }
                         Value::Object(o) if !name.is_empty() && o.contains_key("indices") => {
                             let v: SparseVector = serde_json::from_value(Value::Object(o))
@@ -125,7 +122,7 @@ impl VectorInput {
                         other => return Err(bad(format!("vector `{name}` must be a list of numbers, got {other}"))),
                     }
                 }
-                Ok((unnamed, named))
+                Ok(named)
             }
             VectorInput::Other(other) => {
                 Err(bad(format!("a vector must be a list of numbers or a map of named vectors, got {other}")))
@@ -334,9 +331,8 @@ pub async fn upsert(
             ))
         }
     }
-    let point = |id: PointId, v: VectorInput, metadata: Option<Payload>| -> Result<InsertNamed, ApiError> {
-        let (vector, named) = v.split(started)?;
-        Ok(InsertNamed { id, vector: vector.unwrap_or_default(), named, metadata })
+    let point = |id: PointId, v: VectorInput, metadata: Option<Payload>| -> Result<InsertVector, ApiError> {
+        Ok(InsertVector { id, vectors: v.into_fields(started)?, metadata })
     };
     let points = match (req.points, req.batch) {
         (Some(points), None) => {
@@ -373,14 +369,7 @@ pub async fn upsert(
             ))
         }
     };
-    // Points with only an unnamed vector keep the plain insert (and its WAL record format).
-    let ack = if c.spec().dim > 0 && points.iter().all(|p| p.named.is_empty()) {
-        let plain = points.into_iter().map(|p| InsertVector { id: p.id, vector: p.vector, metadata: p.metadata });
-        c.upsert(plain.collect(), wait).await
-    } else {
-        c.upsert_named(points, wait).await
-    };
-    let ack = ack.map_err(|e| ApiError::from_engine(e, started))?;
+    let ack = c.upsert(points, wait).await.map_err(|e| ApiError::from_engine(e, started))?;
     Ok(Answer::new(update_result(ack), started))
 }
 
@@ -398,36 +387,26 @@ pub async fn update_vectors(
         return Err(not_supported("conditional update (`update_filter`) is not supported yet", started));
     }
     let mut updates = Vec::new();
-    let mut named_updates = Vec::new();
     for p in req.points {
-        let (vector, named) = p.vector.split(started)?;
-        if let Some(vector) = vector {
-            updates.push(UpdateVector { id: p.id.clone(), vector });
-        }
-        if !named.is_empty() {
-            named_updates.push((p.id, named));
+        let vectors = p.vector.into_fields(started)?;
+        if !vectors.is_empty() {
+            updates.push(UpdateVector { id: p.id, vectors });
         }
     }
     // The partitions refuse an update of an absent point (and nothing of its batch is
     // applied); asking first answers 404 naming it, as Qdrant does, also without `wait`.
-    let mut ids: Vec<PointId> = updates.iter().map(|u| u.id.clone()).collect();
-    ids.extend(named_updates.iter().map(|u| u.0.clone()));
+    let ids: Vec<PointId> = updates.iter().map(|u| u.id.clone()).collect();
     if !ids.is_empty() {
         let found = c.get(ids.clone(), false, false).await.map_err(|e| ApiError::from_engine(e, started))?;
         if let Some(missing) = ids.iter().find(|id| !found.iter().any(|r| &r.id == *id)) {
             return Err(point_not_found(missing, started));
         }
     }
-    if updates.is_empty() && named_updates.is_empty() {
+    if updates.is_empty() {
         return Err(ApiError::bad_request("Wrong input: `points` is empty", started));
     }
-    // Unnamed-only requests keep the plain update (and its WAL record format); any named
-    // vector makes one write of both kinds, so a bad vector changes nothing.
-    let ack = if named_updates.is_empty() {
-        c.update_vectors(updates, wait).await
-    } else {
-        c.update_vectors_and_named(updates, named_updates, wait).await
-    };
+    // One write: a bad vector anywhere changes nothing.
+    let ack = c.update_vectors(updates, wait).await;
     Ok(Answer::new(update_result(ack.map_err(|e| ApiError::from_engine(e, started))?), started))
 }
 
@@ -456,9 +435,6 @@ pub async fn delete_vectors(
     let wait = wait_param(query.as_deref(), started)?;
     let c = collection(&state, &name, started)?;
     let req: DeleteVectorsRequest = parse_body(&body, started)?;
-    if let Some(n) = req.vector.iter().find(|n| n.is_empty()) {
-        return Err(ApiError::bad_request(format!("Wrong input: the unnamed vector `{n}` cannot be deleted"), started));
-    }
     let target = match (req.points, parse_filter(req.filter, started)?) {
         (Some(ids), None) if !ids.is_empty() => {
             let found = c.get(ids.clone(), false, false).await.map_err(|e| ApiError::from_engine(e, started))?;
@@ -587,7 +563,7 @@ pub async fn retrieve(State(state): State<AppState>, Path(name): Path<String>, b
     Cost::of_hits(c.spec(), req.ids.len(), with_vector, names.as_deref()).check(&state.config.limits, started)?;
     let records =
         c.get(req.ids, payload.wants_payload(), with_vector).await.map_err(|e| ApiError::from_engine(e, started))?;
-    let points = records.into_iter().map(|r| record_json(r, &payload, names.as_deref())).collect();
+    let points = records.into_iter().map(|r| record_json(r, &payload, names.as_deref(), c.spec())).collect();
     Ok(Answer::new(Value::Array(points), started))
 }
 
@@ -600,7 +576,7 @@ pub async fn get_one(State(state): State<AppState>, Path((name, id)): Path<(Stri
     };
     let mut records = c.get(vec![id.clone()], true, true).await.map_err(|e| ApiError::from_engine(e, started))?;
     match records.pop() {
-        Some(r) => Ok(Answer::new(record_json(r, &PayloadSelector::All, None), started)),
+        Some(r) => Ok(Answer::new(record_json(r, &PayloadSelector::All, None, c.spec()), started)),
         None => Err(point_not_found(&id, started)),
     }
 }
@@ -628,7 +604,8 @@ pub async fn scroll(State(state): State<AppState>, Path(name): Path<String>, bod
     let names = with_vector_names(&req.with_vector);
     Cost::of_hits(c.spec(), scroll.limit, with_vector, names.as_deref()).check(&state.config.limits, started)?;
     let (records, next) = c.scroll(scroll).await.map_err(|e| ApiError::from_engine(e, started))?;
-    let points: Vec<Value> = records.into_iter().map(|r| record_json(r, &payload, names.as_deref())).collect();
+    let points: Vec<Value> =
+        records.into_iter().map(|r| record_json(r, &payload, names.as_deref(), c.spec())).collect();
     Ok(Answer::new(json!({ "points": points, "next_page_offset": next }), started))
 }
 
@@ -835,7 +812,7 @@ impl QueryPlan {
                     with_vector: self.with_vector,
                 };
                 let r = c.text_search(q).await.map_err(engine)?;
-                let points = r.results.into_iter().map(|d| scored_json(d, &self.payload, names)).collect();
+                let points = r.results.into_iter().map(|d| scored_json(d, &self.payload, names, c.spec())).collect();
                 return Ok((points, r.missing_partitions));
             }
             QueryTarget::Fusion { fusion, prefetch } => {
@@ -850,7 +827,7 @@ impl QueryPlan {
                     .into_iter()
                     .skip(self.offset)
                     .take(self.limit)
-                    .map(|d| scored_json(d, &self.payload, names))
+                    .map(|d| scored_json(d, &self.payload, names, c.spec()))
                     .collect();
                 return Ok((points, r.missing_partitions));
             }
@@ -883,7 +860,7 @@ impl QueryPlan {
                     hits.retain(|h| h.id != id);
                     hits = hits.into_iter().skip(self.offset).take(self.limit).collect();
                 }
-                let points = hits.into_iter().map(|d| scored_json(d, &self.payload, names)).collect();
+                let points = hits.into_iter().map(|d| scored_json(d, &self.payload, names, c.spec())).collect();
                 return Ok((points, r.missing_partitions));
             }
         };
@@ -903,7 +880,7 @@ impl QueryPlan {
             hits.retain(|h| h.id != id);
             hits = hits.into_iter().skip(self.offset).take(self.limit).collect();
         }
-        let points = hits.into_iter().map(|d| scored_json(d, &self.payload, names)).collect();
+        let points = hits.into_iter().map(|d| scored_json(d, &self.payload, names, c.spec())).collect();
         Ok((points, result.missing_partitions))
     }
 }
@@ -1075,10 +1052,7 @@ async fn point_vector(c: &Collection, id: &PointId, using: &str, started: Instan
     let r = records.pop().ok_or_else(|| point_not_found(id, started))?;
     let missing =
         || ApiError::bad_request(format!("Wrong input: point {id} has no vector `{using}` to search with"), started);
-    if using.is_empty() {
-        return r.vector.map(QueryVector::Dense).ok_or_else(missing);
-    }
-    let mut named = r.named.unwrap_or_default();
+    let mut named = r.vectors.unwrap_or_default();
     if let Some(v) = named.dense.remove(using) {
         return Ok(QueryVector::Dense(v));
     }
@@ -1086,7 +1060,7 @@ async fn point_vector(c: &Collection, id: &PointId, using: &str, started: Instan
         return Ok(QueryVector::Sparse(v));
     }
     let spec = c.spec();
-    if !spec.vectors.contains_key(using) && !spec.sparse_vectors.contains_key(using) {
+    if spec.dense_field(using).is_none() && !spec.sparse_vectors.contains_key(using) {
         return Err(ApiError::bad_request(format!("Wrong input: Not existing vector name error: {using}"), started));
     }
     Err(missing())
@@ -1172,46 +1146,45 @@ pub(crate) fn update_result(ack: WriteAck) -> Value {
 }
 
 /// Qdrant's `ScoredPoint`; `payload` and `vector` only when asked for.
-fn scored_json(d: ScoredDoc, payload: &PayloadSelector, names: Option<&[String]>) -> Value {
+fn scored_json(d: ScoredDoc, payload: &PayloadSelector, names: Option<&[String]>, spec: &CollectionSpec) -> Value {
     let mut v = json!({ "id": d.id, "version": d.version, "score": d.score });
     if let Some(p) = payload.apply(d.payload) {
         v["payload"] = Value::Object(p);
     }
-    if let Some(vector) = vector_json(d.vector, d.named, names) {
-        v["vector"] = vector;
+    if let Some(vectors) = d.vectors {
+        v["vector"] = vector_json(vectors, names, spec);
     }
     v
 }
 
 /// Qdrant's `Record`; `payload` and `vector` only when asked for.
-fn record_json(r: Record, payload: &PayloadSelector, names: Option<&[String]>) -> Value {
+fn record_json(r: Record, payload: &PayloadSelector, names: Option<&[String]>, spec: &CollectionSpec) -> Value {
     let mut v = json!({ "id": r.id });
     if let Some(p) = payload.apply(r.payload) {
         v["payload"] = Value::Object(p);
     }
-    if let Some(vector) = vector_json(r.vector, r.named, names) {
-        v["vector"] = vector;
+    if let Some(vectors) = r.vectors {
+        v["vector"] = vector_json(vectors, names, spec);
     }
     v
 }
 
-/// A point's vectors as Qdrant answers them: a list for a collection with only the unnamed
-/// vector, else a map of names (`""` for the unnamed one) to lists and sparse objects;
-/// `names` (a `with_vector` list) keeps only those.
-fn vector_json(unnamed: Option<Vec<f32>>, named: Option<NamedVectors>, names: Option<&[String]>) -> Option<Value> {
+/// A point's vectors as Qdrant answers them: a list for a collection whose only field is
+/// the unnamed vector, else a map of the fields the point has (`""` for the unnamed one)
+/// to lists and sparse objects; `names` (a `with_vector` list) keeps only those.
+fn vector_json(mut vectors: NamedVectors, names: Option<&[String]>, spec: &CollectionSpec) -> Value {
     let wanted = |n: &str| names.is_none_or(|names| names.iter().any(|w| w == n));
-    let Some(named) = named else {
-        return unnamed.filter(|_| wanted("")).map(|v| json!(v));
-    };
-    let mut m = serde_json::Map::new();
-    if let Some(v) = unnamed.filter(|_| wanted("")) {
-        m.insert(String::new(), json!(v));
+    if spec.vectors.is_empty() && spec.sparse_vectors.is_empty() {
+        if let Some(v) = vectors.dense.remove(UNNAMED).filter(|_| wanted(UNNAMED)) {
+            return json!(v);
+        }
     }
-    for (n, v) in named.dense.into_iter().filter(|(n, _)| wanted(n)) {
+    let mut m = serde_json::Map::new();
+    for (n, v) in vectors.dense.into_iter().filter(|(n, _)| wanted(n)) {
         m.insert(n, json!(v));
     }
-    for (n, v) in named.sparse.into_iter().filter(|(n, _)| wanted(n)) {
+    for (n, v) in vectors.sparse.into_iter().filter(|(n, _)| wanted(n)) {
         m.insert(n, json!({ "indices": v.indices, "values": v.values }));
     }
-    Some(Value::Object(m))
+    Value::Object(m)
 }
