@@ -201,3 +201,41 @@ def test_data_written_before_the_field_model_opens_and_answers_the_same(tmp_path
     finally:
         client.close()
         server.stop()
+
+
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"vectors": {"size": 4, "distance": "Dot", "multivector_config": {"comparator": "max_sim"}}}, "vectors.multivector_config"),
+        ({"vectors": {"t": {"size": 4, "distance": "Dot", "datatype": "uint8"}}}, "vectors.t.datatype"),
+        ({"vectors": {"size": 4, "distance": "Dot"}, "quantization_config": {"binary": {"always_ram": True}}}, "quantization_config.binary"),
+        ({"vectors": {"size": 4, "distance": "Dot"}, "quantization_config": {"product": {"compression": "x16"}}}, "quantization_config.product"),
+        ({"vectors": {"size": 4, "distance": "Dot"}, "replication_factor": 2}, "replication_factor"),
+        ({"vectors": {"size": 4, "distance": "Dot"}, "sharding_method": "custom"}, "sharding_method"),
+        ({"vectors": {"size": 4, "distance": "Dot"}, "strict_mode_config": {"enabled": True}}, "strict_mode_config"),
+        ({"vectors": {"size": 4, "distance": "Dot"}, "hnsw_config": {"m": 8, "copy_vectors": True}}, "hnsw_config.copy_vectors"),
+    ],
+)
+def test_settings_not_implemented_are_refused_naming_them(server, collection_name, body, field):
+    import httpx
+
+    r = httpx.put(f"{server.url}/collections/{collection_name}", json=body, timeout=30)
+    assert r.status_code == 400, r.text
+    assert field in r.json()["status"]["error"], r.text
+    assert httpx.get(f"{server.url}/collections/{collection_name}/exists").json()["result"]["exists"] is False
+
+
+def test_settings_that_only_tune_qdrant_are_accepted(server, collection_name):
+    import httpx
+
+    body = {
+        "vectors": {"size": 4, "distance": "Dot", "on_disk": True, "datatype": "float32"},
+        "on_disk_payload": True,
+        "optimizers_config": {"indexing_threshold": 0},
+        "wal_config": {"wal_capacity_mb": 32},
+        "hnsw_config": {"max_indexing_threads": 2, "on_disk": False},
+        "replication_factor": 1,
+        "sharding_method": "auto",
+    }
+    r = httpx.put(f"{server.url}/collections/{collection_name}", json=body, timeout=30)
+    assert r.status_code == 200, r.text

@@ -19,9 +19,9 @@ use ametist_engine::CollectionConfig;
 use super::envelope::{parse_body, Answer, ApiError, ApiResult};
 use super::{done, AppState};
 
-/// `PUT /collections/{name}`: Qdrant's create-collection body. Fields Ametist does not
-/// act on (optimizer and WAL settings, product and binary quantization) are accepted and
-/// ignored, so that clients that send them keep working.
+/// `PUT /collections/{name}`: Qdrant's create-collection body. Fields that only tune
+/// Qdrant's internals (optimizer and WAL settings) are accepted and have no effect, so that
+/// clients that send them keep working; product and binary quantization are refused.
 /// `quantization_config: {"scalar": {"type": "int8"}}` walks the graph on 8-bit codes,
 /// `"int4"` (an Ametist extension) on 4-bit ones, `"none"` turns a configured default off;
 /// `quantile` (0.5 to 1) is the central share of the values the codes' range holds
@@ -75,10 +75,49 @@ pub struct HnswConfigDiff {
     pub _ignored: serde_json::Map<String, Value>,
 }
 
+/// Fields of Qdrant's create body that only tune Qdrant's own internals: accepted, with no
+/// effect here (each is listed in the README with why). Any other field Ametist does not
+/// implement is a 400 naming it: accepting it would promise something not done.
+const NO_EFFECT_COLLECTION: &[&str] = &["on_disk_payload", "wal_config", "optimizers_config"];
+const NO_EFFECT_VECTOR: &[&str] = &["on_disk"];
+const NO_EFFECT_HNSW: &[&str] = &["max_indexing_threads", "on_disk", "payload_m", "inline_storage"];
+const NO_EFFECT_SPARSE: &[&str] = &["index"];
+
+/// Refuses the fields of `extra` (what a body held beyond the fields Ametist reads) that
+/// are neither in `no_effect` nor given their default: `defaults` lists fields accepted
+/// only with the value that means what Ametist does anyway (e.g. `replication_factor: 1`).
+fn refuse_unknown(
+    extra: &serde_json::Map<String, Value>,
+    path: &str,
+    no_effect: &[&str],
+    defaults: &[(&str, Value)],
+) -> Result<(), String> {
+    for (key, value) in extra {
+        if no_effect.contains(&key.as_str()) || value.is_null() {
+            continue;
+        }
+        let at = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+        match defaults.iter().find(|(k, _)| k == key) {
+            Some((_, d)) if d == value => {}
+            Some((_, d)) => {
+                return Err(format!("Wrong input: {at} = {value} is not supported yet (only {d} is)"));
+            }
+            None => return Err(format!("Wrong input: {at} is not supported yet")),
+        }
+    }
+    Ok(())
+}
+
 /// The scalar quantization a create-collection body asks for at `path` (where errors say
-/// it is): its type and its quantile (unset: the configured one), or `None` for product and
-/// binary quantization (accepted and ignored) or no setting.
+/// it is): its type and its quantile (unset: the configured one), or `None` for no setting.
+/// Product and binary quantization are refused with a 400 naming them: accepting them
+/// would promise a memory saving Ametist does not make.
 fn quantization(config: Option<&Value>, path: &str) -> Result<Option<(Quantization, Option<f32>)>, String> {
+    if let Some(kind) = ["binary", "product"].into_iter().find(|k| config.is_some_and(|c| c.get(*k).is_some())) {
+        return Err(format!(
+            "Wrong input: {path}.{kind}: {kind} quantization is not supported yet; use {{\"scalar\": {{\"type\": \"int8\"}}}} (or \"int4\")"
+        ));
+    }
     let Some(scalar) = config.and_then(|c| c.get("scalar")) else { return Ok(None) };
     let kind = match scalar.get("type").and_then(Value::as_str) {
         Some("int8") => Quantization::Int8,
@@ -140,6 +179,30 @@ pub async fn create(State(state): State<AppState>, Path(name): Path<String>, bod
         Value::Null if req.sparse_vectors.as_ref().is_some_and(|s| !s.is_empty()) => (None, Vec::new()),
         v => (Some(serde_json::from_value(v).map_err(|e| bad("vectors".into(), e))?), Vec::new()),
     };
+    let refused = |e: String| ApiError::bad_request(e, started);
+    refuse_unknown(
+        &req._ignored,
+        "",
+        NO_EFFECT_COLLECTION,
+        &[("replication_factor", json!(1)), ("write_consistency_factor", json!(1)), ("sharding_method", json!("auto"))],
+    )
+    .map_err(refused)?;
+    let vector_paths = unnamed
+        .iter()
+        .map(|p| ("vectors".to_string(), p))
+        .chain(named.iter().map(|(n, p)| (format!("vectors.{n}"), p)));
+    for (path, p) in vector_paths {
+        refuse_unknown(&p._ignored, &path, NO_EFFECT_VECTOR, &[("datatype", json!("float32"))]).map_err(refused)?;
+        if let Some(h) = &p.hnsw_config {
+            refuse_unknown(&h._ignored, &format!("{path}.hnsw_config"), NO_EFFECT_HNSW, &[]).map_err(refused)?;
+        }
+    }
+    if let Some(h) = &req.hnsw_config {
+        refuse_unknown(&h._ignored, "hnsw_config", NO_EFFECT_HNSW, &[]).map_err(refused)?;
+    }
+    for (name, p) in req.sparse_vectors.iter().flatten() {
+        refuse_unknown(&p._ignored, &format!("sparse_vectors.{name}"), NO_EFFECT_SPARSE, &[]).map_err(refused)?;
+    }
     let mut index: IndexConfig = state.config.partitions.index;
     let per_vector = unnamed.iter().chain(named.iter().map(|(_, p)| p)).filter_map(|p| p.hnsw_config.clone());
     for diff in req.hnsw_config.into_iter().chain(per_vector) {
