@@ -513,6 +513,10 @@ impl Collection {
     /// payloads. Everything is checked first: either all of it applies or (bad input) none.
     pub async fn update_vectors(&self, updates: Vec<UpdateVector>, wait: bool) -> Result<WriteAck, EngineError> {
         self.check_batch(updates.len())?;
+        // Every point must exist, checked before any partition writes (as for payload
+        // updates): a partition refuses its share naming an absent point, and the others
+        // must not have applied theirs.
+        self.require_points(&updates.iter().map(|u| u.id.clone()).collect::<Vec<_>>()).await?;
         let mut ops = Vec::with_capacity(updates.len());
         for (i, mut u) in updates.into_iter().enumerate() {
             u.vectors = self

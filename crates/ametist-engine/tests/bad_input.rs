@@ -97,3 +97,31 @@ async fn index_settings_out_of_range_create_nothing() {
         .await
         .unwrap();
 }
+
+/// A write over several partitions that names a point missing on one of them (not the
+/// first) changes nothing on any partition: vector updates and payload updates alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_naming_a_missing_point_changes_nothing_anywhere() {
+    use ametist_engine::collection::Target;
+    use ametist_engine::messages::FilterAction;
+    use ametist_engine::UpdateVector;
+
+    let db = Ametist::in_memory(EngineConfig::default());
+    db.create_collection("c", CollectionConfig::new(2, Metric::Dot).with_partitions(4)).await.unwrap();
+    let c = db.collection("c").unwrap();
+    c.upsert((0..40).map(|i| point(i, vec![i as f32, 1.0])).collect(), true).await.unwrap();
+    let before = c.get((0..40).map(PointId::Num).collect(), true, true).await.unwrap();
+    // A missing id routed to the last partition, not the first.
+    let missing = (1000u64..).map(PointId::Num).find(|id| id.partition(4) == 3).expect("some id routes there");
+    let mut updates: Vec<UpdateVector> =
+        (0..40).map(|i| UpdateVector { id: PointId::Num(i), vectors: vec![9.0, 9.0].into() }).collect();
+    updates.push(UpdateVector { id: missing.clone(), vectors: vec![9.0, 9.0].into() });
+    let e = c.update_vectors(updates, true).await.unwrap_err();
+    assert!(matches!(&e, EngineError::PointNotFound(id) if *id == missing), "{e:?}");
+    let mut ids: Vec<PointId> = (0..40).map(PointId::Num).collect();
+    ids.push(missing.clone());
+    let payload = serde_json::json!({"x": 1}).as_object().cloned().expect("an object");
+    let e = c.update_payload(Target::Ids(ids), FilterAction::SetPayload(payload), true).await.unwrap_err();
+    assert!(matches!(&e, EngineError::PointNotFound(id) if *id == missing), "{e:?}");
+    assert_eq!(c.get((0..40).map(PointId::Num).collect(), true, true).await.unwrap(), before, "nothing changed");
+}

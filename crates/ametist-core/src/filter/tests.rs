@@ -144,7 +144,14 @@ fn malformed_shapes_read_well() {
     assert!(err(json!({"must": {"key": "a", "range": {"gt": 1, "lt": "2020-01-01"}}})).contains("mixes numbers"));
     assert!(err(json!({"must": {"key": "a", "values_count": {"gt": -1}}})).contains("non-negative integers"));
     assert!(err(json!({"must": {"has_id": [-1]}})).contains("must[0].has_id[0]: point id -1 is negative"));
-    assert!(err(json!({"must": {"has_vector": "v"}})).contains("has_vector conditions are not supported"));
+    assert!(err(json!({"must": {"has_vector": 3}})).contains("has_vector"));
+    assert!(err(json!({"must": {"nested": {"key": "a", "filter": {"must": {"has_vector": "v"}}}}}))
+        .contains("has_vector is not supported inside a nested filter"));
+    let f = Filter::from_value(json!({"must": {"has_vector": "v"}, "must_not": {"has_vector": ""}})).unwrap();
+    let id = PointId::Num(1);
+    assert!(f.matches_point(&id, None, &|name| name == "v"));
+    assert!(!f.matches_point(&id, None, &|name| name == "v" || name.is_empty()));
+    assert!(!f.matches(&id, None), "without vectors, has_vector never holds");
     assert!(err(json!({"must": {"is_empty": {"key": "a"}, "must": []}}))
         .contains("unexpected field `must` next to `is_empty`"));
     assert!(err(json!({"must": {"key": "a", "match": {"value": 1, "any": [1]}}})).contains("exactly one"));
