@@ -22,10 +22,16 @@ impl ApiKey {
         ApiKey { key: key.map(Arc::from), metrics_public }
     }
 
-    /// Routes served without the key: health checks (as in Qdrant, so that probes need no
-    /// secret), and `/metrics` when `service.metrics_public` says so.
-    fn is_open(&self, path: &str) -> bool {
-        matches!(path, "/healthz" | "/livez" | "/readyz") || (self.metrics_public && path == "/metrics")
+    /// Requests served without the key: health checks (as in Qdrant, so that probes need no
+    /// secret), `/metrics` when `service.metrics_public` says so, the dashboard's assets
+    /// (they hold no data; the page asks for the key before it shows any), and a browser's
+    /// `GET /`, which is only a redirect to the dashboard.
+    fn is_open(&self, req: &Request) -> bool {
+        let path = req.uri().path();
+        matches!(path, "/healthz" | "/livez" | "/readyz")
+            || (self.metrics_public && path == "/metrics")
+            || crate::dashboard::is_asset(path)
+            || (path == "/" && req.method() == axum::http::Method::GET && crate::dashboard::wants_html(req.headers()))
     }
 }
 
@@ -35,7 +41,7 @@ impl ApiKey {
 /// (`secrets_match` hashes both first).
 pub async fn require_api_key(key: ApiKey, req: Request, next: Next) -> Response {
     let Some(expected) = key.key.as_deref() else { return next.run(req).await };
-    if key.is_open(req.uri().path()) {
+    if key.is_open(&req) {
         return next.run(req).await;
     }
     let headers = req.headers();

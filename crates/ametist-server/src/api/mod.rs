@@ -131,13 +131,20 @@ pub fn protect(app: Router, config: &AmetistConfig) -> Router {
         .layer(axum::middleware::from_fn(move |req, next| envelope::json_errors(max_request, req, next)))
 }
 
-async fn root(State(state): State<AppState>) -> axum::Json<serde_json::Value> {
+/// `GET /`: the title and versions as JSON, as Qdrant answers it; a browser (asking for
+/// HTML) is sent to the dashboard instead.
+async fn root(State(state): State<AppState>, headers: axum::http::HeaderMap) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if crate::dashboard::wants_html(&headers) {
+        return crate::dashboard::root_redirect();
+    }
     axum::Json(json!({
         "title": "ametist - vector search engine",
         "version": QDRANT_COMPAT_VERSION,
         "ametist_version": env!("CARGO_PKG_VERSION"),
         "name": state.config.name,
     }))
+    .into_response()
 }
 
 async fn health() -> &'static str {
