@@ -50,12 +50,8 @@ struct MetricsState {
 /// `app` serves.
 pub fn install(app: Router, db: Ametist) -> Router {
     let state = MetricsState { metrics: Arc::new(Metrics::default()), db };
-    app.layer(middleware::from_fn_with_state(state.clone(), track)).merge(
-        Router::new()
-            .route("/metrics", get(render))
-            .route("/metrics/history", get(history))
-            .with_state(state),
-    )
+    app.layer(middleware::from_fn_with_state(state.clone(), track))
+        .merge(Router::new().route("/metrics", get(render)).route("/metrics/history", get(history)).with_state(state))
 }
 
 async fn track(State(state): State<MetricsState>, req: Request, next: Next) -> Response {
@@ -161,11 +157,14 @@ impl SlotSeries {
     }
 }
 
+/// One slot: its start (Unix seconds) and the requests of each (method, route) in it.
+type Slot = (u64, BTreeMap<(String, String), SlotSeries>);
+
 /// Requests per route in slots of [`SLOT_SECS`] over the last [`SLOTS`] slots, oldest
 /// first. Slots without requests are not stored.
 #[derive(Default)]
 pub struct History {
-    slots: VecDeque<(u64, BTreeMap<(String, String), SlotSeries>)>,
+    slots: VecDeque<Slot>,
 }
 
 impl History {
@@ -254,7 +253,8 @@ impl History {
 /// `service.metrics_public`.
 async fn history(State(state): State<MetricsState>) -> crate::api::envelope::ApiResult<Value> {
     let started = Instant::now();
-    let body = state.metrics.history.lock().expect("the history lock is never held across a panic").to_json(unix_secs());
+    let body =
+        state.metrics.history.lock().expect("the history lock is never held across a panic").to_json(unix_secs());
     Ok(crate::api::envelope::Answer::new(body, started))
 }
 

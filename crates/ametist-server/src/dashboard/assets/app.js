@@ -373,7 +373,7 @@ async function renderPoints(root) {
   const body = h('tbody');
   const prev = h('button', { class: 'secondary', id: 'points-prev', type: 'button', onclick: () => { pages.pop(); load(); } }, '← Previous');
   const next = h('button', { class: 'secondary', id: 'points-next', type: 'button', onclick: () => { pages.push(nextOffset); load(); } }, 'Next →');
-  const detail = h('div', { id: 'point-detail' });
+  const detail = h('div', { id: 'point-detail' }, h('p', { class: 'note' }, 'Click a point to see it in full.'));
   // The offsets of the pages seen so far; the last one is the page shown (undefined: first).
   let pages = [undefined];
   let nextOffset = null;
@@ -466,8 +466,9 @@ async function renderPoints(root) {
       filterError),
     error,
     h('div', { class: 'row' }, prev, next, summary),
-    h('table', { id: 'points-table' }, h('thead', {}, h('tr', {}, h('th', {}, 'Id'), h('th', {}, 'Payload'), h('th', {}, 'Vector'))), body),
-    detail);
+    h('div', { class: 'split' },
+      h('table', { id: 'points-table' }, h('thead', {}, h('tr', {}, h('th', {}, 'Id'), h('th', {}, 'Payload'), h('th', {}, 'Vector'))), body),
+      detail));
   limit.addEventListener('change', () => { pages = [undefined]; load(); });
   withVector.addEventListener('change', load);
   load();
@@ -788,7 +789,8 @@ async function renderCluster(root) {
         h('span', {}, 'Committed: ', h('strong', {}, String(raft.commit ?? '–')))),
       h('h2', {}, 'Members'),
       h('table', { id: 'cluster-members' },
-        h('thead', {}, h('tr', {}, ['Node', 'Node-to-node', 'REST', 'Voter', 'Partitions served', ''].map((t) => h('th', {}, t)))),
+        h('thead', {}, h('tr', {}, ['Node', 'Node-to-node', 'REST', 'Voter', 'Partitions served', ''].map((t) =>
+          h('th', { class: t === 'Partitions served' ? 'num' : null }, t)))),
         h('tbody', {}, members.map(([id, m]) => h('tr', { 'data-node': id },
           h('td', { class: 'mono' }, id),
           h('td', { class: 'mono' }, m.uri),
@@ -800,7 +802,7 @@ async function renderCluster(root) {
       h('h2', {}, 'Placement'),
       h('p', { class: 'note' }, 'Which node serves each partition (the first replica serves; partitions have one replica for now).'),
       h('table', { id: 'cluster-placement' },
-        h('thead', {}, h('tr', {}, h('th', {}, 'Collection'), h('th', {}, 'Partition'), h('th', {}, 'Replicas (serving first)'))),
+        h('thead', {}, h('tr', {}, h('th', {}, 'Collection'), h('th', { class: 'num' }, 'Partition'), h('th', {}, 'Replicas (serving first)'))),
         h('tbody', {}, Object.entries(c.collections || {}).flatMap(([name, parts]) => parts.map((p) => h('tr', {},
           h('td', {}, name), h('td', { class: 'num' }, p.partition), h('td', { class: 'mono' }, p.replicas.join(', '))))))));
   });
@@ -845,13 +847,17 @@ function drawChart(canvas, xs, series, unit) {
   }
   g.textAlign = 'center';
   const now = xs[xs.length - 1];
-  for (let i = 0; i < xs.length; i += Math.max(1, Math.round(xs.length / 5))) {
-    const ago = Math.round((now - xs[i]) / 60);
-    g.fillText(ago ? `-${ago} min` : 'now', x(i), height - 6);
-  }
-  g.fillText('now', x(xs.length - 1), height - 6);
+  const span = now - xs[0];
+  const ago = (i) => {
+    const secs = now - xs[i];
+    if (!secs) return 'now';
+    return span <= 180 ? `-${secs} s` : `-${Math.round(secs / 60)} min`;
+  };
+  const step = Math.max(1, Math.round(xs.length / 5));
+  for (let i = xs.length - 1; i >= 0; i -= step) g.fillText(ago(i), x(i), height - 6);
   for (const s of series) {
     g.strokeStyle = s.color;
+    g.fillStyle = s.color;
     g.lineWidth = s.width || 1.6;
     g.beginPath();
     let drawing = false;
@@ -861,6 +867,13 @@ function drawChart(canvas, xs, series, unit) {
       drawing = true;
     });
     g.stroke();
+    // A value between two gaps has no line to show it: a dot does.
+    s.values.forEach((v, i) => {
+      if (v === null || (s.values[i - 1] ?? null) !== null || (s.values[i + 1] ?? null) !== null) return;
+      g.beginPath();
+      g.arc(x(i), y(v), 2.5, 0, 2 * Math.PI);
+      g.fill();
+    });
   }
 }
 
@@ -903,24 +916,30 @@ async function renderMetrics(root) {
       return;
     }
     const slot = m.slot_seconds;
-    const xs = m.slot_starts;
+    // The charts start at the first slot with requests (at least two minutes back), so that
+    // a server started a minute ago does not squeeze its data into the right edge.
+    const all = m.routes[0].slots.count;
+    const first = Math.min(Math.max(0, all.findIndex((n) => n > 0)), all.length - Math.round(120 / slot) - 1);
+    const from = Math.max(0, first);
+    const cut = (values) => values.slice(from);
+    const xs = m.slot_starts.slice(from);
     const key = (r) => `${r.method} ${r.route}`;
     const routes = m.routes.slice(1).sort((a, b) => b.count - a.count);
     const top = routes.slice(0, 6);
-    const rates = [{ label: 'all routes', color: '#241a33', width: 2.4, values: m.routes[0].slots.count.map((n) => n / slot) }]
-      .concat(top.map((r, i) => ({ label: key(r), color: COLORS[i % COLORS.length], values: r.slots.count.map((n) => n / slot) })));
+    const rates = [{ label: 'all routes', color: '#241a33', width: 2.4, values: cut(all).map((n) => n / slot) }]
+      .concat(top.map((r, i) => ({ label: key(r), color: COLORS[i % COLORS.length], values: cut(r.slots.count).map((n) => n / slot) })));
     drawChart(rateCanvas, xs, rates, '/s');
     rateLegend.replaceChildren(legend(rates));
     const chosen = m.routes.find((r) => key(r) === selected) || m.routes[0];
     latencyTitle.textContent = chosen.route === '*' ? 'Latency, all routes' : `Latency, ${key(chosen)}`;
     const lat = [
-      { label: 'p50', color: COLORS[1], values: chosen.slots.p50_ms },
-      { label: 'p90', color: COLORS[2], values: chosen.slots.p90_ms },
-      { label: 'p99', color: COLORS[4], values: chosen.slots.p99_ms },
+      { label: 'p50', color: COLORS[1], values: cut(chosen.slots.p50_ms) },
+      { label: 'p90', color: COLORS[2], values: cut(chosen.slots.p90_ms) },
+      { label: 'p99', color: COLORS[4], values: cut(chosen.slots.p99_ms) },
     ];
     drawChart(latencyCanvas, xs, lat, ' ms');
     latencyLegend.replaceChildren(legend(lat));
-    const windowSecs = xs.length * slot;
+    const windowSecs = m.slot_starts.length * slot;
     body.replaceChildren(...[m.routes[0], ...routes].map((r) => h('tr', {
       class: `clickable${key(r) === key(chosen) ? ' selected' : ''}`,
       'data-route': key(r),
@@ -943,7 +962,7 @@ async function renderMetrics(root) {
       h('div', { class: 'panel chart' }, h('h2', {}, 'Requests per second'), rateCanvas, rateLegend),
       h('div', { class: 'panel chart' }, latencyTitle, latencyCanvas, latencyLegend)),
     h('table', { id: 'metrics-routes' },
-      h('thead', {}, h('tr', {}, ['Route', 'Requests', 'Per second', 'Errors (4xx, 5xx)', 'p50', 'p90', 'p99'].map((t, i) =>
+      h('thead', {}, h('tr', {}, ['Route', 'Requests', 'Per second (window)', 'Errors (4xx, 5xx)', 'p50', 'p90', 'p99'].map((t, i) =>
         h('th', { class: i ? 'num' : null }, t)))),
       body),
     h('p', { class: 'note' }, 'Prometheus can scrape the same figures, and partition gauges, from ', h('code', {}, '/metrics'), '.'));
