@@ -57,3 +57,41 @@ pub async fn require_api_key(key: ApiKey, req: Request, next: Next) -> Response 
     };
     ApiError { status, message: message.to_string(), started: Instant::now() }.into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+
+    use super::*;
+
+    fn request(method: &str, path: &str, accept: &str) -> Request {
+        Request::builder().method(method).uri(path).header(header::ACCEPT, accept).body(Body::empty()).unwrap()
+    }
+
+    #[test]
+    fn only_health_checks_dashboard_assets_and_a_browsers_root_are_open() {
+        let key = ApiKey::new(Some("k"), false);
+        for (method, path, accept) in [
+            ("GET", "/healthz", "*/*"),
+            ("GET", "/dashboard", "text/html"),
+            ("GET", "/dashboard/app.js", "*/*"),
+            ("GET", "/", "text/html,application/xhtml+xml,*/*;q=0.8"),
+        ] {
+            assert!(key.is_open(&request(method, path, accept)), "{method} {path} should be open");
+        }
+        for (method, path, accept) in [
+            // The root's JSON names the server; only a browser's redirect is open.
+            ("GET", "/", "*/*"),
+            ("GET", "/", "application/json"),
+            ("POST", "/", "text/html"),
+            ("GET", "/metrics", "*/*"),
+            ("GET", "/metrics/history", "text/html"),
+            ("GET", "/dashboards", "text/html"),
+            ("GET", "/collections", "text/html"),
+        ] {
+            assert!(!key.is_open(&request(method, path, accept)), "{method} {path} should need the key");
+        }
+        assert!(ApiKey::new(Some("k"), true).is_open(&request("GET", "/metrics", "*/*")));
+        assert!(!ApiKey::new(Some("k"), true).is_open(&request("GET", "/metrics/history", "*/*")));
+    }
+}
