@@ -39,6 +39,11 @@ def _find(name: str, debian: str) -> str:
     return path
 
 
+def pytest_terminal_summary(terminalreporter):
+    if SCREENSHOTS.is_dir():
+        terminalreporter.write_line(f"screenshots of the views: {SCREENSHOTS}")
+
+
 @pytest.fixture(scope="session")
 def browser():
     options = webdriver.ChromeOptions()

@@ -180,7 +180,28 @@ def test_search_console_results_and_recall_against_exact(page, http):
     assert misses == {str(p["id"]) for p in want if p["id"] not in truth}
     page.screenshot("search")
 
-    # A hybrid query (vector + BM25 over the indexed title, fused with RRF) answers too.
+    # By a point's id: its neighbours by its own vector (the point itself left out, as
+    # Qdrant does), the API's answer.
+    page.select("#search-mode", "point")
+    page.type("#search-point", "1234")
+    page.click("#search-exact")
+    page.click("#search-run")
+    page.wait_text("#search-time", lambda t: t.startswith("10 hits"))
+    by_id = {"query": 1234, "limit": 10, "params": {"exact": True}}
+    want = http.post("/collections/graph/points/query", json=by_id).json()["result"]["points"]
+    assert [e.text for e in page.els("#search-results tbody .id")] == [str(p["id"]) for p in want]
+    assert "1234" not in [e.text for e in page.els("#search-results tbody .id")]
+    page.click("#search-exact")
+
+    # BM25 over the indexed title: every hit holds a word of the query.
+    page.select("#search-mode", "bm25")
+    page.select("#search-field", "title")
+    page.type("#search-text", "mailbox")
+    page.click("#search-run")
+    page.wait_text("#search-time", lambda t: t.startswith("10 hits"))
+    assert all("mailbox" in json.loads(e.text)["title"] for e in page.els("#search-results tbody .payload"))
+
+    # A hybrid query (vector + BM25, fused with RRF) answers too.
     page.select("#search-mode", "hybrid")
     page.type("#search-text", "mailbox restart")
     page.click("#search-run")

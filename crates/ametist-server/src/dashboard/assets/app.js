@@ -492,7 +492,7 @@ async function renderSearch(root) {
 
   const mode = h('select', { id: 'search-mode' },
     h('option', { value: 'vector' }, 'Vector'),
-    h('option', { value: 'point' }, 'Point id (its vector)'),
+    h('option', { value: 'point' }, 'Point id (its neighbours)'),
     h('option', { value: 'bm25' }, 'BM25 text'),
     h('option', { value: 'hybrid' }, 'Hybrid: vector + BM25'));
   const using = h('select', { id: 'search-using' }, names.map((n) => h('option', { value: n }, n || '(unnamed)')));
@@ -596,11 +596,14 @@ async function renderSearch(root) {
 
   let lastHits = [];
   const search = async () => {
+    // The last answer goes at once, so that what is on screen is always this query's.
     recall.textContent = '';
+    timing.textContent = '';
+    body.replaceChildren();
     const q = buildQuery();
     if (!q) return;
     const answer = await run(q);
-    if (!answer) { body.replaceChildren(); return; }
+    if (!answer) { body.replaceChildren(); timing.textContent = ''; return; }
     lastHits = answer.result.points;
     showHits(lastHits, null);
     timing.textContent = `${lastHits.length} hits · server ${fmtMs(answer.time * 1000)} · round trip ${fmtMs(answer.elapsed)}` +
