@@ -47,6 +47,9 @@ DOCUMENT = Path(__file__).resolve().parents[2] / "crates/ametist-server/src/api/
 SEED = int(os.environ.get("AMETIST_FUZZ_SEED") or random.SystemRandom().randrange(2**32))
 EXAMPLES = int(os.environ.get("AMETIST_FUZZ_EXAMPLES", "12"))
 REQUEST_TIMEOUT = 30.0
+# With AMETIST_FUZZ_VERBOSE=1, the refusals' messages are listed too (why requests stop short).
+VERBOSE = os.environ.get("AMETIST_FUZZ_VERBOSE") == "1"
+errors: dict[str, set[str]] = {}
 
 SHARED = "fuzz"  # where most requests go
 SCRATCH = "fuzz-scratch"  # what deletes and recovers work on
@@ -68,6 +71,7 @@ def _labels() -> list[str]:
 
 LABELS = _labels()
 _fresh = itertools.count()
+snapshots: list[str] = []  # names of the scratch collection's snapshots
 
 
 def _make_shared(http: httpx.Client) -> None:
@@ -122,12 +126,23 @@ def _ensure(http: httpx.Client, name: str) -> None:
     else:
         r = http.put(f"/collections/{name}", json={"vectors": {"size": 4, "distance": "Cosine"}, "shard_number": 1})
         assert r.status_code == 200, r.text
+        points = [{"id": i, "vector": [1.0, i, 0.5, -i], "payload": {"n": i}} for i in range(10)]
+        r = http.put(f"/collections/{name}/points?wait=true", json={"points": points})
+        assert r.status_code == 200, r.text
+        # A snapshot for the recover route to find by name.
+        r = http.post(f"/collections/{name}/snapshots")
+        assert r.status_code == 200, r.text
+        snapshots.append(r.json()["result"]["name"])
 
 
 @pytest.fixture(scope="module")
 def schema(server, http):
     _ensure(http, SHARED)
-    loaded = schemathesis.openapi.from_url(f"{server.url}/openapi.json", timeout=30)
+    # Fetched here rather than with `from_url`, which leaves out the operation that serves
+    # the document itself.
+    r = http.get("/openapi.json")
+    assert r.status_code == 200, r.text
+    loaded = schemathesis.openapi.from_dict(r.json())
     served = sorted(op.ok().label for op in loaded.get_all_operations())
     assert served == sorted(LABELS), "the served document is not the one in the source tree"
     return loaded
@@ -140,6 +155,7 @@ def tally(request):
     started = time.monotonic()
     yield counts
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
     total = sum(sum(c.values()) for c in counts.values())
     lines = [
         f"fuzz: seed {SEED} (replay: AMETIST_FUZZ_SEED={SEED}), {EXAMPLES} examples per operation and mode, "
@@ -147,10 +163,14 @@ def tally(request):
     ]
     for label, c in sorted(counts.items()):
         lines.append(f"  {label}: " + ", ".join(f"{s}×{n}" for s, n in sorted(c.items())))
-    if reporter is not None:
-        reporter.write_line("")
-        for line in lines:
-            reporter.write_line(line)
+        lines += [f"      {e}" for e in sorted(errors.get(label, ()))[:40]]
+    if reporter is not None and capture is not None:
+        # Shown whatever the outcome: the seed replays a run, the counts show how far the
+        # requests got (2xx: past every check into the engine).
+        with capture.global_and_fixture_disabled():
+            reporter.write_line("")
+            for line in lines:
+                reporter.write_line(line)
 
 
 def _resize(v: list, n: int, rnd: random.Random) -> list:
@@ -166,13 +186,33 @@ def _steer(node, rnd: random.Random, key: str | None = None):
     vectors of its sizes, vector names it has, filter keys of its payload. The shape stays
     what the document allows."""
     if isinstance(node, dict):
+        node = dict(node)
+        batch_ids, batch_vectors = node.get("ids"), node.get("vectors")
+        if key == "batch" and isinstance(batch_ids, list) and isinstance(batch_vectors, list) and rnd.random() < 0.7:
+            # As many ids as vectors (and payloads), at least one.
+            n = max(1, min(len(batch_ids), len(batch_vectors)))
+            node["ids"] = (batch_ids + [0])[:n]
+            node["vectors"] = (batch_vectors + [[]])[:n]
+            if isinstance(node.get("payloads"), list) and node["payloads"]:
+                node["payloads"] = (node["payloads"] * n)[:n]
+        using = node.get("using")
+        if isinstance(using, str) and rnd.random() < 0.5:
+            node["using"] = using = rnd.choice(["", "img", "kw"])
+        dim = DIMS.get(using if isinstance(using, str) else "", DIMS[""])
         out = {}
         for k, v in node.items():
-            if k == "using" and isinstance(v, str) and rnd.random() < 0.5:
-                v = rnd.choice(["", "img", "kw"])
+            if k in ("query", "nearest", "vector") and _is_dense(v) and rnd.random() < 0.7:
+                out[k] = _resize(v, dim, rnd)
+                continue
+            if k in ("query", "nearest") and type(v) is int and rnd.random() < 0.6:
+                v = rnd.randrange(60)  # a point the collection has
             elif k == "key" and isinstance(v, str) and rnd.random() < 0.6:
                 v = rnd.choice(PAYLOAD_KEYS)
-            elif k in ("vector", "query", "nearest") and isinstance(v, dict) and "indices" not in v:
+            elif k == "field" and isinstance(v, str) and rnd.random() < 0.6:
+                v = "text"  # the text-indexed field
+            elif k == "location" and isinstance(v, str) and snapshots and rnd.random() < 0.5:
+                v = rnd.choice(snapshots)  # one of the scratch collection's snapshots
+            elif k == "vector" and isinstance(v, dict) and "indices" not in v:
                 # A map of vector names: aim some at the collection's own.
                 renamed = {}
                 for name, vec in v.items():
@@ -186,8 +226,6 @@ def _steer(node, rnd: random.Random, key: str | None = None):
             out[k] = _steer(v, rnd, k)
         return out
     if isinstance(node, list):
-        if key in ("vector", "query", "nearest") and _is_dense(node) and rnd.random() < 0.7:
-            return _resize(node, DIMS[""], rnd)
         if key == "vectors" and rnd.random() < 0.7:
             return [_resize(v, DIMS[""], rnd) if _is_dense(v) else v for v in node]
         return [_steer(v, rnd, key) for v in node]
@@ -249,14 +287,19 @@ def test_fuzz_operation(schema, server, http, tally, label):
                 if name in (SHARED, SCRATCH):
                     _ensure(http, name)
                 case.path_parameters["name"] = name
+            rnd = random.Random(steer)
+            if "id" in (case.path_parameters or {}) and rnd.random() < 0.6:
+                case.path_parameters["id"] = str(rnd.randrange(60))  # a point the collection has
             if isinstance(case.body, (dict, list)):
-                case.body = _steer(case.body, random.Random(steer))
+                case.body = _steer(case.body, rnd)
             try:
                 response = case.call(base_url=server.url, session=session, timeout=REQUEST_TIMEOUT)
             except Exception as e:
                 alive = server.proc.poll() is None
                 raise AssertionError(f"{label} ({mode}): no answer ({e!r}); server alive: {alive}\n{server.log()}")
             counts[response.status_code] = counts.get(response.status_code, 0) + 1
+            if VERBOSE and 400 <= response.status_code < 500:
+                errors.setdefault(label, set()).add(f"{response.status_code} {response.text[:160]}")
             assert server.proc.poll() is None, f"the server exited:\n{server.log()}"
             case.validate_response(response, checks=CHECKS)
             name = (case.path_parameters or {}).get("name", "")
