@@ -12,6 +12,8 @@ pub enum CoreError {
     NonFinite { position: usize, value: f32 },
     #[error("vector must not be empty")]
     EmptyVector,
+    #[error("vector is too long: its length is {length:e}, more than {max:e}, beyond which scores could overflow")]
+    TooLong { length: f64, max: f64 },
     #[error("cosine distance needs a non-zero vector")]
     ZeroVector,
     #[error("invalid point id: {0}")]

@@ -34,6 +34,10 @@ pub enum SparseError {
     DuplicateIndex(u32),
     #[error("sparse vector: non-finite value ({value}) at index {index}")]
     NonFinite { index: u32, value: f32 },
+    #[error(
+        "sparse vector is too long: its length is {length:e}, more than {max:e}, beyond which scores could overflow"
+    )]
+    TooLong { length: f64, max: f64 },
 }
 
 /// A sparse vector: the non-zero dimensions and their values, in any order on input.
@@ -52,7 +56,8 @@ impl SparseVector {
         Ok(v)
     }
 
-    /// Same length, no duplicate index, finite values. An empty vector is valid.
+    /// Same length, no duplicate index, finite values, a length whose scores cannot
+    /// overflow ([`crate::vector::MAX_SQUARED_NORM`]). An empty vector is valid.
     pub fn validate(&self) -> Result<(), SparseError> {
         if self.indices.len() != self.values.len() {
             return Err(SparseError::LengthMismatch { indices: self.indices.len(), values: self.values.len() });
@@ -61,6 +66,11 @@ impl SparseVector {
             if !v.is_finite() {
                 return Err(SparseError::NonFinite { index: i, value: v });
             }
+        }
+        let squared = crate::vector::squared_norm(&self.values);
+        if squared > crate::vector::MAX_SQUARED_NORM {
+            let max = crate::vector::MAX_SQUARED_NORM.sqrt();
+            return Err(SparseError::TooLong { length: squared.sqrt(), max });
         }
         let mut sorted = self.indices.clone();
         sorted.sort_unstable();
