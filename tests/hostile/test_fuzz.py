@@ -4,18 +4,19 @@ no answer may be a 5xx. Answers must also match the document (status code, conte
 body schema), so the document cannot drift from what the server does.
 
 Each operation is one test, so the reference digest (conftest) is checked after each.
-Generated collection names are steered: most requests go to `fuzz`, a collection with
-points, payloads, a text index and named vectors, so that they reach the search, write
-and payload code rather than stopping at "collection not found"; dense vectors are often
-cut to that collection's sizes and filter keys pointed at its payload fields. Deleting
-and recovering work on a scratch collection made for them; `reference` is never named.
+Generated requests are steered toward real code: most go to `fuzz`, a collection with
+points, payloads, a text index and named vectors, rather than stopping at "collection not
+found"; dense vectors are often cut to its sizes (now and then with a value whose square
+overflows f32), filter keys pointed at its payload fields, point ids at its points,
+snapshot names at real snapshots; create tries names at the edges of what is allowed.
+Deleting and recovering work on a scratch collection made for them; `reference` is never
+named.
 
 Bounded: `AMETIST_FUZZ_EXAMPLES` valid examples per operation, and half as many invalid
-ones (default 12: about three minutes over the 55 operations on a debug build and two slow
-cores). The seed
-is printed with the results; `AMETIST_FUZZ_SEED=<seed>` replays a run.
+ones (default 25: one and a half to three minutes for the 55 operations on a debug build
+and two cores). The seed is printed with the counts of answers per operation;
+`AMETIST_FUZZ_SEED=<seed>` replays a run.
 """
-
 from __future__ import annotations
 
 import itertools
@@ -45,7 +46,7 @@ from conftest import REFERENCE
 
 DOCUMENT = Path(__file__).resolve().parents[2] / "crates/ametist-server/src/api/openapi.yaml"
 SEED = int(os.environ.get("AMETIST_FUZZ_SEED") or random.SystemRandom().randrange(2**32))
-EXAMPLES = int(os.environ.get("AMETIST_FUZZ_EXAMPLES", "12"))
+EXAMPLES = int(os.environ.get("AMETIST_FUZZ_EXAMPLES", "25"))
 REQUEST_TIMEOUT = 30.0
 # With AMETIST_FUZZ_VERBOSE=1, the refusals' messages are listed too (why requests stop short).
 VERBOSE = os.environ.get("AMETIST_FUZZ_VERBOSE") == "1"
@@ -57,6 +58,11 @@ DIMS = {"": 4, "img": 3}  # the shared collection's dense vectors
 PAYLOAD_KEYS = ["group", "n", "text", "tags", "nested", "nested[].x", "geo"]
 # Names the fuzzer must not reach: the reference collection, and names that are other routes.
 FORBIDDEN_NAMES = {REFERENCE, "aliases"}
+# Names at and past the edges of what a collection may be called (at most 200 bytes of
+# letters, digits, `-`, `_` and `.`, not starting with `.`), for create to try.
+EDGE_NAMES = ["e" * 200, "e" * 201, "e" * 255, "e.e", "-", "_e", ".e", "..", "e e", "é"]
+# Finite values whose squares, products or sums overflow f32, mixed into vectors.
+EXTREME_VALUES = [1e38, -3.4e38, 1.8e19, -1.9e19, 6e17, 1e-45, -0.0]
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
@@ -174,7 +180,10 @@ def tally(request):
 
 
 def _resize(v: list, n: int, rnd: random.Random) -> list:
-    return (v + [rnd.uniform(-1, 1) for _ in range(n)])[:n]
+    v = (v + [rnd.uniform(-1, 1) for _ in range(n)])[:n]
+    if v and rnd.random() < 0.1:
+        v[rnd.randrange(len(v))] = rnd.choice(EXTREME_VALUES)
+    return v
 
 
 def _is_dense(v) -> bool:
@@ -240,6 +249,8 @@ def _collection_for(label: str, generated: str, choice: int) -> str:
     if method == "PUT" and path == "/collections/{name}":
         if choice < 15:
             return SHARED  # exists: 409
+        if choice < 35:
+            return EDGE_NAMES[choice % len(EDGE_NAMES)]
         return f"fz-new-{next(_fresh)}"
     if destructive:
         return SCRATCH if choice < 85 else f"fz-missing-{next(_fresh)}"
@@ -303,9 +314,10 @@ def test_fuzz_operation(schema, server, http, tally, label):
             assert server.proc.poll() is None, f"the server exited:\n{server.log()}"
             case.validate_response(response, checks=CHECKS)
             name = (case.path_parameters or {}).get("name", "")
-            if response.status_code == 200 and label == "PUT /collections/{name}" and name.startswith("fz-new-"):
+            if response.status_code == 200 and label == "PUT /collections/{name}" and name != SHARED:
                 # Collections the fuzzer made go at once: they may hold up to 1024 partitions.
-                assert http.delete(f"/collections/{name}").status_code == 200
+                r = http.delete(f"/collections/{name}")
+                assert r.status_code == 200, f"deleting {name!r}: {r.status_code} {r.text}"
 
         try:
             run()
