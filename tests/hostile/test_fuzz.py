@@ -90,15 +90,15 @@ def _make_shared(http: httpx.Client) -> None:
         },
     )
     assert r.status_code == 200, r.text
-    for body in ({"field_name": "text", "field_schema": "text"}, {"field_name": "group", "field_schema": "keyword"}):
-        r = http.put(f"/collections/{SHARED}/index", json=body)
-        assert r.status_code == 200, r.text
     _fill_shared(http)
 
 
 def _fill_shared(http: httpx.Client) -> None:
-    """(Re)writes the shared collection's points: a fuzzed delete or payload change may
-    have emptied them."""
+    """(Re)writes the shared collection's indexes and points: a fuzzed delete, payload
+    change or index change may have taken them."""
+    for body in ({"field_name": "text", "field_schema": "text"}, {"field_name": "group", "field_schema": "keyword"}):
+        r = http.put(f"/collections/{SHARED}/index", json=body)
+        assert r.status_code == 200, r.text
     rng = random.Random(7)
     points = [
         {
@@ -124,7 +124,8 @@ def _fill_shared(http: httpx.Client) -> None:
 
 
 def _ensure(http: httpx.Client, name: str) -> None:
-    """Makes `name` exist (the shared collection with its points; the scratch one empty)."""
+    """Makes `name` exist: the shared collection with its points, or the scratch one with a
+    few points and a snapshot."""
     if http.get(f"/collections/{name}/exists").json()["result"]["exists"]:
         return
     if name == SHARED:
