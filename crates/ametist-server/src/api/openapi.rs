@@ -159,7 +159,10 @@ mod tests {
         let only_served: Vec<_> = registered.keys().filter(|p| !documented.contains_key(*p)).collect();
         let only_documented: Vec<_> = documented.keys().filter(|p| !registered.contains_key(*p)).collect();
         assert!(only_served.is_empty(), "routes missing from openapi.yaml: {only_served:?}");
-        assert!(only_documented.is_empty(), "openapi.yaml documents routes router() does not serve: {only_documented:?}");
+        assert!(
+            only_documented.is_empty(),
+            "openapi.yaml documents routes router() does not serve: {only_documented:?}"
+        );
         for (path, methods) in &registered {
             let doc = &documented[path];
             if methods.contains("any") {
@@ -188,8 +191,7 @@ mod tests {
                             None => r,
                         };
                         assert_eq!(
-                            r["content"]["application/json"]["schema"]["$ref"],
-                            "#/components/schemas/ErrorResponse",
+                            r["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/ErrorResponse",
                             "{method} {path} {status}"
                         );
                     }
