@@ -5,6 +5,7 @@
 //! * [`payload`]: payload updates and payload indexes (shapes only until the engine has them).
 //! * [`selectors`]: `with_payload` / `with_vector` selectors.
 //! * [`partitions`]: Ametist-only routes about partitions and their actors.
+//! * [`openapi`]: `GET /openapi.json`, the OpenAPI document of every route here.
 //! * [`envelope`]: Qdrant's response envelope, error mapping and body parsing.
 //! * [`auth`]: the API key.
 //! * [`limits`]: what one request may cost (bytes of writes in flight, hits, answer size).
@@ -13,6 +14,7 @@ pub mod auth;
 pub mod collections;
 pub mod envelope;
 pub mod limits;
+pub mod openapi;
 pub mod partitions;
 pub mod payload;
 pub mod points;
@@ -55,6 +57,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health))
         .route("/livez", get(health))
         .route("/readyz", get(health))
+        .route("/openapi.json", get(openapi::get))
         .route("/collections", get(collections::list))
         .route(
             "/collections/{name}",
