@@ -17,3 +17,8 @@ if [ -d tests/hostile ]; then
     echo "== hostile suite (bad input, slow clients, crafted snapshots, fuzzing, memory ceiling)"
     AMETIST_BIN="$(realpath "${CARGO_TARGET_DIR:-target}")/debug/ametist" bash tests/hostile/run.sh
 fi
+
+if [ -d tests/browser ]; then
+    echo "== browser suite (the dashboard in a real headless Chromium against a real ametist serve)"
+    AMETIST_BIN="$(realpath "${CARGO_TARGET_DIR:-target}")/debug/ametist" bash tests/browser/run.sh
+fi

@@ -1,7 +1,8 @@
 """The real `ametist serve` process on a free 127.0.0.1 port, for every Python suite.
 
-`tests/python` (the client tests) and `tests/hostile` (the hostile-input suite) both start
-servers through [`AmetistServer`]. The binary comes from $AMETIST_BIN (the suites' run.sh
+`tests/python` (the client tests), `tests/hostile` (the hostile-input suite) and
+`tests/browser` (the dashboard in headless Chromium) start servers through
+[`AmetistServer`]. The binary comes from $AMETIST_BIN (the suites' run.sh
 set it); without it, the debug binary under $CARGO_TARGET_DIR or target/ is used.
 """
 

@@ -57,6 +57,8 @@ fn validation() {
     assert_eq!(SparseVector::new(vec![3, 1, 3], vec![1.0, 2.0, 3.0]), Err(SparseError::DuplicateIndex(3)));
     assert!(matches!(SparseVector::new(vec![1], vec![f32::NAN]), Err(SparseError::NonFinite { index: 1, .. })));
     assert!(matches!(SparseVector::new(vec![1], vec![f32::INFINITY]), Err(SparseError::NonFinite { .. })));
+    // Finite values whose products overflow f32: scores would be infinite (`null` in JSON).
+    assert!(matches!(SparseVector::new(vec![1, 2], vec![1e38, -1e38]), Err(SparseError::TooLarge { .. })));
     assert!(SparseVector::new(vec![], vec![]).is_ok());
     let v: SparseVector = serde_json::from_str(r#"{"indices": [5, 1], "values": [0.5, -2]}"#).unwrap();
     assert_eq!(v.sorted_pairs(), [(1, -2.0), (5, 0.5)]);

@@ -883,8 +883,22 @@ impl Collection {
                 if weights.iter().any(|w| !w.is_finite() || *w < 0.0) || !k.is_finite() || k < 0.0 {
                     return Err(EngineError::invalid("rrf weights and k must be finite and not negative"));
                 }
+                // A list's hit at rank r scores 1/((r + 1)/w + k − 1): below k = 1 the top
+                // hit's denominator can reach 0 (an infinite score) or go negative (the top
+                // hit scores below the next), so k is at least 1.
+                if k < 1.0 {
+                    return Err(EngineError::invalid(format!("rrf k must be at least 1, got {k}")));
+                }
                 let weights = if weights.is_empty() { vec![1.0; lists.len()] } else { weights };
-                fusion::weighted_rrf(&ranked(), k, &weights)
+                let fused = fusion::weighted_rrf(&ranked(), k, &weights);
+                // Each list adds at most its weight to a score; weights near f32::MAX can
+                // still add up past it.
+                if fused.iter().any(|(_, s)| !s.is_finite()) {
+                    return Err(EngineError::invalid(
+                        "rrf weights are too large: the fused scores overflow; use smaller weights",
+                    ));
+                }
+                fused
             }
             Fusion::Dbsf => {
                 let scored: Vec<Vec<(PointId, f32)>> =

@@ -531,13 +531,24 @@ fn remove_dir_durably(dir: &Path) -> Result<(), EngineError> {
     Ok(())
 }
 
-/// Collection names become directory names, so they are kept to a safe alphabet.
+/// The longest collection name, in bytes. A name becomes a directory name, and the hidden
+/// directories of a restore or a delete (`.restore-<name>-<pid>-<nanos>`, `.deleted-…`) and
+/// the temporary files of a snapshot (`.<name>-<time>.snapshot.part<i>`) add up to about 45
+/// bytes to it; every one must fit in a file name (255 bytes), or the operation fails
+/// half-way (it answered 500 for a 255-byte name).
+pub const MAX_NAME_BYTES: usize = 200;
+
+/// Collection names become directory names, so they are kept to a safe alphabet and a
+/// length whose derived names fit ([`MAX_NAME_BYTES`]).
 pub fn validate_name(name: &str) -> Result<(), EngineError> {
     if name.is_empty() {
         return Err(EngineError::invalid("collection name must not be empty"));
     }
-    if name.len() > 255 {
-        return Err(EngineError::invalid("collection name must be at most 255 bytes"));
+    if name.len() > MAX_NAME_BYTES {
+        return Err(EngineError::invalid(format!(
+            "collection name must be at most {MAX_NAME_BYTES} bytes, got {}",
+            name.len()
+        )));
     }
     if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))) {
         return Err(EngineError::invalid(format!(

@@ -317,6 +317,27 @@ async fn undecodable_newest_snapshot_falls_back_to_the_previous_one_and_the_log(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_longest_name_snapshots_restores_and_deletes() {
+    // Every file and hidden directory named after a collection must fit in a file name: a
+    // 255-byte name used to fail half-way through snapshots, restores and deletes.
+    let dir = TempDir::new("long-names");
+    let db = Ametist::open(&dir.0, EngineConfig::default()).await.unwrap();
+    let too_long = "n".repeat(ametist_engine::db::MAX_NAME_BYTES + 1);
+    let e = db.create_collection(&too_long, CollectionConfig::new(8, Metric::Dot)).await.unwrap_err();
+    assert!(e.is_bad_input() && e.to_string().contains("at most"), "{e}");
+    let name = "n".repeat(ametist_engine::db::MAX_NAME_BYTES);
+    db.create_collection(&name, CollectionConfig::new(8, Metric::Dot).with_partitions(16)).await.unwrap();
+    workload(&db, &name, 8).await;
+    let before = state(&db, &name).await;
+    let c = db.collection(&name).unwrap();
+    let snap = c.create_snapshot().await.unwrap();
+    db.restore_collection(&name, c.snapshot_path(&snap.name).unwrap()).await.unwrap();
+    assert_eq!(state(&db, &name).await, before);
+    assert!(db.delete_collection(&name).await.unwrap());
+    db.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn collection_snapshots_list_download_and_restore() {
     let dir = TempDir::new("collection-snapshots");
     let db = Ametist::open(&dir.0, EngineConfig::default()).await.unwrap();

@@ -274,8 +274,16 @@ async fn hybrid_fuses_dense_and_sparse_branches() {
     assert_eq!(ids(&fused.results), want.iter().take(5).map(|w| w.0.clone()).collect::<Vec<_>>());
     // Weighted RRF: a zero weight leaves only the other branch's order.
     let weighted = Fusion::WeightedRrf { k: 2.0, weights: vec![0.0, 1.0] };
-    let only_sparse = c.hybrid(vec![Branch::Vector(dense), Branch::Sparse(sq)], weighted, 5).await.unwrap();
+    let only_sparse =
+        c.hybrid(vec![Branch::Vector(dense.clone()), Branch::Sparse(sq.clone())], weighted, 5).await.unwrap();
     assert_eq!(ids(&only_sparse.results), ids(&s).into_iter().take(5).collect::<Vec<_>>());
+    // Settings whose scores would not be finite numbers (`"score": null` in JSON) are
+    // refused: k below 1 divides by zero at the top hit, huge weights overflow the sum.
+    for (k, weights, named) in [(0.0, vec![], "k must be at least 1"), (1.0, vec![f32::MAX; 2], "too large")] {
+        let fusion = Fusion::WeightedRrf { k, weights };
+        let e = c.hybrid(vec![Branch::Vector(dense.clone()), Branch::Sparse(sq.clone())], fusion, 5).await.unwrap_err();
+        assert!(e.is_bad_input() && e.to_string().contains(named), "{e}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

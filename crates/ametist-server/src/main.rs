@@ -8,11 +8,13 @@
 //!
 //! Map: [`config`] reads `ametist.yaml` and its overrides; [`api`] holds the REST routes;
 //! [`http`] is the listener (connection limit, header and body timeouts); [`serve`] wires
-//! the engine, the router, logging and shutdown together.
+//! the engine, the router, logging and shutdown together; [`dashboard`] is the web page at
+//! `/dashboard`; [`metrics`] serves `/metrics` and `/metrics/history`.
 
 mod api;
 mod cli;
 mod config;
+mod dashboard;
 mod http;
 mod metrics;
 mod serve;

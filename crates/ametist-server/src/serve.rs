@@ -80,7 +80,11 @@ async fn serve(config: AmetistConfig) -> anyhow::Result<()> {
         shutdown_grace: config.limits.write_timeout.min(std::time::Duration::from_secs(30)),
     };
     let app = crate::metrics::install(
-        router(AppState { db: db.clone(), config: Arc::new(config.clone()), cluster: cluster.clone() }),
+        crate::dashboard::install(router(AppState {
+            db: db.clone(),
+            config: Arc::new(config.clone()),
+            cluster: cluster.clone(),
+        })),
         db.clone(),
     );
     let app = protect(app, &config);

@@ -1,4 +1,5 @@
-//! `GET /metrics` in Prometheus text format, from a real server process.
+//! `GET /metrics` in Prometheus text format and `GET /metrics/history` as JSON, from a real
+//! server process; and where `GET /` sends a browser.
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -63,5 +64,29 @@ fn metrics_report_requests_latency_points_and_partitions() {
     assert!(text.contains(r#"ametist_partition_mailbox_depth{collection="m",partition="1"} 0"#));
     assert!(text.contains(r#"ametist_partition_restarts_total{collection="m",partition="0"} 0"#));
     assert!(text.contains(r#"ametist_partition_up{collection="m",partition="0"} 1"#));
+
+    // The same requests in the history the dashboard charts.
+    let history: serde_json::Value = http.get(format!("{base}/metrics/history")).send().unwrap().json().unwrap();
+    let routes = history["result"]["routes"].as_array().expect("routes");
+    let upsert = routes.iter().find(|r| r["method"] == "PUT" && r["route"] == "/collections/{name}/points").unwrap();
+    assert_eq!(upsert["count"], 1);
+    assert!(upsert["p99_ms"].as_f64().unwrap() > 0.0);
+    let missing = routes.iter().find(|r| r["method"] == "GET" && r["route"] == "/collections/{name}").unwrap();
+    assert_eq!(missing["errors"], 1);
+    assert!(routes[0]["route"] == "*" && routes[0]["count"].as_u64().unwrap() >= 4);
+    let slots = history["result"]["slot_starts"].as_array().unwrap().len();
+    assert_eq!(upsert["slots"]["count"].as_array().unwrap().len(), slots);
+
+    // A browser opening the server is sent to the dashboard; API clients get JSON as before.
+    let no_redirect = reqwest::blocking::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let resp = no_redirect.get(&base).header("accept", "text/html,*/*;q=0.8").send().unwrap();
+    assert_eq!(resp.status(), 303);
+    assert_eq!(resp.headers()["location"], "/dashboard");
+    let resp = http.get(&base).send().unwrap();
+    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
+    let resp = http.get(format!("{base}/dashboard")).send().unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(resp.text().unwrap().contains("/dashboard/app.js"));
     let _ = std::fs::remove_dir_all(&dir);
 }

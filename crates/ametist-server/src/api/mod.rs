@@ -5,6 +5,7 @@
 //! * [`payload`]: payload updates and payload indexes (shapes only until the engine has them).
 //! * [`selectors`]: `with_payload` / `with_vector` selectors.
 //! * [`partitions`]: Ametist-only routes about partitions and their actors.
+//! * [`openapi`]: `GET /openapi.json`, the OpenAPI document of every route here.
 //! * [`envelope`]: Qdrant's response envelope, error mapping and body parsing.
 //! * [`auth`]: the API key.
 //! * [`limits`]: what one request may cost (bytes of writes in flight, hits, answer size).
@@ -13,6 +14,7 @@ pub mod auth;
 pub mod collections;
 pub mod envelope;
 pub mod limits;
+pub mod openapi;
 pub mod partitions;
 pub mod payload;
 pub mod points;
@@ -55,6 +57,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health))
         .route("/livez", get(health))
         .route("/readyz", get(health))
+        .route("/openapi.json", get(openapi::get))
         .route("/collections", get(collections::list))
         .route(
             "/collections/{name}",
@@ -131,13 +134,20 @@ pub fn protect(app: Router, config: &AmetistConfig) -> Router {
         .layer(axum::middleware::from_fn(move |req, next| envelope::json_errors(max_request, req, next)))
 }
 
-async fn root(State(state): State<AppState>) -> axum::Json<serde_json::Value> {
+/// `GET /`: the title and versions as JSON, as Qdrant answers it; a browser (asking for
+/// HTML) is sent to the dashboard instead.
+async fn root(State(state): State<AppState>, headers: axum::http::HeaderMap) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if crate::dashboard::wants_html(&headers) {
+        return crate::dashboard::root_redirect();
+    }
     axum::Json(json!({
         "title": "ametist - vector search engine",
         "version": QDRANT_COMPAT_VERSION,
         "ametist_version": env!("CARGO_PKG_VERSION"),
         "name": state.config.name,
     }))
+    .into_response()
 }
 
 async fn health() -> &'static str {
