@@ -547,13 +547,8 @@ impl Collection {
     fn prepare_vectors(&self, mut vectors: NamedVectors) -> Result<NamedVectors, EngineError> {
         for (name, v) in vectors.dense.iter_mut() {
             let p = self.spec.dense_field(name).ok_or_else(|| unknown_vector(name))?;
-            *v = vector::prepare(p.metric, p.dim, std::mem::take(v)).map_err(|e| {
-                if name.is_empty() {
-                    EngineError::from(e)
-                } else {
-                    EngineError::invalid(format!("vector `{name}`: {e}"))
-                }
-            })?;
+            *v = vector::prepare(p.metric, p.dim, std::mem::take(v))
+                .map_err(|e| crate::vector_fields::at_field(name, e))?;
         }
         for (name, v) in &vectors.sparse {
             if !self.spec.sparse_vectors.contains_key(name) {

@@ -518,13 +518,7 @@ impl PartitionStore for DurableStore {
         let (wal, recovered) =
             Wal::open_with(self.fs.clone(), &wal_dir, after, self.wal_options()).map_err(|e| self.open_err(e))?;
         if let Some(t) = &recovered.truncated {
-            tracing::warn!(
-                segment = %t.segment.display(),
-                offset = t.offset,
-                bytes_dropped = t.bytes_dropped,
-                reason = %t.reason,
-                "WAL had a torn tail (a write interrupted by a crash); cut at the last valid record"
-            );
+            warn_cut_tail(t, "WAL had a torn tail (a write interrupted by a crash); cut at the last valid record");
         }
         let (replay, logged_bytes) = self.decode(recovered.records)?;
         let version = wal.last_lsn().max(after);
@@ -694,13 +688,7 @@ impl PartitionStore for DurableStore {
             )));
         }
         if let Some(t) = &recovered.truncated {
-            tracing::warn!(
-                segment = %t.segment.display(),
-                offset = t.offset,
-                bytes_dropped = t.bytes_dropped,
-                reason = %t.reason,
-                "WAL tail left by the failed write cut at the last valid record"
-            );
+            warn_cut_tail(t, "WAL tail left by the failed write cut at the last valid record");
         }
         let newer: Vec<(u64, Vec<u8>)> = recovered.records.into_iter().filter(|(lsn, _)| *lsn > applied).collect();
         let (replay, bytes) = self.decode(newer)?;
@@ -815,4 +803,15 @@ impl PartitionStore for DurableStore {
     fn is_durable(&self) -> bool {
         true
     }
+}
+
+/// Logs where a log was cut at its last valid record, and why (`what` says what left the tail).
+fn warn_cut_tail(t: &ametist_storage::TornTail, what: &str) {
+    tracing::warn!(
+        segment = %t.segment.display(),
+        offset = t.offset,
+        bytes_dropped = t.bytes_dropped,
+        reason = %t.reason,
+        "{what}"
+    );
 }

@@ -514,7 +514,9 @@ impl VectorFields {
     }
 }
 
-fn at_field(name: &str, e: impl std::fmt::Display) -> EngineError {
+/// An error about the vector field `name`; the unnamed vector's errors name no field, as
+/// they did before it was one.
+pub(crate) fn at_field(name: &str, e: impl std::fmt::Display) -> EngineError {
     if name.is_empty() {
         EngineError::invalid(e.to_string())
     } else {
