@@ -268,6 +268,15 @@ impl IndexConfig {
         check_quantile(self.quantile)
     }
 
+    /// An empty index with these settings.
+    pub(crate) fn new_index(&self, metric: Metric, dim: usize) -> ametist_core::hnsw::Hnsw {
+        let params =
+            ametist_core::hnsw::HnswParams { m: self.m, ef_construction: self.ef_construction, ef_search: self.ef_search };
+        let mut index = ametist_core::hnsw::Hnsw::new(metric, dim, params);
+        self.configure_codes(&mut index);
+        index
+    }
+
     /// Applies the code settings (`quantization`, `quantile`) to an index: codes are
     /// trained, or trained again, as needed.
     pub(crate) fn configure_codes(&self, index: &mut ametist_core::hnsw::Hnsw) {

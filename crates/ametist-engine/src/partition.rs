@@ -14,7 +14,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use ametist_core::filter::Filter;
-use ametist_core::hnsw::{Hnsw, HnswParams, Quantization};
+use ametist_core::hnsw::Quantization;
 use ametist_core::payload_index::{values_at, FieldType, PayloadIndex};
 use ametist_core::text::{TextIndex, TextIndexConfig};
 use ametist_core::{Metric, Payload, PointId};
@@ -1260,14 +1260,6 @@ type FreshPoint = (PointId, Option<Payload>, u64, NamedVectors);
 fn text_at(payload: Option<&Payload>, key: &str) -> Option<String> {
     let parts: Vec<&str> = values_at(payload?, key).into_iter().filter_map(|v| v.as_str()).collect();
     (!parts.is_empty()).then(|| parts.join(" "))
-}
-
-/// An empty index with the collection's parameters.
-pub(crate) fn new_index(metric: Metric, dim: usize, c: &IndexConfig) -> Hnsw {
-    let mut index =
-        Hnsw::new(metric, dim, HnswParams { m: c.m, ef_construction: c.ef_construction, ef_search: c.ef_search });
-    c.configure_codes(&mut index);
-    index
 }
 
 /// Threads to link a batch of `n` new points with: all cores for large batches, one for

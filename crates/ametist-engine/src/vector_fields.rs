@@ -65,7 +65,7 @@ struct DenseField {
 impl DenseField {
     fn new(params: VectorParams, index: &IndexConfig) -> DenseField {
         let mut f =
-            DenseField::with_index(crate::partition::new_index(params.metric, params.dim, &params.index_config(index)));
+            DenseField::with_index(params.index_config(index).new_index(params.metric, params.dim));
         f.multi = params.multivector.is_some();
         f
     }
