@@ -208,7 +208,8 @@ def test_data_written_before_the_field_model_opens_and_answers_the_same(tmp_path
     [
         ({"vectors": {"size": 4, "distance": "Dot", "multivector_config": {"comparator": "max_sim"}}}, "vectors.multivector_config"),
         ({"vectors": {"t": {"size": 4, "distance": "Dot", "datatype": "uint8"}}}, "vectors.t.datatype"),
-        ({"vectors": {"size": 4, "distance": "Dot"}, "quantization_config": {"binary": {"always_ram": True}}}, "quantization_config.binary"),
+        ({"vectors": {"size": 4, "distance": "Dot"}, "quantization_config": {"binary": {"query_encoding": "scalar8bits"}}}, "quantization_config.binary.query_encoding"),
+        ({"vectors": {"t": {"size": 4, "distance": "Dot", "quantization_config": {"product": {"compression": "x4"}}}}}, "vectors.t.quantization_config.product"),
         ({"vectors": {"size": 4, "distance": "Dot"}, "quantization_config": {"product": {"compression": "x16"}}}, "quantization_config.product"),
         ({"vectors": {"size": 4, "distance": "Dot"}, "replication_factor": 2}, "replication_factor"),
         ({"vectors": {"size": 4, "distance": "Dot"}, "sharding_method": "custom"}, "sharding_method"),

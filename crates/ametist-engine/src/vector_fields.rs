@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 
 use ametist_core::flat::Candidate;
-use ametist_core::hnsw::Hnsw;
+use ametist_core::hnsw::{CodeUse, Hnsw};
 use ametist_core::sparse::{SparseIndex, SparseStats, SparseVector};
 use ametist_core::{vector, Metric};
 
@@ -114,7 +114,7 @@ impl DenseField {
         query: &[f32],
         k: usize,
         plan: &Plan,
-        codes: bool,
+        codes: CodeUse,
         accept: Option<&dyn Fn(u32) -> bool>,
     ) -> Vec<Candidate> {
         // The index speaks its own slots: the filter is asked about the point behind one.
@@ -307,7 +307,7 @@ impl VectorFields {
         query: &[f32],
         k: usize,
         plan: &Plan,
-        codes: bool,
+        codes: CodeUse,
         accept: Option<&dyn Fn(u32) -> bool>,
     ) -> Result<Vec<Candidate>, EngineError> {
         let field = self.dense_field(name)?;
