@@ -282,11 +282,13 @@ def check_binary(s: Serve, name: str, points, queries, using: str | None = None,
         client.close()
 
 
-def test_binary_quantization_through_the_client_survives_kill9():
+@pytest.mark.parametrize("snapshots", [False, True], ids=["log", "snapshot"])
+def test_binary_quantization_through_the_client_survives_kill9(snapshots: bool):
     """Qdrant's `BinaryQuantization` from the typed client: the walk reads 1-bit codes,
     `get_collection` reports it in Qdrant's shape; searches with `rescore` and `oversampling`
     give an exact scan's top 10 with exact scores; `rescore: false` gives the codes' scores;
-    after kill -9 it answers the same. A per-vector binary setting with `encoding: two_bits`
+    after kill -9 it answers the same (recovered from the log alone, and from partition
+    snapshots, which hold no codes: they are trained again on open). A per-vector binary setting with `encoding: two_bits`
     applies to that vector only; product quantization and a query encoding Ametist does not
     implement are 400s naming the field."""
     rng = random.Random(20261205)
@@ -294,7 +296,7 @@ def test_binary_quantization_through_the_client_survives_kill9():
     with tempfile.TemporaryDirectory(prefix="ametist-bq-") as tmp:
         data = Path(tmp) / "data"
         data.mkdir()
-        s = Serve(data, "partitions.count=2")
+        s = Serve(data, "partitions.count=2", *(["storage.snapshot_wal_bytes=1"] if snapshots else []))
         try:
             client = QdrantClient(url=s.url, prefer_grpc=False, timeout=30)
             for bad, field in [
