@@ -282,8 +282,8 @@ impl Bits {
         let dim = self.dim;
         for (j, &x) in v.iter().enumerate() {
             let (first, second) = match self.stats.get(j) {
-                None => (x > 0.0, false),
-                Some(&(_, inv)) if inv == 0.0 => (x > 0.0, false),
+                // One bit, or a dimension that does not vary (no z-score): the sign.
+                None | Some(&(_, 0.0)) => (x > 0.0, false),
                 Some(&(mean, inv)) => {
                     let z = (x - mean) * inv;
                     (z > -SIGMAS, z >= SIGMAS)
