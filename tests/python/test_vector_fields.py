@@ -206,7 +206,8 @@ def test_data_written_before_the_field_model_opens_and_answers_the_same(tmp_path
 @pytest.mark.parametrize(
     "body, field",
     [
-        ({"vectors": {"size": 4, "distance": "Dot", "multivector_config": {"comparator": "max_sim"}}}, "vectors.multivector_config"),
+        ({"vectors": {"size": 4, "distance": "Dot", "datatype": "float16"}}, "vectors.datatype"),
+        ({"vectors": {"size": 4, "distance": "Dot", "multivector_config": {"comparator": "min_sim"}}}, "min_sim"),
         ({"vectors": {"t": {"size": 4, "distance": "Dot", "datatype": "uint8"}}}, "vectors.t.datatype"),
         ({"vectors": {"size": 4, "distance": "Dot"}, "quantization_config": {"binary": {"query_encoding": "scalar8bits"}}}, "quantization_config.binary.query_encoding"),
         ({"vectors": {"t": {"size": 4, "distance": "Dot", "quantization_config": {"product": {"compression": "x4"}}}}}, "vectors.t.quantization_config.product"),
