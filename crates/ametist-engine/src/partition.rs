@@ -1048,8 +1048,7 @@ impl PartitionActor {
     /// candidates, or `ef` when that is wider, are re-scored.
     fn beam(&self, req: &SearchRequest, want: usize, quantization: Quantization) -> (usize, CodeUse) {
         let codes = if quantization == Quantization::None { CodeUse::Ignore } else { req.quantization.code_use() };
-        let oversampling =
-            req.quantization.oversampling.filter(|_| codes == CodeUse::Rescore).unwrap_or(1.0).max(1.0);
+        let oversampling = req.quantization.oversampling.filter(|_| codes == CodeUse::Rescore).unwrap_or(1.0).max(1.0);
         // No beam wider than the widest `ef` accepted (or than the hits wanted): anything
         // wider is an exact scan done slowly, with memory for the whole beam.
         let widest = (*EF_SEARCH_RANGE.end()).max(want);

@@ -713,7 +713,8 @@ mod tests {
         let mut s = seed;
         for q in [Quantization::Binary, Quantization::BinaryTwoBits, Quantization::BinaryOneAndHalfBits] {
             for dim in [1, 7, 8, 63, 64, 65, 127, 128, 129, 255, 256, 257, 384, 784, 1536] {
-                let vecs: Vec<Vec<f32>> = (0..12).map(|_| (0..dim).map(|_| rng(&mut s) * 2.0 - 0.8).collect()).collect();
+                let vecs: Vec<Vec<f32>> =
+                    (0..12).map(|_| (0..dim).map(|_| rng(&mut s) * 2.0 - 0.8).collect()).collect();
                 let encoding = BinaryEncoding::of(q).expect("a binary setting");
                 let bits = Bits::train(vecs.iter().map(|v| v.as_slice()), encoding, dim);
                 let bytes = q.code_bytes(dim);

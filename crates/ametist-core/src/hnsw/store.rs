@@ -461,7 +461,8 @@ mod tests {
     fn codes_layout_keeps_vectors_and_links_apart() {
         let dim = 33;
         let mut s = NodeStore::new(dim, 32, super::super::codes::code_bytes(dim, 4));
-        let scale = super::super::codes::Codebook::Scalar(super::super::codes::Scale { lo: 0.0, step: 1000.0, bits: 4 });
+        let scale =
+            super::super::codes::Codebook::Scalar(super::super::codes::Scale { lo: 0.0, step: 1000.0, bits: 4 });
         for i in 0..500 {
             s.push();
             fill(&mut s, i);

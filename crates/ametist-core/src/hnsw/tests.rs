@@ -404,7 +404,8 @@ fn code_walks_keep_recall_and_exact_distances() {
         h.check(true).unwrap();
         assert_eq!(h.stats().quantization, quantization);
         assert!(h.stats().bytes > plain_bytes, "codes take room");
-        let ignoring: Vec<Vec<Candidate>> = queries.iter().map(|q| h.search_walk(q, 10, 50, None, CodeUse::Ignore)).collect();
+        let ignoring: Vec<Vec<Candidate>> =
+            queries.iter().map(|q| h.search_walk(q, 10, 50, None, CodeUse::Ignore)).collect();
         assert_eq!(ignoring, plain, "{metric:?}: search_walk without codes walks on the f32 vectors");
         // These clusters are tight: neighbours differ by about one 4-bit step per
         // dimension, so 4-bit codes need a wider beam than the f32 walk (ef 50 gives 0.93
@@ -620,4 +621,3 @@ fn binary_codes_after_a_snapshot() {
     let after: Vec<Vec<Candidate>> = queries.iter().map(|q| back.search(q, 10, 40, None)).collect();
     assert_eq!(after, before);
 }
-

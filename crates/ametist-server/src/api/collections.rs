@@ -162,6 +162,8 @@ fn quantization(config: Option<&Value>, path: &str) -> Result<Option<(Quantizati
 /// is accepted (codes are always in memory); `query_encoding` other than the storage's is
 /// refused, as is any other field, naming it.
 fn binary_quantization(binary: &Value, path: &str) -> Result<Quantization, String> {
+    const ENCODINGS: &str = "\"one_bit\", \"two_bits\" or \"one_and_half_bits\"";
+    const QUERY_ENCODINGS: &str = "only \"default\" and \"binary\" are";
     let Some(fields) = binary.as_object() else {
         return Err(format!("Wrong input: {path} must be an object, got {binary}"));
     };
@@ -174,17 +176,13 @@ fn binary_quantization(binary: &Value, path: &str) -> Result<Quantization, Strin
                     Some("one_bit") => Quantization::Binary,
                     Some("two_bits") => Quantization::BinaryTwoBits,
                     Some("one_and_half_bits") => Quantization::BinaryOneAndHalfBits,
-                    _ => {
-                        return Err(format!(
-                            "Wrong input: {path}.encoding must be \"one_bit\", \"two_bits\" or \"one_and_half_bits\", got {v}"
-                        ))
-                    }
+                    _ => return Err(format!("Wrong input: {path}.encoding must be {ENCODINGS}, got {v}")),
                 }
             }
             ("query_encoding", v) if matches!(v.as_str(), Some("default" | "binary")) => {}
             ("query_encoding", v) => {
                 return Err(format!(
-                    "Wrong input: {path}.query_encoding = {v} is not supported yet (only \"default\" and \"binary\" are)"
+                    "Wrong input: {path}.query_encoding = {v} is not supported yet ({QUERY_ENCODINGS})"
                 ))
             }
             ("always_ram", v) => return Err(format!("Wrong input: {path}.always_ram must be a boolean, got {v}")),
