@@ -621,3 +621,51 @@ fn binary_codes_after_a_snapshot() {
     let after: Vec<Vec<Candidate>> = queries.iter().map(|q| back.search(q, 10, 40, None)).collect();
     assert_eq!(after, before);
 }
+
+/// The portable kernels walk exactly as the ones this CPU runs (AVX2 here): both count the
+/// same integers, so a walk on binary or 8-bit codes through the portable space visits the
+/// same nodes and returns the same candidates, with the same code distances, as the
+/// dispatched one.
+#[test]
+fn portable_and_dispatched_code_walks_agree() {
+    let mut rng = Rng::seeded("portable_and_dispatched_code_walks_agree");
+    let (data, queries) = embeddings(&mut rng, 1_500, 20, 96, 12);
+    for (metric, quantization) in [
+        (Metric::Cosine, Quantization::Binary),
+        (Metric::Euclid, Quantization::BinaryTwoBits),
+        (Metric::Dot, Quantization::BinaryOneAndHalfBits),
+        (Metric::Euclid, Quantization::Int8),
+    ] {
+        let mut h = build(metric, &data, HnswParams::default(), 1);
+        h.set_quantization(quantization);
+        for q in &queries {
+            for codes in [CodeUse::Rescore, CodeUse::CodeDistances] {
+                let dispatched = h.search_walk(q, 10, 40, None, codes);
+                let mut sc = Scratch::new();
+                let search = Search { index: &h, query: q, k: 10, ef: 40, accept: None, codes, sc: &mut sc };
+                let portable = match metric {
+                    Metric::Euclid => search.run(space::ScalarL2),
+                    Metric::Cosine | Metric::Dot => search.run(space::ScalarDot),
+                    Metric::Manhattan => search.run(space::ScalarL1),
+                };
+                // Same walk, same candidates; the f32 re-scoring sums in another order, so
+                // its distances may differ in the last bits.
+                if codes == CodeUse::CodeDistances {
+                    assert_eq!(portable, dispatched, "{metric:?} {quantization:?} {codes:?}");
+                    continue;
+                }
+                let by_slot = |r: &[Candidate]| {
+                    let mut r = r.to_vec();
+                    r.sort_by_key(|c| c.slot);
+                    r
+                };
+                let (p, d) = (by_slot(&portable), by_slot(&dispatched));
+                assert_eq!(p.len(), d.len());
+                for (p, d) in p.iter().zip(&d) {
+                    assert_eq!(p.slot, d.slot, "{metric:?} {quantization:?}: the same candidates");
+                    assert!((p.distance - d.distance).abs() <= 1e-5 * (1.0 + d.distance.abs()), "{p:?} vs {d:?}");
+                }
+            }
+        }
+    }
+}
