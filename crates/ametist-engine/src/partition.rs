@@ -14,7 +14,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use ametist_core::filter::Filter;
-use ametist_core::hnsw::Quantization;
+use ametist_core::hnsw::{CodeUse, Quantization};
 use ametist_core::payload_index::{values_at, FieldType, PayloadIndex};
 use ametist_core::text::{TextIndex, TextIndexConfig};
 use ametist_core::{Metric, Payload, PointId};
@@ -1042,12 +1042,13 @@ impl PartitionActor {
     }
 
     /// The beam width of a graph walk for `want` hits on an index with `quantization`, and
-    /// whether the walk reads codes: only when the index has them and the request does not
-    /// `ignore` them. A walk on codes re-scores its whole beam, so `oversampling` widens
-    /// the beam.
-    fn beam(&self, req: &SearchRequest, want: usize, quantization: Quantization) -> (usize, bool) {
-        let codes = quantization != Quantization::None && !req.quantization.ignore;
-        let oversampling = req.quantization.oversampling.filter(|_| codes).unwrap_or(1.0).max(1.0);
+    /// how the walk uses codes: it reads them only when the index has them and the request
+    /// does not `ignore` them. A walk on codes re-scores its whole beam (unless the request
+    /// says `rescore: false`), so `oversampling` widens the beam: `want × oversampling`
+    /// candidates, or `ef` when that is wider, are re-scored.
+    fn beam(&self, req: &SearchRequest, want: usize, quantization: Quantization) -> (usize, CodeUse) {
+        let codes = if quantization == Quantization::None { CodeUse::Ignore } else { req.quantization.code_use() };
+        let oversampling = req.quantization.oversampling.filter(|_| codes == CodeUse::Rescore).unwrap_or(1.0).max(1.0);
         // No beam wider than the widest `ef` accepted (or than the hits wanted): anything
         // wider is an exact scan done slowly, with memory for the whole beam.
         let widest = (*EF_SEARCH_RANGE.end()).max(want);
