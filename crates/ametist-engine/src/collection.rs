@@ -69,10 +69,6 @@ enum CollectionMsg {
     Count { filter: Option<Filter>, reply: Reply<Vec<usize>> },
     FieldIndex { key: String, kind: Option<FieldType>, reply: Reply<Vec<()>> },
     TextIndex { key: String, config: TextIndexConfig, reply: Reply<Vec<()>> },
-    TextStats { field: String, terms: Vec<String>, reply: Reply<Vec<CorpusStats>> },
-    TextSearch { req: TextSearchRequest, reply: Reply<Vec<Vec<ScoredDoc>>> },
-    SparseStats { name: String, query: SparseVector, reply: Reply<Vec<SparseStats>> },
-    SparseSearch { req: SparseSearchRequest, reply: Reply<Vec<Vec<ScoredDoc>>> },
     Rebuild { reply: Reply<Vec<IndexStats>> },
     Fault { partition: usize, fault: Fault, reply: Reply<()> },
     Stop { reply: oneshot::Sender<()> },
@@ -714,8 +710,13 @@ impl Collection {
             return Ok(SearchResult { request_id: String::new(), results: Vec::new(), missing_partitions: Vec::new() });
         }
         let field = q.field.clone();
-        let stats = self.call(|reply| CollectionMsg::TextStats { field, terms: terms.clone(), reply }).await?;
-        let global = CorpusStats::sum(stats.iter());
+        let stats = scatter(&self.partitions, &self.engine, |reply| PartitionMsg::TextStats {
+            field: field.clone(),
+            terms: terms.clone(),
+            reply,
+        })
+        .await?;
+        let global = CorpusStats::sum(stats.replies.iter());
         let req = TextSearchRequest {
             field: q.field,
             terms,
@@ -725,10 +726,11 @@ impl Collection {
             with_payload: q.with_payload,
             with_vector: q.with_vector,
         };
-        let lists = self.call(|reply| CollectionMsg::TextSearch { req, reply }).await?;
+        let lists = scatter(&self.partitions, &self.engine, |tx| PartitionMsg::TextSearch(req.clone(), tx)).await?;
         // BM25 scores: higher is better, as for dot products.
-        let results = topk::merge(Metric::Dot, lists, q.offset, q.k, |d| (d.score, &d.id));
-        Ok(SearchResult { request_id: String::new(), results, missing_partitions: Vec::new() })
+        let results = topk::merge(Metric::Dot, lists.replies, q.offset, q.k, |d| (d.score, &d.id));
+        let missing_partitions = missing_from_both(stats.missing, lists.missing);
+        Ok(SearchResult { request_id: String::new(), results, missing_partitions })
     }
 
     /// Sparse dot-product search of a named sparse vector. With the idf modifier every
@@ -738,12 +740,17 @@ impl Collection {
         let want = self.check_limit(q.k, q.offset)?;
         let params = self.spec.sparse_vectors.get(&q.name).ok_or_else(|| unknown_vector(&q.name))?;
         q.vector.validate().map_err(|e| EngineError::invalid(format!("query: {e}")))?;
-        let global = if params.modifier == SparseModifier::Idf {
+        let (global, stats_missing) = if params.modifier == SparseModifier::Idf {
             let (name, query) = (q.name.clone(), q.vector.clone());
-            let stats = self.call(|reply| CollectionMsg::SparseStats { name, query, reply }).await?;
-            SparseStats::sum(stats.iter())
+            let stats = scatter(&self.partitions, &self.engine, |reply| PartitionMsg::SparseStats {
+                name: name.clone(),
+                query: query.clone(),
+                reply,
+            })
+            .await?;
+            (SparseStats::sum(stats.replies.iter()), stats.missing)
         } else {
-            SparseStats::default()
+            (SparseStats::default(), Vec::new())
         };
         let req = SparseSearchRequest {
             name: q.name,
@@ -754,12 +761,13 @@ impl Collection {
             with_payload: q.with_payload,
             with_vector: q.with_vector,
         };
-        let lists = self.call(|reply| CollectionMsg::SparseSearch { req, reply }).await?;
-        let mut results = topk::merge(Metric::Dot, lists, q.offset, q.k, |d| (d.score, &d.id));
+        let lists = scatter(&self.partitions, &self.engine, |tx| PartitionMsg::SparseSearch(req.clone(), tx)).await?;
+        let mut results = topk::merge(Metric::Dot, lists.replies, q.offset, q.k, |d| (d.score, &d.id));
         if let Some(t) = q.score_threshold {
             results.retain(|d| d.score >= t);
         }
-        Ok(SearchResult { request_id: String::new(), results, missing_partitions: Vec::new() })
+        let missing_partitions = missing_from_both(stats_missing, lists.missing);
+        Ok(SearchResult { request_id: String::new(), results, missing_partitions })
     }
 
     /// Runs every branch (dense, sparse or text search), then fuses their ranked lists on
@@ -1010,20 +1018,6 @@ impl CollectionActor {
                     reply,
                     None,
                 ),
-                CollectionMsg::TextStats { field, terms, reply } => self.gather_all(
-                    |tx| PartitionMsg::TextStats { field: field.clone(), terms: terms.clone(), reply: tx },
-                    reply,
-                ),
-                CollectionMsg::TextSearch { req, reply } => {
-                    self.gather_all(|tx| PartitionMsg::TextSearch(req.clone(), tx), reply)
-                }
-                CollectionMsg::SparseStats { name, query, reply } => self.gather_all(
-                    |tx| PartitionMsg::SparseStats { name: name.clone(), query: query.clone(), reply: tx },
-                    reply,
-                ),
-                CollectionMsg::SparseSearch { req, reply } => {
-                    self.gather_all(|tx| PartitionMsg::SparseSearch(req.clone(), tx), reply)
-                }
                 CollectionMsg::FieldIndex { key, kind, reply } => {
                     // Building an index over many points may take a while: no deadline.
                     self.gather_all_until(
@@ -1133,6 +1127,32 @@ async fn scatter_search(
     engine: &EngineConfig,
     req: SearchRequest,
 ) -> Result<SearchResult, EngineError> {
+    // Each partition returns its best `offset + k`; the merge applies the offset once.
+    let mut part_req = req.clone();
+    part_req.k = req.k.saturating_add(req.offset);
+    part_req.offset = 0;
+    let gathered = scatter(partitions, engine, |tx| PartitionMsg::Search(part_req.clone(), tx)).await?;
+    let results = merge_hits(metric, gathered.replies, &req);
+    Ok(SearchResult { request_id: req.request_id, results, missing_partitions: gathered.missing })
+}
+
+/// What a read scattered to every partition gathered: the replies of the partitions that
+/// answered, and the ones that did not.
+struct Gathered<T> {
+    replies: Vec<T>,
+    missing: Vec<MissingPartition>,
+}
+
+/// The one scatter of every read sent to all partitions (vector, text and sparse searches
+/// and their statistics): a full mailbox fails the read at once (overload, retryable); a
+/// partition that is stopped, fails, or does not answer within the search timeout is
+/// missing, which fails the read unless partial results are allowed and one partition
+/// answered; bad input reported by any partition fails it.
+async fn scatter<T: Send + 'static>(
+    partitions: &[PartitionRef],
+    engine: &EngineConfig,
+    make: impl Fn(Reply<T>) -> PartitionMsg,
+) -> Result<Gathered<T>, EngineError> {
     let mut missing = Vec::new();
     let mut permits = Vec::with_capacity(partitions.len());
     for p in partitions {
@@ -1142,20 +1162,16 @@ async fn scatter_search(
             Err(e) => missing.push(MissingPartition { partition: p.id(), reason: e.to_string() }),
         }
     }
-    // Each partition returns its best `offset + k`; the merge applies the offset once.
-    let mut part_req = req.clone();
-    part_req.k = req.k.saturating_add(req.offset);
-    part_req.offset = 0;
-    // The last partition searches on this thread while the others run on the pool. Then
-    // this thread takes back what the pool has not started: under concurrent queries the
-    // pool's threads are waiting for a core, and this thread would otherwise idle until they
-    // get one.
+    // The last partition runs on this thread while the others run on the pool. Then this
+    // thread takes back what the pool has not started: under concurrent queries the pool's
+    // threads are waiting for a core, and this thread would otherwise idle until they get
+    // one.
     let mut pending = Vec::with_capacity(permits.len());
     let mut handed = Vec::with_capacity(permits.len());
     let last = permits.len().saturating_sub(1);
     for (i, (p, permit)) in permits.into_iter().enumerate() {
         let (tx, rx) = oneshot::channel();
-        let msg = PartitionMsg::Search(part_req.clone(), tx);
+        let msg = make(tx);
         if i == last {
             permit.send_here(msg);
         } else {
@@ -1167,7 +1183,7 @@ async fn scatter_search(
     let total = partitions.len();
     let timeout = engine.search_timeout;
     let deadline = Instant::now() + timeout;
-    let mut lists = Vec::with_capacity(pending.len());
+    let mut replies = Vec::with_capacity(pending.len());
     for (p, mut rx) in pending {
         // The pool's answers usually come within a search's time of this thread finishing
         // its own partition: poll for them briefly rather than park and be woken, which
@@ -1179,7 +1195,7 @@ async fn scatter_search(
             None => timeout_at(deadline, rx).await,
         };
         match answer {
-            Ok(Ok(Ok(hits))) => lists.push(hits),
+            Ok(Ok(Ok(reply))) => replies.push(reply),
             Ok(Ok(Err(e))) if e.is_bad_input() => return Err(e),
             Ok(Ok(Err(e))) => missing.push(MissingPartition { partition: p.id(), reason: e.to_string() }),
             Ok(Err(_)) => missing.push(MissingPartition { partition: p.id(), reason: p.unavailable().to_string() }),
@@ -1190,11 +1206,21 @@ async fn scatter_search(
         }
     }
     missing.sort_by_key(|m| m.partition);
-    if lists.is_empty() || (!missing.is_empty() && !engine.allow_partial_results) {
+    if replies.is_empty() || (!missing.is_empty() && !engine.allow_partial_results) {
         return Err(missing_error(&missing, total, timeout));
     }
-    let results = merge_hits(metric, lists, &req);
-    Ok(SearchResult { request_id: req.request_id, results, missing_partitions: missing })
+    Ok(Gathered { replies, missing })
+}
+
+/// The partitions missing from either phase of a two-phase read (statistics, then search).
+fn missing_from_both(mut first: Vec<MissingPartition>, second: Vec<MissingPartition>) -> Vec<MissingPartition> {
+    for m in second {
+        if !first.iter().any(|f| f.partition == m.partition) {
+            first.push(m);
+        }
+    }
+    first.sort_by_key(|m| m.partition);
+    first
 }
 
 impl CollectionActor {

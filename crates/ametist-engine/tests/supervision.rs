@@ -167,3 +167,65 @@ async fn overload_gives_a_retryable_error_and_loses_no_acknowledged_write() {
     assert_eq!(r.results.len(), acked.len(), "every acknowledged write is searchable, nothing else");
     db.shutdown().await;
 }
+
+/// Keyword and sparse searches go through the same scatter as vector search: a stalled
+/// partition is named in `missing_partitions` within the timeout (both of their phases,
+/// statistics and search, have the deadline), and the other partitions' hits come back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_and_sparse_searches_give_partial_results_within_the_timeout() {
+    use ametist_core::sparse::{SparseModifier, SparseVector};
+    use ametist_core::text::TextIndexConfig;
+    use ametist_engine::collection::{SparseQuery, TextQuery};
+    use ametist_engine::messages::NamedVectors;
+
+    let db = Ametist::in_memory(EngineConfig {
+        search_timeout: Duration::from_millis(300),
+        allow_partial_results: true,
+        ..EngineConfig::default()
+    });
+    let config = CollectionConfig::new(2, Metric::Dot).with_partitions(2).with_sparse_vector("words", SparseModifier::Idf);
+    db.create_collection("c", config).await.unwrap();
+    let c = db.collection("c").unwrap();
+    c.create_text_index("title", TextIndexConfig::default()).await.unwrap();
+    let points: Vec<InsertVector> = (0..60u64)
+        .map(|i| {
+            let mut vectors = NamedVectors::unnamed(vec![i as f32, 1.0]);
+            vectors.sparse.insert("words".into(), SparseVector { indices: vec![1, 2], values: vec![1.0, i as f32] });
+            let payload = serde_json::json!({ "title": format!("red apple number {i}") });
+            InsertVector { id: PointId::Num(i), vectors, metadata: payload.as_object().cloned() }
+        })
+        .collect();
+    c.upsert(points, true).await.unwrap();
+    c.inject_fault(0, Fault::Stall(Duration::from_secs(3))).await.unwrap();
+
+    let started = Instant::now();
+    let text = TextQuery {
+        field: "title".into(),
+        text: "red apple".into(),
+        k: 100,
+        offset: 0,
+        filter: None,
+        with_payload: false,
+        with_vector: false,
+    };
+    let r = c.text_search(text).await.expect("partial keyword result");
+    assert_eq!(r.missing_partitions.iter().map(|m| m.partition).collect::<Vec<_>>(), vec![0]);
+    assert!(!r.results.is_empty() && r.results.len() < 60, "only the live partition's hits: {}", r.results.len());
+
+    let sparse = SparseQuery {
+        name: "words".into(),
+        vector: SparseVector { indices: vec![2], values: vec![1.0] },
+        k: 100,
+        offset: 0,
+        filter: None,
+        with_payload: false,
+        with_vector: false,
+        score_threshold: None,
+    };
+    let r = c.sparse_search(sparse).await.expect("partial sparse result");
+    assert_eq!(r.missing_partitions.iter().map(|m| m.partition).collect::<Vec<_>>(), vec![0]);
+    assert!(!r.results.is_empty() && r.results.len() < 60);
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(2), "both searches took {took:?}: each phase has the deadline");
+    db.shutdown().await;
+}
