@@ -13,10 +13,11 @@
 //! * before the index has seen [`IvfParams::train_at`] points it has no lists, and searches
 //!   scan those points exactly ("pending");
 //! * after training, a new point is coded into its nearest list at once;
-//! * a delete clears the slot's live flag; an update codes the new vector into its (new)
-//!   list and the old entry goes stale. An entry counts only when its slot is live and the
-//!   slot's `owner` still names that entry, so stale entries cost a little scan time, never
-//!   a wrong answer;
+//! * a delete clears the slot's live flag and marks its list entry [`DEAD`]; an update
+//!   marks the old entry dead and codes the new vector into its (new) list. The scan reads
+//!   the dead mark from the list it is already reading, never from a per-slot table (a
+//!   random memory access per candidate cost more than the scan itself), so dead entries
+//!   cost a little scan time, never a wrong answer;
 //! * when the live count reaches four times the count the lists were trained on, the index
 //!   trains again on everything live (the centroids then fit the grown data, and the stale
 //!   entries are dropped).
@@ -29,16 +30,16 @@ pub mod coarse;
 pub mod fastscan;
 pub mod kmeans;
 pub mod pq;
+mod reservoir;
 #[cfg(test)]
 mod tests;
-
-use std::collections::BinaryHeap;
 
 use crate::distance::Metric;
 use crate::flat::Candidate;
 use coarse::Coarse;
 use fastscan::{QuantizedLut, BLOCK};
 use pq::Pq;
+use reservoir::Reservoir;
 
 /// How an [`Ivf`] is built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +82,8 @@ struct Trained {
 
 /// `owner` of a slot that sits in no list (before training).
 const PENDING: u64 = u64::MAX;
+/// A list entry whose point was deleted or moved.
+pub const DEAD: u32 = u32::MAX;
 
 #[derive(Debug, Clone)]
 pub struct Ivf {
@@ -203,7 +206,7 @@ impl Ivf {
         let s = slot as usize;
         self.vectors[s * self.dim..(s + 1) * self.dim].copy_from_slice(vector);
         if self.trained.is_some() {
-            // The old entry goes stale: `owner` moves to the new one.
+            self.unlist(slot);
             self.place(&[slot], 1);
         }
     }
@@ -215,7 +218,17 @@ impl Ivf {
             self.live_count -= 1;
             if self.owner[slot as usize] == PENDING {
                 self.pending.retain(|&p| p != slot);
+            } else {
+                self.unlist(slot);
             }
+        }
+    }
+
+    /// Marks the list entry of `slot` dead.
+    fn unlist(&mut self, slot: u32) {
+        let owner = std::mem::replace(&mut self.owner[slot as usize], PENDING);
+        if let (Some(t), false) = (self.trained.as_mut(), owner == PENDING) {
+            t.lists[(owner >> 32) as usize].slots[(owner & 0xffff_ffff) as usize] = DEAD;
         }
     }
 
@@ -311,6 +324,20 @@ impl Ivf {
 
     // ----- reads -------------------------------------------------------------------------
 
+    #[inline]
+    fn prefetch(&self, slot: u32) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let v = self.vector(slot);
+            for line in (0..v.len()).step_by(16) {
+                // SAFETY: prefetching is a hint; the address is inside `v`.
+                unsafe { std::arch::x86_64::_mm_prefetch(v.as_ptr().add(line) as *const i8, std::arch::x86_64::_MM_HINT_T0) };
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = slot;
+    }
+
     /// Approximate top-k, closest first, with exact internal distances (lower is closer).
     /// `accept` filters slots: rejected points are never returned.
     pub fn search(&self, query: &[f32], k: usize, probe: Probe, accept: Option<&dyn Fn(u32) -> bool>) -> Vec<Candidate> {
@@ -318,16 +345,22 @@ impl Ivf {
         if k == 0 {
             return Vec::new();
         }
-        let ok = |slot: u32| self.live[slot as usize] && accept.is_none_or(|f| f(slot));
+        let ok = |slot: u32| accept.is_none_or(|f| f(slot));
         let mut out: Vec<Candidate> = Vec::new();
         if let Some(t) = &self.trained {
             let keep = probe.rerank.max(k);
-            for c in self.estimate(t, query, probe.lists.max(1), keep, &ok) {
+            let found = self.estimate(t, query, probe.lists.max(1), keep, &ok);
+            // The re-ranking reads vectors scattered over memory: ask for all of them first,
+            // so the cache misses overlap instead of queueing one behind the other.
+            for c in &found {
+                self.prefetch(c.slot);
+            }
+            for c in found {
                 out.push(Candidate { slot: c.slot, distance: self.metric.distance(query, self.vector(c.slot)) });
             }
         }
         for &slot in &self.pending {
-            if ok(slot) {
+            if self.live[slot as usize] && ok(slot) {
                 out.push(Candidate { slot, distance: self.metric.distance(query, self.vector(slot)) });
             }
         }
@@ -361,7 +394,7 @@ impl Ivf {
             }
         };
         let mut residual = vec![0f32; self.dim];
-        let mut heap: BinaryHeap<Candidate> = BinaryHeap::with_capacity(keep + 1);
+        let mut best = Reservoir::new(keep);
         let mut sums = [0u16; BLOCK];
         let bb = fastscan::block_bytes(m);
         for &l in &order {
@@ -383,10 +416,7 @@ impl Ivf {
                     extra = 0.0;
                 }
             }
-            let mut bound = match heap.peek() {
-                Some(w) if heap.len() >= keep => lut.bound(w.distance, extra),
-                _ => u16::MAX,
-            };
+            let mut bound = lut.bound(best.threshold(), extra);
             for (b, block) in list.codes.chunks_exact(bb).enumerate() {
                 let mut mask = fastscan::scan_block(block, &lut.table, bound, &mut sums);
                 while mask != 0 {
@@ -394,25 +424,21 @@ impl Ivf {
                     mask &= mask - 1;
                     let pos = b * BLOCK + j;
                     let Some(&slot) = list.slots.get(pos) else { break };
-                    if self.owner[slot as usize] != ((l as u64) << 32 | pos as u64) || !ok(slot) {
+                    if slot == DEAD {
                         continue;
                     }
                     let distance = lut.estimate(sums[j], extra);
-                    if heap.len() < keep {
-                        heap.push(Candidate { slot, distance });
-                    } else if distance < heap.peek().expect("the heap is full").distance {
-                        heap.pop();
-                        heap.push(Candidate { slot, distance });
-                    } else {
+                    // The cheap test first: the filter may be a payload look-up.
+                    if distance >= best.threshold() || !ok(slot) {
                         continue;
                     }
-                    if heap.len() >= keep {
-                        bound = lut.bound(heap.peek().expect("the heap is full").distance, extra);
+                    if best.push(Candidate { slot, distance }) {
+                        bound = lut.bound(best.threshold(), extra);
                     }
                 }
             }
         }
-        heap.into_vec()
+        best.into_vec()
     }
 
     /// Exact top-k over live slots (the reference for tests and the filtered path).
