@@ -45,6 +45,7 @@ struct Args {
     quantization: Quantization,
     index: String,
     lists: usize,
+    spherical: bool,
     params: Vec<String>,
 }
 
@@ -106,6 +107,7 @@ fn parse() -> Result<Args> {
         quantization: Quantization::None,
         index: "hnsw".into(),
         lists: 0,
+        spherical: true,
         params: Vec::new(),
     };
     let mut dir = None;
@@ -129,6 +131,7 @@ fn parse() -> Result<Args> {
             "--probe" => a.params = val()?.split(',').map(|s| s.trim().to_string()).collect(),
             "--index" => a.index = val()?,
             "--lists" => a.lists = val()?.parse()?,
+            "--no-spherical" => a.spherical = false,
             "--k" => a.k = val()?.parse()?,
             "--queries" => a.queries = Some(val()?.parse()?),
             "--repeat" => a.repeat = val()?.parse()?,
@@ -213,7 +216,7 @@ fn main() -> Result<()> {
     let rss0 = rss_kib();
     let t = Instant::now();
     let index = if kind == "ivf" {
-        let mut index = Ivf::new(a.metric, dim, IvfParams { lists: a.lists, ..IvfParams::default() });
+        let mut index = Ivf::new(a.metric, dim, IvfParams { lists: a.lists, spherical: a.spherical, ..IvfParams::default() });
         let refs: Vec<&[f32]> = base.chunks_exact(dim).collect();
         index.insert_batch(&refs, a.threads);
         Index::Ivf(index)

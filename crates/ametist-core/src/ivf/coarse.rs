@@ -40,6 +40,10 @@ impl Coarse {
         self.norms.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.norms.is_empty()
+    }
+
     pub fn centroid(&self, list: usize) -> &[f32] {
         &self.centroids[list * self.dim..(list + 1) * self.dim]
     }

@@ -26,8 +26,10 @@ impl Rng {
 
 /// `k` centroids of `data` (rows of `dim` floats), after `iters` rounds of Lloyd's
 /// algorithm, starting from `k` distinct random rows. Clusters that empty out are refilled
-/// by splitting the largest one, so that every list of the index is used.
-pub fn train(data: &[f32], dim: usize, k: usize, iters: usize, seed: u64, threads: usize) -> Vec<f32> {
+/// by splitting the largest one, so that every list of the index is used. `spherical`
+/// scales every centroid to unit length after each round (for unit-length data compared by
+/// direction, where the nearest unit centroid is the one of largest dot product).
+pub fn train(data: &[f32], dim: usize, k: usize, iters: usize, seed: u64, threads: usize, spherical: bool) -> Vec<f32> {
     let n = data.len() / dim;
     assert!(n > 0 && k > 0, "k-means needs data and at least one centroid");
     let k = k.min(n);
@@ -71,6 +73,14 @@ pub fn train(data: &[f32], dim: usize, k: usize, iters: usize, seed: u64, thread
             }
             counts[c] = counts[big] / 2;
             counts[big] -= counts[c];
+        }
+        if spherical {
+            for c in centroids.chunks_exact_mut(dim) {
+                let norm = c.iter().map(|x| x * x).sum::<f32>().sqrt();
+                if norm > 0.0 {
+                    c.iter_mut().for_each(|x| *x /= norm);
+                }
+            }
         }
     }
     centroids

@@ -13,11 +13,12 @@
 //! * before the index has seen [`IvfParams::train_at`] points it has no lists, and searches
 //!   scan those points exactly ("pending");
 //! * after training, a new point is coded into its nearest list at once;
-//! * a delete clears the slot's live flag and marks its list entry [`DEAD`]; an update
-//!   marks the old entry dead and codes the new vector into its (new) list. The scan reads
-//!   the dead mark from the list it is already reading, never from a per-slot table (a
-//!   random memory access per candidate cost more than the scan itself), so dead entries
-//!   cost a little scan time, never a wrong answer;
+//! * a delete clears the slot's live flag and sets its entry's bit in its list's dead mask
+//!   (one word per block of 32 codes); an update marks the old entry dead and codes the new
+//!   vector into its (new) list. The scan clears dead bits from each block's candidate mask,
+//!   and carries candidates as (list, position) until the re-ranking: reading a slot number
+//!   or a per-slot flag for every candidate was a cache miss each and cost more than the
+//!   scan itself. Dead entries cost a little scan time, never a wrong answer;
 //! * when the live count reaches four times the count the lists were trained on, the index
 //!   trains again on everything live (the centroids then fit the grown data, and the stale
 //!   entries are dropped).
@@ -31,6 +32,7 @@ pub mod fastscan;
 pub mod kmeans;
 pub mod pq;
 mod reservoir;
+pub mod sq8;
 #[cfg(test)]
 mod tests;
 
@@ -39,7 +41,8 @@ use crate::flat::Candidate;
 use coarse::Coarse;
 use fastscan::{QuantizedLut, BLOCK};
 use pq::Pq;
-use reservoir::Reservoir;
+use reservoir::{Entry, Reservoir};
+use sq8::Sq8;
 
 /// How an [`Ivf`] is built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,11 +53,13 @@ pub struct IvfParams {
     pub train_at: usize,
     /// Seed of the k-means initialisation and sampling.
     pub seed: u64,
+    /// For cosine, unit-length centroids (spherical k-means).
+    pub spherical: bool,
 }
 
 impl Default for IvfParams {
     fn default() -> Self {
-        IvfParams { lists: 0, train_at: 1024, seed: 0x5EED }
+        IvfParams { lists: 0, train_at: 1024, seed: 0x5EED, spherical: true }
     }
 }
 
@@ -70,6 +75,21 @@ pub struct Probe {
 struct List {
     slots: Vec<u32>,
     codes: Vec<u8>,
+    /// Per block, a bit per position that holds no live entry (deleted, moved, or past the end).
+    dead: Vec<u32>,
+}
+
+impl List {
+    fn push(&mut self, subspaces: usize, slot: u32, code: &[u8]) -> usize {
+        let pos = self.slots.len();
+        if pos.is_multiple_of(BLOCK) {
+            self.dead.push(u32::MAX);
+        }
+        fastscan::put(&mut self.codes, subspaces, pos, code);
+        self.slots.push(slot);
+        self.dead[pos / BLOCK] &= !(1 << (pos % BLOCK));
+        pos
+    }
 }
 
 /// What training produced: centroids, codebooks, lists.
@@ -77,13 +97,13 @@ struct List {
 struct Trained {
     coarse: Coarse,
     pq: Pq,
+    /// 8-bit codes of every listed slot, for the first re-ranking step.
+    sq: Sq8,
     lists: Vec<List>,
 }
 
 /// `owner` of a slot that sits in no list (before training).
 const PENDING: u64 = u64::MAX;
-/// A list entry whose point was deleted or moved.
-pub const DEAD: u32 = u32::MAX;
 
 #[derive(Debug, Clone)]
 pub struct Ivf {
@@ -167,7 +187,8 @@ impl Ivf {
         let lists = self.trained.as_ref().map_or(0, |t| {
             t.coarse.centroids.len() * 8 + t.lists.iter().map(|l| l.slots.len() * 4 + l.codes.len()).sum::<usize>()
         });
-        self.vectors.len() * 4 + self.live.len() * 9 + self.pending.len() * 4 + lists
+        let sq = self.trained.as_ref().map_or(0, |t| t.sq.bytes());
+        self.vectors.len() * 4 + self.live.len() * 9 + self.pending.len() * 4 + lists + sq
     }
 
     // ----- writes ------------------------------------------------------------------------
@@ -228,7 +249,8 @@ impl Ivf {
     fn unlist(&mut self, slot: u32) {
         let owner = std::mem::replace(&mut self.owner[slot as usize], PENDING);
         if let (Some(t), false) = (self.trained.as_mut(), owner == PENDING) {
-            t.lists[(owner >> 32) as usize].slots[(owner & 0xffff_ffff) as usize] = DEAD;
+            let pos = (owner & 0xffff_ffff) as usize;
+            t.lists[(owner >> 32) as usize].dead[pos / BLOCK] |= 1 << (pos % BLOCK);
         }
     }
 
@@ -261,7 +283,10 @@ impl Ivf {
             rows.iter().flat_map(|&s| self.vector(s).iter().copied()).collect()
         };
         let train_rows = sample(lists * SAMPLE_PER_LIST, &mut rng);
-        let centroids = kmeans::train(&train_rows, self.dim, lists, COARSE_ITERS, self.params.seed, threads);
+        // Cosine data lies on the unit sphere and lists are probed by dot product: spherical
+        // k-means puts the centroids there too (ScaNN's `spherical` partitioning).
+        let spherical = self.metric == Metric::Cosine && self.params.spherical;
+        let centroids = kmeans::train(&train_rows, self.dim, lists, COARSE_ITERS, self.params.seed, threads, spherical);
         let coarse = Coarse::new(centroids, self.dim);
         // Codebooks on the residuals of a sample, each against its nearest centroid.
         let pq_rows = sample(PQ_SAMPLE, &mut rng);
@@ -272,8 +297,9 @@ impl Ivf {
             row.iter_mut().zip(coarse.centroid(c)).for_each(|(x, c)| *x -= c);
         }
         let pq = Pq::train(&residuals, self.dim, self.params.seed);
+        let sq = Sq8::train(&pq_rows, self.dim);
         let lists = coarse.len();
-        self.trained = Some(Trained { coarse, pq, lists: vec![List::default(); lists] });
+        self.trained = Some(Trained { coarse, pq, sq, lists: vec![List::default(); lists] });
         self.trained_on = n;
         self.pending.clear();
         self.place(&live, threads);
@@ -313,10 +339,8 @@ impl Ivf {
         let part_slots = slots.chunks(chunk);
         for ((lists, codes), part) in coded.into_iter().zip(part_slots) {
             for ((&slot, l), code) in part.iter().zip(lists).zip(codes.chunks_exact(m)) {
-                let list = &mut trained.lists[l as usize];
-                let pos = list.slots.len();
-                fastscan::put(&mut list.codes, m, pos, code);
-                list.slots.push(slot);
+                let pos = trained.lists[l as usize].push(m, slot, code);
+                trained.sq.set(slot, &vectors[slot as usize * dim..(slot as usize + 1) * dim]);
                 self.owner[slot as usize] = (l as u64) << 32 | pos as u64;
             }
         }
@@ -349,9 +373,21 @@ impl Ivf {
         let mut out: Vec<Candidate> = Vec::new();
         if let Some(t) = &self.trained {
             let keep = probe.rerank.max(k);
-            let found = self.estimate(t, query, probe.lists.max(1), keep, &ok);
-            // The re-ranking reads vectors scattered over memory: ask for all of them first,
-            // so the cache misses overlap instead of queueing one behind the other.
+            let mut found = self.estimate(t, query, probe.lists.max(1), keep, accept);
+            // Re-ranking reads memory scattered over the store: every read is asked for
+            // first, so the cache misses overlap instead of queueing one behind the other.
+            let exact = exact_rerank(k);
+            if found.len() > exact {
+                for c in &found {
+                    t.sq.prefetch(c.slot);
+                }
+                let sq_query = t.sq.query(self.metric, query);
+                for c in found.iter_mut() {
+                    c.distance = t.sq.distance(&sq_query, c.slot);
+                }
+                found.select_nth_unstable(exact - 1);
+                found.truncate(exact);
+            }
             for c in &found {
                 self.prefetch(c.slot);
             }
@@ -364,23 +400,29 @@ impl Ivf {
                 out.push(Candidate { slot, distance: self.metric.distance(query, self.vector(slot)) });
             }
         }
+        if out.len() > k {
+            out.select_nth_unstable(k - 1);
+            out.truncate(k);
+        }
         out.sort_unstable();
-        out.truncate(k);
         out
     }
 
     /// The `keep` best code estimates over the `lists` nearest lists.
-    fn estimate(&self, t: &Trained, query: &[f32], lists: usize, keep: usize, ok: &dyn Fn(u32) -> bool) -> Vec<Candidate> {
+    fn estimate(&self, t: &Trained, query: &[f32], lists: usize, keep: usize, accept: Option<&dyn Fn(u32) -> bool>) -> Vec<Candidate> {
         let mut dist = Vec::new();
         t.coarse.distances(self.metric, query, &mut dist);
-        let mut order: Vec<u32> = (0..dist.len() as u32).collect();
-        let lists = lists.min(order.len());
-        if lists < order.len() {
-            order.select_nth_unstable_by(lists - 1, |a, b| dist[*a as usize].total_cmp(&dist[*b as usize]));
-            order.truncate(lists);
+        // Distance and list packed in one integer that orders as the distance does: the
+        // selection then compares plain integers instead of looking distances up.
+        let mut keys: Vec<u64> = dist.iter().enumerate().map(|(i, &d)| (ordered(d) as u64) << 32 | i as u64).collect();
+        let lists = lists.min(keys.len());
+        if lists < keys.len() {
+            keys.select_nth_unstable(lists - 1);
+            keys.truncate(lists);
         }
         // Nearest lists first, so the bound tightens early and later lists pass fewer codes.
-        order.sort_unstable_by(|a, b| dist[*a as usize].total_cmp(&dist[*b as usize]));
+        keys.sort_unstable();
+        let order: Vec<u32> = keys.iter().map(|k| *k as u32).collect();
 
         let m = t.pq.subspaces();
         let mut table = vec![0f32; m * pq::CODES];
@@ -417,28 +459,33 @@ impl Ivf {
                 }
             }
             let mut bound = lut.bound(best.threshold(), extra);
-            for (b, block) in list.codes.chunks_exact(bb).enumerate() {
-                let mut mask = fastscan::scan_block(block, &lut.table, bound, &mut sums);
+            for (b, (block, &dead)) in list.codes.chunks_exact(bb).zip(&list.dead).enumerate() {
+                let mut mask = fastscan::scan_block(block, &lut.table, bound, &mut sums) & !dead;
                 while mask != 0 {
                     let j = mask.trailing_zeros() as usize;
                     mask &= mask - 1;
                     let pos = b * BLOCK + j;
-                    let Some(&slot) = list.slots.get(pos) else { break };
-                    if slot == DEAD {
-                        continue;
-                    }
                     let distance = lut.estimate(sums[j], extra);
-                    // The cheap test first: the filter may be a payload look-up.
-                    if distance >= best.threshold() || !ok(slot) {
-                        continue;
-                    }
-                    if best.push(Candidate { slot, distance }) {
-                        bound = lut.bound(best.threshold(), extra);
-                    }
+                    // The filter (a payload look-up) is asked only about candidates that
+                    // would enter; without one the offer is branch-free.
+                    let valid = match accept {
+                        None => true,
+                        Some(f) => distance < best.threshold() && f(list.slots[pos]),
+                    };
+                    best.offer(Entry { distance, id: (l as u64) << 32 | pos as u64 }, valid);
+                }
+                if best.settle() {
+                    bound = lut.bound(best.threshold(), extra);
                 }
             }
         }
-        best.into_vec()
+        let mut out: Vec<Candidate> = best
+            .into_vec()
+            .into_iter()
+            .map(|e| Candidate { slot: t.lists[(e.id >> 32) as usize].slots[(e.id & 0xffff_ffff) as usize], distance: e.distance })
+            .collect();
+        out.shrink_to_fit();
+        out
     }
 
     /// Exact top-k over live slots (the reference for tests and the filtered path).
@@ -450,5 +497,24 @@ impl Ivf {
         out.sort_unstable();
         out.truncate(k);
         out
+    }
+}
+
+
+/// How many of the candidates the 8-bit codes rank best are re-scored with f32 vectors.
+/// The 8-bit distance errs by far less than the gap between neighbours, so a small margin
+/// over `k` keeps the recall of re-scoring all of them (measured on glove-50).
+fn exact_rerank(k: usize) -> usize {
+    (2 * k).max(k + 10)
+}
+
+/// An unsigned integer that orders as the float does (IEEE 754 total order).
+#[inline]
+fn ordered(d: f32) -> u32 {
+    let b = d.to_bits();
+    if b & 0x8000_0000 != 0 {
+        !b
+    } else {
+        b | 0x8000_0000
     }
 }

@@ -46,7 +46,7 @@ impl Pq {
                 points.push(x);
                 points.push(y);
             }
-            let book = kmeans::train(&points, 2, CODES, 12, seed.wrapping_add(m as u64), 1);
+            let book = kmeans::train(&points, 2, CODES, 12, seed.wrapping_add(m as u64), 1, false);
             // Fewer rows than codewords leaves the rest of the book at 0; they are never
             // nearer than a trained codeword that equals a row, so that is harmless.
             for (c, w) in book.chunks_exact(2).enumerate() {
