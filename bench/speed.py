@@ -17,8 +17,9 @@ Peers and their parameters (ann-benchmarks' configurations, narrowed to this mac
   hnswlib        M=16, ef_construction=200; ef swept
   faiss-hnsw     IndexHNSWFlat M=32, efConstruction=200; efSearch swept
   faiss-ivfpqfs  IVF{2·sqrt(n)},PQ{dim/2}x4fs with an exact IndexRefineFlat; (nprobe, k_factor) swept
-  scann          tree of 2·sqrt(n) leaves (training sample 100k), score_ah(2 dims per block,
-                 anisotropic threshold 0.2 for dot/cosine), exact reorder; (leaves, reorder) swept
+  scann          tree of 2·sqrt(n) leaves trained on all points (for cosine spherical, with quantized
+                 centroids, as ann-benchmarks), score_ah(2 dims per block, anisotropic threshold 0.2
+                 for dot/cosine), exact reorder; (leaves, reorder) swept
 Prints, per recall target 0.90 / 0.95 / 0.99, each system's best QPS reaching it and the
 ratio of Ametist to the best peer; then build time and memory (VmRSS growth over the build).
 """
@@ -82,7 +83,7 @@ class Peer:
 
 class Hnswlib(Peer):
     name = 'hnswlib'
-    params = [10, 20, 40, 80, 120, 200, 300, 500]
+    params = [10, 20, 30, 40, 60, 80, 120, 160, 200, 300, 500]
 
     def build(self, data):
         import hnswlib
@@ -98,7 +99,7 @@ class Hnswlib(Peer):
 
 class FaissHnsw(Peer):
     name = 'faiss-hnsw'
-    params = [10, 20, 40, 80, 120, 200, 300, 500]
+    params = [10, 20, 30, 40, 60, 80, 120, 160, 200, 300, 500]
 
     def build(self, data):
         import faiss
@@ -117,7 +118,8 @@ class FaissHnsw(Peer):
 
 class FaissIvfPqFs(Peer):
     name = 'faiss-ivfpqfs'
-    params = [(8, 10), (16, 10), (24, 20), (32, 20), (48, 20), (64, 30), (96, 40), (128, 50), (256, 50)]
+    params = [(8, 10), (16, 10), (24, 20), (32, 20), (40, 20), (48, 20), (64, 30), (80, 30), (96, 40), (128, 50),
+              (192, 50), (256, 50)]
 
     def build(self, data):
         import faiss
@@ -140,16 +142,18 @@ class FaissIvfPqFs(Peer):
 
 class Scann(Peer):
     name = 'scann'
-    params = [(10, 40), (20, 60), (30, 80), (40, 100), (60, 150), (80, 200), (120, 250), (200, 300), (300, 400)]
+    params = [(10, 40), (20, 60), (30, 80), (40, 100), (50, 120), (60, 150), (70, 150), (80, 200), (100, 200),
+              (120, 250), (160, 300), (200, 300), (300, 400)]
 
     def build(self, data):
         import scann
         n = len(data.base)
         dist = 'squared_l2' if data.metric == 'euclid' else 'dot_product'
         threshold = float('nan') if data.metric == 'euclid' else 0.2
+        spherical = data.metric == 'cosine'
         self.searcher = (scann.scann_ops_pybind.builder(data.base, 10, dist)
-                         .tree(num_leaves=int(2 * math.sqrt(n)), num_leaves_to_search=100,
-                               training_sample_size=min(n, 100_000))
+                         .tree(num_leaves=int(2 * math.sqrt(n)), num_leaves_to_search=100, training_sample_size=n,
+                               spherical=spherical, quantize_centroids=spherical)
                          .score_ah(2, anisotropic_quantization_threshold=threshold)
                          .reorder(100).build())
 
@@ -172,8 +176,8 @@ class Ametist:
         self.proc = subprocess.Popen(self.cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         head = json.loads(self.proc.stdout.readline())
         ivf = head['index'] == 'ivf'
-        self.params = (['8/60', '16/80', '24/100', '32/120', '48/150', '64/200', '96/250', '128/300', '200/400', '300/500']
-                       if ivf else [10, 20, 40, 80, 120, 200, 300])
+        self.params = (['8/60', '16/100', '24/150', '32/200', '40/200', '48/250', '56/250', '64/300', '80/300', '96/400',
+                        '128/400', '160/500', '200/500'] if ivf else [10, 15, 20, 30, 40, 60, 80, 120, 200, 300])
         self.name = f'ametist ({head["index"]})'
         return dict(build_s=head['build_s'], mem_per_vector=head['mem_per_vector'])
 

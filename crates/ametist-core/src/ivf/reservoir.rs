@@ -77,7 +77,9 @@ impl Reservoir {
     fn shrink(&mut self) {
         let k = self.keep;
         let live = &mut self.buf[..self.len];
-        live.select_nth_unstable(k - 1);
+        // By distance alone: ties need no order here, and the plain float compare is the
+        // cheapest (every candidate is finite: sums of finite table entries).
+        live.select_nth_unstable_by(k - 1, |a, b| a.distance.partial_cmp(&b.distance).unwrap_or(std::cmp::Ordering::Equal));
         self.len = k;
         self.threshold = self.buf[..k].iter().map(|c| c.distance).fold(f32::NEG_INFINITY, f32::max);
     }
