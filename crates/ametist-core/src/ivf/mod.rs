@@ -124,11 +124,11 @@ pub struct Ivf {
 }
 
 /// Training samples at most this many rows per list for k-means (faiss warns below 39).
-const SAMPLE_PER_LIST: usize = 40;
+const SAMPLE_PER_LIST: usize = 128;
 /// Rows the codebooks are trained on, at most.
 const PQ_SAMPLE: usize = 65_536;
 /// Rounds of k-means for the coarse partition.
-const COARSE_ITERS: usize = 10;
+const COARSE_ITERS: usize = 16;
 
 impl Ivf {
     pub fn new(metric: Metric, dim: usize, params: IvfParams) -> Self {
