@@ -134,6 +134,39 @@ pub fn scan_block(codes: &[u8], table: &[u8], bound: u16, out: &mut [u16; BLOCK]
     portable::scan_block(codes, table, bound, out)
 }
 
+/// Scans a whole list: for every block, the kernel's sums and mask (less the block's bits in
+/// `dead`) go to `on_block(block, mask, sums)`, which answers the bound for the next block.
+///
+/// One call per list rather than per block lets the AVX2 path compile the caller's
+/// candidate handling into the same `target_feature` function: no call, no feature check
+/// and no bounds checks per 32 codes.
+#[inline]
+pub fn scan_list(
+    codes: &[u8],
+    dead: &[u32],
+    table: &[u8],
+    bound: u16,
+    mut on_block: impl FnMut(usize, u32, &[u16; BLOCK]) -> u16,
+) {
+    let subspaces = table.len() / 16;
+    let bb = block_bytes(subspaces);
+    assert!(subspaces.is_multiple_of(2) && codes.len() >= dead.len() * bb, "fast-scan: list and table disagree");
+    debug_assert!(table.iter().all(|&t| t <= MAX_ENTRY), "fast-scan: table entry above MAX_ENTRY");
+    #[cfg(target_arch = "x86_64")]
+    if crate::distance::has_avx2_fma() {
+        // SAFETY: the CPU has AVX2 (checked above); `codes` holds `dead.len()` blocks of
+        // `bb` bytes and `table` holds `subspaces * 16`, as the kernel reads.
+        unsafe { avx2::scan_list(codes, dead, table, bound, &mut on_block) };
+        return;
+    }
+    let mut sums = [0u16; BLOCK];
+    let mut bound = bound;
+    for (b, (block, &d)) in codes.chunks_exact(bb).zip(dead).enumerate() {
+        let mask = portable::scan_block(block, table, bound, &mut sums) & !d;
+        bound = on_block(b, mask, &sums);
+    }
+}
+
 /// The portable kernel: the same sums without SIMD intrinsics.
 pub mod portable {
     use super::BLOCK;
@@ -164,6 +197,34 @@ pub mod avx2 {
 
     use super::BLOCK;
 
+    /// [`super::scan_list`] on AVX2: the block kernel inlined into the list loop.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2; `codes` must hold `dead.len()` blocks for `table`'s sub-spaces.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn scan_list(
+        codes: &[u8],
+        dead: &[u32],
+        table: &[u8],
+        mut bound: u16,
+        on_block: &mut impl FnMut(usize, u32, &[u16; BLOCK]) -> u16,
+    ) {
+        let pairs = table.len() / 32;
+        let bb = pairs * 32;
+        let mut sums = [0u16; BLOCK];
+        for (b, &d) in dead.iter().enumerate() {
+            let mask = scan_block_inline(codes.as_ptr().add(b * bb), table.as_ptr(), pairs, bound, &mut sums) & !d;
+            bound = on_block(b, mask, &sums);
+        }
+    }
+
+    /// # Safety
+    /// As [`scan_block_inline`].
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn scan_block(codes: *const u8, table: *const u8, pairs: usize, bound: u16, out: &mut [u16; BLOCK]) -> u32 {
+        scan_block_inline(codes, table, pairs, bound, out)
+    }
+
     /// `pairs` pairs of sub-spaces, 32 code bytes and 32 table bytes per pair.
     ///
     /// The shuffle results are bytes; they are widened into `u16` without unpacking by
@@ -174,7 +235,8 @@ pub mod avx2 {
     /// # Safety
     /// The CPU must have AVX2; `codes` and `table` must hold `pairs * 32` bytes.
     #[target_feature(enable = "avx2")]
-    pub unsafe fn scan_block(codes: *const u8, table: *const u8, pairs: usize, bound: u16, out: &mut [u16; BLOCK]) -> u32 {
+    #[inline]
+    unsafe fn scan_block_inline(codes: *const u8, table: *const u8, pairs: usize, bound: u16, out: &mut [u16; BLOCK]) -> u32 {
         let nib = _mm256_set1_epi8(0x0f);
         let low_byte = _mm256_set1_epi16(0x00ff);
         let (mut lo_even, mut lo_odd) = (_mm256_setzero_si256(), _mm256_setzero_si256());

@@ -437,8 +437,6 @@ impl Ivf {
         };
         let mut residual = vec![0f32; self.dim];
         let mut best = Reservoir::new(keep);
-        let mut sums = [0u16; BLOCK];
-        let bb = fastscan::block_bytes(m);
         for &l in &order {
             let list = &t.lists[l as usize];
             if list.slots.is_empty() {
@@ -458,9 +456,8 @@ impl Ivf {
                     extra = 0.0;
                 }
             }
-            let mut bound = lut.bound(best.threshold(), extra);
-            for (b, (block, &dead)) in list.codes.chunks_exact(bb).zip(&list.dead).enumerate() {
-                let mut mask = fastscan::scan_block(block, &lut.table, bound, &mut sums) & !dead;
+            let bound = lut.bound(best.threshold(), extra);
+            fastscan::scan_list(&list.codes, &list.dead, &lut.table, bound, |b, mut mask, sums| {
                 while mask != 0 {
                     let j = mask.trailing_zeros() as usize;
                     mask &= mask - 1;
@@ -475,9 +472,11 @@ impl Ivf {
                     best.offer(Entry { distance, id: (l as u64) << 32 | pos as u64 }, valid);
                 }
                 if best.settle() {
-                    bound = lut.bound(best.threshold(), extra);
+                    lut.bound(best.threshold(), extra)
+                } else {
+                    bound
                 }
-            }
+            });
         }
         let mut out: Vec<Candidate> = best
             .into_vec()

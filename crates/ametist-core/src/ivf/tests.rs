@@ -199,3 +199,34 @@ fn small_and_empty_indexes_answer_exactly() {
     let top = index.search(&[0.9, 0.1, 0.0], 5, Probe { lists: 1, rerank: 1 }, None);
     assert_eq!(top.iter().map(|c| c.slot).collect::<Vec<_>>(), vec![b]);
 }
+
+#[test]
+fn list_scan_matches_block_by_block() {
+    let seed = seed("fast-scan list");
+    let mut rng = Rng(seed);
+    for subspaces in [2usize, 6, 26] {
+        let count = 1 + rng.below(5 * BLOCK);
+        let mut codes = Vec::new();
+        for pos in 0..count {
+            let c: Vec<u8> = (0..subspaces).map(|_| rng.below(16) as u8).collect();
+            fastscan::put(&mut codes, subspaces, pos, &c);
+        }
+        let blocks = count.div_ceil(BLOCK);
+        let dead: Vec<u32> = (0..blocks).map(|_| rng.next_u64() as u32 & rng.next_u64() as u32).collect();
+        let floats: Vec<f32> = (0..subspaces * 16).map(|_| unit(&mut rng)).collect();
+        let lut = QuantizedLut::new(&floats);
+        let bounds: Vec<u16> = (0..=blocks).map(|_| rng.below(u16::MAX as usize) as u16).collect();
+        let mut seen = Vec::new();
+        fastscan::scan_list(&codes, &dead, &lut.table, bounds[0], |b, mask, sums| {
+            seen.push((b, mask, *sums));
+            bounds[b + 1]
+        });
+        assert_eq!(seen.len(), blocks, "seed {seed}");
+        let bb = fastscan::block_bytes(subspaces);
+        for (b, mask, sums) in seen {
+            let mut expect = [0u16; BLOCK];
+            let m = fastscan::portable::scan_block(&codes[b * bb..(b + 1) * bb], &lut.table, bounds[b], &mut expect) & !dead[b];
+            assert_eq!((mask, sums), (m, expect), "block {b} subspaces {subspaces} seed {seed}");
+        }
+    }
+}
