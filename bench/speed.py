@@ -176,8 +176,9 @@ class Ametist:
         self.proc = subprocess.Popen(self.cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         head = json.loads(self.proc.stdout.readline())
         ivf = head['index'] == 'ivf'
-        self.params = (['8/60', '16/100', '24/150', '32/200', '40/200', '48/250', '56/250', '64/300', '80/300', '96/400',
-                        '128/400', '160/500', '200/500'] if ivf else [10, 15, 20, 30, 40, 60, 80, 120, 200, 300])
+        self.params = (['8/60', '16/100', '24/120', '28/150', '32/150', '36/200', '44/200', '52/200', '56/200', '64/250',
+                        '80/300', '100/300', '120/400', '140/400', '160/500', '200/500']
+                       if ivf else [10, 15, 20, 30, 40, 60, 80, 120, 200, 300])
         self.name = f'ametist ({head["index"]})'
         return dict(build_s=head['build_s'], mem_per_vector=head['mem_per_vector'])
 
