@@ -216,27 +216,28 @@ fn main() -> Result<()> {
     let rss0 = rss_kib();
     let t = Instant::now();
     let index = if kind == "ivf" {
-        let mut index = Ivf::new(a.metric, dim, IvfParams { lists: a.lists, spherical: a.spherical, ..IvfParams::default() });
+        let mut index =
+            Ivf::new(a.metric, dim, IvfParams { lists: a.lists, spherical: a.spherical, ..IvfParams::default() });
         let refs: Vec<&[f32]> = base.chunks_exact(dim).collect();
         index.insert_batch(&refs, a.threads);
         Index::Ivf(index)
     } else {
-    let mut index = match &a.cache {
-        Some(p) if p.exists() => Hnsw::read_from(&mut std::io::BufReader::new(std::fs::File::open(p)?))?,
-        _ => {
-            let mut index = Hnsw::new(a.metric, dim, params);
-            index.set_quantization(quantization);
-            let refs: Vec<&[f32]> = base.chunks_exact(dim).collect();
-            index.insert_batch(&refs, a.threads);
-            if let Some(p) = &a.cache {
-                index.write_to(&mut std::io::BufWriter::new(std::fs::File::create(p)?))?;
+        let mut index = match &a.cache {
+            Some(p) if p.exists() => Hnsw::read_from(&mut std::io::BufReader::new(std::fs::File::open(p)?))?,
+            _ => {
+                let mut index = Hnsw::new(a.metric, dim, params);
+                index.set_quantization(quantization);
+                let refs: Vec<&[f32]> = base.chunks_exact(dim).collect();
+                index.insert_batch(&refs, a.threads);
+                if let Some(p) = &a.cache {
+                    index.write_to(&mut std::io::BufWriter::new(std::fs::File::create(p)?))?;
+                }
+                index
             }
-            index
-        }
-    };
-    // A cached index is read in plain; codes are added here (the store is laid out again).
-    index.set_quantization(quantization);
-    Index::Hnsw(index)
+        };
+        // A cached index is read in plain; codes are added here (the store is laid out again).
+        index.set_quantization(quantization);
+        Index::Hnsw(index)
     };
     let build_s = t.elapsed().as_secs_f64();
     let rss1 = rss_kib();

@@ -123,7 +123,10 @@ impl QuantizedLut {
 #[inline]
 pub fn scan_block(codes: &[u8], table: &[u8], bound: u16, out: &mut [u16; BLOCK]) -> u32 {
     let subspaces = table.len() / 16;
-    assert!(subspaces.is_multiple_of(2) && codes.len() >= block_bytes(subspaces), "fast-scan: block and table disagree");
+    assert!(
+        subspaces.is_multiple_of(2) && codes.len() >= block_bytes(subspaces),
+        "fast-scan: block and table disagree"
+    );
     debug_assert!(table.iter().all(|&t| t <= MAX_ENTRY), "fast-scan: table entry above MAX_ENTRY");
     #[cfg(target_arch = "x86_64")]
     if crate::distance::has_avx2_fma() {
@@ -221,7 +224,13 @@ pub mod avx2 {
     /// # Safety
     /// As [`scan_block_inline`].
     #[target_feature(enable = "avx2")]
-    pub unsafe fn scan_block(codes: *const u8, table: *const u8, pairs: usize, bound: u16, out: &mut [u16; BLOCK]) -> u32 {
+    pub unsafe fn scan_block(
+        codes: *const u8,
+        table: *const u8,
+        pairs: usize,
+        bound: u16,
+        out: &mut [u16; BLOCK],
+    ) -> u32 {
         scan_block_inline(codes, table, pairs, bound, out)
     }
 
@@ -236,7 +245,13 @@ pub mod avx2 {
     /// The CPU must have AVX2; `codes` and `table` must hold `pairs * 32` bytes.
     #[target_feature(enable = "avx2")]
     #[inline]
-    unsafe fn scan_block_inline(codes: *const u8, table: *const u8, pairs: usize, bound: u16, out: &mut [u16; BLOCK]) -> u32 {
+    unsafe fn scan_block_inline(
+        codes: *const u8,
+        table: *const u8,
+        pairs: usize,
+        bound: u16,
+        out: &mut [u16; BLOCK],
+    ) -> u32 {
         let nib = _mm256_set1_epi8(0x0f);
         let low_byte = _mm256_set1_epi16(0x00ff);
         let (mut lo_even, mut lo_odd) = (_mm256_setzero_si256(), _mm256_setzero_si256());

@@ -40,7 +40,8 @@ pub fn train(data: &[f32], dim: usize, k: usize, iters: usize, seed: u64, thread
         let j = i + rng.below(n - i);
         order.swap(i, j);
     }
-    let mut centroids: Vec<f32> = order[..k].iter().flat_map(|&r| data[r * dim..(r + 1) * dim].iter().copied()).collect();
+    let mut centroids: Vec<f32> =
+        order[..k].iter().flat_map(|&r| data[r * dim..(r + 1) * dim].iter().copied()).collect();
     for _ in 0..iters {
         let assign = nearest(data, dim, &centroids, threads);
         let mut sums = vec![0f64; k * dim];

@@ -268,7 +268,8 @@ impl Ivf {
             return;
         }
         let n = live.len();
-        let lists = if self.params.lists > 0 { self.params.lists } else { (2.0 * (n as f64).sqrt()) as usize }.clamp(1, n);
+        let lists =
+            if self.params.lists > 0 { self.params.lists } else { (2.0 * (n as f64).sqrt()) as usize }.clamp(1, n);
         let mut rng = kmeans::Rng(self.params.seed);
         let sample = |count: usize, rng: &mut kmeans::Rng| -> Vec<f32> {
             // A uniform sample without replacement when it is smaller than the data.
@@ -326,7 +327,10 @@ impl Ivf {
                         for (&slot, out) in part.iter().zip(codes.chunks_exact_mut(m)) {
                             let v = &vectors[slot as usize * dim..(slot as usize + 1) * dim];
                             let l = coarse.assign(metric, v, &mut scratch);
-                            residual.iter_mut().zip(v.iter().zip(coarse.centroid(l as usize))).for_each(|(r, (x, c))| *r = x - c);
+                            residual
+                                .iter_mut()
+                                .zip(v.iter().zip(coarse.centroid(l as usize)))
+                                .for_each(|(r, (x, c))| *r = x - c);
                             pq.encode(&residual, out);
                             lists.push(l);
                         }
@@ -355,7 +359,9 @@ impl Ivf {
             let v = self.vector(slot);
             for line in (0..v.len()).step_by(16) {
                 // SAFETY: prefetching is a hint; the address is inside `v`.
-                unsafe { std::arch::x86_64::_mm_prefetch(v.as_ptr().add(line) as *const i8, std::arch::x86_64::_MM_HINT_T0) };
+                unsafe {
+                    std::arch::x86_64::_mm_prefetch(v.as_ptr().add(line) as *const i8, std::arch::x86_64::_MM_HINT_T0)
+                };
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
@@ -364,7 +370,13 @@ impl Ivf {
 
     /// Approximate top-k, closest first, with exact internal distances (lower is closer).
     /// `accept` filters slots: rejected points are never returned.
-    pub fn search(&self, query: &[f32], k: usize, probe: Probe, accept: Option<&dyn Fn(u32) -> bool>) -> Vec<Candidate> {
+    pub fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        probe: Probe,
+        accept: Option<&dyn Fn(u32) -> bool>,
+    ) -> Vec<Candidate> {
         assert_eq!(query.len(), self.dim, "query has dimension {}, index has {}", query.len(), self.dim);
         if k == 0 {
             return Vec::new();
@@ -409,7 +421,14 @@ impl Ivf {
     }
 
     /// The `keep` best code estimates over the `lists` nearest lists.
-    fn estimate(&self, t: &Trained, query: &[f32], lists: usize, keep: usize, accept: Option<&dyn Fn(u32) -> bool>) -> Vec<Candidate> {
+    fn estimate(
+        &self,
+        t: &Trained,
+        query: &[f32],
+        lists: usize,
+        keep: usize,
+        accept: Option<&dyn Fn(u32) -> bool>,
+    ) -> Vec<Candidate> {
         let mut dist = Vec::new();
         t.coarse.distances(self.metric, query, &mut dist);
         // Distance and list packed in one integer that orders as the distance does: the
@@ -449,7 +468,10 @@ impl Ivf {
                     extra = dist[l as usize];
                 }
                 None => {
-                    residual.iter_mut().zip(query.iter().zip(t.coarse.centroid(l as usize))).for_each(|(r, (q, c))| *r = q - c);
+                    residual
+                        .iter_mut()
+                        .zip(query.iter().zip(t.coarse.centroid(l as usize)))
+                        .for_each(|(r, (q, c))| *r = q - c);
                     t.pq.table_l2(&residual, &mut table);
                     own = QuantizedLut::new(&table);
                     lut = &own;
@@ -481,7 +503,10 @@ impl Ivf {
         let mut out: Vec<Candidate> = best
             .into_vec()
             .into_iter()
-            .map(|e| Candidate { slot: t.lists[(e.id >> 32) as usize].slots[(e.id & 0xffff_ffff) as usize], distance: e.distance })
+            .map(|e| Candidate {
+                slot: t.lists[(e.id >> 32) as usize].slots[(e.id & 0xffff_ffff) as usize],
+                distance: e.distance,
+            })
             .collect();
         out.shrink_to_fit();
         out
@@ -498,7 +523,6 @@ impl Ivf {
         out
     }
 }
-
 
 /// How many of the candidates the 8-bit codes rank best are re-scored with f32 vectors.
 /// The 8-bit distance errs by far less than the gap between neighbours, so a small margin

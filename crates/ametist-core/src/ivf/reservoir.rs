@@ -79,7 +79,9 @@ impl Reservoir {
         let live = &mut self.buf[..self.len];
         // By distance alone: ties need no order here, and the plain float compare is the
         // cheapest (every candidate is finite: sums of finite table entries).
-        live.select_nth_unstable_by(k - 1, |a, b| a.distance.partial_cmp(&b.distance).unwrap_or(std::cmp::Ordering::Equal));
+        live.select_nth_unstable_by(k - 1, |a, b| {
+            a.distance.partial_cmp(&b.distance).unwrap_or(std::cmp::Ordering::Equal)
+        });
         self.len = k;
         self.threshold = self.buf[..k].iter().map(|c| c.distance).fold(f32::NEG_INFINITY, f32::max);
     }

@@ -86,7 +86,9 @@ impl Sq8 {
         #[cfg(target_arch = "x86_64")]
         if let Some(line) = self.codes.get(slot as usize * self.lines) {
             // SAFETY: a prefetch is a hint; the address is inside the store.
-            unsafe { std::arch::x86_64::_mm_prefetch(line as *const Line as *const i8, std::arch::x86_64::_MM_HINT_T0) };
+            unsafe {
+                std::arch::x86_64::_mm_prefetch(line as *const Line as *const i8, std::arch::x86_64::_MM_HINT_T0)
+            };
         }
         #[cfg(not(target_arch = "x86_64"))]
         let _ = slot;
@@ -192,7 +194,11 @@ pub mod kernels {
             let mut acc = _mm256_setzero_ps();
             let mut i = 0;
             while i + 8 <= n {
-                let d = _mm256_fnmadd_ps(_mm256_loadu_ps(b.as_ptr().add(i)), widen(code.as_ptr().add(i)), _mm256_loadu_ps(a.as_ptr().add(i)));
+                let d = _mm256_fnmadd_ps(
+                    _mm256_loadu_ps(b.as_ptr().add(i)),
+                    widen(code.as_ptr().add(i)),
+                    _mm256_loadu_ps(a.as_ptr().add(i)),
+                );
                 acc = _mm256_fmadd_ps(d, d, acc);
                 i += 8;
             }
@@ -230,14 +236,23 @@ mod tests {
                 for (i, r) in rows.chunks_exact(dim).enumerate() {
                     let code = sq.code(i as u32);
                     let (simd, portable) = match metric {
-                        Metric::Euclid => (kernels::l2(&prepared.a, &prepared.b, code), kernels::portable_l2(&prepared.a, &prepared.b, code)),
+                        Metric::Euclid => (
+                            kernels::l2(&prepared.a, &prepared.b, code),
+                            kernels::portable_l2(&prepared.a, &prepared.b, code),
+                        ),
                         _ => (kernels::dot(&prepared.a, code), kernels::portable_dot(&prepared.a, code)),
                     };
-                    assert!((simd - portable).abs() <= 1e-4 * portable.abs().max(1.0), "dim {dim} {metric:?} seed {seed}");
+                    assert!(
+                        (simd - portable).abs() <= 1e-4 * portable.abs().max(1.0),
+                        "dim {dim} {metric:?} seed {seed}"
+                    );
                     let exact = metric.distance(&q, r);
                     // Each dimension is off by at most half a step (2/255 wide here).
                     let est = sq.distance(&prepared, i as u32);
-                    assert!((est - exact).abs() <= 0.01 * dim as f32, "dim {dim} {metric:?}: {est} vs {exact} seed {seed}");
+                    assert!(
+                        (est - exact).abs() <= 0.01 * dim as f32,
+                        "dim {dim} {metric:?}: {est} vs {exact} seed {seed}"
+                    );
                 }
             }
         }

@@ -225,7 +225,8 @@ fn list_scan_matches_block_by_block() {
         let bb = fastscan::block_bytes(subspaces);
         for (b, mask, sums) in seen {
             let mut expect = [0u16; BLOCK];
-            let m = fastscan::portable::scan_block(&codes[b * bb..(b + 1) * bb], &lut.table, bounds[b], &mut expect) & !dead[b];
+            let m = fastscan::portable::scan_block(&codes[b * bb..(b + 1) * bb], &lut.table, bounds[b], &mut expect)
+                & !dead[b];
             assert_eq!((mask, sums), (m, expect), "block {b} subspaces {subspaces} seed {seed}");
         }
     }
