@@ -206,7 +206,8 @@ def test_data_written_before_the_field_model_opens_and_answers_the_same(tmp_path
 @pytest.mark.parametrize(
     "body, field",
     [
-        ({"vectors": {"size": 4, "distance": "Dot", "multivector_config": {"comparator": "max_sim"}}}, "vectors.multivector_config"),
+        ({"vectors": {"size": 4, "distance": "Dot", "datatype": "float16"}}, "vectors.datatype"),
+        ({"vectors": {"size": 4, "distance": "Dot", "multivector_config": {"comparator": "min_sim"}}}, "min_sim"),
         ({"vectors": {"t": {"size": 4, "distance": "Dot", "datatype": "uint8"}}}, "vectors.t.datatype"),
         ({"vectors": {"size": 4, "distance": "Dot"}, "quantization_config": {"binary": {"always_ram": True}}}, "quantization_config.binary"),
         ({"vectors": {"size": 4, "distance": "Dot"}, "quantization_config": {"product": {"compression": "x16"}}}, "quantization_config.product"),

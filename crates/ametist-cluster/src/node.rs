@@ -534,11 +534,7 @@ fn load_or_create_id(dir: &Path) -> Result<NodeId, ClusterError> {
             h.write_u32(std::process::id());
             // Kept below 2^53 so that JSON clients read it exactly.
             let id = (h.finish() >> 11).max(1);
-            let tmp = dir.join("node_id.tmp");
-            std::fs::write(&tmp, id.to_string())
-                .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
-                .and_then(|()| std::fs::rename(&tmp, &path))
-                .and_then(|()| std::fs::File::open(dir)?.sync_all())
+            ametist_storage::replace::replace_bytes(&ametist_storage::StdFs, &path, id.to_string().as_bytes())
                 .map_err(storage)?;
             Ok(id)
         }

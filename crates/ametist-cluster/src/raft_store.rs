@@ -2,14 +2,14 @@
 //!
 //! Cluster metadata is small (members, collections, placement) and changes rarely, so the
 //! whole Raft state is kept in memory and written as one JSON file, `raft.json`, after
-//! every change: written to a temp file, fsynced, renamed over the old one, directory
-//! fsynced. A change is acknowledged to openraft only after that, which gives Raft the
+//! every change, through the storage crate's crash-safe writer (`ametist_storage::replace`:
+//! temp file, fsync, rename, directory fsync; tested under simulated crashes). A change is acknowledged to openraft only after that, which gives Raft the
 //! durability it requires (a vote or an appended entry survives `kill -9`). The log is
 //! compacted by openraft's snapshots (which live in the same file), so the file stays small.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
-use std::io::{Cursor, Write as _};
+use std::io::Cursor;
 use std::ops::RangeBounds;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -113,16 +113,8 @@ impl FileStore {
     #[allow(clippy::result_large_err)]
     fn persist(&self, p: &Persisted) -> Result<(), StorageError<NodeId>> {
         let bytes = serde_json::to_vec(p).map_err(|e| StorageIOError::write(&e))?;
-        let path = self.dir.join(FILE);
-        let tmp = self.dir.join(format!("{FILE}.tmp"));
-        let write = || -> std::io::Result<()> {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &path)?;
-            std::fs::File::open(&self.dir)?.sync_all()
-        };
-        write().map_err(|e| StorageIOError::write(&e).into())
+        ametist_storage::replace::replace_bytes(&ametist_storage::StdFs, &self.dir.join(FILE), &bytes)
+            .map_err(|e| StorageIOError::write(&e).into())
     }
 }
 

@@ -19,6 +19,10 @@ pub enum CoreError {
     EmptyVector,
     #[error("cosine distance needs a non-zero vector")]
     ZeroVector,
+    #[error("vector {index} of the multivector: {error}")]
+    InMultivector { index: usize, error: Box<CoreError> },
+    #[error("a multivector may hold at most {limit} vectors, got {got}")]
+    TooManyVectors { got: usize, limit: usize },
     #[error("invalid point id: {0}")]
     InvalidId(String),
 }

@@ -9,6 +9,7 @@
 //!   rule that turns an internal distance into the score a client sees.
 //! * [`vector`]: validation of incoming vectors (dimension, finite values) and
 //!   normalisation for cosine.
+//! * [`multivector`]: late-interaction fields (a list of vectors per point) and MaxSim.
 //! * [`flat`]: exact top-k over a contiguous block of vectors, the reference every index
 //!   is measured against.
 //! * [`topk`]: the ordering of scored hits and the k-way merge the coordinator uses to
@@ -28,6 +29,7 @@ pub mod flat;
 pub mod hnsw;
 pub mod ids;
 pub mod ivf;
+pub mod multivector;
 pub mod payload;
 pub mod payload_index;
 pub mod sparse;

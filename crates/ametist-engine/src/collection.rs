@@ -29,7 +29,7 @@ use ametist_core::payload_index::FieldType;
 use ametist_core::sparse::{SparseModifier, SparseStats, SparseVector};
 use ametist_core::text::fusion;
 use ametist_core::text::{CorpusStats, TextIndex, TextIndexConfig, Tokenizer};
-use ametist_core::{topk, vector, Metric, PointId};
+use ametist_core::{topk, Metric, PointId};
 
 use crate::config::{
     check_quantile, CollectionConfig, EngineConfig, IndexConfig, SparseVectorParams, VectorParams, MAX_DIM,
@@ -70,8 +70,8 @@ impl CollectionSpec {
 
     /// The dense field `name` (`""` for the unnamed vector).
     pub fn dense_field(&self, name: &str) -> Option<VectorParams> {
-        if name.is_empty() {
-            (self.dim > 0).then(|| VectorParams::new(self.dim, self.metric))
+        if name.is_empty() && self.dim > 0 {
+            Some(VectorParams::new(self.dim, self.metric))
         } else {
             self.vectors.get(name).copied()
         }
@@ -92,9 +92,9 @@ impl CollectionSpec {
                 )));
             }
         }
-        if let Some((name, _)) = self.vectors.iter().find(|(n, p)| n.is_empty() || p.dim == 0) {
+        if let Some((name, _)) = self.vectors.iter().find(|(n, p)| p.dim == 0 || (n.is_empty() && self.dim > 0)) {
             return Err(EngineError::invalid(format!(
-                "named vector `{name}`: a name must be non-empty and its size at least 1"
+                "named vector `{name}`: its size must be at least 1, and the unnamed vector (\"\") appears once"
             )));
         }
         if let Some(name) = self.sparse_vectors.keys().find(|n| n.is_empty() || self.vectors.contains_key(*n)) {
@@ -547,8 +547,7 @@ impl Collection {
     fn prepare_vectors(&self, mut vectors: NamedVectors) -> Result<NamedVectors, EngineError> {
         for (name, v) in vectors.dense.iter_mut() {
             let p = self.spec.dense_field(name).ok_or_else(|| unknown_vector(name))?;
-            *v = vector::prepare(p.metric, p.dim, std::mem::take(v))
-                .map_err(|e| crate::vector_fields::at_field(name, e))?;
+            *v = p.prepare(std::mem::take(v)).map_err(|e| crate::vector_fields::at_field(name, e))?;
         }
         for (name, v) in &vectors.sparse {
             if !self.spec.sparse_vectors.contains_key(name) {
@@ -573,8 +572,8 @@ impl Collection {
         }
         let field = self.spec.dense_field(&req.using).ok_or_else(|| unknown_vector(&req.using))?;
         let metric = field.metric;
-        req.query_vector = vector::prepare(metric, field.dim, req.query_vector)
-            .map_err(|e| EngineError::invalid(format!("query vector: {e}")))?;
+        req.query_vector =
+            field.prepare(req.query_vector).map_err(|e| EngineError::invalid(format!("query vector: {e}")))?;
         // A search changes nothing the coordinator keeps, so it scatters from the caller's
         // task: a detour through the coordinator's mailbox would cost two more thread
         // wake-ups per query (tens of microseconds each on an idle machine).

@@ -10,6 +10,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use ametist_core::hnsw::Quantization;
+pub use ametist_core::multivector::Comparator;
+use ametist_core::{multivector, vector, CoreError};
 use ametist_core::sparse::SparseModifier;
 use ametist_core::Metric;
 
@@ -45,6 +47,11 @@ pub struct VectorParams {
     /// This vector's own [`IndexConfig::quantile`]; unset: the collection's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quantile: Option<f32>,
+    /// Set for a multivector field (Qdrant's `multivector_config`): each point holds one or
+    /// more vectors of `dim` components (concatenated, see [`ametist_core::multivector`]),
+    /// compared by this comparator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multivector: Option<Comparator>,
 }
 
 /// A quantile (Qdrant's `quantile`) must lie in `[0.5, 1]`.
@@ -61,7 +68,29 @@ pub fn check_quantile(quantile: Option<f32>) -> Result<(), BadIndexSetting> {
 
 impl VectorParams {
     pub fn new(dim: usize, metric: Metric) -> Self {
-        VectorParams { dim, metric, quantization: None, quantile: None }
+        VectorParams { dim, metric, quantization: None, quantile: None, multivector: None }
+    }
+
+    /// The same field holding multivectors compared by `comparator`.
+    pub fn multi(self, comparator: Comparator) -> Self {
+        VectorParams { multivector: Some(comparator), ..self }
+    }
+
+    /// Checks a value of this field (one vector, or a multivector's vectors concatenated).
+    pub fn validate(&self, v: &[f32]) -> Result<(), CoreError> {
+        match self.multivector {
+            None => vector::validate(self.dim, v),
+            Some(_) => multivector::validate(self.dim, v),
+        }
+    }
+
+    /// Validates a value of this field and brings it to the stored form (cosine vectors
+    /// normalised, each vector of a multivector on its own).
+    pub fn prepare(&self, v: Vec<f32>) -> Result<Vec<f32>, CoreError> {
+        match self.multivector {
+            None => vector::prepare(self.metric, self.dim, v),
+            Some(_) => multivector::prepare(self.metric, self.dim, v),
+        }
     }
 
     /// The index settings of this vector: the collection's, with this vector's own code
@@ -76,7 +105,9 @@ impl VectorParams {
 }
 
 /// Every dense field of a collection: the unnamed vector as the field `""` (when `dim` is
-/// not 0; its codes are the collection's), then the named ones. The one place that turns
+/// not 0; its codes are the collection's), then the named ones. An unnamed vector with
+/// settings beyond its size and metric (a multivector) is stored among the named ones as
+/// `""`, with `dim` 0. The one place that turns
 /// the stored shape of a collection (an unnamed `dim`/`metric` beside a map of named
 /// vectors, as Qdrant's `vectors` config has it) into the engine's model of fields.
 pub fn dense_fields(

@@ -5,7 +5,6 @@
 //! is an explicit, retryable "overloaded" error, never a silent drop or an unbounded queue.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write as _;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
@@ -1236,32 +1235,19 @@ impl PartitionActor {
     }
 }
 
-/// Writes a file crash-safely: `<path>.tmp`, fsync, rename over `path`, fsync the directory.
+/// Writes a file crash-safely (see [`ametist_storage::replace`]): `path` is the old file or
+/// the new, whole, at every point of a crash, and the new one once this returns `Ok`.
 pub(crate) fn write_file_atomically(
     path: &Path,
     write: &mut dyn FnMut(&mut dyn std::io::Write) -> std::io::Result<()>,
 ) -> std::io::Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = std::path::PathBuf::from(tmp);
-    let result = (|| {
-        let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp)?);
-        write(&mut out)?;
-        out.flush()?;
-        let file = out.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result?;
-    sync_dir(path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")))
+    ametist_storage::replace::replace(&ametist_storage::StdFs, path, write)
 }
 
 /// fsyncs a directory, so that entries created, renamed or removed in it are durable.
 pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()
+    use ametist_storage::Fs;
+    ametist_storage::StdFs.sync_dir(dir)
 }
 
 /// A point gathered by a batch before it is linked: id, unnamed vector, payload, version,

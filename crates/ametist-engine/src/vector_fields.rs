@@ -13,7 +13,7 @@ use std::io::{self, Read, Write};
 use ametist_core::flat::Candidate;
 use ametist_core::hnsw::Hnsw;
 use ametist_core::sparse::{SparseIndex, SparseStats, SparseVector};
-use ametist_core::{vector, Metric};
+use ametist_core::{multivector, Metric};
 
 use crate::config::{IndexConfig, Quantization, SparseVectorParams, VectorParams};
 use crate::error::EngineError;
@@ -42,69 +42,137 @@ pub enum Plan {
 }
 
 /// One dense field's index and its slot mapping.
+///
+/// A multivector field keeps each vector of a point in a slot of its own, so that the graph
+/// walk runs on single vectors; a point's slots form a chain (`field_slot` gives the first,
+/// `next` the rest, in the order the point's vectors were sent).
 #[derive(Debug)]
 struct DenseField {
     index: Hnsw,
-    /// Point slot → slot in `index`, or [`NO_POINT`].
+    /// Whether each point holds a multivector (compared by MaxSim) rather than one vector.
+    multi: bool,
+    /// Point slot → its (first) slot in `index`, or [`NO_POINT`].
     field_slot: Vec<u32>,
     /// Slot in `index` → point slot, or [`NO_POINT`].
     point_slot: Vec<u32>,
+    /// Slot in `index` → the next slot of the same point's multivector, or [`NO_POINT`]
+    /// (also for slots beyond its end, so that single-vector fields keep it empty).
+    next: Vec<u32>,
     /// How many points have this field.
     len: usize,
 }
 
 impl DenseField {
     fn new(params: VectorParams, index: &IndexConfig) -> DenseField {
-        DenseField::with_index(crate::partition::new_index(params.metric, params.dim, &params.index_config(index)))
+        let mut f =
+            DenseField::with_index(crate::partition::new_index(params.metric, params.dim, &params.index_config(index)));
+        f.multi = params.multivector.is_some();
+        f
     }
 
     fn with_index(index: Hnsw) -> DenseField {
-        DenseField { index, field_slot: Vec::new(), point_slot: Vec::new(), len: 0 }
+        DenseField { index, multi: false, field_slot: Vec::new(), point_slot: Vec::new(), next: Vec::new(), len: 0 }
     }
 
     fn slot_of(&self, point: u32) -> Option<u32> {
         self.field_slot.get(point as usize).copied().filter(|&s| s != NO_POINT)
     }
 
-    fn link(&mut self, point: u32, slot: u32) {
-        let (p, s) = (point as usize, slot as usize);
-        if self.point_slot.len() <= s {
-            self.point_slot.resize(s + 1, NO_POINT);
-        }
+    /// The point's slots in `index`, first to last (none when it lacks the field).
+    fn chain(&self, point: u32) -> impl Iterator<Item = u32> + '_ {
+        std::iter::successors(self.slot_of(point), |&s| {
+            self.next.get(s as usize).copied().filter(|&n| n != NO_POINT)
+        })
+    }
+
+    /// Makes `slots` (non-empty, in order) the point's vectors.
+    fn link(&mut self, point: u32, slots: &[u32]) {
+        let p = point as usize;
         if self.field_slot.len() <= p {
             self.field_slot.resize(p + 1, NO_POINT);
         }
-        self.point_slot[s] = point;
-        self.field_slot[p] = slot;
+        self.field_slot[p] = slots[0];
+        for (i, &slot) in slots.iter().enumerate() {
+            let s = slot as usize;
+            if self.point_slot.len() <= s {
+                self.point_slot.resize(s + 1, NO_POINT);
+            }
+            self.point_slot[s] = point;
+            let next = slots.get(i + 1).copied().unwrap_or(NO_POINT);
+            if next != NO_POINT || s < self.next.len() {
+                if self.next.len() <= s {
+                    self.next.resize(s + 1, NO_POINT);
+                }
+                self.next[s] = next;
+            }
+        }
         self.len += 1;
+    }
+
+    /// Checks a value of the field (or a query on it: a multivector field is queried with
+    /// one or more vectors).
+    fn validate(&self, v: &[f32]) -> Result<(), ametist_core::CoreError> {
+        if self.multi {
+            multivector::validate(self.index.dim(), v)
+        } else {
+            ametist_core::vector::validate(self.index.dim(), v)
+        }
+    }
+
+    /// The vectors of one value of the field: itself, or a multivector's parts.
+    fn parts<'v>(&self, v: &'v [f32]) -> Vec<&'v [f32]> {
+        if self.multi {
+            v.chunks_exact(self.index.dim()).collect()
+        } else {
+            vec![v]
+        }
     }
 
     fn set(&mut self, point: u32, v: &[f32]) {
         match self.slot_of(point) {
-            Some(slot) => self.index.update(slot, v),
-            None => {
-                let slot = self.index.insert(v);
-                self.link(point, slot);
+            Some(slot) if !self.multi => self.index.update(slot, v),
+            _ => {
+                self.remove(point);
+                let slots = self.index.insert_batch(&self.parts(v), 1);
+                self.link(point, &slots);
             }
         }
     }
 
     fn remove(&mut self, point: u32) {
-        if let Some(slot) = self.slot_of(point) {
-            self.index.delete(slot);
-            self.point_slot[slot as usize] = NO_POINT;
-            self.field_slot[point as usize] = NO_POINT;
-            self.len -= 1;
+        let slots: Vec<u32> = self.chain(point).collect();
+        if slots.is_empty() {
+            return;
         }
+        for s in slots {
+            self.index.delete(s);
+            self.point_slot[s as usize] = NO_POINT;
+            if let Some(n) = self.next.get_mut(s as usize) {
+                *n = NO_POINT;
+            }
+        }
+        self.field_slot[point as usize] = NO_POINT;
+        self.len -= 1;
     }
 
-    fn vector(&self, point: u32) -> Option<&[f32]> {
-        self.slot_of(point).map(|s| self.index.vector(s))
+    /// The point's value of the field (a multivector's vectors concatenated).
+    fn vector(&self, point: u32) -> Option<Vec<f32>> {
+        let mut out = Vec::new();
+        for s in self.chain(point) {
+            out.extend_from_slice(self.index.vector(s));
+        }
+        (!out.is_empty()).then_some(out)
     }
 
-    /// Every (point slot, field slot) pair, in point slot order.
+    /// Every (point slot, field slot) pair, in point slot order and, within a point, in
+    /// its vectors' order.
     fn pairs(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
-        self.field_slot.iter().enumerate().filter(|(_, &s)| s != NO_POINT).map(|(p, &s)| (p as u32, s))
+        (0..self.field_slot.len() as u32).flat_map(move |p| self.chain(p).map(move |s| (p, s)))
+    }
+
+    /// The points that have this field.
+    fn points(&self) -> impl Iterator<Item = u32> + '_ {
+        self.field_slot.iter().enumerate().filter(|(_, &s)| s != NO_POINT).map(|(p, _)| p as u32)
     }
 
     /// The best `k` points by this field under `plan`, as point slots with the internal
@@ -125,6 +193,9 @@ impl DenseField {
         // Without a filter the index's own deletions are the whole check: a removed
         // field's slot is deleted in the index.
         let accept_slot: Option<&dyn Fn(u32) -> bool> = if accept.is_some() { Some(&by_point) } else { None };
+        if self.multi {
+            return self.search_multi(query, k, plan, codes, accept_slot, accept);
+        }
         let hits = match plan {
             Plan::Candidates(points) => {
                 let slots: Vec<u32> = points.iter().filter_map(|&p| self.slot_of(p)).collect();
@@ -134,6 +205,49 @@ impl DenseField {
             Plan::Graph { ef } => self.index.search_walk(query, k, *ef, accept_slot, codes),
         };
         hits.into_iter().map(|c| Candidate { slot: self.point_slot[c.slot as usize], distance: c.distance }).collect()
+    }
+
+    /// A multivector search: the points to score are the plan's candidates, every point, or
+    /// (for a graph plan) the points behind the `ef` nearest vectors of each query vector;
+    /// each is then scored exactly by MaxSim over all its vectors. Qdrant re-scores a
+    /// multivector walk exactly too, so the graph only decides which points are looked at.
+    fn search_multi(
+        &self,
+        query: &[f32],
+        k: usize,
+        plan: &Plan,
+        codes: bool,
+        accept_slot: Option<&dyn Fn(u32) -> bool>,
+        accept: Option<&dyn Fn(u32) -> bool>,
+    ) -> Vec<Candidate> {
+        let dim = self.index.dim();
+        let points: Vec<u32> = match plan {
+            Plan::Candidates(points) => points.iter().copied().filter(|&p| self.slot_of(p).is_some()).collect(),
+            Plan::Exact => self.points().collect(),
+            Plan::Graph { ef } => {
+                let mut seen = std::collections::HashSet::new();
+                for q in query.chunks_exact(dim) {
+                    for c in self.index.search_walk(q, *ef, *ef, accept_slot, codes) {
+                        seen.insert(self.point_slot[c.slot as usize]);
+                    }
+                }
+                seen.into_iter().collect()
+            }
+        };
+        let metric = self.index.metric();
+        let mut hits: Vec<Candidate> = points
+            .into_iter()
+            .filter(|&p| accept.is_none_or(|f| f(p)))
+            .map(|p| Candidate {
+                slot: p,
+                distance: multivector::max_sim_parts(metric, dim, query, || {
+                    self.chain(p).map(|s| self.index.vector(s))
+                }),
+            })
+            .collect();
+        hits.sort_by(|a, b| a.distance.total_cmp(&b.distance).then(a.slot.cmp(&b.slot)));
+        hits.truncate(k);
+        hits
     }
 }
 
@@ -157,7 +271,7 @@ impl VectorFields {
     pub fn adopt_unnamed(&mut self, index: Hnsw, points: impl Iterator<Item = u32>) {
         let mut field = DenseField::with_index(index);
         for p in points {
-            field.link(p, p);
+            field.link(p, &[p]);
         }
         self.dense.insert(UNNAMED.to_string(), field);
     }
@@ -166,7 +280,7 @@ impl VectorFields {
     pub fn check(&self, vectors: &NamedVectors) -> Result<(), EngineError> {
         for (name, v) in &vectors.dense {
             let field = self.dense.get(name).ok_or_else(|| unknown_name(name))?;
-            vector::validate(field.index.dim(), v).map_err(|e| at_field(name, e))?;
+            field.validate(v).map_err(|e| at_field(name, e))?;
         }
         for (name, v) in &vectors.sparse {
             if !self.sparse.contains_key(name) {
@@ -199,15 +313,19 @@ impl VectorFields {
             self.remove(*point);
         }
         for (name, field) in &mut self.dense {
-            let batch: Vec<(u32, &[f32])> =
-                points.iter().filter_map(|(p, n)| n.dense.get(name).map(|v| (*p, v.as_slice()))).collect();
+            // Each point's vectors (one, or a multivector's parts), all linked in one batch.
+            let batch: Vec<(u32, Vec<&[f32]>)> =
+                points.iter().filter_map(|(p, n)| n.dense.get(name).map(|v| (*p, field.parts(v)))).collect();
             if batch.is_empty() {
                 continue;
             }
-            let vectors: Vec<&[f32]> = batch.iter().map(|b| b.1).collect();
+            let vectors: Vec<&[f32]> = batch.iter().flat_map(|b| b.1.iter().copied()).collect();
             let slots = field.index.insert_batch(&vectors, threads);
-            for ((point, _), slot) in batch.iter().zip(slots) {
-                field.link(*point, slot);
+            let mut slots = slots.as_slice();
+            for (point, parts) in &batch {
+                let (mine, rest) = slots.split_at(parts.len());
+                field.link(*point, mine);
+                slots = rest;
             }
         }
         for (name, index) in &mut self.sparse {
@@ -256,7 +374,7 @@ impl VectorFields {
         let mut out = NamedVectors::default();
         for (name, f) in &self.dense {
             if let Some(v) = f.vector(point) {
-                out.dense.insert(name.clone(), v.to_vec());
+                out.dense.insert(name.clone(), v);
             }
         }
         for (name, s) in &self.sparse {
@@ -311,7 +429,7 @@ impl VectorFields {
         accept: Option<&dyn Fn(u32) -> bool>,
     ) -> Result<Vec<Candidate>, EngineError> {
         let field = self.dense_field(name)?;
-        vector::validate(field.index.dim(), query).map_err(|e| at_field(name, e))?;
+        field.validate(query).map_err(|e| at_field(name, e))?;
         Ok(field.search(query, k, plan, codes, accept))
     }
 
@@ -392,7 +510,11 @@ impl VectorFields {
                         p.metric
                     ))
                 }
+                Some(f) if p.multivector.is_none() && f.pairs().count() != f.len => {
+                    return Err(format!("vector `{name}` holds multivectors in the snapshot, single vectors in the collection"))
+                }
                 Some(f) => {
+                    f.multi = p.multivector.is_some();
                     f.index.set_ef_search(index.ef_search);
                     // Images hold the graph and the f32 vectors; codes are derived here.
                     p.index_config(index).configure_codes(&mut f.index);
@@ -419,8 +541,9 @@ impl VectorFields {
     /// Checks that every vector belongs to one of the `points` (the image's live slots).
     pub fn check_points(&self, points: &std::collections::HashSet<u32>) -> Result<(), String> {
         for (name, f) in &self.dense {
-            if f.index.len() != f.len {
-                return Err(format!("vector `{name}`: {} mapped slots, {} live", f.len, f.index.len()));
+            let mapped = f.pairs().count();
+            if f.index.len() != mapped {
+                return Err(format!("vector `{name}`: {mapped} mapped slots, {} live", f.index.len()));
             }
             for (p, s) in f.pairs() {
                 if !points.contains(&p) || !f.index.is_live(s) {
@@ -442,14 +565,16 @@ impl VectorFields {
     /// ```text
     /// u32 dense count; per field: string name ("" for the unnamed vector), u64 pair count,
     ///                  (u32 point slot, u32 index slot)*, the HNSW index as `Hnsw::write_to` writes it
+    ///                  (a multivector's point has one pair per vector, consecutive, in order)
     /// u32 sparse count; per field: string name, the index as `SparseIndex::write_to` writes it
     /// ```
     pub fn write_to(&self, w: &mut dyn Write) -> io::Result<()> {
         w.write_all(&(self.dense.len() as u32).to_le_bytes())?;
         for (name, f) in &self.dense {
             write_str(w, name)?;
-            let mut buf = Vec::with_capacity(8 + f.len * 8);
-            buf.extend_from_slice(&(f.len as u64).to_le_bytes());
+            let pairs = f.pairs().count();
+            let mut buf = Vec::with_capacity(8 + pairs * 8);
+            buf.extend_from_slice(&(pairs as u64).to_le_bytes());
             for (p, s) in f.pairs() {
                 buf.extend_from_slice(&p.to_le_bytes());
                 buf.extend_from_slice(&s.to_le_bytes());
@@ -482,17 +607,23 @@ impl VectorFields {
             }
             let index = Hnsw::read_from(r)?;
             let mut field = DenseField::with_index(index);
-            for (p, s) in mapped {
-                if s as usize >= field.index.slots() {
-                    return Err(bad(format!("vector `{name}`: slot {s} outside the index")));
+            let mut seen = std::collections::HashSet::new();
+            // A point's pairs are consecutive: one per vector of its multivector.
+            for group in mapped.chunk_by(|a, b| a.0 == b.0) {
+                let p = group[0].0;
+                let slots: Vec<u32> = group.iter().map(|&(_, s)| s).collect();
+                for &s in &slots {
+                    if s as usize >= field.index.slots() {
+                        return Err(bad(format!("vector `{name}`: slot {s} outside the index")));
+                    }
+                    if !seen.insert(s) {
+                        return Err(bad(format!("vector `{name}`: slot {s} appears twice")));
+                    }
                 }
                 if field.slot_of(p).is_some() {
                     return Err(bad(format!("vector `{name}`: point slot {p} appears twice")));
                 }
-                if field.point_slot.get(s as usize).is_some_and(|&q| q != NO_POINT) {
-                    return Err(bad(format!("vector `{name}`: slot {s} appears twice")));
-                }
-                field.link(p, s);
+                field.link(p, &slots);
             }
             if out.dense.insert(name.clone(), field).is_some() {
                 return Err(bad(format!("vector `{name}` appears twice")));

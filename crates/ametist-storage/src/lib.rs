@@ -46,6 +46,7 @@
 //! | [`Wal::truncate_through`] | Segments whose records are all `<= lsn` are removed, and the removal is fsynced in the directory. |
 //! | [`SnapshotStore::write`] | The snapshot is written, fsynced, renamed to its final name, and the directory fsynced: it survives a crash, and the WAL may now be truncated through its LSN. |
 //! | [`SnapshotStore::load_latest`] | Returns the newest snapshot whose checksums verify; corrupt newer ones are reported and quarantined. |
+//! | [`replace::replace`] | The file holds exactly the new content and its name is durable. A crash at any earlier point leaves the old content or the new, whole (used for `collection.json`, the Raft state, the node id and snapshot files). |
 //!
 //! Group commit is the caller's: append a batch of records from many writers, call `sync`
 //! once, then acknowledge all of them.
@@ -82,6 +83,7 @@ mod error;
 mod format;
 mod fs;
 mod memfs;
+pub mod replace;
 mod snapshot;
 mod wal;
 

@@ -11,7 +11,7 @@ use ametist_core::sparse::SparseModifier;
 use ametist_core::Metric;
 use ametist_engine::collection::CollectionInfo;
 use ametist_engine::config::{
-    IndexConfig, Quantization, SparseVectorParams as EngineSparseParams, VectorParams as EngineVectorParams,
+    Comparator, IndexConfig, Quantization, SparseVectorParams as EngineSparseParams, VectorParams as EngineVectorParams,
     MAX_PARTITIONS,
 };
 use ametist_engine::CollectionConfig;
@@ -62,8 +62,18 @@ pub struct VectorParams {
     /// This vector's own quantization, over the collection's (same shape).
     #[serde(default)]
     pub quantization_config: Option<Value>,
+    /// `{"comparator": "max_sim"}`: each point holds a list of vectors (late interaction).
+    #[serde(default)]
+    pub multivector_config: Option<MultivectorConfig>,
     #[serde(flatten)]
     pub _ignored: serde_json::Map<String, Value>,
+}
+
+/// Qdrant's `MultiVectorConfig`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MultivectorConfig {
+    pub comparator: Comparator,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -230,8 +240,21 @@ pub async fn create(State(state): State<AppState>, Path(name): Path<String>, bod
         index.quantile = quantile.or(index.quantile);
     }
     let mut named_params = std::collections::BTreeMap::new();
+    // An unnamed multivector is the field "" among the named ones (see
+    // `ametist_engine::config::dense_fields`); its codes are the collection's.
+    let unnamed = match unnamed {
+        Some(p) if p.multivector_config.is_some() => {
+            let comparator = p.multivector_config.as_ref().expect("checked").comparator;
+            named_params.insert(String::new(), EngineVectorParams::new(p.size, p.distance).multi(comparator));
+            None
+        }
+        other => other,
+    };
     for (name, p) in named {
         let mut params = EngineVectorParams::new(p.size, p.distance);
+        if let Some(m) = &p.multivector_config {
+            params = params.multi(m.comparator);
+        }
         if let Some((kind, quantile)) =
             codes(p.quantization_config.as_ref(), &format!("vectors.{name}.quantization_config"))?
         {
@@ -377,24 +400,20 @@ fn collection_info_json(info: &CollectionInfo) -> Value {
     let s = &info.spec;
     // One `{size, distance}` for a collection with only the unnamed vector, else a map of
     // names (empty for a collection with only sparse vectors).
-    let vectors = if s.vectors.is_empty() && s.dim > 0 {
-        json!({ "size": s.dim, "distance": s.metric })
-    } else {
-        let mut m: serde_json::Map<String, Value> = s
-            .vectors
-            .iter()
-            .map(|(n, p)| {
-                let mut v = json!({ "size": p.dim, "distance": p.metric });
-                if p.quantization.is_some() {
-                    v["quantization_config"] = quantization_json(&p.index_config(&s.index));
-                }
-                (n.clone(), v)
-            })
-            .collect();
-        if s.dim > 0 {
-            m.insert(String::new(), json!({ "size": s.dim, "distance": s.metric }));
+    let fields = s.dense_fields();
+    let field_json = |p: &EngineVectorParams| {
+        let mut v = json!({ "size": p.dim, "distance": p.metric });
+        if p.quantization.is_some() {
+            v["quantization_config"] = quantization_json(&p.index_config(&s.index));
         }
-        Value::Object(m)
+        if let Some(c) = p.multivector {
+            v["multivector_config"] = json!({ "comparator": c });
+        }
+        v
+    };
+    let vectors = match fields.get("") {
+        Some(p) if fields.len() == 1 => field_json(p),
+        _ => Value::Object(fields.iter().map(|(n, p)| (n.clone(), field_json(p))).collect()),
     };
     let sparse: serde_json::Map<String, Value> = s
         .sparse_vectors

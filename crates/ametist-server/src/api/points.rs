@@ -87,25 +87,36 @@ impl VectorInput {
         }
     }
 
-    /// The point's vectors by field: a bare list is the unnamed vector (`""`); a map may
-    /// hold any subset of the fields, the unnamed one as `""`, or none (`{}`).
-    fn into_fields(self, started: Instant) -> Result<NamedVectors, ApiError> {
+    /// The point's vectors by field: a bare list (or list of lists, for a multivector) is
+    /// the unnamed vector (`""`); a map may hold any subset of the fields, the unnamed one
+    /// as `""`, or none (`{}`).
+    fn into_fields(self, spec: &CollectionSpec, started: Instant) -> Result<NamedVectors, ApiError> {
         let bad = |what: String| ApiError::bad_request(format!("Wrong input: {what}"), started);
         match self {
-            VectorInput::Dense(v) => Ok(NamedVectors::unnamed(v)),
+            VectorInput::Dense(v) => Ok(NamedVectors::unnamed(dense_value(spec, UNNAMED, DenseInput::One(v))
+                .map_err(bad)?)),
+            VectorInput::Other(Value::Array(rows)) => {
+                let rows = serde_json::from_value(Value::Array(rows))
+                    .map_err(|_| bad("a vector must be a list of numbers, or a list of such lists".into()))?;
+                Ok(NamedVectors::unnamed(dense_value(spec, UNNAMED, DenseInput::Many(rows)).map_err(bad)?))
+            }
             VectorInput::Other(Value::Object(m)) => {
                 let mut named = NamedVectors::default();
                 for (name, v) in m {
                     match v {
-                        Value::Array(items) if items.first().is_some_and(Value::is_array) => {
-                            return Err(not_supported(
-                                format!("multi-vectors (`{name}`) are not supported yet"),
-                                started,
-                            ))
-                        }
                         Value::Array(items) => {
-                            let v: Vec<f32> = serde_json::from_value(Value::Array(items))
-                                .map_err(|e| bad(format!("vector `{name}`: {e}")))?;
+                            let input = if items.first().is_some_and(Value::is_array) {
+                                DenseInput::Many(
+                                    serde_json::from_value(Value::Array(items))
+                                        .map_err(|e| bad(format!("multivector `{name}`: {e}")))?,
+                                )
+                            } else {
+                                DenseInput::One(
+                                    serde_json::from_value(Value::Array(items))
+                                        .map_err(|e| bad(format!("vector `{name}`: {e}")))?,
+                                )
+                            };
+                            let v = dense_value(spec, &name, input).map_err(bad)?;
                             named.dense.insert(name, v);
                         }
                         Value::Object(o) if !name.is_empty() && o.contains_key("indices") => {
@@ -128,6 +139,57 @@ impl VectorInput {
                 Err(bad(format!("a vector must be a list of numbers or a map of named vectors, got {other}")))
             }
         }
+    }
+}
+
+/// A dense value as sent: one vector, or a multivector's vectors.
+enum DenseInput {
+    One(Vec<f32>),
+    Many(Vec<Vec<f32>>),
+}
+
+/// The engine's form of a dense value for the field `name`: a multivector field takes a
+/// list of vectors, each of the field's size, and holds them concatenated; a single-vector
+/// field takes one list. A field the collection lacks is left to the engine to refuse.
+/// `query` also lets a multivector field be searched with one vector (a multivector of one).
+fn dense_value(spec: &CollectionSpec, name: &str, input: DenseInput) -> Result<Vec<f32>, String> {
+    dense_value_for(spec, name, input, false)
+}
+
+fn dense_value_for(spec: &CollectionSpec, name: &str, input: DenseInput, query: bool) -> Result<Vec<f32>, String> {
+    let field = spec.dense_field(name);
+    let what = if name.is_empty() { "the vector".to_string() } else { format!("vector `{name}`") };
+    match (input, field) {
+        (DenseInput::One(_), Some(p)) if p.multivector.is_some() && !query => Err(format!(
+            "{what} is a multivector: send a list of vectors of size {} (e.g. [[...], [...]])",
+            p.dim
+        )),
+        (DenseInput::One(v), _) => Ok(v),
+        (DenseInput::Many(rows), Some(p)) if p.multivector.is_some() => {
+            if rows.is_empty() {
+                return Err(format!("{what}: a multivector must hold at least one vector"));
+            }
+            let mut flat = Vec::with_capacity(rows.len() * p.dim);
+            for (i, row) in rows.into_iter().enumerate() {
+                if row.len() != p.dim {
+                    return Err(format!(
+                        "{what}: vector {i} of the multivector has {} dimensions, the field has {}",
+                        row.len(),
+                        p.dim
+                    ));
+                }
+                flat.extend(row);
+            }
+            Ok(flat)
+        }
+        (DenseInput::Many(_), Some(_)) => {
+            Err(format!("{what} is not a multivector field (no multivector_config): send one list of numbers"))
+        }
+        (DenseInput::Many(_), None) => Err(if name.is_empty() {
+            "the collection has no unnamed vector: send and search its vectors by name".to_string()
+        } else {
+            format!("Not existing vector name error: {name}")
+        }),
     }
 }
 
@@ -332,7 +394,7 @@ pub async fn upsert(
         }
     }
     let point = |id: PointId, v: VectorInput, metadata: Option<Payload>| -> Result<InsertVector, ApiError> {
-        Ok(InsertVector { id, vectors: v.into_fields(started)?, metadata })
+        Ok(InsertVector { id, vectors: v.into_fields(c.spec(), started)?, metadata })
     };
     let points = match (req.points, req.batch) {
         (Some(points), None) => {
@@ -388,7 +450,7 @@ pub async fn update_vectors(
     }
     let mut updates = Vec::new();
     for p in req.points {
-        let vectors = p.vector.into_fields(started)?;
+        let vectors = p.vector.into_fields(c.spec(), started)?;
         if !vectors.is_empty() {
             updates.push(UpdateVector { id: p.id, vectors });
         }
@@ -661,6 +723,8 @@ struct QueryPlan {
 /// What a query is near to.
 enum QueryTarget {
     Vector(Vec<f32>),
+    /// A multivector query (a list of vectors), for a multivector `using`.
+    Multi(Vec<Vec<f32>>),
     /// A sparse query vector (`{"indices", "values"}`), for a sparse `using`.
     Sparse(SparseVector),
     /// The vector of a stored point; the point itself is left out of the hits.
@@ -997,11 +1061,13 @@ fn parse_query(query: Option<Value>, started: Instant) -> Result<QueryTarget, Ap
             .map_err(|e| ApiError::bad_request(format!("Wrong input: sparse query: {e}"), started));
     }
     match value {
-        Value::Array(_) => serde_json::from_value::<Vec<f32>>(value.clone()).map(QueryTarget::Vector).map_err(|_| {
-            not_supported(
-                "multi-vector queries are not supported yet; a query vector must be a list of numbers",
-                started,
-            )
+        Value::Array(ref items) if items.first().is_some_and(Value::is_array) => {
+            serde_json::from_value::<Vec<Vec<f32>>>(value).map(QueryTarget::Multi).map_err(|e| {
+                ApiError::bad_request(format!("Wrong input: a multivector query must be lists of numbers: {e}"), started)
+            })
+        }
+        Value::Array(_) => serde_json::from_value::<Vec<f32>>(value).map(QueryTarget::Vector).map_err(|e| {
+            ApiError::bad_request(format!("Wrong input: a query vector must be a list of numbers: {e}"), started)
         }),
         Value::Number(_) | Value::String(_) => serde_json::from_value::<PointId>(value)
             .map(QueryTarget::Point)
@@ -1031,10 +1097,16 @@ fn query_vector(c: &Collection, target: QueryTarget, using: &str, started: Insta
     if !using.is_empty() && !is_sparse && !spec.vectors.contains_key(using) {
         return Err(ApiError::bad_request(format!("Wrong input: Not existing vector name error: {using}"), started));
     }
+    let dense = |input| {
+        dense_value_for(spec, using, input, true)
+            .map(QueryVector::Dense)
+            .map_err(|e| ApiError::bad_request(format!("Wrong input: query: {e}"), started))
+    };
     match target {
-        QueryTarget::Vector(v) if !is_sparse => Ok(QueryVector::Dense(v)),
+        QueryTarget::Vector(v) if !is_sparse => dense(DenseInput::One(v)),
+        QueryTarget::Multi(rows) if !is_sparse => dense(DenseInput::Many(rows)),
         QueryTarget::Sparse(v) if is_sparse => Ok(QueryVector::Sparse(v)),
-        QueryTarget::Vector(_) => Err(ApiError::bad_request(
+        QueryTarget::Vector(_) | QueryTarget::Multi(_) => Err(ApiError::bad_request(
             format!("Wrong input: `{using}` is a sparse vector: query it with {{\"indices\", \"values\"}}"),
             started,
         )),
@@ -1174,14 +1246,21 @@ fn record_json(r: Record, payload: &PayloadSelector, names: Option<&[String]>, s
 /// to lists and sparse objects; `names` (a `with_vector` list) keeps only those.
 fn vector_json(mut vectors: NamedVectors, names: Option<&[String]>, spec: &CollectionSpec) -> Value {
     let wanted = |n: &str| names.is_none_or(|names| names.iter().any(|w| w == n));
-    if spec.vectors.is_empty() && spec.sparse_vectors.is_empty() {
+    // A multivector field's value is its vectors concatenated; clients get the list.
+    let value = |n: &str, v: Vec<f32>| match spec.dense_field(n) {
+        Some(p) if p.multivector.is_some() => json!(v.chunks_exact(p.dim).collect::<Vec<_>>()),
+        _ => json!(v),
+    };
+    let fields = spec.dense_fields();
+    if fields.len() == 1 && fields.contains_key(UNNAMED) && spec.sparse_vectors.is_empty() {
         if let Some(v) = vectors.dense.remove(UNNAMED).filter(|_| wanted(UNNAMED)) {
-            return json!(v);
+            return value(UNNAMED, v);
         }
     }
     let mut m = serde_json::Map::new();
     for (n, v) in vectors.dense.into_iter().filter(|(n, _)| wanted(n)) {
-        m.insert(n, json!(v));
+        let v = value(&n, v);
+        m.insert(n, v);
     }
     for (n, v) in vectors.sparse.into_iter().filter(|(n, _)| wanted(n)) {
         m.insert(n, json!({ "indices": v.indices, "values": v.values }));
