@@ -60,6 +60,15 @@ def test_collections_created_through_the_page_show_points_upserted_through_the_a
     assert info["config"]["params"]["vectors"] == {"size": DIM, "distance": "Dot"}
     assert info["config"]["params"]["shard_number"] == 2
 
+    # "bits" walks on Qdrant's binary codes, two bits per dimension.
+    page.type("#new-name", "bits")
+    page.select("#new-quantization", "binary_two_bits")
+    page.click("#create-submit")
+    page.wait_text("#create-done", lambda t: "Created bits" in t)
+    qc = http.get("/collections/bits").json()["result"]["config"]["quantization_config"]
+    assert qc == {"binary": {"always_ram": True, "encoding": "two_bits"}}, qc
+    page.select("#new-quantization", "none")
+
     # "graph" from a whole create body: a graph index even for few points, so that the
     # search console's recall check has something to measure.
     page.driver.find_element(By.CSS_SELECTOR, "#create-form details summary").click()

@@ -4,8 +4,13 @@
 //! ```text
 //! ametist-bench DATA_DIR [--metric euclid|cosine|dot] [--gt gt] [--m 16] [--ef-construction 200]
 //!               [--threads 2] [--ef 10,20,40,50,80,100,150,200,300] [--k 10] [--queries N] [--json]
-//!               [--quantization none|int4|int8] [--index hnsw|ivf|auto] [--lists N]
+//!               [--quantization none|int4|int8|binary|binary_two_bits|binary_one_and_half_bits]
+//!               [--index hnsw|ivf|auto] [--lists N] [--probe LISTS/RERANK,...]
 //! ```
+//!
+//! With codes, `ef` is the walk's beam, all of it re-scored with the f32 vectors: a search
+//! for `k` with Qdrant's `oversampling: o` walks with `max(ef_search, k·o)`, so the rows at
+//! `ef = 10·o` are what oversampling `o` gives at `k = 10`.
 //!
 //! With `--index ivf` a search parameter is `LISTS/RERANK` (lists probed / estimates
 //! re-scored exactly) where the graph takes `ef`; `auto` is IVF below 256 dimensions and the
@@ -143,15 +148,8 @@ fn parse() -> Result<Args> {
             "--index-cache" => a.cache = Some(PathBuf::from(val()?)),
             // Also time N exact searches (`Hnsw::search_exact`, the engine's exact path).
             "--exact" => a.exact = val()?.parse()?,
-            // Walk on 4-bit codes, re-scoring with the f32 vectors (`Hnsw::set_quantization`).
-            "--quantization" => {
-                a.quantization = match val()?.as_str() {
-                    "none" => Quantization::None,
-                    "int4" => Quantization::Int4,
-                    "int8" => Quantization::Int8,
-                    other => bail!("unknown quantization {other} (none, int4 or int8)"),
-                }
-            }
+            // Walk on codes, re-scoring with the f32 vectors (`Hnsw::set_quantization`).
+            "--quantization" => a.quantization = val()?.parse().map_err(anyhow::Error::msg)?,
             // Build, print the build line, then answer `EF REPEAT` lines from stdin with a
             // JSON row each (used by bench/compare.py to interleave with hnswlib).
             "--serve" => {
@@ -159,7 +157,7 @@ fn parse() -> Result<Args> {
                 a.json = true;
             }
             "-h" | "--help" => {
-                println!("usage: ametist-bench DATA_DIR [--metric euclid|cosine|dot] [--gt gt] [--m 16] [--ef-construction 200] [--threads 2] [--ef 10,20,..] [--k 10] [--queries N] [--repeat 1] [--json] [--quantization none|int4|int8]");
+                println!("usage: ametist-bench DATA_DIR [--metric euclid|cosine|dot] [--gt gt] [--m 16] [--ef-construction 200] [--threads 2] [--ef 10,20,..] [--k 10] [--queries N] [--repeat 1] [--json] [--quantization none|int4|int8|binary|binary_two_bits|binary_one_and_half_bits]");
                 std::process::exit(0);
             }
             _ if dir.is_none() && !arg.starts_with("--") => dir = Some(PathBuf::from(arg)),

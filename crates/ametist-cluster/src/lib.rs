@@ -5,6 +5,10 @@
 //! * [`node`]: [`node::ClusterNode`], a running cluster member: starts the gRPC server
 //!   and Raft, joins through a seed, creates and deletes collections through Raft, keeps
 //!   the local database in line with the metadata, and reports status for `GET /cluster`.
+//! * `raft_node`: the state a member's tasks share (`NodeInner`): joining, proposing
+//!   metadata commands (forwarded to the leader), live voters. Both the node and the
+//!   service use it, so neither imports the other's internals.
+//! * [`options`]: a member's settings.
 //! * [`proxy`]: the remote partition proxy, behind an ordinary `PartitionRef`, and
 //!   [`proxy::RemotePartitions`], the engine's `PartitionProvider`.
 //! * [`service`]: the serving side: partition calls to local partitions, Raft RPCs, joins,
@@ -23,14 +27,17 @@
 pub mod error;
 pub mod metadata;
 pub mod node;
+pub mod options;
 pub mod proxy;
 pub mod raft;
 pub mod raft_network;
+mod raft_node;
 pub mod raft_store;
 pub mod service;
 pub mod transport;
 pub mod wire;
 
 pub use error::ClusterError;
-pub use node::{ClusterNode, ClusterOptions, PreparedNode};
+pub use node::{ClusterNode, PreparedNode};
+pub use options::ClusterOptions;
 pub use raft::IndexDef;

@@ -2,14 +2,38 @@
 //! it that the rest of the node consults (proxies, the partition service, the routes).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 use std::sync::RwLock;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use ametist_core::payload_index::FieldType;
+use ametist_core::text::TextIndexConfig;
 use ametist_engine::collection::CollectionSpec;
 
-use crate::raft::{IndexDef, Member, NodeId};
+
+pub type NodeId = u64;
+
+/// How to reach a member: its node-to-node (gRPC) address and its REST address.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub grpc: String,
+    pub rest: String,
+}
+
+impl fmt::Display for Member {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "grpc={} rest={}", self.grpc, self.rest)
+    }
+}
+
+/// An index definition as the metadata keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum IndexDef {
+    Field(FieldType),
+    Text(TextIndexConfig),
+}
 
 /// What the cluster agrees on, besides its membership (which openraft keeps).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

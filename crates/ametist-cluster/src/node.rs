@@ -12,12 +12,11 @@
 //! keeps both, so it is the same member with the same partitions.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::{ChangeMembers, ServerState};
-use serde::{Deserialize, Serialize};
+use openraft::ServerState;
 use serde_json::{json, Value};
 
 use ametist_engine::external::PartitionProvider;
@@ -25,45 +24,17 @@ use ametist_engine::{Ametist, CollectionConfig, EngineError};
 
 use crate::error::ClusterError;
 use crate::metadata::Metadata;
-use crate::proxy::{Deadlines, RemotePartitions};
-use crate::raft::{place, Command, CommandResult, IndexDef, Member, NodeId, Raft, Refusal};
+pub use crate::options::ClusterOptions;
+use crate::raft_node::{NodeInner, CHANGE_PATIENCE};
+use crate::proxy::RemotePartitions;
+use crate::raft::{Command, IndexDef, Member, NodeId, Raft, Refusal};
 use crate::raft_network::Network;
 use crate::raft_store::FileStore;
 use crate::service::{authenticated, Service};
 use crate::transport::Transport;
-use crate::wire::{self, kind, ErrorClass, WireError};
+use crate::wire::{ErrorClass, WireError};
 
 /// How long a joining node keeps trying its seeds.
-const JOIN_PATIENCE: Duration = Duration::from_secs(60);
-/// How long a metadata change waits for a leader and for the local database to follow.
-const CHANGE_PATIENCE: Duration = Duration::from_secs(15);
-
-/// What a node needs to know to take part in a cluster (`remoting` in `ametist.yaml`).
-#[derive(Debug, Clone)]
-pub struct ClusterOptions {
-    /// The node's data directory; cluster state goes to `<data_dir>/cluster`.
-    pub data_dir: PathBuf,
-    /// Where the node-to-node service listens (that address only).
-    pub host: String,
-    pub port: u16,
-    /// The `host:port` other nodes dial to reach this one.
-    pub advertise: String,
-    /// The REST address clients and `GET /cluster` see (`host:port`).
-    pub rest_addr: String,
-    /// Addresses (`host:port`) of existing members to join through; empty for the first node.
-    pub seeds: Vec<String>,
-    /// The shared cluster secret every node-to-node call carries.
-    pub secret: String,
-    /// Deadlines of forwarded partition calls.
-    pub deadlines: Deadlines,
-}
-
-/// Asks a member to add the sender to the cluster.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct JoinRequest {
-    pub id: NodeId,
-    pub member: Member,
-}
 
 /// Step one of start-up: identity and Raft state loaded, nothing running yet.
 pub struct PreparedNode {
@@ -163,16 +134,6 @@ impl PreparedNode {
 #[derive(Clone)]
 pub struct ClusterNode {
     inner: Arc<NodeInner>,
-}
-
-pub(crate) struct NodeInner {
-    pub(crate) id: NodeId,
-    pub(crate) raft: Raft,
-    pub(crate) metadata: Arc<Metadata>,
-    pub(crate) transport: Arc<Transport>,
-    pub(crate) db: Ametist,
-    member: Member,
-    opts: ClusterOptions,
 }
 
 impl ClusterNode {
@@ -302,145 +263,6 @@ impl ClusterNode {
     }
 }
 
-impl NodeInner {
-    /// Asks the seeds until one of them (or the leader it forwards to) has added this node.
-    async fn join(&self) -> Result<(), ClusterError> {
-        let req = JoinRequest { id: self.id, member: self.member.clone() };
-        let deadline = tokio::time::Instant::now() + JOIN_PATIENCE;
-        loop {
-            for seed in &self.opts.seeds {
-                let env = wire::envelope(kind::JOIN, "", 0, &req);
-                match self.transport.call(seed, env, Duration::from_secs(20)).await {
-                    Ok(answer) => match wire::decode_answer::<()>(&answer) {
-                        Ok(Ok(())) => {
-                            tracing::info!(node = self.id, seed = %seed, "joined the cluster");
-                            return Ok(());
-                        }
-                        Ok(Err(e)) => tracing::warn!(seed = %seed, error = %e.message, "join refused; retrying"),
-                        Err(e) => tracing::warn!(seed = %seed, error = %e, "bad join answer; retrying"),
-                    },
-                    Err(s) if s.code() == tonic::Code::Unauthenticated => {
-                        return Err(ClusterError::Unauthenticated { peer: seed.clone(), message: s.message().into() })
-                    }
-                    Err(s) => tracing::warn!(seed = %seed, error = %s.message(), "seed unreachable; retrying"),
-                }
-            }
-            if tokio::time::Instant::now() > deadline {
-                return Err(ClusterError::Unavailable(format!(
-                    "no seed of {:?} added this node within {JOIN_PATIENCE:?}",
-                    self.opts.seeds
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    }
-
-    /// Served on the leader (forwarded there otherwise): adds a node as learner, then as
-    /// voter. A node that is already a voter at that address is left as it is.
-    pub(crate) async fn handle_join(&self, req: JoinRequest) -> Result<(), EngineError> {
-        let Some(leader) = self.leader().await? else {
-            let membership = self.raft.metrics().borrow().membership_config.clone();
-            let m = membership.membership();
-            if m.voter_ids().any(|v| v == req.id) && m.get_node(&req.id) == Some(&req.member) {
-                return Ok(());
-            }
-            self.raft.add_learner(req.id, req.member.clone(), true).await.map_err(internal)?;
-            self.raft
-                .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([req.id])), false)
-                .await
-                .map_err(internal)?;
-            tracing::info!(node = req.id, member = %req.member, "node joined as a voter");
-            return Ok(());
-        };
-        self.forward(&leader, kind::JOIN, &req).await
-    }
-
-    /// Commits a metadata change through the leader. On the leader a new collection is
-    /// placed first, over the members that answer a ping.
-    pub(crate) async fn propose(&self, mut cmd: Command) -> Result<CommandResult, EngineError> {
-        let Some(leader) = self.leader().await? else {
-            if let Command::CreateCollection { spec, replicas } = &mut cmd {
-                if replicas.is_empty() {
-                    let live = self.live_voters().await;
-                    let offset = self.metadata.state().collections.len();
-                    *replicas = place(spec.partitions, &live, offset);
-                }
-            }
-            let resp = self.raft.client_write(cmd).await.map_err(|e| match e {
-                openraft::error::RaftError::APIError(openraft::error::ClientWriteError::ForwardToLeader(f)) => {
-                    unavailable(format!("leadership moved to {:?} during the change; retry", f.leader_id))
-                }
-                other => internal(other),
-            })?;
-            return Ok(resp.data);
-        };
-        self.forward(&leader, kind::PROPOSE, &cmd).await
-    }
-
-    /// `None` when this node is the leader, else the leader's address. Waits a little for
-    /// an election.
-    async fn leader(&self) -> Result<Option<Member>, EngineError> {
-        let metrics = self
-            .raft
-            .wait(Some(Duration::from_secs(5)))
-            .metrics(|m| m.current_leader.is_some(), "a leader")
-            .await
-            .map_err(|_| unavailable("the cluster has no leader (too few members reachable?)".into()))?;
-        let leader = metrics.current_leader.expect("waited for a leader");
-        if leader == self.id {
-            return Ok(None);
-        }
-        metrics
-            .membership_config
-            .membership()
-            .get_node(&leader)
-            .cloned()
-            .map(Some)
-            .ok_or_else(|| unavailable(format!("leader {leader} has no known address")))
-    }
-
-    async fn forward<Req: Serialize, Resp: serde::de::DeserializeOwned>(
-        &self,
-        leader: &Member,
-        what: &str,
-        req: &Req,
-    ) -> Result<Resp, EngineError> {
-        let env = wire::envelope(what, "", 0, req);
-        let answer = self
-            .transport
-            .call(&leader.grpc, env, CHANGE_PATIENCE)
-            .await
-            .map_err(|s| unavailable(format!("leader at {} unreachable: {}", leader.grpc, s.message())))?;
-        match wire::decode_answer::<Resp>(&answer) {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(e.into_engine(0)),
-            Err(e) => Err(EngineError::Internal(format!("bad answer from the leader: {e}"))),
-        }
-    }
-
-    /// Voters that answer a ping now (this node always counts), sorted by id.
-    async fn live_voters(&self) -> Vec<NodeId> {
-        let membership = self.raft.metrics().borrow().membership_config.clone();
-        let mut live = vec![self.id];
-        let mut pings = Vec::new();
-        for id in membership.membership().voter_ids().filter(|&v| v != self.id) {
-            let Some(member) = membership.membership().get_node(&id).cloned() else { continue };
-            let transport = self.transport.clone();
-            pings.push(tokio::spawn(async move {
-                let env = wire::envelope(kind::PING, "", 0, &());
-                transport.call(&member.grpc, env, Duration::from_millis(500)).await.is_ok().then_some(id)
-            }));
-        }
-        for p in pings {
-            if let Ok(Some(id)) = p.await {
-                live.push(id);
-            }
-        }
-        live.sort_unstable();
-        live
-    }
-}
-
 /// Keeps the local database in line with the metadata: opens collections the cluster
 /// created (local partitions here, proxies for the others) and removes deleted ones.
 async fn reconcile_loop(node: Arc<NodeInner>) {
@@ -544,14 +366,6 @@ fn load_or_create_id(dir: &Path) -> Result<NodeId, ClusterError> {
 
 fn engine_input(e: EngineError) -> ClusterError {
     ClusterError::InvalidInput(e.to_string())
-}
-
-fn internal(e: impl std::fmt::Display) -> EngineError {
-    EngineError::Internal(e.to_string())
-}
-
-fn unavailable(reason: String) -> EngineError {
-    EngineError::PartitionUnavailable { partition: 0, reason }
 }
 
 impl From<EngineError> for ClusterError {

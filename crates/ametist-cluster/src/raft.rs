@@ -1,30 +1,13 @@
 //! Raft types: who the members are and which metadata changes the log carries.
 
-use std::fmt;
 use std::io::Cursor;
 
 use serde::{Deserialize, Serialize};
 
-use ametist_core::payload_index::FieldType;
-use ametist_core::text::TextIndexConfig;
 use ametist_engine::collection::CollectionSpec;
 
+pub use crate::metadata::{IndexDef, Member, NodeId};
 use crate::metadata::{ClusterState, CollectionPlacement};
-
-pub type NodeId = u64;
-
-/// How to reach a member: its node-to-node (gRPC) address and its REST address.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Member {
-    pub grpc: String,
-    pub rest: String,
-}
-
-impl fmt::Display for Member {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "grpc={} rest={}", self.grpc, self.rest)
-    }
-}
 
 openraft::declare_raft_types!(
     /// The cluster's Raft: metadata commands, applied to [`ClusterState`].
@@ -60,13 +43,6 @@ pub enum Command {
         key: String,
         index: Option<IndexDef>,
     },
-}
-
-/// An index definition as the metadata keeps it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum IndexDef {
-    Field(FieldType),
-    Text(TextIndexConfig),
 }
 
 /// The outcome of applying a command: `None` when it was applied, else why not.

@@ -20,7 +20,7 @@ use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{timeout_at, Instant};
 
@@ -32,10 +32,10 @@ use ametist_core::text::{CorpusStats, TextIndex, TextIndexConfig, Tokenizer};
 use ametist_core::{topk, Metric, PointId};
 
 use crate::config::{
-    check_quantile, CollectionConfig, EngineConfig, IndexConfig, SparseVectorParams, VectorParams, MAX_DIM,
-    MAX_PARTITIONS,
+    CollectionConfig, EngineConfig,
 };
 use crate::error::EngineError;
+pub use crate::spec::CollectionSpec;
 use crate::external::PartitionProvider;
 use crate::messages::{
     DeleteVector, Fault, FilterAction, IndexStats, InsertVector, MissingPartition, NamedVectors, PartitionMsg,
@@ -46,76 +46,6 @@ use crate::partition::{spawn_partition, PartitionInfo, PartitionRef, PartitionSp
 use crate::snapshots::{self, SnapshotDescription};
 use crate::store::{DurableStore, MemoryStore, PartitionStore};
 use crate::supervisor::ActorState;
-
-/// A collection's settings after defaults were applied.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CollectionSpec {
-    pub name: String,
-    pub dim: usize,
-    pub metric: ametist_core::Metric,
-    pub partitions: usize,
-    pub index: IndexConfig,
-    /// Named dense vectors; `dim` is 0 when the collection has only these.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub vectors: BTreeMap<String, VectorParams>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub sparse_vectors: BTreeMap<String, SparseVectorParams>,
-}
-
-impl CollectionSpec {
-    /// Every dense field, the unnamed one (`""`) included.
-    pub fn dense_fields(&self) -> BTreeMap<String, VectorParams> {
-        crate::config::dense_fields(self.dim, self.metric, &self.vectors)
-    }
-
-    /// The dense field `name` (`""` for the unnamed vector).
-    pub fn dense_field(&self, name: &str) -> Option<VectorParams> {
-        if name.is_empty() && self.dim > 0 {
-            Some(VectorParams::new(self.dim, self.metric))
-        } else {
-            self.vectors.get(name).copied()
-        }
-    }
-
-    /// Checks everything a collection is made of against what Ametist stores and accepts.
-    /// A created collection, a restored snapshot and a cluster's metadata all pass here, so
-    /// that a collection that starts also restarts.
-    pub fn validate(&self) -> Result<(), EngineError> {
-        let named = !self.vectors.is_empty() || !self.sparse_vectors.is_empty();
-        if self.dim == 0 && !named {
-            return Err(EngineError::invalid("vector size must be at least 1"));
-        }
-        for (name, p) in std::iter::once(("", self.dim)).chain(self.vectors.iter().map(|(n, p)| (n.as_str(), p.dim))) {
-            if p > MAX_DIM {
-                return Err(EngineError::invalid(format!(
-                    "vector size {p} is larger than the limit of {MAX_DIM} ({name})"
-                )));
-            }
-        }
-        if let Some((name, _)) = self.vectors.iter().find(|(n, p)| p.dim == 0 || (n.is_empty() && self.dim > 0)) {
-            return Err(EngineError::invalid(format!(
-                "named vector `{name}`: its size must be at least 1, and the unnamed vector (\"\") appears once"
-            )));
-        }
-        if let Some(name) = self.sparse_vectors.keys().find(|n| n.is_empty() || self.vectors.contains_key(*n)) {
-            return Err(EngineError::invalid(format!(
-                "sparse vector `{name}`: a name must be non-empty and differ from the dense vectors' names"
-            )));
-        }
-        if self.partitions == 0 || self.partitions > MAX_PARTITIONS {
-            return Err(EngineError::invalid(format!(
-                "partition count must be between 1 and {MAX_PARTITIONS}, got {}",
-                self.partitions
-            )));
-        }
-        self.index.validate().map_err(|e| EngineError::invalid(format!("index setting {e}")))?;
-        for (name, p) in &self.vectors {
-            check_quantile(p.quantile)
-                .map_err(|e| EngineError::invalid(format!("named vector `{name}`: index setting {e}")))?;
-        }
-        Ok(())
-    }
-}
 
 /// What a collection holds, summed over its partitions.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -260,7 +190,7 @@ impl Collection {
         storage: Option<CollectionStorage>,
         provider: Option<&Arc<dyn PartitionProvider>>,
     ) -> Result<Self, EngineError> {
-        Self::start_with(spec, engine, storage, crate::db::Schemas::default(), provider)
+        Self::start_with(spec, engine, storage, crate::spec::Schemas::default(), provider)
     }
 
     /// [`Collection::start`] with the payload and text index schemas it had.
@@ -268,7 +198,7 @@ impl Collection {
         spec: CollectionSpec,
         engine: Arc<EngineConfig>,
         storage: Option<CollectionStorage>,
-        schemas: crate::db::Schemas,
+        schemas: crate::spec::Schemas,
         provider: Option<&Arc<dyn PartitionProvider>>,
     ) -> Result<Self, EngineError> {
         let spec = Arc::new(spec);
@@ -473,11 +403,11 @@ impl Collection {
         tokio::task::spawn_blocking(move || {
             let _one_writer = lock.lock().unwrap_or_else(|e| e.into_inner());
             // Read under the lock, so that the last write holds the latest schema.
-            let schemas = crate::db::Schemas {
+            let schemas = crate::spec::Schemas {
                 fields: fields.read().expect("the schema lock is never held across a panic").clone(),
                 text: text.read().expect("the schema lock is never held across a panic").clone(),
             };
-            crate::db::write_meta_with(&storage.dir, &spec, &schemas)
+            crate::spec::write_meta_with(&storage.dir, &spec, &schemas)
         })
         .await
         .map_err(|e| EngineError::Internal(e.to_string()))?

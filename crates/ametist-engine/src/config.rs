@@ -176,10 +176,13 @@ pub struct IndexConfig {
     /// the graph (Qdrant's `full_scan_threshold`, counted in points).
     pub full_scan_threshold: usize,
     /// What the graph walk reads: `none` (the f32 vectors), `int8` or `int4` (an 8- or
-    /// 4-bit copy beside the links, with the `ef` best re-scored on the f32 vectors). Codes
-    /// pay off on high-dimensional vectors, where the walk waits for memory; they cost dim
-    /// (int8) or dim/2 (int4) bytes per point, and int4 needs a larger `ef` when neighbours
-    /// differ by less than a sixteenth of the values' range.
+    /// 4-bit copy beside the links, with the `ef` best re-scored on the f32 vectors), or
+    /// `binary`, `binary_two_bits`, `binary_one_and_half_bits` (Qdrant's binary codes: 1, 2
+    /// or 1.5 bits per dimension, compared by popcount, re-scored the same way). Codes pay
+    /// off on high-dimensional vectors, where the walk waits for memory; they cost dim
+    /// (int8), dim/2 (int4) or dim/8 (binary) bytes per point; int4 needs a larger `ef`
+    /// when neighbours differ by less than a sixteenth of the values' range, and binary
+    /// codes a larger one still (Qdrant's `oversampling`), on data centred on zero.
     pub quantization: Quantization,
     /// The share of the values that the codes' range holds, centred, in `[0.5, 1]`
     /// (Qdrant's `quantile`); values beyond it are clamped to its ends. Unset: 0.998, which
@@ -266,6 +269,15 @@ impl IndexConfig {
         range(IndexField::EfSearch, &EF_SEARCH_RANGE, self.ef_search)?;
         range(IndexField::FullScanThreshold, &(0..=MAX_FULL_SCAN_THRESHOLD), self.full_scan_threshold)?;
         check_quantile(self.quantile)
+    }
+
+    /// An empty index with these settings.
+    pub(crate) fn new_index(&self, metric: Metric, dim: usize) -> ametist_core::hnsw::Hnsw {
+        let params =
+            ametist_core::hnsw::HnswParams { m: self.m, ef_construction: self.ef_construction, ef_search: self.ef_search };
+        let mut index = ametist_core::hnsw::Hnsw::new(metric, dim, params);
+        self.configure_codes(&mut index);
+        index
     }
 
     /// Applies the code settings (`quantization`, `quantile`) to an index: codes are

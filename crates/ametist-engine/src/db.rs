@@ -32,13 +32,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use serde::{Deserialize, Serialize};
 
-use crate::collection::{partition_dir, Collection, CollectionSpec, CollectionStorage};
+use crate::collection::{partition_dir, Collection, CollectionStorage};
+use crate::spec::{create_dir_durable, write_meta};
 use crate::config::{CollectionConfig, EngineConfig};
 use crate::error::EngineError;
 use crate::external::PartitionProvider;
-use crate::partition::{sync_dir, write_file_atomically};
+use crate::partition::sync_dir;
 use crate::snapshots;
 use crate::supervisor::ActorState;
 
@@ -59,28 +59,6 @@ struct Inner {
     provider: Option<Arc<dyn PartitionProvider>>,
 }
 
-/// `collection.json`: what a collection is, written when it is created.
-#[derive(Debug, Serialize, Deserialize)]
-struct CollectionMeta {
-    format: u32,
-    #[serde(flatten)]
-    spec: CollectionSpec,
-    /// Indexed payload fields and full-text indexed fields (rewritten when they change).
-    #[serde(default)]
-    payload_schema: Schemas,
-}
-
-/// A collection's payload indexes and text indexes, as `collection.json` keeps them.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub(crate) struct Schemas {
-    #[serde(default)]
-    pub fields: BTreeMap<String, ametist_core::payload_index::FieldType>,
-    #[serde(default)]
-    pub text: BTreeMap<String, ametist_core::text::TextIndexConfig>,
-}
-
-const META_FILE: &str = "collection.json";
-const META_FORMAT: u32 = 1;
 /// A restored collection, complete on disk, waiting to replace `<name>`.
 const READY_PREFIX: &str = ".ready-";
 
@@ -170,32 +148,15 @@ impl Ametist {
         names.dedup();
         let started = std::time::Instant::now();
         for name in names {
-            let meta_path = collections_dir.join(&name).join(META_FILE);
-            let meta: CollectionMeta = match std::fs::read(&meta_path) {
-                Ok(bytes) => serde_json::from_slice(&bytes)
-                    .map_err(|e| EngineError::Internal(format!("cannot read {}: {e}", meta_path.display())))?,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    // A creation interrupted before its settings were durable: nothing in it
-                    // was ever acknowledged.
-                    tracing::warn!(path = %meta_path.display(), "collection directory without settings ignored");
-                    continue;
-                }
-                Err(e) => return Err(io("cannot read", &meta_path, e)),
+            let Some((mut spec, schemas)) = crate::spec::read_meta(&collections_dir.join(&name))? else {
+                continue;
             };
-            if meta.format != META_FORMAT {
-                return Err(EngineError::Internal(format!(
-                    "{} has format {}, this build reads {META_FORMAT}",
-                    meta_path.display(),
-                    meta.format
-                )));
-            }
-            let mut spec = meta.spec;
             spec.name = name.clone();
             let c = Collection::start_with(
                 spec,
                 db.inner.config.clone(),
                 Some(db.storage_of(&name)),
-                meta.payload_schema,
+                schemas,
                 db.inner.provider.as_ref(),
             )?;
             db.write().insert(name, c);
@@ -473,36 +434,6 @@ async fn blocking<T: Send + 'static>(
 fn unique() -> String {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     format!("{}-{nanos}", std::process::id())
-}
-
-/// Creates a directory (and parents), fsyncing the parent of each level it created.
-fn create_dir_durable(dir: &Path) -> std::io::Result<()> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-        create_dir_durable(parent)?;
-    }
-    match std::fs::create_dir(dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
-        Err(e) => return Err(e),
-    }
-    sync_dir(dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")))
-}
-
-/// Creates the collection directory and writes `collection.json` atomically.
-fn write_meta(dir: &Path, spec: &CollectionSpec) -> Result<(), EngineError> {
-    write_meta_with(dir, spec, &Schemas::default())
-}
-
-/// Writes `collection.json` (settings and index schemas) atomically.
-pub(crate) fn write_meta_with(dir: &Path, spec: &CollectionSpec, schemas: &Schemas) -> Result<(), EngineError> {
-    let meta = CollectionMeta { format: META_FORMAT, spec: spec.clone(), payload_schema: schemas.clone() };
-    let bytes = serde_json::to_vec_pretty(&meta).map_err(|e| EngineError::Internal(e.to_string()))?;
-    create_dir_durable(dir)
-        .and_then(|()| write_file_atomically(&dir.join(META_FILE), &mut |w| w.write_all(&bytes)))
-        .map_err(|e| EngineError::io(format_args!("cannot write {}", dir.join(META_FILE).display()), &e))
 }
 
 /// Removes what a creation that failed left in `dir` (through a tombstone, as

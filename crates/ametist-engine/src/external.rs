@@ -7,7 +7,7 @@
 //! [`PartitionRef::external`]), so the coordinator treats local and remote partitions
 //! alike. `ametist-cluster` implements the trait; the engine never depends on it.
 
-use crate::collection::CollectionSpec;
+use crate::spec::CollectionSpec;
 use crate::partition::PartitionRef;
 
 /// Supplies the partitions of a collection that this process does not run itself.

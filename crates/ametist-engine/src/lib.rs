@@ -3,6 +3,8 @@
 //! Map of the crate, from the outside in:
 //!
 //! * [`db`]: [`Ametist`], the embedded database: open one, create collections, write, search.
+//! * [`spec`]: a collection's settings ([`spec::CollectionSpec`]) and their file,
+//!   `collection.json`.
 //! * [`collection`]: the `CollectionActor`, which routes each write to a partition by a
 //!   stable hash of the point id, scatters searches to every partition, merges their top-k
 //!   and answers once, within a deadline.
@@ -38,6 +40,7 @@ pub mod messages;
 pub mod partition;
 mod read_pool;
 pub mod snapshots;
+pub mod spec;
 pub mod store;
 pub mod supervisor;
 pub mod vector_fields;

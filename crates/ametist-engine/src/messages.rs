@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use ametist_core::filter::Filter;
+use ametist_core::hnsw::CodeUse;
 use ametist_core::payload_index::FieldType;
 use ametist_core::sparse::{SparseStats, SparseVector};
 use ametist_core::text::{CorpusStats, TextIndexConfig};
@@ -58,13 +59,18 @@ pub struct SearchRequest {
     pub quantization: QuantizationParams,
 }
 
-/// Qdrant's `params.quantization` for a search on an index with codes
-/// (`quantization: int4` or `int8`). Results are always re-scored with the f32 vectors.
+/// Qdrant's `params.quantization` for a search on an index with codes (`quantization:
+/// int4`, `int8` or one of the binary ones). Acted on by graph walks only: an exact scan
+/// reads the f32 vectors whatever these say.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct QuantizationParams {
     /// Walk on the f32 vectors instead of the codes.
     #[serde(default)]
     pub ignore: bool,
+    /// Re-score the walk's beam with the f32 vectors (unset: yes). With `false` the
+    /// results are ordered and scored by the codes (see [`QuantizationParams::code_use`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rescore: Option<bool>,
     /// Keep at least `oversampling × (offset + k)` candidates in the walk's beam, all of
     /// them re-scored (at least 1).
     #[serde(default)]
@@ -74,6 +80,18 @@ pub struct QuantizationParams {
 impl QuantizationParams {
     fn is_default(&self) -> bool {
         *self == QuantizationParams::default()
+    }
+
+    /// How a walk on an index with codes uses them. Without re-scoring, scores are the
+    /// codes' own: approximate values of the metric for int4 and int8, and for binary codes
+    /// the score between the codes read as vectors of `±1` (cosine `1 - 2h/n` for `h`
+    /// differing bits out of `n`, dot `n - 2h`, euclid `2√h`, manhattan `2h`).
+    pub fn code_use(&self) -> CodeUse {
+        match (self.ignore, self.rescore) {
+            (true, _) => CodeUse::Ignore,
+            (false, Some(false)) => CodeUse::CodeDistances,
+            (false, _) => CodeUse::Rescore,
+        }
     }
 }
 
@@ -430,7 +448,7 @@ pub struct IndexStats {
     pub deleted: usize,
     /// Levels of the graph (0 for an exact-scan partition).
     pub levels: usize,
-    /// What the graph walk reads (`none`: the f32 vectors; `int4`, `int8`: codes).
+    /// What the graph walk reads (`none`: the f32 vectors; `int4`, `int8`, `binary`...: codes).
     #[serde(default)]
     pub quantization: ametist_core::hnsw::Quantization,
     /// The lowest and the highest value the codes tell apart, once trained (set by
@@ -570,5 +588,27 @@ impl PartitionMsg {
             | PartitionMsg::Restore(_, r) => drop(r.send(Err(err))),
             PartitionMsg::Fault(_) | PartitionMsg::Tick | PartitionMsg::Stop => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Qdrant's `params.quantization` as the walk sees it: `ignore` wins; `rescore` is on
+    /// unless set to false; requests written before `rescore` existed read back the same.
+    #[test]
+    fn quantization_params_choose_the_code_use() {
+        let p = |ignore, rescore| QuantizationParams { ignore, rescore, oversampling: None };
+        assert_eq!(QuantizationParams::default().code_use(), CodeUse::Rescore);
+        assert_eq!(p(false, Some(true)).code_use(), CodeUse::Rescore);
+        assert_eq!(p(false, Some(false)).code_use(), CodeUse::CodeDistances);
+        assert_eq!(p(true, Some(false)).code_use(), CodeUse::Ignore);
+        assert_eq!(p(true, None).code_use(), CodeUse::Ignore);
+        let old: QuantizationParams =
+            serde_json::from_str(r#"{"ignore":false,"oversampling":2.0}"#).expect("the older shape still parses");
+        assert_eq!(old, QuantizationParams { ignore: false, rescore: None, oversampling: Some(2.0) });
+        let json = serde_json::to_string(&QuantizationParams::default()).expect("serialises");
+        assert!(!json.contains("rescore"), "unset rescore is left out: {json}");
     }
 }

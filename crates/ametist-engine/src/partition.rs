@@ -14,7 +14,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use ametist_core::filter::Filter;
-use ametist_core::hnsw::{Hnsw, HnswParams, Quantization};
+use ametist_core::hnsw::{CodeUse, Quantization};
 use ametist_core::payload_index::{values_at, FieldType, PayloadIndex};
 use ametist_core::text::{TextIndex, TextIndexConfig};
 use ametist_core::{Metric, Payload, PointId};
@@ -1042,12 +1042,13 @@ impl PartitionActor {
     }
 
     /// The beam width of a graph walk for `want` hits on an index with `quantization`, and
-    /// whether the walk reads codes: only when the index has them and the request does not
-    /// `ignore` them. A walk on codes re-scores its whole beam, so `oversampling` widens
-    /// the beam.
-    fn beam(&self, req: &SearchRequest, want: usize, quantization: Quantization) -> (usize, bool) {
-        let codes = quantization != Quantization::None && !req.quantization.ignore;
-        let oversampling = req.quantization.oversampling.filter(|_| codes).unwrap_or(1.0).max(1.0);
+    /// how the walk uses codes: it reads them only when the index has them and the request
+    /// does not `ignore` them. A walk on codes re-scores its whole beam (unless the request
+    /// says `rescore: false`), so `oversampling` widens the beam: `want × oversampling`
+    /// candidates, or `ef` when that is wider, are re-scored.
+    fn beam(&self, req: &SearchRequest, want: usize, quantization: Quantization) -> (usize, CodeUse) {
+        let codes = if quantization == Quantization::None { CodeUse::Ignore } else { req.quantization.code_use() };
+        let oversampling = req.quantization.oversampling.filter(|_| codes == CodeUse::Rescore).unwrap_or(1.0).max(1.0);
         // No beam wider than the widest `ef` accepted (or than the hits wanted): anything
         // wider is an exact scan done slowly, with memory for the whole beam.
         let widest = (*EF_SEARCH_RANGE.end()).max(want);
@@ -1260,14 +1261,6 @@ type FreshPoint = (PointId, Option<Payload>, u64, NamedVectors);
 fn text_at(payload: Option<&Payload>, key: &str) -> Option<String> {
     let parts: Vec<&str> = values_at(payload?, key).into_iter().filter_map(|v| v.as_str()).collect();
     (!parts.is_empty()).then(|| parts.join(" "))
-}
-
-/// An empty index with the collection's parameters.
-pub(crate) fn new_index(metric: Metric, dim: usize, c: &IndexConfig) -> Hnsw {
-    let mut index =
-        Hnsw::new(metric, dim, HnswParams { m: c.m, ef_construction: c.ef_construction, ef_search: c.ef_search });
-    c.configure_codes(&mut index);
-    index
 }
 
 /// Threads to link a batch of `n` new points with: all cores for large batches, one for

@@ -18,7 +18,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{CrcWriter, PartitionImage};
-use crate::collection::CollectionSpec;
+use crate::spec::CollectionSpec;
 use crate::error::EngineError;
 use crate::partition::write_file_atomically;
 

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 
 use ametist_core::flat::Candidate;
-use ametist_core::hnsw::Hnsw;
+use ametist_core::hnsw::{CodeUse, Hnsw};
 use ametist_core::sparse::{SparseIndex, SparseStats, SparseVector};
 use ametist_core::{multivector, Metric};
 
@@ -65,7 +65,7 @@ struct DenseField {
 impl DenseField {
     fn new(params: VectorParams, index: &IndexConfig) -> DenseField {
         let mut f =
-            DenseField::with_index(crate::partition::new_index(params.metric, params.dim, &params.index_config(index)));
+            DenseField::with_index(params.index_config(index).new_index(params.metric, params.dim));
         f.multi = params.multivector.is_some();
         f
     }
@@ -182,7 +182,7 @@ impl DenseField {
         query: &[f32],
         k: usize,
         plan: &Plan,
-        codes: bool,
+        codes: CodeUse,
         accept: Option<&dyn Fn(u32) -> bool>,
     ) -> Vec<Candidate> {
         // The index speaks its own slots: the filter is asked about the point behind one.
@@ -210,13 +210,15 @@ impl DenseField {
     /// A multivector search: the points to score are the plan's candidates, every point, or
     /// (for a graph plan) the points behind the `ef` nearest vectors of each query vector;
     /// each is then scored exactly by MaxSim over all its vectors. Qdrant re-scores a
-    /// multivector walk exactly too, so the graph only decides which points are looked at.
+    /// multivector walk exactly too, so the graph only decides which points are looked at
+    /// (`codes` says how each walk uses the index's codes; with `rescore: false` the walks
+    /// skip their own re-scoring, and the points' scores are exact MaxSim all the same).
     fn search_multi(
         &self,
         query: &[f32],
         k: usize,
         plan: &Plan,
-        codes: bool,
+        codes: CodeUse,
         accept_slot: Option<&dyn Fn(u32) -> bool>,
         accept: Option<&dyn Fn(u32) -> bool>,
     ) -> Vec<Candidate> {
@@ -425,7 +427,7 @@ impl VectorFields {
         query: &[f32],
         k: usize,
         plan: &Plan,
-        codes: bool,
+        codes: CodeUse,
         accept: Option<&dyn Fn(u32) -> bool>,
     ) -> Result<Vec<Candidate>, EngineError> {
         let field = self.dense_field(name)?;

@@ -525,6 +525,21 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// Binary codes are a quantization setting like the scalar ones, from the file, the
+    /// environment or a flag; an unknown one is refused.
+    #[test]
+    fn binary_quantization_from_env_and_flags() {
+        use ametist_engine::config::Quantization;
+        let env = vec![("AMETIST__PARTITIONS__INDEX__QUANTIZATION".to_string(), "binary".to_string())];
+        assert_eq!(AmetistConfig::load(None, env, &[]).unwrap().partitions.index.quantization, Quantization::Binary);
+        for q in [Quantization::BinaryTwoBits, Quantization::BinaryOneAndHalfBits] {
+            let sets = vec![format!("partitions.index.quantization={}", q.name())];
+            assert_eq!(AmetistConfig::load(None, Vec::new(), &sets).unwrap().partitions.index.quantization, q);
+        }
+        let sets = vec!["partitions.index.quantization=product".to_string()];
+        assert!(AmetistConfig::load(None, Vec::new(), &sets).is_err(), "product quantization is not a setting");
+    }
+
     #[test]
     fn code_quantile_from_env_and_flags_within_range() {
         assert_eq!(AmetistConfig::load(None, Vec::new(), &[]).unwrap().partitions.index.quantile, None);

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! stack DATA_DIR [--metric euclid|cosine|dot] [--partitions 1,2,4] [--ef 20,50,100,200]
-//!       [--queries N] [--limit N] [--filtered] [--quantization none|int4|int8]
+//!       [--queries N] [--limit N] [--filtered] [--quantization none|int4|int8|binary|...]
 //! ```
 //!
 //! For each partition count: build time (upserts of 10,000 points with `wait`), then per
@@ -29,7 +29,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::json;
 
 const USAGE: &str = "usage: stack DATA_DIR [--metric euclid|cosine|dot] [--partitions 1,2,4] [--ef 20,50,100] \
-                     [--queries N] [--limit N] [--filtered] [--quantization none|int4|int8]";
+                     [--queries N] [--limit N] [--filtered] [--quantization none|int4|int8|binary|...]";
 
 struct Args {
     dir: PathBuf,
@@ -257,12 +257,8 @@ fn parse_args() -> Result<Args> {
             "--limit" => args.limit = Some(it.next().context("--limit needs a number")?.parse()?),
             "--filtered" => args.filtered = true,
             "--quantization" => {
-                args.quantization = match it.next().context("--quantization needs none, int4 or int8")?.as_str() {
-                    "none" => Quantization::None,
-                    "int4" => Quantization::Int4,
-                    "int8" => Quantization::Int8,
-                    other => bail!("unknown quantization {other} (none, int4 or int8)"),
-                }
+                args.quantization =
+                    it.next().context("--quantization needs a setting")?.parse().map_err(anyhow::Error::msg)?
             }
             "-h" | "--help" => {
                 println!("{USAGE}");

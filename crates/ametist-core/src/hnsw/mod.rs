@@ -16,9 +16,10 @@
 //! tenth of the live points, so churn does not grow memory.
 //!
 //! Compact walk (optional, [`Hnsw::set_quantization`]): every node also carries a 4- or 8-bit
-//! code of its vector (see [`codes`]); searches walk the graph on codes and re-score the
-//! `ef` best with the f32 vectors, so results carry exact distances. The graph itself is
-//! always built on the f32 vectors.
+//! code of its vector, or a binary one (see [`codes`]); searches walk the graph on codes and
+//! re-score the `ef` best with the f32 vectors, so results carry exact distances (unless the
+//! search asks for code distances, [`CodeUse`]). The graph itself is always built on the f32
+//! vectors.
 //!
 //! Concurrency: [`Hnsw::insert_batch`] writes the new vectors first (`&mut self`), then
 //! links them from several threads through `&self`: link words are `AtomicU32` and each
@@ -32,7 +33,7 @@ mod scratch;
 mod space;
 mod store;
 
-pub use codes::{Quantization, DEFAULT_QUANTILE};
+pub use codes::{CodeUse, Quantization, DEFAULT_QUANTILE};
 pub use store::set_huge_pages;
 #[cfg(test)]
 mod tests;
@@ -44,7 +45,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::distance::Metric;
 use crate::flat::Candidate;
-use codes::{CodeKernel, Scale};
+use codes::{Bits, CodeKernel, Codebook, Scale};
 use scratch::{pop, push, replace_root, Cand, Scratch};
 use space::{dispatch, Op, Space};
 use store::{read_list, write_list, NodeStore, SpinLock};
@@ -137,8 +138,8 @@ pub struct Hnsw {
     quantization: Quantization,
     /// The share of values the codes' range holds (see [`DEFAULT_QUANTILE`]).
     quantile: f32,
-    /// The codes' scale once trained; until then searches walk on the f32 vectors.
-    scale: Option<Scale>,
+    /// The codes' codebook once trained; until then searches walk on the f32 vectors.
+    codebook: Option<Codebook>,
     /// Live points when the codes were last trained.
     trained_at: usize,
     pool: Mutex<Vec<Scratch>>,
@@ -194,7 +195,7 @@ impl Hnsw {
             prefetch_ahead: 2,
             quantization: Quantization::None,
             quantile: DEFAULT_QUANTILE,
-            scale: None,
+            codebook: None,
             trained_at: 0,
             pool: Mutex::new(Vec::new()),
         }
@@ -237,7 +238,7 @@ impl Hnsw {
         if q == self.quantization {
             return;
         }
-        let code_bytes = codes::code_bytes(self.dim, q.bits());
+        let code_bytes = q.code_bytes(self.dim);
         let mut store = NodeStore::new(self.dim, self.m0, code_bytes);
         store.reserve_exact(self.store.len());
         for i in 0..self.store.len() as u32 {
@@ -249,7 +250,7 @@ impl Hnsw {
         }
         self.store = store;
         self.quantization = q;
-        self.scale = None;
+        self.codebook = None;
         self.trained_at = 0;
         self.train_codes_if_due();
     }
@@ -263,7 +264,7 @@ impl Hnsw {
             return;
         }
         self.quantile = quantile;
-        if self.scale.take().is_some() {
+        if self.codebook.take().is_some() {
             self.trained_at = 0;
             self.train_codes_if_due();
         }
@@ -272,31 +273,32 @@ impl Hnsw {
     /// Trains the codes when the index has grown enough since the last training (see
     /// [`TRAIN_AT`]). Returns true when that encoded every node again.
     fn train_codes_if_due(&mut self) -> bool {
-        let due = match self.scale {
+        let due = match self.codebook {
             None => self.live >= TRAIN_AT,
             Some(_) => self.live >= 2 * self.trained_at,
         };
         self.quantization != Quantization::None && due && self.train_codes()
     }
 
-    /// Trains a scale on a sample of the live vectors. Encoding every node is the costly
-    /// part (all vectors are read, under the partition's write lock), so a scale that has
-    /// not moved (see [`Scale::close_to`]) is kept, with the codes made with it; that is
+    /// Trains a codebook on a sample of the live vectors. Encoding every node is the costly
+    /// part (all vectors are read, under the partition's write lock), so a codebook that has
+    /// not moved (see [`Codebook::close_to`]) is kept, with the codes made with it; that is
     /// the usual case once an index has a few thousand points of a steady distribution.
     /// Returns true when every node was encoded again.
     fn train_codes(&mut self) -> bool {
         let every = self.live.div_ceil((TRAIN_VALUES / self.dim).max(1)).max(1);
         let sample = (0..self.store.len() as u32).filter(|&s| self.is_live(s)).step_by(every);
-        let scale = Scale::train(sample.map(|s| self.store.vector(s)), self.quantization.bits() as u8, self.quantile);
+        let codebook =
+            Codebook::train(sample.map(|s| self.store.vector(s)), self.quantization, self.quantile, self.dim);
         self.trained_at = self.live;
-        if self.scale.is_some_and(|kept| scale.close_to(&kept)) {
+        if self.codebook.as_ref().is_some_and(|kept| codebook.close_to(kept)) {
             return false;
         }
-        self.scale = Some(scale);
         // Deleted nodes are still walked through, so they get codes too.
         for s in 0..self.store.len() as u32 {
-            self.store.encode(s, &scale);
+            self.store.encode(s, &codebook);
         }
+        self.codebook = Some(codebook);
         true
     }
 
@@ -387,8 +389,8 @@ impl Hnsw {
         }
         self.live += vectors.len();
         if !self.train_codes_if_due() {
-            if let Some(scale) = self.scale {
-                slots.iter().for_each(|&s| self.store.encode(s, &scale));
+            if let Some(codebook) = &self.codebook {
+                slots.iter().for_each(|&s| self.store.encode(s, codebook));
             }
         }
         self.link_all(&slots, threads);
@@ -490,8 +492,8 @@ impl Hnsw {
         assert!(self.is_live(slot), "update of a slot that is not live: {slot}");
         assert_eq!(vector.len(), self.dim, "vector has dimension {}, index has {}", vector.len(), self.dim);
         self.store.vector_mut(slot).copy_from_slice(vector);
-        if let Some(scale) = self.scale {
-            self.store.encode(slot, &scale);
+        if let Some(codebook) = &self.codebook {
+            self.store.encode(slot, codebook);
         }
         let mut sc = self.scratch();
         dispatch(self.metric, RepairAround { index: self, node: slot, sc: &mut sc });
@@ -578,7 +580,7 @@ impl Hnsw {
         self.free.sort_unstable_by(|a, b| b.cmp(a));
         self.pool.lock().unwrap_or_else(|e| e.into_inner()).clear();
         // Retrain the codes on what is live now.
-        self.scale = None;
+        self.codebook = None;
         self.trained_at = 0;
         self.train_codes_if_due();
         self.link_all(&live, threads);
@@ -589,18 +591,20 @@ impl Hnsw {
     /// Approximate top-k, closest first, internal distance (lower is closer). `accept`
     /// filters slots inside the graph walk: rejected nodes are traversed, never returned.
     pub fn search(&self, query: &[f32], k: usize, ef: usize, accept: Option<&dyn Fn(u32) -> bool>) -> Vec<Candidate> {
-        self.search_walk(query, k, ef, accept, true)
+        self.search_walk(query, k, ef, accept, CodeUse::Rescore)
     }
 
-    /// Like [`Hnsw::search`]; with `codes` false the walk reads the f32 vectors even when
-    /// the index has codes (Qdrant's `params.quantization.ignore`).
+    /// Like [`Hnsw::search`], with the use of the index's codes chosen (Qdrant's
+    /// `params.quantization`): [`CodeUse::Ignore`] walks on the f32 vectors even when the
+    /// index has codes, [`CodeUse::CodeDistances`] returns the walk's code distances without
+    /// re-scoring them. Without codes every choice walks on the f32 vectors.
     pub fn search_walk(
         &self,
         query: &[f32],
         k: usize,
         ef: usize,
         accept: Option<&dyn Fn(u32) -> bool>,
-        codes: bool,
+        codes: CodeUse,
     ) -> Vec<Candidate> {
         assert_eq!(query.len(), self.dim, "query has dimension {}, index has {}", query.len(), self.dim);
         if k == 0 || self.entry().is_none() {
@@ -653,7 +657,7 @@ impl Hnsw {
             bytes,
             levels: self.entry().map_or(0, |(_, l)| l + 1),
             quantization: self.quantization,
-            code_range: self.scale.map(|s| s.range()),
+            code_range: self.codebook.as_ref().and_then(Codebook::range),
         }
     }
 
@@ -1018,6 +1022,36 @@ impl<K: CodeKernel> Probe for CodeProbe<'_, K> {
     }
 }
 
+/// Distances between binary codes (the query's and the nodes'): Hamming distances turned
+/// into the metric's units (see [`Bits::finish`]).
+#[derive(Clone, Copy)]
+struct BitProbe<'a, K> {
+    index: &'a Hnsw,
+    kernel: K,
+    /// The query's code (`code_bytes` bytes).
+    q: *const u8,
+    /// Bits of a code, before padding.
+    n: f32,
+}
+
+impl<K: CodeKernel> Probe for BitProbe<'_, K> {
+    #[inline(always)]
+    fn dist(self, n: u32) -> f32 {
+        let store = &self.index.store;
+        // SAFETY: as for `CodeProbe`: both codes hold `code_bytes` bytes, a multiple of 16.
+        let h = unsafe { self.kernel.raw(self.q, store.code_ptr(n), store.code_bytes()) };
+        Bits::finish(self.index.metric, h, self.n)
+    }
+    #[inline(always)]
+    fn dist_bounded(self, n: u32, _bound: f32) -> f32 {
+        self.dist(n)
+    }
+    #[inline(always)]
+    fn prefetch(self, n: u32) {
+        self.index.store.prefetch_code(n, self.index.code_lines())
+    }
+}
+
 impl Hnsw {
     /// Cache lines of a node's code (and the sum after it).
     #[inline(always)]
@@ -1047,8 +1081,8 @@ struct Search<'a> {
     k: usize,
     ef: usize,
     accept: Option<&'a dyn Fn(u32) -> bool>,
-    /// Walk on the codes when the index has them.
-    codes: bool,
+    /// Whether the walk reads the codes (when the index has them) and re-scores.
+    codes: CodeUse,
     sc: &'a mut Scratch,
 }
 
@@ -1059,29 +1093,38 @@ impl Op for Search<'_> {
         let Search { index, query, k, ef, accept, codes, sc } = self;
         let Some((ep, top)) = index.entry() else { return Vec::new() };
         let q = query.as_ptr();
-        match index.scale.filter(|_| codes) {
+        match index.codebook.as_ref().filter(|_| codes != CodeUse::Ignore) {
             None => index.walk(F32Probe { index, s, q }, ep, top, ef, accept, sc),
-            Some(scale) => {
+            Some(codebook) => {
                 let mut code = std::mem::take(&mut sc.code);
                 code.resize(index.store.code_bytes(), 0);
-                let sum = scale.encode(query, &mut code);
-                if scale.bits == 8 {
-                    let p = CodeProbe { index, kernel: s.codes8(), scale, q: code.as_ptr(), sum };
-                    index.walk(p, ep, top, ef, accept, sc);
-                } else {
-                    let p = CodeProbe { index, kernel: s.codes(), scale, q: code.as_ptr(), sum };
-                    index.walk(p, ep, top, ef, accept, sc);
+                let sum = codebook.encode(query, &mut code);
+                match codebook {
+                    Codebook::Scalar(scale) if scale.bits == 8 => {
+                        let p = CodeProbe { index, kernel: s.codes8(), scale: *scale, q: code.as_ptr(), sum };
+                        index.walk(p, ep, top, ef, accept, sc);
+                    }
+                    Codebook::Scalar(scale) => {
+                        let p = CodeProbe { index, kernel: s.codes(), scale: *scale, q: code.as_ptr(), sum };
+                        index.walk(p, ep, top, ef, accept, sc);
+                    }
+                    Codebook::Binary(bits) => {
+                        let p = BitProbe { index, kernel: s.bits(), q: code.as_ptr(), n: bits.code_bits() as f32 };
+                        index.walk(p, ep, top, ef, accept, sc);
+                    }
                 }
                 sc.code = code;
                 // Re-score what the walk kept with the f32 vectors, a few nodes ahead of
                 // their loads, so the results carry exact distances.
-                const AHEAD: usize = 4;
-                let n = sc.top.len();
-                for j in 0..n {
-                    if j + AHEAD < n {
-                        index.store.prefetch(sc.top[j + AHEAD].id, index.prefetch_lines);
+                if codes == CodeUse::Rescore {
+                    const AHEAD: usize = 4;
+                    let n = sc.top.len();
+                    for j in 0..n {
+                        if j + AHEAD < n {
+                            index.store.prefetch(sc.top[j + AHEAD].id, index.prefetch_lines);
+                        }
+                        sc.top[j].d = index.dist(s, q, sc.top[j].id);
                     }
-                    sc.top[j].d = index.dist(s, q, sc.top[j].id);
                 }
             }
         }

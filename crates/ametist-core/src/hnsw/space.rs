@@ -9,9 +9,13 @@ pub(crate) trait Space: Copy + Send + Sync {
     /// The kernels for 4-bit and 8-bit codes with the same metric and CPU features.
     type Codes: CodeKernel;
     type Codes8: CodeKernel;
+    /// The Hamming kernel for binary codes with the same CPU features (the same for every
+    /// metric: the metric only scales its result).
+    type Bits: CodeKernel;
 
     fn codes(self) -> Self::Codes;
     fn codes8(self) -> Self::Codes8;
+    fn bits(self) -> Self::Bits;
 
     /// # Safety
     /// `a` and `b` must be valid for `n` reads, and the CPU must have the space's features.
@@ -37,6 +41,11 @@ macro_rules! scalar_space {
         impl Space for $name {
             type Codes = $codes;
             type Codes8 = $codes8;
+            type Bits = codes::scalar::Hamming;
+            #[inline(always)]
+            fn bits(self) -> codes::scalar::Hamming {
+                codes::scalar::Hamming
+            }
             #[inline(always)]
             fn codes(self) -> $codes {
                 <$codes>::default()
@@ -73,6 +82,11 @@ mod x86 {
             impl Space for $name {
                 type Codes = codes::$codes;
                 type Codes8 = codes::$codes8;
+                type Bits = codes::Hamming;
+                #[inline(always)]
+                fn bits(self) -> codes::Hamming {
+                    codes::Hamming
+                }
                 #[inline(always)]
                 fn codes(self) -> codes::$codes {
                     codes::$codes
@@ -96,6 +110,11 @@ mod x86 {
     impl Space for AvxL2 {
         type Codes = codes::L2;
         type Codes8 = codes::L2x8;
+        type Bits = codes::Hamming;
+        #[inline(always)]
+        fn bits(self) -> codes::Hamming {
+            codes::Hamming
+        }
         #[inline(always)]
         fn codes(self) -> codes::L2 {
             codes::L2

@@ -4,7 +4,7 @@
 //! Layout of node `i` (in 32-bit words, from `i * stride`):
 //! * plain: `[vector: dim f32][count: u32][links: m0 u32][padding]`, `stride` rounded up to
 //!   16 bytes;
-//! * with 4-bit codes (see [`super::codes`]): `[code][code sum: u32][count][links][vector]`,
+//! * with codes (see [`super::codes`]): `[code][code sum: u32][count][links][vector]`,
 //!   so that the walk, which reads only codes and links, touches the first few cache lines
 //!   of a node, and the f32 vector is read only when a candidate is re-scored. Nothing is
 //!   padded here: compact codes are chosen to save memory, and the vector is read rarely
@@ -156,7 +156,7 @@ impl NodeStore {
     }
 
     /// Writes node `i`'s code (and its sum) from its vector.
-    pub(crate) fn encode(&mut self, i: u32, scale: &super::codes::Scale) {
+    pub(crate) fn encode(&mut self, i: u32, scale: &super::codes::Codebook) {
         assert!(self.code_bytes > 0 && (i as usize) < self.len, "slot {i} out of range or no codes");
         // SAFETY: in range; `&mut self` excludes every other access; the code, its sum and
         // the vector are disjoint words of node `i`.
@@ -461,7 +461,8 @@ mod tests {
     fn codes_layout_keeps_vectors_and_links_apart() {
         let dim = 33;
         let mut s = NodeStore::new(dim, 32, super::super::codes::code_bytes(dim, 4));
-        let scale = super::super::codes::Scale { lo: 0.0, step: 1000.0, bits: 4 };
+        let scale =
+            super::super::codes::Codebook::Scalar(super::super::codes::Scale { lo: 0.0, step: 1000.0, bits: 4 });
         for i in 0..500 {
             s.push();
             fill(&mut s, i);

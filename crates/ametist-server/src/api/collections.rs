@@ -21,12 +21,14 @@ use super::{done, AppState};
 
 /// `PUT /collections/{name}`: Qdrant's create-collection body. Fields that only tune
 /// Qdrant's internals (optimizer and WAL settings) are accepted and have no effect, so that
-/// clients that send them keep working; product and binary quantization are refused.
+/// clients that send them keep working; product quantization is refused.
 /// `quantization_config: {"scalar": {"type": "int8"}}` walks the graph on 8-bit codes,
 /// `"int4"` (an Ametist extension) on 4-bit ones, `"none"` turns a configured default off;
 /// `quantile` (0.5 to 1) is the central share of the values the codes' range holds
 /// (unset: `partitions.index.quantile`, by default 0.998); `always_ram` is accepted (codes
-/// are always in memory).
+/// are always in memory). `{"binary": {"encoding": "one_bit" | "two_bits" |
+/// "one_and_half_bits"}}` walks on Qdrant's binary codes; its `query_encoding` may only be
+/// `default` or `binary` (the query is encoded as the points are).
 #[derive(Debug, Deserialize)]
 pub struct CreateCollection {
     #[serde(default)]
@@ -118,15 +120,18 @@ fn refuse_unknown(
     Ok(())
 }
 
-/// The scalar quantization a create-collection body asks for at `path` (where errors say
-/// it is): its type and its quantile (unset: the configured one), or `None` for no setting.
-/// Product and binary quantization are refused with a 400 naming them: accepting them
-/// would promise a memory saving Ametist does not make.
+/// The quantization a create-collection body asks for at `path` (where errors say it is):
+/// scalar (its type and its quantile, unset: the configured one) or binary (its encoding),
+/// or `None` for no setting. Product quantization is refused with a 400 naming it:
+/// accepting it would promise a memory saving Ametist does not make.
 fn quantization(config: Option<&Value>, path: &str) -> Result<Option<(Quantization, Option<f32>)>, String> {
-    if let Some(kind) = ["binary", "product"].into_iter().find(|k| config.is_some_and(|c| c.get(*k).is_some())) {
+    if config.is_some_and(|c| c.get("product").is_some()) {
         return Err(format!(
-            "Wrong input: {path}.{kind}: {kind} quantization is not supported yet; use {{\"scalar\": {{\"type\": \"int8\"}}}} (or \"int4\")"
+            "Wrong input: {path}.product: product quantization is not supported yet; use {{\"binary\": {{}}}} or {{\"scalar\": {{\"type\": \"int8\"}}}}"
         ));
+    }
+    if let Some(binary) = config.and_then(|c| c.get("binary")) {
+        return binary_quantization(binary, &format!("{path}.binary")).map(|q| Some((q, None)));
     }
     let Some(scalar) = config.and_then(|c| c.get("scalar")) else { return Ok(None) };
     let kind = match scalar.get("type").and_then(Value::as_str) {
@@ -151,6 +156,40 @@ fn quantization(config: Option<&Value>, path: &str) -> Result<Option<(Quantizati
         },
     };
     Ok(Some((kind, quantile)))
+}
+
+/// Qdrant's `BinaryQuantizationConfig` at `path`: `encoding` picks the codes; `always_ram`
+/// is accepted (codes are always in memory); `query_encoding` other than the storage's is
+/// refused, as is any other field, naming it.
+fn binary_quantization(binary: &Value, path: &str) -> Result<Quantization, String> {
+    const ENCODINGS: &str = "\"one_bit\", \"two_bits\" or \"one_and_half_bits\"";
+    const QUERY_ENCODINGS: &str = "only \"default\" and \"binary\" are";
+    let Some(fields) = binary.as_object() else {
+        return Err(format!("Wrong input: {path} must be an object, got {binary}"));
+    };
+    let mut kind = Quantization::Binary;
+    for (key, value) in fields {
+        match (key.as_str(), value) {
+            (_, Value::Null) | ("always_ram", Value::Bool(_)) => {}
+            ("encoding", v) => {
+                kind = match v.as_str() {
+                    Some("one_bit") => Quantization::Binary,
+                    Some("two_bits") => Quantization::BinaryTwoBits,
+                    Some("one_and_half_bits") => Quantization::BinaryOneAndHalfBits,
+                    _ => return Err(format!("Wrong input: {path}.encoding must be {ENCODINGS}, got {v}")),
+                }
+            }
+            ("query_encoding", v) if matches!(v.as_str(), Some("default" | "binary")) => {}
+            ("query_encoding", v) => {
+                return Err(format!(
+                    "Wrong input: {path}.query_encoding = {v} is not supported yet ({QUERY_ENCODINGS})"
+                ))
+            }
+            ("always_ram", v) => return Err(format!("Wrong input: {path}.always_ram must be a boolean, got {v}")),
+            _ => return Err(format!("Wrong input: {path}.{key} is not supported yet")),
+        }
+    }
+    Ok(kind)
 }
 
 pub async fn list(State(state): State<AppState>) -> ApiResult<Value> {
@@ -468,11 +507,16 @@ fn collection_info_json(info: &CollectionInfo) -> Value {
     })
 }
 
-/// Qdrant's shape of a quantization setting, for int8; int4 is Ametist's own, which Qdrant's
-/// clients would not parse (the partitions route shows it), so it reads as none here.
+/// Qdrant's shape of a quantization setting, for int8 and the binary codes; int4 is
+/// Ametist's own, which Qdrant's clients would not parse (the partitions route shows it),
+/// so it reads as none here.
 fn quantization_json(index: &IndexConfig) -> Value {
+    let binary = |encoding: &str| json!({ "binary": { "always_ram": true, "encoding": encoding } });
     match index.quantization {
         Quantization::Int8 => json!({ "scalar": { "type": "int8", "quantile": index.quantile, "always_ram": true } }),
-        _ => Value::Null,
+        Quantization::Binary => binary("one_bit"),
+        Quantization::BinaryTwoBits => binary("two_bits"),
+        Quantization::BinaryOneAndHalfBits => binary("one_and_half_bits"),
+        Quantization::None | Quantization::Int4 => Value::Null,
     }
 }

@@ -237,8 +237,8 @@ pub struct SearchParams {
     #[serde(default)]
     pub exact: Option<bool>,
     /// `{ignore, rescore, oversampling}`: acted on when the collection walks on codes
-    /// (`quantization: int4` or `int8`). Results are always re-scored, so `rescore: false` changes
-    /// nothing.
+    /// (`int4`, `int8` or binary); see [`QuantizationParams::code_use`] for what scores mean
+    /// with `rescore: false`.
     #[serde(default)]
     pub quantization: Option<QuantizationSearchParams>,
     /// `indexed_only`, `acorn`, `idf`: accepted, nothing to act on.
@@ -252,9 +252,9 @@ pub struct SearchParams {
 pub struct QuantizationSearchParams {
     #[serde(default)]
     pub ignore: Option<bool>,
-    /// Accepted; results are always re-scored.
-    #[serde(default, rename = "rescore")]
-    pub _rescore: Option<bool>,
+    /// Re-score the walk's candidates with the f32 vectors (unset: yes).
+    #[serde(default)]
+    pub rescore: Option<bool>,
     #[serde(default)]
     pub oversampling: Option<f64>,
 }
@@ -841,8 +841,11 @@ impl QueryPlan {
                 started,
             ));
         }
-        let quantization =
-            QuantizationParams { ignore: q.ignore.unwrap_or(false), oversampling: q.oversampling.map(|o| o as f32) };
+        let quantization = QuantizationParams {
+            ignore: q.ignore.unwrap_or(false),
+            rescore: q.rescore,
+            oversampling: q.oversampling.map(|o| o as f32),
+        };
         Ok(QueryPlan {
             target,
             limit,

@@ -300,7 +300,7 @@ async function renderCollections(root) {
     size: h('input', { id: 'new-size', type: 'number', min: 1, value: '4' }),
     distance: h('select', { id: 'new-distance' }, ['Cosine', 'Dot', 'Euclid', 'Manhattan'].map((d) => h('option', {}, d))),
     partitions: h('input', { id: 'new-partitions', type: 'number', min: 1, placeholder: 'default' }),
-    quant: h('select', { id: 'new-quantization' }, ['none', 'int8', 'int4'].map((q) => h('option', {}, q))),
+    quant: h('select', { id: 'new-quantization' }, ['none', 'int8', 'int4', 'binary', 'binary_two_bits', 'binary_one_and_half_bits'].map((q) => h('option', {}, q))),
     body: h('textarea', { id: 'new-body', placeholder: '{"vectors": {"text": {"size": 384, "distance": "Cosine"}}, "sparse_vectors": {"words": {"modifier": "idf"}}}' }),
   };
   const bodyError = h('p', { class: 'error', id: 'new-body-error' });
@@ -316,7 +316,10 @@ async function renderCollections(root) {
     if (body === undefined) {
       body = { vectors: { size: Number(f.size.value), distance: f.distance.value } };
       if (f.partitions.value) body.shard_number = Number(f.partitions.value);
-      if (f.quant.value !== 'none') body.quantization_config = { scalar: { type: f.quant.value } };
+      // Binary settings are Qdrant's `binary` body with its `encoding`; the others are scalar types.
+      const encodings = { binary: 'one_bit', binary_two_bits: 'two_bits', binary_one_and_half_bits: 'one_and_half_bits' };
+      if (encodings[f.quant.value]) body.quantization_config = { binary: { encoding: encodings[f.quant.value] } };
+      else if (f.quant.value !== 'none') body.quantization_config = { scalar: { type: f.quant.value } };
     }
     const name = f.name.value.trim();
     try {

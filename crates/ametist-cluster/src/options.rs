@@ -1,0 +1,25 @@
+//! A member's settings.
+
+use std::path::PathBuf;
+
+use crate::proxy::Deadlines;
+
+/// What a node needs to know to take part in a cluster (`remoting` in `ametist.yaml`).
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    /// The node's data directory; cluster state goes to `<data_dir>/cluster`.
+    pub data_dir: PathBuf,
+    /// Where the node-to-node service listens (that address only).
+    pub host: String,
+    pub port: u16,
+    /// The `host:port` other nodes dial to reach this one.
+    pub advertise: String,
+    /// The REST address clients and `GET /cluster` see (`host:port`).
+    pub rest_addr: String,
+    /// Addresses (`host:port`) of existing members to join through; empty for the first node.
+    pub seeds: Vec<String>,
+    /// The shared cluster secret every node-to-node call carries.
+    pub secret: String,
+    /// Deadlines of forwarded partition calls.
+    pub deadlines: Deadlines,
+}
