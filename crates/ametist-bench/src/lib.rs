@@ -1,7 +1,9 @@
 //! What the benchmark binaries share: reading the TEXMEX `.fvecs`/`.ivecs` files that
 //! `shared/data/prepare.py` writes, and reading this process's CPU time and memory.
 //!
-//! * `ametist-bench` (src/main.rs): the bare HNSW against hnswlib (see `bench/compare.py`).
+//! * `ametist-bench` (src/main.rs): the bare index (HNSW, or the IVF fast-scan index with
+//!   `--index ivf|auto`) against hnswlib (`bench/compare.py`) and against hnswlib, faiss and
+//!   ScaNN (`bench/speed.py`).
 //! * `stack` (src/bin/stack.rs): the same data through the actor stack, and filtered search.
 //! * `scan` (src/bin/scan.rs): exact scans against the machine's memory bandwidth.
 

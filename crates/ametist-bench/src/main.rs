@@ -1,18 +1,20 @@
-//! Ametist's HNSW on a TEXMEX-format data set (base.fvecs, query.fvecs, gt.ivecs as written by the data preparation script), for side-by-side runs with
-//! hnswlib (see `bench/run.sh`).
+//! Ametist's HNSW or IVF fast-scan index on a TEXMEX-format data set (base.fvecs, query.fvecs, gt.ivecs as written by the data preparation script), for side-by-side runs with
+//! hnswlib, faiss and ScaNN (see `bench/compare.py` and `bench/speed.py`).
 //!
 //! ```text
 //! ametist-bench DATA_DIR [--metric euclid|cosine|dot] [--gt gt] [--m 16] [--ef-construction 200]
 //!               [--threads 2] [--ef 10,20,40,50,80,100,150,200,300] [--k 10] [--queries N] [--json]
 //!               [--quantization none|int4|int8|binary|binary_two_bits|binary_one_and_half_bits]
+//!               [--index hnsw|ivf|auto] [--lists N] [--probe LISTS/RERANK,...]
 //! ```
 //!
 //! With codes, `ef` is the walk's beam, all of it re-scored with the f32 vectors: a search
 //! for `k` with Qdrant's `oversampling: o` walks with `max(ef_search, k·o)`, so the rows at
 //! `ef = 10·o` are what oversampling `o` gives at `k = 10`.
 //!
-//! ```text
-//! ```
+//! With `--index ivf` a search parameter is `LISTS/RERANK` (lists probed / estimates
+//! re-scored exactly) where the graph takes `ef`; `auto` is IVF below 256 dimensions and the
+//! graph with int4 codes from 256.
 //!
 //! Prints build time, resident memory per vector (VmRSS before and after the build), and for
 //! every ef: recall@10 (plain id overlap and the ann-benchmarks rule, where a hit is any
@@ -23,7 +25,9 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use ametist_bench::{fvecs, read_vecs, rss_kib, thread_cpu_ns};
+use ametist_core::flat::Candidate;
 use ametist_core::hnsw::{Hnsw, HnswParams, Quantization};
+use ametist_core::ivf::{Ivf, IvfParams, Probe};
 use ametist_core::Metric;
 use anyhow::{bail, Context, Result};
 
@@ -44,6 +48,47 @@ struct Args {
     base_limit: Option<usize>,
     exact: usize,
     quantization: Quantization,
+    index: String,
+    lists: usize,
+    spherical: bool,
+    params: Vec<String>,
+}
+
+/// The index under test.
+enum Index {
+    Hnsw(Hnsw),
+    Ivf(Ivf),
+}
+
+impl Index {
+    /// One search; `param` is `ef` for the graph and `LISTS/RERANK` for IVF.
+    fn search(&self, q: &[f32], k: usize, param: &Param) -> Vec<Candidate> {
+        match (self, param) {
+            (Index::Hnsw(h), Param::Ef(ef)) => h.search(q, k, *ef, None),
+            (Index::Ivf(i), Param::Probe(p)) => i.search(q, k, *p, None),
+            _ => panic!("search parameter does not fit the index"),
+        }
+    }
+
+    fn search_exact(&self, q: &[f32], k: usize) -> Vec<Candidate> {
+        match self {
+            Index::Hnsw(h) => h.search_exact(q, k, None),
+            Index::Ivf(i) => i.search_exact(q, k, None),
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Param {
+    Ef(usize),
+    Probe(Probe),
+}
+
+fn param(s: &str) -> Result<Param> {
+    Ok(match s.split_once('/') {
+        Some((l, r)) => Param::Probe(Probe { lists: l.parse()?, rerank: r.parse()? }),
+        None => Param::Ef(s.parse()?),
+    })
 }
 
 fn parse() -> Result<Args> {
@@ -65,6 +110,10 @@ fn parse() -> Result<Args> {
         base_limit: None,
         exact: 0,
         quantization: Quantization::None,
+        index: "hnsw".into(),
+        lists: 0,
+        spherical: true,
+        params: Vec::new(),
     };
     let mut dir = None;
     while let Some(arg) = it.next() {
@@ -83,6 +132,11 @@ fn parse() -> Result<Args> {
             "--ef-construction" => a.ef_construction = val()?.parse()?,
             "--threads" => a.threads = val()?.parse()?,
             "--ef" => a.efs = val()?.split(',').map(|s| s.trim().parse()).collect::<Result<_, _>>()?,
+            // IVF search parameters, LISTS/RERANK,...
+            "--probe" => a.params = val()?.split(',').map(|s| s.trim().to_string()).collect(),
+            "--index" => a.index = val()?,
+            "--lists" => a.lists = val()?.parse()?,
+            "--no-spherical" => a.spherical = false,
             "--k" => a.k = val()?.parse()?,
             "--queries" => a.queries = Some(val()?.parse()?),
             "--repeat" => a.repeat = val()?.parse()?,
@@ -148,28 +202,48 @@ fn main() -> Result<()> {
     let nq = a.queries.unwrap_or(usize::MAX).min(queries.len() / dim);
     let params = HnswParams { m: a.m, ef_construction: a.ef_construction, ef_search: 50 };
 
+    // `auto`: the fast-scan IVF below 256 dimensions, the graph with int4 codes from 256
+    // (where a 2-dimensional sub-space code per 4 bits no longer pays for its table).
+    let kind = match a.index.as_str() {
+        "auto" if dim < 256 => "ivf",
+        "auto" => "hnsw-int4",
+        "hnsw" | "ivf" => a.index.as_str(),
+        other => bail!("unknown index {other} (hnsw, ivf or auto)"),
+    };
+    let quantization = if kind == "hnsw-int4" { Quantization::Int4 } else { a.quantization };
     let rss0 = rss_kib();
     let t = Instant::now();
-    let mut index = match &a.cache {
-        Some(p) if p.exists() => Hnsw::read_from(&mut std::io::BufReader::new(std::fs::File::open(p)?))?,
-        _ => {
-            let mut index = Hnsw::new(a.metric, dim, params);
-            index.set_quantization(a.quantization);
-            let refs: Vec<&[f32]> = base.chunks_exact(dim).collect();
-            index.insert_batch(&refs, a.threads);
-            if let Some(p) = &a.cache {
-                index.write_to(&mut std::io::BufWriter::new(std::fs::File::create(p)?))?;
+    let index = if kind == "ivf" {
+        let mut index =
+            Ivf::new(a.metric, dim, IvfParams { lists: a.lists, spherical: a.spherical, ..IvfParams::default() });
+        let refs: Vec<&[f32]> = base.chunks_exact(dim).collect();
+        index.insert_batch(&refs, a.threads);
+        Index::Ivf(index)
+    } else {
+        let mut index = match &a.cache {
+            Some(p) if p.exists() => Hnsw::read_from(&mut std::io::BufReader::new(std::fs::File::open(p)?))?,
+            _ => {
+                let mut index = Hnsw::new(a.metric, dim, params);
+                index.set_quantization(quantization);
+                let refs: Vec<&[f32]> = base.chunks_exact(dim).collect();
+                index.insert_batch(&refs, a.threads);
+                if let Some(p) = &a.cache {
+                    index.write_to(&mut std::io::BufWriter::new(std::fs::File::create(p)?))?;
+                }
+                index
             }
-            index
-        }
+        };
+        // A cached index is read in plain; codes are added here (the store is laid out again).
+        index.set_quantization(quantization);
+        Index::Hnsw(index)
     };
-    // A cached index is read in plain; codes are added here (the store is laid out again).
-    index.set_quantization(a.quantization);
-    let index = index;
     let build_s = t.elapsed().as_secs_f64();
     let rss1 = rss_kib();
     let mem_per_vector = (rss1.saturating_sub(rss0) * 1024) as f64 / n as f64;
-    let stats = index.stats();
+    let (index_bytes, levels) = match &index {
+        Index::Hnsw(h) => (h.stats().bytes, h.stats().levels),
+        Index::Ivf(i) => (i.bytes(), i.lists()),
+    };
     if !a.json {
         println!(
             "ametist: {} n={n} dim={dim} metric={:?} M={} ef_construction={} threads={}",
@@ -180,10 +254,10 @@ fn main() -> Result<()> {
             a.threads
         );
         println!(
-            "build {build_s:.2} s, RSS +{:.1} MiB = {mem_per_vector:.0} B/vector (index says {:.0} B/vector, {} levels)",
+            "build {build_s:.2} s ({kind}), RSS +{:.1} MiB = {mem_per_vector:.0} B/vector (index says {:.0} B/vector, {} levels or lists)",
             (rss1 - rss0) as f64 / 1024.0,
-            stats.bytes as f64 / n as f64,
-            stats.levels
+            index_bytes as f64 / n as f64,
+            levels
         );
         println!(
             "{:>5} {:>8} {:>9} {:>10} {:>10} {:>10} {:>9} {:>9}",
@@ -191,7 +265,8 @@ fn main() -> Result<()> {
         );
     }
     let qs: Vec<&[f32]> = queries.chunks_exact(dim).take(nq).collect();
-    let measure = |ef: usize, repeat: usize| -> String {
+    let measure = |ef: &str, repeat: usize| -> String {
+        let p = param(ef).expect("a search parameter: ef, or LISTS/RERANK for IVF");
         let mut best_1t = 0f64;
         let mut best_2t = 0f64;
         let mut best_cpu = 0f64;
@@ -205,7 +280,7 @@ fn main() -> Result<()> {
             let cpu0 = thread_cpu_ns();
             for q in &qs {
                 let t1 = Instant::now();
-                let r = index.search(q, a.k, ef, None);
+                let r = index.search(q, a.k, &p);
                 l.push(t1.elapsed().as_nanos() as u64);
                 res.push(r);
             }
@@ -224,7 +299,7 @@ fn main() -> Result<()> {
                     let index = &index;
                     s.spawn(move || {
                         for q in part {
-                            std::hint::black_box(index.search(q, a.k, ef, None));
+                            std::hint::black_box(index.search(q, a.k, &p));
                         }
                     });
                 }
@@ -249,16 +324,16 @@ fn main() -> Result<()> {
         let recall_ab = hits_ab as f64 / (nq * a.k) as f64;
         if !a.json {
             println!(
-                "{ef:>5} {recall:>8.4} {recall_ab:>9.4} {best_1t:>10.0} {best_cpu:>10.0} {best_2t:>10.0} {p50:>9.1} {p99:>9.1}"
+                "{ef:>7} {recall:>8.4} {recall_ab:>9.4} {best_1t:>10.0} {best_cpu:>10.0} {best_2t:>10.0} {p50:>9.1} {p99:>9.1}"
             );
         }
         format!(
-            "{{\"ef\":{ef},\"recall\":{recall:.5},\"recall_ab\":{recall_ab:.5},\"qps_1t\":{best_1t:.1},\"qps_2t\":{best_2t:.1},\"qps_cpu\":{best_cpu:.1},\"p50_us\":{p50:.2},\"p99_us\":{p99:.2}}}"
+            "{{\"ef\":\"{ef}\",\"recall\":{recall:.5},\"recall_ab\":{recall_ab:.5},\"qps_1t\":{best_1t:.1},\"qps_2t\":{best_2t:.1},\"qps_cpu\":{best_cpu:.1},\"p50_us\":{p50:.2},\"p99_us\":{p99:.2}}}"
         )
     };
     let head = format!(
-        "{{\"name\":\"ametist\",\"n\":{n},\"dim\":{dim},\"build_s\":{build_s:.3},\"mem_per_vector\":{mem_per_vector:.1},\"index_bytes_per_vector\":{:.1}",
-        stats.bytes as f64 / n as f64
+        "{{\"name\":\"ametist\",\"index\":\"{kind}\",\"n\":{n},\"dim\":{dim},\"build_s\":{build_s:.3},\"mem_per_vector\":{mem_per_vector:.1},\"index_bytes_per_vector\":{:.1}",
+        index_bytes as f64 / n as f64
     );
     if a.serve {
         use std::io::{BufRead, Write};
@@ -272,12 +347,19 @@ fn main() -> Result<()> {
                 break;
             }
             let repeat = w.next().map_or(Ok(1), str::parse)?;
-            println!("{}", measure(ef.parse()?, repeat));
+            println!("{}", measure(ef, repeat));
             std::io::stdout().flush()?;
         }
         return Ok(());
     }
-    let rows: Vec<String> = a.efs.iter().map(|&ef| measure(ef, a.repeat)).collect();
+    let params: Vec<String> = if !a.params.is_empty() {
+        a.params.clone()
+    } else if kind == "ivf" {
+        ["8/40", "16/60", "24/80", "32/100", "48/150", "64/200", "96/300"].map(String::from).to_vec()
+    } else {
+        a.efs.iter().map(usize::to_string).collect()
+    };
+    let rows: Vec<String> = params.iter().map(|p| measure(p, a.repeat)).collect();
     if a.exact > 0 {
         // One query at a time on one thread; every live node's vector is read once per query.
         let mut times: Vec<f64> = qs
@@ -285,7 +367,7 @@ fn main() -> Result<()> {
             .take(a.exact)
             .map(|q| {
                 let t = Instant::now();
-                std::hint::black_box(index.search_exact(q, a.k, None));
+                std::hint::black_box(index.search_exact(q, a.k));
                 t.elapsed().as_secs_f64()
             })
             .collect();

@@ -15,6 +15,8 @@
 //! * [`topk`]: the ordering of scored hits and the k-way merge the coordinator uses to
 //!   combine partitions' answers.
 //! * [`hnsw`]: the approximate nearest-neighbour graph each partition searches.
+//! * [`ivf`]: the inverted-file index with fast-scan 4-bit codes and exact re-ranking, the
+//!   faster choice at low dimension.
 //! * [`filter`]: Qdrant-style payload filters and their evaluation.
 //! * [`payload`]: the JSON payload attached to each point.
 //! * [`payload_index`]: per-field value indexes that count and find the points a filter matches.
@@ -26,6 +28,7 @@ pub mod filter;
 pub mod flat;
 pub mod hnsw;
 pub mod ids;
+pub mod ivf;
 pub mod multivector;
 pub mod payload;
 pub mod payload_index;
