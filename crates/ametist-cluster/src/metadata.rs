@@ -12,7 +12,6 @@ use ametist_core::payload_index::FieldType;
 use ametist_core::text::TextIndexConfig;
 use ametist_engine::collection::CollectionSpec;
 
-
 pub type NodeId = u64;
 
 /// How to reach a member: its node-to-node (gRPC) address and its REST address.

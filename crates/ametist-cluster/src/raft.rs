@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use ametist_engine::collection::CollectionSpec;
 
-pub use crate::metadata::{IndexDef, Member, NodeId};
 use crate::metadata::{ClusterState, CollectionPlacement};
+pub use crate::metadata::{IndexDef, Member, NodeId};
 
 openraft::declare_raft_types!(
     /// The cluster's Raft: metadata commands, applied to [`ClusterState`].

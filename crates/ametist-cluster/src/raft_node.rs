@@ -186,4 +186,3 @@ pub(crate) fn internal(e: impl std::fmt::Display) -> EngineError {
 pub(crate) fn unavailable(reason: String) -> EngineError {
     EngineError::PartitionUnavailable { partition: 0, reason }
 }
-

@@ -12,8 +12,8 @@ use ametist_engine::messages::{PartitionMsg, RebuildIndex, Reply};
 use ametist_engine::partition::PartitionRef;
 use ametist_engine::EngineError;
 
-use crate::raft_node::{JoinRequest, NodeInner};
 use crate::raft::Command;
+use crate::raft_node::{JoinRequest, NodeInner};
 use crate::transport::{secrets_match, SECRET_HEADER};
 use crate::wire::grpc::node_server::{Node as NodeRpc, NodeServer};
 use crate::wire::{self, kind, Envelope, PartitionCall, WireError};

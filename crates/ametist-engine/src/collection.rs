@@ -31,11 +31,8 @@ use ametist_core::text::fusion;
 use ametist_core::text::{CorpusStats, TextIndex, TextIndexConfig, Tokenizer};
 use ametist_core::{topk, Metric, PointId};
 
-use crate::config::{
-    CollectionConfig, EngineConfig,
-};
+use crate::config::{CollectionConfig, EngineConfig};
 use crate::error::EngineError;
-pub use crate::spec::CollectionSpec;
 use crate::external::PartitionProvider;
 use crate::messages::{
     DeleteVector, Fault, FilterAction, IndexStats, InsertVector, MissingPartition, NamedVectors, PartitionMsg,
@@ -44,6 +41,7 @@ use crate::messages::{
 };
 use crate::partition::{spawn_partition, PartitionInfo, PartitionRef, PartitionSpec};
 use crate::snapshots::{self, SnapshotDescription};
+pub use crate::spec::CollectionSpec;
 use crate::store::{DurableStore, MemoryStore, PartitionStore};
 use crate::supervisor::ActorState;
 

@@ -11,9 +11,9 @@ use serde::{Deserialize, Serialize};
 
 pub use ametist_core::hnsw::Quantization;
 pub use ametist_core::multivector::Comparator;
-use ametist_core::{multivector, vector, CoreError};
 use ametist_core::sparse::SparseModifier;
 use ametist_core::Metric;
+use ametist_core::{multivector, vector, CoreError};
 
 /// What a collection is: fixed at creation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -273,8 +273,11 @@ impl IndexConfig {
 
     /// An empty index with these settings.
     pub(crate) fn new_index(&self, metric: Metric, dim: usize) -> ametist_core::hnsw::Hnsw {
-        let params =
-            ametist_core::hnsw::HnswParams { m: self.m, ef_construction: self.ef_construction, ef_search: self.ef_search };
+        let params = ametist_core::hnsw::HnswParams {
+            m: self.m,
+            ef_construction: self.ef_construction,
+            ef_search: self.ef_search,
+        };
         let mut index = ametist_core::hnsw::Hnsw::new(metric, dim, params);
         self.configure_codes(&mut index);
         index

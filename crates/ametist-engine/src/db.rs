@@ -32,14 +32,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-
 use crate::collection::{partition_dir, Collection, CollectionStorage};
-use crate::spec::{create_dir_durable, write_meta};
 use crate::config::{CollectionConfig, EngineConfig};
 use crate::error::EngineError;
 use crate::external::PartitionProvider;
 use crate::partition::sync_dir;
 use crate::snapshots;
+use crate::spec::{create_dir_durable, write_meta};
 use crate::supervisor::ActorState;
 
 /// An Ametist database: a set of named collections. Cheap to clone; clones share state.

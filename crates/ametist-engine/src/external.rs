@@ -7,8 +7,8 @@
 //! [`PartitionRef::external`]), so the coordinator treats local and remote partitions
 //! alike. `ametist-cluster` implements the trait; the engine never depends on it.
 
-use crate::spec::CollectionSpec;
 use crate::partition::PartitionRef;
+use crate::spec::CollectionSpec;
 
 /// Supplies the partitions of a collection that this process does not run itself.
 pub trait PartitionProvider: Send + Sync + 'static {

@@ -18,9 +18,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{CrcWriter, PartitionImage};
-use crate::spec::CollectionSpec;
 use crate::error::EngineError;
 use crate::partition::write_file_atomically;
+use crate::spec::CollectionSpec;
 
 const MAGIC: &[u8; 8] = b"AMCSNAP\0";
 const FORMAT: u16 = 1;

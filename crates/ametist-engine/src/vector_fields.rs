@@ -64,8 +64,7 @@ struct DenseField {
 
 impl DenseField {
     fn new(params: VectorParams, index: &IndexConfig) -> DenseField {
-        let mut f =
-            DenseField::with_index(params.index_config(index).new_index(params.metric, params.dim));
+        let mut f = DenseField::with_index(params.index_config(index).new_index(params.metric, params.dim));
         f.multi = params.multivector.is_some();
         f
     }
@@ -80,9 +79,7 @@ impl DenseField {
 
     /// The point's slots in `index`, first to last (none when it lacks the field).
     fn chain(&self, point: u32) -> impl Iterator<Item = u32> + '_ {
-        std::iter::successors(self.slot_of(point), |&s| {
-            self.next.get(s as usize).copied().filter(|&n| n != NO_POINT)
-        })
+        std::iter::successors(self.slot_of(point), |&s| self.next.get(s as usize).copied().filter(|&n| n != NO_POINT))
     }
 
     /// Makes `slots` (non-empty, in order) the point's vectors.
@@ -513,7 +510,9 @@ impl VectorFields {
                     ))
                 }
                 Some(f) if p.multivector.is_none() && f.pairs().count() != f.len => {
-                    return Err(format!("vector `{name}` holds multivectors in the snapshot, single vectors in the collection"))
+                    return Err(format!(
+                        "vector `{name}` holds multivectors in the snapshot, single vectors in the collection"
+                    ))
                 }
                 Some(f) => {
                     f.multi = p.multivector.is_some();

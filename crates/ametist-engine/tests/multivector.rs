@@ -98,7 +98,11 @@ fn points(rng: &mut StdRng, centres: &[Vec<f32>], n: u64) -> Vec<InsertVector> {
             if i % 5 == 0 {
                 v.dense.insert("plain".into(), (0..4).map(|_| rng.random_range(-1.0f32..1.0)).collect());
             }
-            InsertVector { id: PointId::Num(i), vectors: v, metadata: json!({ "odd": i % 2 == 1 }).as_object().cloned() }
+            InsertVector {
+                id: PointId::Num(i),
+                vectors: v,
+                metadata: json!({ "odd": i % 2 == 1 }).as_object().cloned(),
+            }
         })
         .collect()
 }
@@ -133,7 +137,10 @@ async fn search(c: &Collection, field: &str, query: &[f32], k: usize, exact: boo
     req.exact = exact;
     req.ef = Some(64);
     if only_odd {
-        req.filter = Some(serde_json::from_value::<Filter>(json!({ "must": [{ "key": "odd", "match": { "value": true } }] })).expect("filter"));
+        req.filter = Some(
+            serde_json::from_value::<Filter>(json!({ "must": [{ "key": "odd", "match": { "value": true } }] }))
+                .expect("filter"),
+        );
     }
     let r = c.search(req).await.expect("search");
     assert!(r.missing_partitions.is_empty());
@@ -155,7 +162,13 @@ fn same(got: &[(u64, f32)], want: &[(u64, f32)], what: &str, seed: u64) {
     }
 }
 
-async fn check_all(c: &Collection, sent: &BTreeMap<u64, NamedVectors>, rng: &mut StdRng, centres: &[Vec<f32>], seed: u64) {
+async fn check_all(
+    c: &Collection,
+    sent: &BTreeMap<u64, NamedVectors>,
+    rng: &mut StdRng,
+    centres: &[Vec<f32>],
+    seed: u64,
+) {
     for round in 0..12 {
         let (field, metric) = if round % 2 == 0 { ("", Metric::Cosine) } else { ("late", Metric::Euclid) };
         let query = multi(rng, centres, 4);
@@ -219,13 +232,17 @@ async fn maxsim_search_equals_brute_force_through_updates_deletes_and_restarts()
             let PointId::Num(i) = r.id else { unreachable!() };
             let v = r.vectors.expect("asked for vectors");
             for (name, metric) in [("", Metric::Cosine), ("late", Metric::Euclid)] {
-                let want = sent[&i].dense.get(name).map(|v| multivector::prepare(metric, DIM, v.clone()).expect("valid"));
+                let want =
+                    sent[&i].dense.get(name).map(|v| multivector::prepare(metric, DIM, v.clone()).expect("valid"));
                 assert_eq!(v.dense.get(name), want.as_ref(), "point {i} field `{name}` (seed {seed})");
             }
         }
         db.shutdown().await;
     }
-    let images = walk(&dir.0).into_iter().filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("snapshot-"))).count();
+    let images = walk(&dir.0)
+        .into_iter()
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("snapshot-")))
+        .count();
     assert!(images > 0, "the partitions wrote images, so that reopening reads multivector chains from them");
     // Reopened: images (the small WAL threshold made partitions write some) plus the WAL.
     let db = Ametist::open(&dir.0, engine()).await.expect("reopen");

@@ -183,7 +183,8 @@ async fn text_and_sparse_searches_give_partial_results_within_the_timeout() {
         allow_partial_results: true,
         ..EngineConfig::default()
     });
-    let config = CollectionConfig::new(2, Metric::Dot).with_partitions(2).with_sparse_vector("words", SparseModifier::Idf);
+    let config =
+        CollectionConfig::new(2, Metric::Dot).with_partitions(2).with_sparse_vector("words", SparseModifier::Idf);
     db.create_collection("c", config).await.unwrap();
     let c = db.collection("c").unwrap();
     c.create_text_index("title", TextIndexConfig::default()).await.unwrap();

@@ -19,11 +19,7 @@ use crate::fs::{parent_of, Fs, FsFile};
 /// survives a crash. On `Err`, or after a crash at any point, `path` holds either its old
 /// content (or is absent, if it was) or the new content, whole; the temporary file is
 /// removed on error (a crash may leave it, and [`read`] and the next `replace` ignore it).
-pub fn replace(
-    fs: &dyn Fs,
-    path: &Path,
-    write: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>,
-) -> io::Result<()> {
+pub fn replace(fs: &dyn Fs, path: &Path, write: &mut dyn FnMut(&mut dyn Write) -> io::Result<()>) -> io::Result<()> {
     let tmp = tmp_path(path);
     let result = (|| {
         let mut out = io::BufWriter::with_capacity(1 << 20, FileWriter(fs.create(&tmp)?));
@@ -79,8 +75,12 @@ mod tests {
     use super::*;
     use crate::memfs::{CrashMode, Fault, FsOp, MemFs};
 
-    const MODES: [CrashMode; 4] =
-        [CrashMode::DropUnsynced, CrashMode::KeepPrefix, CrashMode::KeepPrefixThenZeros, CrashMode::KeepPrefixThenGarbage];
+    const MODES: [CrashMode; 4] = [
+        CrashMode::DropUnsynced,
+        CrashMode::KeepPrefix,
+        CrashMode::KeepPrefixThenZeros,
+        CrashMode::KeepPrefixThenGarbage,
+    ];
 
     /// A crash after each of the writer's mutating steps, in every crash mode and with
     /// several seeds, leaves the old file or the new one, whole, never anything else; and

@@ -11,8 +11,8 @@ use ametist_core::sparse::SparseModifier;
 use ametist_core::Metric;
 use ametist_engine::collection::CollectionInfo;
 use ametist_engine::config::{
-    Comparator, IndexConfig, Quantization, SparseVectorParams as EngineSparseParams, VectorParams as EngineVectorParams,
-    MAX_PARTITIONS,
+    Comparator, IndexConfig, Quantization, SparseVectorParams as EngineSparseParams,
+    VectorParams as EngineVectorParams, MAX_PARTITIONS,
 };
 use ametist_engine::CollectionConfig;
 

@@ -93,8 +93,9 @@ impl VectorInput {
     fn into_fields(self, spec: &CollectionSpec, started: Instant) -> Result<NamedVectors, ApiError> {
         let bad = |what: String| ApiError::bad_request(format!("Wrong input: {what}"), started);
         match self {
-            VectorInput::Dense(v) => Ok(NamedVectors::unnamed(dense_value(spec, UNNAMED, DenseInput::One(v))
-                .map_err(bad)?)),
+            VectorInput::Dense(v) => {
+                Ok(NamedVectors::unnamed(dense_value(spec, UNNAMED, DenseInput::One(v)).map_err(bad)?))
+            }
             VectorInput::Other(Value::Array(rows)) => {
                 let rows = serde_json::from_value(Value::Array(rows))
                     .map_err(|_| bad("a vector must be a list of numbers, or a list of such lists".into()))?;
@@ -160,10 +161,9 @@ fn dense_value_for(spec: &CollectionSpec, name: &str, input: DenseInput, query: 
     let field = spec.dense_field(name);
     let what = if name.is_empty() { "the vector".to_string() } else { format!("vector `{name}`") };
     match (input, field) {
-        (DenseInput::One(_), Some(p)) if p.multivector.is_some() && !query => Err(format!(
-            "{what} is a multivector: send a list of vectors of size {} (e.g. [[...], [...]])",
-            p.dim
-        )),
+        (DenseInput::One(_), Some(p)) if p.multivector.is_some() && !query => {
+            Err(format!("{what} is a multivector: send a list of vectors of size {} (e.g. [[...], [...]])", p.dim))
+        }
         (DenseInput::One(v), _) => Ok(v),
         (DenseInput::Many(rows), Some(p)) if p.multivector.is_some() => {
             if rows.is_empty() {
@@ -1066,7 +1066,10 @@ fn parse_query(query: Option<Value>, started: Instant) -> Result<QueryTarget, Ap
     match value {
         Value::Array(ref items) if items.first().is_some_and(Value::is_array) => {
             serde_json::from_value::<Vec<Vec<f32>>>(value).map(QueryTarget::Multi).map_err(|e| {
-                ApiError::bad_request(format!("Wrong input: a multivector query must be lists of numbers: {e}"), started)
+                ApiError::bad_request(
+                    format!("Wrong input: a multivector query must be lists of numbers: {e}"),
+                    started,
+                )
             })
         }
         Value::Array(_) => serde_json::from_value::<Vec<f32>>(value).map(QueryTarget::Vector).map_err(|e| {
