@@ -275,6 +275,35 @@ impl ClusterNode {
         }))
     }
 
+    /// `GET /collections/{name}/partitions/{id}/copies`: each copy of the partition with its
+    /// state and its digest (ids, versions, payloads, vectors), asked of its node; copies in
+    /// sync have equal digests.
+    pub async fn copy_digests(&self, name: &str, partition: usize) -> Option<Value> {
+        let placement = self.inner.metadata.placement(name)?;
+        let copies = placement.replicas.get(partition)?.clone();
+        let shard = placement.shard(partition);
+        let mut out = Vec::new();
+        for (i, node) in copies.into_iter().enumerate() {
+            let call = crate::wire::PartitionCall::Digest;
+            let shared = &self.inner.shared;
+            let timeout = shared.deadlines.search;
+            let answer: Result<ametist_engine::messages::PartitionDigest, _> =
+                shared.call(node, name, partition, &call, Vec::new(), timeout).await;
+            let state = if shard.stale.contains(&node) { "Dead" } else { "Active" };
+            let mut copy = json!({ "peer_id": node, "primary": i == 0, "state": state });
+            match answer {
+                Ok(d) => {
+                    copy["version"] = json!(d.version);
+                    copy["points"] = json!(d.points);
+                    copy["digest"] = json!(d.digest);
+                }
+                Err(e) => copy["error"] = json!(e.to_string()),
+            }
+            out.push(copy);
+        }
+        Some(json!({ "partition": partition, "term": shard.term, "copies": out }))
+    }
+
     /// Every node's view of partition `partition`'s copies: primary first, the stale ones
     /// named (for tests and the dashboard).
     pub fn partition_copies(&self, name: &str, partition: usize) -> Option<(Vec<NodeId>, Vec<NodeId>, u64)> {

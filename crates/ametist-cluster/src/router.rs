@@ -190,7 +190,8 @@ impl Router {
                 | PartitionMsg::TextSearch(..)
                 | PartitionMsg::SparseStats { .. }
                 | PartitionMsg::SparseSearch(..)
-                | PartitionMsg::Stats(..)) => self.read(msg, search),
+                | PartitionMsg::Stats(..)
+                | PartitionMsg::Digest(..)) => self.read(msg, search),
                 PartitionMsg::CreateFieldIndex { key, kind, reply } => {
                     let local = |r| PartitionMsg::CreateFieldIndex { key: key.clone(), kind, reply: r };
                     self.everywhere(PartitionCall::CreateFieldIndex { key: key.clone(), kind }, local, reply)
@@ -319,6 +320,7 @@ impl Router {
                 self.spawn_read(others, PartitionCall::SparseSearch(req), timeout, reply)
             }
             PartitionMsg::Stats(reply) => self.spawn_read(others, PartitionCall::Stats, timeout, reply),
+            PartitionMsg::Digest(reply) => self.spawn_read(others, PartitionCall::Digest, timeout, reply),
             other => other.fail(EngineError::Internal("not a read".into())),
         }
     }

@@ -171,6 +171,7 @@ impl Service {
                 let result = rx.await.unwrap_or_else(|_| Err(p.unavailable()));
                 wire::answer(result.map_err(|e| WireError::from(&e)))
             }
+            PartitionCall::Digest => ask(&p, PartitionMsg::Digest).await,
             call @ (PartitionCall::Search(_)
             | PartitionCall::Get { .. }
             | PartitionCall::Scroll(_)

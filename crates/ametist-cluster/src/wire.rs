@@ -113,6 +113,8 @@ pub enum PartitionCall {
     Recover {
         node: u64,
     },
+    /// The fingerprint of this node's copy, in sync or not (to compare copies).
+    Digest,
 }
 
 /// An engine error as it crosses the network: its class survives, so the caller still

@@ -489,6 +489,18 @@ pub struct LoggedWrite {
     pub ops: Vec<WriteOp>,
 }
 
+/// What a copy of a partition holds, in a few bytes: two copies with equal digests hold the
+/// same ids, versions, payloads and vectors.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionDigest {
+    /// The last operation applied.
+    pub version: u64,
+    pub points: usize,
+    /// FNV-1a (64 bits, hex) over every point in id order: its id, version, payload and
+    /// vectors as JSON (payload keys sorted).
+    pub digest: String,
+}
+
 /// A record shipped from a primary to a replica. The replica appends it exactly at `lsn`:
 /// a record at or below the copy's version is one it already has (answered as applied), a
 /// record past `version + 1` would leave a gap and is refused, so a copy never holds a
@@ -573,6 +585,8 @@ pub enum PartitionMsg {
     /// A write on a primary copy: as `Write`, and the answer also carries the record as
     /// logged (filter operations expanded), which the primary ships to its replicas.
     WriteLogged(Vec<WriteOp>, Reply<LoggedWrite>),
+    /// A fingerprint of the copy's points (see [`PartitionDigest`]).
+    Digest(Reply<PartitionDigest>),
     /// A record shipped by the primary: appended exactly at `lsn` (see [`Append`]).
     Append(Append, Reply<WriteAck>),
     /// Replaces the copy with a primary's image and takes the image's version as its own
@@ -601,6 +615,7 @@ impl PartitionMsg {
                 | PartitionMsg::SparseStats { .. }
                 | PartitionMsg::SparseSearch(..)
                 | PartitionMsg::Stats(..)
+                | PartitionMsg::Digest(..)
         )
     }
 
@@ -611,6 +626,7 @@ impl PartitionMsg {
             PartitionMsg::Search(_, r) | PartitionMsg::TextSearch(_, r) => drop(r.send(Err(err))),
             PartitionMsg::Write(_, r) | PartitionMsg::Append(_, r) => drop(r.send(Err(err))),
             PartitionMsg::WriteLogged(_, r) => drop(r.send(Err(err))),
+            PartitionMsg::Digest(r) => drop(r.send(Err(err))),
             PartitionMsg::Get { reply, .. } | PartitionMsg::Scroll(_, reply) => drop(reply.send(Err(err))),
             PartitionMsg::Count(_, r) => drop(r.send(Err(err))),
             PartitionMsg::CreateFieldIndex { reply, .. }
