@@ -70,6 +70,7 @@ impl PreparedNode {
             controls: Default::default(),
             transfers: dir.join("transfers"),
             caught_up: Default::default(),
+            recoveries: Default::default(),
         });
         let provider = Arc::new(RemotePartitions { shared: shared.clone() });
         Ok((PreparedNode { id, opts, store, metadata, transport, shared }, provider))
@@ -243,6 +244,10 @@ impl ClusterNode {
                 "is_voter": voters.contains(&self.inner.id),
             },
             "collections": collections,
+            "recoveries": {
+                "from_log": self.inner.shared.recoveries.tail.load(std::sync::atomic::Ordering::Relaxed),
+                "from_image": self.inner.shared.recoveries.image.load(std::sync::atomic::Ordering::Relaxed),
+            },
         })
     }
 

@@ -109,9 +109,11 @@ pub enum PartitionCall {
     Install {
         term: u64,
     },
-    /// A stale copy on `node` asks its primary to bring it back in sync.
+    /// A stale copy on `node`, at `version`, asks its primary to bring it back in sync.
     Recover {
         node: u64,
+        #[serde(default)]
+        version: Option<u64>,
     },
     /// The fingerprint of this node's copy, in sync or not (to compare copies).
     Digest,

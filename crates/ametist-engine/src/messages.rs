@@ -442,6 +442,9 @@ pub struct NamedIndexStats {
 pub struct IndexStats {
     /// Live points.
     pub doc_count: usize,
+    /// The last operation applied (the LSN of its log record in a durable partition).
+    #[serde(default)]
+    pub version: u64,
     /// Bytes held by vectors and index structures.
     pub index_size: u64,
     /// Deleted slots not yet reused.
@@ -587,6 +590,13 @@ pub enum PartitionMsg {
     WriteLogged(Vec<WriteOp>, Reply<LoggedWrite>),
     /// A fingerprint of the copy's points (see [`PartitionDigest`]).
     Digest(Reply<PartitionDigest>),
+    /// The records the log holds after operation `after` up to the last one, for a replica
+    /// that fell behind; `None` when the log no longer holds all of them (a snapshot
+    /// truncated it, or the store keeps no log).
+    ReadLog {
+        after: u64,
+        reply: Reply<Option<Vec<Append>>>,
+    },
     /// A record shipped by the primary: appended exactly at `lsn` (see [`Append`]).
     Append(Append, Reply<WriteAck>),
     /// Replaces the copy with a primary's image and takes the image's version as its own
@@ -627,6 +637,7 @@ impl PartitionMsg {
             PartitionMsg::Write(_, r) | PartitionMsg::Append(_, r) => drop(r.send(Err(err))),
             PartitionMsg::WriteLogged(_, r) => drop(r.send(Err(err))),
             PartitionMsg::Digest(r) => drop(r.send(Err(err))),
+            PartitionMsg::ReadLog { reply, .. } => drop(reply.send(Err(err))),
             PartitionMsg::Get { reply, .. } | PartitionMsg::Scroll(_, reply) => drop(reply.send(Err(err))),
             PartitionMsg::Count(_, r) => drop(r.send(Err(err))),
             PartitionMsg::CreateFieldIndex { reply, .. }

@@ -790,6 +790,13 @@ impl PartitionActor {
             PartitionMsg::Install(req, reply) => {
                 let _ = reply.send(self.install(&req));
             }
+            PartitionMsg::ReadLog { after, reply } => {
+                let records = self
+                    .store
+                    .read_log(after)
+                    .map(|r| r.map(|batches| batches.into_iter().map(|(lsn, ops)| Append { lsn, ops }).collect()));
+                let _ = reply.send(records);
+            }
             PartitionMsg::Tick => {}
             PartitionMsg::Fault(Fault::Panic(msg)) => panic!("injected fault: {msg}"),
             PartitionMsg::Fault(Fault::Stall(d)) => std::thread::sleep(d),
@@ -1281,6 +1288,7 @@ impl PartitionActor {
             .collect();
         IndexStats {
             doc_count: self.slots.len(),
+            version: self.version,
             index_size: self.fields.bytes(),
             deleted: s.as_ref().map_or(0, |s| s.deleted),
             levels: s.as_ref().map_or(0, |s| s.levels),

@@ -90,6 +90,13 @@ fn assert_copies_identical(base: &str, name: &str, partition: usize) {
     }
 }
 
+/// Recoveries the node's primaries made since it started: (from the log, from an image).
+fn recovery_counts(base: &str) -> (u64, u64) {
+    let (_, b) = call("GET", &format!("{base}/cluster"), None);
+    let r = &b["result"]["recoveries"];
+    (r["from_log"].as_u64().expect("counted"), r["from_image"].as_u64().expect("counted"))
+}
+
 fn all_in_sync(base: &str) -> bool {
     let c = copies(base);
     c.len() == 12 && c.iter().all(|(_, _, s)| s == "Active")
@@ -161,7 +168,13 @@ fn kill_each_node_in_turn_under_load() {
         .collect();
 
     std::thread::sleep(Duration::from_secs(2));
+    let mut recoveries = [(0u64, 0u64); 3];
+    let mut banked: Vec<(u64, u64)> = Vec::new();
     for victim in [2usize, 1, 0] {
+        for (i, base) in bases.iter().enumerate() {
+            recoveries[i] = recovery_counts(base);
+        }
+        banked.push(std::mem::take(&mut recoveries[victim]));
         // Counts never fall below what was acknowledged before they were sent.
         let before = acked.lock().unwrap().len();
         let reader = bases[(victim + 1) % 3].clone();
@@ -205,6 +218,15 @@ fn kill_each_node_in_turn_under_load() {
     for p in 0..6 {
         assert_copies_identical(&bases[0], "rep", p);
     }
+    // Both recovery paths ran: replicas that missed records got them from the primary's
+    // log, copies made stale by a promotion got an image. (Each node counts its own since
+    // it started: the counts of killed nodes were banked before each kill.)
+    for (i, base) in bases.iter().enumerate() {
+        recoveries[i] = recovery_counts(base);
+    }
+    let (from_log, from_image) = banked.iter().chain(recoveries.iter()).fold((0, 0), |(l, m), (a, b)| (l + a, m + b));
+    eprintln!("recoveries: {from_log} from the log, {from_image} from an image");
+    assert!(from_log > 0 && from_image > 0, "{from_log} from the log, {from_image} from an image");
 
     // Every acknowledged id is there, with its payload, read through every node.
     let acked = acked.lock().unwrap().clone();
