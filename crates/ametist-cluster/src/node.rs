@@ -309,6 +309,13 @@ impl ClusterNode {
         Some(json!({ "partition": partition, "term": shard.term, "copies": out }))
     }
 
+    /// How many copies of each partition of `name` are in sync now (`None`: not a cluster
+    /// collection).
+    pub fn in_sync_counts(&self, name: &str) -> Option<Vec<usize>> {
+        let placement = self.inner.metadata.placement(name)?;
+        Some((0..placement.replicas.len()).map(|p| placement.in_sync(p).len()).collect())
+    }
+
     /// Every node's view of partition `partition`'s copies: primary first, the stale ones
     /// named (for tests and the dashboard).
     pub fn partition_copies(&self, name: &str, partition: usize) -> Option<(Vec<NodeId>, Vec<NodeId>, u64)> {

@@ -349,6 +349,19 @@ fn a_stale_copy_is_never_promoted() {
         std::thread::sleep(Duration::from_millis(200));
     }
     let all: Vec<u64> = (0..100).collect();
+    // Qdrant's `consistency` on reads: one in-sync copy holds every acknowledged write;
+    // asking for both copies while one is stale is a 503 naming the partition.
+    let count = |q: &str| {
+        call("POST", &format!("{}/collections/one/points/count?{q}", bases[n]), Some(json!({ "exact": true })))
+    };
+    let (s, b) = count("consistency=1");
+    assert_eq!((s, b["result"]["count"].as_u64()), (200, Some(100)), "{b}");
+    assert_eq!(count("consistency=majority").0, 503, "two copies make a majority of two");
+    let (s, b) = count("consistency=all");
+    assert_eq!(s, 503, "{b}");
+    assert!(b["status"]["error"].as_str().unwrap().contains("partition 0"), "{b}");
+    assert_eq!(count("consistency=3").0, 400);
+    assert_eq!(count("consistency=some").0, 400);
     drop(nodes[p].take());
     nodes[r] = Some(specs[r].start());
     // Past the failover timeout: the leader finds no live in-sync copy to promote.
@@ -369,6 +382,8 @@ fn a_stale_copy_is_never_promoted() {
         assert_eq!((s, got.len()), (200, 100), "through {base}");
     }
     assert_copies_identical(&bases[n], "one", 0);
+    let (s, b) = call("POST", &format!("{}/collections/one/points/count?consistency=all", bases[n]), Some(json!({})));
+    assert_eq!(s, 200, "every copy in sync again: {b}");
 }
 
 /// A frozen primary (`kill -STOP`) past the failover timeout is replaced; once it thaws it

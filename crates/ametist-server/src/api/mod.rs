@@ -12,6 +12,7 @@
 
 pub mod auth;
 pub mod collections;
+pub mod consistency;
 pub mod envelope;
 pub mod limits;
 pub mod openapi;
@@ -116,6 +117,7 @@ pub fn router(state: AppState) -> Router {
     let budget = Arc::new(limits::WriteBudget::new(&state.config.limits, body_limit));
     let max_response = state.config.limits.max_response_bytes;
     r.fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), consistency::check))
         .layer(axum::middleware::from_fn_with_state((state.clone(), budget), limits::admit_write))
         .layer(axum::middleware::from_fn(move |req, next| limits::cap_response(max_response, req, next)))
         .layer(DefaultBodyLimit::max(body_limit))
