@@ -106,7 +106,8 @@ impl PreparedNode {
         if inner.shared.node.set(inner.clone()).is_err() {
             unreachable!("a prepared node starts once");
         }
-        let service = authenticated(Service { node: inner.clone() }, inner.opts.secret.clone());
+        let service =
+            authenticated(Service { node: inner.clone(), images: Default::default() }, inner.opts.secret.clone());
         // Small request/answer messages: without TCP_NODELAY an answer can wait for the
         // peer's delayed ACK (tens of milliseconds).
         let incoming = tokio_stream::StreamExt::map(tokio_stream::wrappers::TcpListenerStream::new(listener), |s| {

@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use ametist_engine::messages::{Append, LoggedWrite, PartitionMsg, PartitionSnapshot, Reply, WriteAck, WriteOp};
+use ametist_engine::messages::{Append, LoggedWrite, PartitionMsg, Reply, WriteAck, WriteOp};
 use ametist_engine::EngineError;
 
 use crate::metadata::ShardState;
@@ -300,25 +300,7 @@ impl Writer {
         term: u64,
     ) -> Result<(usize, usize), EngineError> {
         let r = &self.router;
-        std::fs::create_dir_all(&r.shared.transfers)
-            .map_err(|e| EngineError::Internal(format!("{}: {e}", r.shared.transfers.display())))?;
-        let path = r.shared.transfers.join(format!("{}.{}.to-{node}.image", r.collection, r.partition));
-        let path_s = path.to_string_lossy().into_owned();
-        let (tx, rx) = oneshot::channel();
-        local.try_send(PartitionMsg::Snapshot(PartitionSnapshot { path: path_s }, tx))?;
-        let stats = rx.await.map_err(|_| r.unavailable("the local copy stopped"))??;
-        let read = {
-            let path = path.clone();
-            tokio::task::spawn_blocking(move || {
-                let image = std::fs::read(&path);
-                let _ = std::fs::remove_file(&path);
-                image
-            })
-            .await
-            .map_err(std::io::Error::other)
-            .and_then(|r| r)
-        };
-        let image = read.map_err(|e| EngineError::Internal(format!("{}: {e}", path.display())))?;
+        let (stats, image) = r.shared.image_of(local, &format!("{}.{}.to-{node}", r.collection, r.partition)).await?;
         let bytes = image.len();
         let call = PartitionCall::Install { term };
         let () = r.shared.call(node, &r.collection, r.partition, &call, image, LONG_CALL).await?;

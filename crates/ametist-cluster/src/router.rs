@@ -29,7 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use ametist_engine::collection::CollectionSpec;
 use ametist_engine::external::PartitionProvider;
-use ametist_engine::messages::{PartitionMsg, Reply, WriteAck, WriteOp};
+use ametist_engine::messages::{IndexStats, PartitionMsg, PartitionSnapshot, Reply, WriteAck, WriteOp};
 use ametist_engine::partition::PartitionRef;
 use ametist_engine::supervisor::ActorState;
 use ametist_engine::EngineError;
@@ -103,6 +103,19 @@ impl Shared {
         blob: Vec<u8>,
         timeout: Duration,
     ) -> Result<T, EngineError> {
+        self.call_for_blob(node, collection, partition, call, blob, timeout).await.map(|(v, _)| v)
+    }
+
+    /// [`Shared::call`], also returning the raw bytes the answer carries.
+    pub(crate) async fn call_for_blob<T: DeserializeOwned>(
+        &self,
+        node: NodeId,
+        collection: &str,
+        partition: usize,
+        call: &PartitionCall,
+        blob: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<(T, Vec<u8>), EngineError> {
         let unavailable = |reason: String| EngineError::PartitionUnavailable { partition, reason };
         let member =
             self.metadata.member(node).ok_or_else(|| unavailable(format!("node {node} is not a cluster member")))?;
@@ -110,7 +123,7 @@ impl Shared {
         env.blob = blob;
         match self.transport.call(&member.grpc, env, timeout).await {
             Ok(answer) => match wire::decode_answer::<T>(&answer) {
-                Ok(Ok(v)) => Ok(v),
+                Ok(Ok(v)) => Ok((v, answer.blob)),
                 Ok(Err(e)) => Err(e.into_engine(partition)),
                 Err(e) => Err(EngineError::Internal(format!("node {node} sent an answer we cannot read: {e}"))),
             },
@@ -121,6 +134,33 @@ impl Shared {
                 status.code()
             ))),
         }
+    }
+
+    /// The image of a local copy (the snapshot format: points, payloads, graph) as bytes,
+    /// through a file in the transfers directory (`tag` names it).
+    pub(crate) async fn image_of(&self, local: &PartitionRef, tag: &str) -> Result<(IndexStats, Vec<u8>), EngineError> {
+        let dir = self.transfers.clone();
+        let path = dir.join(format!("{tag}.image"));
+        tokio::task::spawn_blocking(move || std::fs::create_dir_all(&dir))
+            .await
+            .map_err(|e| EngineError::Internal(e.to_string()))?
+            .map_err(|e| EngineError::Internal(format!("{}: {e}", self.transfers.display())))?;
+        let (tx, rx) = oneshot::channel();
+        local.try_send(PartitionMsg::Snapshot(PartitionSnapshot { path: path.to_string_lossy().into_owned() }, tx))?;
+        let stats = rx.await.map_err(|_| local.unavailable())??;
+        let read = {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || {
+                let image = std::fs::read(&path);
+                let _ = std::fs::remove_file(&path);
+                image
+            })
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|r| r)
+        };
+        let image = read.map_err(|e| EngineError::Internal(format!("{}: {e}", path.display())))?;
+        Ok((stats, image))
     }
 }
 
@@ -223,7 +263,14 @@ impl Router {
                 }
                 PartitionMsg::Snapshot(req, reply) => match self.local_primary() {
                     Some(local) => local.send_or_fail(PartitionMsg::Snapshot(req, reply)),
-                    None => self.spawn_primary(PartitionCall::Snapshot(req), long, reply),
+                    // The image is written here, where the caller assembles the snapshot:
+                    // the primary sends it over.
+                    None => {
+                        let this = self.clone();
+                        tokio::spawn(async move {
+                            let _ = reply.send(this.fetch_image(req.path).await);
+                        });
+                    }
                 },
                 PartitionMsg::Restore(req, reply) => {
                     if self.copies() > 1 {
@@ -459,6 +506,24 @@ impl Router {
             .owner(&self.collection, self.partition)
             .ok_or_else(|| self.unavailable("the cluster no longer places this partition"))?;
         self.shared.call(primary, &self.collection, self.partition, call, Vec::new(), timeout).await
+    }
+
+    /// The primary's image, written to `path` on this node.
+    async fn fetch_image(&self, path: String) -> Result<IndexStats, EngineError> {
+        let primary = self
+            .shared
+            .metadata
+            .owner(&self.collection, self.partition)
+            .ok_or_else(|| self.unavailable("the cluster no longer places this partition"))?;
+        let (stats, image): (IndexStats, Vec<u8>) = self
+            .shared
+            .call_for_blob(primary, &self.collection, self.partition, &PartitionCall::Image, Vec::new(), LONG_CALL)
+            .await?;
+        tokio::task::spawn_blocking(move || std::fs::write(&path, image).map_err(|e| (path, e)))
+            .await
+            .map_err(|e| EngineError::Internal(e.to_string()))?
+            .map_err(|(path, e)| EngineError::Internal(format!("{path}: {e}")))?;
+        Ok(stats)
     }
 
     pub(crate) fn unavailable(&self, reason: &str) -> EngineError {

@@ -24,6 +24,8 @@ const APPEND_CHUNK: usize = 128;
 
 pub struct Service {
     pub(crate) node: Arc<NodeInner>,
+    /// Numbers the temporary files of images sent out, so that two at once do not collide.
+    pub(crate) images: std::sync::atomic::AtomicU64,
 }
 
 /// The service wrapped in the secret check.
@@ -90,6 +92,10 @@ impl NodeRpc for Service {
 }
 
 impl Service {
+    fn next_tag(&self) -> u64 {
+        self.images.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
     async fn partition_call(&self, collection: &str, partition: usize, call: PartitionCall, blob: Vec<u8>) -> Envelope {
         let node = &self.node;
         let refuse = |reason: String| {
@@ -183,6 +189,20 @@ impl Service {
                 wire::answer(result.map_err(|e| WireError::from(&e)))
             }
             PartitionCall::Digest => ask(&p, PartitionMsg::Digest).await,
+            PartitionCall::Image => {
+                if !primary {
+                    return refuse(format!("node {} is not its primary (node {} is)", node.id, copies[0]));
+                }
+                let tag = format!("{collection}.{partition}.out-{}", self.next_tag());
+                match node.shared.image_of(&p, &tag).await {
+                    Ok((stats, image)) => {
+                        let mut env = wire::answer::<ametist_engine::messages::IndexStats>(Ok(stats));
+                        env.blob = image;
+                        env
+                    }
+                    Err(e) => wire::answer::<()>(Err(WireError::from(&e))),
+                }
+            }
             call @ (PartitionCall::Search(_)
             | PartitionCall::Get { .. }
             | PartitionCall::Scroll(_)

@@ -117,6 +117,8 @@ pub enum PartitionCall {
     },
     /// The fingerprint of this node's copy, in sync or not (to compare copies).
     Digest,
+    /// This node's (primary) copy's image, in the answer's blob, with its statistics.
+    Image,
 }
 
 /// An engine error as it crosses the network: its class survives, so the caller still

@@ -307,12 +307,8 @@ impl Collection {
     /// write it acknowledged before); there is no cross-partition point in time.
     pub async fn create_snapshot(&self) -> Result<SnapshotDescription, EngineError> {
         let storage = self.snapshot_storage()?;
-        // A partition on another node would write its image on that node's disk.
-        if self.partitions.iter().any(PartitionRef::is_external) {
-            return Err(EngineError::invalid(
-                "collection snapshots are not supported yet for a collection whose partitions live on several nodes",
-            ));
-        }
+        // A partition served from elsewhere (another node) writes its image here too: its
+        // front fetches the image from the copy that serves it.
         let dir = storage.snapshots_dir.clone();
         let name = snapshots::new_snapshot_name(&self.spec.name, &dir);
         let tmp_dir = dir.clone();

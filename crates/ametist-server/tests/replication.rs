@@ -384,6 +384,28 @@ fn a_stale_copy_is_never_promoted() {
     assert_copies_identical(&bases[n], "one", 0);
     let (s, b) = call("POST", &format!("{}/collections/one/points/count?consistency=all", bases[n]), Some(json!({})));
     assert_eq!(s, 200, "every copy in sync again: {b}");
+
+    // A clustered collection is snapshotted through any node (here one whose partition's
+    // primary is elsewhere when p != n) and restores into a single node.
+    let (s, b) = call("POST", &format!("{}/collections/one/snapshots", bases[n]), None);
+    assert_eq!(s, 200, "{b}");
+    let snapshot = b["result"]["name"].as_str().expect("a snapshot name").to_string();
+    let bytes = reqwest::blocking::Client::new()
+        .get(format!("{}/collections/one/snapshots/{snapshot}", bases[n]))
+        .send()
+        .and_then(|r| r.error_for_status())
+        .and_then(|r| r.bytes())
+        .expect("the snapshot downloads");
+    let single = NodeSpec::new(&tmp.0.join("single"), false).start();
+    let r = reqwest::blocking::Client::new()
+        .post(format!("{}/collections/restored/snapshots/upload", single.base))
+        .header("content-type", "application/octet-stream")
+        .body(bytes.to_vec())
+        .send()
+        .expect("upload");
+    assert_eq!(r.status().as_u16(), 200, "{}", r.text().unwrap_or_default());
+    let (s, got) = ids_of(&single.base, "restored", &all);
+    assert_eq!((s, got.len()), (200, 100), "the snapshot holds every point");
 }
 
 /// A frozen primary (`kill -STOP`) past the failover timeout is replaced; once it thaws it
