@@ -46,7 +46,7 @@ pub mod supervisor;
 pub mod vector_fields;
 
 pub use config::{CollectionConfig, EngineConfig, RestartStrategy, SupervisionPolicy};
-pub use db::Ametist;
+pub use db::{AliasAction, Ametist};
 pub use error::EngineError;
 pub use messages::{
     DeleteVector, IndexStats, InsertVector, PartitionRestore, PartitionSnapshot, RebuildIndex, ScoredDoc,
