@@ -443,6 +443,9 @@ impl Ametist {
     /// collection's files are prepared in a hidden directory and swapped in with renames, so a
     /// crash leaves either the old collection or the restored one.
     pub async fn restore_collection(&self, name: &str, file: impl AsRef<Path>) -> Result<(), EngineError> {
+        // An alias restores into the collection it names.
+        let target = self.aliases().get(name).filter(|_| !self.read().contains_key(name)).cloned();
+        let name = target.as_deref().unwrap_or(name);
         validate_name(name)?;
         if self.inner.data_dir.is_none() {
             return Err(EngineError::invalid("restoring a snapshot needs a database opened on a data directory"));
