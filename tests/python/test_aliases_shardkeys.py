@@ -13,6 +13,7 @@ import time
 
 import pytest
 from qdrant_client import QdrantClient, models
+from qdrant_client.common.client_exceptions import ResourceExhaustedResponse
 from qdrant_client.http.exceptions import UnexpectedResponse
 
 from conftest import AmetistServer
@@ -291,14 +292,39 @@ def test_strict_mode_refusals(client, collection_name):
     assert client.count(collection_name, exact=False).count == 8
     # Limits Ametist cannot enforce are refused by name when set.
     with pytest.raises(UnexpectedResponse) as e:
-        client.update_collection(collection_name, strict_mode_config=models.StrictModeConfig(read_rate_limit=10))
-    assert e.value.status_code == 400 and "read_rate_limit" in e.value.content.decode()
+        client.update_collection(
+            collection_name, strict_mode_config=models.StrictModeConfig(max_collection_payload_size_bytes=10)
+        )
+    assert e.value.status_code == 400 and "max_collection_payload_size_bytes" in e.value.content.decode()
     # update_collection changes a limit (merged into the others); disabling lifts them all.
     client.update_collection(collection_name, strict_mode_config=models.StrictModeConfig(max_query_limit=6))
     assert len(client.query_points(collection_name, q, limit=5).points) == 5
     assert status_of(lambda: client.query_points(collection_name, q, limit=7)) == 403
     client.update_collection(collection_name, strict_mode_config=models.StrictModeConfig(enabled=False))
     assert len(client.query_points(collection_name, q, limit=8).points) == 8
+
+
+def test_strict_mode_rate_limits_and_timeout(client, collection_name):
+    rng = random.Random(10)
+    strict = models.StrictModeConfig(enabled=True, read_rate_limit=4, write_rate_limit=2, max_timeout=5)
+    client.create_collection(
+        collection_name, vectors_config=models.VectorParams(size=DIM, distance="Dot"), strict_mode_config=strict
+    )
+    for i in range(2):
+        client.upsert(collection_name, [models.PointStruct(id=i, vector=vec(rng))], wait=True)
+    with pytest.raises(ResourceExhaustedResponse) as e:
+        client.upsert(collection_name, [models.PointStruct(id=9, vector=vec(rng))])
+    assert "Write rate limit exceeded" in e.value.message
+    for _ in range(4):
+        client.count(collection_name)
+    with pytest.raises(ResourceExhaustedResponse):
+        client.query_points(collection_name, vec(rng), limit=1)
+    # Collection info is neither a read nor a write of points; a `timeout` above the
+    # limit is refused on any route.
+    assert client.get_collection(collection_name).points_count == 2
+    assert status_of(lambda: client.delete_collection(collection_name, timeout=6)) == 403
+    client.update_collection(collection_name, strict_mode_config=models.StrictModeConfig(enabled=False))
+    assert client.count(collection_name).count == 2
 
 
 def test_update_collection(client, collection_name):

@@ -123,7 +123,10 @@ pub fn router(state: AppState) -> Router {
     let max_response = state.config.limits.max_response_bytes;
     r.fallback(not_found)
         .layer(axum::middleware::from_fn_with_state((state.clone(), budget), limits::admit_write))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), strict::timeout_layer))
+        .layer(axum::middleware::from_fn_with_state(
+            (state.clone(), Arc::new(strict::Rates::default())),
+            strict::request_layer,
+        ))
         .layer(axum::middleware::from_fn(move |req, next| limits::cap_response(max_response, req, next)))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)

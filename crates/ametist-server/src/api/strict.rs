@@ -19,8 +19,6 @@ use super::points::{QueryPoints, SearchPoints};
 
 /// Settings of Qdrant's strict mode that Ametist does not enforce yet, with why.
 const UNSUPPORTED: &[(&str, &str)] = &[
-    ("read_rate_limit", "rate limits are not enforced yet"),
-    ("write_rate_limit", "rate limits are not enforced yet"),
     ("max_collection_payload_size_bytes", "payload storage size is not measured yet"),
     ("max_resident_memory_percent", "memory quotas are not enforced (and Qdrant deprecated this field)"),
 ];
@@ -43,6 +41,8 @@ pub fn parse(value: Value, path: &str) -> Result<StrictModeConfig, String> {
     let config: StrictModeConfig = serde_json::from_value(Value::Object(fields))
         .map_err(|e| format!("Format error in JSON body: {path}: {e}"))?;
     let limits = [
+        ("read_rate_limit", config.read_rate_limit),
+        ("write_rate_limit", config.write_rate_limit),
         ("max_query_limit", config.max_query_limit),
         ("max_timeout", config.max_timeout),
         ("search_max_hnsw_ef", config.search_max_hnsw_ef),
@@ -380,20 +380,100 @@ pub fn check_new_index(c: &Collection, field: &str, started: Instant) -> Result<
     limit(Some(keys.len() + 1), config.max_payload_index_count, "max_payload_index_count", started)
 }
 
-/// Middleware: the `timeout` query parameter of any `/collections/{name}/...` route
-/// against the collection's `max_timeout`.
-pub async fn timeout_layer(
-    axum::extract::State(state): axum::extract::State<super::AppState>,
+/// Token buckets of `read_rate_limit` and `write_rate_limit`, per collection and kind:
+/// each holds up to a minute's worth of requests and refills continuously.
+#[derive(Default)]
+pub struct Rates {
+    buckets: std::sync::Mutex<std::collections::HashMap<(String, bool), Bucket>>,
+}
+
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+    per_minute: usize,
+}
+
+impl Rates {
+    /// Takes one request's token from the bucket of `collection`'s reads or writes; false
+    /// when it is empty.
+    fn take(&self, collection: &str, write: bool, per_minute: usize) -> bool {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let b = buckets.entry((collection.to_string(), write)).or_insert(Bucket {
+            tokens: per_minute as f64,
+            at: now,
+            per_minute,
+        });
+        if b.per_minute != per_minute {
+            // The limit was changed: start again from a full bucket of the new size.
+            *b = Bucket { tokens: per_minute as f64, at: now, per_minute };
+        }
+        let refill = now.duration_since(b.at).as_secs_f64() * per_minute as f64 / 60.0;
+        b.tokens = (b.tokens + refill).min(per_minute as f64);
+        b.at = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Whether a request to `/collections/{name}/<rest>` reads points (`Some(false)`),
+/// writes them (`Some(true)`), or is neither (collection settings, snapshots...).
+fn kind_of(method: &axum::http::Method, rest: &[&str]) -> Option<bool> {
+    use axum::http::Method;
+    match (method, rest) {
+        (&Method::GET, ["points", _]) => Some(false),
+        (&Method::POST, ["points"]) => Some(false),
+        (&Method::POST, ["points", "query" | "search" | "scroll" | "count"]) => Some(false),
+        (&Method::POST, ["points", "query" | "search", "batch"]) => Some(false),
+        (&Method::PUT, ["points"]) => Some(true),
+        (&Method::POST, ["points", "delete"]) => Some(true),
+        (&Method::PUT, ["points", "vectors"]) => Some(true),
+        (&Method::POST, ["points", "vectors", "delete"]) => Some(true),
+        (&Method::POST | &Method::PUT, ["points", "payload"]) => Some(true),
+        (&Method::POST, ["points", "payload", "delete" | "clear"]) => Some(true),
+        (&Method::PUT, ["index"]) | (&Method::DELETE, ["index", _]) => Some(true),
+        _ => None,
+    }
+}
+
+/// Middleware for every `/collections/{name}/...` route of a collection in strict mode:
+/// the `timeout` query parameter against `max_timeout`, and each request that reads or
+/// writes points against `read_rate_limit` / `write_rate_limit` (one token per request;
+/// 429 with `Retry-After` when the minute's budget is spent, as Qdrant answers).
+pub async fn request_layer(
+    axum::extract::State((state, rates)): axum::extract::State<(super::AppState, std::sync::Arc<Rates>)>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    if let Some(q) = req.uri().query().filter(|q| q.contains("timeout=")) {
-        let mut segments = req.uri().path().split('/').skip(1);
-        if let (Some("collections"), Some(name)) = (segments.next(), segments.next()) {
-            if let Ok(c) = state.db.collection(name) {
-                if let Err(e) = check_timeout(&c, Some(q), Instant::now()) {
+    let path: Vec<&str> = req.uri().path().split('/').skip(1).collect();
+    if let ["collections", name, rest @ ..] = path.as_slice() {
+        if let Ok(c) = state.db.collection(name) {
+            if let Some(config) = active(&c) {
+                let started = Instant::now();
+                if let Err(e) = check_timeout(&c, req.uri().query(), started) {
                     return e.into_response();
+                }
+                if let Some(write) = kind_of(req.method(), rest) {
+                    let limit = if write { config.write_rate_limit } else { config.read_rate_limit };
+                    if let Some(per_minute) = limit {
+                        if !rates.take(&c.spec().name, write, per_minute) {
+                            let which = if write { "Write" } else { "Read" };
+                            return ApiError {
+                                status: StatusCode::TOO_MANY_REQUESTS,
+                                message: format!(
+                                    "Rate limiting exceeded: {which} rate limit exceeded ({per_minute} per minute), \
+                                     retry later"
+                                ),
+                                started,
+                            }
+                            .into_response();
+                        }
+                    }
                 }
             }
         }
