@@ -31,6 +31,7 @@ use ametist_core::text::fusion;
 use ametist_core::text::{CorpusStats, TextIndex, TextIndexConfig, Tokenizer};
 use ametist_core::{topk, Metric, PointId};
 
+use crate::config::MAX_PARTITIONS;
 use crate::config::{CollectionConfig, EngineConfig};
 use crate::error::EngineError;
 use crate::external::PartitionProvider;
@@ -42,7 +43,6 @@ use crate::messages::{
 use crate::partition::{spawn_partition, PartitionInfo, PartitionRef, PartitionSpec};
 use crate::snapshots::{self, SnapshotDescription};
 pub use crate::spec::CollectionSpec;
-use crate::config::MAX_PARTITIONS;
 use crate::spec::{CollectionSettings, ShardKey, ShardKeyEntry, ShardingMethod, StrictModeConfig};
 use crate::store::{DurableStore, MemoryStore, PartitionStore};
 use crate::supervisor::ActorState;
@@ -65,7 +65,12 @@ pub struct CollectionInfo {
 /// its shard-key scope: `groups` are routed to separately (one per shard key, or one of
 /// every partition for auto sharding), `parts` are all sent the message.
 enum CollectionMsg {
-    Write { ops: Vec<WriteOp>, wait: bool, groups: Vec<Arc<Vec<PartitionRef>>>, reply: Reply<WriteAck> },
+    Write {
+        ops: Vec<WriteOp>,
+        wait: bool,
+        groups: Vec<Arc<Vec<PartitionRef>>>,
+        reply: Reply<WriteAck>,
+    },
     Get {
         ids: Vec<PointId>,
         with_payload: bool,
@@ -73,14 +78,40 @@ enum CollectionMsg {
         groups: Vec<Arc<Vec<PartitionRef>>>,
         reply: Reply<Vec<Record>>,
     },
-    Stats { reply: Reply<Vec<(PartitionInfo, Option<IndexStats>)>> },
-    Scroll { req: ScrollRequest, parts: Arc<Vec<PartitionRef>>, reply: Reply<Vec<Vec<Record>>> },
-    Count { filter: Option<Filter>, parts: Arc<Vec<PartitionRef>>, reply: Reply<Vec<usize>> },
-    FieldIndex { key: String, kind: Option<FieldType>, reply: Reply<Vec<()>> },
-    TextIndex { key: String, config: TextIndexConfig, reply: Reply<Vec<()>> },
-    Rebuild { reply: Reply<Vec<IndexStats>> },
-    Fault { partition: usize, fault: Fault, reply: Reply<()> },
-    Stop { reply: oneshot::Sender<()> },
+    Stats {
+        reply: Reply<Vec<(PartitionInfo, Option<IndexStats>)>>,
+    },
+    Scroll {
+        req: ScrollRequest,
+        parts: Arc<Vec<PartitionRef>>,
+        reply: Reply<Vec<Vec<Record>>>,
+    },
+    Count {
+        filter: Option<Filter>,
+        parts: Arc<Vec<PartitionRef>>,
+        reply: Reply<Vec<usize>>,
+    },
+    FieldIndex {
+        key: String,
+        kind: Option<FieldType>,
+        reply: Reply<Vec<()>>,
+    },
+    TextIndex {
+        key: String,
+        config: TextIndexConfig,
+        reply: Reply<Vec<()>>,
+    },
+    Rebuild {
+        reply: Reply<Vec<IndexStats>>,
+    },
+    Fault {
+        partition: usize,
+        fault: Fault,
+        reply: Reply<()>,
+    },
+    Stop {
+        reply: oneshot::Sender<()>,
+    },
 }
 
 /// A BM25 query of one text-indexed payload field.
@@ -411,7 +442,8 @@ impl Collection {
         let mut started = Vec::with_capacity(n);
         let mut threads = Vec::with_capacity(n);
         for &id in &ids {
-            let (r, t) = spawn_one(&self.spec, &self.engine, self.storage.as_deref(), &self.schema, &self.text_schema, id);
+            let (r, t) =
+                spawn_one(&self.spec, &self.engine, self.storage.as_deref(), &self.schema, &self.text_schema, id);
             started.push(r);
             threads.push((id, t));
         }
@@ -475,7 +507,8 @@ impl Collection {
         };
         let threads: Vec<(usize, JoinHandle<()>)> = {
             let mut all = self.threads.lock().unwrap_or_else(|e| e.into_inner());
-            let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut *all).into_iter().partition(|(id, _)| entry.partitions.contains(id));
+            let (mine, rest): (Vec<_>, Vec<_>) =
+                std::mem::take(&mut *all).into_iter().partition(|(id, _)| entry.partitions.contains(id));
             *all = rest;
             mine
         };

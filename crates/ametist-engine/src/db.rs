@@ -228,7 +228,9 @@ impl Ametist {
             return Err(EngineError::CollectionExists(name.to_string()));
         }
         if self.aliases().contains_key(name) {
-            return Err(EngineError::invalid(format!("Alias with name `{name}` already exists; a collection can not take its name")));
+            return Err(EngineError::invalid(format!(
+                "Alias with name `{name}` already exists; a collection can not take its name"
+            )));
         }
         let spec = Collection::resolve(name, &config, &self.inner.config)?;
         let storage = match self.inner.data_dir {
@@ -245,25 +247,20 @@ impl Ametist {
             None => None,
         };
         let dir = storage.as_ref().map(|s| s.dir.clone());
-        let collection = match Collection::start(
-            spec,
-            self.inner.config.clone(),
-            storage,
-            settings,
-            self.inner.provider.as_ref(),
-        ) {
-            Ok(c) => c,
-            Err(e) => {
-                if let Some(dir) = dir {
-                    let _ = blocking(move || {
-                        remove_quietly(&dir);
-                        Ok(())
-                    })
-                    .await;
+        let collection =
+            match Collection::start(spec, self.inner.config.clone(), storage, settings, self.inner.provider.as_ref()) {
+                Ok(c) => c,
+                Err(e) => {
+                    if let Some(dir) = dir {
+                        let _ = blocking(move || {
+                            remove_quietly(&dir);
+                            Ok(())
+                        })
+                        .await;
+                    }
+                    return Err(e);
                 }
-                return Err(e);
-            }
-        };
+            };
         // A partition that cannot write its log (a full disk: it came up read-only) or
         // could not start at all makes a collection that cannot serve: it is not created.
         // Such a failure of an empty, new partition is the environment's, so the error is

@@ -451,17 +451,9 @@ pub struct ChangeAliases {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
 pub enum AliasOperation {
-    CreateAlias {
-        collection_name: String,
-        alias_name: String,
-    },
-    DeleteAlias {
-        alias_name: String,
-    },
-    RenameAlias {
-        old_alias_name: String,
-        new_alias_name: String,
-    },
+    CreateAlias { collection_name: String, alias_name: String },
+    DeleteAlias { alias_name: String },
+    RenameAlias { old_alias_name: String, new_alias_name: String },
 }
 
 /// `POST /collections/aliases`: the actions are applied in order and all at once (a reader
@@ -546,9 +538,7 @@ pub async fn update(State(state): State<AppState>, Path(name): Path<String>, bod
     }
     let strict = match req.strict_mode_config {
         None | Some(Value::Null) => None,
-        Some(v) => {
-            Some(super::strict::parse(v, "strict_mode_config").map_err(|e| ApiError::bad_request(e, started))?)
-        }
+        Some(v) => Some(super::strict::parse(v, "strict_mode_config").map_err(|e| ApiError::bad_request(e, started))?),
     };
     if state.cluster.is_some() && (strict.is_some() || req.metadata.as_ref().is_some_and(|m| !m.is_empty())) {
         return Err(ApiError::bad_request(

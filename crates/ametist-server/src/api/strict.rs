@@ -38,8 +38,8 @@ pub fn parse(value: Value, path: &str) -> Result<StrictModeConfig, String> {
         }
     }
     let fields: serde_json::Map<String, Value> = fields.into_iter().filter(|(_, v)| !v.is_null()).collect();
-    let config: StrictModeConfig = serde_json::from_value(Value::Object(fields))
-        .map_err(|e| format!("Format error in JSON body: {path}: {e}"))?;
+    let config: StrictModeConfig =
+        serde_json::from_value(Value::Object(fields)).map_err(|e| format!("Format error in JSON body: {path}: {e}"))?;
     let limits = [
         ("read_rate_limit", config.read_rate_limit),
         ("write_rate_limit", config.write_rate_limit),
