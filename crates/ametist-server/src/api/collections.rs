@@ -451,9 +451,12 @@ pub struct ChangeAliases {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
 pub enum AliasOperation {
-    CreateAlias { collection_name: String, alias_name: String },
-    DeleteAlias { alias_name: String },
-    RenameAlias { old_alias_name: String, new_alias_name: String },
+    #[serde(rename = "create_alias")]
+    Create { collection_name: String, alias_name: String },
+    #[serde(rename = "delete_alias")]
+    Delete { alias_name: String },
+    #[serde(rename = "rename_alias")]
+    Rename { old_alias_name: String, new_alias_name: String },
 }
 
 /// `POST /collections/aliases`: the actions are applied in order and all at once (a reader
@@ -468,11 +471,11 @@ pub async fn update_aliases(State(state): State<AppState>, body: Bytes) -> ApiRe
         .actions
         .into_iter()
         .map(|a| match a {
-            AliasOperation::CreateAlias { collection_name, alias_name } => {
+            AliasOperation::Create { collection_name, alias_name } => {
                 AliasAction::Create { alias: alias_name, collection: collection_name }
             }
-            AliasOperation::DeleteAlias { alias_name } => AliasAction::Delete { alias: alias_name },
-            AliasOperation::RenameAlias { old_alias_name, new_alias_name } => {
+            AliasOperation::Delete { alias_name } => AliasAction::Delete { alias: alias_name },
+            AliasOperation::Rename { old_alias_name, new_alias_name } => {
                 AliasAction::Rename { old: old_alias_name, new: new_alias_name }
             }
         })

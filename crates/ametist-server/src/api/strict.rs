@@ -322,7 +322,7 @@ pub async fn check_upsert(
         for (name, v) in &p.vectors.dense {
             let max = config.multivector_config.as_ref().and_then(|m| m.get(name)).and_then(|m| m.max_vectors);
             if let (Some(max), Some(field)) = (max, spec.dense_field(name)) {
-                let n = if field.dim > 0 { v.len() / field.dim } else { 0 };
+                let n = v.len().checked_div(field.dim).unwrap_or(0);
                 if field.multivector.is_some() && n > max {
                     return Err(forbidden(
                         format!("Limit exceeded {n} > {max} for \"max_vectors\" of multivector `{name}`"),
