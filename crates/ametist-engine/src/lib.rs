@@ -2,9 +2,11 @@
 //!
 //! Map of the crate, from the outside in:
 //!
-//! * [`db`]: [`Ametist`], the embedded database: open one, create collections, write, search.
-//! * [`spec`]: a collection's settings ([`spec::CollectionSpec`]) and their file,
-//!   `collection.json`.
+//! * [`db`]: [`Ametist`], the embedded database: open one, create collections, write, search;
+//!   its aliases (`aliases.json`).
+//! * [`spec`]: a collection's settings ([`spec::CollectionSpec`], and what may change while
+//!   it runs: shard keys, strict mode, metadata, [`spec::CollectionSettings`]) and their
+//!   file, `collection.json`.
 //! * [`collection`]: the `CollectionActor`, which routes each write to a partition by a
 //!   stable hash of the point id, scatters searches to every partition, merges their top-k
 //!   and answers once, within a deadline.

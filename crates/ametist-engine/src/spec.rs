@@ -1,8 +1,9 @@
 //! A collection's settings ([`CollectionSpec`]) and their file, `collection.json`.
 //!
 //! The spec is what a collection is after defaults were applied; the file holds it beside
-//! the payload and text index schemas and is rewritten (crash-safely, through
-//! `ametist_storage::replace`) when those change.
+//! the payload and text index schemas and the [`CollectionSettings`] (shard keys, strict
+//! mode, metadata), and is rewritten (crash-safely, through `ametist_storage::replace`)
+//! when those change.
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -393,13 +393,25 @@ pub async fn cluster_info(State(state): State<AppState>, Path(name): Path<String
     let info = match state.cluster.as_ref().and_then(|cl| cl.collection_status(&name)) {
         Some(v) => v,
         // A single node (or a local collection) holds every partition.
-        None => json!({
-            "peer_id": 0,
-            "shard_count": c.spec().partitions,
-            "local_shards": (0..c.spec().partitions).map(|s| json!({ "shard_id": s, "state": "Active" })).collect::<Vec<_>>(),
-            "remote_shards": [],
-            "shard_transfers": [],
-        }),
+        None => {
+            let settings = c.settings();
+            let ids = settings.partition_ids(c.spec());
+            // A custom-sharded collection's partitions carry their key, as Qdrant's do.
+            let key_of = |id: usize| settings.shard_keys.iter().find(|k| k.partitions.contains(&id)).map(|k| &k.key);
+            json!({
+                "peer_id": 0,
+                "shard_count": ids.len(),
+                "local_shards": ids.iter().map(|&s| {
+                    let mut shard = json!({ "shard_id": s, "state": "Active" });
+                    if let Some(key) = key_of(s) {
+                        shard["shard_key"] = json!(key);
+                    }
+                    shard
+                }).collect::<Vec<_>>(),
+                "remote_shards": [],
+                "shard_transfers": [],
+            })
+        }
     };
     Ok(Answer::new(info, started))
 }
