@@ -43,6 +43,33 @@ pub enum Command {
         key: String,
         index: Option<IndexDef>,
     },
+    /// Makes `node`, an in-sync replica, the primary of a partition whose primary is at
+    /// `term`, at `term + 1`; every other copy leaves the in-sync set (the old primary may
+    /// hold writes nobody acknowledged, another replica records the new primary lacks) and
+    /// comes back only through a recovery. Proposed by the leader when a primary is lost.
+    /// Refused when the term moved on meanwhile.
+    Promote {
+        collection: String,
+        partition: usize,
+        term: u64,
+        node: NodeId,
+    },
+    /// Takes a replica out of the in-sync set: its primary (at `term`) could not ship it
+    /// a record. Refused when the term moved on: a replaced primary cannot evict anyone.
+    MarkStale {
+        collection: String,
+        partition: usize,
+        term: u64,
+        node: NodeId,
+    },
+    /// Puts a recovered replica back into the in-sync set; proposed by its primary (at
+    /// `term`) once the copy holds everything the primary has.
+    MarkInSync {
+        collection: String,
+        partition: usize,
+        term: u64,
+        node: NodeId,
+    },
 }
 
 /// The outcome of applying a command: `None` when it was applied, else why not.
@@ -55,6 +82,9 @@ pub struct CommandResult {
 pub enum Refusal {
     Exists(String),
     NotFound(String),
+    /// A change to a partition's copies that no longer applies (the term moved on, or the
+    /// node is not where the change assumed); says why.
+    Outdated(String),
 }
 
 impl Command {
@@ -72,6 +102,7 @@ impl Command {
                             spec: spec.clone(),
                             replicas: replicas.clone(),
                             indexes: Default::default(),
+                            shards: Default::default(),
                         },
                     );
                     None
@@ -84,6 +115,44 @@ impl Command {
                 } else {
                     Some(Refusal::NotFound(name.clone()))
                 }
+            }
+            Command::Promote { collection, partition, term, node } => {
+                copies(state, collection, *partition, *term, *node, |placement, p, node| {
+                    if placement.replicas[p].first() == Some(&node) {
+                        return Some(format!("node {node} is the primary already"));
+                    }
+                    if placement.shard(p).stale.contains(&node) {
+                        return Some(format!("node {node} is not in sync"));
+                    }
+                    let copies = &mut placement.replicas[p];
+                    copies.retain(|&n| n != node);
+                    copies.insert(0, node);
+                    // Every other copy leaves the in-sync set, the old primary included: a
+                    // replica may hold a record of the old primary that the new one never
+                    // got (it was not acknowledged), at an LSN the new primary will use for
+                    // another record. Each comes back through a recovery from the new
+                    // primary's image, so no two copies ever differ at one LSN.
+                    let others: Vec<NodeId> = copies[1..].to_vec();
+                    let shard = placement.shard_mut(p);
+                    shard.term += 1;
+                    shard.stale.extend(others);
+                    None
+                })
+            }
+            Command::MarkStale { collection, partition, term, node } => {
+                copies(state, collection, *partition, *term, *node, |placement, p, node| {
+                    if placement.replicas[p].first() == Some(&node) {
+                        return Some(format!("node {node} is the primary"));
+                    }
+                    placement.shard_mut(p).stale.insert(node);
+                    None
+                })
+            }
+            Command::MarkInSync { collection, partition, term, node } => {
+                copies(state, collection, *partition, *term, *node, |placement, p, node| {
+                    placement.shard_mut(p).stale.remove(&node);
+                    None
+                })
             }
             Command::SetIndex { collection, key, index } => match state.collections.get_mut(collection) {
                 None => Some(Refusal::NotFound(collection.clone())),
@@ -100,9 +169,121 @@ impl Command {
     }
 }
 
-/// Round-robin placement of `partitions` over `nodes` (sorted, deduplicated), starting at
-/// `offset` so that consecutive collections do not all start on the same node.
-pub fn place(partitions: usize, nodes: &[NodeId], offset: usize) -> Vec<Vec<NodeId>> {
+/// Applies a change to the copies of `partition` of `collection` whose primary is at
+/// `term` and which `node` holds; `change` answers why it does not apply, if it does not.
+fn copies(
+    state: &mut ClusterState,
+    collection: &str,
+    partition: usize,
+    term: u64,
+    node: NodeId,
+    change: impl FnOnce(&mut CollectionPlacement, usize, NodeId) -> Option<String>,
+) -> Option<Refusal> {
+    let Some(placement) = state.collections.get_mut(collection) else {
+        return Some(Refusal::NotFound(collection.to_string()));
+    };
+    if partition >= placement.replicas.len() {
+        return Some(Refusal::Outdated(format!("`{collection}` has no partition {partition}")));
+    }
+    let now = placement.shard(partition).term;
+    if now != term {
+        return Some(Refusal::Outdated(format!("partition {partition} is at term {now}, not {term}")));
+    }
+    if !placement.replicas[partition].contains(&node) {
+        return Some(Refusal::Outdated(format!("node {node} holds no copy of partition {partition}")));
+    }
+    change(placement, partition, node).map(Refusal::Outdated)
+}
+
+/// Round-robin placement of `partitions` with `copies` copies each over `nodes` (sorted,
+/// deduplicated), starting at `offset` so that consecutive collections do not all start on
+/// the same node. The copies of a partition are on distinct nodes, and primaries are spread
+/// as evenly as the partitions.
+pub fn place(partitions: usize, copies: usize, nodes: &[NodeId], offset: usize) -> Vec<Vec<NodeId>> {
     assert!(!nodes.is_empty(), "placement needs at least one live node");
-    (0..partitions).map(|p| vec![nodes[(p + offset) % nodes.len()]]).collect()
+    assert!(copies <= nodes.len(), "the caller checked copies against the members");
+    (0..partitions).map(|p| (0..copies).map(|k| nodes[(p + offset + k) % nodes.len()]).collect()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ametist_core::Metric;
+    use ametist_engine::config::IndexConfig;
+
+    fn state_with(copies: Vec<NodeId>) -> ClusterState {
+        let spec = CollectionSpec {
+            name: "c".into(),
+            dim: 4,
+            metric: Metric::Cosine,
+            partitions: 1,
+            index: IndexConfig::default(),
+            vectors: Default::default(),
+            sparse_vectors: Default::default(),
+            replication: Default::default(),
+        };
+        let mut state = ClusterState::default();
+        assert_eq!(Command::CreateCollection { spec, replicas: vec![copies] }.apply(&mut state).refused, None);
+        state
+    }
+
+    fn cmd(kind: &str, term: u64, node: NodeId) -> Command {
+        let (collection, partition) = ("c".to_string(), 0);
+        match kind {
+            "promote" => Command::Promote { collection, partition, term, node },
+            "stale" => Command::MarkStale { collection, partition, term, node },
+            _ => Command::MarkInSync { collection, partition, term, node },
+        }
+    }
+
+    #[test]
+    fn placement_puts_copies_on_distinct_nodes_and_spreads_primaries() {
+        let nodes = [1, 2, 3];
+        let placed = place(6, 2, &nodes, 1);
+        for copies in &placed {
+            assert_eq!(copies.len(), 2);
+            assert_ne!(copies[0], copies[1]);
+        }
+        for n in nodes {
+            assert_eq!(placed.iter().filter(|c| c[0] == n).count(), 2, "primaries spread evenly: {placed:?}");
+        }
+    }
+
+    /// A replaced primary cannot evict anyone: its changes name an old term.
+    #[test]
+    fn changes_of_an_older_term_are_refused() {
+        let mut state = state_with(vec![1, 2, 3]);
+        assert_eq!(cmd("promote", 0, 2).apply(&mut state).refused, None);
+        let p = &state.collections["c"];
+        assert_eq!((p.primary(0), p.shard(0).term), (Some(2), 1));
+        assert_eq!(p.in_sync(0), vec![2], "every other copy must recover from the new primary");
+        for (kind, node) in [("stale", 3), ("insync", 3), ("promote", 3)] {
+            let refused = cmd(kind, 0, node).apply(&mut state).refused;
+            assert!(matches!(refused, Some(Refusal::Outdated(_))), "{kind}: {refused:?}");
+        }
+        assert_eq!(cmd("insync", 1, 3).apply(&mut state).refused, None);
+        assert_eq!(state.collections["c"].in_sync(0), vec![2, 3]);
+    }
+
+    /// Only an in-sync copy is promoted; the primary is never marked stale.
+    #[test]
+    fn a_stale_copy_is_never_promoted() {
+        let mut state = state_with(vec![1, 2]);
+        assert_eq!(cmd("stale", 0, 2).apply(&mut state).refused, None);
+        assert!(matches!(cmd("promote", 0, 2).apply(&mut state).refused, Some(Refusal::Outdated(_))));
+        assert!(matches!(cmd("stale", 0, 1).apply(&mut state).refused, Some(Refusal::Outdated(_))));
+        assert!(matches!(cmd("promote", 0, 9).apply(&mut state).refused, Some(Refusal::Outdated(_))));
+        assert_eq!(state.collections["c"].in_sync(0), vec![1]);
+    }
+
+    /// Metadata written before replication reads as term 0 with every copy in sync.
+    #[test]
+    fn placements_written_before_replication_read_as_in_sync() {
+        let state = state_with(vec![7]);
+        let mut json = serde_json::to_value(&state).expect("serialises");
+        json["collections"]["c"].as_object_mut().expect("an object").remove("shards");
+        let old: ClusterState = serde_json::from_value(json).expect("the older shape reads");
+        assert_eq!(old.collections["c"].shard(0), Default::default());
+        assert_eq!(old.collections["c"].in_sync(0), vec![7]);
+    }
 }

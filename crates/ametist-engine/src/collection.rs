@@ -212,6 +212,9 @@ pub struct Collection {
     text_schema: Arc<RwLock<BTreeMap<String, TextIndexConfig>>>,
     engine: Arc<EngineConfig>,
     tx: mpsc::Sender<CollectionMsg>,
+    /// This process's copy of each partition it holds, by id (the same handle as in the
+    /// topology unless a front routes the partition's messages).
+    locals: Arc<RwLock<BTreeMap<usize, PartitionRef>>>,
     storage: Option<Arc<CollectionStorage>>,
     /// Serialises rewrites of `collection.json`: concurrent index changes (two clients, or
     /// a remote coordinator's calls to two partitions here) would otherwise race on its
@@ -234,6 +237,10 @@ impl Collection {
             index: config.index.unwrap_or(engine.default_index),
             vectors: config.vectors.clone(),
             sparse_vectors: config.sparse_vectors.clone(),
+            replication: crate::spec::Replication {
+                factor: config.replication_factor.unwrap_or(engine.default_replication_factor),
+                write_consistency: config.write_consistency_factor.unwrap_or(1),
+            },
         };
         spec.validate()?;
         Ok(spec)
@@ -267,14 +274,23 @@ impl Collection {
         let ids = settings.partition_ids(&spec);
         let mut refs = Vec::with_capacity(ids.len());
         let mut threads = Vec::with_capacity(ids.len());
+        let mut locals = BTreeMap::new();
         for id in ids {
-            // A partition served elsewhere (another node) joins as a plain handle.
-            if let Some(r) = provider.and_then(|p| p.external(&spec, id, engine.partition_mailbox)) {
-                refs.push(r);
+            let front = |local: Option<&PartitionRef>| {
+                provider.and_then(|p| p.front(&spec, id, engine.partition_mailbox, local))
+            };
+            // A partition with no copy here (it lives on other nodes) joins as a plain handle.
+            if provider.is_some_and(|p| !p.holds(&spec, id)) {
+                refs.push(
+                    front(None).ok_or_else(|| {
+                        EngineError::Internal(format!("partition {id} has no copy here and no front"))
+                    })?,
+                );
                 continue;
             }
             let (r, t) = spawn_one(&spec, &engine, storage.as_ref(), &schema, &text_schema, id);
-            refs.push(r);
+            refs.push(front(Some(&r)).unwrap_or_else(|| r.clone()));
+            locals.insert(id, r);
             threads.push((id, t));
         }
         let keys = settings
@@ -307,6 +323,7 @@ impl Collection {
             text_schema,
             engine,
             tx,
+            locals: Arc::new(RwLock::new(locals)),
             storage: storage.map(Arc::new),
             meta_lock: Arc::default(),
         })
@@ -469,6 +486,10 @@ impl Collection {
             return Err(e);
         }
         {
+            let mut locals = self.locals.write().expect("the locals lock is never held across a panic");
+            locals.extend(started.iter().map(|r| (r.id(), r.clone())));
+        }
+        {
             let mut topology = self.topology.write().expect("the topology lock is never held across a panic");
             let mut all: Vec<PartitionRef> = topology.all.iter().cloned().chain(started.iter().cloned()).collect();
             all.sort_by_key(PartitionRef::id);
@@ -505,6 +526,10 @@ impl Collection {
             topology.all = Arc::new(all);
             removed
         };
+        self.locals
+            .write()
+            .expect("the locals lock is never held across a panic")
+            .retain(|id, _| !entry.partitions.contains(id));
         let threads: Vec<(usize, JoinHandle<()>)> = {
             let mut all = self.threads.lock().unwrap_or_else(|e| e.into_inner());
             let (mine, rest): (Vec<_>, Vec<_>) =
@@ -562,6 +587,12 @@ impl Collection {
             return Err(e);
         }
         Ok(())
+    }
+
+    /// This process's own copy of partition `id`, when it holds one: what the node-to-node
+    /// service reads from and ships records to.
+    pub fn local_copy(&self, id: usize) -> Option<PartitionRef> {
+        self.locals.read().expect("the locals lock is never held across a panic").get(&id).cloned()
     }
 
     /// Waits until no partition is still recovering (each is running or stopped). Returns

@@ -52,6 +52,12 @@ pub struct CreateCollection {
     /// Free-form JSON kept with the collection and shown in its info.
     #[serde(default)]
     pub metadata: Option<serde_json::Map<String, Value>>,
+    /// Copies of each partition (a cluster keeps them on distinct members).
+    #[serde(default)]
+    pub replication_factor: Option<usize>,
+    /// Fewest in-sync copies a write is acknowledged with.
+    #[serde(default)]
+    pub write_consistency_factor: Option<usize>,
     #[serde(flatten)]
     pub _ignored: serde_json::Map<String, Value>,
 }
@@ -239,13 +245,7 @@ pub async fn create(State(state): State<AppState>, Path(name): Path<String>, bod
         v => (Some(serde_json::from_value(v).map_err(|e| bad("vectors".into(), e))?), Vec::new()),
     };
     let refused = |e: String| ApiError::bad_request(e, started);
-    refuse_unknown(
-        &req._ignored,
-        "",
-        NO_EFFECT_COLLECTION,
-        &[("replication_factor", json!(1)), ("write_consistency_factor", json!(1))],
-    )
-    .map_err(refused)?;
+    refuse_unknown(&req._ignored, "", NO_EFFECT_COLLECTION, &[]).map_err(refused)?;
     let vector_paths = unnamed
         .iter()
         .map(|p| ("vectors".to_string(), p))
@@ -350,6 +350,8 @@ pub async fn create(State(state): State<AppState>, Path(name): Path<String>, bod
         index: Some(index),
         vectors: named_params,
         sparse_vectors,
+        replication_factor: req.replication_factor,
+        write_consistency_factor: req.write_consistency_factor,
     };
     match &state.cluster {
         // On a cluster, the collection is created through Raft and placed over the members;
@@ -543,7 +545,8 @@ pub async fn update(State(state): State<AppState>, Path(name): Path<String>, bod
     }
     for (key, value) in req.params.iter().flatten() {
         let same = match key.as_str() {
-            "replication_factor" | "write_consistency_factor" => value == &json!(1),
+            "replication_factor" => value == &json!(c.spec().replication.factor),
+            "write_consistency_factor" => value == &json!(c.spec().replication.write_consistency),
             "on_disk_payload" | "read_fan_out_factor" | "read_fan_out_delay_ms" => true,
             _ => false,
         };
@@ -636,8 +639,8 @@ fn collection_info_json(info: &CollectionInfo, settings: &CollectionSettings) ->
                 "vectors": vectors,
                 "sparse_vectors": if sparse.is_empty() { Value::Null } else { Value::Object(sparse) },
                 "shard_number": s.partitions,
-                "replication_factor": 1,
-                "write_consistency_factor": 1,
+                "replication_factor": s.replication.factor,
+                "write_consistency_factor": s.replication.write_consistency,
                 "on_disk_payload": false,
             },
             "hnsw_config": {
