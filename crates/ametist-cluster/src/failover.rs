@@ -133,10 +133,14 @@ pub(crate) async fn request_recoveries(node: Arc<NodeInner>) {
                 if primary == node.id || !placement.shard(p).stale.contains(&node.id) {
                     continue;
                 }
-                if collection.local_copy(p).is_none() {
-                    continue;
-                }
-                let call = PartitionCall::Recover { node: node.id };
+                let Some(local) = collection.local_copy(p) else { continue };
+                // The copy's version lets the primary send only the records it misses.
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let version = match local.try_send(ametist_engine::messages::PartitionMsg::Stats(tx)) {
+                    Ok(()) => rx.await.ok().and_then(Result::ok).map(|s| s.version),
+                    Err(_) => None,
+                };
+                let call = PartitionCall::Recover { node: node.id, version };
                 let shared = &node.shared;
                 let started = std::time::Instant::now();
                 match shared.call::<()>(primary, &name, p, &call, Vec::new(), LONG_CALL).await {

@@ -136,6 +136,7 @@ impl Command {
                     let shard = placement.shard_mut(p);
                     shard.term += 1;
                     shard.stale.extend(others);
+                    shard.tail_ok.clear();
                     None
                 })
             }
@@ -144,13 +145,17 @@ impl Command {
                     if placement.replicas[p].first() == Some(&node) {
                         return Some(format!("node {node} is the primary"));
                     }
-                    placement.shard_mut(p).stale.insert(node);
+                    let shard = placement.shard_mut(p);
+                    shard.tail_ok.insert(node);
+                    shard.stale.insert(node);
                     None
                 })
             }
             Command::MarkInSync { collection, partition, term, node } => {
                 copies(state, collection, *partition, *term, *node, |placement, p, node| {
-                    placement.shard_mut(p).stale.remove(&node);
+                    let shard = placement.shard_mut(p);
+                    shard.stale.remove(&node);
+                    shard.tail_ok.remove(&node);
                     None
                 })
             }
@@ -257,6 +262,7 @@ mod tests {
         let p = &state.collections["c"];
         assert_eq!((p.primary(0), p.shard(0).term), (Some(2), 1));
         assert_eq!(p.in_sync(0), vec![2], "every other copy must recover from the new primary");
+        assert!(p.shard(0).tail_ok.is_empty(), "and from an image: their logs may differ from the new primary's");
         for (kind, node) in [("stale", 3), ("insync", 3), ("promote", 3)] {
             let refused = cmd(kind, 0, node).apply(&mut state).refused;
             assert!(matches!(refused, Some(Refusal::Outdated(_))), "{kind}: {refused:?}");
@@ -270,6 +276,10 @@ mod tests {
     fn a_stale_copy_is_never_promoted() {
         let mut state = state_with(vec![1, 2]);
         assert_eq!(cmd("stale", 0, 2).apply(&mut state).refused, None);
+        assert!(
+            state.collections["c"].shard(0).tail_ok.contains(&2),
+            "a copy that missed records of this term may take them"
+        );
         assert!(matches!(cmd("promote", 0, 2).apply(&mut state).refused, Some(Refusal::Outdated(_))));
         assert!(matches!(cmd("stale", 0, 1).apply(&mut state).refused, Some(Refusal::Outdated(_))));
         assert!(matches!(cmd("promote", 0, 9).apply(&mut state).refused, Some(Refusal::Outdated(_))));

@@ -160,17 +160,18 @@ impl Service {
                 }
                 self.install(collection, partition, &p, blob).await
             }
-            PartitionCall::Recover { node: asking } => {
+            PartitionCall::Recover { node: asking, version } => {
                 let Some(control) = node.shared.control(collection, partition) else {
                     return refuse(format!("node {} runs no writer for it", node.id));
                 };
                 let (tx, rx) = oneshot::channel();
-                if control.send(Control::Recover { node: asking, reply: tx }).await.is_err() {
+                if control.send(Control::Recover { node: asking, version, reply: tx }).await.is_err() {
                     return refuse("its writer stopped".into());
                 }
                 let result = rx.await.unwrap_or_else(|_| Err(p.unavailable()));
                 wire::answer(result.map_err(|e| WireError::from(&e)))
             }
+            PartitionCall::Digest => ask(&p, PartitionMsg::Digest).await,
             call @ (PartitionCall::Search(_)
             | PartitionCall::Get { .. }
             | PartitionCall::Scroll(_)

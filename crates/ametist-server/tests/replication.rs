@@ -73,6 +73,30 @@ fn copies(base: &str) -> Vec<(u64, u64, String)> {
     out
 }
 
+/// Both copies of a partition hold the same ids, versions, payloads and vectors.
+fn assert_copies_identical(base: &str, name: &str, partition: usize) {
+    let (s, b) = call("GET", &format!("{base}/collections/{name}/partitions/{partition}/copies"), None);
+    assert_eq!(s, 200, "{b}");
+    let copies = b["result"]["copies"].as_array().expect("copies");
+    assert_eq!(copies.len(), 2, "{b}");
+    for c in copies {
+        assert_eq!(c["state"], "Active", "{b}");
+        assert!(c["digest"].is_string(), "{b}");
+        assert_eq!(
+            (&c["digest"], &c["points"], &c["version"]),
+            (&copies[0]["digest"], &copies[0]["points"], &copies[0]["version"]),
+            "copies differ: {b}"
+        );
+    }
+}
+
+/// Recoveries the node's primaries made since it started: (from the log, from an image).
+fn recovery_counts(base: &str) -> (u64, u64) {
+    let (_, b) = call("GET", &format!("{base}/cluster"), None);
+    let r = &b["result"]["recoveries"];
+    (r["from_log"].as_u64().expect("counted"), r["from_image"].as_u64().expect("counted"))
+}
+
 fn all_in_sync(base: &str) -> bool {
     let c = copies(base);
     c.len() == 12 && c.iter().all(|(_, _, s)| s == "Active")
@@ -144,7 +168,13 @@ fn kill_each_node_in_turn_under_load() {
         .collect();
 
     std::thread::sleep(Duration::from_secs(2));
+    let mut recoveries = [(0u64, 0u64); 3];
+    let mut banked: Vec<(u64, u64)> = Vec::new();
     for victim in [2usize, 1, 0] {
+        for (i, base) in bases.iter().enumerate() {
+            recoveries[i] = recovery_counts(base);
+        }
+        banked.push(std::mem::take(&mut recoveries[victim]));
         // Counts never fall below what was acknowledged before they were sent.
         let before = acked.lock().unwrap().len();
         let reader = bases[(victim + 1) % 3].clone();
@@ -185,6 +215,18 @@ fn kill_each_node_in_turn_under_load() {
     }
     let bad = bad.lock().unwrap();
     assert!(bad.is_empty(), "errors other than retryable 503s: {bad:?}");
+    for p in 0..6 {
+        assert_copies_identical(&bases[0], "rep", p);
+    }
+    // Both recovery paths ran: replicas that missed records got them from the primary's
+    // log, copies made stale by a promotion got an image. (Each node counts its own since
+    // it started: the counts of killed nodes were banked before each kill.)
+    for (i, base) in bases.iter().enumerate() {
+        recoveries[i] = recovery_counts(base);
+    }
+    let (from_log, from_image) = banked.iter().chain(recoveries.iter()).fold((0, 0), |(l, m), (a, b)| (l + a, m + b));
+    eprintln!("recoveries: {from_log} from the log, {from_image} from an image");
+    assert!(from_log > 0 && from_image > 0, "{from_log} from the log, {from_image} from an image");
 
     // Every acknowledged id is there, with its payload, read through every node.
     let acked = acked.lock().unwrap().clone();
@@ -326,6 +368,7 @@ fn a_stale_copy_is_never_promoted() {
         let (s, got) = ids_of(base, "one", &all);
         assert_eq!((s, got.len()), (200, 100), "through {base}");
     }
+    assert_copies_identical(&bases[n], "one", 0);
 }
 
 /// A frozen primary (`kill -STOP`) past the failover timeout is replaced; once it thaws it
@@ -349,9 +392,18 @@ fn a_frozen_primary_is_fenced_and_rejoins_as_a_replica() {
     let frozen_base = bases[p].clone();
     let mut frozen_rng = StdRng::seed_from_u64(1);
     let frozen_write = std::thread::spawn(move || write(&frozen_base, "one", 1000..1001, &mut frozen_rng));
-    std::thread::sleep(Duration::from_secs(5));
-    let (s, b) = write(&bases[n], "one", 50..100, &mut rng);
-    assert_eq!(s, 200, "the promoted replica takes writes: {b}");
+    std::thread::sleep(Duration::from_secs(3));
+    // The replica is promoted after the failover timeout; writes answer 503 (retryable)
+    // until then, as a client retries them.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (s, b) = write(&bases[n], "one", 50..100, &mut rng);
+        if s == 200 {
+            break;
+        }
+        assert!(s == 503 && Instant::now() < deadline, "the promoted replica takes writes: {s}: {b}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     signal("-CONT");
     let (s, b) = frozen_write.join().unwrap();
     assert!(s == 200 || s == 503, "{s}: {b}");
@@ -370,4 +422,5 @@ fn a_frozen_primary_is_fenced_and_rejoins_as_a_replica() {
         assert!(missing.is_empty(), "acknowledged ids missing through {base}: {missing:?}");
         assert_eq!(got.len(), expected.len(), "a write answered 503 may be absent, never half-applied: {got:?}");
     }
+    assert_copies_identical(&bases[n], "one", 0);
 }
