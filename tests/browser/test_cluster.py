@@ -42,5 +42,6 @@ def test_cluster_view_shows_members_leader_term_and_placement(browser, cluster_n
     assert [r.get_attribute("data-node") for r in rows] == [me]
     assert "leader" in rows[0].text and "this node" in rows[0].text
     placement = [r.text.split() for r in page.els("#cluster-placement tbody tr")]
-    assert placement == [["placed", str(p), me] for p in range(3)]
+    # Collection, partition, primary, term, copies.
+    assert placement == [["placed", str(p), me, "0", me] for p in range(3)]
     page.screenshot("cluster-enabled")

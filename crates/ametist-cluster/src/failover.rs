@@ -25,6 +25,9 @@ use crate::wire::{self, kind, PartitionCall};
 const PROBE_EVERY: Duration = Duration::from_millis(500);
 /// How long a ping may take.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(400);
+/// Raft's shortest election timeout (see `node.rs`): how long a leader was silent, at
+/// least, when another node wins an election.
+const ELECTION_TIMEOUT_MIN: Duration = Duration::from_millis(1000);
 /// How often a node looks for stale copies of its own to recover.
 const RECOVERY_EVERY: Duration = Duration::from_secs(1);
 
@@ -70,14 +73,23 @@ pub(crate) async fn catch_up(node: Arc<NodeInner>) {
 pub(crate) async fn detect_failures(node: Arc<NodeInner>) {
     let mut last_seen: HashMap<NodeId, Instant> = HashMap::new();
     let mut ticker = tokio::time::interval(PROBE_EVERY);
+    // The leader this node followed last: when it wins an election, that leader has been
+    // silent for at least an election timeout already.
+    let mut previous_leader = None;
     loop {
         ticker.tick().await;
-        if node.raft.metrics().borrow().current_leader != Some(node.id) {
-            // A new leader starts with every member given the benefit of the doubt.
+        let leader = node.raft.metrics().borrow().current_leader;
+        if leader != Some(node.id) {
+            // A new leader starts with every member given the benefit of the doubt...
             last_seen.clear();
+            previous_leader = leader.or(previous_leader);
             continue;
         }
         let now = Instant::now();
+        if let Some(old) = previous_leader.take().filter(|&old| old != node.id) {
+            // ...except the leader it replaced, silent since before the election.
+            last_seen.insert(old, now.checked_sub(ELECTION_TIMEOUT_MIN).unwrap_or(now));
+        }
         let members = node.metadata.members();
         let mut pings = Vec::new();
         for (&id, member) in members.iter().filter(|(&id, _)| id != node.id) {

@@ -806,11 +806,19 @@ async function renderCluster(root) {
           h('td', {}, [String(raft.leader) === id ? h('span', { class: 'pill' }, 'leader') : null, ' ',
             String(c.peer_id) === id ? h('span', { class: 'pill' }, 'this node') : null]))))),
       h('h2', {}, 'Placement'),
-      h('p', { class: 'note' }, 'Which node serves each partition (the first replica serves; partitions have one replica for now).'),
+      h('p', { class: 'note' }, 'Each partition\'s copies: its primary (which orders and ships its writes), the primary\'s term (one more at every failover), and every copy, stale ones (missed writes, waiting for a recovery from the primary; they serve nothing) marked.'),
       h('table', { id: 'cluster-placement' },
-        h('thead', {}, h('tr', {}, h('th', {}, 'Collection'), h('th', { class: 'num' }, 'Partition'), h('th', {}, 'Replicas (serving first)'))),
-        h('tbody', {}, Object.entries(c.collections || {}).flatMap(([name, parts]) => parts.map((p) => h('tr', {},
-          h('td', {}, name), h('td', { class: 'num' }, p.partition), h('td', { class: 'mono' }, p.replicas.join(', '))))))));
+        h('thead', {}, h('tr', {}, h('th', {}, 'Collection'), h('th', { class: 'num' }, 'Partition'), h('th', {}, 'Primary'),
+          h('th', { class: 'num' }, 'Term'), h('th', {}, 'Copies'))),
+        h('tbody', {}, Object.entries(c.collections || {}).flatMap(([name, parts]) => parts.map((p) => {
+          const stale = new Set((p.stale || []).map(String));
+          return h('tr', {},
+            h('td', {}, name), h('td', { class: 'num' }, p.partition), h('td', { class: 'mono' }, String(p.replicas[0])),
+            h('td', { class: 'num' }, String(p.term ?? 0)),
+            h('td', { class: 'mono' }, p.replicas.map((n) => stale.has(String(n))
+              ? h('span', { class: 'error', title: 'stale: recovering from the primary' }, `${n} (stale) `)
+              : h('span', {}, `${n} `))));
+        })))));
   });
 }
 
