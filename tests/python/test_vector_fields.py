@@ -213,8 +213,12 @@ def test_data_written_before_the_field_model_opens_and_answers_the_same(tmp_path
         ({"vectors": {"t": {"size": 4, "distance": "Dot", "quantization_config": {"product": {"compression": "x4"}}}}}, "vectors.t.quantization_config.product"),
         ({"vectors": {"size": 4, "distance": "Dot"}, "quantization_config": {"product": {"compression": "x16"}}}, "quantization_config.product"),
         ({"vectors": {"size": 4, "distance": "Dot"}, "replication_factor": 2}, "replication_factor"),
-        ({"vectors": {"size": 4, "distance": "Dot"}, "sharding_method": "custom"}, "sharding_method"),
-        ({"vectors": {"size": 4, "distance": "Dot"}, "strict_mode_config": {"enabled": True}}, "strict_mode_config"),
+        ({"vectors": {"size": 4, "distance": "Dot"}, "init_from": {"collection": "x"}}, "init_from"),
+        (
+            {"vectors": {"size": 4, "distance": "Dot"}, "strict_mode_config": {"max_resident_memory_percent": 50}},
+            "strict_mode_config.max_resident_memory_percent",
+        ),
+        ({"vectors": {"size": 4, "distance": "Dot"}, "strict_mode_config": {"max_query_limt": 5}}, "max_query_limt"),
         ({"vectors": {"size": 4, "distance": "Dot"}, "hnsw_config": {"m": 8, "copy_vectors": True}}, "hnsw_config.copy_vectors"),
     ],
 )

@@ -31,6 +31,7 @@ use ametist_core::text::fusion;
 use ametist_core::text::{CorpusStats, TextIndex, TextIndexConfig, Tokenizer};
 use ametist_core::{topk, Metric, PointId};
 
+use crate::config::MAX_PARTITIONS;
 use crate::config::{CollectionConfig, EngineConfig};
 use crate::error::EngineError;
 use crate::external::PartitionProvider;
@@ -42,6 +43,7 @@ use crate::messages::{
 use crate::partition::{spawn_partition, PartitionInfo, PartitionRef, PartitionSpec};
 use crate::snapshots::{self, SnapshotDescription};
 pub use crate::spec::CollectionSpec;
+use crate::spec::{CollectionSettings, ShardKey, ShardKeyEntry, ShardingMethod, StrictModeConfig};
 use crate::store::{DurableStore, MemoryStore, PartitionStore};
 use crate::supervisor::ActorState;
 
@@ -59,17 +61,57 @@ pub struct CollectionInfo {
 }
 
 /// Messages the coordinator understands.
+/// Writes and point reads carry the partitions they may touch, resolved by the handle from
+/// its shard-key scope: `groups` are routed to separately (one per shard key, or one of
+/// every partition for auto sharding), `parts` are all sent the message.
 enum CollectionMsg {
-    Write { ops: Vec<WriteOp>, wait: bool, reply: Reply<WriteAck> },
-    Get { ids: Vec<PointId>, with_payload: bool, with_vector: bool, reply: Reply<Vec<Record>> },
-    Stats { reply: Reply<Vec<(PartitionInfo, Option<IndexStats>)>> },
-    Scroll { req: ScrollRequest, reply: Reply<Vec<Vec<Record>>> },
-    Count { filter: Option<Filter>, reply: Reply<Vec<usize>> },
-    FieldIndex { key: String, kind: Option<FieldType>, reply: Reply<Vec<()>> },
-    TextIndex { key: String, config: TextIndexConfig, reply: Reply<Vec<()>> },
-    Rebuild { reply: Reply<Vec<IndexStats>> },
-    Fault { partition: usize, fault: Fault, reply: Reply<()> },
-    Stop { reply: oneshot::Sender<()> },
+    Write {
+        ops: Vec<WriteOp>,
+        wait: bool,
+        groups: Vec<Arc<Vec<PartitionRef>>>,
+        reply: Reply<WriteAck>,
+    },
+    Get {
+        ids: Vec<PointId>,
+        with_payload: bool,
+        with_vector: bool,
+        groups: Vec<Arc<Vec<PartitionRef>>>,
+        reply: Reply<Vec<Record>>,
+    },
+    Stats {
+        reply: Reply<Vec<(PartitionInfo, Option<IndexStats>)>>,
+    },
+    Scroll {
+        req: ScrollRequest,
+        parts: Arc<Vec<PartitionRef>>,
+        reply: Reply<Vec<Vec<Record>>>,
+    },
+    Count {
+        filter: Option<Filter>,
+        parts: Arc<Vec<PartitionRef>>,
+        reply: Reply<Vec<usize>>,
+    },
+    FieldIndex {
+        key: String,
+        kind: Option<FieldType>,
+        reply: Reply<Vec<()>>,
+    },
+    TextIndex {
+        key: String,
+        config: TextIndexConfig,
+        reply: Reply<Vec<()>>,
+    },
+    Rebuild {
+        reply: Reply<Vec<IndexStats>>,
+    },
+    Fault {
+        partition: usize,
+        fault: Fault,
+        reply: Reply<()>,
+    },
+    Stop {
+        reply: oneshot::Sender<()>,
+    },
 }
 
 /// A BM25 query of one text-indexed payload field.
@@ -137,20 +179,42 @@ pub(crate) struct CollectionStorage {
     pub snapshots_dir: PathBuf,
 }
 
+/// The partitions a collection runs: all of them in id order, and for custom sharding the
+/// ones of each shard key in routing order. Shared by the handles and the coordinator, and
+/// replaced as a whole when a shard key is added or removed.
+#[derive(Clone, Default)]
+struct Topology {
+    all: Arc<Vec<PartitionRef>>,
+    keys: BTreeMap<ShardKey, Arc<Vec<PartitionRef>>>,
+}
+
+/// Partition threads, joined when the collection stops or a shard key is deleted.
+type Threads = Arc<std::sync::Mutex<Vec<(usize, JoinHandle<()>)>>>;
+
 /// A cheap, cloneable handle to a running collection.
+///
+/// A handle may be scoped to shard keys ([`Collection::with_shard_keys`]): its reads see
+/// only those keys' partitions and its writes go to them. An unscoped handle reads every
+/// partition and, in a custom-sharded collection, cannot write points.
 #[derive(Clone)]
 pub struct Collection {
     spec: Arc<CollectionSpec>,
+    topology: Arc<RwLock<Topology>>,
+    settings: Arc<RwLock<CollectionSettings>>,
+    threads: Threads,
+    /// The shard keys this handle reads and writes (`None`: every partition).
+    scope: Option<Arc<Vec<ShardKey>>>,
+    /// Serialises shard-key changes (they start and stop partitions).
+    keys_lock: Arc<tokio::sync::Mutex<()>>,
     /// Indexed payload fields; shared with the partitions (see `PartitionSpec`).
     schema: Arc<RwLock<BTreeMap<String, FieldType>>>,
     /// Full-text indexed fields, shared the same way.
     text_schema: Arc<RwLock<BTreeMap<String, TextIndexConfig>>>,
     engine: Arc<EngineConfig>,
     tx: mpsc::Sender<CollectionMsg>,
-    partitions: Arc<Vec<PartitionRef>>,
-    /// This process's copy of each partition, when it holds one (the same handle as in
-    /// `partitions` unless a front routes the partition's messages).
-    locals: Arc<Vec<Option<PartitionRef>>>,
+    /// This process's copy of each partition it holds, by id (the same handle as in the
+    /// topology unless a front routes the partition's messages).
+    locals: Arc<RwLock<BTreeMap<usize, PartitionRef>>>,
     storage: Option<Arc<CollectionStorage>>,
     /// Serialises rewrites of `collection.json`: concurrent index changes (two clients, or
     /// a remote coordinator's calls to two partitions here) would otherwise race on its
@@ -189,9 +253,10 @@ impl Collection {
         spec: CollectionSpec,
         engine: Arc<EngineConfig>,
         storage: Option<CollectionStorage>,
+        settings: CollectionSettings,
         provider: Option<&Arc<dyn PartitionProvider>>,
     ) -> Result<Self, EngineError> {
-        Self::start_with(spec, engine, storage, crate::spec::Schemas::default(), provider)
+        Self::start_with(spec, engine, storage, crate::spec::Schemas::default(), settings, provider)
     }
 
     /// [`Collection::start`] with the payload and text index schemas it had.
@@ -200,16 +265,17 @@ impl Collection {
         engine: Arc<EngineConfig>,
         storage: Option<CollectionStorage>,
         schemas: crate::spec::Schemas,
+        settings: CollectionSettings,
         provider: Option<&Arc<dyn PartitionProvider>>,
     ) -> Result<Self, EngineError> {
         let spec = Arc::new(spec);
-        let (name, partitions) = (spec.name.as_str(), spec.partitions);
         let schema = Arc::new(RwLock::new(schemas.fields));
         let text_schema = Arc::new(RwLock::new(schemas.text));
-        let mut refs = Vec::with_capacity(partitions);
-        let mut threads = Vec::with_capacity(partitions);
-        let mut locals = Vec::with_capacity(partitions);
-        for id in 0..partitions {
+        let ids = settings.partition_ids(&spec);
+        let mut refs = Vec::with_capacity(ids.len());
+        let mut threads = Vec::with_capacity(ids.len());
+        let mut locals = BTreeMap::new();
+        for id in ids {
             let front = |local: Option<&PartitionRef>| {
                 provider.and_then(|p| p.front(&spec, id, engine.partition_mailbox, local))
             };
@@ -220,47 +286,44 @@ impl Collection {
                         EngineError::Internal(format!("partition {id} has no copy here and no front"))
                     })?,
                 );
-                locals.push(None);
                 continue;
             }
-            let pspec = PartitionSpec {
-                collection: name.to_string(),
-                id,
-                dim: spec.dim,
-                metric: spec.metric,
-                index: spec.index,
-                mailbox: engine.partition_mailbox,
-                policy: engine.supervision,
-                payload_schema: schema.clone(),
-                text_schema: text_schema.clone(),
-                vectors: spec.vectors.clone(),
-                sparse_vectors: spec.sparse_vectors.clone(),
-            };
-            let store: Arc<dyn PartitionStore> = match &storage {
-                Some(s) => Arc::new(DurableStore::new(partition_dir(&s.dir, id), id, engine.storage)),
-                None => Arc::new(MemoryStore::new()),
-            };
-            let (r, t) = spawn_partition(pspec, store);
+            let (r, t) = spawn_one(&spec, &engine, storage.as_ref(), &schema, &text_schema, id);
             refs.push(front(Some(&r)).unwrap_or_else(|| r.clone()));
-            locals.push(Some(r));
-            threads.push(t);
+            locals.insert(id, r);
+            threads.push((id, t));
         }
+        let keys = settings
+            .shard_keys
+            .iter()
+            .map(|k| {
+                let parts = k.partitions.iter().filter_map(|id| refs.iter().find(|r| r.id() == *id).cloned());
+                (k.key.clone(), Arc::new(parts.collect::<Vec<_>>()))
+            })
+            .collect();
+        let topology = Arc::new(RwLock::new(Topology { all: Arc::new(refs), keys }));
+        let threads: Threads = Arc::new(std::sync::Mutex::new(threads));
         let (tx, rx) = mpsc::channel(engine.collection_mailbox.max(1));
         // Durable partitions are woken up regularly so that a time-based snapshot is taken
         // even when no write arrives.
         let tick = storage.as_ref().map(|_| {
             engine.storage.snapshot_interval.div_f64(4.0).clamp(Duration::from_secs(1), Duration::from_secs(60))
         });
-        let actor = CollectionActor { partitions: refs.clone(), threads, engine: engine.clone(), tick };
+        let actor =
+            CollectionActor { topology: topology.clone(), threads: threads.clone(), engine: engine.clone(), tick };
         tokio::spawn(actor.run(rx));
         Ok(Collection {
             spec,
+            topology,
+            settings: Arc::new(RwLock::new(settings)),
+            threads,
+            scope: None,
+            keys_lock: Arc::default(),
             schema,
             text_schema,
             engine,
             tx,
-            partitions: Arc::new(refs),
-            locals: Arc::new(locals),
+            locals: Arc::new(RwLock::new(locals)),
             storage: storage.map(Arc::new),
             meta_lock: Arc::default(),
         })
@@ -269,13 +332,267 @@ impl Collection {
     /// The handle of partition `id`, local or external (a node serving its partitions to
     /// other nodes sends them messages through it).
     pub fn partition(&self, id: usize) -> Option<PartitionRef> {
-        self.partitions.get(id).cloned()
+        self.all_partitions().iter().find(|p| p.id() == id).cloned()
+    }
+
+    /// Every partition the collection runs, in id order.
+    fn all_partitions(&self) -> Arc<Vec<PartitionRef>> {
+        self.topology.read().expect("the topology lock is never held across a panic").all.clone()
+    }
+
+    /// The collection's sharding, strict mode and metadata.
+    pub fn settings(&self) -> CollectionSettings {
+        self.settings.read().expect("the settings lock is never held across a panic").clone()
+    }
+
+    /// The shard keys this handle is scoped to (`None`: every partition).
+    pub fn scope(&self) -> Option<&[ShardKey]> {
+        self.scope.as_deref().map(Vec::as_slice)
+    }
+
+    /// This collection seen through shard keys: reads see only the points of `keys`, and
+    /// writes go to them (each point to every key named). `None` is the whole collection.
+    /// Keys are for custom-sharded collections only, and each must exist.
+    pub fn with_shard_keys(&self, keys: Option<Vec<ShardKey>>) -> Result<Collection, EngineError> {
+        let Some(mut keys) = keys else { return Ok(Collection { scope: None, ..self.clone() }) };
+        if self.settings().sharding_method != ShardingMethod::Custom {
+            return Err(EngineError::invalid(format!(
+                "collection `{}` does not use custom sharding: a shard key can not be given (create it with \
+                 sharding_method: custom)",
+                self.spec.name
+            )));
+        }
+        if keys.is_empty() {
+            return Err(EngineError::invalid("the shard key selector is empty: name at least one shard key"));
+        }
+        keys.dedup();
+        self.key_groups(&keys)?;
+        Ok(Collection { scope: Some(Arc::new(keys)), ..self.clone() })
+    }
+
+    /// The partitions of each of `keys`, in the order given.
+    fn key_groups(&self, keys: &[ShardKey]) -> Result<Vec<Arc<Vec<PartitionRef>>>, EngineError> {
+        let topology = self.topology.read().expect("the topology lock is never held across a panic");
+        keys.iter()
+            .map(|k| {
+                topology.keys.get(k).cloned().ok_or_else(|| {
+                    EngineError::invalid(format!("Shard key {k} does not exist in collection `{}`", self.spec.name))
+                })
+            })
+            .collect()
+    }
+
+    /// The partitions a read through this handle covers.
+    fn read_parts(&self) -> Result<Arc<Vec<PartitionRef>>, EngineError> {
+        match &self.scope {
+            None => Ok(self.all_partitions()),
+            Some(keys) => {
+                let groups = self.key_groups(keys)?;
+                if groups.len() == 1 {
+                    return Ok(groups.into_iter().next().expect("one group"));
+                }
+                let mut parts: Vec<PartitionRef> = groups.iter().flat_map(|g| g.iter().cloned()).collect();
+                parts.sort_by_key(PartitionRef::id);
+                parts.dedup_by_key(|p| p.id());
+                Ok(Arc::new(parts))
+            }
+        }
+    }
+
+    /// The groups a write through this handle is routed within: one per shard key, or
+    /// all partitions for auto sharding. Unscoped, a custom-sharded collection takes only
+    /// deletes and changes by filter (applied in every key, as reads see every key); a
+    /// write that places or changes a point by id needs a key.
+    fn write_groups(&self, ops: &[WriteOp]) -> Result<Vec<Arc<Vec<PartitionRef>>>, EngineError> {
+        match &self.scope {
+            Some(keys) => self.key_groups(keys),
+            None if self.settings().sharding_method == ShardingMethod::Custom => {
+                if ops.iter().all(|op| matches!(op, WriteOp::Delete(_) | WriteOp::ByFilter { .. })) {
+                    return self.read_groups();
+                }
+                Err(EngineError::invalid(format!(
+                    "Shard key not specified: collection `{}` uses custom sharding, so a write of points names \
+                     their shard key",
+                    self.spec.name
+                )))
+            }
+            None => Ok(vec![self.all_partitions()]),
+        }
+    }
+
+    /// Adds a shard key with `shards` partitions (unset: the collection's `shard_number`)
+    /// to a custom-sharded collection. The new partitions are running and the key is in
+    /// `collection.json` when this returns.
+    pub async fn create_shard_key(&self, key: ShardKey, shards: Option<usize>) -> Result<(), EngineError> {
+        let _one = self.keys_lock.lock().await;
+        let settings = self.settings();
+        if settings.sharding_method != ShardingMethod::Custom {
+            return Err(EngineError::invalid(format!(
+                "collection `{}` does not use custom sharding: shard keys can not be created (create it with \
+                 sharding_method: custom)",
+                self.spec.name
+            )));
+        }
+        if settings.shard_keys.iter().any(|k| k.key == key) {
+            return Err(EngineError::invalid(format!("Shard key {key} already exists")));
+        }
+        let n = shards.unwrap_or(self.spec.partitions);
+        let used = settings.partition_ids(&self.spec);
+        if n == 0 || n > MAX_PARTITIONS || used.len() + n > MAX_PARTITIONS {
+            return Err(EngineError::invalid(format!(
+                "shards_number must be between 1 and {}, got {n} (a collection has at most {MAX_PARTITIONS} \
+                 partitions, {} are in use)",
+                MAX_PARTITIONS.saturating_sub(used.len()).min(MAX_PARTITIONS),
+                used.len()
+            )));
+        }
+        let first = used.iter().max().map_or(0, |m| m + 1);
+        let ids: Vec<usize> = (first..first + n).collect();
+        // A key deleted before a crash may have left its partitions' files: they must not
+        // come back as this key's points.
+        let dirs: Vec<PathBuf> = match &self.storage {
+            Some(s) => ids.iter().map(|&id| partition_dir(&s.dir, id)).collect(),
+            None => Vec::new(),
+        };
+        let leftovers = dirs.clone();
+        blocking(move || leftovers.iter().try_for_each(|d| crate::db::remove_dir_durably(d))).await?;
+        let mut started = Vec::with_capacity(n);
+        let mut threads = Vec::with_capacity(n);
+        for &id in &ids {
+            let (r, t) =
+                spawn_one(&self.spec, &self.engine, self.storage.as_deref(), &self.schema, &self.text_schema, id);
+            started.push(r);
+            threads.push((id, t));
+        }
+        let undo = |started: Vec<PartitionRef>, threads: Vec<(usize, JoinHandle<()>)>, dirs: Vec<PathBuf>| async move {
+            stop_partitions(&started, threads).await;
+            let _ = blocking(move || dirs.iter().try_for_each(|d| crate::db::remove_dir_durably(d))).await;
+        };
+        let unable = settle(&started).await;
+        if !unable.is_empty() {
+            undo(started, threads, dirs).await;
+            return Err(EngineError::StorageUnavailable {
+                partition: None,
+                message: format!(
+                    "shard key {key} was not created: its partitions cannot start ({}); nothing was created",
+                    unable.join("; ")
+                ),
+            });
+        }
+        let mut next = settings.clone();
+        next.shard_keys.push(ShardKeyEntry { key: key.clone(), partitions: ids });
+        if let Err(e) = self.persist_settings(next).await {
+            undo(started, threads, dirs).await;
+            return Err(e);
+        }
+        {
+            let mut locals = self.locals.write().expect("the locals lock is never held across a panic");
+            locals.extend(started.iter().map(|r| (r.id(), r.clone())));
+        }
+        {
+            let mut topology = self.topology.write().expect("the topology lock is never held across a panic");
+            let mut all: Vec<PartitionRef> = topology.all.iter().cloned().chain(started.iter().cloned()).collect();
+            all.sort_by_key(PartitionRef::id);
+            topology.all = Arc::new(all);
+            topology.keys.insert(key.clone(), Arc::new(started));
+        }
+        self.threads.lock().unwrap_or_else(|e| e.into_inner()).extend(threads);
+        tracing::info!(collection = %self.spec.name, key = %key, partitions = n, "created shard key");
+        Ok(())
+    }
+
+    /// Removes a shard key and every point in it: its partitions are stopped and their
+    /// files removed. False when the key does not exist.
+    pub async fn delete_shard_key(&self, key: &ShardKey) -> Result<bool, EngineError> {
+        let _one = self.keys_lock.lock().await;
+        let settings = self.settings();
+        if settings.sharding_method != ShardingMethod::Custom {
+            return Err(EngineError::invalid(format!(
+                "collection `{}` does not use custom sharding: it has no shard keys",
+                self.spec.name
+            )));
+        }
+        let Some(entry) = settings.shard_keys.iter().find(|k| &k.key == key).cloned() else { return Ok(false) };
+        let mut next = settings.clone();
+        next.shard_keys.retain(|k| &k.key != key);
+        // Durable first: after a crash the key is gone, and its leftover files are removed
+        // at the next start.
+        self.persist_settings(next).await?;
+        let removed = {
+            let mut topology = self.topology.write().expect("the topology lock is never held across a panic");
+            let removed = topology.keys.remove(key).unwrap_or_default();
+            let all: Vec<PartitionRef> =
+                topology.all.iter().filter(|p| !entry.partitions.contains(&p.id())).cloned().collect();
+            topology.all = Arc::new(all);
+            removed
+        };
+        self.locals
+            .write()
+            .expect("the locals lock is never held across a panic")
+            .retain(|id, _| !entry.partitions.contains(id));
+        let threads: Vec<(usize, JoinHandle<()>)> = {
+            let mut all = self.threads.lock().unwrap_or_else(|e| e.into_inner());
+            let (mine, rest): (Vec<_>, Vec<_>) =
+                std::mem::take(&mut *all).into_iter().partition(|(id, _)| entry.partitions.contains(id));
+            *all = rest;
+            mine
+        };
+        stop_partitions(&removed, threads).await;
+        if let Some(s) = &self.storage {
+            let dirs: Vec<PathBuf> = entry.partitions.iter().map(|&id| partition_dir(&s.dir, id)).collect();
+            blocking(move || dirs.iter().try_for_each(|d| crate::db::remove_dir_durably(d))).await?;
+        }
+        tracing::info!(collection = %self.spec.name, key = %key, "deleted shard key");
+        Ok(true)
+    }
+
+    /// The shard keys of a custom-sharded collection, in the order they were created.
+    pub fn shard_keys(&self) -> Vec<ShardKey> {
+        self.settings().shard_keys.into_iter().map(|k| k.key).collect()
+    }
+
+    /// Changes strict mode (merged field by field into the current one) and metadata
+    /// (keys set, a `null` value removes its key), durably.
+    pub async fn update_settings(
+        &self,
+        strict_mode: Option<StrictModeConfig>,
+        metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    ) -> Result<(), EngineError> {
+        let _one = self.keys_lock.lock().await;
+        let mut next = self.settings();
+        if let Some(strict) = strict_mode {
+            next.strict_mode = Some(next.strict_mode.unwrap_or_default().merged(&strict));
+        }
+        if let Some(metadata) = metadata {
+            for (k, v) in metadata {
+                if v.is_null() {
+                    next.metadata.remove(&k);
+                } else {
+                    next.metadata.insert(k, v);
+                }
+            }
+        }
+        self.persist_settings(next).await
+    }
+
+    /// Makes `next` the collection's settings: written to `collection.json` first (durable
+    /// collections), then published.
+    async fn persist_settings(&self, next: CollectionSettings) -> Result<(), EngineError> {
+        let previous = std::mem::replace(
+            &mut *self.settings.write().expect("the settings lock is never held across a panic"),
+            next,
+        );
+        if let Err(e) = self.persist_schemas().await {
+            *self.settings.write().expect("the settings lock is never held across a panic") = previous;
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// This process's own copy of partition `id`, when it holds one: what the node-to-node
     /// service reads from and ships records to.
     pub fn local_copy(&self, id: usize) -> Option<PartitionRef> {
-        self.locals.get(id).cloned().flatten()
+        self.locals.read().expect("the locals lock is never held across a panic").get(&id).cloned()
     }
 
     /// Waits until no partition is still recovering (each is running or stopped). Returns
@@ -288,7 +605,7 @@ impl Collection {
     /// (running, read-only or stopped).
     pub async fn wait_settled(&self) -> Vec<PartitionInfo> {
         loop {
-            let infos: Vec<PartitionInfo> = self.partitions.iter().map(|p| p.info()).collect();
+            let infos: Vec<PartitionInfo> = self.all_partitions().iter().map(|p| p.info()).collect();
             if infos.iter().all(|i| i.state != ActorState::Recovering) {
                 return infos;
             }
@@ -307,8 +624,14 @@ impl Collection {
     /// write it acknowledged before); there is no cross-partition point in time.
     pub async fn create_snapshot(&self) -> Result<SnapshotDescription, EngineError> {
         let storage = self.snapshot_storage()?;
+        if self.settings().sharding_method == ShardingMethod::Custom {
+            return Err(EngineError::invalid(
+                "collection snapshots are not supported yet for a collection with custom sharding (shard keys)",
+            ));
+        }
         // A partition served from elsewhere (another node) writes its image here too: its
         // front fetches the image from the copy that serves it.
+        let partitions = self.all_partitions();
         let dir = storage.snapshots_dir.clone();
         let name = snapshots::new_snapshot_name(&self.spec.name, &dir);
         let tmp_dir = dir.clone();
@@ -318,7 +641,7 @@ impl Collection {
             .map_err(|e| EngineError::io(format_args!("cannot create {}", dir.display()), &e))?;
         let parts: Vec<PathBuf> = (0..self.spec.partitions).map(|i| dir.join(format!(".{name}.part{i}"))).collect();
         let mut pending = Vec::with_capacity(parts.len());
-        for (p, path) in self.partitions.iter().zip(&parts) {
+        for (p, path) in partitions.iter().zip(&parts) {
             let (tx, rx) = oneshot::channel();
             let msg = PartitionMsg::Snapshot(PartitionSnapshot { path: path.to_string_lossy().into_owned() }, tx);
             if let Err(e) = p.try_send(msg) {
@@ -397,7 +720,7 @@ impl Collection {
         partition: usize,
         msg: impl FnOnce(Reply<T>) -> PartitionMsg,
     ) -> Result<T, EngineError> {
-        let p = self.partitions.get(partition).ok_or_else(|| {
+        let p = self.partition(partition).ok_or_else(|| {
             EngineError::invalid(format!(
                 "partition {partition} does not exist (the collection has {})",
                 self.spec.partitions
@@ -413,6 +736,7 @@ impl Collection {
     async fn persist_schemas(&self) -> Result<(), EngineError> {
         let Some(storage) = self.storage.clone() else { return Ok(()) };
         let (fields, text, lock) = (self.schema.clone(), self.text_schema.clone(), self.meta_lock.clone());
+        let settings = self.settings.clone();
         let spec = (*self.spec).clone();
         tokio::task::spawn_blocking(move || {
             let _one_writer = lock.lock().unwrap_or_else(|e| e.into_inner());
@@ -421,7 +745,8 @@ impl Collection {
                 fields: fields.read().expect("the schema lock is never held across a panic").clone(),
                 text: text.read().expect("the schema lock is never held across a panic").clone(),
             };
-            crate::spec::write_meta_with(&storage.dir, &spec, &schemas)
+            let settings = settings.read().expect("the settings lock is never held across a panic").clone();
+            crate::spec::write_meta_with(&storage.dir, &spec, &schemas, &settings)
         })
         .await
         .map_err(|e| EngineError::Internal(e.to_string()))?
@@ -521,7 +846,7 @@ impl Collection {
         // A search changes nothing the coordinator keeps, so it scatters from the caller's
         // task: a detour through the coordinator's mailbox would cost two more thread
         // wake-ups per query (tens of microseconds each on an idle machine).
-        scatter_search(&self.partitions, metric, &self.engine, req).await
+        scatter_search(&self.read_parts()?, metric, &self.engine, req).await
     }
 
     /// Fetches points by id; absent ids are left out of the answer.
@@ -532,7 +857,8 @@ impl Collection {
         with_vector: bool,
     ) -> Result<Vec<Record>, EngineError> {
         self.check_batch(ids.len())?;
-        self.call(|reply| CollectionMsg::Get { ids, with_payload, with_vector, reply }).await
+        let groups = self.read_groups()?;
+        self.call(|reply| CollectionMsg::Get { ids, with_payload, with_vector, groups, reply }).await
     }
 
     /// `Err(PointNotFound)` naming the first of `ids` that does not exist.
@@ -600,7 +926,8 @@ impl Collection {
         let limit = req.limit;
         // One more than asked, to learn where the next page starts.
         req.limit += 1;
-        let lists = self.call(|reply| CollectionMsg::Scroll { req, reply }).await?;
+        let parts = self.read_parts()?;
+        let lists = self.call(|reply| CollectionMsg::Scroll { req, parts, reply }).await?;
         let mut all: Vec<Record> = lists.into_iter().flatten().collect();
         all.sort_by(|a, b| a.id.cmp(&b.id));
         let next = all.get(limit).map(|r| r.id.clone());
@@ -610,7 +937,8 @@ impl Collection {
 
     /// The number of points matching `filter` (all points without one); exact.
     pub async fn count(&self, filter: Option<Filter>) -> Result<usize, EngineError> {
-        let counts = self.call(|reply| CollectionMsg::Count { filter, reply }).await?;
+        let parts = self.read_parts()?;
+        let counts = self.call(|reply| CollectionMsg::Count { filter, parts, reply }).await?;
         Ok(counts.into_iter().sum())
     }
 
@@ -728,7 +1056,8 @@ impl Collection {
             return Ok(SearchResult { request_id: String::new(), results: Vec::new(), missing_partitions: Vec::new() });
         }
         let field = q.field.clone();
-        let stats = scatter(&self.partitions, &self.engine, |reply| PartitionMsg::TextStats {
+        let parts = self.read_parts()?;
+        let stats = scatter(&parts, &self.engine, |reply| PartitionMsg::TextStats {
             field: field.clone(),
             terms: terms.clone(),
             reply,
@@ -744,7 +1073,7 @@ impl Collection {
             with_payload: q.with_payload,
             with_vector: q.with_vector,
         };
-        let lists = scatter(&self.partitions, &self.engine, |tx| PartitionMsg::TextSearch(req.clone(), tx)).await?;
+        let lists = scatter(&parts, &self.engine, |tx| PartitionMsg::TextSearch(req.clone(), tx)).await?;
         // BM25 scores: higher is better, as for dot products.
         let results = topk::merge(Metric::Dot, lists.replies, q.offset, q.k, |d| (d.score, &d.id));
         let missing_partitions = missing_from_both(stats.missing, lists.missing);
@@ -758,9 +1087,10 @@ impl Collection {
         let want = self.check_limit(q.k, q.offset)?;
         let params = self.spec.sparse_vectors.get(&q.name).ok_or_else(|| unknown_vector(&q.name))?;
         q.vector.validate().map_err(|e| EngineError::invalid(format!("query: {e}")))?;
+        let parts = self.read_parts()?;
         let (global, stats_missing) = if params.modifier == SparseModifier::Idf {
             let (name, query) = (q.name.clone(), q.vector.clone());
-            let stats = scatter(&self.partitions, &self.engine, |reply| PartitionMsg::SparseStats {
+            let stats = scatter(&parts, &self.engine, |reply| PartitionMsg::SparseStats {
                 name: name.clone(),
                 query: query.clone(),
                 reply,
@@ -779,7 +1109,7 @@ impl Collection {
             with_payload: q.with_payload,
             with_vector: q.with_vector,
         };
-        let lists = scatter(&self.partitions, &self.engine, |tx| PartitionMsg::SparseSearch(req.clone(), tx)).await?;
+        let lists = scatter(&parts, &self.engine, |tx| PartitionMsg::SparseSearch(req.clone(), tx)).await?;
         let mut results = topk::merge(Metric::Dot, lists.replies, q.offset, q.k, |d| (d.score, &d.id));
         if let Some(t) = q.score_threshold {
             results.retain(|d| d.score >= t);
@@ -915,10 +1245,10 @@ impl Collection {
 
     /// Injects a fault into one partition (for resilience tests and drills).
     pub async fn inject_fault(&self, partition: usize, fault: Fault) -> Result<(), EngineError> {
-        if partition >= self.spec.partitions {
+        if self.partition(partition).is_none() {
             return Err(EngineError::invalid(format!(
                 "partition {partition} does not exist (the collection has {})",
-                self.spec.partitions
+                self.all_partitions().len()
             )));
         }
         self.call(|reply| CollectionMsg::Fault { partition, fault, reply }).await
@@ -933,7 +1263,25 @@ impl Collection {
     }
 
     async fn write(&self, ops: Vec<WriteOp>, wait: bool) -> Result<WriteAck, EngineError> {
-        self.call(|reply| CollectionMsg::Write { ops, wait, reply }).await
+        let groups = self.write_groups(&ops)?;
+        self.call(|reply| CollectionMsg::Write { ops, wait, groups, reply }).await
+    }
+
+    /// The groups a point read routes ids within: one per shard key of the scope, every
+    /// key of a custom-sharded collection when unscoped, or all partitions.
+    fn read_groups(&self) -> Result<Vec<Arc<Vec<PartitionRef>>>, EngineError> {
+        match &self.scope {
+            Some(keys) => self.key_groups(keys),
+            None if self.settings().sharding_method == ShardingMethod::Custom => Ok(self
+                .topology
+                .read()
+                .expect("the topology lock is never held across a panic")
+                .keys
+                .values()
+                .cloned()
+                .collect()),
+            None => Ok(vec![self.all_partitions()]),
+        }
     }
 
     /// Checks a query's `limit` and `offset`; returns how many hits each partition must
@@ -993,9 +1341,79 @@ pub(crate) fn partition_dir(collection_dir: &Path, id: usize) -> PathBuf {
     collection_dir.join("partitions").join(id.to_string())
 }
 
+/// Starts partition `id` of a collection, durable when `storage` is given.
+fn spawn_one(
+    spec: &CollectionSpec,
+    engine: &EngineConfig,
+    storage: Option<&CollectionStorage>,
+    schema: &Arc<RwLock<BTreeMap<String, FieldType>>>,
+    text_schema: &Arc<RwLock<BTreeMap<String, TextIndexConfig>>>,
+    id: usize,
+) -> (PartitionRef, JoinHandle<()>) {
+    let pspec = PartitionSpec {
+        collection: spec.name.clone(),
+        id,
+        dim: spec.dim,
+        metric: spec.metric,
+        index: spec.index,
+        mailbox: engine.partition_mailbox,
+        policy: engine.supervision,
+        payload_schema: schema.clone(),
+        text_schema: text_schema.clone(),
+        vectors: spec.vectors.clone(),
+        sparse_vectors: spec.sparse_vectors.clone(),
+    };
+    let store: Arc<dyn PartitionStore> = match storage {
+        Some(s) => Arc::new(DurableStore::new(partition_dir(&s.dir, id), id, engine.storage)),
+        None => Arc::new(MemoryStore::new()),
+    };
+    spawn_partition(pspec, store)
+}
+
+/// Waits until none of `parts` is recovering; names the ones that are not running.
+async fn settle(parts: &[PartitionRef]) -> Vec<String> {
+    loop {
+        let infos: Vec<PartitionInfo> = parts.iter().map(|p| p.info()).collect();
+        if infos.iter().all(|i| i.state != ActorState::Recovering) {
+            return infos
+                .into_iter()
+                .filter_map(|p| match (p.state, p.storage_error, p.stop_reason) {
+                    (ActorState::Running, _, _) => None,
+                    (_, Some(e), _) => Some(format!("partition {}: {}", p.id, e.reason)),
+                    (_, None, reason) => {
+                        Some(format!("partition {}: {}", p.id, reason.unwrap_or_else(|| "could not start".into())))
+                    }
+                })
+                .collect();
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Stops partitions and waits for their threads.
+async fn stop_partitions(parts: &[PartitionRef], threads: Vec<(usize, JoinHandle<()>)>) {
+    for p in parts {
+        // A full mailbox still drains: wait for room rather than leave the actor running.
+        let _ = p.sender().send(PartitionMsg::Stop).await;
+    }
+    let _ = tokio::task::spawn_blocking(move || {
+        for (_, t) in threads {
+            let _ = t.join();
+        }
+    })
+    .await;
+}
+
+/// Runs blocking file work off the async runtime.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, EngineError> + Send + 'static,
+) -> Result<T, EngineError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| EngineError::Internal(format!("file task failed: {e}")))?
+}
+
 struct CollectionActor {
-    partitions: Vec<PartitionRef>,
-    threads: Vec<JoinHandle<()>>,
+    topology: Arc<RwLock<Topology>>,
+    threads: Threads,
     engine: Arc<EngineConfig>,
     /// How often partitions get a [`PartitionMsg::Tick`] (durable collections only).
     tick: Option<Duration>,
@@ -1009,7 +1427,7 @@ impl CollectionActor {
                 Some(t) => tokio::select! {
                     m = rx.recv() => m,
                     _ = t.tick() => {
-                        for p in &self.partitions {
+                        for p in self.all().iter() {
                             // A full mailbox has writes coming: the partition checks then.
                             let _ = p.try_send(PartitionMsg::Tick);
                         }
@@ -1020,18 +1438,19 @@ impl CollectionActor {
             };
             let Some(msg) = msg else { break };
             match msg {
-                CollectionMsg::Write { ops, wait, reply } => self.route_write(ops, wait, reply),
-                CollectionMsg::Get { ids, with_payload, with_vector, reply } => {
-                    self.route_get(ids, with_payload, with_vector, reply)
+                CollectionMsg::Write { ops, wait, groups, reply } => self.route_write(ops, wait, &groups, reply),
+                CollectionMsg::Get { ids, with_payload, with_vector, groups, reply } => {
+                    self.route_get(ids, with_payload, with_vector, &groups, reply)
                 }
                 CollectionMsg::Stats { reply } => self.gather_stats(reply),
-                CollectionMsg::Scroll { req, reply } => {
-                    self.gather_all(|tx| PartitionMsg::Scroll(req.clone(), tx), reply)
+                CollectionMsg::Scroll { req, parts, reply } => {
+                    self.gather_all(&parts, |tx| PartitionMsg::Scroll(req.clone(), tx), reply)
                 }
-                CollectionMsg::Count { filter, reply } => {
-                    self.gather_all(|tx| PartitionMsg::Count(filter.clone(), tx), reply)
+                CollectionMsg::Count { filter, parts, reply } => {
+                    self.gather_all(&parts, |tx| PartitionMsg::Count(filter.clone(), tx), reply)
                 }
                 CollectionMsg::TextIndex { key, config, reply } => self.gather_all_until(
+                    &self.all(),
                     |tx| PartitionMsg::CreateTextIndex { key: key.clone(), config: config.clone(), reply: tx },
                     reply,
                     None,
@@ -1039,6 +1458,7 @@ impl CollectionActor {
                 CollectionMsg::FieldIndex { key, kind, reply } => {
                     // Building an index over many points may take a while: no deadline.
                     self.gather_all_until(
+                        &self.all(),
                         |tx| match kind {
                             Some(kind) => PartitionMsg::CreateFieldIndex { key: key.clone(), kind, reply: tx },
                             None => PartitionMsg::DropFieldIndex { key: key.clone(), reply: tx },
@@ -1049,7 +1469,12 @@ impl CollectionActor {
                 }
                 CollectionMsg::Rebuild { reply } => self.rebuild(reply),
                 CollectionMsg::Fault { partition, fault, reply } => {
-                    let _ = reply.send(self.partitions[partition].try_send(PartitionMsg::Fault(fault)));
+                    let all = self.all();
+                    let sent = match all.iter().find(|p| p.id() == partition) {
+                        Some(p) => p.try_send(PartitionMsg::Fault(fault)),
+                        None => Err(EngineError::invalid(format!("partition {partition} does not exist"))),
+                    };
+                    let _ = reply.send(sent);
                 }
                 CollectionMsg::Stop { reply } => {
                     self.stop().await;
@@ -1061,29 +1486,53 @@ impl CollectionActor {
         self.stop().await;
     }
 
-    fn route_write(&self, ops: Vec<WriteOp>, wait: bool, reply: Reply<WriteAck>) {
-        let mut by_partition: BTreeMap<usize, Vec<WriteOp>> = BTreeMap::new();
+    /// Every partition, in id order.
+    fn all(&self) -> Arc<Vec<PartitionRef>> {
+        self.topology.read().expect("the topology lock is never held across a panic").all.clone()
+    }
+
+    fn route_write(&self, ops: Vec<WriteOp>, wait: bool, groups: &[Arc<Vec<PartitionRef>>], reply: Reply<WriteAck>) {
+        // Partition id → (handle, its share of the ops). An op with an id goes to one
+        // partition of each group; a filter op to every partition of every group.
+        let mut by_partition: BTreeMap<usize, (PartitionRef, Vec<WriteOp>)> = BTreeMap::new();
+        fn share<'a>(
+            map: &'a mut BTreeMap<usize, (PartitionRef, Vec<WriteOp>)>,
+            p: &PartitionRef,
+        ) -> &'a mut Vec<WriteOp> {
+            &mut map.entry(p.id()).or_insert_with(|| (p.clone(), Vec::new())).1
+        }
         for op in ops {
-            match op.id() {
-                Some(id) => by_partition.entry(id.partition(self.partitions.len())).or_default().push(op),
-                // Filter ops go to every partition.
+            match op.id().cloned() {
+                Some(id) => {
+                    let groups: Vec<&Arc<Vec<PartitionRef>>> = groups.iter().filter(|g| !g.is_empty()).collect();
+                    for (i, g) in groups.iter().enumerate() {
+                        let target = share(&mut by_partition, &g[id.partition(g.len())]);
+                        if i + 1 == groups.len() {
+                            // The last (usually the only) group takes the op itself.
+                            target.push(op);
+                            break;
+                        }
+                        target.push(op.clone());
+                    }
+                }
                 None => {
-                    for p in 0..self.partitions.len() {
-                        by_partition.entry(p).or_default().push(op.clone());
+                    for p in groups.iter().flat_map(|g| g.iter()) {
+                        share(&mut by_partition, p).push(op.clone());
                     }
                 }
             }
         }
+        let (targets, shares): (Vec<PartitionRef>, Vec<Vec<WriteOp>>) = by_partition.into_values().unzip();
         // A partition whose storage cannot be written (a full disk) refuses at once, before
         // any partition is sent anything: nothing of the request is applied anywhere.
-        if let Some(e) = by_partition.keys().find_map(|&p| self.partitions[p].write_refusal()) {
+        if let Some(e) = targets.iter().find_map(|p| p.write_refusal()) {
             let _ = reply.send(Err(e));
             return;
         }
         // Reserve every mailbox first: all partitions take their share, or none does.
-        let mut permits = Vec::with_capacity(by_partition.len());
-        for &p in by_partition.keys() {
-            match self.partitions[p].try_reserve() {
+        let mut permits = Vec::with_capacity(targets.len());
+        for p in &targets {
+            match p.try_reserve() {
                 Ok(permit) => permits.push(permit),
                 Err(e) => {
                     let _ = reply.send(Err(e));
@@ -1091,11 +1540,11 @@ impl CollectionActor {
                 }
             }
         }
-        let mut pending = Vec::with_capacity(by_partition.len());
-        for (permit, (p, ops)) in permits.into_iter().zip(by_partition) {
+        let mut pending = Vec::with_capacity(targets.len());
+        for ((permit, p), ops) in permits.into_iter().zip(&targets).zip(shares) {
             let (tx, rx) = oneshot::channel();
             permit.send(PartitionMsg::Write(ops, tx));
-            pending.push((self.partitions[p].clone(), rx));
+            pending.push((p.clone(), rx));
         }
         if !wait {
             let _ = reply.send(Ok(WriteAck { operation_id: 0, completed: false }));
@@ -1171,6 +1620,10 @@ async fn scatter<T: Send + 'static>(
     engine: &EngineConfig,
     make: impl Fn(Reply<T>) -> PartitionMsg,
 ) -> Result<Gathered<T>, EngineError> {
+    if partitions.is_empty() {
+        // A custom-sharded collection without shard keys holds nothing.
+        return Ok(Gathered { replies: Vec::new(), missing: Vec::new() });
+    }
     let mut missing = Vec::new();
     let mut permits = Vec::with_capacity(partitions.len());
     for p in partitions {
@@ -1242,28 +1695,42 @@ fn missing_from_both(mut first: Vec<MissingPartition>, second: Vec<MissingPartit
 }
 
 impl CollectionActor {
-    fn route_get(&self, ids: Vec<PointId>, with_payload: bool, with_vector: bool, reply: Reply<Vec<Record>>) {
+    fn route_get(
+        &self,
+        ids: Vec<PointId>,
+        with_payload: bool,
+        with_vector: bool,
+        groups: &[Arc<Vec<PartitionRef>>],
+        reply: Reply<Vec<Record>>,
+    ) {
         let order: Vec<PointId> = ids.clone();
-        let mut by_partition: BTreeMap<usize, Vec<PointId>> = BTreeMap::new();
+        let mut by_partition: BTreeMap<usize, (PartitionRef, Vec<PointId>)> = BTreeMap::new();
         for id in ids {
-            by_partition.entry(id.partition(self.partitions.len())).or_default().push(id);
+            for g in groups.iter().filter(|g| !g.is_empty()) {
+                let p = &g[id.partition(g.len())];
+                by_partition.entry(p.id()).or_insert_with(|| (p.clone(), Vec::new())).1.push(id.clone());
+            }
         }
         let mut pending = Vec::new();
-        for (p, ids) in by_partition {
+        for (_, (p, ids)) in by_partition {
             let (tx, rx) = oneshot::channel();
-            if let Err(e) = self.partitions[p].try_send(PartitionMsg::Get { ids, with_payload, with_vector, reply: tx })
-            {
+            if let Err(e) = p.try_send(PartitionMsg::Get { ids, with_payload, with_vector, reply: tx }) {
                 let _ = reply.send(Err(e));
                 return;
             }
-            pending.push((self.partitions[p].clone(), rx));
+            pending.push((p, rx));
         }
         let deadline = Instant::now() + self.engine.search_timeout;
         tokio::spawn(async move {
-            let mut found = std::collections::HashMap::new();
+            // Several shard keys may each hold a point of the same id.
+            let mut found: std::collections::HashMap<PointId, Vec<Record>> = std::collections::HashMap::new();
             for (p, rx) in pending {
                 match timeout_at(deadline, rx).await {
-                    Ok(Ok(Ok(records))) => found.extend(records.into_iter().map(|r| (r.id.clone(), r))),
+                    Ok(Ok(Ok(records))) => {
+                        for r in records {
+                            found.entry(r.id.clone()).or_default().push(r);
+                        }
+                    }
                     Ok(Ok(Err(e))) => {
                         let _ = reply.send(Err(e));
                         return;
@@ -1274,15 +1741,15 @@ impl CollectionActor {
                     }
                 }
             }
-            // Answer in the order asked, once per id.
-            let records = order.iter().filter_map(|id| found.remove(id)).collect();
+            // Answer in the order asked, once per id and key.
+            let records = order.iter().filter_map(|id| found.remove(id)).flatten().collect();
             let _ = reply.send(Ok(records));
         });
     }
 
     fn gather_stats(&self, reply: Reply<Vec<(PartitionInfo, Option<IndexStats>)>>) {
         let pending: Vec<_> = self
-            .partitions
+            .all()
             .iter()
             .map(|p| {
                 let (tx, rx) = oneshot::channel();
@@ -1306,24 +1773,30 @@ impl CollectionActor {
 
     fn rebuild(&self, reply: Reply<Vec<IndexStats>>) {
         // A rebuild may take long: no deadline.
-        self.gather_all_until(|tx| PartitionMsg::RebuildIndex(RebuildIndex, tx), reply, None)
+        self.gather_all_until(&self.all(), |tx| PartitionMsg::RebuildIndex(RebuildIndex, tx), reply, None)
     }
 
     /// Sends a message to every partition and answers with every reply, in partition
     /// order; any failure fails the whole request (no partial answers for exact counts).
-    fn gather_all<T: Send + 'static>(&self, make: impl Fn(Reply<T>) -> PartitionMsg, reply: Reply<Vec<T>>) {
+    fn gather_all<T: Send + 'static>(
+        &self,
+        partitions: &[PartitionRef],
+        make: impl Fn(Reply<T>) -> PartitionMsg,
+        reply: Reply<Vec<T>>,
+    ) {
         let deadline = Some(self.engine.search_timeout);
-        self.gather_all_until(make, reply, deadline)
+        self.gather_all_until(partitions, make, reply, deadline)
     }
 
     fn gather_all_until<T: Send + 'static>(
         &self,
+        partitions: &[PartitionRef],
         make: impl Fn(Reply<T>) -> PartitionMsg,
         reply: Reply<Vec<T>>,
         timeout: Option<Duration>,
     ) {
-        let mut permits = Vec::with_capacity(self.partitions.len());
-        for p in &self.partitions {
+        let mut permits = Vec::with_capacity(partitions.len());
+        for p in partitions {
             match p.try_reserve() {
                 Ok(permit) => permits.push((p, permit)),
                 Err(e) => {
@@ -1372,17 +1845,8 @@ impl CollectionActor {
     }
 
     async fn stop(&mut self) {
-        for p in &self.partitions {
-            // A full mailbox still drains: wait for room rather than leave the actor running.
-            let _ = p.sender().send(PartitionMsg::Stop).await;
-        }
-        let threads = std::mem::take(&mut self.threads);
-        let _ = tokio::task::spawn_blocking(move || {
-            for t in threads {
-                let _ = t.join();
-            }
-        })
-        .await;
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        stop_partitions(&self.all(), threads).await;
     }
 }
 

@@ -22,6 +22,7 @@
 //! Layout of a data directory:
 //!
 //! ```text
+//! <data_dir>/aliases.json                                 aliases: alias → collection
 //! <data_dir>/collections/<name>/collection.json           the collection's settings
 //! <data_dir>/collections/<name>/partitions/<id>/wal/       write-ahead log segments
 //! <data_dir>/collections/<name>/partitions/<id>/snapshots/ the partition's snapshots
@@ -38,7 +39,7 @@ use crate::error::EngineError;
 use crate::external::PartitionProvider;
 use crate::partition::sync_dir;
 use crate::snapshots;
-use crate::spec::{create_dir_durable, write_meta};
+use crate::spec::{create_dir_durable, write_meta, CollectionSettings, ShardingMethod};
 use crate::supervisor::ActorState;
 
 /// An Ametist database: a set of named collections. Cheap to clone; clones share state.
@@ -52,7 +53,11 @@ struct Inner {
     config: Arc<EngineConfig>,
     data_dir: Option<PathBuf>,
     collections: RwLock<BTreeMap<String, Collection>>,
-    /// Serialises creating, deleting and restoring collections (they change directories).
+    /// Alias → collection name. Every lookup of a collection by name also finds it by an
+    /// alias; `<data_dir>/aliases.json` holds them.
+    aliases: RwLock<BTreeMap<String, String>>,
+    /// Serialises creating, deleting and restoring collections (they change directories)
+    /// and alias changes.
     ddl: tokio::sync::Mutex<()>,
     /// Partitions served elsewhere (a cluster's other nodes); `None` runs every partition here.
     provider: Option<Arc<dyn PartitionProvider>>,
@@ -69,6 +74,7 @@ impl Ametist {
                 config: Arc::new(config),
                 data_dir: None,
                 collections: RwLock::new(BTreeMap::new()),
+                aliases: RwLock::new(BTreeMap::new()),
                 ddl: tokio::sync::Mutex::new(()),
                 provider: None,
             }),
@@ -103,6 +109,7 @@ impl Ametist {
                 config: Arc::new(config),
                 data_dir: Some(dir.clone()),
                 collections: RwLock::new(BTreeMap::new()),
+                aliases: RwLock::new(read_aliases(&dir)?),
                 ddl: tokio::sync::Mutex::new(()),
                 provider,
             }),
@@ -147,15 +154,19 @@ impl Ametist {
         names.dedup();
         let started = std::time::Instant::now();
         for name in names {
-            let Some((mut spec, schemas)) = crate::spec::read_meta(&collections_dir.join(&name))? else {
+            let Some((mut spec, schemas, settings)) = crate::spec::read_meta(&collections_dir.join(&name))? else {
                 continue;
             };
             spec.name = name.clone();
+            if settings.sharding_method == ShardingMethod::Custom {
+                remove_unused_partitions(&collections_dir.join(&name), &settings.partition_ids(&spec))?;
+            }
             let c = Collection::start_with(
                 spec,
                 db.inner.config.clone(),
                 Some(db.storage_of(&name)),
                 schemas,
+                settings,
                 db.inner.provider.as_ref(),
             )?;
             db.write().insert(name, c);
@@ -194,12 +205,32 @@ impl Ametist {
     /// With a data directory, the collection's settings are durable (`collection.json`,
     /// written atomically) before this returns.
     pub async fn create_collection(&self, name: &str, config: CollectionConfig) -> Result<(), EngineError> {
+        self.create_collection_with(name, config, CollectionSettings::default()).await
+    }
+
+    /// [`Ametist::create_collection`] with settings beyond the spec: custom sharding (the
+    /// collection starts without partitions; each shard key brings its own), strict mode,
+    /// metadata. Shard keys in `settings` are refused: they are created one by one.
+    pub async fn create_collection_with(
+        &self,
+        name: &str,
+        config: CollectionConfig,
+        settings: CollectionSettings,
+    ) -> Result<(), EngineError> {
         validate_name(name)?;
+        if !settings.shard_keys.is_empty() {
+            return Err(EngineError::invalid("a collection is created without shard keys; create them afterwards"));
+        }
         let _ddl = self.inner.ddl.lock().await;
         // Checked before starting anything, and again under the lock below, so that a
         // duplicate costs nothing and a race between two creators leaves one collection.
         if self.read().contains_key(name) {
             return Err(EngineError::CollectionExists(name.to_string()));
+        }
+        if self.aliases().contains_key(name) {
+            return Err(EngineError::invalid(format!(
+                "Alias with name `{name}` already exists; a collection can not take its name"
+            )));
         }
         let spec = Collection::resolve(name, &config, &self.inner.config)?;
         // A cluster node creates its collections through the cluster, which checks copies
@@ -214,10 +245,10 @@ impl Ametist {
         let storage = match self.inner.data_dir {
             Some(_) => {
                 let storage = self.storage_of(name);
-                let (dir, spec) = (storage.dir.clone(), spec.clone());
+                let (dir, spec, settings) = (storage.dir.clone(), spec.clone(), settings.clone());
                 blocking(move || {
                     // A collection that cannot be written (a full disk) leaves nothing behind.
-                    write_meta(&dir, &spec).inspect_err(|_| remove_quietly(&dir))
+                    write_meta(&dir, &spec, &settings).inspect_err(|_| remove_quietly(&dir))
                 })
                 .await?;
                 Some(storage)
@@ -225,20 +256,20 @@ impl Ametist {
             None => None,
         };
         let dir = storage.as_ref().map(|s| s.dir.clone());
-        let collection = match Collection::start(spec, self.inner.config.clone(), storage, self.inner.provider.as_ref())
-        {
-            Ok(c) => c,
-            Err(e) => {
-                if let Some(dir) = dir {
-                    let _ = blocking(move || {
-                        remove_quietly(&dir);
-                        Ok(())
-                    })
-                    .await;
+        let collection =
+            match Collection::start(spec, self.inner.config.clone(), storage, settings, self.inner.provider.as_ref()) {
+                Ok(c) => c,
+                Err(e) => {
+                    if let Some(dir) = dir {
+                        let _ = blocking(move || {
+                            remove_quietly(&dir);
+                            Ok(())
+                        })
+                        .await;
+                    }
+                    return Err(e);
                 }
-                return Err(e);
-            }
-        };
+            };
         // A partition that cannot write its log (a full disk: it came up read-only) or
         // could not start at all makes a collection that cannot serve: it is not created.
         // Such a failure of an empty, new partition is the environment's, so the error is
@@ -295,9 +326,82 @@ impl Ametist {
         self.read().keys().cloned().collect()
     }
 
-    /// A handle to a collection.
+    /// A handle to a collection, by its name or by an alias of it.
     pub fn collection(&self, name: &str) -> Result<Collection, EngineError> {
-        self.read().get(name).cloned().ok_or_else(|| EngineError::CollectionNotFound(name.to_string()))
+        let map = self.read();
+        if let Some(c) = map.get(name) {
+            return Ok(c.clone());
+        }
+        let target = self.aliases().get(name).cloned();
+        target.and_then(|t| map.get(&t).cloned()).ok_or_else(|| EngineError::CollectionNotFound(name.to_string()))
+    }
+
+    /// Every alias and the collection it names, by alias.
+    pub fn list_aliases(&self) -> Vec<(String, String)> {
+        self.aliases().iter().map(|(a, c)| (a.clone(), c.clone())).collect()
+    }
+
+    /// Applies alias changes in order, all or none: each is checked against the aliases
+    /// as the earlier ones left them, and the result is made durable (`aliases.json`)
+    /// before it is published, so a reader sees the aliases before or after the whole list.
+    /// Creating an alias that exists points it elsewhere (so `[delete a, create a]` and
+    /// `[create a]` both swap it); an alias can not take a collection's name.
+    pub async fn update_aliases(&self, actions: Vec<AliasAction>) -> Result<(), EngineError> {
+        let _ddl = self.inner.ddl.lock().await;
+        let mut next = self.aliases().clone();
+        for action in actions {
+            match action {
+                AliasAction::Create { alias, collection } => {
+                    validate_name(&alias)?;
+                    if !self.read().contains_key(&collection) {
+                        return Err(EngineError::CollectionNotFound(collection));
+                    }
+                    if self.read().contains_key(&alias) {
+                        return Err(EngineError::invalid(format!(
+                            "Collection `{alias}` already exists; an alias can not take its name"
+                        )));
+                    }
+                    next.insert(alias, collection);
+                }
+                AliasAction::Delete { alias } => {
+                    if next.remove(&alias).is_none() {
+                        return Err(EngineError::NotFound(format!("Alias {alias} does not exists!")));
+                    }
+                }
+                AliasAction::Rename { old, new } => {
+                    validate_name(&new)?;
+                    let Some(collection) = next.remove(&old) else {
+                        return Err(EngineError::NotFound(format!("Alias {old} does not exists!")));
+                    };
+                    if self.read().contains_key(&new) {
+                        return Err(EngineError::invalid(format!(
+                            "Collection `{new}` already exists; an alias can not take its name"
+                        )));
+                    }
+                    next.insert(new, collection);
+                }
+            }
+        }
+        self.publish_aliases(next).await
+    }
+
+    /// Writes `aliases` (durable databases) and makes them the database's aliases.
+    async fn publish_aliases(&self, aliases: BTreeMap<String, String>) -> Result<(), EngineError> {
+        if let Some(dir) = self.inner.data_dir.clone() {
+            let bytes = serde_json::to_vec_pretty(&aliases).map_err(|e| EngineError::Internal(e.to_string()))?;
+            blocking(move || {
+                let path = dir.join(ALIASES_FILE);
+                crate::partition::write_file_atomically(&path, &mut |w| std::io::Write::write_all(w, &bytes))
+                    .map_err(|e| EngineError::io(format_args!("cannot write {}", path.display()), &e))
+            })
+            .await?;
+        }
+        *self.inner.aliases.write().expect("the aliases lock is never held across a panic") = aliases;
+        Ok(())
+    }
+
+    fn aliases(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, String>> {
+        self.inner.aliases.read().expect("the aliases lock is never held across a panic")
     }
 
     /// Deletes a collection and stops its partitions. Returns false when there was none.
@@ -311,6 +415,13 @@ impl Ametist {
         if deleted && self.inner.data_dir.is_some() {
             let snapshots = self.storage_of(name).snapshots_dir;
             blocking(move || remove_dir_durably(&snapshots)).await?;
+        }
+        if deleted && self.aliases().values().any(|c| c == name) {
+            // Its aliases go with it, as in Qdrant: they would name the next collection of
+            // that name otherwise.
+            let mut next = self.aliases().clone();
+            next.retain(|_, c| c != name);
+            self.publish_aliases(next).await?;
         }
         Ok(deleted)
     }
@@ -338,6 +449,9 @@ impl Ametist {
     /// collection's files are prepared in a hidden directory and swapped in with renames, so a
     /// crash leaves either the old collection or the restored one.
     pub async fn restore_collection(&self, name: &str, file: impl AsRef<Path>) -> Result<(), EngineError> {
+        // An alias restores into the collection it names.
+        let target = self.aliases().get(name).filter(|_| !self.read().contains_key(name)).cloned();
+        let name = target.as_deref().unwrap_or(name);
         validate_name(name)?;
         if self.inner.data_dir.is_none() {
             return Err(EngineError::invalid("restoring a snapshot needs a database opened on a data directory"));
@@ -359,7 +473,7 @@ impl Ametist {
                 let mut archive = snapshots::ArchiveReader::open(&file)?;
                 let mut spec = archive.spec().clone();
                 spec.name = name;
-                write_meta(&staging, &spec)?;
+                write_meta(&staging, &spec, &CollectionSettings::default())?;
                 let mut id = 0;
                 while let Some(mut image) = archive.next_image()? {
                     let snaps = ametist_storage::SnapshotStore::open(&partition_dir(&staging, id).join("snapshots"))
@@ -400,8 +514,13 @@ impl Ametist {
                 .map_err(|e| EngineError::Internal(format!("restore into {}: {e}", target.display())))
         })
         .await?;
-        let collection =
-            Collection::start(spec, self.inner.config.clone(), Some(storage), self.inner.provider.as_ref())?;
+        let collection = Collection::start(
+            spec,
+            self.inner.config.clone(),
+            Some(storage),
+            CollectionSettings::default(),
+            self.inner.provider.as_ref(),
+        )?;
         let stopped = collection.wait_recovered().await;
         self.write().insert(name.to_string(), collection);
         if let Some(p) = stopped.first() {
@@ -453,8 +572,44 @@ fn remove_quietly(dir: &Path) {
     }
 }
 
+/// One change of [`Ametist::update_aliases`] (Qdrant's alias actions).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AliasAction {
+    Create { alias: String, collection: String },
+    Delete { alias: String },
+    Rename { old: String, new: String },
+}
+
+const ALIASES_FILE: &str = "aliases.json";
+
+/// Reads `<dir>/aliases.json` (none yet: no aliases).
+fn read_aliases(dir: &Path) -> Result<BTreeMap<String, String>, EngineError> {
+    let path = dir.join(ALIASES_FILE);
+    match ametist_storage::replace::read(&ametist_storage::StdFs, &path) {
+        Ok(Some(bytes)) => serde_json::from_slice(&bytes)
+            .map_err(|e| EngineError::Internal(format!("cannot read {}: {e}", path.display()))),
+        Ok(None) => Ok(BTreeMap::new()),
+        Err(e) => Err(EngineError::io(format_args!("cannot read {}", path.display()), &e)),
+    }
+}
+
+/// Removes the partition directories of a custom-sharded collection that no shard key
+/// holds: a key whose deletion a crash interrupted after it was durable.
+fn remove_unused_partitions(collection_dir: &Path, used: &[usize]) -> Result<(), EngineError> {
+    let dir = collection_dir.join("partitions");
+    let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(()) };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.parse::<usize>().is_ok_and(|id| !used.contains(&id)) {
+            tracing::info!(path = %entry.path().display(), "removing the partition of a deleted shard key");
+            remove_dir_durably(&entry.path())?;
+        }
+    }
+    Ok(())
+}
+
 /// Renames `dir` to a hidden tombstone next to it, durably, then removes the tombstone.
-fn remove_dir_durably(dir: &Path) -> Result<(), EngineError> {
+pub(crate) fn remove_dir_durably(dir: &Path) -> Result<(), EngineError> {
     if !dir.exists() {
         return Ok(());
     }

@@ -24,6 +24,10 @@ pub enum EngineError {
     PointNotFound(ametist_core::PointId),
     #[error("{0}")]
     InvalidInput(String),
+    /// Something named by the request other than a collection or a point does not exist
+    /// (an alias).
+    #[error("{0}")]
+    NotFound(String),
     #[error("{0}")]
     Core(#[from] CoreError),
 
@@ -61,6 +65,7 @@ impl EngineError {
                 | EngineError::CollectionExists(_)
                 | EngineError::PointNotFound(_)
                 | EngineError::InvalidInput(_)
+                | EngineError::NotFound(_)
                 | EngineError::Core(_)
         )
     }

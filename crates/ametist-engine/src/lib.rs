@@ -2,9 +2,11 @@
 //!
 //! Map of the crate, from the outside in:
 //!
-//! * [`db`]: [`Ametist`], the embedded database: open one, create collections, write, search.
-//! * [`spec`]: a collection's settings ([`spec::CollectionSpec`]) and their file,
-//!   `collection.json`.
+//! * [`db`]: [`Ametist`], the embedded database: open one, create collections, write, search;
+//!   its aliases (`aliases.json`).
+//! * [`spec`]: a collection's settings ([`spec::CollectionSpec`], and what may change while
+//!   it runs: shard keys, strict mode, metadata, [`spec::CollectionSettings`]) and their
+//!   file, `collection.json`.
 //! * [`collection`]: the `CollectionActor`, which routes each write to a partition by a
 //!   stable hash of the point id, scatters searches to every partition, merges their top-k
 //!   and answers once, within a deadline.
@@ -46,7 +48,7 @@ pub mod supervisor;
 pub mod vector_fields;
 
 pub use config::{CollectionConfig, EngineConfig, RestartStrategy, SupervisionPolicy};
-pub use db::Ametist;
+pub use db::{AliasAction, Ametist};
 pub use error::EngineError;
 pub use messages::{
     DeleteVector, IndexStats, InsertVector, PartitionRestore, PartitionSnapshot, RebuildIndex, ScoredDoc,

@@ -1,8 +1,9 @@
 //! A collection's settings ([`CollectionSpec`]) and their file, `collection.json`.
 //!
 //! The spec is what a collection is after defaults were applied; the file holds it beside
-//! the payload and text index schemas and is rewritten (crash-safely, through
-//! `ametist_storage::replace`) when those change.
+//! the payload and text index schemas and the [`CollectionSettings`] (shard keys, strict
+//! mode, metadata), and is rewritten (crash-safely, through `ametist_storage::replace`)
+//! when those change.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -129,6 +130,153 @@ impl CollectionSpec {
     }
 }
 
+/// A user-defined shard key (Qdrant's `ShardKey`): a string or an unsigned integer.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ShardKey {
+    Num(u64),
+    Str(String),
+}
+
+impl std::fmt::Display for ShardKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ShardKey::Num(n) => write!(f, "{n}"),
+            ShardKey::Str(s) => write!(f, "\"{s}\""),
+        }
+    }
+}
+
+/// How points are placed in partitions: by a hash of the id over every partition
+/// (`auto`), or first by a shard key the writer names, then by the hash over that key's
+/// partitions (`custom`, Qdrant's user-defined sharding).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ShardingMethod {
+    #[default]
+    Auto,
+    Custom,
+}
+
+/// One shard key of a custom-sharded collection and the partitions (by id) that hold its
+/// points; an id routes to `partitions[id.partition(partitions.len())]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardKeyEntry {
+    pub key: ShardKey,
+    pub partitions: Vec<usize>,
+}
+
+/// Qdrant's `StrictModeConfig`: limits on what one request may ask of the collection,
+/// enforced while `enabled`. The engine keeps it (in `collection.json`); the REST layer
+/// enforces it, since the limits are about requests.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StrictModeConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_query_limit: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_timeout: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unindexed_filtering_retrieve: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unindexed_filtering_update: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search_max_hnsw_ef: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search_allow_exact: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search_max_oversampling: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upsert_max_batchsize: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search_max_batchsize: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_collection_vector_size_bytes: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_rate_limit: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_rate_limit: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_collection_payload_size_bytes: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_points_count: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter_max_conditions: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition_max_size: Option<usize>,
+    /// Per multivector field: `{"max_vectors": n}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multivector_config: Option<BTreeMap<String, MultivectorLimit>>,
+    /// Per sparse field: `{"max_length": n}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sparse_config: Option<BTreeMap<String, SparseLimit>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_payload_index_count: Option<usize>,
+}
+
+impl StrictModeConfig {
+    /// `self` with every field `other` sets taken from `other` (Qdrant's PATCH semantics).
+    pub fn merged(&self, other: &StrictModeConfig) -> StrictModeConfig {
+        let a = serde_json::to_value(self).expect("plain data");
+        let b = serde_json::to_value(other).expect("plain data");
+        let mut m = a.as_object().cloned().unwrap_or_default();
+        m.extend(b.as_object().cloned().unwrap_or_default());
+        serde_json::from_value(serde_json::Value::Object(m)).expect("fields of the same struct")
+    }
+
+    /// True when the limits apply.
+    pub fn is_enabled(&self) -> bool {
+        self.enabled == Some(true)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MultivectorLimit {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_vectors: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SparseLimit {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_length: Option<usize>,
+}
+
+/// What a collection has beyond its [`CollectionSpec`] and can change while it runs:
+/// shard keys, strict mode and user metadata. Kept in `collection.json` beside the spec;
+/// a file written before these existed reads as the defaults (auto sharding, no strict
+/// mode, no metadata).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CollectionSettings {
+    #[serde(default)]
+    pub sharding_method: ShardingMethod,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shard_keys: Vec<ShardKeyEntry>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strict_mode: Option<StrictModeConfig>,
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+}
+
+impl CollectionSettings {
+    /// The partition ids a spec with these settings runs: `0..spec.partitions` for auto
+    /// sharding, every key's partitions for custom sharding.
+    pub fn partition_ids(&self, spec: &CollectionSpec) -> Vec<usize> {
+        match self.sharding_method {
+            ShardingMethod::Auto => (0..spec.partitions).collect(),
+            ShardingMethod::Custom => {
+                let mut ids: Vec<usize> = self.shard_keys.iter().flat_map(|k| k.partitions.iter().copied()).collect();
+                ids.sort_unstable();
+                ids
+            }
+        }
+    }
+}
+
 /// `collection.json`: what a collection is, written when it is created.
 #[derive(Debug, Serialize, Deserialize)]
 struct CollectionMeta {
@@ -138,6 +286,9 @@ struct CollectionMeta {
     /// Indexed payload fields and full-text indexed fields (rewritten when they change).
     #[serde(default)]
     payload_schema: Schemas,
+    /// Shard keys, strict mode, metadata (rewritten when they change).
+    #[serde(default)]
+    settings: CollectionSettings,
 }
 
 /// A collection's payload indexes and text indexes, as `collection.json` keeps them.
@@ -155,7 +306,7 @@ const META_FORMAT: u32 = 1;
 /// Reads `<dir>/collection.json`: the collection's settings and index schemas, or `None`
 /// when the file does not exist (a creation interrupted before its settings were durable:
 /// nothing in it was ever acknowledged, and the directory is ignored).
-pub(crate) fn read_meta(dir: &Path) -> Result<Option<(CollectionSpec, Schemas)>, EngineError> {
+pub(crate) fn read_meta(dir: &Path) -> Result<Option<(CollectionSpec, Schemas, CollectionSettings)>, EngineError> {
     let path = dir.join(META_FILE);
     let bytes = match ametist_storage::replace::read(&ametist_storage::StdFs, &path) {
         Ok(Some(bytes)) => bytes,
@@ -174,7 +325,7 @@ pub(crate) fn read_meta(dir: &Path) -> Result<Option<(CollectionSpec, Schemas)>,
             meta.format
         )));
     }
-    Ok(Some((meta.spec, meta.payload_schema)))
+    Ok(Some((meta.spec, meta.payload_schema, meta.settings)))
 }
 
 /// Creates a directory (and parents), fsyncing the parent of each level it created.
@@ -194,13 +345,23 @@ pub(crate) fn create_dir_durable(dir: &Path) -> std::io::Result<()> {
 }
 
 /// Creates the collection directory and writes `collection.json` atomically.
-pub(crate) fn write_meta(dir: &Path, spec: &CollectionSpec) -> Result<(), EngineError> {
-    write_meta_with(dir, spec, &Schemas::default())
+pub(crate) fn write_meta(dir: &Path, spec: &CollectionSpec, settings: &CollectionSettings) -> Result<(), EngineError> {
+    write_meta_with(dir, spec, &Schemas::default(), settings)
 }
 
 /// Writes `collection.json` (settings and index schemas) atomically.
-pub(crate) fn write_meta_with(dir: &Path, spec: &CollectionSpec, schemas: &Schemas) -> Result<(), EngineError> {
-    let meta = CollectionMeta { format: META_FORMAT, spec: spec.clone(), payload_schema: schemas.clone() };
+pub(crate) fn write_meta_with(
+    dir: &Path,
+    spec: &CollectionSpec,
+    schemas: &Schemas,
+    settings: &CollectionSettings,
+) -> Result<(), EngineError> {
+    let meta = CollectionMeta {
+        format: META_FORMAT,
+        spec: spec.clone(),
+        payload_schema: schemas.clone(),
+        settings: settings.clone(),
+    };
     let bytes = serde_json::to_vec_pretty(&meta).map_err(|e| EngineError::Internal(e.to_string()))?;
     create_dir_durable(dir)
         .and_then(|()| write_file_atomically(&dir.join(META_FILE), &mut |w| w.write_all(&bytes)))

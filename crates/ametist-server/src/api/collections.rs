@@ -14,7 +14,8 @@ use ametist_engine::config::{
     Comparator, IndexConfig, Quantization, SparseVectorParams as EngineSparseParams,
     VectorParams as EngineVectorParams, MAX_PARTITIONS,
 };
-use ametist_engine::CollectionConfig;
+use ametist_engine::spec::{CollectionSettings, ShardingMethod};
+use ametist_engine::{AliasAction, CollectionConfig};
 
 use super::envelope::{parse_body, Answer, ApiError, ApiResult};
 use super::{done, AppState};
@@ -42,6 +43,15 @@ pub struct CreateCollection {
     pub sparse_vectors: Option<std::collections::BTreeMap<String, SparseParams>>,
     #[serde(default)]
     pub quantization_config: Option<Value>,
+    /// `auto` (the default) or `custom`: points are placed by the shard key their writer
+    /// names (see `shards`).
+    #[serde(default)]
+    pub sharding_method: Option<ShardingMethod>,
+    #[serde(default)]
+    pub strict_mode_config: Option<Value>,
+    /// Free-form JSON kept with the collection and shown in its info.
+    #[serde(default)]
+    pub metadata: Option<serde_json::Map<String, Value>>,
     /// Copies of each partition (a cluster keeps them on distinct members).
     #[serde(default)]
     pub replication_factor: Option<usize>,
@@ -235,7 +245,7 @@ pub async fn create(State(state): State<AppState>, Path(name): Path<String>, bod
         v => (Some(serde_json::from_value(v).map_err(|e| bad("vectors".into(), e))?), Vec::new()),
     };
     let refused = |e: String| ApiError::bad_request(e, started);
-    refuse_unknown(&req._ignored, "", NO_EFFECT_COLLECTION, &[("sharding_method", json!("auto"))]).map_err(refused)?;
+    refuse_unknown(&req._ignored, "", NO_EFFECT_COLLECTION, &[]).map_err(refused)?;
     let vector_paths = unnamed
         .iter()
         .map(|p| ("vectors".to_string(), p))
@@ -322,6 +332,17 @@ pub async fn create(State(state): State<AppState>, Path(name): Path<String>, bod
         .map(|(name, p)| (name, EngineSparseParams { modifier: p.modifier.unwrap_or_default() }))
         .collect();
     let (dim, metric) = unnamed.as_ref().map_or((0, Metric::Cosine), |p| (p.size, p.distance));
+    let sharding_method = req.sharding_method.unwrap_or_default();
+    let strict_mode = match req.strict_mode_config {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(super::strict::parse(v, "strict_mode_config").map_err(refused)?),
+    };
+    let settings = CollectionSettings {
+        sharding_method,
+        shard_keys: Vec::new(),
+        strict_mode,
+        metadata: req.metadata.unwrap_or_default(),
+    };
     let config = CollectionConfig {
         dim,
         metric,
@@ -333,9 +354,22 @@ pub async fn create(State(state): State<AppState>, Path(name): Path<String>, bod
         write_consistency_factor: req.write_consistency_factor,
     };
     match &state.cluster {
-        // On a cluster, the collection is created through Raft and placed over the members.
+        // On a cluster, the collection is created through Raft and placed over the members;
+        // the cluster's metadata holds the spec only, so the settings beyond it are refused
+        // there rather than kept on one node.
+        Some(_) if settings != CollectionSettings::default() => {
+            return Err(ApiError::bad_request(
+                "Wrong input: sharding_method: custom, strict_mode_config and metadata are not yet supported in \
+                 cluster mode",
+                started,
+            ))
+        }
         Some(cluster) => cluster.create_collection(&name, config).await.map_err(|e| from_cluster(e, started))?,
-        None => state.db.create_collection(&name, config).await.map_err(|e| ApiError::from_engine(e, started))?,
+        None => state
+            .db
+            .create_collection_with(&name, config, settings)
+            .await
+            .map_err(|e| ApiError::from_engine(e, started))?,
     }
     done(started)
 }
@@ -361,13 +395,25 @@ pub async fn cluster_info(State(state): State<AppState>, Path(name): Path<String
     let info = match state.cluster.as_ref().and_then(|cl| cl.collection_status(&name)) {
         Some(v) => v,
         // A single node (or a local collection) holds every partition.
-        None => json!({
-            "peer_id": 0,
-            "shard_count": c.spec().partitions,
-            "local_shards": (0..c.spec().partitions).map(|s| json!({ "shard_id": s, "state": "Active" })).collect::<Vec<_>>(),
-            "remote_shards": [],
-            "shard_transfers": [],
-        }),
+        None => {
+            let settings = c.settings();
+            let ids = settings.partition_ids(c.spec());
+            // A custom-sharded collection's partitions carry their key, as Qdrant's do.
+            let key_of = |id: usize| settings.shard_keys.iter().find(|k| k.partitions.contains(&id)).map(|k| &k.key);
+            json!({
+                "peer_id": 0,
+                "shard_count": ids.len(),
+                "local_shards": ids.iter().map(|&s| {
+                    let mut shard = json!({ "shard_id": s, "state": "Active" });
+                    if let Some(key) = key_of(s) {
+                        shard["shard_key"] = json!(key);
+                    }
+                    shard
+                }).collect::<Vec<_>>(),
+                "remote_shards": [],
+                "shard_transfers": [],
+            })
+        }
     };
     Ok(Answer::new(info, started))
 }
@@ -384,30 +430,144 @@ pub async fn cluster_status(State(state): State<AppState>) -> ApiResult<Value> {
     ))
 }
 
-/// `GET /aliases` and `GET /collections/{name}/aliases`: Ametist has no aliases.
-pub async fn aliases(State(_state): State<AppState>) -> ApiResult<Value> {
-    Ok(Answer::new(json!({ "aliases": [] }), Instant::now()))
+/// `GET /aliases` and `GET /collections/aliases`: every alias.
+pub async fn aliases(State(state): State<AppState>) -> ApiResult<Value> {
+    let started = Instant::now();
+    Ok(Answer::new(aliases_json(&state, None), started))
 }
 
+/// `GET /collections/{name}/aliases`: the aliases of one collection.
 pub async fn collection_aliases(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<Value> {
     let started = Instant::now();
-    state.db.collection(&name).map_err(|e| ApiError::from_engine(e, started))?;
-    Ok(Answer::new(json!({ "aliases": [] }), started))
+    let c = state.db.collection(&name).map_err(|e| ApiError::from_engine(e, started))?;
+    Ok(Answer::new(aliases_json(&state, Some(&c.spec().name)), started))
 }
 
-/// `POST /collections/aliases`.
-pub async fn update_aliases(State(_state): State<AppState>, body: Bytes) -> ApiResult<Value> {
-    let started = Instant::now();
-    let _req: Value = parse_body(&body, started)?;
-    Err(ApiError::bad_request("Wrong input: collection aliases are not supported yet", started))
+fn aliases_json(state: &AppState, of: Option<&str>) -> Value {
+    let list: Vec<Value> = state
+        .db
+        .list_aliases()
+        .into_iter()
+        .filter(|(_, c)| of.is_none_or(|of| of == c))
+        .map(|(alias, collection)| json!({ "alias_name": alias, "collection_name": collection }))
+        .collect();
+    json!({ "aliases": list })
 }
 
-/// `PATCH /collections/{name}`: a collection's settings are fixed at creation for now.
-pub async fn update(State(state): State<AppState>, Path(name): Path<String>, body: Bytes) -> ApiResult<Value> {
+/// `POST /collections/aliases`: Qdrant's `ChangeAliasesOperation`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeAliases {
+    pub actions: Vec<AliasOperation>,
+}
+
+/// One of Qdrant's alias operations, each an object with one key.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum AliasOperation {
+    #[serde(rename = "create_alias")]
+    Create { collection_name: String, alias_name: String },
+    #[serde(rename = "delete_alias")]
+    Delete { alias_name: String },
+    #[serde(rename = "rename_alias")]
+    Rename { old_alias_name: String, new_alias_name: String },
+}
+
+/// `POST /collections/aliases`: the actions are applied in order and all at once (a reader
+/// sees the aliases before or after the whole list), and durably.
+pub async fn update_aliases(State(state): State<AppState>, body: Bytes) -> ApiResult<bool> {
     let started = Instant::now();
-    state.db.collection(&name).map_err(|e| ApiError::from_engine(e, started))?;
-    let _req: Value = parse_body(&body, started)?;
-    Err(ApiError::bad_request("Wrong input: changing a collection's settings is not supported yet", started))
+    let req: ChangeAliases = parse_body(&body, started)?;
+    if state.cluster.is_some() {
+        return Err(ApiError::bad_request("Wrong input: aliases are not yet supported in cluster mode", started));
+    }
+    let actions = req
+        .actions
+        .into_iter()
+        .map(|a| match a {
+            AliasOperation::Create { collection_name, alias_name } => {
+                AliasAction::Create { alias: alias_name, collection: collection_name }
+            }
+            AliasOperation::Delete { alias_name } => AliasAction::Delete { alias: alias_name },
+            AliasOperation::Rename { old_alias_name, new_alias_name } => {
+                AliasAction::Rename { old: old_alias_name, new: new_alias_name }
+            }
+        })
+        .collect();
+    state.db.update_aliases(actions).await.map_err(|e| ApiError::from_engine(e, started))?;
+    done(started)
+}
+
+/// `PATCH /collections/{name}`: Qdrant's `UpdateCollection`. `metadata` (merged; a `null`
+/// value removes its key) and `strict_mode_config` (merged field by field) change; the
+/// settings Ametist applies only at creation are refused naming them unless they repeat
+/// what the collection has; `optimizers_config` and `params.on_disk_payload` tune Qdrant's
+/// internals and are accepted with no effect, as on create.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateCollection {
+    #[serde(default)]
+    pub metadata: Option<serde_json::Map<String, Value>>,
+    #[serde(default)]
+    pub strict_mode_config: Option<Value>,
+    #[serde(default)]
+    pub params: Option<serde_json::Map<String, Value>>,
+    /// Accepted with no effect (see `NO_EFFECT_COLLECTION`).
+    #[serde(default, rename = "optimizers_config")]
+    pub _optimizers_config: Option<Value>,
+    #[serde(default)]
+    pub vectors: Option<Value>,
+    #[serde(default)]
+    pub hnsw_config: Option<Value>,
+    #[serde(default)]
+    pub quantization_config: Option<Value>,
+    #[serde(default)]
+    pub sparse_vectors: Option<Value>,
+}
+
+pub async fn update(State(state): State<AppState>, Path(name): Path<String>, body: Bytes) -> ApiResult<bool> {
+    let started = Instant::now();
+    let c = state.db.collection(&name).map_err(|e| ApiError::from_engine(e, started))?;
+    let req: UpdateCollection = parse_body(&body, started)?;
+    let refuse = |field: &str, why: &str| {
+        ApiError::bad_request(format!("Wrong input: {field} can not be changed yet ({why})"), started)
+    };
+    let rebuild = "changing the index or its codes needs a rebuild of every partition, not implemented yet";
+    for (field, value) in [
+        ("vectors", &req.vectors),
+        ("hnsw_config", &req.hnsw_config),
+        ("quantization_config", &req.quantization_config),
+        ("sparse_vectors", &req.sparse_vectors),
+    ] {
+        if value.as_ref().is_some_and(|v| !v.is_null() && v.as_object().is_none_or(|m| !m.is_empty())) {
+            return Err(refuse(field, rebuild));
+        }
+    }
+    for (key, value) in req.params.iter().flatten() {
+        let same = match key.as_str() {
+            "replication_factor" => value == &json!(c.spec().replication.factor),
+            "write_consistency_factor" => value == &json!(c.spec().replication.write_consistency),
+            "on_disk_payload" | "read_fan_out_factor" | "read_fan_out_delay_ms" => true,
+            _ => false,
+        };
+        if !same && !value.is_null() {
+            return Err(refuse(&format!("params.{key}"), "it is fixed when the collection is created"));
+        }
+    }
+    let strict = match req.strict_mode_config {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(super::strict::parse(v, "strict_mode_config").map_err(|e| ApiError::bad_request(e, started))?),
+    };
+    if state.cluster.is_some() && (strict.is_some() || req.metadata.as_ref().is_some_and(|m| !m.is_empty())) {
+        return Err(ApiError::bad_request(
+            "Wrong input: strict_mode_config and metadata are not yet supported in cluster mode",
+            started,
+        ));
+    }
+    if strict.is_some() || req.metadata.is_some() {
+        c.update_settings(strict, req.metadata).await.map_err(|e| ApiError::from_engine(e, started))?;
+    }
+    done(started)
 }
 
 pub async fn delete(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<bool> {
@@ -423,11 +583,11 @@ pub async fn info(State(state): State<AppState>, Path(name): Path<String>) -> Ap
     let started = Instant::now();
     let c = state.db.collection(&name).map_err(|e| ApiError::from_engine(e, started))?;
     let info = c.info().await.map_err(|e| ApiError::from_engine(e, started))?;
-    Ok(Answer::new(collection_info_json(&info), started))
+    Ok(Answer::new(collection_info_json(&info, &c.settings()), started))
 }
 
 /// Qdrant's `CollectionInfo` shape, filled from what Ametist knows.
-fn collection_info_json(info: &CollectionInfo) -> Value {
+fn collection_info_json(info: &CollectionInfo, settings: &CollectionSettings) -> Value {
     use ametist_engine::supervisor::ActorState;
     let all_running = info.partitions.iter().all(|p| p.state == ActorState::Running);
     let any_stopped = info.partitions.iter().any(|p| p.state == ActorState::Stopped);
@@ -467,7 +627,7 @@ fn collection_info_json(info: &CollectionInfo) -> Value {
             (n.clone(), v)
         })
         .collect();
-    json!({
+    let mut info_json = json!({
         "status": status,
         "optimizer_status": "ok",
         "warnings": [],
@@ -502,11 +662,19 @@ fn collection_info_json(info: &CollectionInfo) -> Value {
             },
             "wal_config": { "wal_capacity_mb": 32, "wal_segments_ahead": 0 },
             "quantization_config": quantization_json(&s.index),
+            "strict_mode_config": settings.strict_mode.clone().unwrap_or_default(),
         },
         "payload_schema": info.text_schema.iter().map(|(k, n)| (k.clone(), json!({ "data_type": "text", "points": n })))
             .chain(info.payload_schema.iter().map(|(k, (t, n))| (k.clone(), json!({ "data_type": t, "points": n }))))
             .collect::<serde_json::Map<String, Value>>(),
-    })
+    });
+    if settings.sharding_method == ShardingMethod::Custom {
+        info_json["config"]["params"]["sharding_method"] = json!("custom");
+    }
+    if !settings.metadata.is_empty() {
+        info_json["config"]["metadata"] = Value::Object(settings.metadata.clone());
+    }
+    info_json
 }
 
 /// Qdrant's shape of a quantization setting, for int8 and the binary codes; int4 is

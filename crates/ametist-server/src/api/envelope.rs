@@ -65,7 +65,9 @@ impl ApiError {
     pub fn from_engine(e: EngineError, started: Instant) -> Self {
         let (status, message) = match &e {
             EngineError::CollectionNotFound(_) => (StatusCode::NOT_FOUND, format!("Not found: {e}!")),
-            EngineError::PointNotFound(_) => (StatusCode::NOT_FOUND, format!("Not found: {e}")),
+            EngineError::PointNotFound(_) | EngineError::NotFound(_) => {
+                (StatusCode::NOT_FOUND, format!("Not found: {e}"))
+            }
             EngineError::CollectionExists(_) => (StatusCode::CONFLICT, format!("Wrong input: {e}!")),
             EngineError::InvalidInput(_) | EngineError::Core(_) => {
                 (StatusCode::BAD_REQUEST, format!("Wrong input: {e}"))

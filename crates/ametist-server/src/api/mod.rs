@@ -4,6 +4,8 @@
 //! * [`points`]: upsert, query (single and batch), search, retrieve, delete, scroll, count.
 //! * [`payload`]: payload updates and payload indexes (shapes only until the engine has them).
 //! * [`selectors`]: `with_payload` / `with_vector` selectors.
+//! * [`shards`]: shard keys (custom sharding): their routes and the `shard_key` selector.
+//! * [`strict`]: strict mode, checked before a request does anything.
 //! * [`partitions`]: Ametist-only routes about partitions and their actors.
 //! * [`openapi`]: `GET /openapi.json`, the OpenAPI document of every route here.
 //! * [`envelope`]: Qdrant's response envelope, error mapping and body parsing.
@@ -20,7 +22,9 @@ pub mod partitions;
 pub mod payload;
 pub mod points;
 pub mod selectors;
+pub mod shards;
 pub mod snapshots;
+pub mod strict;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -65,6 +69,9 @@ pub fn router(state: AppState) -> Router {
             get(collections::info).put(collections::create).delete(collections::delete).patch(collections::update),
         )
         .route("/aliases", get(collections::aliases))
+        .route("/collections/aliases", get(collections::aliases))
+        .route("/collections/{name}/shards", get(shards::list).put(shards::create))
+        .route("/collections/{name}/shards/delete", post(shards::delete))
         .route("/collections/aliases", post(collections::update_aliases))
         .route("/collections/{name}/aliases", get(collections::collection_aliases))
         .route("/collections/{name}/exists", get(collections::exists))
@@ -119,6 +126,10 @@ pub fn router(state: AppState) -> Router {
     r.fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), consistency::check))
         .layer(axum::middleware::from_fn_with_state((state.clone(), budget), limits::admit_write))
+        .layer(axum::middleware::from_fn_with_state(
+            (state.clone(), Arc::new(strict::Rates::default())),
+            strict::request_layer,
+        ))
         .layer(axum::middleware::from_fn(move |req, next| limits::cap_response(max_response, req, next)))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)

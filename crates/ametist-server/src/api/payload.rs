@@ -34,8 +34,8 @@ pub struct SetPayload {
     /// Sets the payload under this (dot-path) key instead of at the top level.
     #[serde(default)]
     pub key: Option<String>,
-    #[serde(default, rename = "shard_key")]
-    pub _shard_key: Option<Value>,
+    #[serde(default)]
+    pub shard_key: Option<Value>,
 }
 
 /// `POST /collections/{name}/points/payload/delete`.
@@ -48,8 +48,8 @@ pub struct DeletePayload {
     pub points: Option<Vec<PointId>>,
     #[serde(default)]
     pub filter: Option<Value>,
-    #[serde(default, rename = "shard_key")]
-    pub _shard_key: Option<Value>,
+    #[serde(default)]
+    pub shard_key: Option<Value>,
 }
 
 /// `POST /collections/{name}/points/payload/clear`: a `PointIdsList` or a `FilterSelector`.
@@ -60,8 +60,8 @@ pub struct PointsSelector {
     pub points: Option<Vec<PointId>>,
     #[serde(default)]
     pub filter: Option<Value>,
-    #[serde(default, rename = "shard_key")]
-    pub _shard_key: Option<Value>,
+    #[serde(default)]
+    pub shard_key: Option<Value>,
 }
 
 /// `PUT /collections/{name}/index`.
@@ -116,6 +116,8 @@ async fn write_payload(
     let wait = wait_param(query.as_deref(), started)?;
     let c = collection(&state, &name, started)?;
     let req: SetPayload = parse_body(&body, started)?;
+    let c = super::shards::scoped(&c, req.shard_key, started)?;
+    super::strict::check_update_filter(&c, req.filter.as_ref(), started)?;
     let target = target(req.points, req.filter, started)?;
     if req.key.is_some() {
         return Err(not_supported("setting a payload under a `key` is not supported yet", started));
@@ -135,6 +137,8 @@ pub async fn delete_keys(
     let wait = wait_param(query.as_deref(), started)?;
     let c = collection(&state, &name, started)?;
     let req: DeletePayload = parse_body(&body, started)?;
+    let c = super::shards::scoped(&c, req.shard_key, started)?;
+    super::strict::check_update_filter(&c, req.filter.as_ref(), started)?;
     let target = target(req.points, req.filter, started)?;
     apply(&c, target, FilterAction::DeletePayload(req.keys), wait, started).await
 }
@@ -149,6 +153,8 @@ pub async fn clear(
     let wait = wait_param(query.as_deref(), started)?;
     let c = collection(&state, &name, started)?;
     let req: PointsSelector = parse_body(&body, started)?;
+    let c = super::shards::scoped(&c, req.shard_key, started)?;
+    super::strict::check_update_filter(&c, req.filter.as_ref(), started)?;
     let target = target(req.points, req.filter, started)?;
     apply(&c, target, FilterAction::ClearPayload, wait, started).await
 }
@@ -166,6 +172,7 @@ pub async fn create_index(
     if req.field_name.is_empty() {
         return Err(ApiError::bad_request("Wrong input: `field_name` is empty", started));
     }
+    super::strict::check_new_index(&c, &req.field_name, started)?;
     // On a cluster the definition goes into the cluster's metadata first, so that every
     // node knows it (see `ClusterNode::set_index`); this node then builds the index.
     let define = |def: ametist_cluster::IndexDef| async {

@@ -42,9 +42,9 @@ pub struct UpsertPoints {
     pub points: Option<Vec<PointStruct>>,
     #[serde(default)]
     pub batch: Option<Batch>,
-    /// Accepted for compatibility; Ametist has no shard keys.
-    #[serde(default, rename = "shard_key")]
-    pub _shard_key: Option<Value>,
+    /// Qdrant's `ShardKeySelector` (see `shards::parse_selector`).
+    #[serde(default)]
+    pub shard_key: Option<Value>,
     /// Conditional update (only points matching the filter are replaced): not yet.
     #[serde(default)]
     pub update_filter: Option<Value>,
@@ -215,8 +215,8 @@ pub struct QueryPoints {
     pub filter: Option<Value>,
     #[serde(default)]
     pub using: Option<String>,
-    #[serde(default, rename = "shard_key")]
-    pub _shard_key: Option<Value>,
+    #[serde(default)]
+    pub shard_key: Option<Value>,
     #[serde(default)]
     pub lookup_from: Option<Value>,
     #[serde(default)]
@@ -244,6 +244,17 @@ pub struct SearchParams {
     /// `indexed_only`, `acorn`, `idf`: accepted, nothing to act on.
     #[serde(flatten)]
     pub _ignored: serde_json::Map<String, Value>,
+}
+
+impl SearchParams {
+    /// The fields strict mode limits, as JSON.
+    pub fn as_value(&self) -> Value {
+        json!({
+            "hnsw_ef": self.hnsw_ef,
+            "exact": self.exact,
+            "quantization": { "oversampling": self.quantization.as_ref().and_then(|q| q.oversampling) },
+        })
+    }
 }
 
 /// Qdrant's `QuantizationSearchParams`.
@@ -277,8 +288,8 @@ pub struct SearchPoints {
     pub params: Option<SearchParams>,
     #[serde(default)]
     pub filter: Option<Value>,
-    #[serde(default, rename = "shard_key")]
-    pub _shard_key: Option<Value>,
+    #[serde(default)]
+    pub shard_key: Option<Value>,
 }
 
 /// `POST /collections/{name}/points/search/batch`.
@@ -294,8 +305,8 @@ pub struct SearchBatch {
 #[serde(deny_unknown_fields)]
 pub struct UpdateVectors {
     pub points: Vec<PointVectors>,
-    #[serde(default, rename = "shard_key")]
-    pub _shard_key: Option<Value>,
+    #[serde(default)]
+    pub shard_key: Option<Value>,
     #[serde(default)]
     pub update_filter: Option<Value>,
 }
@@ -315,8 +326,8 @@ pub struct DeletePoints {
     pub points: Option<Vec<PointId>>,
     #[serde(default)]
     pub filter: Option<Value>,
-    #[serde(default, rename = "shard_key")]
-    pub _shard_key: Option<Value>,
+    #[serde(default)]
+    pub shard_key: Option<Value>,
 }
 
 /// `POST /collections/{name}/points`: retrieve by ids.
@@ -328,8 +339,8 @@ pub struct RetrievePoints {
     pub with_payload: Option<Value>,
     #[serde(default, alias = "with_vectors")]
     pub with_vector: Option<Value>,
-    #[serde(default, rename = "shard_key")]
-    pub _shard_key: Option<Value>,
+    #[serde(default)]
+    pub shard_key: Option<Value>,
 }
 
 /// `POST /collections/{name}/points/scroll`: answers `{"points": [Record], "next_page_offset": id|null}`.
@@ -349,8 +360,8 @@ pub struct ScrollPoints {
     pub with_vector: Option<Value>,
     #[serde(default)]
     pub order_by: Option<Value>,
-    #[serde(default, rename = "shard_key")]
-    pub _shard_key: Option<Value>,
+    #[serde(default)]
+    pub shard_key: Option<Value>,
 }
 
 /// `POST /collections/{name}/points/count`: answers `{"count": n}`.
@@ -363,8 +374,8 @@ pub struct CountPoints {
     /// Ametist's counts are always exact.
     #[serde(default)]
     pub exact: Option<bool>,
-    #[serde(default, rename = "shard_key")]
-    pub _shard_key: Option<Value>,
+    #[serde(default)]
+    pub shard_key: Option<Value>,
 }
 
 pub async fn upsert(
@@ -376,7 +387,8 @@ pub async fn upsert(
     let started = Instant::now();
     let wait = wait_param(query.as_deref(), started)?;
     let c = collection(&state, &name, started)?;
-    let req: UpsertPoints = parse_body(&body, started)?;
+    let mut req: UpsertPoints = parse_body(&body, started)?;
+    let c = super::shards::scoped(&c, req.shard_key.take(), started)?;
     if let Some(filter) = parse_filter(req.update_filter, started)? {
         let _ = filter;
         return Err(not_supported("conditional upsert (`update_filter`) is not supported yet", started));
@@ -431,6 +443,7 @@ pub async fn upsert(
             ))
         }
     };
+    super::strict::check_upsert(&c, &points, started).await?;
     let ack = c.upsert(points, wait).await.map_err(|e| ApiError::from_engine(e, started))?;
     Ok(Answer::new(update_result(ack), started))
 }
@@ -444,7 +457,8 @@ pub async fn update_vectors(
     let started = Instant::now();
     let wait = wait_param(query.as_deref(), started)?;
     let c = collection(&state, &name, started)?;
-    let req: UpdateVectors = parse_body(&body, started)?;
+    let mut req: UpdateVectors = parse_body(&body, started)?;
+    let c = super::shards::scoped(&c, req.shard_key.take(), started)?;
     if parse_filter(req.update_filter, started)?.is_some() {
         return Err(not_supported("conditional update (`update_filter`) is not supported yet", started));
     }
@@ -482,8 +496,8 @@ pub struct DeleteVectorsRequest {
     pub filter: Option<Value>,
     /// The names of the vectors to remove.
     pub vector: Vec<String>,
-    #[serde(default, rename = "shard_key")]
-    pub _shard_key: Option<Value>,
+    #[serde(default)]
+    pub shard_key: Option<Value>,
 }
 
 /// `POST /collections/{name}/points/vectors/delete`: removes named vectors from points.
@@ -496,7 +510,9 @@ pub async fn delete_vectors(
     let started = Instant::now();
     let wait = wait_param(query.as_deref(), started)?;
     let c = collection(&state, &name, started)?;
-    let req: DeleteVectorsRequest = parse_body(&body, started)?;
+    let mut req: DeleteVectorsRequest = parse_body(&body, started)?;
+    let c = super::shards::scoped(&c, req.shard_key.take(), started)?;
+    super::strict::check_update_filter(&c, req.filter.as_ref(), started)?;
     let target = match (req.points, parse_filter(req.filter, started)?) {
         (Some(ids), None) if !ids.is_empty() => {
             let found = c.get(ids.clone(), false, false).await.map_err(|e| ApiError::from_engine(e, started))?;
@@ -526,7 +542,9 @@ pub async fn delete(
     let started = Instant::now();
     let wait = wait_param(query.as_deref(), started)?;
     let c = collection(&state, &name, started)?;
-    let req: DeletePoints = parse_body(&body, started)?;
+    let mut req: DeletePoints = parse_body(&body, started)?;
+    let c = super::shards::scoped(&c, req.shard_key.take(), started)?;
+    super::strict::check_update_filter(&c, req.filter.as_ref(), started)?;
     let filter = parse_filter(req.filter, started)?;
     let ids = match (req.points, filter) {
         (Some(ids), None) => ids,
@@ -551,7 +569,9 @@ pub async fn delete(
 pub async fn query(State(state): State<AppState>, Path(name): Path<String>, body: Bytes) -> ApiResult<Value> {
     let started = Instant::now();
     let c = collection(&state, &name, started)?;
-    let req: QueryPoints = parse_body(&body, started)?;
+    let mut req: QueryPoints = parse_body(&body, started)?;
+    let c = super::shards::scoped(&c, req.shard_key.take(), started)?;
+    super::strict::check_query(&c, &req, started)?;
     let plan = QueryPlan::new(req, started)?;
     plan.cost(c.spec()).check(&state.config.limits, started)?;
     let (points, missing) = plan.run(&c, started).await?;
@@ -565,12 +585,21 @@ pub async fn query_batch(State(state): State<AppState>, Path(name): Path<String>
     let c = collection(&state, &name, started)?;
     let req: QueryBatch = parse_body(&body, started)?;
     check_batch_len(&state, req.searches.len(), started)?;
+    super::strict::check_search_batch(&c, req.searches.len(), started)?;
     // Every request is checked before any is run, so a bad one fails the batch at once.
-    let plans = req.searches.into_iter().map(|q| QueryPlan::new(q, started)).collect::<Result<Vec<_>, _>>()?;
-    plans.iter().fold(Cost::default(), |sum, p| sum.add(p.cost(c.spec()))).check(&state.config.limits, started)?;
+    let plans = req
+        .searches
+        .into_iter()
+        .map(|mut q| {
+            let c = super::shards::scoped(&c, q.shard_key.take(), started)?;
+            super::strict::check_query(&c, &q, started)?;
+            Ok((c, QueryPlan::new(q, started)?))
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    plans.iter().fold(Cost::default(), |sum, (_, p)| sum.add(p.cost(c.spec()))).check(&state.config.limits, started)?;
     let mut results = Vec::with_capacity(plans.len());
     let mut missing_all = Vec::new();
-    for plan in plans {
+    for (c, plan) in plans {
         let (points, missing) = plan.run(&c, started).await?;
         merge_missing(&mut missing_all, missing);
         results.push(json!({ "points": points }));
@@ -583,7 +612,9 @@ pub async fn query_batch(State(state): State<AppState>, Path(name): Path<String>
 pub async fn search(State(state): State<AppState>, Path(name): Path<String>, body: Bytes) -> ApiResult<Value> {
     let started = Instant::now();
     let c = collection(&state, &name, started)?;
-    let req: SearchPoints = parse_body(&body, started)?;
+    let mut req: SearchPoints = parse_body(&body, started)?;
+    let c = super::shards::scoped(&c, req.shard_key.take(), started)?;
+    super::strict::check_search(&c, &req, started)?;
     let plan = QueryPlan::from_search(req, started)?;
     plan.cost(c.spec()).check(&state.config.limits, started)?;
     let (points, missing) = plan.run(&c, started).await?;
@@ -597,11 +628,20 @@ pub async fn search_batch(State(state): State<AppState>, Path(name): Path<String
     let c = collection(&state, &name, started)?;
     let req: SearchBatch = parse_body(&body, started)?;
     check_batch_len(&state, req.searches.len(), started)?;
-    let plans = req.searches.into_iter().map(|s| QueryPlan::from_search(s, started)).collect::<Result<Vec<_>, _>>()?;
-    plans.iter().fold(Cost::default(), |sum, p| sum.add(p.cost(c.spec()))).check(&state.config.limits, started)?;
+    super::strict::check_search_batch(&c, req.searches.len(), started)?;
+    let plans = req
+        .searches
+        .into_iter()
+        .map(|mut s| {
+            let c = super::shards::scoped(&c, s.shard_key.take(), started)?;
+            super::strict::check_search(&c, &s, started)?;
+            Ok((c, QueryPlan::from_search(s, started)?))
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    plans.iter().fold(Cost::default(), |sum, (_, p)| sum.add(p.cost(c.spec()))).check(&state.config.limits, started)?;
     let mut results = Vec::with_capacity(plans.len());
     let mut missing_all = Vec::new();
-    for plan in plans {
+    for (c, plan) in plans {
         let (points, missing) = plan.run(&c, started).await?;
         merge_missing(&mut missing_all, missing);
         results.push(Value::Array(points));
@@ -614,7 +654,8 @@ pub async fn search_batch(State(state): State<AppState>, Path(name): Path<String
 pub async fn retrieve(State(state): State<AppState>, Path(name): Path<String>, body: Bytes) -> ApiResult<Value> {
     let started = Instant::now();
     let c = collection(&state, &name, started)?;
-    let req: RetrievePoints = parse_body(&body, started)?;
+    let mut req: RetrievePoints = parse_body(&body, started)?;
+    let c = super::shards::scoped(&c, req.shard_key.take(), started)?;
     let payload = PayloadSelector::parse(&req.with_payload, true, started)?;
     let with_vector = parse_with_vector(&req.with_vector, false, started)?;
     if req.ids.is_empty() {
@@ -646,7 +687,9 @@ pub async fn get_one(State(state): State<AppState>, Path((name, id)): Path<(Stri
 pub async fn scroll(State(state): State<AppState>, Path(name): Path<String>, body: Bytes) -> ApiResult<Value> {
     let started = Instant::now();
     let c = collection(&state, &name, started)?;
-    let req: ScrollPoints = parse_body(&body, started)?;
+    let mut req: ScrollPoints = parse_body(&body, started)?;
+    let c = super::shards::scoped(&c, req.shard_key.take(), started)?;
+    super::strict::check_read(&c, req.limit, req.filter.as_ref(), None, started)?;
     let filter = parse_filter(req.filter, started)?;
     let payload = PayloadSelector::parse(&req.with_payload, true, started)?;
     let with_vector = parse_with_vector(&req.with_vector, false, started)?;
@@ -674,7 +717,14 @@ pub async fn scroll(State(state): State<AppState>, Path(name): Path<String>, bod
 pub async fn count(State(state): State<AppState>, Path(name): Path<String>, body: Bytes) -> ApiResult<Value> {
     let started = Instant::now();
     let c = collection(&state, &name, started)?;
-    let req: CountPoints = if body.is_empty() { CountPoints::default() } else { parse_body(&body, started)? };
+    let mut req: CountPoints = if body.is_empty() { CountPoints::default() } else { parse_body(&body, started)? };
+    let c = super::shards::scoped(&c, req.shard_key.take(), started)?;
+    super::strict::check_read(&c, None, req.filter.as_ref(), Some(req.exact.unwrap_or(true)), started)?;
+    // Scoped to shard keys, the points of those keys' partitions are counted.
+    if c.scope().is_some() {
+        let n = c.count(parse_filter(req.filter, started)?).await.map_err(|e| ApiError::from_engine(e, started))?;
+        return Ok(Answer::new(json!({ "count": n }), started));
+    }
     if let Some(filter) = parse_filter(req.filter, started)? {
         let n = c.count(Some(filter)).await.map_err(|e| ApiError::from_engine(e, started))?;
         return Ok(Answer::new(json!({ "count": n }), started));

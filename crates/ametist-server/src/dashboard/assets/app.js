@@ -353,7 +353,7 @@ async function renderCollections(root) {
     const { result } = await api('GET', '/aliases');
     aliases.replaceChildren(result.aliases.length
       ? h('ul', {}, result.aliases.map((a) => h('li', {}, `${a.alias_name} → ${a.collection_name}`)))
-      : h('p', { class: 'note' }, 'No aliases (Ametist does not support collection aliases yet).'));
+      : h('p', { class: 'note' }, 'No aliases.'));
   } catch (e) {
     aliases.replaceChildren(h('p', { class: 'error' }, e.message));
   }
