@@ -1,0 +1,260 @@
+"""Qdrant's query API beyond nearest neighbours, differential against qdrant-client's local
+mode (`QdrantClient(":memory:")`, the oracle): recommend (both strategies and the sum of
+scores), discover, context, listing without a query, `order_by` (query and scroll),
+`sample: random`, groups, facets and the deprecated recommend/discover routes. Every test
+runs on 1 and 4 partitions with seeded random data (the seed is printed); scores compare
+within 1e-4, and hits whose scores tie within that are compared as sets."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+import numpy as np
+import pytest
+from qdrant_client import QdrantClient, models
+
+N = 300
+DIM = 8
+TOL = 1e-4
+SEED = 1919
+
+
+def dataset(seed: int):
+    rng = np.random.default_rng(seed)
+    vectors = rng.standard_normal((N, DIM)).astype(np.float32)
+    ids: list = [i + 1 if i % 4 else str(uuid.UUID(int=(seed << 64) | i)) for i in range(N)]
+    payloads = []
+    for i in range(N):
+        p = {
+            "i": i,
+            "color": ["red", "green", "blue", "black", "white"][int(rng.integers(0, 5))],
+            # Few distinct values: many ties for order_by, groups spread over partitions.
+            "rank": int(rng.integers(0, 20)),
+            "price": round(float(rng.uniform(0, 50)), 2),
+            "flag": bool(i % 3 == 0),
+            "tags": [f"t{int(x)}" for x in rng.integers(0, 6, size=int(rng.integers(0, 3)))],
+        }
+        if i % 7 == 0:
+            p["when"] = f"2024-01-{1 + i % 28:02d}T00:00:00Z"
+        if i % 11 == 0:
+            del p["rank"]
+        payloads.append(p)
+    return rng, ids, vectors, payloads
+
+
+def load(client, name, ids, vectors, payloads, distance, shards=None):
+    kwargs = {"shard_number": shards} if shards else {}
+    client.create_collection(name, vectors_config=models.VectorParams(size=DIM, distance=distance), **kwargs)
+    client.upsert(
+        name,
+        points=models.Batch(ids=ids, vectors=vectors.tolist(), payloads=payloads),
+        wait=True,
+    )
+
+
+@pytest.fixture(scope="module")
+def local():
+    c = QdrantClient(":memory:")
+    yield c
+    c.close()
+
+
+_made: dict = {}
+
+
+@pytest.fixture(params=[1, 4], ids=["1part", "4parts"])
+def both(request, client, local):
+    """(ours, theirs, name, data): the same collection (cosine) in ametist and local mode."""
+    shards = request.param
+    name = f"qapi_{shards}"
+    if name not in _made:
+        print(f"seed {SEED}")
+        rng, ids, vectors, payloads = dataset(SEED)
+        if client.collection_exists(name):
+            client.delete_collection(name)
+        load(client, name, ids, vectors, payloads, models.Distance.COSINE, shards)
+        if not local.collection_exists(name):
+            load(local, name, ids, vectors, payloads, models.Distance.COSINE)
+        _made[name] = (ids, vectors, payloads)
+    return client, local, name, _made[name]
+
+
+def assert_same_hits(ours, theirs, *, payload=True):
+    """Same hits in the same order and scores within TOL; hits whose scores tie (within
+    TOL) may come in either order, and a tie at the cut may pick different members."""
+    assert len(ours) == len(theirs), ([p.id for p in ours], [p.id for p in theirs])
+    for a, b in zip(ours, theirs):
+        assert a.score == pytest.approx(b.score, abs=TOL), (a.id, a.score, b.id, b.score)
+    i = 0
+    while i < len(theirs):
+        j = i
+        while j + 1 < len(theirs) and abs(theirs[j + 1].score - theirs[i].score) <= TOL:
+            j += 1
+        a = {p.id for p in ours[i : j + 1]}
+        b = {p.id for p in theirs[i : j + 1]}
+        if j + 1 < len(theirs):
+            assert a == b, (i, a, b)
+        i = j + 1
+    if payload:
+        by_id = {p.id: p for p in theirs}
+        for p in ours:
+            if p.id in by_id:
+                assert p.payload == by_id[p.id].payload
+
+
+def both_query(ours, theirs, name, **kwargs):
+    a = ours.query_points(name, **kwargs).points
+    b = theirs.query_points(name, **kwargs).points
+    return a, b
+
+
+def test_recommend_strategies_match_local_mode(both):
+    ours, theirs, name, (ids, vectors, _) = both
+    rng = np.random.default_rng(SEED + 1)
+    for strategy in (
+        models.RecommendStrategy.AVERAGE_VECTOR,
+        models.RecommendStrategy.BEST_SCORE,
+        models.RecommendStrategy.SUM_SCORES,
+    ):
+        for positive, negative in (
+            ([ids[3], ids[10]], []),
+            ([ids[4]], [ids[5], ids[6]]),
+            ([rng.standard_normal(DIM).tolist(), ids[8]], [rng.standard_normal(DIM).tolist()]),
+        ):
+            for kwargs in (
+                dict(limit=10),
+                dict(limit=5, offset=3),
+                dict(limit=8, query_filter=models.Filter(must=[models.FieldCondition(key="color", match=models.MatchValue(value="red"))])),
+            ):
+                q = models.RecommendQuery(
+                    recommend=models.RecommendInput(positive=positive, negative=negative, strategy=strategy)
+                )
+                a, b = both_query(ours, theirs, name, query=q, search_params=models.SearchParams(exact=True), **kwargs)
+                assert_same_hits(a, b)
+    # Only negatives: best_score ranks the points farthest from them first.
+    q = models.RecommendQuery(
+        recommend=models.RecommendInput(negative=[ids[1]], strategy=models.RecommendStrategy.BEST_SCORE)
+    )
+    a, b = both_query(ours, theirs, name, query=q, limit=6)
+    assert_same_hits(a, b)
+    # A score threshold between two hits.
+    top = theirs.query_points(name, query=q, limit=20).points
+    t = (top[9].score + top[10].score) / 2
+    a, b = both_query(ours, theirs, name, query=q, limit=20, score_threshold=t)
+    assert len(b) == 10
+    assert_same_hits(a, b)
+
+
+def test_discover_and_context_match_local_mode(both):
+    ours, theirs, name, (ids, vectors, _) = both
+    rng = np.random.default_rng(SEED + 2)
+    pairs = [
+        models.ContextPair(positive=ids[20], negative=ids[21]),
+        models.ContextPair(positive=rng.standard_normal(DIM).tolist(), negative=ids[22]),
+    ]
+    for target in (ids[30], rng.standard_normal(DIM).tolist()):
+        q = models.DiscoverQuery(discover=models.DiscoverInput(target=target, context=pairs))
+        for kwargs in (dict(limit=10), dict(limit=4, offset=2, with_payload=["color"])):
+            a, b = both_query(ours, theirs, name, query=q, **kwargs)
+            assert_same_hits(a, b)
+    q = models.ContextQuery(context=pairs)
+    a, b = both_query(ours, theirs, name, query=q, limit=15)
+    # Context scores saturate at 0 for many points: compare as tied sets.
+    assert_same_hits(a, b)
+    f = models.Filter(must_not=[models.FieldCondition(key="flag", match=models.MatchValue(value=True))])
+    a, b = both_query(ours, theirs, name, query=q, limit=15, query_filter=f)
+    assert_same_hits(a, b)
+
+
+def test_lookup_from_another_collection(client, local, collection_name):
+    rng, ids, vectors, payloads = dataset(SEED + 3)
+    for c in (client, local):
+        load(c, collection_name, ids, vectors, payloads, models.Distance.DOT, 4 if c is client else None)
+        c.create_collection(
+            collection_name + "_ex", vectors_config={"other": models.VectorParams(size=DIM, distance=models.Distance.DOT)}
+        )
+        c.upsert(
+            collection_name + "_ex",
+            points=[models.PointStruct(id=k, vector={"other": vectors[k].tolist()}) for k in range(1, 6)],
+            wait=True,
+        )
+    try:
+        q = models.RecommendQuery(recommend=models.RecommendInput(positive=[1, 2], negative=[3]))
+        lookup = models.LookupLocation(collection=collection_name + "_ex", vector="other")
+        a = client.query_points(collection_name, query=q, lookup_from=lookup, limit=10).points
+        b = local.query_points(collection_name, query=q, lookup_from=lookup, limit=10).points
+        assert_same_hits(a, b)
+    finally:
+        client.delete_collection(collection_name + "_ex")
+        local.delete_collection(collection_name)
+        local.delete_collection(collection_name + "_ex")
+
+
+def test_listing_order_by_and_sample(both):
+    ours, theirs, name, (ids, _, payloads) = both
+    # No query: id order, with offset and filter.
+    for kwargs in (dict(limit=7), dict(limit=5, offset=6), dict(limit=9, query_filter=models.Filter(must=[models.FieldCondition(key="color", match=models.MatchValue(value="blue"))]))):
+        a, b = both_query(ours, theirs, name, **kwargs)
+        assert [p.id for p in a] == [p.id for p in b]
+        assert [p.payload for p in a] == [p.payload for p in b]
+        assert all(p.score == 1.0 for p in a)
+
+    def same_ordered(a, b):
+        assert [p.order_value for p in a] == [p.order_value for p in b]
+        # Equal values may come in another order; only the last run may differ in members.
+        runs_a, runs_b = {}, {}
+        for p in a:
+            runs_a.setdefault(p.order_value, set()).add(p.id)
+        for p in b:
+            runs_b.setdefault(p.order_value, set()).add(p.id)
+        last = b[-1].order_value if b else None
+        for v in runs_b:
+            if v != last:
+                assert runs_a[v] == runs_b[v], v
+
+    for key in ("rank", "price", "when"):
+        for direction in (models.Direction.ASC, models.Direction.DESC):
+            for start in (None, 5):
+                if key == "when" and start is not None:
+                    start = "2024-01-10T00:00:00Z"
+                order = models.OrderBy(key=key, direction=direction, start_from=start)
+                a, b = both_query(ours, theirs, name, query=models.OrderByQuery(order_by=order), limit=25)
+                same_ordered(a, b)
+                ra, _ = ours.scroll(name, order_by=order, limit=25)
+                rb, _ = theirs.scroll(name, order_by=order, limit=25)
+                same_ordered(ra, rb)
+    # A filter with order_by, and the short form (a key).
+    f = models.Filter(must=[models.FieldCondition(key="flag", match=models.MatchValue(value=True))])
+    a, b = both_query(ours, theirs, name, query=models.OrderByQuery(order_by="rank"), limit=30, query_filter=f)
+    same_ordered(a, b)
+
+    # Random samples: distinct points that match the filter, as many as asked.
+    red = {ids[i] for i, p in enumerate(payloads) if p["color"] == "red"}
+    f = models.Filter(must=[models.FieldCondition(key="color", match=models.MatchValue(value="red"))])
+    seen = set()
+    for _ in range(3):
+        got = ours.query_points(name, query=models.SampleQuery(sample=models.Sample.RANDOM), limit=10, query_filter=f).points
+        assert len(got) == 10 and len({p.id for p in got}) == 10
+        assert {p.id for p in got} <= red
+        seen |= {p.id for p in got}
+    assert len(seen) > 10, "three samples should not all be the same points"
+
+
+def test_malformed_queries_are_400_naming_the_field(both, server):
+    ours, _, name, _ = both
+    http = httpx.Client(base_url=server.url)
+    for body, word in (
+        ({"query": {"recommend": {"positive": [1], "strategy": "nope"}}}, "strategy"),
+        ({"query": {"recommend": {"positive": [1], "extra": 1}}}, "extra"),
+        ({"query": {"recommend": {"negative": [1]}}}, "positive"),
+        ({"query": {"discover": {"context": []}}}, "target"),
+        ({"query": {"order_by": {"key": "rank", "direction": "up"}}}, "direction"),
+        ({"query": {"sample": "sometimes"}}, "sample"),
+        ({"query": {"nearest": [0.0] * DIM, "mmr": {"diversity": 0.5}}}, "mmr"),
+    ):
+        r = http.post(f"/collections/{name}/points/query", json=body)
+        assert r.status_code == 400, (body, r.text)
+        assert word in r.json()["status"]["error"], (body, r.text)
+    r = http.post(f"/collections/{name}/points/scroll", json={"order_by": "rank", "offset": 3})
+    assert r.status_code == 400 and "offset" in r.json()["status"]["error"]
