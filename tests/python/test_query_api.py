@@ -258,3 +258,121 @@ def test_malformed_queries_are_400_naming_the_field(both, server):
         assert word in r.json()["status"]["error"], (body, r.text)
     r = http.post(f"/collections/{name}/points/scroll", json={"order_by": "rank", "offset": 3})
     assert r.status_code == 400 and "offset" in r.json()["status"]["error"]
+
+
+def same_groups(a, b):
+    assert [g.id for g in a.groups] == [g.id for g in b.groups]
+    for ga, gb in zip(a.groups, b.groups):
+        assert_same_hits(ga.hits, gb.hits)
+        assert (ga.lookup is None) == (gb.lookup is None)
+        if ga.lookup is not None:
+            assert ga.lookup.id == gb.lookup.id and ga.lookup.payload == gb.lookup.payload
+
+
+def test_groups_match_local_mode(both, server):
+    ours, theirs, name, (ids, vectors, _) = both
+    rng = np.random.default_rng(SEED + 4)
+    exact = models.SearchParams(exact=True)
+    for _ in range(3):
+        q = rng.standard_normal(DIM).tolist()
+        for kwargs in (
+            dict(group_by="color", limit=3, group_size=4),
+            dict(group_by="rank", limit=6, group_size=2),
+            dict(group_by="tags", limit=10, group_size=3),
+            dict(group_by="rank", limit=4, group_size=3, query_filter=models.Filter(must=[models.FieldCondition(key="flag", match=models.MatchValue(value=False))])),
+        ):
+            a = ours.query_points_groups(name, query=q, search_params=exact, **kwargs)
+            b = theirs.query_points_groups(name, query=q, search_params=exact, **kwargs)
+            same_groups(a, b)
+    # Grouped recommendations, and the older search/groups route (same answer as the query one).
+    rec = models.RecommendQuery(recommend=models.RecommendInput(positive=[ids[2]], negative=[ids[9]], strategy="best_score"))
+    same_groups(
+        ours.query_points_groups(name, query=rec, group_by="color", limit=5, group_size=2),
+        theirs.query_points_groups(name, query=rec, group_by="color", limit=5, group_size=2),
+    )
+    q = rng.standard_normal(DIM).tolist()
+    r = httpx.post(
+        f"{server.url}/collections/{name}/points/search/groups",
+        json={"vector": q, "group_by": "rank", "limit": 4, "group_size": 2, "with_payload": True},
+    )
+    assert r.status_code == 200, r.text
+    got = models.GroupsResult(**r.json()["result"])
+    same_groups(got, theirs.query_points_groups(name, query=q, group_by="rank", limit=4, group_size=2))
+
+
+def test_groups_with_lookup(client, local, collection_name):
+    rng, ids, vectors, payloads = dataset(SEED + 5)
+    for c in (client, local):
+        load(c, collection_name, ids, vectors, payloads, models.Distance.EUCLID, 4 if c is client else None)
+        c.create_collection(collection_name + "_g", vectors_config=models.VectorParams(size=2, distance=models.Distance.DOT))
+        c.upsert(
+            collection_name + "_g",
+            points=[models.PointStruct(id=k, vector=[1.0, 0.0], payload={"rank name": f"r{k}"}) for k in range(0, 20, 2)],
+            wait=True,
+        )
+    try:
+        q = rng.standard_normal(DIM).tolist()
+        for lookup in (collection_name + "_g", models.WithLookup(collection=collection_name + "_g", with_payload=True)):
+            a = client.query_points_groups(collection_name, query=q, group_by="rank", limit=8, group_size=2, with_lookup=lookup)
+            b = local.query_points_groups(collection_name, query=q, group_by="rank", limit=8, group_size=2, with_lookup=lookup)
+            same_groups(a, b)
+    finally:
+        client.delete_collection(collection_name + "_g")
+        local.delete_collection(collection_name)
+        local.delete_collection(collection_name + "_g")
+
+
+def test_facets_match_local_mode(both):
+    ours, theirs, name, _ = both
+    f = models.Filter(must=[models.FieldCondition(key="flag", match=models.MatchValue(value=True))])
+    for key in ("color", "rank", "flag", "tags"):
+        for kwargs in (dict(), dict(limit=3), dict(facet_filter=f, limit=50)):
+            a = ours.facet(name, key, **kwargs).hits
+            b = theirs.facet(name, key, **kwargs).hits
+            assert [(h.value, h.count) for h in a] == [(h.value, h.count) for h in b], (key, kwargs)
+
+
+def test_older_recommend_and_discover_routes(both, server):
+    ours, theirs, name, (ids, _, _) = both
+    http = httpx.Client(base_url=server.url)
+    body = {"positive": [ids[3]], "negative": [ids[4]], "limit": 6, "with_payload": True}
+    r = http.post(f"/collections/{name}/points/recommend", json=body)
+    assert r.status_code == 200, r.text
+    got = [models.ScoredPoint(**p) for p in r.json()["result"]]
+    q = models.RecommendQuery(recommend=models.RecommendInput(positive=[ids[3]], negative=[ids[4]]))
+    assert_same_hits(got, theirs.query_points(name, query=q, limit=6).points)
+
+    batch = {"searches": [dict(body, strategy="best_score"), dict(body, limit=3, offset=2)]}
+    r = http.post(f"/collections/{name}/points/recommend/batch", json=batch)
+    assert r.status_code == 200, r.text
+    first, second = ([models.ScoredPoint(**p) for p in answer] for answer in r.json()["result"])
+    best = models.RecommendQuery(recommend=models.RecommendInput(positive=[ids[3]], negative=[ids[4]], strategy="best_score"))
+    assert_same_hits(first, theirs.query_points(name, query=best, limit=6).points)
+    assert_same_hits(second, theirs.query_points(name, query=q, limit=3, offset=2).points)
+
+    r = http.post(f"/collections/{name}/points/recommend/groups", json=dict(body, group_by="color", limit=2, group_size=3))
+    assert r.status_code == 200, r.text
+    same_groups(models.GroupsResult(**r.json()["result"]), theirs.query_points_groups(name, query=q, group_by="color", limit=2, group_size=3))
+
+    pairs = [{"positive": ids[20], "negative": ids[21]}]
+    r = http.post(f"/collections/{name}/points/discover", json={"target": ids[5], "context": pairs, "limit": 5, "with_payload": True})
+    assert r.status_code == 200, r.text
+    d = models.DiscoverQuery(discover=models.DiscoverInput(target=ids[5], context=[models.ContextPair(positive=ids[20], negative=ids[21])]))
+    assert_same_hits([models.ScoredPoint(**p) for p in r.json()["result"]], theirs.query_points(name, query=d, limit=5).points)
+    r = http.post(f"/collections/{name}/points/discover/batch", json={"searches": [{"context": pairs, "limit": 5, "with_payload": True}]})
+    assert r.status_code == 200, r.text
+    cq = models.ContextQuery(context=[models.ContextPair(positive=ids[20], negative=ids[21])])
+    assert_same_hits([models.ScoredPoint(**p) for p in r.json()["result"][0]], theirs.query_points(name, query=cq, limit=5).points)
+
+    for route, bad, word in (
+        ("points/recommend", dict(body, wat=1), "wat"),
+        ("points/recommend", {"positive": [ids[3]]}, "limit"),
+        ("points/recommend/groups", dict(body, group_by="color", offset=2), "offset"),
+        ("points/discover", {"target": ids[5], "limit": 5, "context": [{"positive": ids[1]}]}, "negative"),
+        ("facet", {"key": "color", "limit": 0}, "limit"),
+        ("facet", {"key": "color", "exactly": True}, "exactly"),
+        ("points/query/groups", {"query": [0.0] * DIM, "group_by": "color", "offset": 1}, "offset"),
+    ):
+        r = http.post(f"/collections/{name}/{route}", json=bad)
+        assert r.status_code == 400, (route, bad, r.text)
+        assert word in r.json()["status"]["error"], (route, bad, r.text)

@@ -503,7 +503,9 @@ impl Collection {
                 ));
             }
             for v in q.vectors_mut() {
-                *v = field.prepare(std::mem::take(v)).map_err(|e| EngineError::invalid(format!("example vector: {e}")))?;
+                *v = field
+                    .prepare(std::mem::take(v))
+                    .map_err(|e| EngineError::invalid(format!("example vector: {e}")))?;
             }
             // Example scores are higher-is-better whatever the metric.
             metric = Metric::Dot;

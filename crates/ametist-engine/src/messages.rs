@@ -93,7 +93,9 @@ impl ExampleQuery {
             ExampleQuery::Discover { target, pairs } => std::iter::once(target)
                 .chain(pairs.iter_mut().flat_map(|p| [&mut p.positive, &mut p.negative]))
                 .collect(),
-            ExampleQuery::Context { pairs } => pairs.iter_mut().flat_map(|p| [&mut p.positive, &mut p.negative]).collect(),
+            ExampleQuery::Context { pairs } => {
+                pairs.iter_mut().flat_map(|p| [&mut p.positive, &mut p.negative]).collect()
+            }
         }
     }
 }

@@ -799,13 +799,19 @@ impl PartitionActor {
 
     /// An example query (see `scoring.rs`): every matching point with the field, scored
     /// exactly; higher is better whatever the metric.
-    fn search_examples(&self, req: &SearchRequest, q: &crate::messages::ExampleQuery) -> Result<Vec<ScoredDoc>, EngineError> {
+    fn search_examples(
+        &self,
+        req: &SearchRequest,
+        q: &crate::messages::ExampleQuery,
+    ) -> Result<Vec<ScoredDoc>, EngineError> {
         let field = req.using.as_str();
         let metric = self.fields.metric(field)?;
         let mut hits: Vec<(f32, u32)> = self
             .filtered_slots(req.filter.as_ref())
             .into_iter()
-            .filter_map(|s| self.fields.dense_vector(field, s).map(|v| (crate::scoring::example_score(metric, q, &v), s)))
+            .filter_map(|s| {
+                self.fields.dense_vector(field, s).map(|v| (crate::scoring::example_score(metric, q, &v), s))
+            })
             .filter(|(score, _)| req.score_threshold.is_none_or(|t| *score > t))
             .collect();
         let id = |s: u32| &self.entries[s as usize].as_ref().expect("live slot").id;
@@ -1181,7 +1187,10 @@ impl PartitionActor {
             });
             return crate::scoring::ordered(order, req.limit, points)
                 .into_iter()
-                .map(|(s, value)| Record { order_value: Some(value), ..self.record(s, req.with_payload, req.with_vector) })
+                .map(|(s, value)| Record {
+                    order_value: Some(value),
+                    ..self.record(s, req.with_payload, req.with_vector)
+                })
                 .collect();
         }
         let from = match &req.offset {

@@ -814,18 +814,19 @@ enum QueryTarget {
 }
 
 impl QueryPlan {
-    fn new(req: QueryPoints, started: Instant) -> Result<Self, ApiError> {
+    pub(crate) fn new(req: QueryPoints, started: Instant) -> Result<Self, ApiError> {
         Self::parse(req, started, true)
     }
 
     fn parse(req: QueryPoints, started: Instant, top_level: bool) -> Result<Self, ApiError> {
         let filter = parse_filter(req.filter, started)?;
-        let lookup_from = match req.lookup_from {
-            None | Some(Value::Null) => None,
-            Some(v) => Some(serde_json::from_value::<LookupFrom>(v).map_err(|e| {
-                ApiError::bad_request(format!("Format error in JSON body: lookup_from: {e}"), started)
-            })?),
-        };
+        let lookup_from =
+            match req.lookup_from {
+                None | Some(Value::Null) => None,
+                Some(v) => Some(serde_json::from_value::<LookupFrom>(v).map_err(|e| {
+                    ApiError::bad_request(format!("Format error in JSON body: lookup_from: {e}"), started)
+                })?),
+            };
         let prefetch = match req.prefetch {
             None | Some(Value::Null) => Vec::new(),
             Some(_) if !top_level => {
@@ -863,7 +864,7 @@ impl QueryPlan {
         .map(|plan| QueryPlan { filter, using: req.using.unwrap_or_default(), lookup_from, ..plan })
     }
 
-    fn from_search(req: SearchPoints, started: Instant) -> Result<Self, ApiError> {
+    pub(crate) fn from_search(req: SearchPoints, started: Instant) -> Result<Self, ApiError> {
         let filter = parse_filter(req.filter, started)?;
         let vector = req.vector.dense(started)?;
         Self::build(
@@ -981,7 +982,13 @@ impl QueryPlan {
                     .into_iter()
                     .skip(skip)
                     .map(|r| Hit {
-                        doc: ScoredDoc { id: r.id, version: r.version, score: 1.0, payload: r.payload, vectors: r.vectors },
+                        doc: ScoredDoc {
+                            id: r.id,
+                            version: r.version,
+                            score: 1.0,
+                            payload: r.payload,
+                            vectors: r.vectors,
+                        },
                         order_value: if random { None } else { r.order_value },
                     })
                     .collect();
@@ -1015,13 +1022,7 @@ impl QueryPlan {
                 }
                 let want = self.offset.saturating_add(self.limit);
                 let r = c.hybrid(branches, fusion, want).await.map_err(engine)?;
-                let points = r
-                    .results
-                    .into_iter()
-                    .skip(self.offset)
-                    .take(self.limit)
-                    .map(Hit::scored)
-                    .collect();
+                let points = r.results.into_iter().skip(self.offset).take(self.limit).map(Hit::scored).collect();
                 return Ok((points, r.missing_partitions));
             }
             other => other,
@@ -1080,7 +1081,7 @@ impl QueryPlan {
 
 impl QueryPlan {
     /// What this query asks for: the hits of it and its prefetches, and the answer's size.
-    fn cost(&self, spec: &CollectionSpec) -> Cost {
+    pub(crate) fn cost(&self, spec: &CollectionSpec) -> Cost {
         let own = Cost::of_hits(spec, self.limit, self.with_vector, self.vector_names.as_deref());
         let want = self.limit.saturating_add(self.offset);
         let mut cost = Cost { results: want, largest: want, ..own };
@@ -1253,13 +1254,12 @@ fn bad_field(field: &str, e: impl std::fmt::Display, started: Instant) -> ApiErr
 /// An example: a point id or a dense vector.
 fn parse_example(v: &Value, field: &str, started: Instant) -> Result<Example, ApiError> {
     match v {
-        Value::Number(_) | Value::String(_) => serde_json::from_value::<PointId>(v.clone())
-            .map(Example::Id)
-            .map_err(|e| bad_field(field, e, started)),
-        Value::Array(items) if items.first().is_some_and(Value::is_array) => Err(not_supported(
-            format!("{field}: multivector examples are not supported yet"),
-            started,
-        )),
+        Value::Number(_) | Value::String(_) => {
+            serde_json::from_value::<PointId>(v.clone()).map(Example::Id).map_err(|e| bad_field(field, e, started))
+        }
+        Value::Array(items) if items.first().is_some_and(Value::is_array) => {
+            Err(not_supported(format!("{field}: multivector examples are not supported yet"), started))
+        }
         Value::Array(_) => {
             serde_json::from_value::<Vec<f32>>(v.clone()).map(Example::Vector).map_err(|e| bad_field(field, e, started))
         }
@@ -1340,7 +1340,10 @@ pub(crate) fn parse_discover(v: &Value, started: Instant) -> Result<Examples, Ap
     if let Some(k) = m.keys().find(|k| !["target", "context"].contains(&k.as_str())) {
         return Err(bad_field("discover", format!("unknown field `{k}`"), started));
     }
-    let target = m.get("target").filter(|t| !t.is_null()).ok_or_else(|| bad_field("discover", "missing field `target`", started))?;
+    let target = m
+        .get("target")
+        .filter(|t| !t.is_null())
+        .ok_or_else(|| bad_field("discover", "missing field `target`", started))?;
     let target = parse_example(target, "discover.target", started)?;
     let context = parse_context(m.get("context").unwrap_or(&Value::Null), "discover.context", started)?;
     Ok(Examples::Discover { target, context })
@@ -1367,19 +1370,41 @@ pub(crate) fn parse_order_by(v: &Value, started: Instant) -> Result<ScrollOrder,
     let descending = match o.direction.as_deref() {
         None | Some("asc") => false,
         Some("desc") => true,
-        Some(d) => return Err(bad_field("order_by.direction", format!("unknown variant `{d}`, expected `asc` or `desc`"), started)),
+        Some(d) => {
+            return Err(bad_field(
+                "order_by.direction",
+                format!("unknown variant `{d}`, expected `asc` or `desc`"),
+                started,
+            ))
+        }
     };
     let start_from = match o.start_from {
         None | Some(Value::Null) => None,
         Some(v) => match ametist_engine::scoring::order_value(&v).and_then(|n| n.as_f64()) {
             Some(x) => Some(x),
-            None => return Err(bad_field("order_by.start_from", format!("expected a number or a datetime, got {v}"), started)),
+            None => {
+                return Err(bad_field(
+                    "order_by.start_from",
+                    format!("expected a number or a datetime, got {v}"),
+                    started,
+                ))
+            }
         },
     };
     Ok(ScrollOrder::Payload { key: o.key, descending, start_from })
 }
 
 impl QueryPlan {
+    /// This query asking for its best `k` with whole payloads, to group them.
+    pub(crate) fn for_groups(&self, k: usize) -> QueryPlan {
+        QueryPlan { limit: k, offset: 0, payload: PayloadSelector::All, ..self.clone() }
+    }
+
+    /// The payload selector and the vector names of the answer.
+    pub(crate) fn selectors(&self) -> (PayloadSelector, Option<Vec<String>>) {
+        (self.payload.clone(), self.vector_names.clone())
+    }
+
     /// Runs a recommend, discover or context query: examples by id are read (from
     /// `lookup_from` when set, else from this collection, whose example points are then
     /// left out of the hits), then an average vector is searched, or the examples scored.
@@ -1398,7 +1423,10 @@ impl QueryPlan {
         };
         if c.spec().sparse_vectors.contains_key(&self.using) {
             return Err(not_supported(
-                format!("recommend, discover and context queries of the sparse vector `{}` are not supported yet", self.using),
+                format!(
+                    "recommend, discover and context queries of the sparse vector `{}` are not supported yet",
+                    self.using
+                ),
                 started,
             ));
         }
@@ -1649,7 +1677,12 @@ fn scored_json(d: ScoredDoc, payload: &PayloadSelector, names: Option<&[String]>
 }
 
 /// Qdrant's `Record`; `payload` and `vector` only when asked for.
-fn record_json(r: Record, payload: &PayloadSelector, names: Option<&[String]>, spec: &CollectionSpec) -> Value {
+pub(crate) fn record_json(
+    r: Record,
+    payload: &PayloadSelector,
+    names: Option<&[String]>,
+    spec: &CollectionSpec,
+) -> Value {
     let mut v = json!({ "id": r.id });
     if let Some(o) = r.order_value {
         v["order_value"] = Value::Number(o);
