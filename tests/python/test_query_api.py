@@ -252,6 +252,9 @@ def test_malformed_queries_are_400_naming_the_field(both, server):
         ({"query": {"order_by": {"key": "rank", "direction": "up"}}}, "direction"),
         ({"query": {"sample": "sometimes"}}, "sample"),
         ({"query": {"nearest": [0.0] * DIM, "mmr": {"diversity": 0.5}}}, "mmr"),
+        ({"prefetch": {"query": [0.0] * DIM}}, "query"),
+        ({"query": {"fusion": "rrf"}}, "prefetch"),
+        ({"prefetch": {"query": [0.0] * DIM}, "query": {"formula": {"sum": ["$score"]}}}, "formula"),
     ):
         r = http.post(f"/collections/{name}/points/query", json=body)
         assert r.status_code == 400, (body, r.text)
@@ -376,3 +379,36 @@ def test_older_recommend_and_discover_routes(both, server):
         r = http.post(f"/collections/{name}/{route}", json=bad)
         assert r.status_code == 400, (route, bad, r.text)
         assert word in r.json()["status"]["error"], (route, bad, r.text)
+
+
+def test_nested_prefetch_and_rerank_match_local_mode(both):
+    ours, theirs, name, (ids, _, _) = both
+    rng = np.random.default_rng(SEED + 6)
+    q = [rng.standard_normal(DIM).tolist() for _ in range(4)]
+    red_or_blue = models.Filter(must=[models.FieldCondition(key="color", match=models.MatchAny(any=["red", "blue"]))])
+    not_flag = models.Filter(must_not=[models.FieldCondition(key="flag", match=models.MatchValue(value=True))])
+    three_deep = models.Prefetch(
+        query=q[1],
+        limit=40,
+        prefetch=[
+            models.Prefetch(query=q[2], limit=60, filter=red_or_blue, prefetch=models.Prefetch(query=q[3], limit=120)),
+            models.Prefetch(query=ids[7], limit=50),
+        ],
+    )
+    cases = [
+        # Re-rank by a dense vector over a three-level prefetch tree, with a filter at the top.
+        dict(prefetch=three_deep, query=q[0], limit=10),
+        dict(prefetch=three_deep, query=q[0], limit=5, offset=3, query_filter=not_flag),
+        # Fusion of nested prefetches.
+        dict(prefetch=[three_deep, models.Prefetch(query=q[2], limit=30)], query=models.FusionQuery(fusion=models.Fusion.RRF), limit=10),
+        dict(prefetch=[three_deep, models.Prefetch(query=q[3], limit=30, filter=not_flag)], query=models.FusionQuery(fusion=models.Fusion.DBSF), limit=8),
+        # A recommend query and an order_by over prefetched hits.
+        dict(prefetch=three_deep, query=models.RecommendQuery(recommend=models.RecommendInput(positive=[ids[3]], strategy="best_score")), limit=7),
+        dict(prefetch=models.Prefetch(query=q[1], limit=30), query=models.OrderByQuery(order_by="price"), limit=10),
+    ]
+    for kwargs in cases:
+        a, b = both_query(ours, theirs, name, with_payload=True, **kwargs)
+        if isinstance(kwargs.get("query"), models.OrderByQuery):
+            assert [p.order_value for p in a] == [p.order_value for p in b]
+        else:
+            assert_same_hits(a, b)

@@ -896,57 +896,7 @@ impl Collection {
             missing.extend(r.missing_partitions);
             lists.push(r.results);
         }
-        let mut docs: std::collections::HashMap<PointId, ScoredDoc> = std::collections::HashMap::new();
-        for d in lists.iter().flatten() {
-            docs.entry(d.id.clone()).or_insert_with(|| d.clone());
-        }
-        let ranked =
-            || -> Vec<Vec<PointId>> { lists.iter().map(|l| l.iter().map(|d| d.id.clone()).collect()).collect() };
-        let fused = match fusion {
-            Fusion::Rrf => fusion::rrf(&ranked(), fusion::DEFAULT_RRF_K),
-            Fusion::WeightedRrf { k, weights } => {
-                if !weights.is_empty() && weights.len() != lists.len() {
-                    return Err(EngineError::invalid(format!(
-                        "rrf has {} weights for {} prefetches; give one per prefetch",
-                        weights.len(),
-                        lists.len()
-                    )));
-                }
-                if weights.iter().any(|w| !w.is_finite() || *w < 0.0) || !k.is_finite() || k < 0.0 {
-                    return Err(EngineError::invalid("rrf weights and k must be finite and not negative"));
-                }
-                // A list's hit at rank r scores 1/((r + 1)/w + k − 1): below k = 1 the top
-                // hit's denominator can reach 0 (an infinite score) or go negative (the top
-                // hit scores below the next), so k is at least 1.
-                if k < 1.0 {
-                    return Err(EngineError::invalid(format!("rrf k must be at least 1, got {k}")));
-                }
-                let weights = if weights.is_empty() { vec![1.0; lists.len()] } else { weights };
-                let fused = fusion::weighted_rrf(&ranked(), k, &weights);
-                // Each list adds at most its weight to a score; weights near f32::MAX can
-                // still add up past it.
-                if fused.iter().any(|(_, s)| !s.is_finite()) {
-                    return Err(EngineError::invalid(
-                        "rrf weights are too large: the fused scores overflow; use smaller weights",
-                    ));
-                }
-                fused
-            }
-            Fusion::Dbsf => {
-                let scored: Vec<Vec<(PointId, f32)>> =
-                    lists.iter().map(|l| l.iter().map(|d| (d.id.clone(), d.score)).collect()).collect();
-                fusion::dbsf(&scored)
-            }
-        };
-        let results = fused
-            .into_iter()
-            .take(limit)
-            .map(|(id, score)| {
-                let mut d = docs.remove(&id).expect("fused ids come from the branches");
-                d.score = score;
-                d
-            })
-            .collect();
+        let results = fuse(lists, fusion, limit)?;
         Ok(SearchResult { request_id: String::new(), results, missing_partitions: missing })
     }
 
@@ -1058,6 +1008,64 @@ impl Collection {
         })?;
         rx.await.map_err(|_| EngineError::CollectionNotFound(self.spec.name.clone()))?
     }
+}
+
+/// Fuses ranked lists (each best first) into one, best first, at most `limit`: Qdrant's
+/// RRF (plain or weighted) or DBSF. A hit keeps the payload and vectors of its first
+/// occurrence; its score is the fused one. The one fusion of hybrid queries and of
+/// prefetches at any depth.
+pub fn fuse(lists: Vec<Vec<ScoredDoc>>, fusion: Fusion, limit: usize) -> Result<Vec<ScoredDoc>, EngineError> {
+    let mut docs: std::collections::HashMap<PointId, ScoredDoc> = std::collections::HashMap::new();
+    for d in lists.iter().flatten() {
+        docs.entry(d.id.clone()).or_insert_with(|| d.clone());
+    }
+    let ranked = || -> Vec<Vec<PointId>> { lists.iter().map(|l| l.iter().map(|d| d.id.clone()).collect()).collect() };
+    let fused = match fusion {
+        Fusion::Rrf => fusion::rrf(&ranked(), fusion::DEFAULT_RRF_K),
+        Fusion::WeightedRrf { k, weights } => {
+            if !weights.is_empty() && weights.len() != lists.len() {
+                return Err(EngineError::invalid(format!(
+                    "rrf has {} weights for {} prefetches; give one per prefetch",
+                    weights.len(),
+                    lists.len()
+                )));
+            }
+            if weights.iter().any(|w| !w.is_finite() || *w < 0.0) || !k.is_finite() || k < 0.0 {
+                return Err(EngineError::invalid("rrf weights and k must be finite and not negative"));
+            }
+            // A list's hit at rank r scores 1/((r + 1)/w + k − 1): below k = 1 the top
+            // hit's denominator can reach 0 (an infinite score) or go negative (the top
+            // hit scores below the next), so k is at least 1.
+            if k < 1.0 {
+                return Err(EngineError::invalid(format!("rrf k must be at least 1, got {k}")));
+            }
+            let weights = if weights.is_empty() { vec![1.0; lists.len()] } else { weights };
+            let fused = fusion::weighted_rrf(&ranked(), k, &weights);
+            // Each list adds at most its weight to a score; weights near f32::MAX can
+            // still add up past it.
+            if fused.iter().any(|(_, s)| !s.is_finite()) {
+                return Err(EngineError::invalid(
+                    "rrf weights are too large: the fused scores overflow; use smaller weights",
+                ));
+            }
+            fused
+        }
+        Fusion::Dbsf => {
+            let scored: Vec<Vec<(PointId, f32)>> =
+                lists.iter().map(|l| l.iter().map(|d| (d.id.clone(), d.score)).collect()).collect();
+            fusion::dbsf(&scored)
+        }
+    };
+    let results = fused
+        .into_iter()
+        .take(limit)
+        .map(|(id, score)| {
+            let mut d = docs.remove(&id).expect("fused ids come from the branches");
+            d.score = score;
+            d
+        })
+        .collect();
+    Ok(results)
 }
 
 fn unknown_vector(name: &str) -> EngineError {

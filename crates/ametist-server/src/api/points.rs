@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 use ametist_core::filter::{Condition, Filter};
 use ametist_core::sparse::SparseVector;
 use ametist_core::{Payload, PointId};
-use ametist_engine::collection::{Branch, Collection, CollectionSpec, Fusion, SparseQuery, Target, TextQuery};
+use ametist_engine::collection::{Collection, CollectionSpec, Fusion, SparseQuery, Target, TextQuery};
 use ametist_engine::messages::{
     ContextPair, ExampleQuery, MissingPartition, NamedVectors, QuantizationParams, Record, ScoredDoc, ScrollOrder,
     ScrollRequest, WriteAck, UNNAMED,
@@ -730,6 +730,8 @@ pub(crate) struct QueryPlan {
     using: String,
     /// Where examples given by id are read: another collection, and its vector.
     lookup_from: Option<LookupFrom>,
+    /// Queries whose hits this one fuses or re-ranks (each may have its own).
+    prefetch: Vec<QueryPlan>,
 }
 
 /// Qdrant's `lookup_from`: `{"collection", "vector"}`.
@@ -806,19 +808,16 @@ enum QueryTarget {
         field: String,
         text: String,
     },
-    /// Qdrant's `{"fusion": "rrf" | "dbsf"}` over the `prefetch` queries.
-    Fusion {
-        fusion: Fusion,
-        prefetch: Vec<QueryPlan>,
-    },
+    /// Qdrant's `{"fusion": "rrf" | "dbsf"}` (or `{"rrf": ...}`) over the `prefetch` queries.
+    Fusion(Fusion),
 }
 
 impl QueryPlan {
     pub(crate) fn new(req: QueryPoints, started: Instant) -> Result<Self, ApiError> {
-        Self::parse(req, started, true)
+        Self::parse(req, started)
     }
 
-    fn parse(req: QueryPoints, started: Instant, top_level: bool) -> Result<Self, ApiError> {
+    fn parse(req: QueryPoints, started: Instant) -> Result<Self, ApiError> {
         let filter = parse_filter(req.filter, started)?;
         let lookup_from =
             match req.lookup_from {
@@ -829,26 +828,32 @@ impl QueryPlan {
             };
         let prefetch = match req.prefetch {
             None | Some(Value::Null) => Vec::new(),
-            Some(_) if !top_level => {
-                return Err(not_supported("nested `prefetch` (inside a prefetch) is not supported yet", started))
-            }
             Some(Value::Array(items)) => items,
             Some(one) => vec![one],
         };
-        let target = if prefetch.is_empty() {
-            parse_query(req.query, started)?
+        let prefetch = prefetch
+            .into_iter()
+            .map(|p| {
+                let sub: QueryPoints = serde_json::from_value(p)
+                    .map_err(|e| ApiError::bad_request(format!("Format error in JSON body: prefetch: {e}"), started))?;
+                Self::parse(sub, started)
+            })
+            .collect::<Result<Vec<_>, ApiError>>()?;
+        let is_fusion = req.query.as_ref().is_some_and(|q| q.get("fusion").is_some() || q.get("rrf").is_some());
+        let target = if is_fusion {
+            if prefetch.is_empty() {
+                return Err(ApiError::bad_request("Wrong input: a fusion query needs `prefetch`", started));
+            }
+            QueryTarget::Fusion(parse_fusion(req.query.as_ref(), started)?)
+        } else if !prefetch.is_empty() && req.query.as_ref().is_none_or(Value::is_null) {
+            return Err(ApiError::bad_request(
+                "Wrong input: query: a query is needed to merge the prefetches",
+                started,
+            ));
+        } else if req.query.as_ref().is_some_and(|q| q.get("formula").is_some()) {
+            return Err(not_supported("`formula` queries are not supported yet", started));
         } else {
-            let fusion = parse_fusion(req.query.as_ref(), started)?;
-            let prefetch = prefetch
-                .into_iter()
-                .map(|p| {
-                    let sub: QueryPoints = serde_json::from_value(p).map_err(|e| {
-                        ApiError::bad_request(format!("Format error in JSON body: prefetch: {e}"), started)
-                    })?;
-                    Self::parse(sub, started, false)
-                })
-                .collect::<Result<Vec<_>, ApiError>>()?;
-            QueryTarget::Fusion { fusion, prefetch }
+            parse_query(req.query, started)?
         };
         Self::build(
             target,
@@ -861,7 +866,7 @@ impl QueryPlan {
             false,
             started,
         )
-        .map(|plan| QueryPlan { filter, using: req.using.unwrap_or_default(), lookup_from, ..plan })
+        .map(|plan| QueryPlan { filter, using: req.using.unwrap_or_default(), lookup_from, prefetch, ..plan })
     }
 
     pub(crate) fn from_search(req: SearchPoints, started: Instant) -> Result<Self, ApiError> {
@@ -936,6 +941,7 @@ impl QueryPlan {
             filter: None,
             using: String::new(),
             lookup_from: None,
+            prefetch: Vec::new(),
         })
     }
 
@@ -960,6 +966,9 @@ impl QueryPlan {
         started: Instant,
     ) -> Result<(Vec<Hit>, Vec<MissingPartition>), ApiError> {
         let engine = |e| ApiError::from_engine(e, started);
+        if !self.prefetch.is_empty() {
+            return Box::pin(self.run_prefetched(state, c, started)).await;
+        }
         let target = match self.target {
             QueryTarget::List | QueryTarget::Order(_) => {
                 let order = match self.target {
@@ -1015,16 +1024,7 @@ impl QueryPlan {
                 let points = r.results.into_iter().map(Hit::scored).collect();
                 return Ok((points, r.missing_partitions));
             }
-            QueryTarget::Fusion { fusion, prefetch } => {
-                let mut branches = Vec::with_capacity(prefetch.len());
-                for p in prefetch {
-                    branches.push(p.branch(c, self.filter.as_ref(), started).await?);
-                }
-                let want = self.offset.saturating_add(self.limit);
-                let r = c.hybrid(branches, fusion, want).await.map_err(engine)?;
-                let points = r.results.into_iter().skip(self.offset).take(self.limit).map(Hit::scored).collect();
-                return Ok((points, r.missing_partitions));
-            }
+            QueryTarget::Fusion(_) => unreachable!("a fusion has prefetches, run first"),
             other => other,
         };
         let (query, exclude, k, offset) = match target {
@@ -1085,72 +1085,71 @@ impl QueryPlan {
         let own = Cost::of_hits(spec, self.limit, self.with_vector, self.vector_names.as_deref());
         let want = self.limit.saturating_add(self.offset);
         let mut cost = Cost { results: want, largest: want, ..own };
-        if let QueryTarget::Fusion { prefetch, .. } = &self.target {
-            for p in prefetch {
-                cost = cost.add(Cost { answer_bytes: 0, ..p.cost(spec) });
-            }
+        for p in &self.prefetch {
+            cost = cost.add(Cost { answer_bytes: 0, ..p.cost(spec) });
         }
         cost
     }
 
-    /// This prefetch as a branch of a fusion query; `outer` (the query's own filter)
-    /// applies to every branch.
-    async fn branch(self, c: &Collection, outer: Option<&Filter>, started: Instant) -> Result<Branch, ApiError> {
-        let filter = match (self.filter, outer) {
-            (Some(a), Some(b)) => Some(Filter {
-                must: Some(vec![Condition::Filter(a), Condition::Filter(b.clone())]),
-                ..Filter::default()
-            }),
-            (a, b) => a.or_else(|| b.cloned()),
-        };
-        let k = self.offset.saturating_add(self.limit);
-        let vector = match self.target {
-            QueryTarget::Text { field, text } => {
-                return Ok(Branch::Text(TextQuery {
-                    field,
-                    text,
-                    k,
-                    offset: 0,
-                    filter,
-                    with_payload: self.payload.wants_payload(),
-                    with_vector: self.with_vector,
-                }))
+    /// Runs the prefetches (each with this query's filter added to its own, as Qdrant
+    /// propagates filters to the leaves), then fuses their hits, or runs this query over
+    /// them only (a re-rank: the query's filter plus `has_id` of their hits), as Qdrant's
+    /// local mode does.
+    async fn run_prefetched(
+        mut self,
+        state: &AppState,
+        c: &Collection,
+        started: Instant,
+    ) -> Result<(Vec<Hit>, Vec<MissingPartition>), ApiError> {
+        let engine = |e| ApiError::from_engine(e, started);
+        let mut lists = Vec::with_capacity(self.prefetch.len());
+        let mut missing = Vec::new();
+        for mut p in std::mem::take(&mut self.prefetch) {
+            p.filter = and_filters(self.filter.clone(), p.filter.take());
+            let (hits, m) = Box::pin(p.run_hits(state, c, started)).await?;
+            merge_missing(&mut missing, m);
+            lists.push(hits.into_iter().map(|h| h.doc).collect::<Vec<_>>());
+        }
+        if let QueryTarget::Fusion(fusion) = self.target {
+            let want = self.offset.saturating_add(self.limit);
+            let mut fused = ametist_engine::collection::fuse(lists, fusion, want).map_err(engine)?;
+            if let Some(t) = self.score_threshold {
+                fused.retain(|d| d.score >= t);
             }
-            QueryTarget::Fusion { .. } => unreachable!("nested prefetch is refused when parsing"),
-            QueryTarget::List | QueryTarget::Order(_) | QueryTarget::Examples(_) => {
-                return Err(not_supported(
-                    "a prefetch of a fusion query must be a vector, sparse, point id or bm25 query yet",
-                    started,
-                ))
+            let fused: Vec<ScoredDoc> = fused.into_iter().skip(self.offset).collect();
+            // The prefetches fetched neither payloads nor vectors: read those asked for.
+            let (with_payload, with_vector) = (self.payload.wants_payload(), self.with_vector);
+            let mut found = std::collections::HashMap::new();
+            if (with_payload || with_vector) && !fused.is_empty() {
+                let ids = fused.iter().map(|d| d.id.clone()).collect();
+                for r in c.get(ids, with_payload, with_vector).await.map_err(engine)? {
+                    found.insert(r.id.clone(), r);
+                }
             }
-            QueryTarget::Point(id) => point_vector(c, &id, &self.using, started).await?,
-            other => query_vector(c, other, &self.using, started)?,
+            let hits = fused
+                .into_iter()
+                .map(|mut d| {
+                    if let Some(r) = found.remove(&d.id) {
+                        d.payload = r.payload;
+                        d.vectors = r.vectors;
+                    }
+                    Hit::scored(d)
+                })
+                .collect();
+            return Ok((hits, missing));
+        }
+        let ids: std::collections::BTreeSet<PointId> = lists.into_iter().flatten().map(|d| d.id).collect();
+        if ids.is_empty() {
+            return Ok((Vec::new(), missing));
+        }
+        let only = Filter {
+            must: Some(vec![Condition::HasId(ametist_core::filter::HasIdCondition { has_id: ids })]),
+            ..Filter::default()
         };
-        let vector = match vector {
-            QueryVector::Dense(v) => v,
-            QueryVector::Sparse(vector) => {
-                return Ok(Branch::Sparse(SparseQuery {
-                    name: self.using,
-                    vector,
-                    k,
-                    offset: 0,
-                    filter,
-                    with_payload: true,
-                    with_vector: self.with_vector,
-                    score_threshold: self.score_threshold,
-                }))
-            }
-        };
-        let mut req = SearchRequest::new(vector, k);
-        req.using = self.using.clone();
-        req.with_payload = true;
-        req.with_vector = self.with_vector;
-        req.score_threshold = self.score_threshold;
-        req.ef = self.ef;
-        req.exact = self.exact;
-        req.quantization = self.quantization;
-        req.filter = filter;
-        Ok(Branch::Vector(req))
+        self.filter = and_filters(self.filter.take(), Some(only));
+        let (hits, m) = Box::pin(self.run_hits(state, c, started)).await?;
+        merge_missing(&mut missing, m);
+        Ok((hits, missing))
     }
 }
 
@@ -1236,6 +1235,16 @@ fn parse_query(query: Option<Value>, started: Instant) -> Result<QueryTarget, Ap
             format!("Wrong input: query must be a vector or a point id, got {other}"),
             started,
         )),
+    }
+}
+
+/// Both filters (either may be absent).
+fn and_filters(a: Option<Filter>, b: Option<Filter>) -> Option<Filter> {
+    match (a, b) {
+        (Some(a), Some(b)) => {
+            Some(Filter { must: Some(vec![Condition::Filter(a), Condition::Filter(b)]), ..Filter::default() })
+        }
+        (a, b) => a.or(b),
     }
 }
 
