@@ -251,7 +251,8 @@ def test_malformed_queries_are_400_naming_the_field(both, server):
         ({"query": {"discover": {"context": []}}}, "target"),
         ({"query": {"order_by": {"key": "rank", "direction": "up"}}}, "direction"),
         ({"query": {"sample": "sometimes"}}, "sample"),
-        ({"query": {"nearest": [0.0] * DIM, "mmr": {"diversity": 0.5}}}, "mmr"),
+        ({"query": {"nearest": [0.0] * DIM, "mmr": {"diversity": 2}}}, "mmr.diversity"),
+        ({"query": {"nearest": [0.0] * DIM, "mmr": {"lambda": 0.5}}}, "lambda"),
         ({"prefetch": {"query": [0.0] * DIM}}, "query"),
         ({"query": {"fusion": "rrf"}}, "prefetch"),
         ({"prefetch": {"query": [0.0] * DIM}, "query": {"formula": {"sum": ["$score"]}}}, "formula"),
@@ -412,3 +413,23 @@ def test_nested_prefetch_and_rerank_match_local_mode(both):
             assert [p.order_value for p in a] == [p.order_value for p in b]
         else:
             assert_same_hits(a, b)
+
+
+def test_mmr_matches_local_mode(both):
+    ours, theirs, name, _ = both
+    rng = np.random.default_rng(SEED + 7)
+    red = models.Filter(must=[models.FieldCondition(key="color", match=models.MatchValue(value="red"))])
+    for _ in range(3):
+        q = rng.standard_normal(DIM).tolist()
+        for mmr, kwargs in (
+            (models.Mmr(diversity=0.5, candidates_limit=40), dict(limit=10)),
+            (models.Mmr(diversity=0.9, candidates_limit=100), dict(limit=6, offset=2, with_vectors=True)),
+            (models.Mmr(), dict(limit=8)),
+            (models.Mmr(diversity=0.0, candidates_limit=20), dict(limit=5, query_filter=red)),
+        ):
+            a, b = both_query(ours, theirs, name, query=models.NearestQuery(nearest=q, mmr=mmr), **kwargs)
+            assert [p.id for p in a] == [p.id for p in b]
+            for x, y in zip(a, b):
+                assert x.score == pytest.approx(y.score, abs=TOL)
+                if kwargs.get("with_vectors"):
+                    assert x.vector == pytest.approx(y.vector, abs=TOL)

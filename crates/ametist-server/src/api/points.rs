@@ -796,6 +796,12 @@ enum QueryTarget {
     Order(ScrollOrder),
     /// Recommend, discover or context.
     Examples(Examples),
+    /// Nearest neighbours re-ranked for diversity (`{"nearest", "mmr"}`).
+    Mmr {
+        vector: Vec<f32>,
+        diversity: f32,
+        candidates: Option<usize>,
+    },
     Vector(Vec<f32>),
     /// A multivector query (a list of vectors), for a multivector `using`.
     Multi(Vec<Vec<f32>>),
@@ -1007,6 +1013,10 @@ impl QueryPlan {
                 let plan = QueryPlan { target: QueryTarget::List, ..self };
                 return plan.run_examples(examples, state, c, started).await;
             }
+            QueryTarget::Mmr { vector, diversity, candidates } => {
+                let plan = QueryPlan { target: QueryTarget::List, ..self };
+                return plan.run_mmr(vector, diversity, candidates, c, started).await;
+            }
             other => other,
         };
         let target = match target {
@@ -1200,6 +1210,9 @@ fn parse_query(query: Option<Value>, started: Instant) -> Result<QueryTarget, Ap
                     started,
                 ));
             };
+            if let Some(mmr) = m.remove("mmr").filter(|v| !v.is_null()) {
+                return parse_mmr(nearest, mmr, started);
+            }
             if let Some((k, _)) = m.iter().find(|(_, v)| !v.is_null()) {
                 return Err(not_supported(format!("`nearest` with `{k}` is not supported yet"), started));
             }
@@ -1235,6 +1248,128 @@ fn parse_query(query: Option<Value>, started: Instant) -> Result<QueryTarget, Ap
             format!("Wrong input: query must be a vector or a point id, got {other}"),
             started,
         )),
+    }
+}
+
+/// `{"nearest": vector, "mmr": {"diversity", "candidates_limit"}}` (dense vectors only).
+fn parse_mmr(nearest: Value, mmr: Value, started: Instant) -> Result<QueryTarget, ApiError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Mmr {
+        #[serde(default)]
+        diversity: Option<f32>,
+        #[serde(default)]
+        candidates_limit: Option<usize>,
+    }
+    let mmr: Mmr = serde_json::from_value(mmr).map_err(|e| bad_field("mmr", e, started))?;
+    let diversity = mmr.diversity.unwrap_or(0.5);
+    if !(0.0..=1.0).contains(&diversity) {
+        return Err(bad_field("mmr.diversity", format!("must be between 0 and 1, got {diversity}"), started));
+    }
+    if mmr.candidates_limit == Some(0) {
+        return Err(bad_field("mmr.candidates_limit", "must be at least 1", started));
+    }
+    let vector = match nearest {
+        Value::Array(ref items) if !items.first().is_some_and(Value::is_array) => {
+            serde_json::from_value::<Vec<f32>>(nearest).map_err(|e| bad_field("nearest", e, started))?
+        }
+        _ => {
+            return Err(not_supported(
+                "`mmr` with a sparse, multivector or point id query is not supported yet; send a dense vector",
+                started,
+            ))
+        }
+    };
+    Ok(QueryTarget::Mmr { vector, diversity, candidates: mmr.candidates_limit })
+}
+
+/// The index of the last largest value (as Qdrant's `max_by_key`).
+fn last_argmax(xs: impl Iterator<Item = f32>) -> usize {
+    let mut best = (0, f32::NEG_INFINITY);
+    for (i, x) in xs.enumerate() {
+        if i == 0 || x >= best.1 {
+            best = (i, x);
+        }
+    }
+    best.0
+}
+
+impl QueryPlan {
+    /// Maximal marginal relevance: the `candidates_limit` nearest points, then, one at a
+    /// time, the candidate with the best `λ·sim(query) − (1−λ)·max sim(chosen)` (λ = 1 −
+    /// diversity), starting from the nearest. Hits keep their similarity to the query as
+    /// their score. Qdrant's tie rules (the last best; the chosen one swapped out with the
+    /// last pending) are kept, so answers match.
+    async fn run_mmr(
+        self,
+        vector: Vec<f32>,
+        diversity: f32,
+        candidates: Option<usize>,
+        c: &Collection,
+        started: Instant,
+    ) -> Result<(Vec<Hit>, Vec<MissingPartition>), ApiError> {
+        let bad = |e: String| ApiError::bad_request(format!("Wrong input: {e}"), started);
+        let field = match c.spec().dense_field(&self.using) {
+            Some(f) if f.multivector.is_none() => f.clone(),
+            Some(_) => return Err(not_supported("`mmr` over a multivector is not supported yet", started)),
+            None if c.spec().sparse_vectors.contains_key(&self.using) => {
+                return Err(not_supported("`mmr` over a sparse vector is not supported yet", started))
+            }
+            None => return Err(bad(format!("Not existing vector name error: {}", self.using))),
+        };
+        let query = field.prepare(vector).map_err(|e| bad(format!("query: {e}")))?;
+        let mut req = SearchRequest::new(query.clone(), candidates.unwrap_or(self.limit));
+        req.using = self.using.clone();
+        req.with_payload = self.payload.wants_payload();
+        req.with_vector = true;
+        req.score_threshold = self.score_threshold;
+        req.ef = self.ef;
+        req.exact = self.exact;
+        req.quantization = self.quantization;
+        req.filter = self.filter;
+        let r = c.search(req).await.map_err(|e| ApiError::from_engine(e, started))?;
+        let mut docs = r.results;
+        let vectors: Vec<Vec<f32>> = docs
+            .iter_mut()
+            .map(|d| d.vectors.as_mut().and_then(|v| v.dense.get(&self.using).cloned()).unwrap_or_default())
+            .collect();
+        if docs.is_empty() {
+            return Ok((Vec::new(), r.missing_partitions));
+        }
+        let sim = |a: &[f32], b: &[f32]| -field.metric.distance(a, b);
+        let relevance: Vec<f32> = vectors.iter().map(|v| sim(&query, v)).collect();
+        let lambda = 1.0 - diversity;
+        let want = self.offset.saturating_add(self.limit);
+        let mut pending: Vec<usize> = (0..docs.len()).collect();
+        let first = last_argmax(pending.iter().map(|&i| relevance[i]));
+        let mut selected = vec![pending.swap_remove(first)];
+        while selected.len() < want && !pending.is_empty() {
+            let scores: Vec<f32> = pending
+                .iter()
+                .map(|&i| {
+                    let nearest =
+                        selected.iter().map(|&j| sim(&vectors[i], &vectors[j])).fold(f32::NEG_INFINITY, f32::max);
+                    lambda * relevance[i] - (1.0 - lambda) * nearest
+                })
+                .collect();
+            if scores.iter().all(|s| *s == f32::NEG_INFINITY) {
+                break;
+            }
+            selected.push(pending.swap_remove(last_argmax(scores.into_iter())));
+        }
+        let mut slots: Vec<Option<ScoredDoc>> = docs.into_iter().map(Some).collect();
+        let hits = selected
+            .into_iter()
+            .skip(self.offset)
+            .filter_map(|i| slots[i].take())
+            .map(|mut d| {
+                if !self.with_vector {
+                    d.vectors = None;
+                }
+                Hit::scored(d)
+            })
+            .collect();
+        Ok((hits, r.missing_partitions))
     }
 }
 
