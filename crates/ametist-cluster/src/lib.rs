@@ -9,8 +9,14 @@
 //!   metadata commands (forwarded to the leader), live voters. Both the node and the
 //!   service use it, so neither imports the other's internals.
 //! * [`options`]: a member's settings.
-//! * [`proxy`]: the remote partition proxy, behind an ordinary `PartitionRef`, and
-//!   [`proxy::RemotePartitions`], the engine's `PartitionProvider`.
+//! * [`router`]: the front of a partition with copies on other nodes, behind an ordinary
+//!   `PartitionRef` (writes to the primary, reads to an in-sync copy), and
+//!   [`router::RemotePartitions`], the engine's `PartitionProvider`.
+//! * `replicator`: a partition's writer: on the primary it logs writes and ships the
+//!   records to the in-sync replicas (the WAL is the replication log), and recovers stale
+//!   replicas from an image.
+//! * `failover`: the leader's failure detector (promotes an in-sync replica over a lost
+//!   primary) and each node's requests to recover its stale copies.
 //! * [`service`]: the serving side: partition calls to local partitions, Raft RPCs, joins,
 //!   proposals forwarded to the leader; all behind the cluster-secret check.
 //! * [`transport`]: the client side: per-peer channels, the secret, deadlines.
@@ -25,14 +31,16 @@
 //! the engine's `external::PartitionProvider` seam as ordinary partition handles.
 
 pub mod error;
+mod failover;
 pub mod metadata;
 pub mod node;
 pub mod options;
-pub mod proxy;
 pub mod raft;
 pub mod raft_network;
 mod raft_node;
 pub mod raft_store;
+mod replicator;
+pub mod router;
 pub mod service;
 pub mod transport;
 pub mod wire;

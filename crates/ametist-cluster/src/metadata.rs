@@ -47,12 +47,63 @@ pub struct ClusterState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CollectionPlacement {
     pub spec: CollectionSpec,
-    /// For each partition, the nodes holding a replica; the first one serves it now.
-    /// One replica per partition today: replication and moves change this list only.
+    /// For each partition, the nodes holding a copy; the first one is its primary, which
+    /// orders and ships its writes.
     pub replicas: Vec<Vec<NodeId>>,
     /// Payload and text indexes by payload key.
     #[serde(default)]
     pub indexes: BTreeMap<String, IndexDef>,
+    /// For each partition, its primary term and the copies that are not in sync. Absent in
+    /// metadata written before replication: every partition then has term 0 and all its
+    /// copies (one each) in sync.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<ShardState>,
+}
+
+/// What the cluster agrees on about one partition's copies, beyond where they are.
+///
+/// The design follows Elasticsearch's primary terms and in-sync allocation ids: the
+/// primary's `term` goes up by one at every promotion, every shipped record carries it,
+/// and a copy refuses records of an older term, so a primary that was replaced can never
+/// get a write acknowledged again. A copy is in sync unless it is in `stale`; a write is
+/// acknowledged only once every in-sync copy has it durably, so any in-sync copy may be
+/// promoted without losing an acknowledged write. Copies leave the in-sync set only by a
+/// committed Raft entry (proposed by the primary when a copy fails to take a record, or by
+/// the leader when it promotes a replica over a lost primary), and come back only after a
+/// recovery from the primary.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardState {
+    pub term: u64,
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub stale: BTreeSet<NodeId>,
+}
+
+impl CollectionPlacement {
+    /// The cluster's view of partition `p`'s copies (the default for metadata written
+    /// before replication).
+    pub fn shard(&self, p: usize) -> ShardState {
+        self.shards.get(p).cloned().unwrap_or_default()
+    }
+
+    pub fn primary(&self, p: usize) -> Option<NodeId> {
+        self.replicas.get(p)?.first().copied()
+    }
+
+    /// The copies of partition `p` that are in sync, the primary first.
+    pub fn in_sync(&self, p: usize) -> Vec<NodeId> {
+        let shard = self.shard(p);
+        self.replicas
+            .get(p)
+            .map(|r| r.iter().copied().filter(|n| !shard.stale.contains(n)).collect())
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn shard_mut(&mut self, p: usize) -> &mut ShardState {
+        if self.shards.len() < self.replicas.len() {
+            self.shards.resize(self.replicas.len(), ShardState::default());
+        }
+        &mut self.shards[p]
+    }
 }
 
 /// The node's view of the metadata: updated by the state machine, read by everyone else.
@@ -72,10 +123,10 @@ impl Metadata {
         Metadata { view: RwLock::new(View::default()), changed: watch::channel(0).0 }
     }
 
-    /// The node serving `partition` of `collection` now; `None` when the cluster does not
+    /// The primary of `partition` of `collection` now; `None` when the cluster does not
     /// know the collection.
     pub fn owner(&self, collection: &str, partition: usize) -> Option<NodeId> {
-        self.read().state.collections.get(collection)?.replicas.get(partition)?.first().copied()
+        self.read().state.collections.get(collection)?.primary(partition)
     }
 
     pub fn member(&self, id: NodeId) -> Option<Member> {

@@ -25,11 +25,11 @@ use ametist_engine::{Ametist, CollectionConfig, EngineError};
 use crate::error::ClusterError;
 use crate::metadata::Metadata;
 pub use crate::options::ClusterOptions;
-use crate::proxy::RemotePartitions;
 use crate::raft::{Command, IndexDef, Member, NodeId, Raft, Refusal};
 use crate::raft_network::Network;
 use crate::raft_node::{NodeInner, CHANGE_PATIENCE};
 use crate::raft_store::FileStore;
+use crate::router::{RemotePartitions, Shared};
 use crate::service::{authenticated, Service};
 use crate::transport::Transport;
 use crate::wire::{ErrorClass, WireError};
@@ -43,6 +43,7 @@ pub struct PreparedNode {
     store: Arc<FileStore>,
     metadata: Arc<Metadata>,
     transport: Arc<Transport>,
+    shared: Arc<Shared>,
 }
 
 impl PreparedNode {
@@ -60,13 +61,18 @@ impl PreparedNode {
         let metadata = Arc::new(Metadata::new());
         let store = FileStore::open(&dir, metadata.clone())?;
         let transport = Arc::new(Transport::new(opts.secret.clone()));
-        let provider = Arc::new(RemotePartitions {
+        let shared = Arc::new(Shared {
             node_id: id,
             transport: transport.clone(),
             metadata: metadata.clone(),
             deadlines: opts.deadlines,
+            node: Default::default(),
+            controls: Default::default(),
+            transfers: dir.join("transfers"),
+            caught_up: Default::default(),
         });
-        Ok((PreparedNode { id, opts, store, metadata, transport }, provider))
+        let provider = Arc::new(RemotePartitions { shared: shared.clone() });
+        Ok((PreparedNode { id, opts, store, metadata, transport, shared }, provider))
     }
 
     pub fn id(&self) -> NodeId {
@@ -76,7 +82,7 @@ impl PreparedNode {
     /// Step two: serve the node-to-node protocol, start Raft, join (or found) the cluster
     /// and keep `db` in line with the metadata.
     pub async fn start(self, db: Ametist) -> Result<ClusterNode, ClusterError> {
-        let PreparedNode { id, opts, store, metadata, transport } = self;
+        let PreparedNode { id, opts, store, metadata, transport, shared } = self;
         let addr = format!("{}:{}", opts.host, opts.port);
         let listener = tokio::net::TcpListener::bind(&addr)
             .await
@@ -95,7 +101,10 @@ impl PreparedNode {
                 .await
                 .map_err(|e| ClusterError::Internal(format!("cannot start raft: {e}")))?;
         let member = Member { grpc: opts.advertise.clone(), rest: opts.rest_addr.clone() };
-        let inner = Arc::new(NodeInner { id, raft, metadata, transport, db, member, opts });
+        let inner = Arc::new(NodeInner { id, raft, metadata, transport, db, member, opts, shared });
+        if inner.shared.node.set(inner.clone()).is_err() {
+            unreachable!("a prepared node starts once");
+        }
         let service = authenticated(Service { node: inner.clone() }, inner.opts.secret.clone());
         // Small request/answer messages: without TCP_NODELAY an answer can wait for the
         // peer's delayed ACK (tens of milliseconds).
@@ -126,6 +135,17 @@ impl PreparedNode {
             }
         }
         tokio::spawn(reconcile_loop(inner.clone()));
+        let caught_up = tokio::spawn(crate::failover::catch_up(inner.clone()));
+        // Serving starts caught up when the leader answers soon; otherwise the node answers
+        // "catching up" (retryable) until it is.
+        if tokio::time::timeout(Duration::from_secs(5), caught_up).await.is_err() {
+            tracing::warn!(
+                node = id,
+                "not caught up with the cluster's metadata yet; serving reads and writes once it is"
+            );
+        }
+        tokio::spawn(crate::failover::detect_failures(inner.clone()));
+        tokio::spawn(crate::failover::request_recoveries(inner.clone()));
         Ok(ClusterNode { inner })
     }
 }
@@ -147,10 +167,12 @@ impl ClusterNode {
         ametist_engine::db::validate_name(name).map_err(engine_input)?;
         let spec = ametist_engine::collection::Collection::resolve(name, &config, self.inner.db.config())
             .map_err(engine_input)?;
+        // The leader checks the copies against its members when it places the partitions.
         let result = self.inner.propose(Command::CreateCollection { spec, replicas: Vec::new() }).await?;
         match result.refused {
             Some(Refusal::Exists(n)) => return Err(ClusterError::CollectionExists(n)),
             Some(Refusal::NotFound(n)) => return Err(ClusterError::CollectionNotFound(n)),
+            Some(Refusal::Outdated(why)) => return Err(ClusterError::Unavailable(why)),
             None => {}
         }
         self.wait_local(name, true).await
@@ -163,6 +185,7 @@ impl ClusterNode {
         match self.inner.propose(cmd).await?.refused {
             Some(Refusal::NotFound(n)) => Err(ClusterError::CollectionNotFound(n)),
             Some(Refusal::Exists(n)) => Err(ClusterError::CollectionExists(n)),
+            Some(Refusal::Outdated(why)) => Err(ClusterError::Unavailable(why)),
             None => Ok(()),
         }
     }
@@ -206,14 +229,8 @@ impl ClusterNode {
                 )
             })
             .collect();
-        let collections: serde_json::Map<String, Value> = self
-            .inner
-            .metadata
-            .state()
-            .collections
-            .iter()
-            .map(|(name, p)| (name.clone(), placement_json(&p.replicas)))
-            .collect();
+        let collections: serde_json::Map<String, Value> =
+            self.inner.metadata.state().collections.iter().map(|(name, p)| (name.clone(), placement_json(p))).collect();
         json!({
             "status": "enabled",
             "peer_id": self.inner.id,
@@ -230,27 +247,40 @@ impl ClusterNode {
     }
 
     /// `GET /collections/{name}/cluster`, in Qdrant's shape: which partitions (shards)
-    /// this node serves and which other nodes serve the rest.
+    /// this node holds a copy of and which other nodes hold the rest, with each copy's
+    /// state: `Active` (in sync; the primary first) or `Dead` (stale: it missed writes and
+    /// waits for a recovery from its primary; it serves nothing meanwhile).
     pub fn collection_status(&self, name: &str) -> Option<Value> {
         let placement = self.inner.metadata.placement(name)?;
         let (mut local, mut remote) = (Vec::new(), Vec::new());
         for (shard, replicas) in placement.replicas.iter().enumerate() {
+            let state_of = placement.shard(shard);
             for (i, &node) in replicas.iter().enumerate() {
-                let state = if i == 0 { "Active" } else { "Listener" };
+                let state = if state_of.stale.contains(&node) { "Dead" } else { "Active" };
+                let copy = json!({ "shard_id": shard, "peer_id": node, "state": state, "primary": i == 0, "term": state_of.term });
                 if node == self.inner.id {
-                    local.push(json!({ "shard_id": shard, "state": state }));
+                    local.push(copy);
                 } else {
-                    remote.push(json!({ "shard_id": shard, "peer_id": node, "state": state }));
+                    remote.push(copy);
                 }
             }
         }
         Some(json!({
             "peer_id": self.inner.id,
             "shard_count": placement.replicas.len(),
+            "replication_factor": placement.spec.replication.factor,
             "local_shards": local,
             "remote_shards": remote,
             "shard_transfers": [],
         }))
+    }
+
+    /// Every node's view of partition `partition`'s copies: primary first, the stale ones
+    /// named (for tests and the dashboard).
+    pub fn partition_copies(&self, name: &str, partition: usize) -> Option<(Vec<NodeId>, Vec<NodeId>, u64)> {
+        let placement = self.inner.metadata.placement(name)?;
+        let shard = placement.shard(partition);
+        Some((placement.replicas.get(partition)?.clone(), shard.stale.into_iter().collect(), shard.term))
     }
 
     /// Whether `name` is a collection the cluster placed (rather than a local one).
@@ -279,6 +309,8 @@ async fn reconcile_loop(node: Arc<NodeInner>) {
             config.index = Some(spec.index);
             config.vectors = spec.vectors.clone();
             config.sparse_vectors = spec.sparse_vectors.clone();
+            config.replication_factor = Some(spec.replication.factor);
+            config.write_consistency_factor = Some(spec.replication.write_consistency);
             match node.db.create_collection(name, config).await {
                 Ok(()) | Err(EngineError::CollectionExists(_)) => {
                     tracing::info!(collection = %name, "opened cluster collection");
@@ -327,8 +359,12 @@ async fn note_indexes(c: &ametist_engine::collection::Collection, wanted: &BTree
     }
 }
 
-fn placement_json(replicas: &[Vec<NodeId>]) -> Value {
-    Value::Array(replicas.iter().enumerate().map(|(p, nodes)| json!({ "partition": p, "replicas": nodes })).collect())
+fn placement_json(placement: &crate::metadata::CollectionPlacement) -> Value {
+    let copies = placement.replicas.iter().enumerate().map(|(p, nodes)| {
+        let shard = placement.shard(p);
+        json!({ "partition": p, "replicas": nodes, "primary": nodes.first(), "term": shard.term, "stale": shard.stale })
+    });
+    Value::Array(copies.collect())
 }
 
 fn role(s: ServerState) -> &'static str {

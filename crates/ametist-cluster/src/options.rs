@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::proxy::Deadlines;
+use crate::router::Deadlines;
 
 /// What a node needs to know to take part in a cluster (`remoting` in `ametist.yaml`).
 #[derive(Debug, Clone)]
@@ -22,4 +22,7 @@ pub struct ClusterOptions {
     pub secret: String,
     /// Deadlines of forwarded partition calls.
     pub deadlines: Deadlines,
+    /// How long a partition's primary may not answer the leader's pings before an in-sync
+    /// replica is promoted in its place.
+    pub failover_timeout: std::time::Duration,
 }

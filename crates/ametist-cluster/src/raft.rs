@@ -43,6 +43,32 @@ pub enum Command {
         key: String,
         index: Option<IndexDef>,
     },
+    /// Makes `node`, an in-sync replica, the primary of a partition whose primary is at
+    /// `term`, at `term + 1`; the old primary leaves the in-sync set (it may hold writes
+    /// nobody acknowledged, and comes back only through a recovery). Proposed by the leader
+    /// when a primary is lost. Refused when the term moved on meanwhile.
+    Promote {
+        collection: String,
+        partition: usize,
+        term: u64,
+        node: NodeId,
+    },
+    /// Takes a replica out of the in-sync set: its primary (at `term`) could not ship it
+    /// a record. Refused when the term moved on: a replaced primary cannot evict anyone.
+    MarkStale {
+        collection: String,
+        partition: usize,
+        term: u64,
+        node: NodeId,
+    },
+    /// Puts a recovered replica back into the in-sync set; proposed by its primary (at
+    /// `term`) once the copy holds everything the primary has.
+    MarkInSync {
+        collection: String,
+        partition: usize,
+        term: u64,
+        node: NodeId,
+    },
 }
 
 /// The outcome of applying a command: `None` when it was applied, else why not.
@@ -55,6 +81,9 @@ pub struct CommandResult {
 pub enum Refusal {
     Exists(String),
     NotFound(String),
+    /// A change to a partition's copies that no longer applies (the term moved on, or the
+    /// node is not where the change assumed); says why.
+    Outdated(String),
 }
 
 impl Command {
@@ -72,6 +101,7 @@ impl Command {
                             spec: spec.clone(),
                             replicas: replicas.clone(),
                             indexes: Default::default(),
+                            shards: Default::default(),
                         },
                     );
                     None
@@ -84,6 +114,39 @@ impl Command {
                 } else {
                     Some(Refusal::NotFound(name.clone()))
                 }
+            }
+            Command::Promote { collection, partition, term, node } => {
+                copies(state, collection, *partition, *term, *node, |placement, p, node| {
+                    if placement.replicas[p].first() == Some(&node) {
+                        return Some(format!("node {node} is the primary already"));
+                    }
+                    if placement.shard(p).stale.contains(&node) {
+                        return Some(format!("node {node} is not in sync"));
+                    }
+                    let copies = &mut placement.replicas[p];
+                    let old = copies[0];
+                    copies.retain(|&n| n != node);
+                    copies.insert(0, node);
+                    let shard = placement.shard_mut(p);
+                    shard.term += 1;
+                    shard.stale.insert(old);
+                    None
+                })
+            }
+            Command::MarkStale { collection, partition, term, node } => {
+                copies(state, collection, *partition, *term, *node, |placement, p, node| {
+                    if placement.replicas[p].first() == Some(&node) {
+                        return Some(format!("node {node} is the primary"));
+                    }
+                    placement.shard_mut(p).stale.insert(node);
+                    None
+                })
+            }
+            Command::MarkInSync { collection, partition, term, node } => {
+                copies(state, collection, *partition, *term, *node, |placement, p, node| {
+                    placement.shard_mut(p).stale.remove(&node);
+                    None
+                })
             }
             Command::SetIndex { collection, key, index } => match state.collections.get_mut(collection) {
                 None => Some(Refusal::NotFound(collection.clone())),
@@ -100,9 +163,38 @@ impl Command {
     }
 }
 
-/// Round-robin placement of `partitions` over `nodes` (sorted, deduplicated), starting at
-/// `offset` so that consecutive collections do not all start on the same node.
-pub fn place(partitions: usize, nodes: &[NodeId], offset: usize) -> Vec<Vec<NodeId>> {
+/// Applies a change to the copies of `partition` of `collection` whose primary is at
+/// `term` and which `node` holds; `change` answers why it does not apply, if it does not.
+fn copies(
+    state: &mut ClusterState,
+    collection: &str,
+    partition: usize,
+    term: u64,
+    node: NodeId,
+    change: impl FnOnce(&mut CollectionPlacement, usize, NodeId) -> Option<String>,
+) -> Option<Refusal> {
+    let Some(placement) = state.collections.get_mut(collection) else {
+        return Some(Refusal::NotFound(collection.to_string()));
+    };
+    if partition >= placement.replicas.len() {
+        return Some(Refusal::Outdated(format!("`{collection}` has no partition {partition}")));
+    }
+    let now = placement.shard(partition).term;
+    if now != term {
+        return Some(Refusal::Outdated(format!("partition {partition} is at term {now}, not {term}")));
+    }
+    if !placement.replicas[partition].contains(&node) {
+        return Some(Refusal::Outdated(format!("node {node} holds no copy of partition {partition}")));
+    }
+    change(placement, partition, node).map(Refusal::Outdated)
+}
+
+/// Round-robin placement of `partitions` with `copies` copies each over `nodes` (sorted,
+/// deduplicated), starting at `offset` so that consecutive collections do not all start on
+/// the same node. The copies of a partition are on distinct nodes, and primaries are spread
+/// as evenly as the partitions.
+pub fn place(partitions: usize, copies: usize, nodes: &[NodeId], offset: usize) -> Vec<Vec<NodeId>> {
     assert!(!nodes.is_empty(), "placement needs at least one live node");
-    (0..partitions).map(|p| vec![nodes[(p + offset) % nodes.len()]]).collect()
+    assert!(copies <= nodes.len(), "the caller checked copies against the members");
+    (0..partitions).map(|p| (0..copies).map(|k| nodes[(p + offset + k) % nodes.len()]).collect()).collect()
 }

@@ -38,6 +38,8 @@ pub(crate) struct NodeInner {
     pub(crate) db: Ametist,
     pub(crate) member: Member,
     pub(crate) opts: ClusterOptions,
+    /// What the node's partition fronts and writers share.
+    pub(crate) shared: Arc<crate::router::Shared>,
 }
 
 impl NodeInner {
@@ -99,9 +101,22 @@ impl NodeInner {
         let Some(leader) = self.leader().await? else {
             if let Command::CreateCollection { spec, replicas } = &mut cmd {
                 if replicas.is_empty() {
-                    let live = self.live_voters().await;
+                    let copies = spec.replication.factor;
+                    // Live members first; a copy placed on a member that is down now is
+                    // recovered from its primary when the member comes back.
+                    let mut nodes = self.live_voters().await;
+                    if nodes.len() < copies {
+                        nodes = self.voters();
+                    }
+                    if nodes.len() < copies {
+                        return Err(EngineError::InvalidInput(format!(
+                            "replication_factor {copies} exceeds the number of cluster members ({}): the copies of \
+                             a partition live on distinct members",
+                            nodes.len()
+                        )));
+                    }
                     let offset = self.metadata.state().collections.len();
-                    *replicas = place(spec.partitions, &live, offset);
+                    *replicas = place(spec.partitions, copies, &nodes, offset);
                 }
             }
             let resp = self.raft.client_write(cmd).await.map_err(|e| match e {
@@ -154,6 +169,14 @@ impl NodeInner {
             Ok(Err(e)) => Err(e.into_engine(0)),
             Err(e) => Err(EngineError::Internal(format!("bad answer from the leader: {e}"))),
         }
+    }
+
+    /// Every voter, sorted by id.
+    pub(crate) fn voters(&self) -> Vec<NodeId> {
+        let membership = self.raft.metrics().borrow().membership_config.clone();
+        let mut voters: Vec<NodeId> = membership.membership().voter_ids().collect();
+        voters.sort_unstable();
+        voters
     }
 
     /// Voters that answer a ping now (this node always counts), sorted by id.

@@ -18,7 +18,7 @@ use ametist_core::payload_index::FieldType;
 use ametist_core::sparse::SparseVector;
 use ametist_core::text::TextIndexConfig;
 use ametist_core::PointId;
-use ametist_engine::messages::{Fault, ScrollRequest, SparseSearchRequest, TextSearchRequest, WriteOp};
+use ametist_engine::messages::{Append, Fault, ScrollRequest, SparseSearchRequest, TextSearchRequest, WriteOp};
 use ametist_engine::{EngineError, PartitionRestore, PartitionSnapshot, SearchRequest};
 
 /// The protobuf envelope of every call and answer.
@@ -34,6 +34,9 @@ pub struct Envelope {
     /// JSON of the request or answer type that `kind` names.
     #[prost(bytes = "vec", tag = "4")]
     pub body: Vec<u8>,
+    /// Raw bytes that would be wasteful as JSON (a partition image in transit).
+    #[prost(bytes = "vec", tag = "5")]
+    pub blob: Vec<u8>,
 }
 
 /// Values of [`Envelope::kind`].
@@ -50,6 +53,9 @@ pub mod kind {
     pub const PROPOSE: &str = "propose";
     /// Liveness probe, used to place partitions on live nodes only.
     pub const PING: &str = "ping";
+    /// The index of the last metadata change the member applied (asked of the leader by a
+    /// starting node, which waits until it applied as much).
+    pub const APPLIED: &str = "applied";
     pub const OK: &str = "ok";
     pub const ERR: &str = "err";
 }
@@ -60,21 +66,53 @@ pub mod kind {
 pub enum PartitionCall {
     Search(SearchRequest),
     Write(Vec<WriteOp>),
-    Get { ids: Vec<PointId>, with_payload: bool, with_vector: bool },
+    Get {
+        ids: Vec<PointId>,
+        with_payload: bool,
+        with_vector: bool,
+    },
     Scroll(ScrollRequest),
     Count(Option<Filter>),
-    CreateFieldIndex { key: String, kind: FieldType },
-    DropFieldIndex { key: String },
-    CreateTextIndex { key: String, config: TextIndexConfig },
-    TextStats { field: String, terms: Vec<String> },
+    CreateFieldIndex {
+        key: String,
+        kind: FieldType,
+    },
+    DropFieldIndex {
+        key: String,
+    },
+    CreateTextIndex {
+        key: String,
+        config: TextIndexConfig,
+    },
+    TextStats {
+        field: String,
+        terms: Vec<String>,
+    },
     TextSearch(TextSearchRequest),
-    SparseStats { name: String, query: SparseVector },
+    SparseStats {
+        name: String,
+        query: SparseVector,
+    },
     SparseSearch(SparseSearchRequest),
     RebuildIndex,
     Stats,
     Snapshot(PartitionSnapshot),
     Restore(PartitionRestore),
     Fault(Fault),
+    /// Records shipped by the primary at `term`, in LSN order; answered with the copy's
+    /// version once they are durable.
+    Replicate {
+        term: u64,
+        records: Vec<Append>,
+    },
+    /// The primary's image (in the envelope's blob) for a stale copy to take.
+    Install {
+        term: u64,
+    },
+    /// A stale copy on `node` asks its primary to bring it back in sync.
+    Recover {
+        node: u64,
+    },
 }
 
 /// An engine error as it crosses the network: its class survives, so the caller still
@@ -111,7 +149,9 @@ impl From<&EngineError> for WireError {
             EngineError::CollectionNotFound(_) => (ErrorClass::Unavailable, None, None),
             e if e.is_bad_input() => (ErrorClass::BadInput, None, None),
             EngineError::Overloaded(_) => (ErrorClass::Overloaded, None, None),
-            EngineError::PartitionUnavailable { partition, .. } => (ErrorClass::Unavailable, Some(*partition), None),
+            EngineError::PartitionUnavailable { partition, .. } | EngineError::OutOfOrder { partition, .. } => {
+                (ErrorClass::Unavailable, Some(*partition), None)
+            }
             // A full disk on the owning node: retryable there as here.
             EngineError::StorageUnavailable { partition, .. } => (ErrorClass::Unavailable, *partition, None),
             EngineError::Timeout(d) => (ErrorClass::Timeout, None, Some(d.as_millis() as u64)),
@@ -160,6 +200,7 @@ pub fn envelope(kind: &str, collection: &str, partition: u32, body: &impl Serial
         partition,
         // Our own types always serialise (string keys, finite values checked at the edge).
         body: serde_json::to_vec(body).expect("engine messages serialise to JSON"),
+        blob: Vec::new(),
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use ametist_cluster::proxy::Deadlines;
+use ametist_cluster::router::Deadlines;
 use ametist_cluster::transport::Transport;
 use ametist_cluster::wire::{self, kind, PartitionCall};
 use ametist_cluster::{ClusterOptions, PreparedNode};
@@ -25,6 +25,7 @@ async fn calls_without_the_secret_are_refused() -> anyhow::Result<()> {
         seeds: Vec::new(),
         secret: "right".into(),
         deadlines: Deadlines { search: Duration::from_secs(2), write: Duration::from_secs(2) },
+        failover_timeout: Duration::from_secs(3),
     };
     let (prepared, provider) = PreparedNode::prepare(opts)?;
     let db = Ametist::open_with(&dir, EngineConfig::default(), Some(provider)).await?;

@@ -148,6 +148,9 @@ pub struct Collection {
     engine: Arc<EngineConfig>,
     tx: mpsc::Sender<CollectionMsg>,
     partitions: Arc<Vec<PartitionRef>>,
+    /// This process's copy of each partition, when it holds one (the same handle as in
+    /// `partitions` unless a front routes the partition's messages).
+    locals: Arc<Vec<Option<PartitionRef>>>,
     storage: Option<Arc<CollectionStorage>>,
     /// Serialises rewrites of `collection.json`: concurrent index changes (two clients, or
     /// a remote coordinator's calls to two partitions here) would otherwise race on its
@@ -170,6 +173,10 @@ impl Collection {
             index: config.index.unwrap_or(engine.default_index),
             vectors: config.vectors.clone(),
             sparse_vectors: config.sparse_vectors.clone(),
+            replication: crate::spec::Replication {
+                factor: config.replication_factor.unwrap_or(engine.default_replication_factor),
+                write_consistency: config.write_consistency_factor.unwrap_or(1),
+            },
         };
         spec.validate()?;
         Ok(spec)
@@ -201,10 +208,19 @@ impl Collection {
         let text_schema = Arc::new(RwLock::new(schemas.text));
         let mut refs = Vec::with_capacity(partitions);
         let mut threads = Vec::with_capacity(partitions);
+        let mut locals = Vec::with_capacity(partitions);
         for id in 0..partitions {
-            // A partition served elsewhere (another node) joins as a plain handle.
-            if let Some(r) = provider.and_then(|p| p.external(&spec, id, engine.partition_mailbox)) {
-                refs.push(r);
+            let front = |local: Option<&PartitionRef>| {
+                provider.and_then(|p| p.front(&spec, id, engine.partition_mailbox, local))
+            };
+            // A partition with no copy here (it lives on other nodes) joins as a plain handle.
+            if provider.is_some_and(|p| !p.holds(&spec, id)) {
+                refs.push(
+                    front(None).ok_or_else(|| {
+                        EngineError::Internal(format!("partition {id} has no copy here and no front"))
+                    })?,
+                );
+                locals.push(None);
                 continue;
             }
             let pspec = PartitionSpec {
@@ -225,7 +241,8 @@ impl Collection {
                 None => Arc::new(MemoryStore::new()),
             };
             let (r, t) = spawn_partition(pspec, store);
-            refs.push(r);
+            refs.push(front(Some(&r)).unwrap_or_else(|| r.clone()));
+            locals.push(Some(r));
             threads.push(t);
         }
         let (tx, rx) = mpsc::channel(engine.collection_mailbox.max(1));
@@ -243,6 +260,7 @@ impl Collection {
             engine,
             tx,
             partitions: Arc::new(refs),
+            locals: Arc::new(locals),
             storage: storage.map(Arc::new),
             meta_lock: Arc::default(),
         })
@@ -252,6 +270,12 @@ impl Collection {
     /// other nodes sends them messages through it).
     pub fn partition(&self, id: usize) -> Option<PartitionRef> {
         self.partitions.get(id).cloned()
+    }
+
+    /// This process's own copy of partition `id`, when it holds one: what the node-to-node
+    /// service reads from and ships records to.
+    pub fn local_copy(&self, id: usize) -> Option<PartitionRef> {
+        self.locals.get(id).cloned().flatten()
     }
 
     /// Waits until no partition is still recovering (each is running or stopped). Returns

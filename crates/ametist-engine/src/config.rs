@@ -33,6 +33,12 @@ pub struct CollectionConfig {
     /// Named sparse vectors (Qdrant's `sparse_vectors`), searched by dot product.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub sparse_vectors: BTreeMap<String, SparseVectorParams>,
+    /// Copies of each partition in a cluster (`None`: the engine's default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication_factor: Option<usize>,
+    /// Fewest in-sync copies a write is acknowledged with (`None`: 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_consistency_factor: Option<usize>,
 }
 
 /// One named dense vector of a collection.
@@ -139,6 +145,8 @@ impl CollectionConfig {
             index: None,
             vectors: BTreeMap::new(),
             sparse_vectors: BTreeMap::new(),
+            replication_factor: None,
+            write_consistency_factor: None,
         }
     }
 
@@ -348,6 +356,8 @@ pub enum RestartStrategy {
 pub struct EngineConfig {
     /// Partitions of a new collection that does not name a count.
     pub default_partitions: usize,
+    /// Copies of each partition of a new cluster collection that does not name a count.
+    pub default_replication_factor: usize,
     pub default_index: IndexConfig,
     pub supervision: SupervisionPolicy,
     /// Messages a partition's mailbox holds before writers get an "overloaded" error.
@@ -399,6 +409,7 @@ impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             default_partitions: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            default_replication_factor: 1,
             default_index: IndexConfig::default(),
             supervision: SupervisionPolicy::default(),
             partition_mailbox: 1024,

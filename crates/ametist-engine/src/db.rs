@@ -202,6 +202,15 @@ impl Ametist {
             return Err(EngineError::CollectionExists(name.to_string()));
         }
         let spec = Collection::resolve(name, &config, &self.inner.config)?;
+        // A cluster node creates its collections through the cluster, which checks copies
+        // against its members; a standalone process is one member.
+        if self.inner.provider.is_none() && spec.replication.factor > 1 {
+            return Err(EngineError::invalid(format!(
+                "replication_factor {} exceeds the number of cluster members (1): copies of a partition live on \
+                 distinct nodes; run a cluster (remoting.enabled) to replicate",
+                spec.replication.factor
+            )));
+        }
         let storage = match self.inner.data_dir {
             Some(_) => {
                 let storage = self.storage_of(name);

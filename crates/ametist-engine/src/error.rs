@@ -36,6 +36,10 @@ pub enum EngineError {
     Timeout(std::time::Duration),
     #[error("the database is shutting down")]
     ShuttingDown,
+    /// A replica was shipped a record that does not follow its last one (it missed some,
+    /// or diverged): it takes no more records until it is recovered from its primary.
+    #[error("partition {partition}: a replicated record arrived out of order (expected operation {expected}, got {got}); this copy needs recovery from its primary")]
+    OutOfOrder { partition: usize, expected: u64, got: u64 },
     /// Storage cannot take writes: the disk is full (ENOSPC, a quota) or failing. Reads go
     /// on from memory; a partition retries its log by itself and takes writes again once it
     /// can (see its `storage_error` on the partitions route). The message says what was
@@ -70,6 +74,7 @@ impl EngineError {
                 | EngineError::Timeout(_)
                 | EngineError::ShuttingDown
                 | EngineError::StorageUnavailable { .. }
+                | EngineError::OutOfOrder { .. }
         )
     }
 

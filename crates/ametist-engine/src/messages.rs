@@ -538,6 +538,34 @@ pub struct PartitionRestore {
     pub path: String,
 }
 
+/// A write as the primary logged it: the operations after filter expansion, at `lsn`
+/// (`None` when the batch changed nothing and logged no record).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoggedWrite {
+    pub ack: WriteAck,
+    pub lsn: Option<u64>,
+    pub ops: Vec<WriteOp>,
+}
+
+/// A record shipped from a primary to a replica. The replica appends it exactly at `lsn`:
+/// a record at or below the copy's version is one it already has (answered as applied), a
+/// record past `version + 1` would leave a gap and is refused, so a copy never holds a
+/// record without every record before it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Append {
+    pub lsn: u64,
+    pub ops: Vec<WriteOp>,
+}
+
+/// Replaces a replica's state with a primary's partition image at `path` (written by
+/// [`PartitionSnapshot`]). Unlike a restore, which is a new write on top of the log, the copy
+/// takes the image's version: its old log and snapshots are dropped first, so that records
+/// the copy held beyond the primary's (an unacknowledged tail) can never come back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionInstall {
+    pub path: String,
+}
+
 /// Faults a test or an operator can inject to exercise supervision and timeouts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Fault {
@@ -600,6 +628,14 @@ pub enum PartitionMsg {
     Stats(Reply<IndexStats>),
     Snapshot(PartitionSnapshot, Reply<IndexStats>),
     Restore(PartitionRestore, Reply<IndexStats>),
+    /// A write on a primary copy: as `Write`, and the answer also carries the record as
+    /// logged (filter operations expanded), which the primary ships to its replicas.
+    WriteLogged(Vec<WriteOp>, Reply<LoggedWrite>),
+    /// A record shipped by the primary: appended exactly at `lsn` (see [`Append`]).
+    Append(Append, Reply<WriteAck>),
+    /// Replaces the copy with a primary's image and takes the image's version as its own
+    /// (see [`PartitionInstall`]).
+    Install(PartitionInstall, Reply<IndexStats>),
     Fault(Fault),
     /// A periodic wake-up from the coordinator: the partition checks whether a snapshot is
     /// due (by time) even when no write arrives.
@@ -631,7 +667,8 @@ impl PartitionMsg {
     pub fn fail(self, err: EngineError) {
         match self {
             PartitionMsg::Search(_, r) | PartitionMsg::TextSearch(_, r) => drop(r.send(Err(err))),
-            PartitionMsg::Write(_, r) => drop(r.send(Err(err))),
+            PartitionMsg::Write(_, r) | PartitionMsg::Append(_, r) => drop(r.send(Err(err))),
+            PartitionMsg::WriteLogged(_, r) => drop(r.send(Err(err))),
             PartitionMsg::Get { reply, .. } | PartitionMsg::Scroll(_, reply) => drop(reply.send(Err(err))),
             PartitionMsg::Count(_, r) => drop(r.send(Err(err))),
             PartitionMsg::CreateFieldIndex { reply, .. }
@@ -643,7 +680,8 @@ impl PartitionMsg {
             PartitionMsg::RebuildIndex(_, r)
             | PartitionMsg::Stats(r)
             | PartitionMsg::Snapshot(_, r)
-            | PartitionMsg::Restore(_, r) => drop(r.send(Err(err))),
+            | PartitionMsg::Restore(_, r)
+            | PartitionMsg::Install(_, r) => drop(r.send(Err(err))),
             PartitionMsg::Fault(_) | PartitionMsg::Tick | PartitionMsg::Stop => {}
         }
     }

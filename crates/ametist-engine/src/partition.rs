@@ -23,8 +23,9 @@ use crate::codec::{self, PartitionImage};
 use crate::config::{IndexConfig, IndexKind, SparseVectorParams, SupervisionPolicy, VectorParams, EF_SEARCH_RANGE};
 use crate::error::EngineError;
 use crate::messages::{
-    DeleteVector, Fault, FilterAction, IndexStats, NamedVectors, PartitionMsg, PartitionRestore, PartitionSnapshot,
-    Record, Reply, ScoredDoc, ScrollRequest, SearchRequest, SparseSearchRequest, TextSearchRequest, WriteAck, WriteOp,
+    Append, DeleteVector, Fault, FilterAction, IndexStats, LoggedWrite, NamedVectors, PartitionInstall, PartitionMsg,
+    PartitionRestore, PartitionSnapshot, Record, Reply, ScoredDoc, ScrollRequest, SearchRequest, SparseSearchRequest,
+    TextSearchRequest, WriteAck, WriteOp,
 };
 use crate::read_pool::{Handed, ReadOnly, ReadSide};
 use crate::store::{Base, PartitionStore, Recovered, StoreFailure};
@@ -371,7 +372,29 @@ struct PartitionActor {
     /// The last operation applied; with a durable store, the LSN of its WAL record.
     version: u64,
     /// Writes applied and appended to the store, waiting for the group's commit.
-    pending: Vec<(Reply<WriteAck>, WriteAck)>,
+    pending: Vec<Pending>,
+}
+
+/// A write waiting for its group's commit, with the answer it gets once the group is durable.
+enum Pending {
+    Ack(Reply<WriteAck>, WriteAck),
+    Logged(Reply<LoggedWrite>, LoggedWrite),
+}
+
+impl Pending {
+    fn succeed(self) {
+        match self {
+            Pending::Ack(reply, ack) => drop(reply.send(Ok(ack))),
+            Pending::Logged(reply, logged) => drop(reply.send(Ok(logged))),
+        }
+    }
+
+    fn fail(self, e: EngineError) {
+        match self {
+            Pending::Ack(reply, _) => drop(reply.send(Err(e))),
+            Pending::Logged(reply, _) => drop(reply.send(Err(e))),
+        }
+    }
 }
 
 /// How many queued messages one group commit takes at most.
@@ -547,7 +570,14 @@ impl PartitionActor {
             let mut next = Some(first);
             let mut taken = 0;
             while let Some(msg) = next.take() {
-                let ends_group = !msg.is_read_only() && !matches!(msg, PartitionMsg::Write(..) | PartitionMsg::Tick);
+                let ends_group = !msg.is_read_only()
+                    && !matches!(
+                        msg,
+                        PartitionMsg::Write(..)
+                            | PartitionMsg::WriteLogged(..)
+                            | PartitionMsg::Append(..)
+                            | PartitionMsg::Tick
+                    );
                 if ends_group && !actor.pending.is_empty() {
                     // Handled after the commit, so that it sees only durable writes (and a
                     // failed commit is rolled back before it).
@@ -562,7 +592,27 @@ impl PartitionActor {
                     PartitionMsg::Write(ops, reply) => match log.refusal(id) {
                         Some(e) => drop(reply.send(Err(e))),
                         None => match actor.write(ops) {
-                            Ok(ack) => actor.pending.push((reply, ack)),
+                            Ok(logged) => actor.pending.push(Pending::Ack(reply, logged.ack)),
+                            Err(e) => drop(reply.send(Err(e))),
+                        },
+                    },
+                    PartitionMsg::WriteLogged(ops, reply) => match log.refusal(id) {
+                        Some(e) => drop(reply.send(Err(e))),
+                        None => match actor.write(ops) {
+                            Ok(logged) => actor.pending.push(Pending::Logged(reply, logged)),
+                            Err(e) => drop(reply.send(Err(e))),
+                        },
+                    },
+                    PartitionMsg::Append(record, reply) => match log.refusal(id) {
+                        Some(e) => drop(reply.send(Err(e))),
+                        None => match actor.append(record) {
+                            Ok(Some(ack)) => actor.pending.push(Pending::Ack(reply, ack)),
+                            // A record the copy already has: durable once the records
+                            // before it are, so it waits for this group's commit too.
+                            Ok(None) => {
+                                let ack = WriteAck { operation_id: actor.version, completed: true };
+                                actor.pending.push(Pending::Ack(reply, ack));
+                            }
                             Err(e) => drop(reply.send(Err(e))),
                         },
                     },
@@ -701,7 +751,9 @@ impl PartitionActor {
 
     fn handle(&mut self, msg: PartitionMsg) {
         match msg {
-            PartitionMsg::Write(..) => unreachable!("writes are grouped and committed by run"),
+            PartitionMsg::Write(..) | PartitionMsg::WriteLogged(..) | PartitionMsg::Append(..) => {
+                unreachable!("writes are grouped and committed by run")
+            }
             msg @ (PartitionMsg::Search(..)
             | PartitionMsg::Get { .. }
             | PartitionMsg::Scroll(..)
@@ -733,6 +785,9 @@ impl PartitionActor {
             PartitionMsg::Restore(req, reply) => {
                 // A store that failed on the way is noticed by `run` after this group.
                 let _ = reply.send(self.restore(&req));
+            }
+            PartitionMsg::Install(req, reply) => {
+                let _ = reply.send(self.install(&req));
             }
             PartitionMsg::Tick => {}
             PartitionMsg::Fault(Fault::Panic(msg)) => panic!("injected fault: {msg}"),
@@ -903,16 +958,43 @@ impl PartitionActor {
     /// Applies a batch: expands filter ops, checks that every op applies, records the
     /// batch in the store, then changes the state. Either all of it applies or nothing.
     /// The store only buffers the batch: the caller acknowledges it after the group's commit.
-    fn write(&mut self, ops: Vec<WriteOp>) -> Result<WriteAck, EngineError> {
+    fn write(&mut self, ops: Vec<WriteOp>) -> Result<LoggedWrite, EngineError> {
         let ops = self.expand_filter_ops(ops);
         self.check(&ops)?;
         if ops.is_empty() {
-            return Ok(WriteAck { operation_id: self.version, completed: true });
+            let ack = WriteAck { operation_id: self.version, completed: true };
+            return Ok(LoggedWrite { ack, lsn: None, ops });
         }
         let version = self.store.append(&ops)?;
         self.version = version;
-        self.apply(ops, version);
-        Ok(WriteAck { operation_id: version, completed: true })
+        // The record travels to replicas; the state keeps its own copy.
+        self.apply(ops.clone(), version);
+        Ok(LoggedWrite { ack: WriteAck { operation_id: version, completed: true }, lsn: Some(version), ops })
+    }
+
+    /// Appends a record shipped by the primary exactly at its LSN. `Ok(None)`: the copy
+    /// already has it. A record that would leave a gap, or that the store would log at
+    /// another LSN, is refused before anything changes.
+    fn append(&mut self, record: Append) -> Result<Option<WriteAck>, EngineError> {
+        let partition = self.spec.id;
+        if record.lsn <= self.version {
+            return Ok(None);
+        }
+        if record.lsn != self.version + 1 {
+            return Err(EngineError::OutOfOrder { partition, expected: self.version + 1, got: record.lsn });
+        }
+        // Shipped records are expanded already; checking them against this copy's state
+        // catches a copy that diverged from its primary.
+        self.check(&record.ops)?;
+        let next = self.store.next_lsn()?;
+        if next != record.lsn {
+            return Err(EngineError::OutOfOrder { partition, expected: next, got: record.lsn });
+        }
+        let version = self.store.append(&record.ops)?;
+        debug_assert_eq!(version, record.lsn, "next_lsn said where the record goes");
+        self.version = version;
+        self.apply(record.ops, version);
+        Ok(Some(WriteAck { operation_id: version, completed: true }))
     }
 
     fn expand_filter_ops(&self, ops: Vec<WriteOp>) -> Vec<WriteOp> {
@@ -1263,8 +1345,22 @@ impl PartitionActor {
     /// and validated completely before anything changes; then the store records the new
     /// state durably (a snapshot past the log's end) and only then does the state change.
     fn restore(&mut self, req: &PartitionRestore) -> Result<IndexStats, EngineError> {
-        let bad = |msg: String| EngineError::invalid(format!("snapshot {}: {msg}", req.path));
-        let bytes = std::fs::read(&req.path).map_err(|e| bad(e.to_string()))?;
+        let image = self.read_image(&req.path)?;
+        self.take_image(image, false)
+    }
+
+    /// Replaces this copy with a primary's image, taking the image's version (see
+    /// [`PartitionInstall`]).
+    fn install(&mut self, req: &PartitionInstall) -> Result<IndexStats, EngineError> {
+        let image = self.read_image(&req.path)?;
+        self.take_image(image, true)
+    }
+
+    /// Reads and checks an image file against this partition's configuration. Nothing
+    /// changes here.
+    fn read_image(&self, path: &str) -> Result<PartitionImage, EngineError> {
+        let bad = |msg: String| EngineError::invalid(format!("snapshot {path}: {msg}"));
+        let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
         let mut image = PartitionImage::read(&bytes).map_err(|e| bad(e.to_string()))?;
         drop(bytes);
         if image.dim != self.spec.dim || image.metric != self.spec.metric {
@@ -1278,7 +1374,13 @@ impl PartitionActor {
             .fields
             .conform(&self.spec.dense_fields(), &self.spec.sparse_vectors, &self.spec.index)
             .map_err(|e| bad(e.to_string()))?;
-        let version = self.store.reset(&mut image)?;
+        Ok(image)
+    }
+
+    /// Makes a checked image the partition's state, durably first: as a new operation on
+    /// top of the log (a restore), or at the image's own version (`install`).
+    fn take_image(&mut self, mut image: PartitionImage, install: bool) -> Result<IndexStats, EngineError> {
+        let version = if install { self.store.install(&image)? } else { self.store.reset(&mut image)? };
         self.adopt(image).map_err(EngineError::Internal)?;
         self.version = version;
         Ok(self.stats())
@@ -1370,19 +1472,13 @@ impl ReadOnly for PartitionActor {
 /// the group gets an error saying that its write may or may not have been applied (its
 /// record may have reached the disk before the failure), and the failure is returned: the
 /// caller rolls the state back to what is durable. No fsync is retried on the same file.
-fn commit_pending(
-    store: &dyn PartitionStore,
-    partition: usize,
-    pending: Vec<(Reply<WriteAck>, WriteAck)>,
-) -> Result<(), StoreFailure> {
+fn commit_pending(store: &dyn PartitionStore, partition: usize, pending: Vec<Pending>) -> Result<(), StoreFailure> {
     if pending.is_empty() {
         return Ok(());
     }
     match store.commit() {
         Ok(()) => {
-            for (reply, ack) in pending {
-                let _ = reply.send(Ok(ack));
-            }
+            pending.into_iter().for_each(Pending::succeed);
             Ok(())
         }
         Err(e) => {
@@ -1395,8 +1491,8 @@ fn commit_pending(
                     failure.reason
                 ),
             };
-            for (reply, _) in pending {
-                let _ = reply.send(Err(e.clone()));
+            for p in pending {
+                p.fail(e.clone());
             }
             Err(failure)
         }

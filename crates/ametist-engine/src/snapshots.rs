@@ -251,6 +251,7 @@ fn placeholder_spec() -> CollectionSpec {
         index: crate::config::IndexConfig::default(),
         vectors: Default::default(),
         sparse_vectors: Default::default(),
+        replication: Default::default(),
     }
 }
 

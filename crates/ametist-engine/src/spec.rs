@@ -26,6 +26,51 @@ pub struct CollectionSpec {
     pub vectors: BTreeMap<String, VectorParams>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub sparse_vectors: BTreeMap<String, SparseVectorParams>,
+    /// How many copies of each partition a cluster keeps. Left out of the file when it is
+    /// the default, so that files of collections without replicas read as before.
+    #[serde(default, skip_serializing_if = "Replication::is_single")]
+    pub replication: Replication,
+}
+
+/// Copies of each partition (Qdrant's `replication_factor`) and the fewest in-sync copies a
+/// write may be acknowledged with (`write_consistency_factor`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replication {
+    pub factor: usize,
+    pub write_consistency: usize,
+}
+
+/// The most copies of a partition a collection may ask for.
+pub const MAX_REPLICATION_FACTOR: usize = 16;
+
+impl Replication {
+    pub const SINGLE: Replication = Replication { factor: 1, write_consistency: 1 };
+
+    pub fn is_single(&self) -> bool {
+        *self == Self::SINGLE
+    }
+
+    pub fn validate(&self) -> Result<(), EngineError> {
+        if self.factor == 0 || self.factor > MAX_REPLICATION_FACTOR {
+            return Err(EngineError::invalid(format!(
+                "replication_factor must be between 1 and {MAX_REPLICATION_FACTOR}, got {}",
+                self.factor
+            )));
+        }
+        if self.write_consistency == 0 || self.write_consistency > self.factor {
+            return Err(EngineError::invalid(format!(
+                "write_consistency_factor must be between 1 and replication_factor ({}), got {}",
+                self.factor, self.write_consistency
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Default for Replication {
+    fn default() -> Self {
+        Self::SINGLE
+    }
 }
 
 impl CollectionSpec {
@@ -68,6 +113,7 @@ impl CollectionSpec {
                 "sparse vector `{name}`: a name must be non-empty and differ from the dense vectors' names"
             )));
         }
+        self.replication.validate()?;
         if self.partitions == 0 || self.partitions > MAX_PARTITIONS {
             return Err(EngineError::invalid(format!(
                 "partition count must be between 1 and {MAX_PARTITIONS}, got {}",

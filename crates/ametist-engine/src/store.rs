@@ -108,6 +108,9 @@ pub trait PartitionStore: Send + Sync {
     /// [`failed`]: PartitionStore::failed
     fn commit(&self) -> Result<(), EngineError>;
 
+    /// The operation number the next [`append`](PartitionStore::append) will get.
+    fn next_lsn(&self) -> Result<u64, EngineError>;
+
     /// `Some(why)` when the store cannot take writes (a failed write or fsync of its log):
     /// nothing appended since the last successful commit may be acknowledged, the state in
     /// memory must go back to what is durable ([`PartitionStore::close_log`]), and writes
@@ -165,6 +168,12 @@ pub trait PartitionStore: Send + Sync {
     /// Replaces everything with `image` (a restore), durably, as a new operation whose number
     /// is returned and written into `image.version`.
     fn reset(&self, image: &mut PartitionImage) -> Result<u64, EngineError>;
+
+    /// Replaces everything with `image` at the image's own version (a replica taking its
+    /// primary's state), durably. Everything the store held before is dropped first, its log
+    /// and snapshots included, so that none of it can be recovered later: a crash midway
+    /// leaves an empty or an older copy, never a mix. Returns `image.version`.
+    fn install(&self, image: &PartitionImage) -> Result<u64, EngineError>;
 
     /// True when acknowledged writes survive a restart of the process.
     fn is_durable(&self) -> bool;
@@ -267,10 +276,19 @@ impl PartitionStore for MemoryStore {
         Ok(false)
     }
 
+    fn next_lsn(&self) -> Result<u64, EngineError> {
+        Ok(self.lock().version + 1)
+    }
+
     fn reset(&self, image: &mut PartitionImage) -> Result<u64, EngineError> {
+        let version = self.lock().version + 1;
+        image.version = version;
+        self.install(image)
+    }
+
+    fn install(&self, image: &PartitionImage) -> Result<u64, EngineError> {
         let mut inner = self.lock();
-        inner.version += 1;
-        image.version = inner.version;
+        inner.version = image.version;
         inner.points = image
             .entries
             .iter()
@@ -764,6 +782,13 @@ impl PartitionStore for DurableStore {
         Ok(true)
     }
 
+    fn next_lsn(&self) -> Result<u64, EngineError> {
+        let mut guard = self.lock();
+        let open = guard.as_mut().ok_or_else(|| self.not_open())?;
+        let Some(wal) = open.wal() else { return Err(self.closed(open)) };
+        Ok(wal.last_lsn() + 1)
+    }
+
     fn reset(&self, image: &mut PartitionImage) -> Result<u64, EngineError> {
         let mut guard = self.lock();
         let open = guard.as_mut().ok_or_else(|| self.not_open())?;
@@ -776,6 +801,32 @@ impl PartitionStore for DurableStore {
         // replays nothing older. The log is reopened after it so that its next record follows.
         let lsn = wal.last_lsn() + 1;
         image.version = lsn;
+        self.take(guard, image)
+    }
+
+    fn install(&self, image: &PartitionImage) -> Result<u64, EngineError> {
+        let mut guard = self.lock();
+        let open = guard.as_mut().ok_or_else(|| self.not_open())?;
+        // Order matters for a crash midway: the log goes first (a copy with an old snapshot
+        // and no log is merely old), then every snapshot (one of them may be newer than the
+        // image and would win at recovery), then the image is written.
+        let wal_dir = self.dir.join("wal");
+        open.wal = None;
+        Wal::remove_all(self.fs.as_ref(), &wal_dir).map_err(|e| self.err(e))?;
+        open.snapshots.remove_all().map_err(|e| self.err(e))?;
+        self.take(guard, image)
+    }
+
+    fn is_durable(&self) -> bool {
+        true
+    }
+}
+
+impl DurableStore {
+    /// Writes `image` as the snapshot at its version and reopens the log after it.
+    fn take(&self, mut guard: MutexGuard<'_, Option<OpenStore>>, image: &PartitionImage) -> Result<u64, EngineError> {
+        let lsn = image.version;
+        let open = guard.as_mut().ok_or_else(|| self.not_open())?;
         let info = open.snapshots.write(lsn, SNAPSHOTS_KEPT, &mut |w| image.write_to(w)).map_err(|e| self.err(e))?;
         let snapshots = open.snapshots.clone();
         *guard = None;
@@ -794,14 +845,10 @@ impl PartitionStore for DurableStore {
             snapshot_retry_at: None,
             snapshot_backoff: SNAPSHOT_RETRY_FIRST,
         };
-        tracing::info!(path = %info.path.display(), "partition restored from a snapshot");
+        tracing::info!(path = %info.path.display(), "partition state replaced by an image");
         let truncated = self.truncate_log(&mut open);
         *guard = Some(open);
         truncated.map(|()| lsn)
-    }
-
-    fn is_durable(&self) -> bool {
-        true
     }
 }
 

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_yaml_ng::Value;
 
 use ametist_engine::config::{IndexConfig, StorageOptions, MAX_PARTITIONS};
+use ametist_engine::spec::MAX_REPLICATION_FACTOR;
 use ametist_engine::{EngineConfig, SupervisionPolicy};
 
 /// The whole configuration file.
@@ -56,11 +57,15 @@ pub struct PartitionsConfig {
     /// Index memory on transparent huge pages (Linux): faster graph walks, and up to 2 MiB
     /// more memory per partition's index. Off: ordinary 4 KiB pages.
     pub huge_pages: bool,
+    /// Copies of each partition of a new collection that does not name
+    /// `replication_factor` (a cluster keeps them on distinct members).
+    pub replication_factor: usize,
 }
 
 impl Default for PartitionsConfig {
     fn default() -> Self {
         PartitionsConfig {
+            replication_factor: 1,
             count: EngineConfig::default().default_partitions,
             index: IndexConfig::default(),
             huge_pages: true,
@@ -87,6 +92,10 @@ pub struct RemotingConfig {
     /// The secret every node-to-node call carries; peers with another one are refused.
     /// Required when `enabled`. Prefer `AMETIST__REMOTING__SECRET` to a file.
     pub secret: String,
+    /// How long a partition's primary may not answer before the leader promotes an in-sync
+    /// replica in its place (collections with `replication_factor` above 1).
+    #[serde(with = "humantime_serde")]
+    pub failover_timeout: Duration,
 }
 
 impl Default for RemotingConfig {
@@ -98,6 +107,7 @@ impl Default for RemotingConfig {
             advertise: None,
             seeds: Vec::new(),
             secret: String::new(),
+            failover_timeout: Duration::from_secs(3),
         }
     }
 }
@@ -344,6 +354,12 @@ impl AmetistConfig {
 
     fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: &str| Err(ConfigError::Invalid(m.to_string()));
+        if self.partitions.replication_factor == 0 || self.partitions.replication_factor > MAX_REPLICATION_FACTOR {
+            return bad(&format!("partitions.replication_factor must be between 1 and {MAX_REPLICATION_FACTOR}"));
+        }
+        if self.partitions.replication_factor > 1 && !self.remoting.enabled {
+            return bad("partitions.replication_factor above 1 needs a cluster (remoting.enabled)");
+        }
         if self.partitions.count == 0 {
             return bad("partitions.count must be at least 1");
         }
@@ -431,6 +447,7 @@ impl AmetistConfig {
     pub fn engine(&self) -> EngineConfig {
         EngineConfig {
             default_partitions: self.partitions.count,
+            default_replication_factor: self.partitions.replication_factor,
             default_index: self.partitions.index,
             supervision: self.supervision,
             partition_mailbox: self.limits.partition_mailbox,

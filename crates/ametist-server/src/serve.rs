@@ -5,7 +5,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use tracing_subscriber::EnvFilter;
 
-use ametist_cluster::proxy::Deadlines;
+use ametist_cluster::router::Deadlines;
 use ametist_cluster::{ClusterOptions, PreparedNode};
 use ametist_engine::Ametist;
 
@@ -51,6 +51,7 @@ async fn serve(config: AmetistConfig) -> anyhow::Result<()> {
             seeds: config.remoting.seeds.clone(),
             secret: config.remoting.secret.clone(),
             deadlines: Deadlines { search: engine.search_timeout, write: engine.write_timeout },
+            failover_timeout: config.remoting.failover_timeout,
         };
         let (prepared, provider) = PreparedNode::prepare(opts)?;
         let db = Ametist::open_with(&config.storage.data_dir, engine, Some(provider)).await?;

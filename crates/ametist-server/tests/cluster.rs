@@ -10,133 +10,20 @@
 //! * `secrets_and_api_keys`: a node with the wrong cluster secret cannot join; REST
 //!   requests without (or with a wrong) API key are refused when one is configured.
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use reqwest::blocking::Client;
 use serde_json::{json, Value};
 
 const DIM: usize = 16;
 const POINTS: u64 = 600;
-const SECRET: &str = "test-cluster-secret";
 
-struct TempDir(PathBuf);
+mod common;
 
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("ametist-cluster-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-struct NodeSpec {
-    dir: PathBuf,
-    rest: u16,
-    grpc: Option<u16>,
-    seeds: Vec<u16>,
-    secret: String,
-    extra: Vec<String>,
-}
-
-struct Node {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl NodeSpec {
-    fn new(dir: &Path, clustered: bool) -> Self {
-        NodeSpec {
-            dir: dir.to_path_buf(),
-            rest: free_port(),
-            grpc: clustered.then(free_port),
-            seeds: Vec::new(),
-            secret: SECRET.into(),
-            extra: Vec::new(),
-        }
-    }
-
-    fn spawn(&self) -> Child {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ametist"));
-        cmd.arg("serve")
-            .args(["--port", &self.rest.to_string(), "--data-dir", self.dir.to_str().unwrap()])
-            .args(["--set", "limits.search_timeout=2s", "--set", "limits.write_timeout=2s"])
-            // openraft warns at every heartbeat to a killed node: expected here.
-            .env("RUST_LOG", "warn,openraft=off")
-            .env_remove("AMETIST_CONFIG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
-        if let Some(grpc) = self.grpc {
-            let seeds: Vec<String> = self.seeds.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-            cmd.args(["--set", "remoting.enabled=true", "--set", "remoting.host=127.0.0.1"])
-                .args(["--set", &format!("remoting.port={grpc}")])
-                .env("AMETIST__REMOTING__SEEDS", seeds.join(","))
-                .env("AMETIST__REMOTING__SECRET", &self.secret);
-        }
-        for e in &self.extra {
-            cmd.args(["--set", e]);
-        }
-        cmd.spawn().expect("start ametist")
-    }
-
-    /// Starts the node and waits until its REST API answers.
-    fn start(&self) -> Node {
-        let mut node = Node { child: self.spawn(), base: format!("http://127.0.0.1:{}", self.rest) };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while http().get(format!("{}/healthz", node.base)).send().is_err() {
-            if let Ok(Some(status)) = node.child.try_wait() {
-                panic!("node on {} exited: {status}", node.base);
-            }
-            assert!(Instant::now() < deadline, "node on {} did not start", node.base);
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        node
-    }
-}
-
-fn http() -> Client {
-    Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
-}
-
-fn call(method: &str, url: &str, body: Option<Value>) -> (u16, Value) {
-    let c = http();
-    let req = match method {
-        "GET" => c.get(url),
-        "PUT" => c.put(url),
-        "POST" => c.post(url),
-        "DELETE" => c.delete(url),
-        _ => unreachable!(),
-    };
-    let req = match body {
-        Some(b) => req.json(&b),
-        None => req,
-    };
-    let resp = req.send().unwrap_or_else(|e| panic!("{method} {url}: {e}"));
-    let status = resp.status().as_u16();
-    (status, resp.json().unwrap_or(Value::Null))
-}
+use common::*;
 
 fn points(ids: std::ops::Range<u64>, seed: u64) -> Vec<Value> {
     let mut rng = StdRng::seed_from_u64(seed);
@@ -182,14 +69,6 @@ fn search_all(base: &str) -> Result<Vec<Value>, (u16, Value)> {
         out.push(json!({ "hits": b["result"], "partial": b.get("partial").cloned().unwrap_or(Value::Null) }));
     }
     Ok(out)
-}
-
-fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]

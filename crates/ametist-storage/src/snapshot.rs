@@ -171,6 +171,15 @@ impl SnapshotStore {
         Ok(removed)
     }
 
+    /// Deletes every snapshot and fsyncs the directory (a replica about to take its
+    /// primary's state: none of its own may be loaded again).
+    pub fn remove_all(&self) -> Result<()> {
+        for info in self.list()? {
+            self.fs.remove(&info.path).map_err(|e| StorageError::io("remove snapshot", &info.path, e))?;
+        }
+        self.fs.sync_dir(&self.dir).map_err(|e| StorageError::io("fsync directory", &self.dir, e))
+    }
+
     /// All snapshot files, newest (highest LSN) first. Temp files and quarantined files are
     /// not snapshots and are not listed. Nothing is verified here.
     pub fn list(&self) -> Result<Vec<SnapshotInfo>> {

@@ -283,6 +283,17 @@ impl Wal {
         self.poisoned.is_some()
     }
 
+    /// Deletes every segment of the log in `dir` and fsyncs the directory: nothing of it can
+    /// be replayed afterwards. The log must not be open.
+    pub fn remove_all(fs: &dyn Fs, dir: &Path) -> Result<()> {
+        let names = fs.list(dir).map_err(|e| StorageError::io("list directory", dir, e))?;
+        for name in names.iter().filter(|n| parse_segment_name(n).is_some()) {
+            let path = dir.join(name);
+            fs.remove(&path).map_err(|e| StorageError::io("remove log segment", &path, e))?;
+        }
+        fs.sync_dir(dir).map_err(|e| StorageError::io("fsync directory", dir, e))
+    }
+
     /// Deletes whole segments all of whose records are at or below `lsn` (call it once a
     /// snapshot covering `lsn` is durable). The active segment is never deleted. Either it
     /// fails, or those segment files are removed and the removal is fsynced in the directory.

@@ -42,6 +42,12 @@ pub struct CreateCollection {
     pub sparse_vectors: Option<std::collections::BTreeMap<String, SparseParams>>,
     #[serde(default)]
     pub quantization_config: Option<Value>,
+    /// Copies of each partition (a cluster keeps them on distinct members).
+    #[serde(default)]
+    pub replication_factor: Option<usize>,
+    /// Fewest in-sync copies a write is acknowledged with.
+    #[serde(default)]
+    pub write_consistency_factor: Option<usize>,
     #[serde(flatten)]
     pub _ignored: serde_json::Map<String, Value>,
 }
@@ -229,13 +235,7 @@ pub async fn create(State(state): State<AppState>, Path(name): Path<String>, bod
         v => (Some(serde_json::from_value(v).map_err(|e| bad("vectors".into(), e))?), Vec::new()),
     };
     let refused = |e: String| ApiError::bad_request(e, started);
-    refuse_unknown(
-        &req._ignored,
-        "",
-        NO_EFFECT_COLLECTION,
-        &[("replication_factor", json!(1)), ("write_consistency_factor", json!(1)), ("sharding_method", json!("auto"))],
-    )
-    .map_err(refused)?;
+    refuse_unknown(&req._ignored, "", NO_EFFECT_COLLECTION, &[("sharding_method", json!("auto"))]).map_err(refused)?;
     let vector_paths = unnamed
         .iter()
         .map(|p| ("vectors".to_string(), p))
@@ -329,6 +329,8 @@ pub async fn create(State(state): State<AppState>, Path(name): Path<String>, bod
         index: Some(index),
         vectors: named_params,
         sparse_vectors,
+        replication_factor: req.replication_factor,
+        write_consistency_factor: req.write_consistency_factor,
     };
     match &state.cluster {
         // On a cluster, the collection is created through Raft and placed over the members.
@@ -477,8 +479,8 @@ fn collection_info_json(info: &CollectionInfo) -> Value {
                 "vectors": vectors,
                 "sparse_vectors": if sparse.is_empty() { Value::Null } else { Value::Object(sparse) },
                 "shard_number": s.partitions,
-                "replication_factor": 1,
-                "write_consistency_factor": 1,
+                "replication_factor": s.replication.factor,
+                "write_consistency_factor": s.replication.write_consistency,
                 "on_disk_payload": false,
             },
             "hnsw_config": {

@@ -71,9 +71,10 @@ impl ApiError {
                 (StatusCode::BAD_REQUEST, format!("Wrong input: {e}"))
             }
             EngineError::Overloaded(_) => (StatusCode::TOO_MANY_REQUESTS, format!("Service overloaded: {e}")),
-            EngineError::PartitionUnavailable { .. } | EngineError::Timeout(_) | EngineError::ShuttingDown => {
-                (StatusCode::SERVICE_UNAVAILABLE, format!("Service unavailable: {e}"))
-            }
+            EngineError::PartitionUnavailable { .. }
+            | EngineError::OutOfOrder { .. }
+            | EngineError::Timeout(_)
+            | EngineError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, format!("Service unavailable: {e}")),
             // A full disk is retryable (503 with Retry-After), not a server fault: reads go
             // on, and writes come back once there is room. The message names the cause
             // (ENOSPC) and what was written.

@@ -1,0 +1,153 @@
+//! Keeping partitions served when nodes fail, and bringing copies back.
+//!
+//! * [`detect_failures`] runs on every node and acts on the Raft leader only: it pings the
+//!   members, and when a partition's primary has not answered for the failover timeout, it
+//!   promotes an in-sync replica on a live member (`Promote`: term + 1, the old primary out
+//!   of the in-sync set). Only in-sync copies are promoted, so no acknowledged write is
+//!   lost; when no in-sync copy is alive the partition stays unavailable rather than serve
+//!   old data.
+//! * [`request_recoveries`] runs on every node: for each stale copy this node holds (it
+//!   missed writes, or was a primary that got replaced), it asks the primary to recover it
+//!   (see `replicator`), one at a time.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::raft::{Command, NodeId};
+use crate::raft_node::NodeInner;
+use crate::router::LONG_CALL;
+use crate::wire::{self, kind, PartitionCall};
+
+/// How often the leader pings the members.
+const PROBE_EVERY: Duration = Duration::from_millis(500);
+/// How long a ping may take.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(400);
+/// How often a node looks for stale copies of its own to recover.
+const RECOVERY_EVERY: Duration = Duration::from_secs(1);
+
+/// Marks the node caught up once it applied every metadata change the leader had applied
+/// when asked (at once on the leader). Until then the node's view may be old: it neither
+/// acts as a primary nor serves reads from its copies.
+pub(crate) async fn catch_up(node: Arc<NodeInner>) {
+    loop {
+        let leader = node.raft.metrics().borrow().current_leader;
+        let target = match leader {
+            Some(l) if l == node.id => Some(0),
+            Some(l) => match node.metadata.member(l) {
+                Some(m) => {
+                    let env = wire::envelope(kind::APPLIED, "", 0, &());
+                    match node.transport.call(&m.grpc, env, PROBE_TIMEOUT).await {
+                        Ok(answer) => wire::decode_answer::<Option<u64>>(&answer)
+                            .ok()
+                            .and_then(Result::ok)
+                            .map(|a| a.unwrap_or(0)),
+                        Err(_) => None,
+                    }
+                }
+                None => None,
+            },
+            None => None,
+        };
+        if let Some(target) = target {
+            let reached = node
+                .raft
+                .wait(Some(Duration::from_secs(10)))
+                .metrics(|m| m.last_applied.is_some_and(|l| l.index >= target) || target == 0, "metadata caught up")
+                .await;
+            if reached.is_ok() {
+                node.shared.caught_up.store(true, std::sync::atomic::Ordering::Release);
+                tracing::info!(node = node.id, applied = target, "caught up with the cluster's metadata");
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub(crate) async fn detect_failures(node: Arc<NodeInner>) {
+    let mut last_seen: HashMap<NodeId, Instant> = HashMap::new();
+    let mut ticker = tokio::time::interval(PROBE_EVERY);
+    loop {
+        ticker.tick().await;
+        if node.raft.metrics().borrow().current_leader != Some(node.id) {
+            // A new leader starts with every member given the benefit of the doubt.
+            last_seen.clear();
+            continue;
+        }
+        let now = Instant::now();
+        let members = node.metadata.members();
+        let mut pings = Vec::new();
+        for (&id, member) in members.iter().filter(|(&id, _)| id != node.id) {
+            last_seen.entry(id).or_insert(now);
+            let (transport, addr) = (node.transport.clone(), member.grpc.clone());
+            pings.push(tokio::spawn(async move {
+                let env = wire::envelope(kind::PING, "", 0, &());
+                (id, transport.call(&addr, env, PROBE_TIMEOUT).await.is_ok())
+            }));
+        }
+        for ping in pings {
+            if let Ok((id, true)) = ping.await {
+                last_seen.insert(id, Instant::now());
+            }
+        }
+        last_seen.insert(node.id, Instant::now());
+        let alive = |id: NodeId| last_seen.get(&id).is_some_and(|t| t.elapsed() < PROBE_EVERY * 3);
+        let timeout = node.opts.failover_timeout;
+        for (name, placement) in node.metadata.state().collections {
+            for p in 0..placement.replicas.len() {
+                let Some(primary) = placement.primary(p) else { continue };
+                if last_seen.get(&primary).is_none_or(|t| t.elapsed() < timeout) {
+                    continue;
+                }
+                let term = placement.shard(p).term;
+                let Some(&candidate) = placement.in_sync(p).iter().find(|&&n| n != primary && alive(n)) else {
+                    tracing::warn!(collection = %name, partition = p, primary, "primary lost and no live in-sync replica: the partition stays unavailable");
+                    continue;
+                };
+                let cmd = Command::Promote { collection: name.clone(), partition: p, term, node: candidate };
+                match node.propose(cmd).await {
+                    Ok(r) if r.refused.is_none() => {
+                        tracing::warn!(collection = %name, partition = p, old = primary, new = candidate, term = term + 1, "primary lost: promoted an in-sync replica")
+                    }
+                    Ok(r) => {
+                        tracing::info!(collection = %name, partition = p, refused = ?r.refused, "promotion not applied")
+                    }
+                    Err(e) => tracing::warn!(collection = %name, partition = p, error = %e, "promotion failed"),
+                }
+            }
+        }
+    }
+}
+
+pub(crate) async fn request_recoveries(node: Arc<NodeInner>) {
+    let mut ticker = tokio::time::interval(RECOVERY_EVERY);
+    loop {
+        ticker.tick().await;
+        for (name, placement) in node.metadata.state().collections {
+            let Ok(collection) = node.db.collection(&name) else { continue };
+            for p in 0..placement.replicas.len() {
+                let Some(primary) = placement.primary(p) else { continue };
+                if primary == node.id || !placement.shard(p).stale.contains(&node.id) {
+                    continue;
+                }
+                if collection.local_copy(p).is_none() {
+                    continue;
+                }
+                let call = PartitionCall::Recover { node: node.id };
+                let shared = &node.shared;
+                let started = std::time::Instant::now();
+                match shared.call::<()>(primary, &name, p, &call, Vec::new(), LONG_CALL).await {
+                    Ok(()) => {
+                        tracing::info!(collection = %name, partition = p, primary, took = ?started.elapsed(), "copy recovered from the primary")
+                    }
+                    Err(e) => {
+                        tracing::info!(collection = %name, partition = p, primary, error = %e, "recovery not done yet; retrying")
+                    }
+                }
+            }
+        }
+    }
+}
