@@ -433,3 +433,21 @@ def test_mmr_matches_local_mode(both):
                 assert x.score == pytest.approx(y.score, abs=TOL)
                 if kwargs.get("with_vectors"):
                     assert x.vector == pytest.approx(y.vector, abs=TOL)
+
+
+def test_search_matrix_matches_local_mode(both):
+    ours, theirs, name, (ids, _, payloads) = both
+    # A sample as large as the matching points takes them all: the answer is deterministic.
+    f = models.Filter(must=[models.FieldCondition(key="color", match=models.MatchValue(value="green"))])
+    kwargs = dict(query_filter=f, sample=N, limit=3)
+    a, b = ours.search_matrix_pairs(name, **kwargs), theirs.search_matrix_pairs(name, **kwargs)
+    assert [(p.a, p.b) for p in a.pairs] == [(p.a, p.b) for p in b.pairs]
+    assert [p.score for p in a.pairs] == pytest.approx([p.score for p in b.pairs], abs=TOL)
+    a, b = ours.search_matrix_offsets(name, **kwargs), theirs.search_matrix_offsets(name, **kwargs)
+    assert a.ids == b.ids and a.offsets_row == b.offsets_row and a.offsets_col == b.offsets_col
+    assert a.scores == pytest.approx(b.scores, abs=TOL)
+    # A random sample: `sample` distinct matching points, each with `limit` neighbours among them.
+    green = {ids[i] for i, p in enumerate(payloads) if p["color"] == "green"}
+    r = ours.search_matrix_offsets(name, query_filter=f, sample=12, limit=2)
+    assert len(r.ids) == 12 and set(r.ids) <= green and r.ids == sorted(r.ids, key=lambda i: (isinstance(i, str), i))
+    assert len(r.scores) == 24 and all(row != col for row, col in zip(r.offsets_row, r.offsets_col))

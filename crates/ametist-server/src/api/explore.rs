@@ -566,3 +566,138 @@ pub async fn facet(State(state): State<AppState>, Path(name): Path<String>, body
     let hits: Vec<Value> = hits.into_iter().map(|(value, count)| json!({ "value": value, "count": count })).collect();
     Ok(Answer::new(json!({ "hits": hits }), started))
 }
+
+/// `POST /collections/{name}/points/search/matrix/{pairs,offsets}`: Qdrant's
+/// `SearchMatrixRequest`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchMatrixRequest {
+    #[serde(default)]
+    pub filter: Option<Value>,
+    #[serde(default)]
+    pub sample: Option<usize>,
+    #[serde(default)]
+    pub limit: Option<usize>,
+    #[serde(default)]
+    pub using: Option<String>,
+    #[serde(default, rename = "shard_key")]
+    pub _shard_key: Option<Value>,
+}
+
+/// The sampled ids (in id order) and each one's nearest other sampled points, best first.
+type Matrix = (Vec<PointId>, Vec<Vec<ametist_engine::ScoredDoc>>);
+
+/// A random sample of `sample` points that match the filter and have the vector `using`,
+/// and for each the `limit` nearest of the other sampled points (exact), as Qdrant does.
+async fn search_matrix(
+    c: &Collection,
+    req: SearchMatrixRequest,
+    started: Instant,
+) -> Result<(Matrix, Vec<ametist_engine::messages::MissingPartition>), ApiError> {
+    use ametist_core::filter::{Condition, Filter, HasIdCondition, HasVectorCondition};
+    use ametist_engine::messages::{ScrollOrder, ScrollRequest};
+    let engine = |e| ApiError::from_engine(e, started);
+    let (sample, limit) = (req.sample.unwrap_or(10), req.limit.unwrap_or(3));
+    if sample == 0 || limit == 0 {
+        return Err(ApiError::bad_request("Wrong input: sample and limit must be at least 1", started));
+    }
+    let using = req.using.unwrap_or_default();
+    match c.spec().dense_field(&using) {
+        Some(f) if f.multivector.is_none() => {}
+        Some(_) => {
+            return Err(super::points::not_supported("search matrix over a multivector is not supported yet", started))
+        }
+        None if c.spec().sparse_vectors.contains_key(&using) => {
+            return Err(super::points::not_supported(
+                "search matrix over a sparse vector is not supported yet",
+                started,
+            ))
+        }
+        None => {
+            return Err(ApiError::bad_request(format!("Wrong input: Not existing vector name error: {using}"), started))
+        }
+    }
+    let filter = parse_filter(req.filter, started)?;
+    let and = |a: Option<Filter>, b: Condition| {
+        let mut must = vec![b];
+        if let Some(a) = a {
+            must.push(Condition::Filter(a));
+        }
+        Filter { must: Some(must), ..Filter::default() }
+    };
+    let seed = {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_usize(sample);
+        h.finish()
+    };
+    let scroll = ScrollRequest {
+        filter: Some(and(filter.clone(), Condition::HasVector(HasVectorCondition { has_vector: using.clone() }))),
+        offset: None,
+        limit: sample,
+        with_payload: false,
+        with_vector: true,
+        order: Some(ScrollOrder::Random { seed }),
+    };
+    let (mut samples, _) = c.scroll(scroll).await.map_err(engine)?;
+    if samples.len() < 2 {
+        return Ok(((Vec::new(), Vec::new()), Vec::new()));
+    }
+    samples.sort_by(|a, b| a.id.cmp(&b.id));
+    let ids: Vec<PointId> = samples.iter().map(|r| r.id.clone()).collect();
+    let mut rows = Vec::with_capacity(samples.len());
+    let mut missing = Vec::new();
+    for (i, r) in samples.into_iter().enumerate() {
+        let Some(vector) = r.vectors.and_then(|mut v| v.dense.remove(&using)) else { continue };
+        let others = ids.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, id)| id.clone()).collect();
+        let mut s = ametist_engine::SearchRequest::new(vector, limit);
+        s.using = using.clone();
+        s.exact = true;
+        s.filter = Some(and(filter.clone(), Condition::HasId(HasIdCondition { has_id: others })));
+        let found = c.search(s).await.map_err(engine)?;
+        for m in found.missing_partitions {
+            if !missing.iter().any(|x: &ametist_engine::messages::MissingPartition| x.partition == m.partition) {
+                missing.push(m);
+            }
+        }
+        rows.push(found.results);
+    }
+    Ok(((ids, rows), missing))
+}
+
+pub async fn matrix_pairs(State(state): State<AppState>, Path(name): Path<String>, body: Bytes) -> ApiResult<Value> {
+    let started = Instant::now();
+    let c = collection(&state, &name, started)?;
+    let req: SearchMatrixRequest = parse_body(&body, started)?;
+    let ((ids, rows), missing) = search_matrix(&c, req, started).await?;
+    let mut pairs = Vec::new();
+    for (a, row) in ids.iter().zip(rows) {
+        for d in row {
+            pairs.push(json!({ "a": a, "b": d.id, "score": d.score }));
+        }
+    }
+    let mut answer = Answer::new(json!({ "pairs": pairs }), started);
+    answer.missing = missing;
+    Ok(answer)
+}
+
+pub async fn matrix_offsets(State(state): State<AppState>, Path(name): Path<String>, body: Bytes) -> ApiResult<Value> {
+    let started = Instant::now();
+    let c = collection(&state, &name, started)?;
+    let req: SearchMatrixRequest = parse_body(&body, started)?;
+    let ((ids, rows), missing) = search_matrix(&c, req, started).await?;
+    let (mut offsets_row, mut offsets_col, mut scores) = (Vec::new(), Vec::new(), Vec::new());
+    for (i, row) in rows.into_iter().enumerate() {
+        for d in row {
+            offsets_row.push(i);
+            offsets_col.push(ids.iter().position(|id| *id == d.id).unwrap_or(0));
+            scores.push(d.score);
+        }
+    }
+    let mut answer = Answer::new(
+        json!({ "offsets_row": offsets_row, "offsets_col": offsets_col, "scores": scores, "ids": ids }),
+        started,
+    );
+    answer.missing = missing;
+    Ok(answer)
+}

@@ -82,6 +82,8 @@ pub fn router(state: AppState) -> Router {
         .route("/collections/{name}/points/discover", post(explore::discover))
         .route("/collections/{name}/points/discover/batch", post(explore::discover_batch))
         .route("/collections/{name}/facet", post(explore::facet))
+        .route("/collections/{name}/points/search/matrix/pairs", post(explore::matrix_pairs))
+        .route("/collections/{name}/points/search/matrix/offsets", post(explore::matrix_offsets))
         .route("/collections/{name}/points/delete", post(points::delete))
         .route("/collections/{name}/points/vectors", put(points::update_vectors))
         .route("/collections/{name}/points/vectors/delete", post(points::delete_vectors))
@@ -104,8 +106,6 @@ pub fn router(state: AppState) -> Router {
     // 404 that a client could take for "collection not found".
     for (path, what) in [
         ("/collections/{name}/points/batch", "batch update operations are"),
-        ("/collections/{name}/points/search/matrix/pairs", "distance matrices are"),
-        ("/collections/{name}/points/search/matrix/offsets", "distance matrices are"),
         ("/snapshots", "full-storage snapshots are"),
     ] {
         r = r.route(path, any(move || unsupported(what)));
