@@ -25,6 +25,9 @@ use crate::wire::{self, kind, PartitionCall};
 const PROBE_EVERY: Duration = Duration::from_millis(500);
 /// How long a ping may take.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(400);
+/// Raft's shortest election timeout (see `node.rs`): how long a leader was silent, at
+/// least, when another node wins an election.
+const ELECTION_TIMEOUT_MIN: Duration = Duration::from_millis(1000);
 /// How often a node looks for stale copies of its own to recover.
 const RECOVERY_EVERY: Duration = Duration::from_secs(1);
 
@@ -70,14 +73,23 @@ pub(crate) async fn catch_up(node: Arc<NodeInner>) {
 pub(crate) async fn detect_failures(node: Arc<NodeInner>) {
     let mut last_seen: HashMap<NodeId, Instant> = HashMap::new();
     let mut ticker = tokio::time::interval(PROBE_EVERY);
+    // The leader this node followed last: when it wins an election, that leader has been
+    // silent for at least an election timeout already.
+    let mut previous_leader = None;
     loop {
         ticker.tick().await;
-        if node.raft.metrics().borrow().current_leader != Some(node.id) {
-            // A new leader starts with every member given the benefit of the doubt.
+        let leader = node.raft.metrics().borrow().current_leader;
+        if leader != Some(node.id) {
+            // A new leader starts with every member given the benefit of the doubt...
             last_seen.clear();
+            previous_leader = leader.or(previous_leader);
             continue;
         }
         let now = Instant::now();
+        if let Some(old) = previous_leader.take().filter(|&old| old != node.id) {
+            // ...except the leader it replaced, silent since before the election.
+            last_seen.insert(old, now.checked_sub(ELECTION_TIMEOUT_MIN).unwrap_or(now));
+        }
         let members = node.metadata.members();
         let mut pings = Vec::new();
         for (&id, member) in members.iter().filter(|(&id, _)| id != node.id) {
@@ -133,10 +145,14 @@ pub(crate) async fn request_recoveries(node: Arc<NodeInner>) {
                 if primary == node.id || !placement.shard(p).stale.contains(&node.id) {
                     continue;
                 }
-                if collection.local_copy(p).is_none() {
-                    continue;
-                }
-                let call = PartitionCall::Recover { node: node.id };
+                let Some(local) = collection.local_copy(p) else { continue };
+                // The copy's version lets the primary send only the records it misses.
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let version = match local.try_send(ametist_engine::messages::PartitionMsg::Stats(tx)) {
+                    Ok(()) => rx.await.ok().and_then(Result::ok).map(|s| s.version),
+                    Err(_) => None,
+                };
+                let call = PartitionCall::Recover { node: node.id, version };
                 let shared = &node.shared;
                 let started = std::time::Instant::now();
                 match shared.call::<()>(primary, &name, p, &call, Vec::new(), LONG_CALL).await {

@@ -76,6 +76,12 @@ pub struct ShardState {
     pub term: u64,
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub stale: BTreeSet<NodeId>,
+    /// Stale copies that left the in-sync set during this term by a `MarkStale`: every
+    /// record they hold came from this term's primary (or its image), so their log is a
+    /// prefix of the primary's and the records they miss are enough to bring them back. A
+    /// promotion empties it: the copies it makes stale need an image.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub tail_ok: BTreeSet<NodeId>,
 }
 
 impl CollectionPlacement {

@@ -70,6 +70,7 @@ impl PreparedNode {
             controls: Default::default(),
             transfers: dir.join("transfers"),
             caught_up: Default::default(),
+            recoveries: Default::default(),
         });
         let provider = Arc::new(RemotePartitions { shared: shared.clone() });
         Ok((PreparedNode { id, opts, store, metadata, transport, shared }, provider))
@@ -243,6 +244,10 @@ impl ClusterNode {
                 "is_voter": voters.contains(&self.inner.id),
             },
             "collections": collections,
+            "recoveries": {
+                "from_log": self.inner.shared.recoveries.tail.load(std::sync::atomic::Ordering::Relaxed),
+                "from_image": self.inner.shared.recoveries.image.load(std::sync::atomic::Ordering::Relaxed),
+            },
         })
     }
 
@@ -273,6 +278,35 @@ impl ClusterNode {
             "remote_shards": remote,
             "shard_transfers": [],
         }))
+    }
+
+    /// `GET /collections/{name}/partitions/{id}/copies`: each copy of the partition with its
+    /// state and its digest (ids, versions, payloads, vectors), asked of its node; copies in
+    /// sync have equal digests.
+    pub async fn copy_digests(&self, name: &str, partition: usize) -> Option<Value> {
+        let placement = self.inner.metadata.placement(name)?;
+        let copies = placement.replicas.get(partition)?.clone();
+        let shard = placement.shard(partition);
+        let mut out = Vec::new();
+        for (i, node) in copies.into_iter().enumerate() {
+            let call = crate::wire::PartitionCall::Digest;
+            let shared = &self.inner.shared;
+            let timeout = shared.deadlines.search;
+            let answer: Result<ametist_engine::messages::PartitionDigest, _> =
+                shared.call(node, name, partition, &call, Vec::new(), timeout).await;
+            let state = if shard.stale.contains(&node) { "Dead" } else { "Active" };
+            let mut copy = json!({ "peer_id": node, "primary": i == 0, "state": state });
+            match answer {
+                Ok(d) => {
+                    copy["version"] = json!(d.version);
+                    copy["points"] = json!(d.points);
+                    copy["digest"] = json!(d.digest);
+                }
+                Err(e) => copy["error"] = json!(e.to_string()),
+            }
+            out.push(copy);
+        }
+        Some(json!({ "partition": partition, "term": shard.term, "copies": out }))
     }
 
     /// Every node's view of partition `partition`'s copies: primary first, the stale ones

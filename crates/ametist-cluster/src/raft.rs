@@ -44,9 +44,10 @@ pub enum Command {
         index: Option<IndexDef>,
     },
     /// Makes `node`, an in-sync replica, the primary of a partition whose primary is at
-    /// `term`, at `term + 1`; the old primary leaves the in-sync set (it may hold writes
-    /// nobody acknowledged, and comes back only through a recovery). Proposed by the leader
-    /// when a primary is lost. Refused when the term moved on meanwhile.
+    /// `term`, at `term + 1`; every other copy leaves the in-sync set (the old primary may
+    /// hold writes nobody acknowledged, another replica records the new primary lacks) and
+    /// comes back only through a recovery. Proposed by the leader when a primary is lost.
+    /// Refused when the term moved on meanwhile.
     Promote {
         collection: String,
         partition: usize,
@@ -124,12 +125,18 @@ impl Command {
                         return Some(format!("node {node} is not in sync"));
                     }
                     let copies = &mut placement.replicas[p];
-                    let old = copies[0];
                     copies.retain(|&n| n != node);
                     copies.insert(0, node);
+                    // Every other copy leaves the in-sync set, the old primary included: a
+                    // replica may hold a record of the old primary that the new one never
+                    // got (it was not acknowledged), at an LSN the new primary will use for
+                    // another record. Each comes back through a recovery from the new
+                    // primary's image, so no two copies ever differ at one LSN.
+                    let others: Vec<NodeId> = copies[1..].to_vec();
                     let shard = placement.shard_mut(p);
                     shard.term += 1;
-                    shard.stale.insert(old);
+                    shard.stale.extend(others);
+                    shard.tail_ok.clear();
                     None
                 })
             }
@@ -138,13 +145,17 @@ impl Command {
                     if placement.replicas[p].first() == Some(&node) {
                         return Some(format!("node {node} is the primary"));
                     }
-                    placement.shard_mut(p).stale.insert(node);
+                    let shard = placement.shard_mut(p);
+                    shard.tail_ok.insert(node);
+                    shard.stale.insert(node);
                     None
                 })
             }
             Command::MarkInSync { collection, partition, term, node } => {
                 copies(state, collection, *partition, *term, *node, |placement, p, node| {
-                    placement.shard_mut(p).stale.remove(&node);
+                    let shard = placement.shard_mut(p);
+                    shard.stale.remove(&node);
+                    shard.tail_ok.remove(&node);
                     None
                 })
             }
@@ -197,4 +208,92 @@ pub fn place(partitions: usize, copies: usize, nodes: &[NodeId], offset: usize) 
     assert!(!nodes.is_empty(), "placement needs at least one live node");
     assert!(copies <= nodes.len(), "the caller checked copies against the members");
     (0..partitions).map(|p| (0..copies).map(|k| nodes[(p + offset + k) % nodes.len()]).collect()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ametist_core::Metric;
+    use ametist_engine::config::IndexConfig;
+
+    fn state_with(copies: Vec<NodeId>) -> ClusterState {
+        let spec = CollectionSpec {
+            name: "c".into(),
+            dim: 4,
+            metric: Metric::Cosine,
+            partitions: 1,
+            index: IndexConfig::default(),
+            vectors: Default::default(),
+            sparse_vectors: Default::default(),
+            replication: Default::default(),
+        };
+        let mut state = ClusterState::default();
+        assert_eq!(Command::CreateCollection { spec, replicas: vec![copies] }.apply(&mut state).refused, None);
+        state
+    }
+
+    fn cmd(kind: &str, term: u64, node: NodeId) -> Command {
+        let (collection, partition) = ("c".to_string(), 0);
+        match kind {
+            "promote" => Command::Promote { collection, partition, term, node },
+            "stale" => Command::MarkStale { collection, partition, term, node },
+            _ => Command::MarkInSync { collection, partition, term, node },
+        }
+    }
+
+    #[test]
+    fn placement_puts_copies_on_distinct_nodes_and_spreads_primaries() {
+        let nodes = [1, 2, 3];
+        let placed = place(6, 2, &nodes, 1);
+        for copies in &placed {
+            assert_eq!(copies.len(), 2);
+            assert_ne!(copies[0], copies[1]);
+        }
+        for n in nodes {
+            assert_eq!(placed.iter().filter(|c| c[0] == n).count(), 2, "primaries spread evenly: {placed:?}");
+        }
+    }
+
+    /// A replaced primary cannot evict anyone: its changes name an old term.
+    #[test]
+    fn changes_of_an_older_term_are_refused() {
+        let mut state = state_with(vec![1, 2, 3]);
+        assert_eq!(cmd("promote", 0, 2).apply(&mut state).refused, None);
+        let p = &state.collections["c"];
+        assert_eq!((p.primary(0), p.shard(0).term), (Some(2), 1));
+        assert_eq!(p.in_sync(0), vec![2], "every other copy must recover from the new primary");
+        assert!(p.shard(0).tail_ok.is_empty(), "and from an image: their logs may differ from the new primary's");
+        for (kind, node) in [("stale", 3), ("insync", 3), ("promote", 3)] {
+            let refused = cmd(kind, 0, node).apply(&mut state).refused;
+            assert!(matches!(refused, Some(Refusal::Outdated(_))), "{kind}: {refused:?}");
+        }
+        assert_eq!(cmd("insync", 1, 3).apply(&mut state).refused, None);
+        assert_eq!(state.collections["c"].in_sync(0), vec![2, 3]);
+    }
+
+    /// Only an in-sync copy is promoted; the primary is never marked stale.
+    #[test]
+    fn a_stale_copy_is_never_promoted() {
+        let mut state = state_with(vec![1, 2]);
+        assert_eq!(cmd("stale", 0, 2).apply(&mut state).refused, None);
+        assert!(
+            state.collections["c"].shard(0).tail_ok.contains(&2),
+            "a copy that missed records of this term may take them"
+        );
+        assert!(matches!(cmd("promote", 0, 2).apply(&mut state).refused, Some(Refusal::Outdated(_))));
+        assert!(matches!(cmd("stale", 0, 1).apply(&mut state).refused, Some(Refusal::Outdated(_))));
+        assert!(matches!(cmd("promote", 0, 9).apply(&mut state).refused, Some(Refusal::Outdated(_))));
+        assert_eq!(state.collections["c"].in_sync(0), vec![1]);
+    }
+
+    /// Metadata written before replication reads as term 0 with every copy in sync.
+    #[test]
+    fn placements_written_before_replication_read_as_in_sync() {
+        let state = state_with(vec![7]);
+        let mut json = serde_json::to_value(&state).expect("serialises");
+        json["collections"]["c"].as_object_mut().expect("an object").remove("shards");
+        let old: ClusterState = serde_json::from_value(json).expect("the older shape reads");
+        assert_eq!(old.collections["c"].shard(0), Default::default());
+        assert_eq!(old.collections["c"].in_sync(0), vec![7]);
+    }
 }

@@ -14,13 +14,17 @@
 //! Records stay in `outstanding` until every in-sync replica acknowledged them, so that a
 //! replica that missed an answer gets them again with the next group (a duplicate is
 //! answered as applied). A replica that fell behind beyond what is kept, or diverged,
-//! answers "out of order" and is marked stale; it comes back through [`Control::Recover`]:
-//! with writes paused, the primary sends it its image (points, payloads and graph, at the
-//! primary's version), the replica replaces its copy with it, and the primary proposes it
-//! back into the in-sync set. Writes wait during a recovery; a recovery without that pause
-//! (image, then the log tail) is the next step.
+//! answers "out of order" and is marked stale; it comes back through [`Control::Recover`],
+//! with writes paused: a copy that left the in-sync set during this term holds a prefix of
+//! this primary's log and gets the records it misses from the log (while the log still
+//! holds them); any other copy (one a promotion made stale, or one behind a snapshot's
+//! truncation) gets the primary's image (points, payloads and graph, at the primary's
+//! version) and replaces its copy with it. Then the primary proposes it back into the
+//! in-sync set. A recovery that does not pause writes while an image travels (image, then
+//! the log since it) is the next step.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,8 +51,9 @@ const GROUP_MAX: usize = 64;
 
 /// Requests a partition's writer serves between groups of writes.
 pub(crate) enum Control {
-    /// Brings `node`'s stale copy back in sync (see the module's documentation).
-    Recover { node: NodeId, reply: oneshot::Sender<Result<(), EngineError>> },
+    /// Brings `node`'s stale copy, at `version`, back in sync (see the module's
+    /// documentation).
+    Recover { node: NodeId, version: Option<u64>, reply: oneshot::Sender<Result<(), EngineError>> },
 }
 
 pub(crate) struct Writer {
@@ -85,8 +90,8 @@ impl Writer {
                     self.write(group).await;
                 }
                 Some(control) = controls.recv() => match control {
-                    Control::Recover { node, reply } => {
-                        let _ = reply.send(self.recover(node).await);
+                    Control::Recover { node, version, reply } => {
+                        let _ = reply.send(self.recover(node, version).await);
                     }
                 },
             }
@@ -236,9 +241,11 @@ impl Writer {
         Ok(kept)
     }
 
-    /// Sends this (primary) copy's image to `node`'s stale copy and proposes it back into
-    /// the in-sync set. Writes wait meanwhile, so the copy misses nothing.
-    async fn recover(&mut self, node: NodeId) -> Result<(), EngineError> {
+    /// Brings `node`'s stale copy back in sync and proposes it back into the in-sync set.
+    /// Writes wait meanwhile, so the copy misses nothing. A copy whose log is a prefix of
+    /// this one's (it left the in-sync set during this term) gets the records it misses
+    /// when the log still holds them; any other copy gets this copy's image.
+    async fn recover(&mut self, node: NodeId, version: Option<u64>) -> Result<(), EngineError> {
         let r = self.router.clone();
         let me = r.shared.node_id;
         let placement =
@@ -253,6 +260,46 @@ impl Writer {
         }
         self.reset(Some(shard.term));
         let started = std::time::Instant::now();
+        let tail = match version.filter(|_| shard.tail_ok.contains(&node)) {
+            Some(after) => {
+                let (tx, rx) = oneshot::channel();
+                local.try_send(PartitionMsg::ReadLog { after, reply: tx })?;
+                rx.await.map_err(|_| r.unavailable("the local copy stopped"))??
+            }
+            None => None,
+        };
+        let how = match tail {
+            Some(records) => {
+                let count = records.len();
+                let call = PartitionCall::Replicate { term: shard.term, records };
+                let _: u64 = r.shared.call(node, &r.collection, r.partition, &call, Vec::new(), LONG_CALL).await?;
+                r.shared.recoveries.tail.fetch_add(1, Ordering::Relaxed);
+                format!("{count} records from the log")
+            }
+            None => {
+                let (points, bytes) = self.send_image(&local, node, shard.term).await?;
+                r.shared.recoveries.image.fetch_add(1, Ordering::Relaxed);
+                format!("an image of {points} points ({bytes} bytes)")
+            }
+        };
+        let cmd =
+            Command::MarkInSync { collection: r.collection.clone(), partition: r.partition, term: shard.term, node };
+        self.propose(cmd, |s| !s.stale.contains(&node)).await?;
+        // The copy is at this copy's version: records still outstanding are duplicates.
+        self.acked.remove(&node);
+        tracing::info!(collection = %r.collection, partition = r.partition, node, took = ?started.elapsed(), "replica recovered from {how} and back in sync");
+        Ok(())
+    }
+
+    /// Sends this copy's image to `node`, which replaces its copy with it. Returns the
+    /// points and bytes sent.
+    async fn send_image(
+        &self,
+        local: &ametist_engine::partition::PartitionRef,
+        node: NodeId,
+        term: u64,
+    ) -> Result<(usize, usize), EngineError> {
+        let r = &self.router;
         std::fs::create_dir_all(&r.shared.transfers)
             .map_err(|e| EngineError::Internal(format!("{}: {e}", r.shared.transfers.display())))?;
         let path = r.shared.transfers.join(format!("{}.{}.to-{node}.image", r.collection, r.partition));
@@ -273,15 +320,9 @@ impl Writer {
         };
         let image = read.map_err(|e| EngineError::Internal(format!("{}: {e}", path.display())))?;
         let bytes = image.len();
-        let call = PartitionCall::Install { term: shard.term };
+        let call = PartitionCall::Install { term };
         let () = r.shared.call(node, &r.collection, r.partition, &call, image, LONG_CALL).await?;
-        let cmd =
-            Command::MarkInSync { collection: r.collection.clone(), partition: r.partition, term: shard.term, node };
-        self.propose(cmd, |s| !s.stale.contains(&node)).await?;
-        // The copy is at this copy's version: records still outstanding are duplicates.
-        self.acked.remove(&node);
-        tracing::info!(collection = %r.collection, partition = r.partition, node, points = stats.doc_count, bytes, took = ?started.elapsed(), "replica recovered from an image and back in sync");
-        Ok(())
+        Ok((stats.doc_count, bytes))
     }
 
     /// Starts afresh when the term changed (or this node is not the primary): what was

@@ -70,6 +70,15 @@ pub(crate) struct Shared {
     /// that was down missed promotions): it must neither act as a primary nor serve reads
     /// from its copies.
     pub(crate) caught_up: AtomicBool,
+    /// Recoveries this node made as a primary, by path.
+    pub(crate) recoveries: Recoveries,
+}
+
+/// How many stale copies this node's primaries recovered, from the log or from an image.
+#[derive(Default)]
+pub(crate) struct Recoveries {
+    pub(crate) tail: std::sync::atomic::AtomicU64,
+    pub(crate) image: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
@@ -190,7 +199,8 @@ impl Router {
                 | PartitionMsg::TextSearch(..)
                 | PartitionMsg::SparseStats { .. }
                 | PartitionMsg::SparseSearch(..)
-                | PartitionMsg::Stats(..)) => self.read(msg, search),
+                | PartitionMsg::Stats(..)
+                | PartitionMsg::Digest(..)) => self.read(msg, search),
                 PartitionMsg::CreateFieldIndex { key, kind, reply } => {
                     let local = |r| PartitionMsg::CreateFieldIndex { key: key.clone(), kind, reply: r };
                     self.everywhere(PartitionCall::CreateFieldIndex { key: key.clone(), kind }, local, reply)
@@ -247,7 +257,10 @@ impl Router {
                     break;
                 }
                 // Only a primary's writer sends these, to its own local copy.
-                msg @ (PartitionMsg::WriteLogged(..) | PartitionMsg::Append(..) | PartitionMsg::Install(..)) => {
+                msg @ (PartitionMsg::WriteLogged(..)
+                | PartitionMsg::Append(..)
+                | PartitionMsg::Install(..)
+                | PartitionMsg::ReadLog { .. }) => {
                     msg.fail(EngineError::Internal("replication messages do not go through a partition's front".into()))
                 }
             }
@@ -319,6 +332,7 @@ impl Router {
                 self.spawn_read(others, PartitionCall::SparseSearch(req), timeout, reply)
             }
             PartitionMsg::Stats(reply) => self.spawn_read(others, PartitionCall::Stats, timeout, reply),
+            PartitionMsg::Digest(reply) => self.spawn_read(others, PartitionCall::Digest, timeout, reply),
             other => other.fail(EngineError::Internal("not a read".into())),
         }
     }

@@ -19,6 +19,9 @@ use crate::transport::{secrets_match, SECRET_HEADER};
 use crate::wire::grpc::node_server::{Node as NodeRpc, NodeServer};
 use crate::wire::{self, kind, Envelope, PartitionCall, WireError};
 
+/// Shipped records queued on a replica's copy at once.
+const APPEND_CHUNK: usize = 128;
+
 pub struct Service {
     pub(crate) node: Arc<NodeInner>,
 }
@@ -137,16 +140,24 @@ impl Service {
                         shard.term, copies[0]
                     ));
                 }
+                // Queued together, the records are committed as one group (one fsync);
+                // in chunks, so that a long log tail does not overflow the mailbox.
                 let mut version = 0;
-                for record in records {
-                    let (tx, rx) = oneshot::channel();
-                    if let Err(e) = p.try_send(PartitionMsg::Append(record, tx)) {
-                        return wire::answer::<u64>(Err(WireError::from(&e)));
+                for chunk in records.chunks(APPEND_CHUNK) {
+                    let mut replies = Vec::with_capacity(chunk.len());
+                    for record in chunk {
+                        let (tx, rx) = oneshot::channel();
+                        if let Err(e) = p.try_send(PartitionMsg::Append(record.clone(), tx)) {
+                            return wire::answer::<u64>(Err(WireError::from(&e)));
+                        }
+                        replies.push(rx);
                     }
-                    match rx.await {
-                        Ok(Ok(ack)) => version = ack.operation_id,
-                        Ok(Err(e)) => return wire::answer::<u64>(Err(WireError::from(&e))),
-                        Err(_) => return wire::answer::<u64>(Err(WireError::from(&p.unavailable()))),
+                    for rx in replies {
+                        match rx.await {
+                            Ok(Ok(ack)) => version = ack.operation_id,
+                            Ok(Err(e)) => return wire::answer::<u64>(Err(WireError::from(&e))),
+                            Err(_) => return wire::answer::<u64>(Err(WireError::from(&p.unavailable()))),
+                        }
                     }
                 }
                 wire::answer::<u64>(Ok(version))
@@ -160,17 +171,18 @@ impl Service {
                 }
                 self.install(collection, partition, &p, blob).await
             }
-            PartitionCall::Recover { node: asking } => {
+            PartitionCall::Recover { node: asking, version } => {
                 let Some(control) = node.shared.control(collection, partition) else {
                     return refuse(format!("node {} runs no writer for it", node.id));
                 };
                 let (tx, rx) = oneshot::channel();
-                if control.send(Control::Recover { node: asking, reply: tx }).await.is_err() {
+                if control.send(Control::Recover { node: asking, version, reply: tx }).await.is_err() {
                     return refuse("its writer stopped".into());
                 }
                 let result = rx.await.unwrap_or_else(|_| Err(p.unavailable()));
                 wire::answer(result.map_err(|e| WireError::from(&e)))
             }
+            PartitionCall::Digest => ask(&p, PartitionMsg::Digest).await,
             call @ (PartitionCall::Search(_)
             | PartitionCall::Get { .. }
             | PartitionCall::Scroll(_)

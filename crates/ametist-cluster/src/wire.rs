@@ -109,10 +109,14 @@ pub enum PartitionCall {
     Install {
         term: u64,
     },
-    /// A stale copy on `node` asks its primary to bring it back in sync.
+    /// A stale copy on `node`, at `version`, asks its primary to bring it back in sync.
     Recover {
         node: u64,
+        #[serde(default)]
+        version: Option<u64>,
     },
+    /// The fingerprint of this node's copy, in sync or not (to compare copies).
+    Digest,
 }
 
 /// An engine error as it crosses the network: its class survives, so the caller still

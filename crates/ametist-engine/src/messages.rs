@@ -500,6 +500,9 @@ pub struct NamedIndexStats {
 pub struct IndexStats {
     /// Live points.
     pub doc_count: usize,
+    /// The last operation applied (the LSN of its log record in a durable partition).
+    #[serde(default)]
+    pub version: u64,
     /// Bytes held by vectors and index structures.
     pub index_size: u64,
     /// Deleted slots not yet reused.
@@ -545,6 +548,18 @@ pub struct LoggedWrite {
     pub ack: WriteAck,
     pub lsn: Option<u64>,
     pub ops: Vec<WriteOp>,
+}
+
+/// What a copy of a partition holds, in a few bytes: two copies with equal digests hold the
+/// same ids, versions, payloads and vectors.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionDigest {
+    /// The last operation applied.
+    pub version: u64,
+    pub points: usize,
+    /// FNV-1a (64 bits, hex) over every point in id order: its id, version, payload and
+    /// vectors as JSON (payload keys sorted).
+    pub digest: String,
 }
 
 /// A record shipped from a primary to a replica. The replica appends it exactly at `lsn`:
@@ -631,6 +646,15 @@ pub enum PartitionMsg {
     /// A write on a primary copy: as `Write`, and the answer also carries the record as
     /// logged (filter operations expanded), which the primary ships to its replicas.
     WriteLogged(Vec<WriteOp>, Reply<LoggedWrite>),
+    /// A fingerprint of the copy's points (see [`PartitionDigest`]).
+    Digest(Reply<PartitionDigest>),
+    /// The records the log holds after operation `after` up to the last one, for a replica
+    /// that fell behind; `None` when the log no longer holds all of them (a snapshot
+    /// truncated it, or the store keeps no log).
+    ReadLog {
+        after: u64,
+        reply: Reply<Option<Vec<Append>>>,
+    },
     /// A record shipped by the primary: appended exactly at `lsn` (see [`Append`]).
     Append(Append, Reply<WriteAck>),
     /// Replaces the copy with a primary's image and takes the image's version as its own
@@ -659,6 +683,7 @@ impl PartitionMsg {
                 | PartitionMsg::SparseStats { .. }
                 | PartitionMsg::SparseSearch(..)
                 | PartitionMsg::Stats(..)
+                | PartitionMsg::Digest(..)
         )
     }
 
@@ -669,6 +694,8 @@ impl PartitionMsg {
             PartitionMsg::Search(_, r) | PartitionMsg::TextSearch(_, r) => drop(r.send(Err(err))),
             PartitionMsg::Write(_, r) | PartitionMsg::Append(_, r) => drop(r.send(Err(err))),
             PartitionMsg::WriteLogged(_, r) => drop(r.send(Err(err))),
+            PartitionMsg::Digest(r) => drop(r.send(Err(err))),
+            PartitionMsg::ReadLog { reply, .. } => drop(reply.send(Err(err))),
             PartitionMsg::Get { reply, .. } | PartitionMsg::Scroll(_, reply) => drop(reply.send(Err(err))),
             PartitionMsg::Count(_, r) => drop(r.send(Err(err))),
             PartitionMsg::CreateFieldIndex { reply, .. }

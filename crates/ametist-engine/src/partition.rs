@@ -23,9 +23,9 @@ use crate::codec::{self, PartitionImage};
 use crate::config::{IndexConfig, IndexKind, SparseVectorParams, SupervisionPolicy, VectorParams, EF_SEARCH_RANGE};
 use crate::error::EngineError;
 use crate::messages::{
-    Append, DeleteVector, Fault, FilterAction, IndexStats, LoggedWrite, NamedVectors, PartitionInstall, PartitionMsg,
-    PartitionRestore, PartitionSnapshot, Record, Reply, ScoredDoc, ScrollRequest, SearchRequest, SparseSearchRequest,
-    TextSearchRequest, WriteAck, WriteOp,
+    Append, DeleteVector, Fault, FilterAction, IndexStats, LoggedWrite, NamedVectors, PartitionDigest,
+    PartitionInstall, PartitionMsg, PartitionRestore, PartitionSnapshot, Record, Reply, ScoredDoc, ScrollRequest,
+    SearchRequest, SparseSearchRequest, TextSearchRequest, WriteAck, WriteOp,
 };
 use crate::read_pool::{Handed, ReadOnly, ReadSide};
 use crate::store::{Base, PartitionStore, Recovered, StoreFailure};
@@ -762,7 +762,8 @@ impl PartitionActor {
             | PartitionMsg::TextSearch(..)
             | PartitionMsg::SparseStats { .. }
             | PartitionMsg::SparseSearch(..)
-            | PartitionMsg::Stats(..)) => self.read(msg),
+            | PartitionMsg::Stats(..)
+            | PartitionMsg::Digest(..)) => self.read(msg),
             PartitionMsg::CreateFieldIndex { key, kind, reply } => {
                 self.create_field_index(&key, kind);
                 let _ = reply.send(Ok(()));
@@ -788,6 +789,13 @@ impl PartitionActor {
             }
             PartitionMsg::Install(req, reply) => {
                 let _ = reply.send(self.install(&req));
+            }
+            PartitionMsg::ReadLog { after, reply } => {
+                let records = self
+                    .store
+                    .read_log(after)
+                    .map(|r| r.map(|batches| batches.into_iter().map(|(lsn, ops)| Append { lsn, ops }).collect()));
+                let _ = reply.send(records);
             }
             PartitionMsg::Tick => {}
             PartitionMsg::Fault(Fault::Panic(msg)) => panic!("injected fault: {msg}"),
@@ -1301,6 +1309,19 @@ impl PartitionActor {
         }
     }
 
+    fn digest(&self) -> PartitionDigest {
+        // FNV-1a: tiny, stable across builds and machines, enough to tell copies apart.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for &slot in self.slots.values() {
+            let record = self.record(slot, true, true);
+            let bytes = serde_json::to_vec(&record).expect("records serialise to JSON");
+            for b in bytes {
+                h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+        PartitionDigest { version: self.version, points: self.slots.len(), digest: format!("{h:016x}") }
+    }
+
     fn stats(&self) -> IndexStats {
         // The unnamed vector's index is the partition's own in what it reports (the
         // named ones are listed per name), as before it was a field like the others.
@@ -1316,6 +1337,7 @@ impl PartitionActor {
             .collect();
         IndexStats {
             doc_count: self.slots.len(),
+            version: self.version,
             index_size: self.fields.bytes(),
             deleted: s.as_ref().map_or(0, |s| s.deleted),
             levels: s.as_ref().map_or(0, |s| s.levels),
@@ -1456,6 +1478,9 @@ impl ReadOnly for PartitionActor {
             }
             PartitionMsg::Stats(reply) => {
                 let _ = reply.send(Ok(self.stats()));
+            }
+            PartitionMsg::Digest(reply) => {
+                let _ = reply.send(Ok(self.digest()));
             }
             PartitionMsg::SparseStats { name, query, reply } => {
                 let _ = reply.send(self.fields.sparse_stats(&name, &query));

@@ -111,6 +111,10 @@ pub trait PartitionStore: Send + Sync {
     /// The operation number the next [`append`](PartitionStore::append) will get.
     fn next_lsn(&self) -> Result<u64, EngineError>;
 
+    /// Every committed record after operation `after`, in order, when the log still holds
+    /// all of them; `None` otherwise (a snapshot truncated it, or there is no log).
+    fn read_log(&self, after: u64) -> Result<Option<Vec<(u64, Vec<WriteOp>)>>, EngineError>;
+
     /// `Some(why)` when the store cannot take writes (a failed write or fsync of its log):
     /// nothing appended since the last successful commit may be acknowledged, the state in
     /// memory must go back to what is durable ([`PartitionStore::close_log`]), and writes
@@ -278,6 +282,10 @@ impl PartitionStore for MemoryStore {
 
     fn next_lsn(&self) -> Result<u64, EngineError> {
         Ok(self.lock().version + 1)
+    }
+
+    fn read_log(&self, _after: u64) -> Result<Option<Vec<(u64, Vec<WriteOp>)>>, EngineError> {
+        Ok(None)
     }
 
     fn reset(&self, image: &mut PartitionImage) -> Result<u64, EngineError> {
@@ -787,6 +795,27 @@ impl PartitionStore for DurableStore {
         let open = guard.as_mut().ok_or_else(|| self.not_open())?;
         let Some(wal) = open.wal() else { return Err(self.closed(open)) };
         Ok(wal.last_lsn() + 1)
+    }
+
+    fn read_log(&self, after: u64) -> Result<Option<Vec<(u64, Vec<WriteOp>)>>, EngineError> {
+        let (first, last) = {
+            let mut guard = self.lock();
+            let open = guard.as_mut().ok_or_else(|| self.not_open())?;
+            let Some(wal) = open.wal() else { return Err(self.closed(open)) };
+            (wal.first_lsn(), wal.synced_lsn())
+        };
+        if after + 1 < first || after > last {
+            return Ok(None);
+        }
+        let recovered =
+            Wal::read_only(self.fs.clone(), &self.dir.join("wal"), after, Some(last)).map_err(|e| self.err(e))?;
+        let records: Vec<(u64, Vec<u8>)> = recovered.records.into_iter().take_while(|(lsn, _)| *lsn <= last).collect();
+        // A record missing in between (a snapshot truncated the log meanwhile) leaves a gap.
+        if records.first().is_some_and(|(lsn, _)| *lsn != after + 1) {
+            return Ok(None);
+        }
+        let (batches, _) = self.decode(records)?;
+        Ok(Some(batches))
     }
 
     fn reset(&self, image: &mut PartitionImage) -> Result<u64, EngineError> {

@@ -234,3 +234,41 @@ fn tempdir() -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).expect("a temp dir");
     dir
 }
+
+/// A replica that fell behind gets the records it misses from the primary's log, as long as
+/// the log holds them; once a snapshot truncated the log, there is no tail to give.
+#[test]
+fn the_log_gives_a_lagging_copy_its_missing_records_until_a_snapshot_truncates_it() {
+    let mut rng = common::seeded_rng("the_log_gives_a_lagging_copy_its_missing_records_until_a_snapshot_truncates_it");
+    let primary = Copy::start(MemFs::new());
+    let replica = Copy::start(MemFs::new());
+    let mut shipped = 0;
+    for i in 0..40 {
+        let logged = primary.write_logged(batch(&mut rng));
+        if let Some(lsn) = logged.lsn {
+            if i < 15 {
+                replica.append(lsn, logged.ops).expect("in order");
+                shipped = lsn;
+            }
+        }
+    }
+    let tail = |after: u64| primary.ask(|r| PartitionMsg::ReadLog { after, reply: r }).expect("the log reads");
+    let records = tail(shipped).expect("the log holds everything after the replica's version");
+    assert_eq!(records.first().map(|a| a.lsn), Some(shipped + 1));
+    for record in records {
+        replica.append(record.lsn, record.ops).expect("the tail follows on");
+    }
+    assert_eq!(primary.records(), replica.records());
+    let version = primary.ask(PartitionMsg::Stats).expect("stats").version;
+    assert_eq!(tail(version).map(|r| r.len()), Some(0), "nothing after the last record");
+
+    // Fill a few log segments; a clean stop writes a snapshot and drops the log before it.
+    for _ in 0..60 {
+        primary.write_logged(batch(&mut rng));
+    }
+    let primary = primary.restart();
+    let tail = |after: u64| primary.ask(|r| PartitionMsg::ReadLog { after, reply: r }).expect("the log reads");
+    assert!(tail(shipped).is_none(), "the records after {shipped} were truncated: an image is needed");
+    let version = primary.ask(PartitionMsg::Stats).expect("stats").version;
+    assert_eq!(tail(version).map(|r| r.len()), Some(0));
+}

@@ -107,7 +107,7 @@ impl Default for RemotingConfig {
             advertise: None,
             seeds: Vec::new(),
             secret: String::new(),
-            failover_timeout: Duration::from_secs(3),
+            failover_timeout: Duration::from_secs(2),
         }
     }
 }

@@ -73,6 +73,30 @@ fn copies(base: &str) -> Vec<(u64, u64, String)> {
     out
 }
 
+/// Both copies of a partition hold the same ids, versions, payloads and vectors.
+fn assert_copies_identical(base: &str, name: &str, partition: usize) {
+    let (s, b) = call("GET", &format!("{base}/collections/{name}/partitions/{partition}/copies"), None);
+    assert_eq!(s, 200, "{b}");
+    let copies = b["result"]["copies"].as_array().expect("copies");
+    assert_eq!(copies.len(), 2, "{b}");
+    for c in copies {
+        assert_eq!(c["state"], "Active", "{b}");
+        assert!(c["digest"].is_string(), "{b}");
+        assert_eq!(
+            (&c["digest"], &c["points"], &c["version"]),
+            (&copies[0]["digest"], &copies[0]["points"], &copies[0]["version"]),
+            "copies differ: {b}"
+        );
+    }
+}
+
+/// Recoveries the node's primaries made since it started: (from the log, from an image).
+fn recovery_counts(base: &str) -> (u64, u64) {
+    let (_, b) = call("GET", &format!("{base}/cluster"), None);
+    let r = &b["result"]["recoveries"];
+    (r["from_log"].as_u64().expect("counted"), r["from_image"].as_u64().expect("counted"))
+}
+
 fn all_in_sync(base: &str) -> bool {
     let c = copies(base);
     c.len() == 12 && c.iter().all(|(_, _, s)| s == "Active")
@@ -144,7 +168,13 @@ fn kill_each_node_in_turn_under_load() {
         .collect();
 
     std::thread::sleep(Duration::from_secs(2));
+    let mut recoveries = [(0u64, 0u64); 3];
+    let mut banked: Vec<(u64, u64)> = Vec::new();
     for victim in [2usize, 1, 0] {
+        for (i, base) in bases.iter().enumerate() {
+            recoveries[i] = recovery_counts(base);
+        }
+        banked.push(std::mem::take(&mut recoveries[victim]));
         // Counts never fall below what was acknowledged before they were sent.
         let before = acked.lock().unwrap().len();
         let reader = bases[(victim + 1) % 3].clone();
@@ -185,6 +215,18 @@ fn kill_each_node_in_turn_under_load() {
     }
     let bad = bad.lock().unwrap();
     assert!(bad.is_empty(), "errors other than retryable 503s: {bad:?}");
+    for p in 0..6 {
+        assert_copies_identical(&bases[0], "rep", p);
+    }
+    // Both recovery paths ran: replicas that missed records got them from the primary's
+    // log, copies made stale by a promotion got an image. (Each node counts its own since
+    // it started: the counts of killed nodes were banked before each kill.)
+    for (i, base) in bases.iter().enumerate() {
+        recoveries[i] = recovery_counts(base);
+    }
+    let (from_log, from_image) = banked.iter().chain(recoveries.iter()).fold((0, 0), |(l, m), (a, b)| (l + a, m + b));
+    eprintln!("recoveries: {from_log} from the log, {from_image} from an image");
+    assert!(from_log > 0 && from_image > 0, "{from_log} from the log, {from_image} from an image");
 
     // Every acknowledged id is there, with its payload, read through every node.
     let acked = acked.lock().unwrap().clone();
@@ -238,4 +280,147 @@ fn create_checks_copies_against_members() {
         (params["replication_factor"].as_u64(), params["write_consistency_factor"].as_u64()),
         (Some(3), Some(2))
     );
+}
+
+/// One partition with two copies on a three-node cluster: `(primary, replica, third)` as
+/// indexes into `nodes`, found from the cluster route.
+fn single_partition(bases: &[String], name: &str) -> (usize, usize, usize) {
+    let (s, b) = call(
+        "PUT",
+        &format!("{}/collections/{name}", bases[0]),
+        Some(json!({ "vectors": { "size": DIM, "distance": "Cosine" }, "shard_number": 1, "replication_factor": 2 })),
+    );
+    assert_eq!(s, 200, "create: {b}");
+    for base in bases {
+        wait_for("the collection on every node", Duration::from_secs(20), || {
+            call("GET", &format!("{base}/collections/{name}"), None).0 == 200
+        });
+    }
+    let (_, b) = call("GET", &format!("{}/collections/{name}/cluster", bases[0]), None);
+    let ids: Vec<u64> = bases
+        .iter()
+        .map(|base| call("GET", &format!("{base}/cluster"), None).1["result"]["peer_id"].as_u64().unwrap())
+        .collect();
+    let r = &b["result"];
+    let copies: Vec<&Value> =
+        r["local_shards"].as_array().unwrap().iter().chain(r["remote_shards"].as_array().unwrap()).collect();
+    let index = |primary: bool| {
+        let peer = copies.iter().find(|c| c["primary"] == primary).expect("two copies")["peer_id"].as_u64().unwrap();
+        ids.iter().position(|&id| id == peer).expect("a member")
+    };
+    let (p, r) = (index(true), index(false));
+    (p, r, 3 - p - r)
+}
+
+fn write(base: &str, name: &str, ids: std::ops::Range<u64>, rng: &mut StdRng) -> (u16, Value) {
+    let pts: Vec<Value> = ids.map(|id| point(id, rng)).collect();
+    call("PUT", &format!("{base}/collections/{name}/points?wait=true"), Some(json!({ "points": pts })))
+}
+
+fn ids_of(base: &str, name: &str, ids: &[u64]) -> (u16, BTreeSet<u64>) {
+    let (s, b) = call("POST", &format!("{base}/collections/{name}/points"), Some(json!({ "ids": ids })));
+    let got = b["result"].as_array().map(|a| a.iter().map(|p| p["id"].as_u64().unwrap()).collect()).unwrap_or_default();
+    (s, got)
+}
+
+/// Kill the replica, acknowledge writes (the primary takes the replica out of the in-sync
+/// set), kill the primary, start only the replica: the partition stays unavailable rather
+/// than serve old data. Start the primary: the replica catches up and nothing is lost.
+#[test]
+fn a_stale_copy_is_never_promoted() {
+    let mut rng = StdRng::seed_from_u64(seed());
+    let tmp = TempDir::new("replication-stale");
+    let (specs, mut nodes) = cluster(&tmp);
+    let bases: Vec<String> = nodes.iter().map(|n| n.as_ref().unwrap().base.clone()).collect();
+    let (p, r, n) = single_partition(&bases, "one");
+    assert_eq!(write(&bases[n], "one", 0..50, &mut rng).0, 200);
+
+    drop(nodes[r].take());
+    // The primary goes on alone (write_consistency_factor 1) once the cluster took the
+    // replica out of the in-sync set: retried while a new Raft leader is elected (the
+    // killed node may have been the leader), as a client retries a 503.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (s, b) = write(&bases[n], "one", 50..100, &mut rng);
+        if s == 200 {
+            break;
+        }
+        assert!(s == 503 && Instant::now() < deadline, "{s}: {b}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let all: Vec<u64> = (0..100).collect();
+    drop(nodes[p].take());
+    nodes[r] = Some(specs[r].start());
+    // Past the failover timeout: the leader finds no live in-sync copy to promote.
+    std::thread::sleep(Duration::from_secs(4));
+    let (s, got) = ids_of(&bases[n], "one", &all);
+    assert_eq!(s, 503, "the stale copy must not serve: got {} of 100 points", got.len());
+    let (s, b) = call("POST", &format!("{}/collections/one/points/count", bases[r]), Some(json!({ "exact": true })));
+    assert_eq!(s, 503, "the stale copy must not serve a count: {b}");
+    assert_eq!(write(&bases[n], "one", 100..101, &mut rng).0, 503, "nor take writes");
+
+    nodes[p] = Some(specs[p].start());
+    wait_for("both copies in sync again", Duration::from_secs(40), || {
+        let (s, b) = call("GET", &format!("{}/collections/one/cluster", bases[n]), None);
+        s == 200 && b["result"]["remote_shards"].as_array().unwrap().iter().all(|c| c["state"] == "Active")
+    });
+    for base in &bases {
+        let (s, got) = ids_of(base, "one", &all);
+        assert_eq!((s, got.len()), (200, 100), "through {base}");
+    }
+    assert_copies_identical(&bases[n], "one", 0);
+}
+
+/// A frozen primary (`kill -STOP`) past the failover timeout is replaced; once it thaws it
+/// acknowledges nothing as a primary (a write it took answers 503, or 200 only if the new
+/// primary has it), and it comes back as an in-sync replica.
+#[test]
+fn a_frozen_primary_is_fenced_and_rejoins_as_a_replica() {
+    let mut rng = StdRng::seed_from_u64(seed());
+    let tmp = TempDir::new("replication-frozen");
+    let (_specs, nodes) = cluster(&tmp);
+    let bases: Vec<String> = nodes.iter().map(|n| n.as_ref().unwrap().base.clone()).collect();
+    let (p, _r, n) = single_partition(&bases, "one");
+    assert_eq!(write(&bases[n], "one", 0..50, &mut rng).0, 200);
+    let pid = nodes[p].as_ref().unwrap().child.id().to_string();
+    let signal = |sig: &str| {
+        let ok = std::process::Command::new("kill").args([sig, &pid]).status().expect("kill runs").success();
+        assert!(ok, "kill {sig} {pid}");
+    };
+    signal("-STOP");
+    // A write sent to the frozen node waits in its socket until it thaws.
+    let frozen_base = bases[p].clone();
+    let mut frozen_rng = StdRng::seed_from_u64(1);
+    let frozen_write = std::thread::spawn(move || write(&frozen_base, "one", 1000..1001, &mut frozen_rng));
+    std::thread::sleep(Duration::from_secs(3));
+    // The replica is promoted after the failover timeout; writes answer 503 (retryable)
+    // until then, as a client retries them.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (s, b) = write(&bases[n], "one", 50..100, &mut rng);
+        if s == 200 {
+            break;
+        }
+        assert!(s == 503 && Instant::now() < deadline, "the promoted replica takes writes: {s}: {b}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    signal("-CONT");
+    let (s, b) = frozen_write.join().unwrap();
+    assert!(s == 200 || s == 503, "{s}: {b}");
+    wait_for("the old primary back in sync", Duration::from_secs(40), || {
+        let (s, b) = call("GET", &format!("{}/collections/one/cluster", bases[n]), None);
+        s == 200 && b["result"]["remote_shards"].as_array().unwrap().iter().all(|c| c["state"] == "Active")
+    });
+    let mut expected: Vec<u64> = (0..100).collect();
+    if s == 200 {
+        expected.push(1000);
+    }
+    for base in &bases {
+        let (status, got) = ids_of(base, "one", &(0..1001).collect::<Vec<_>>());
+        assert_eq!(status, 200);
+        let missing: Vec<&u64> = expected.iter().filter(|id| !got.contains(id)).collect();
+        assert!(missing.is_empty(), "acknowledged ids missing through {base}: {missing:?}");
+        assert_eq!(got.len(), expected.len(), "a write answered 503 may be absent, never half-applied: {got:?}");
+    }
+    assert_copies_identical(&bases[n], "one", 0);
 }

@@ -95,6 +95,7 @@ pub fn router(state: AppState) -> Router {
         .route("/collections/{name}/index", put(payload::create_index))
         .route("/collections/{name}/index/{field}", delete(payload::delete_index))
         .route("/collections/{name}/partitions", get(partitions::list))
+        .route("/collections/{name}/partitions/{id}/copies", get(partitions::copies))
         .route("/cluster", get(collections::cluster_status))
         .route("/collections/{name}/cluster", get(collections::cluster_info))
         .route("/collections/{name}/snapshots", get(snapshots::list).post(snapshots::create))

@@ -12,6 +12,23 @@ use ametist_engine::messages::Fault;
 use super::envelope::{parse_body, Answer, ApiError, ApiResult};
 use super::{done, AppState};
 
+/// `GET /collections/{name}/partitions/{id}/copies` (a cluster): each copy of the partition,
+/// its state (`Active` in sync, `Dead` stale) and a digest of its points; copies in sync
+/// hold equal digests.
+pub async fn copies(State(state): State<AppState>, Path((name, id)): Path<(String, usize)>) -> ApiResult<Value> {
+    let started = Instant::now();
+    state.db.collection(&name).map_err(|e| ApiError::from_engine(e, started))?;
+    let Some(cluster) = &state.cluster else {
+        return Err(ApiError::bad_request("Wrong input: copies of partitions exist only in a cluster", started));
+    };
+    match cluster.copy_digests(&name, id).await {
+        Some(v) => Ok(Answer::new(v, started)),
+        None => {
+            Err(ApiError::bad_request(format!("Wrong input: `{name}` has no partition {id} in the cluster"), started))
+        }
+    }
+}
+
 /// `GET /collections/{name}/partitions`: each partition's id, point count, actor state,
 /// restart count, mailbox depth and index statistics. A partition whose storage cannot be
 /// written (a full disk) is `"state": "read_only"` with a `storage_error`: the reason, since

@@ -71,7 +71,7 @@ impl NodeSpec {
             .args(["--port", &self.rest.to_string(), "--data-dir", self.dir.to_str().unwrap()])
             .args(["--set", "limits.search_timeout=2s", "--set", "limits.write_timeout=2s"])
             // openraft warns at every heartbeat to a killed node: expected here.
-            .env("RUST_LOG", "warn,openraft=off")
+            .env("RUST_LOG", std::env::var("AMETIST_TEST_LOG").unwrap_or_else(|_| "warn,openraft=off".into()))
             .env_remove("AMETIST_CONFIG")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
