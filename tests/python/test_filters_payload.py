@@ -165,8 +165,6 @@ def test_unserved_qdrant_routes_are_400_not_404(client, filled):
     from qdrant_client.http.exceptions import UnexpectedResponse
 
     for call in (
-        lambda: client.query_points_groups(filled, group_by="color", query=[1, 0, 0, 0]),
-        lambda: client.facet(filled, key="color"),
         lambda: client.list_full_snapshots(),
         lambda: client.batch_update_points(
             filled, update_operations=[models.DeleteOperation(delete=models.PointIdsList(points=[1]))]

@@ -840,9 +840,24 @@ impl Collection {
             return Err(EngineError::invalid("hnsw_ef must be at least 1"));
         }
         let field = self.spec.dense_field(&req.using).ok_or_else(|| unknown_vector(&req.using))?;
-        let metric = field.metric;
-        req.query_vector =
-            field.prepare(req.query_vector).map_err(|e| EngineError::invalid(format!("query vector: {e}")))?;
+        let mut metric = field.metric;
+        if let Some(q) = req.examples.as_mut() {
+            if field.multivector.is_some() {
+                return Err(EngineError::invalid(
+                    "recommend (best_score, sum_scores), discover and context queries of a multivector are not supported yet",
+                ));
+            }
+            for v in q.vectors_mut() {
+                *v = field
+                    .prepare(std::mem::take(v))
+                    .map_err(|e| EngineError::invalid(format!("example vector: {e}")))?;
+            }
+            // Example scores are higher-is-better whatever the metric.
+            metric = Metric::Dot;
+        } else {
+            req.query_vector =
+                field.prepare(req.query_vector).map_err(|e| EngineError::invalid(format!("query vector: {e}")))?;
+        }
         // A search changes nothing the coordinator keeps, so it scatters from the caller's
         // task: a detour through the coordinator's mailbox would cost two more thread
         // wake-ups per query (tens of microseconds each on an idle machine).
@@ -924,6 +939,23 @@ impl Collection {
             )));
         }
         let limit = req.limit;
+        if let Some(order) = req.order.clone() {
+            // Every partition returns its first `limit` in the order; the merge keeps the
+            // first `limit` of them. There is no next page: `start_from` pages.
+            let parts = self.read_parts()?;
+            let lists = self.call(|reply| CollectionMsg::Scroll { req, parts, reply }).await?;
+            let mut all: Vec<Record> = lists.into_iter().flatten().collect();
+            let zero = serde_json::Number::from(0);
+            all.sort_by(|a, b| {
+                crate::scoring::order_cmp(
+                    &order,
+                    (a.order_value.as_ref().unwrap_or(&zero), &a.id),
+                    (b.order_value.as_ref().unwrap_or(&zero), &b.id),
+                )
+            });
+            all.truncate(limit);
+            return Ok((all, None));
+        }
         // One more than asked, to learn where the next page starts.
         req.limit += 1;
         let parts = self.read_parts()?;
@@ -933,6 +965,77 @@ impl Collection {
         let next = all.get(limit).map(|r| r.id.clone());
         all.truncate(limit);
         Ok((all, next))
+    }
+
+    /// Qdrant's facet: how many points matching `filter` have each value (strings,
+    /// integers, booleans; a point counts once per distinct value) at payload `key`, the
+    /// most frequent first (ties by value: booleans, then integers, then strings), at most
+    /// `limit`. Exact: it pages through every matching point's payload.
+    pub async fn facet(
+        &self,
+        key: &str,
+        filter: Option<Filter>,
+        limit: usize,
+    ) -> Result<Vec<(serde_json::Value, usize)>, EngineError> {
+        use serde_json::Value;
+        // A type tag first, so that `true` and `1` are different values and the order is total.
+        #[derive(PartialEq, Eq, PartialOrd, Ord)]
+        enum Facet {
+            Bool(bool),
+            Int(i64),
+            Str(String),
+        }
+        let mut counts: BTreeMap<Facet, usize> = BTreeMap::new();
+        let page = self.engine.max_limit.max(1);
+        let mut offset = None;
+        loop {
+            let req = ScrollRequest {
+                filter: filter.clone(),
+                offset: offset.take(),
+                limit: page,
+                with_payload: true,
+                with_vector: false,
+                order: None,
+            };
+            let (records, next) = self.scroll(req).await?;
+            for r in records {
+                let Some(payload) = r.payload.as_ref() else { continue };
+                let mut seen = std::collections::BTreeSet::new();
+                for v in ametist_core::payload_index::values_at(payload, key) {
+                    let f = match v {
+                        Value::Bool(b) => Facet::Bool(*b),
+                        Value::Number(n) if n.is_i64() || n.is_u64() => match n.as_i64() {
+                            Some(i) => Facet::Int(i),
+                            None => continue,
+                        },
+                        Value::String(s) => Facet::Str(s.clone()),
+                        _ => continue,
+                    };
+                    seen.insert(f);
+                }
+                for f in seen {
+                    *counts.entry(f).or_default() += 1;
+                }
+            }
+            match next {
+                Some(n) => offset = Some(n),
+                None => break,
+            }
+        }
+        let mut hits: Vec<(Facet, usize)> = counts.into_iter().collect();
+        hits.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        Ok(hits
+            .into_iter()
+            .take(limit)
+            .map(|(f, n)| {
+                let v = match f {
+                    Facet::Bool(b) => Value::Bool(b),
+                    Facet::Int(i) => Value::from(i),
+                    Facet::Str(s) => Value::String(s),
+                };
+                (v, n)
+            })
+            .collect())
     }
 
     /// The number of points matching `filter` (all points without one); exact.
@@ -1144,57 +1247,7 @@ impl Collection {
             missing.extend(r.missing_partitions);
             lists.push(r.results);
         }
-        let mut docs: std::collections::HashMap<PointId, ScoredDoc> = std::collections::HashMap::new();
-        for d in lists.iter().flatten() {
-            docs.entry(d.id.clone()).or_insert_with(|| d.clone());
-        }
-        let ranked =
-            || -> Vec<Vec<PointId>> { lists.iter().map(|l| l.iter().map(|d| d.id.clone()).collect()).collect() };
-        let fused = match fusion {
-            Fusion::Rrf => fusion::rrf(&ranked(), fusion::DEFAULT_RRF_K),
-            Fusion::WeightedRrf { k, weights } => {
-                if !weights.is_empty() && weights.len() != lists.len() {
-                    return Err(EngineError::invalid(format!(
-                        "rrf has {} weights for {} prefetches; give one per prefetch",
-                        weights.len(),
-                        lists.len()
-                    )));
-                }
-                if weights.iter().any(|w| !w.is_finite() || *w < 0.0) || !k.is_finite() || k < 0.0 {
-                    return Err(EngineError::invalid("rrf weights and k must be finite and not negative"));
-                }
-                // A list's hit at rank r scores 1/((r + 1)/w + k − 1): below k = 1 the top
-                // hit's denominator can reach 0 (an infinite score) or go negative (the top
-                // hit scores below the next), so k is at least 1.
-                if k < 1.0 {
-                    return Err(EngineError::invalid(format!("rrf k must be at least 1, got {k}")));
-                }
-                let weights = if weights.is_empty() { vec![1.0; lists.len()] } else { weights };
-                let fused = fusion::weighted_rrf(&ranked(), k, &weights);
-                // Each list adds at most its weight to a score; weights near f32::MAX can
-                // still add up past it.
-                if fused.iter().any(|(_, s)| !s.is_finite()) {
-                    return Err(EngineError::invalid(
-                        "rrf weights are too large: the fused scores overflow; use smaller weights",
-                    ));
-                }
-                fused
-            }
-            Fusion::Dbsf => {
-                let scored: Vec<Vec<(PointId, f32)>> =
-                    lists.iter().map(|l| l.iter().map(|d| (d.id.clone(), d.score)).collect()).collect();
-                fusion::dbsf(&scored)
-            }
-        };
-        let results = fused
-            .into_iter()
-            .take(limit)
-            .map(|(id, score)| {
-                let mut d = docs.remove(&id).expect("fused ids come from the branches");
-                d.score = score;
-                d
-            })
-            .collect();
+        let results = fuse(lists, fusion, limit)?;
         Ok(SearchResult { request_id: String::new(), results, missing_partitions: missing })
     }
 
@@ -1324,6 +1377,64 @@ impl Collection {
         })?;
         rx.await.map_err(|_| EngineError::CollectionNotFound(self.spec.name.clone()))?
     }
+}
+
+/// Fuses ranked lists (each best first) into one, best first, at most `limit`: Qdrant's
+/// RRF (plain or weighted) or DBSF. A hit keeps the payload and vectors of its first
+/// occurrence; its score is the fused one. The one fusion of hybrid queries and of
+/// prefetches at any depth.
+pub fn fuse(lists: Vec<Vec<ScoredDoc>>, fusion: Fusion, limit: usize) -> Result<Vec<ScoredDoc>, EngineError> {
+    let mut docs: std::collections::HashMap<PointId, ScoredDoc> = std::collections::HashMap::new();
+    for d in lists.iter().flatten() {
+        docs.entry(d.id.clone()).or_insert_with(|| d.clone());
+    }
+    let ranked = || -> Vec<Vec<PointId>> { lists.iter().map(|l| l.iter().map(|d| d.id.clone()).collect()).collect() };
+    let fused = match fusion {
+        Fusion::Rrf => fusion::rrf(&ranked(), fusion::DEFAULT_RRF_K),
+        Fusion::WeightedRrf { k, weights } => {
+            if !weights.is_empty() && weights.len() != lists.len() {
+                return Err(EngineError::invalid(format!(
+                    "rrf has {} weights for {} prefetches; give one per prefetch",
+                    weights.len(),
+                    lists.len()
+                )));
+            }
+            if weights.iter().any(|w| !w.is_finite() || *w < 0.0) || !k.is_finite() || k < 0.0 {
+                return Err(EngineError::invalid("rrf weights and k must be finite and not negative"));
+            }
+            // A list's hit at rank r scores 1/((r + 1)/w + k − 1): below k = 1 the top
+            // hit's denominator can reach 0 (an infinite score) or go negative (the top
+            // hit scores below the next), so k is at least 1.
+            if k < 1.0 {
+                return Err(EngineError::invalid(format!("rrf k must be at least 1, got {k}")));
+            }
+            let weights = if weights.is_empty() { vec![1.0; lists.len()] } else { weights };
+            let fused = fusion::weighted_rrf(&ranked(), k, &weights);
+            // Each list adds at most its weight to a score; weights near f32::MAX can
+            // still add up past it.
+            if fused.iter().any(|(_, s)| !s.is_finite()) {
+                return Err(EngineError::invalid(
+                    "rrf weights are too large: the fused scores overflow; use smaller weights",
+                ));
+            }
+            fused
+        }
+        Fusion::Dbsf => {
+            let scored: Vec<Vec<(PointId, f32)>> =
+                lists.iter().map(|l| l.iter().map(|d| (d.id.clone(), d.score)).collect()).collect();
+            fusion::dbsf(&scored)
+        }
+    };
+    let results = fused
+        .into_iter()
+        .take(limit)
+        .map(|(id, score)| {
+            let mut d = docs.remove(&id).expect("fused ids come from the branches");
+            d.score = score;
+            d
+        })
+        .collect();
+    Ok(results)
 }
 
 fn unknown_vector(name: &str) -> EngineError {

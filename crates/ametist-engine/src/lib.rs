@@ -19,6 +19,9 @@
 //! * [`store`]: where a partition's acknowledged writes live so that a restarted actor can
 //!   rebuild its state before it takes messages, and a read-only one can roll back to them.
 //! * [`vector_fields`]: a partition's vector fields: one HNSW index per dense field (the unnamed vector is the field `""`), one inverted index per sparse field.
+//! * [`scoring`]: orders other than nearest-to-a-vector: example queries (recommend,
+//!   discover, context) and scroll orders (a payload value, random), shared by the
+//!   partitions and the coordinator's merge.
 //! * [`messages`]: the partition protocol: the design note's message types plus their
 //!   replies. A remote partition will speak the same messages.
 //! * [`external`]: the seam through which partitions served elsewhere (other nodes)
@@ -41,6 +44,7 @@ pub mod external;
 pub mod messages;
 pub mod partition;
 mod read_pool;
+pub mod scoring;
 pub mod snapshots;
 pub mod spec;
 pub mod store;

@@ -57,6 +57,47 @@ pub struct SearchRequest {
     /// `params.quantization`).
     #[serde(default, skip_serializing_if = "QuantizationParams::is_default")]
     pub quantization: QuantizationParams,
+    /// Score by examples instead of by the distance to `query_vector` (which is then
+    /// empty): recommend `best_score` / `sum_scores`, discover and context queries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub examples: Option<ExampleQuery>,
+}
+
+/// A query scored by example vectors rather than by the distance to one vector (Qdrant's
+/// recommend `best_score` and `sum_scores` strategies, discover and context queries).
+/// Every point of the field that passes the filter is scored exactly, as Qdrant's local
+/// mode does; a higher score is better whatever the metric. The coordinator prepares the
+/// vectors (normalised for cosine); the formulas are in `scoring.rs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ExampleQuery {
+    BestScore { positive: Vec<Vec<f32>>, negative: Vec<Vec<f32>> },
+    SumScores { positive: Vec<Vec<f32>>, negative: Vec<Vec<f32>> },
+    Discover { target: Vec<f32>, pairs: Vec<ContextPair> },
+    Context { pairs: Vec<ContextPair> },
+}
+
+/// A pair of a discover or context query: points nearer `positive` than `negative` rank higher.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContextPair {
+    pub positive: Vec<f32>,
+    pub negative: Vec<f32>,
+}
+
+impl ExampleQuery {
+    /// Every vector the query holds, to prepare or check them in one place.
+    pub fn vectors_mut(&mut self) -> Vec<&mut Vec<f32>> {
+        match self {
+            ExampleQuery::BestScore { positive, negative } | ExampleQuery::SumScores { positive, negative } => {
+                positive.iter_mut().chain(negative.iter_mut()).collect()
+            }
+            ExampleQuery::Discover { target, pairs } => std::iter::once(target)
+                .chain(pairs.iter_mut().flat_map(|p| [&mut p.positive, &mut p.negative]))
+                .collect(),
+            ExampleQuery::Context { pairs } => {
+                pairs.iter_mut().flat_map(|p| [&mut p.positive, &mut p.negative]).collect()
+            }
+        }
+    }
 }
 
 /// Qdrant's `params.quantization` for a search on an index with codes (`quantization:
@@ -110,6 +151,7 @@ impl SearchRequest {
             filter: None,
             using: String::new(),
             quantization: QuantizationParams::default(),
+            examples: None,
         }
     }
 }
@@ -169,6 +211,9 @@ pub struct Record {
     /// The point's vectors (every field it has), when asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vectors: Option<NamedVectors>,
+    /// The value the point was ordered by, for a scroll with [`ScrollRequest::order`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_value: Option<serde_json::Number>,
 }
 
 /// The name of the unnamed dense vector: in Qdrant's model, and in Ametist's, it is the
@@ -410,9 +455,22 @@ pub struct ScrollRequest {
     pub with_payload: bool,
     #[serde(default)]
     pub with_vector: bool,
+    /// Another order than the id's: by a payload value, or random. `offset` is then unused
+    /// and every partition returns its first `limit` in that order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<ScrollOrder>,
 }
 
-/// The acknowledgement of a write.
+/// The order of a scroll other than by id (see `scoring.rs`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ScrollOrder {
+    /// By the numbers (or datetimes, as microseconds since the epoch) at payload `key`; a
+    /// point with several values comes once per distinct value. Ties go by id.
+    Payload { key: String, descending: bool, start_from: Option<f64> },
+    /// A uniform random sample: each point's place is a hash of its id and `seed`.
+    Random { seed: u64 },
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WriteAck {
     /// The highest operation number the write produced in any partition it touched.

@@ -811,6 +811,9 @@ impl PartitionActor {
     /// A search by one dense field (`req.using`; `""` is the unnamed vector): one planner
     /// and one path for every dense field. Points without the field are not seen.
     fn search(&self, req: &SearchRequest) -> Result<Vec<ScoredDoc>, EngineError> {
+        if let Some(q) = &req.examples {
+            return self.search_examples(req, q);
+        }
         let field = req.using.as_str();
         let metric = self.fields.metric(field)?;
         let want = req.offset.saturating_add(req.k);
@@ -855,6 +858,37 @@ impl PartitionActor {
             })
             .map(|(slot, score)| self.scored(slot, score, req.with_payload, req.with_vector))
             .collect())
+    }
+
+    /// An example query (see `scoring.rs`): every matching point with the field, scored
+    /// exactly; higher is better whatever the metric.
+    fn search_examples(
+        &self,
+        req: &SearchRequest,
+        q: &crate::messages::ExampleQuery,
+    ) -> Result<Vec<ScoredDoc>, EngineError> {
+        let field = req.using.as_str();
+        let metric = self.fields.metric(field)?;
+        let mut hits: Vec<(f32, u32)> = self
+            .filtered_slots(req.filter.as_ref())
+            .into_iter()
+            .filter_map(|s| {
+                self.fields.dense_vector(field, s).map(|v| (crate::scoring::example_score(metric, q, &v), s))
+            })
+            .filter(|(score, _)| req.score_threshold.is_none_or(|t| *score > t))
+            .collect();
+        let id = |s: u32| &self.entries[s as usize].as_ref().expect("live slot").id;
+        hits.sort_by(|a, b| ametist_core::topk::compare(ametist_core::Metric::Dot, (a.0, id(a.1)), (b.0, id(b.1))));
+        hits.truncate(req.offset.saturating_add(req.k));
+        Ok(hits.into_iter().map(|(score, s)| self.scored(s, score, req.with_payload, req.with_vector)).collect())
+    }
+
+    /// The live slots `filter` lets through (all without one), in slot order.
+    fn filtered_slots(&self, filter: Option<&Filter>) -> Vec<u32> {
+        match filter {
+            Some(f) => self.matching(f),
+            None => self.live().map(|(s, _)| s).collect(),
+        }
     }
 
     /// Exact scan or graph walk. Small partitions, flat collections and `exact` requests
@@ -1235,6 +1269,20 @@ impl PartitionActor {
     }
 
     fn scroll(&self, req: &ScrollRequest) -> Vec<Record> {
+        if let Some(order) = &req.order {
+            let slots = self.filtered_slots(req.filter.as_ref());
+            let points = slots.into_iter().map(|s| {
+                let e = self.entries[s as usize].as_ref().expect("live slot");
+                (s, &e.id, e.payload.as_ref())
+            });
+            return crate::scoring::ordered(order, req.limit, points)
+                .into_iter()
+                .map(|(s, value)| Record {
+                    order_value: Some(value),
+                    ..self.record(s, req.with_payload, req.with_vector)
+                })
+                .collect();
+        }
         let from = match &req.offset {
             Some(id) => std::ops::Bound::Included(id.clone()),
             None => std::ops::Bound::Unbounded,
@@ -1257,6 +1305,7 @@ impl PartitionActor {
             version: e.version,
             payload: if with_payload { Some(e.payload.clone().unwrap_or_default()) } else { None },
             vectors: with_vector.then(|| self.fields.get(slot)),
+            order_value: None,
         }
     }
 

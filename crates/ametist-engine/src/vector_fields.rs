@@ -384,6 +384,11 @@ impl VectorFields {
         out
     }
 
+    /// The point's vector of the dense field `name`, when it has one.
+    pub fn dense_vector(&self, name: &str, point: u32) -> Option<Vec<f32>> {
+        self.dense.get(name)?.vector(point)
+    }
+
     /// Whether the point has the field `name` (dense or sparse).
     pub fn has(&self, point: u32, name: &str) -> bool {
         self.dense.get(name).is_some_and(|f| f.slot_of(point).is_some())

@@ -143,7 +143,8 @@ fn write(p: &PartitionRef, ops: Vec<WriteOp>) -> Result<WriteAck, EngineError> {
 
 fn read_all(p: &PartitionRef) -> State {
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let req = ScrollRequest { filter: None, offset: None, limit: 10_000, with_payload: true, with_vector: true };
+    let req =
+        ScrollRequest { filter: None, offset: None, limit: 10_000, with_payload: true, with_vector: true, order: None };
     p.try_send(PartitionMsg::Scroll(req, tx)).unwrap();
     let records = rx.blocking_recv().expect("partition answers").unwrap();
     records

@@ -109,7 +109,14 @@ fn ids(p: &PartitionRef) -> BTreeSet<u64> {
 /// Scroll, count and search, each of which must answer: ids, count, number of hits.
 fn reads(p: &PartitionRef) -> (BTreeSet<u64>, usize, usize) {
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let req = ScrollRequest { filter: None, offset: None, limit: 100_000, with_payload: true, with_vector: true };
+    let req = ScrollRequest {
+        filter: None,
+        offset: None,
+        limit: 100_000,
+        with_payload: true,
+        with_vector: true,
+        order: None,
+    };
     p.try_send(PartitionMsg::Scroll(req, tx)).expect("reads are accepted");
     let records = rx.blocking_recv().expect("the partition answers reads").expect("scroll succeeds");
     let ids: BTreeSet<u64> = records

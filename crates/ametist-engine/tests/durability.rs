@@ -37,7 +37,8 @@ async fn state(db: &Ametist, name: &str) -> State {
     let mut out = Vec::new();
     let mut offset = None;
     loop {
-        let req = ScrollRequest { filter: None, offset, limit: 1000, with_payload: true, with_vector: true };
+        let req =
+            ScrollRequest { filter: None, offset, limit: 1000, with_payload: true, with_vector: true, order: None };
         let (page, next) = c.scroll(req).await.unwrap();
         out.extend(
             page.into_iter()

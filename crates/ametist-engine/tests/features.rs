@@ -148,8 +148,14 @@ async fn payload_updates_scroll_count_and_delete_by_filter() {
     let mut seen = Vec::new();
     let mut offset = None;
     loop {
-        let req =
-            ScrollRequest { filter: None, offset: offset.clone(), limit: 30, with_payload: true, with_vector: false };
+        let req = ScrollRequest {
+            filter: None,
+            offset: offset.clone(),
+            limit: 30,
+            with_payload: true,
+            with_vector: false,
+            order: None,
+        };
         let (page, next) = c.scroll(req).await.unwrap();
         seen.extend(page.iter().map(|r| r.id.clone()));
         match next {

@@ -92,7 +92,14 @@ impl Copy {
 
     /// Every point with its version, payload and vectors, in id order.
     fn records(&self) -> Vec<Record> {
-        let req = ScrollRequest { filter: None, offset: None, limit: 100_000, with_payload: true, with_vector: true };
+        let req = ScrollRequest {
+            filter: None,
+            offset: None,
+            limit: 100_000,
+            with_payload: true,
+            with_vector: true,
+            order: None,
+        };
         self.ask(|r| PartitionMsg::Scroll(req, r)).expect("scroll answers")
     }
 }

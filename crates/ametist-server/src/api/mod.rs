@@ -16,6 +16,7 @@ pub mod auth;
 pub mod collections;
 pub mod consistency;
 pub mod envelope;
+pub mod explore;
 pub mod limits;
 pub mod openapi;
 pub mod partitions;
@@ -81,6 +82,16 @@ pub fn router(state: AppState) -> Router {
         .route("/collections/{name}/points/query/batch", post(points::query_batch))
         .route("/collections/{name}/points/search", post(points::search))
         .route("/collections/{name}/points/search/batch", post(points::search_batch))
+        .route("/collections/{name}/points/query/groups", post(explore::query_groups))
+        .route("/collections/{name}/points/search/groups", post(explore::search_groups))
+        .route("/collections/{name}/points/recommend", post(explore::recommend))
+        .route("/collections/{name}/points/recommend/batch", post(explore::recommend_batch))
+        .route("/collections/{name}/points/recommend/groups", post(explore::recommend_groups))
+        .route("/collections/{name}/points/discover", post(explore::discover))
+        .route("/collections/{name}/points/discover/batch", post(explore::discover_batch))
+        .route("/collections/{name}/facet", post(explore::facet))
+        .route("/collections/{name}/points/search/matrix/pairs", post(explore::matrix_pairs))
+        .route("/collections/{name}/points/search/matrix/offsets", post(explore::matrix_offsets))
         .route("/collections/{name}/points/delete", post(points::delete))
         .route("/collections/{name}/points/vectors", put(points::update_vectors))
         .route("/collections/{name}/points/vectors/delete", post(points::delete_vectors))
@@ -104,16 +115,6 @@ pub fn router(state: AppState) -> Router {
     // 404 that a client could take for "collection not found".
     for (path, what) in [
         ("/collections/{name}/points/batch", "batch update operations are"),
-        ("/collections/{name}/points/query/groups", "grouped queries are"),
-        ("/collections/{name}/points/search/groups", "grouped search is"),
-        ("/collections/{name}/points/recommend", "recommend queries are"),
-        ("/collections/{name}/points/recommend/batch", "recommend queries are"),
-        ("/collections/{name}/points/recommend/groups", "recommend queries are"),
-        ("/collections/{name}/points/discover", "discover queries are"),
-        ("/collections/{name}/points/discover/batch", "discover queries are"),
-        ("/collections/{name}/facet", "facet counts are"),
-        ("/collections/{name}/points/search/matrix/pairs", "distance matrices are"),
-        ("/collections/{name}/points/search/matrix/offsets", "distance matrices are"),
         ("/snapshots", "full-storage snapshots are"),
     ] {
         r = r.route(path, any(move || unsupported(what)));

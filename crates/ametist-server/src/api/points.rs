@@ -23,9 +23,10 @@ use serde_json::{json, Value};
 use ametist_core::filter::{Condition, Filter};
 use ametist_core::sparse::SparseVector;
 use ametist_core::{Payload, PointId};
-use ametist_engine::collection::{Branch, Collection, CollectionSpec, Fusion, SparseQuery, Target, TextQuery};
+use ametist_engine::collection::{Collection, CollectionSpec, Fusion, SparseQuery, Target, TextQuery};
 use ametist_engine::messages::{
-    MissingPartition, NamedVectors, QuantizationParams, Record, ScoredDoc, ScrollRequest, WriteAck, UNNAMED,
+    ContextPair, ExampleQuery, MissingPartition, NamedVectors, QuantizationParams, Record, ScoredDoc, ScrollOrder,
+    ScrollRequest, WriteAck, UNNAMED,
 };
 use ametist_engine::{InsertVector, SearchRequest, UpdateVector};
 
@@ -574,7 +575,7 @@ pub async fn query(State(state): State<AppState>, Path(name): Path<String>, body
     super::strict::check_query(&c, &req, started)?;
     let plan = QueryPlan::new(req, started)?;
     plan.cost(c.spec()).check(&state.config.limits, started)?;
-    let (points, missing) = plan.run(&c, started).await?;
+    let (points, missing) = plan.run(&state, &c, started).await?;
     let mut answer = Answer::new(json!({ "points": points }), started);
     answer.missing = missing;
     Ok(answer)
@@ -600,7 +601,7 @@ pub async fn query_batch(State(state): State<AppState>, Path(name): Path<String>
     let mut results = Vec::with_capacity(plans.len());
     let mut missing_all = Vec::new();
     for (c, plan) in plans {
-        let (points, missing) = plan.run(&c, started).await?;
+        let (points, missing) = plan.run(&state, &c, started).await?;
         merge_missing(&mut missing_all, missing);
         results.push(json!({ "points": points }));
     }
@@ -617,7 +618,7 @@ pub async fn search(State(state): State<AppState>, Path(name): Path<String>, bod
     super::strict::check_search(&c, &req, started)?;
     let plan = QueryPlan::from_search(req, started)?;
     plan.cost(c.spec()).check(&state.config.limits, started)?;
-    let (points, missing) = plan.run(&c, started).await?;
+    let (points, missing) = plan.run(&state, &c, started).await?;
     let mut answer = Answer::new(Value::Array(points), started);
     answer.missing = missing;
     Ok(answer)
@@ -642,7 +643,7 @@ pub async fn search_batch(State(state): State<AppState>, Path(name): Path<String
     let mut results = Vec::with_capacity(plans.len());
     let mut missing_all = Vec::new();
     for (c, plan) in plans {
-        let (points, missing) = plan.run(&c, started).await?;
+        let (points, missing) = plan.run(&state, &c, started).await?;
         merge_missing(&mut missing_all, missing);
         results.push(Value::Array(points));
     }
@@ -696,8 +697,15 @@ pub async fn scroll(State(state): State<AppState>, Path(name): Path<String>, bod
     if req.limit == Some(0) {
         return Err(ApiError::bad_request("Wrong input: limit must be at least 1", started));
     }
-    if req.order_by.as_ref().is_some_and(|v| !v.is_null()) {
-        return Err(not_supported("scroll `order_by` is not supported yet", started));
+    let order = match req.order_by {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(parse_order_by(&v, started)?),
+    };
+    if order.is_some() && req.offset.is_some() {
+        return Err(ApiError::bad_request(
+            "Wrong input: `offset` cannot be used with `order_by`; use `order_by.start_from`",
+            started,
+        ));
     }
     let scroll = ScrollRequest {
         filter,
@@ -705,6 +713,7 @@ pub async fn scroll(State(state): State<AppState>, Path(name): Path<String>, bod
         limit: req.limit.unwrap_or(10),
         with_payload: payload.wants_payload(),
         with_vector,
+        order,
     };
     let names = with_vector_names(&req.with_vector);
     Cost::of_hits(c.spec(), scroll.limit, with_vector, names.as_deref()).check(&state.config.limits, started)?;
@@ -753,7 +762,8 @@ pub async fn count(State(state): State<AppState>, Path(name): Path<String>, body
 const MAX_OVERSAMPLING: f64 = 1000.0;
 
 /// One nearest-neighbour query, parsed and checked, ready to run.
-struct QueryPlan {
+#[derive(Clone)]
+pub(crate) struct QueryPlan {
     target: QueryTarget,
     limit: usize,
     offset: usize,
@@ -768,10 +778,80 @@ struct QueryPlan {
     filter: Option<Filter>,
     /// The named vector (dense or sparse) to search; empty for the unnamed one.
     using: String,
+    /// Where examples given by id are read: another collection, and its vector.
+    lookup_from: Option<LookupFrom>,
+    /// Queries whose hits this one fuses or re-ranks (each may have its own).
+    prefetch: Vec<QueryPlan>,
+}
+
+/// Qdrant's `lookup_from`: `{"collection", "vector"}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LookupFrom {
+    collection: String,
+    #[serde(default)]
+    vector: Option<String>,
+}
+
+/// A hit of any query: a scored point, and the value it was ordered by (`order_by`).
+pub(crate) struct Hit {
+    pub doc: ScoredDoc,
+    pub order_value: Option<serde_json::Number>,
+}
+
+impl Hit {
+    fn scored(doc: ScoredDoc) -> Hit {
+        Hit { doc, order_value: None }
+    }
+
+    /// Qdrant's `ScoredPoint`.
+    pub(crate) fn json(self, payload: &PayloadSelector, names: Option<&[String]>, spec: &CollectionSpec) -> Value {
+        let mut v = scored_json(self.doc, payload, names, spec);
+        if let Some(o) = self.order_value {
+            v["order_value"] = Value::Number(o);
+        }
+        v
+    }
+}
+
+/// An example of a recommend, discover or context query: a stored point or a vector.
+#[derive(Debug, Clone)]
+pub(crate) enum Example {
+    Id(PointId),
+    Vector(Vec<f32>),
+}
+
+/// Qdrant's recommend strategies.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Strategy {
+    AverageVector,
+    BestScore,
+    SumScores,
+}
+
+/// A query by examples.
+#[derive(Debug, Clone)]
+pub(crate) enum Examples {
+    Recommend { positive: Vec<Example>, negative: Vec<Example>, strategy: Strategy },
+    Discover { target: Example, context: Vec<(Example, Example)> },
+    Context { context: Vec<(Example, Example)> },
 }
 
 /// What a query is near to.
+#[derive(Clone)]
 enum QueryTarget {
+    /// No `query`: points in id order.
+    List,
+    /// `order_by` (a payload value) or `sample: random`.
+    Order(ScrollOrder),
+    /// Recommend, discover or context.
+    Examples(Examples),
+    /// Nearest neighbours re-ranked for diversity (`{"nearest", "mmr"}`).
+    Mmr {
+        vector: Vec<f32>,
+        diversity: f32,
+        candidates: Option<usize>,
+    },
     Vector(Vec<f32>),
     /// A multivector query (a list of vectors), for a multivector `using`.
     Multi(Vec<Vec<f32>>),
@@ -784,45 +864,52 @@ enum QueryTarget {
         field: String,
         text: String,
     },
-    /// Qdrant's `{"fusion": "rrf" | "dbsf"}` over the `prefetch` queries.
-    Fusion {
-        fusion: Fusion,
-        prefetch: Vec<QueryPlan>,
-    },
+    /// Qdrant's `{"fusion": "rrf" | "dbsf"}` (or `{"rrf": ...}`) over the `prefetch` queries.
+    Fusion(Fusion),
 }
 
 impl QueryPlan {
-    fn new(req: QueryPoints, started: Instant) -> Result<Self, ApiError> {
-        Self::parse(req, started, true)
+    pub(crate) fn new(req: QueryPoints, started: Instant) -> Result<Self, ApiError> {
+        Self::parse(req, started)
     }
 
-    fn parse(req: QueryPoints, started: Instant, top_level: bool) -> Result<Self, ApiError> {
+    fn parse(req: QueryPoints, started: Instant) -> Result<Self, ApiError> {
         let filter = parse_filter(req.filter, started)?;
-        if req.lookup_from.as_ref().is_some_and(|v| !v.is_null()) {
-            return Err(not_supported("`lookup_from` is not supported yet", started));
-        }
+        let lookup_from =
+            match req.lookup_from {
+                None | Some(Value::Null) => None,
+                Some(v) => Some(serde_json::from_value::<LookupFrom>(v).map_err(|e| {
+                    ApiError::bad_request(format!("Format error in JSON body: lookup_from: {e}"), started)
+                })?),
+            };
         let prefetch = match req.prefetch {
             None | Some(Value::Null) => Vec::new(),
-            Some(_) if !top_level => {
-                return Err(not_supported("nested `prefetch` (inside a prefetch) is not supported yet", started))
-            }
             Some(Value::Array(items)) => items,
             Some(one) => vec![one],
         };
-        let target = if prefetch.is_empty() {
-            parse_query(req.query, started)?
+        let prefetch = prefetch
+            .into_iter()
+            .map(|p| {
+                let sub: QueryPoints = serde_json::from_value(p)
+                    .map_err(|e| ApiError::bad_request(format!("Format error in JSON body: prefetch: {e}"), started))?;
+                Self::parse(sub, started)
+            })
+            .collect::<Result<Vec<_>, ApiError>>()?;
+        let is_fusion = req.query.as_ref().is_some_and(|q| q.get("fusion").is_some() || q.get("rrf").is_some());
+        let target = if is_fusion {
+            if prefetch.is_empty() {
+                return Err(ApiError::bad_request("Wrong input: a fusion query needs `prefetch`", started));
+            }
+            QueryTarget::Fusion(parse_fusion(req.query.as_ref(), started)?)
+        } else if !prefetch.is_empty() && req.query.as_ref().is_none_or(Value::is_null) {
+            return Err(ApiError::bad_request(
+                "Wrong input: query: a query is needed to merge the prefetches",
+                started,
+            ));
+        } else if req.query.as_ref().is_some_and(|q| q.get("formula").is_some()) {
+            return Err(not_supported("`formula` queries are not supported yet", started));
         } else {
-            let fusion = parse_fusion(req.query.as_ref(), started)?;
-            let prefetch = prefetch
-                .into_iter()
-                .map(|p| {
-                    let sub: QueryPoints = serde_json::from_value(p).map_err(|e| {
-                        ApiError::bad_request(format!("Format error in JSON body: prefetch: {e}"), started)
-                    })?;
-                    Self::parse(sub, started, false)
-                })
-                .collect::<Result<Vec<_>, ApiError>>()?;
-            QueryTarget::Fusion { fusion, prefetch }
+            parse_query(req.query, started)?
         };
         Self::build(
             target,
@@ -835,10 +922,10 @@ impl QueryPlan {
             false,
             started,
         )
-        .map(|plan| QueryPlan { filter, using: req.using.unwrap_or_default(), ..plan })
+        .map(|plan| QueryPlan { filter, using: req.using.unwrap_or_default(), lookup_from, prefetch, ..plan })
     }
 
-    fn from_search(req: SearchPoints, started: Instant) -> Result<Self, ApiError> {
+    pub(crate) fn from_search(req: SearchPoints, started: Instant) -> Result<Self, ApiError> {
         let filter = parse_filter(req.filter, started)?;
         let vector = req.vector.dense(started)?;
         Self::build(
@@ -909,15 +996,80 @@ impl QueryPlan {
             quantization,
             filter: None,
             using: String::new(),
+            lookup_from: None,
+            prefetch: Vec::new(),
         })
     }
 
     /// Runs the query: the hits as Qdrant's `ScoredPoint`s, and the partitions missing
     /// from them.
-    async fn run(self, c: &Collection, started: Instant) -> Result<(Vec<Value>, Vec<MissingPartition>), ApiError> {
+    pub(crate) async fn run(
+        self,
+        state: &AppState,
+        c: &Collection,
+        started: Instant,
+    ) -> Result<(Vec<Value>, Vec<MissingPartition>), ApiError> {
+        let (payload, names) = (self.payload.clone(), self.vector_names.clone());
+        let (hits, missing) = self.run_hits(state, c, started).await?;
+        Ok((hits.into_iter().map(|h| h.json(&payload, names.as_deref(), c.spec())).collect(), missing))
+    }
+
+    /// Runs the query: its hits with their payloads and vectors as the engine gave them.
+    pub(crate) async fn run_hits(
+        self,
+        state: &AppState,
+        c: &Collection,
+        started: Instant,
+    ) -> Result<(Vec<Hit>, Vec<MissingPartition>), ApiError> {
         let engine = |e| ApiError::from_engine(e, started);
-        let names = self.vector_names.as_deref();
+        if !self.prefetch.is_empty() {
+            return Box::pin(self.run_prefetched(state, c, started)).await;
+        }
         let target = match self.target {
+            QueryTarget::List | QueryTarget::Order(_) => {
+                let order = match self.target {
+                    QueryTarget::Order(o) => Some(o),
+                    _ => None,
+                };
+                // Random samples have no offset (as in Qdrant).
+                let skip = if matches!(order, Some(ScrollOrder::Random { .. })) { 0 } else { self.offset };
+                let random = matches!(order, Some(ScrollOrder::Random { .. }));
+                let scroll = ScrollRequest {
+                    filter: self.filter,
+                    offset: None,
+                    limit: skip.saturating_add(self.limit),
+                    with_payload: self.payload.wants_payload(),
+                    with_vector: self.with_vector,
+                    order,
+                };
+                let (records, _) = c.scroll(scroll).await.map_err(engine)?;
+                let hits = records
+                    .into_iter()
+                    .skip(skip)
+                    .map(|r| Hit {
+                        doc: ScoredDoc {
+                            id: r.id,
+                            version: r.version,
+                            score: 1.0,
+                            payload: r.payload,
+                            vectors: r.vectors,
+                        },
+                        order_value: if random { None } else { r.order_value },
+                    })
+                    .collect();
+                return Ok((hits, Vec::new()));
+            }
+            QueryTarget::Examples(examples) => {
+                let plan = QueryPlan { target: QueryTarget::List, ..self };
+                return plan.run_examples(examples, state, c, started).await;
+            }
+            QueryTarget::Mmr { vector, diversity, candidates } => {
+                let plan = QueryPlan { target: QueryTarget::List, ..self };
+                return plan.run_mmr(vector, diversity, candidates, c, started).await;
+            }
+            other => other,
+        };
+        let target = match target {
             QueryTarget::Text { field, text } => {
                 let q = TextQuery {
                     field,
@@ -929,25 +1081,10 @@ impl QueryPlan {
                     with_vector: self.with_vector,
                 };
                 let r = c.text_search(q).await.map_err(engine)?;
-                let points = r.results.into_iter().map(|d| scored_json(d, &self.payload, names, c.spec())).collect();
+                let points = r.results.into_iter().map(Hit::scored).collect();
                 return Ok((points, r.missing_partitions));
             }
-            QueryTarget::Fusion { fusion, prefetch } => {
-                let mut branches = Vec::with_capacity(prefetch.len());
-                for p in prefetch {
-                    branches.push(p.branch(c, self.filter.as_ref(), started).await?);
-                }
-                let want = self.offset.saturating_add(self.limit);
-                let r = c.hybrid(branches, fusion, want).await.map_err(engine)?;
-                let points = r
-                    .results
-                    .into_iter()
-                    .skip(self.offset)
-                    .take(self.limit)
-                    .map(|d| scored_json(d, &self.payload, names, c.spec()))
-                    .collect();
-                return Ok((points, r.missing_partitions));
-            }
+            QueryTarget::Fusion(_) => unreachable!("a fusion has prefetches, run first"),
             other => other,
         };
         let (query, exclude, k, offset) = match target {
@@ -977,7 +1114,7 @@ impl QueryPlan {
                     hits.retain(|h| h.id != id);
                     hits = hits.into_iter().skip(self.offset).take(self.limit).collect();
                 }
-                let points = hits.into_iter().map(|d| scored_json(d, &self.payload, names, c.spec())).collect();
+                let points = hits.into_iter().map(Hit::scored).collect();
                 return Ok((points, r.missing_partitions));
             }
         };
@@ -997,88 +1134,110 @@ impl QueryPlan {
             hits.retain(|h| h.id != id);
             hits = hits.into_iter().skip(self.offset).take(self.limit).collect();
         }
-        let points = hits.into_iter().map(|d| scored_json(d, &self.payload, names, c.spec())).collect();
+        let points = hits.into_iter().map(Hit::scored).collect();
         Ok((points, result.missing_partitions))
     }
 }
 
 impl QueryPlan {
     /// What this query asks for: the hits of it and its prefetches, and the answer's size.
-    fn cost(&self, spec: &CollectionSpec) -> Cost {
+    pub(crate) fn cost(&self, spec: &CollectionSpec) -> Cost {
         let own = Cost::of_hits(spec, self.limit, self.with_vector, self.vector_names.as_deref());
         let want = self.limit.saturating_add(self.offset);
         let mut cost = Cost { results: want, largest: want, ..own };
-        if let QueryTarget::Fusion { prefetch, .. } = &self.target {
-            for p in prefetch {
-                cost = cost.add(Cost { answer_bytes: 0, ..p.cost(spec) });
-            }
+        for p in &self.prefetch {
+            cost = cost.add(Cost { answer_bytes: 0, ..p.cost(spec) });
         }
         cost
     }
 
-    /// This prefetch as a branch of a fusion query; `outer` (the query's own filter)
-    /// applies to every branch.
-    async fn branch(self, c: &Collection, outer: Option<&Filter>, started: Instant) -> Result<Branch, ApiError> {
-        let filter = match (self.filter, outer) {
-            (Some(a), Some(b)) => Some(Filter {
-                must: Some(vec![Condition::Filter(a), Condition::Filter(b.clone())]),
-                ..Filter::default()
-            }),
-            (a, b) => a.or_else(|| b.cloned()),
-        };
-        let k = self.offset.saturating_add(self.limit);
-        let vector = match self.target {
-            QueryTarget::Text { field, text } => {
-                return Ok(Branch::Text(TextQuery {
-                    field,
-                    text,
-                    k,
-                    offset: 0,
-                    filter,
-                    with_payload: self.payload.wants_payload(),
-                    with_vector: self.with_vector,
-                }))
+    /// Runs the prefetches (each with this query's filter added to its own, as Qdrant
+    /// propagates filters to the leaves), then fuses their hits, or runs this query over
+    /// them only (a re-rank: the query's filter plus `has_id` of their hits), as Qdrant's
+    /// local mode does.
+    async fn run_prefetched(
+        mut self,
+        state: &AppState,
+        c: &Collection,
+        started: Instant,
+    ) -> Result<(Vec<Hit>, Vec<MissingPartition>), ApiError> {
+        let engine = |e| ApiError::from_engine(e, started);
+        let mut lists = Vec::with_capacity(self.prefetch.len());
+        let mut missing = Vec::new();
+        for mut p in std::mem::take(&mut self.prefetch) {
+            p.filter = and_filters(self.filter.clone(), p.filter.take());
+            let (hits, m) = Box::pin(p.run_hits(state, c, started)).await?;
+            merge_missing(&mut missing, m);
+            lists.push(hits.into_iter().map(|h| h.doc).collect::<Vec<_>>());
+        }
+        if let QueryTarget::Fusion(fusion) = self.target {
+            let want = self.offset.saturating_add(self.limit);
+            let mut fused = ametist_engine::collection::fuse(lists, fusion, want).map_err(engine)?;
+            if let Some(t) = self.score_threshold {
+                fused.retain(|d| d.score >= t);
             }
-            QueryTarget::Fusion { .. } => unreachable!("nested prefetch is refused when parsing"),
-            QueryTarget::Point(id) => point_vector(c, &id, &self.using, started).await?,
-            other => query_vector(c, other, &self.using, started)?,
-        };
-        let vector = match vector {
-            QueryVector::Dense(v) => v,
-            QueryVector::Sparse(vector) => {
-                return Ok(Branch::Sparse(SparseQuery {
-                    name: self.using,
-                    vector,
-                    k,
-                    offset: 0,
-                    filter,
-                    with_payload: true,
-                    with_vector: self.with_vector,
-                    score_threshold: self.score_threshold,
-                }))
+            let fused: Vec<ScoredDoc> = fused.into_iter().skip(self.offset).collect();
+            // The prefetches fetched neither payloads nor vectors: read those asked for.
+            let (with_payload, with_vector) = (self.payload.wants_payload(), self.with_vector);
+            let mut found = std::collections::HashMap::new();
+            if (with_payload || with_vector) && !fused.is_empty() {
+                let ids = fused.iter().map(|d| d.id.clone()).collect();
+                for r in c.get(ids, with_payload, with_vector).await.map_err(engine)? {
+                    found.insert(r.id.clone(), r);
+                }
             }
+            let hits = fused
+                .into_iter()
+                .map(|mut d| {
+                    if let Some(r) = found.remove(&d.id) {
+                        d.payload = r.payload;
+                        d.vectors = r.vectors;
+                    }
+                    Hit::scored(d)
+                })
+                .collect();
+            return Ok((hits, missing));
+        }
+        let ids: std::collections::BTreeSet<PointId> = lists.into_iter().flatten().map(|d| d.id).collect();
+        if ids.is_empty() {
+            return Ok((Vec::new(), missing));
+        }
+        let only = Filter {
+            must: Some(vec![Condition::HasId(ametist_core::filter::HasIdCondition { has_id: ids })]),
+            ..Filter::default()
         };
-        let mut req = SearchRequest::new(vector, k);
-        req.using = self.using.clone();
-        req.with_payload = true;
-        req.with_vector = self.with_vector;
-        req.score_threshold = self.score_threshold;
-        req.ef = self.ef;
-        req.exact = self.exact;
-        req.quantization = self.quantization;
-        req.filter = filter;
-        Ok(Branch::Vector(req))
+        self.filter = and_filters(self.filter.take(), Some(only));
+        let (hits, m) = Box::pin(self.run_hits(state, c, started)).await?;
+        merge_missing(&mut missing, m);
+        Ok((hits, missing))
     }
 }
 
 /// Reads `query`: a vector, a point id, or `{"nearest": vector or id}`.
 fn parse_query(query: Option<Value>, started: Instant) -> Result<QueryTarget, ApiError> {
     let value = match query {
-        None | Some(Value::Null) => {
-            return Err(not_supported(
-                "a query without `query` (listing points) is not supported yet; send a vector",
-                started,
-            ))
+        None | Some(Value::Null) => return Ok(QueryTarget::List),
+        Some(Value::Object(m)) if m.len() == 1 && m.contains_key("recommend") => {
+            return parse_recommend(&m["recommend"], started).map(QueryTarget::Examples)
+        }
+        Some(Value::Object(m)) if m.len() == 1 && m.contains_key("discover") => {
+            return parse_discover(&m["discover"], started).map(QueryTarget::Examples)
+        }
+        Some(Value::Object(m)) if m.len() == 1 && m.contains_key("context") => {
+            let context = parse_context(&m["context"], "context", started)?;
+            return Ok(QueryTarget::Examples(Examples::Context { context }));
+        }
+        Some(Value::Object(m)) if m.len() == 1 && m.contains_key("order_by") => {
+            return parse_order_by(&m["order_by"], started).map(QueryTarget::Order)
+        }
+        Some(Value::Object(m)) if m.len() == 1 && m.contains_key("sample") => {
+            return match m["sample"].as_str() {
+                Some("random") => Ok(QueryTarget::Order(ScrollOrder::Random { seed: random_seed() })),
+                _ => Err(ApiError::bad_request(
+                    format!("Format error in JSON body: sample: unknown variant {}, expected `random`", m["sample"]),
+                    started,
+                )),
+            };
         }
         Some(Value::Object(m)) if m.contains_key("bm25") => {
             #[derive(Deserialize)]
@@ -1101,6 +1260,9 @@ fn parse_query(query: Option<Value>, started: Instant) -> Result<QueryTarget, Ap
                     started,
                 ));
             };
+            if let Some(mmr) = m.remove("mmr").filter(|v| !v.is_null()) {
+                return parse_mmr(nearest, mmr, started);
+            }
             if let Some((k, _)) = m.iter().find(|(_, v)| !v.is_null()) {
                 return Err(not_supported(format!("`nearest` with `{k}` is not supported yet"), started));
             }
@@ -1137,6 +1299,429 @@ fn parse_query(query: Option<Value>, started: Instant) -> Result<QueryTarget, Ap
             started,
         )),
     }
+}
+
+/// `{"nearest": vector, "mmr": {"diversity", "candidates_limit"}}` (dense vectors only).
+fn parse_mmr(nearest: Value, mmr: Value, started: Instant) -> Result<QueryTarget, ApiError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Mmr {
+        #[serde(default)]
+        diversity: Option<f32>,
+        #[serde(default)]
+        candidates_limit: Option<usize>,
+    }
+    let mmr: Mmr = serde_json::from_value(mmr).map_err(|e| bad_field("mmr", e, started))?;
+    let diversity = mmr.diversity.unwrap_or(0.5);
+    if !(0.0..=1.0).contains(&diversity) {
+        return Err(bad_field("mmr.diversity", format!("must be between 0 and 1, got {diversity}"), started));
+    }
+    if mmr.candidates_limit == Some(0) {
+        return Err(bad_field("mmr.candidates_limit", "must be at least 1", started));
+    }
+    let vector = match nearest {
+        Value::Array(ref items) if !items.first().is_some_and(Value::is_array) => {
+            serde_json::from_value::<Vec<f32>>(nearest).map_err(|e| bad_field("nearest", e, started))?
+        }
+        _ => {
+            return Err(not_supported(
+                "`mmr` with a sparse, multivector or point id query is not supported yet; send a dense vector",
+                started,
+            ))
+        }
+    };
+    Ok(QueryTarget::Mmr { vector, diversity, candidates: mmr.candidates_limit })
+}
+
+/// The index of the last largest value (as Qdrant's `max_by_key`).
+fn last_argmax(xs: impl Iterator<Item = f32>) -> usize {
+    let mut best = (0, f32::NEG_INFINITY);
+    for (i, x) in xs.enumerate() {
+        if i == 0 || x >= best.1 {
+            best = (i, x);
+        }
+    }
+    best.0
+}
+
+impl QueryPlan {
+    /// Maximal marginal relevance: the `candidates_limit` nearest points, then, one at a
+    /// time, the candidate with the best `λ·sim(query) − (1−λ)·max sim(chosen)` (λ = 1 −
+    /// diversity), starting from the nearest. Hits keep their similarity to the query as
+    /// their score. Qdrant's tie rules (the last best; the chosen one swapped out with the
+    /// last pending) are kept, so answers match.
+    async fn run_mmr(
+        self,
+        vector: Vec<f32>,
+        diversity: f32,
+        candidates: Option<usize>,
+        c: &Collection,
+        started: Instant,
+    ) -> Result<(Vec<Hit>, Vec<MissingPartition>), ApiError> {
+        let bad = |e: String| ApiError::bad_request(format!("Wrong input: {e}"), started);
+        let field = match c.spec().dense_field(&self.using) {
+            Some(f) if f.multivector.is_none() => f.clone(),
+            Some(_) => return Err(not_supported("`mmr` over a multivector is not supported yet", started)),
+            None if c.spec().sparse_vectors.contains_key(&self.using) => {
+                return Err(not_supported("`mmr` over a sparse vector is not supported yet", started))
+            }
+            None => return Err(bad(format!("Not existing vector name error: {}", self.using))),
+        };
+        let query = field.prepare(vector).map_err(|e| bad(format!("query: {e}")))?;
+        let mut req = SearchRequest::new(query.clone(), candidates.unwrap_or(self.limit));
+        req.using = self.using.clone();
+        req.with_payload = self.payload.wants_payload();
+        req.with_vector = true;
+        req.score_threshold = self.score_threshold;
+        req.ef = self.ef;
+        req.exact = self.exact;
+        req.quantization = self.quantization;
+        req.filter = self.filter;
+        let r = c.search(req).await.map_err(|e| ApiError::from_engine(e, started))?;
+        let mut docs = r.results;
+        let vectors: Vec<Vec<f32>> = docs
+            .iter_mut()
+            .map(|d| d.vectors.as_mut().and_then(|v| v.dense.get(&self.using).cloned()).unwrap_or_default())
+            .collect();
+        if docs.is_empty() {
+            return Ok((Vec::new(), r.missing_partitions));
+        }
+        let sim = |a: &[f32], b: &[f32]| -field.metric.distance(a, b);
+        let relevance: Vec<f32> = vectors.iter().map(|v| sim(&query, v)).collect();
+        let lambda = 1.0 - diversity;
+        let want = self.offset.saturating_add(self.limit);
+        let mut pending: Vec<usize> = (0..docs.len()).collect();
+        let first = last_argmax(pending.iter().map(|&i| relevance[i]));
+        let mut selected = vec![pending.swap_remove(first)];
+        while selected.len() < want && !pending.is_empty() {
+            let scores: Vec<f32> = pending
+                .iter()
+                .map(|&i| {
+                    let nearest =
+                        selected.iter().map(|&j| sim(&vectors[i], &vectors[j])).fold(f32::NEG_INFINITY, f32::max);
+                    lambda * relevance[i] - (1.0 - lambda) * nearest
+                })
+                .collect();
+            if scores.iter().all(|s| *s == f32::NEG_INFINITY) {
+                break;
+            }
+            selected.push(pending.swap_remove(last_argmax(scores.into_iter())));
+        }
+        let mut slots: Vec<Option<ScoredDoc>> = docs.into_iter().map(Some).collect();
+        let hits = selected
+            .into_iter()
+            .skip(self.offset)
+            .filter_map(|i| slots[i].take())
+            .map(|mut d| {
+                if !self.with_vector {
+                    d.vectors = None;
+                }
+                Hit::scored(d)
+            })
+            .collect();
+        Ok((hits, r.missing_partitions))
+    }
+}
+
+/// Both filters (either may be absent).
+fn and_filters(a: Option<Filter>, b: Option<Filter>) -> Option<Filter> {
+    match (a, b) {
+        (Some(a), Some(b)) => {
+            Some(Filter { must: Some(vec![Condition::Filter(a), Condition::Filter(b)]), ..Filter::default() })
+        }
+        (a, b) => a.or(b),
+    }
+}
+
+/// A seed for `sample: random`: a fresh one per query.
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    h.finish()
+}
+
+fn bad_field(field: &str, e: impl std::fmt::Display, started: Instant) -> ApiError {
+    ApiError::bad_request(format!("Format error in JSON body: {field}: {e}"), started)
+}
+
+/// An example: a point id or a dense vector.
+fn parse_example(v: &Value, field: &str, started: Instant) -> Result<Example, ApiError> {
+    match v {
+        Value::Number(_) | Value::String(_) => {
+            serde_json::from_value::<PointId>(v.clone()).map(Example::Id).map_err(|e| bad_field(field, e, started))
+        }
+        Value::Array(items) if items.first().is_some_and(Value::is_array) => {
+            Err(not_supported(format!("{field}: multivector examples are not supported yet"), started))
+        }
+        Value::Array(_) => {
+            serde_json::from_value::<Vec<f32>>(v.clone()).map(Example::Vector).map_err(|e| bad_field(field, e, started))
+        }
+        Value::Object(_) => Err(not_supported(format!("{field}: sparse examples are not supported yet"), started)),
+        other => Err(bad_field(field, format!("expected a point id or a vector, got {other}"), started)),
+    }
+}
+
+fn parse_examples(v: Option<&Value>, field: &str, started: Instant) -> Result<Vec<Example>, ApiError> {
+    match v {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(items)) => items.iter().map(|x| parse_example(x, field, started)).collect(),
+        Some(other) => Err(bad_field(field, format!("expected a list, got {other}"), started)),
+    }
+}
+
+/// `{"positive", "negative", "strategy"}` of a recommend query.
+pub(crate) fn parse_recommend(v: &Value, started: Instant) -> Result<Examples, ApiError> {
+    let m = v.as_object().ok_or_else(|| bad_field("recommend", "expected an object", started))?;
+    if let Some(k) = m.keys().find(|k| !["positive", "negative", "strategy"].contains(&k.as_str())) {
+        return Err(bad_field("recommend", format!("unknown field `{k}`"), started));
+    }
+    let strategy = match m.get("strategy") {
+        None | Some(Value::Null) => Strategy::AverageVector,
+        Some(s) => match s.as_str() {
+            Some("average_vector") => Strategy::AverageVector,
+            Some("best_score") => Strategy::BestScore,
+            Some("sum_scores") => Strategy::SumScores,
+            _ => {
+                return Err(bad_field(
+                    "recommend.strategy",
+                    format!("unknown variant {s}, expected `average_vector`, `best_score` or `sum_scores`"),
+                    started,
+                ))
+            }
+        },
+    };
+    let positive = parse_examples(m.get("positive"), "recommend.positive", started)?;
+    let negative = parse_examples(m.get("negative"), "recommend.negative", started)?;
+    if strategy == Strategy::AverageVector && positive.is_empty() {
+        return Err(ApiError::bad_request(
+            "Wrong input: recommend.positive is empty: the average_vector strategy needs a positive example",
+            started,
+        ));
+    }
+    if positive.is_empty() && negative.is_empty() {
+        return Err(ApiError::bad_request("Wrong input: recommend needs positive or negative examples", started));
+    }
+    Ok(Examples::Recommend { positive, negative, strategy })
+}
+
+/// `[{"positive", "negative"}, ...]` of a discover or context query.
+pub(crate) fn parse_context(v: &Value, field: &str, started: Instant) -> Result<Vec<(Example, Example)>, ApiError> {
+    let pairs = match v {
+        Value::Null => return Ok(Vec::new()),
+        Value::Array(items) => items.iter().collect::<Vec<_>>(),
+        one @ Value::Object(_) => vec![one],
+        other => return Err(bad_field(field, format!("expected a list of pairs, got {other}"), started)),
+    };
+    pairs
+        .into_iter()
+        .map(|p| {
+            let m = p.as_object().ok_or_else(|| bad_field(field, "a pair is {\"positive\", \"negative\"}", started))?;
+            if let Some(k) = m.keys().find(|k| !["positive", "negative"].contains(&k.as_str())) {
+                return Err(bad_field(field, format!("unknown field `{k}` in a pair"), started));
+            }
+            let (Some(pos), Some(neg)) = (m.get("positive"), m.get("negative")) else {
+                return Err(bad_field(field, "a pair needs `positive` and `negative`", started));
+            };
+            Ok((parse_example(pos, field, started)?, parse_example(neg, field, started)?))
+        })
+        .collect()
+}
+
+/// `{"target", "context"}` of a discover query.
+pub(crate) fn parse_discover(v: &Value, started: Instant) -> Result<Examples, ApiError> {
+    let m = v.as_object().ok_or_else(|| bad_field("discover", "expected an object", started))?;
+    if let Some(k) = m.keys().find(|k| !["target", "context"].contains(&k.as_str())) {
+        return Err(bad_field("discover", format!("unknown field `{k}`"), started));
+    }
+    let target = m
+        .get("target")
+        .filter(|t| !t.is_null())
+        .ok_or_else(|| bad_field("discover", "missing field `target`", started))?;
+    let target = parse_example(target, "discover.target", started)?;
+    let context = parse_context(m.get("context").unwrap_or(&Value::Null), "discover.context", started)?;
+    Ok(Examples::Discover { target, context })
+}
+
+/// `order_by`: a key, or `{"key", "direction", "start_from"}`.
+pub(crate) fn parse_order_by(v: &Value, started: Instant) -> Result<ScrollOrder, ApiError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct OrderBy {
+        key: String,
+        #[serde(default)]
+        direction: Option<String>,
+        #[serde(default)]
+        start_from: Option<Value>,
+    }
+    let o: OrderBy = match v {
+        Value::String(key) => OrderBy { key: key.clone(), direction: None, start_from: None },
+        other => serde_json::from_value(other.clone()).map_err(|e| bad_field("order_by", e, started))?,
+    };
+    if o.key.trim().is_empty() {
+        return Err(bad_field("order_by.key", "must not be empty", started));
+    }
+    let descending = match o.direction.as_deref() {
+        None | Some("asc") => false,
+        Some("desc") => true,
+        Some(d) => {
+            return Err(bad_field(
+                "order_by.direction",
+                format!("unknown variant `{d}`, expected `asc` or `desc`"),
+                started,
+            ))
+        }
+    };
+    let start_from = match o.start_from {
+        None | Some(Value::Null) => None,
+        Some(v) => match ametist_engine::scoring::order_value(&v).and_then(|n| n.as_f64()) {
+            Some(x) => Some(x),
+            None => {
+                return Err(bad_field(
+                    "order_by.start_from",
+                    format!("expected a number or a datetime, got {v}"),
+                    started,
+                ))
+            }
+        },
+    };
+    Ok(ScrollOrder::Payload { key: o.key, descending, start_from })
+}
+
+impl QueryPlan {
+    /// This query asking for its best `k` with whole payloads, to group them.
+    pub(crate) fn for_groups(&self, k: usize) -> QueryPlan {
+        QueryPlan { limit: k, offset: 0, payload: PayloadSelector::All, ..self.clone() }
+    }
+
+    /// The payload selector and the vector names of the answer.
+    pub(crate) fn selectors(&self) -> (PayloadSelector, Option<Vec<String>>) {
+        (self.payload.clone(), self.vector_names.clone())
+    }
+
+    /// Runs a recommend, discover or context query: examples by id are read (from
+    /// `lookup_from` when set, else from this collection, whose example points are then
+    /// left out of the hits), then an average vector is searched, or the examples scored.
+    async fn run_examples(
+        self,
+        examples: Examples,
+        state: &AppState,
+        c: &Collection,
+        started: Instant,
+    ) -> Result<(Vec<Hit>, Vec<MissingPartition>), ApiError> {
+        let (source, vector_name) = match &self.lookup_from {
+            Some(l) => {
+                (collection(state, &l.collection, started)?, l.vector.clone().unwrap_or_else(|| self.using.clone()))
+            }
+            None => (c.clone(), self.using.clone()),
+        };
+        if c.spec().sparse_vectors.contains_key(&self.using) {
+            return Err(not_supported(
+                format!(
+                    "recommend, discover and context queries of the sparse vector `{}` are not supported yet",
+                    self.using
+                ),
+                started,
+            ));
+        }
+        let same = self.lookup_from.is_none();
+        let mut mentioned = std::collections::BTreeSet::new();
+        let mut resolve = async |e: Example| -> Result<Vec<f32>, ApiError> {
+            match e {
+                Example::Vector(v) => Ok(v),
+                Example::Id(id) => {
+                    let v = match point_vector(&source, &id, &vector_name, started).await? {
+                        QueryVector::Dense(v) => v,
+                        QueryVector::Sparse(_) => {
+                            return Err(not_supported("sparse examples are not supported yet", started))
+                        }
+                    };
+                    if same {
+                        mentioned.insert(id);
+                    }
+                    Ok(v)
+                }
+            }
+        };
+        let mut pairs = Vec::new();
+        let (query, examples) = match examples {
+            Examples::Recommend { positive, negative, strategy } => {
+                let mut pos = Vec::with_capacity(positive.len());
+                for e in positive {
+                    pos.push(resolve(e).await?);
+                }
+                let mut neg = Vec::with_capacity(negative.len());
+                for e in negative {
+                    neg.push(resolve(e).await?);
+                }
+                match strategy {
+                    Strategy::AverageVector => (average_vector(&pos, &neg, started)?, None),
+                    Strategy::BestScore => (Vec::new(), Some(ExampleQuery::BestScore { positive: pos, negative: neg })),
+                    Strategy::SumScores => (Vec::new(), Some(ExampleQuery::SumScores { positive: pos, negative: neg })),
+                }
+            }
+            Examples::Discover { target, context } => {
+                let target = resolve(target).await?;
+                for (p, n) in context {
+                    pairs.push(ContextPair { positive: resolve(p).await?, negative: resolve(n).await? });
+                }
+                (Vec::new(), Some(ExampleQuery::Discover { target, pairs }))
+            }
+            Examples::Context { context } => {
+                if context.is_empty() {
+                    return Err(ApiError::bad_request("Wrong input: context needs at least one pair", started));
+                }
+                for (p, n) in context {
+                    pairs.push(ContextPair { positive: resolve(p).await?, negative: resolve(n).await? });
+                }
+                (Vec::new(), Some(ExampleQuery::Context { pairs }))
+            }
+        };
+        let mut filter = self.filter;
+        if !mentioned.is_empty() {
+            let not_examples = Condition::HasId(ametist_core::filter::HasIdCondition { has_id: mentioned });
+            let f = filter.get_or_insert_with(Filter::default);
+            f.must_not.get_or_insert_with(Vec::new).push(not_examples);
+        }
+        let mut req = SearchRequest::new(query, self.limit);
+        req.using = self.using.clone();
+        req.offset = self.offset;
+        req.with_payload = self.payload.wants_payload();
+        req.with_vector = self.with_vector;
+        req.score_threshold = self.score_threshold;
+        req.ef = self.ef;
+        req.exact = self.exact;
+        req.quantization = self.quantization;
+        req.filter = filter;
+        req.examples = examples;
+        let r = c.search(req).await.map_err(|e| ApiError::from_engine(e, started))?;
+        Ok((r.results.into_iter().map(Hit::scored).collect(), r.missing_partitions))
+    }
+}
+
+/// Qdrant's average-vector recommendation: `2 · mean(positive) − mean(negative)`, or the
+/// positive mean alone.
+fn average_vector(positive: &[Vec<f32>], negative: &[Vec<f32>], started: Instant) -> Result<Vec<f32>, ApiError> {
+    let mean = |xs: &[Vec<f32>]| -> Result<Vec<f32>, ApiError> {
+        let dim = xs[0].len();
+        if xs.iter().any(|x| x.len() != dim) {
+            return Err(ApiError::bad_request("Wrong input: the examples have different dimensions", started));
+        }
+        let mut m = vec![0f64; dim];
+        for x in xs {
+            m.iter_mut().zip(x).for_each(|(a, b)| *a += f64::from(*b));
+        }
+        Ok(m.into_iter().map(|a| (a / xs.len() as f64) as f32).collect())
+    };
+    let pos = mean(positive)?;
+    if negative.is_empty() {
+        return Ok(pos);
+    }
+    let neg = mean(negative)?;
+    if neg.len() != pos.len() {
+        return Err(ApiError::bad_request("Wrong input: the examples have different dimensions", started));
+    }
+    Ok(pos.iter().zip(&neg).map(|(p, n)| p + p - n).collect())
 }
 
 /// A query vector resolved against the collection's vectors.
@@ -1286,8 +1871,16 @@ fn scored_json(d: ScoredDoc, payload: &PayloadSelector, names: Option<&[String]>
 }
 
 /// Qdrant's `Record`; `payload` and `vector` only when asked for.
-fn record_json(r: Record, payload: &PayloadSelector, names: Option<&[String]>, spec: &CollectionSpec) -> Value {
+pub(crate) fn record_json(
+    r: Record,
+    payload: &PayloadSelector,
+    names: Option<&[String]>,
+    spec: &CollectionSpec,
+) -> Value {
     let mut v = json!({ "id": r.id });
+    if let Some(o) = r.order_value {
+        v["order_value"] = Value::Number(o);
+    }
     if let Some(p) = payload.apply(r.payload) {
         v["payload"] = Value::Object(p);
     }
