@@ -77,7 +77,9 @@ def test_create_list_delete_shard_key(client, collection_name):
         client.delete_collection(other)
 
 
-def test_shard_key_isolation(client, collection_name):
+def test_shard_key_isolation(server, client, collection_name):
+    import httpx
+
     rng = random.Random(16)
     create_custom(client, collection_name)
     client.create_shard_key(collection_name, "tenant_a")
@@ -104,6 +106,24 @@ def test_shard_key_isolation(client, collection_name):
         batch = [models.QueryRequest(query=vec(rng), limit=5, shard_key=key, with_payload=True)]
         found = client.query_batch_points(collection_name, batch)[0].points
         assert len(found) == 5 and {h.payload["tenant"] for h in found} == {tenant}
+        # The routes built on queries keep to the key too: groups, recommend, facets.
+        groups = client.query_points_groups(
+            collection_name, group_by="tenant", query=vec(rng), limit=5, group_size=3, shard_key_selector=key
+        ).groups
+        assert [g.id for g in groups] == [tenant]
+        rec = client.query_points(
+            collection_name, models.RecommendQuery(recommend=models.RecommendInput(positive=[vec(rng)])),
+            limit=100, shard_key_selector=key,
+        ).points
+        assert len(rec) == n and {h.payload["tenant"] for h in rec} == {tenant}
+        r = httpx.post(
+            f"{server.url}/collections/{collection_name}/points/recommend",
+            json={"positive": [vec(rng)], "limit": 100, "shard_key": key, "with_payload": True},
+            timeout=30,
+        )
+        assert r.status_code == 200, r.text
+        old = r.json()["result"]
+        assert len(old) == n and {h["payload"]["tenant"] for h in old} == {tenant}
     hits = client.query_points(collection_name, vec(rng), limit=100).points
     assert {h.payload["tenant"] for h in hits} == {"a", "b"} and len(hits) == 50
     assert client.count(collection_name).count == 50
