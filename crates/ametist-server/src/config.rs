@@ -422,6 +422,7 @@ impl AmetistConfig {
             ("server.body_read_timeout", self.server.body_read_timeout, DAY),
             ("limits.search_timeout", self.limits.search_timeout, DAY),
             ("limits.write_timeout", self.limits.write_timeout, DAY),
+            ("remoting.failover_timeout", self.remoting.failover_timeout, DAY),
             ("storage.snapshot_interval", self.storage.snapshot_interval, YEAR),
             ("supervision.within", self.supervision.within, YEAR),
         ] {
