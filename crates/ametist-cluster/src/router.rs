@@ -231,6 +231,8 @@ impl Router {
                     // the coordinator reports "overloaded", as for a local partition.
                     let _ = writes.send((ops, reply)).await;
                 }
+                // Listed, not matched by `is_read_only`: the match stays exhaustive, so a new
+                // message kind must be routed here on purpose.
                 msg @ (PartitionMsg::Search(..)
                 | PartitionMsg::Get { .. }
                 | PartitionMsg::Scroll(..)
@@ -500,21 +502,13 @@ impl Router {
         call: &PartitionCall,
         timeout: Duration,
     ) -> Result<T, EngineError> {
-        let primary = self
-            .shared
-            .metadata
-            .owner(&self.collection, self.partition)
-            .ok_or_else(|| self.unavailable("the cluster no longer places this partition"))?;
+        let primary = self.primary()?;
         self.shared.call(primary, &self.collection, self.partition, call, Vec::new(), timeout).await
     }
 
     /// The primary's image, written to `path` on this node.
     async fn fetch_image(&self, path: String) -> Result<IndexStats, EngineError> {
-        let primary = self
-            .shared
-            .metadata
-            .owner(&self.collection, self.partition)
-            .ok_or_else(|| self.unavailable("the cluster no longer places this partition"))?;
+        let primary = self.primary()?;
         let (stats, image): (IndexStats, Vec<u8>) = self
             .shared
             .call_for_blob(primary, &self.collection, self.partition, &PartitionCall::Image, Vec::new(), LONG_CALL)
@@ -524,6 +518,12 @@ impl Router {
             .map_err(|e| EngineError::Internal(e.to_string()))?
             .map_err(|(path, e)| EngineError::Internal(format!("{path}: {e}")))?;
         Ok(stats)
+    }
+
+    /// The partition's primary now (looked up at every call, so a promotion is followed).
+    fn primary(&self) -> Result<NodeId, EngineError> {
+        let owner = self.shared.metadata.owner(&self.collection, self.partition);
+        owner.ok_or_else(|| self.unavailable("the cluster no longer places this partition"))
     }
 
     pub(crate) fn unavailable(&self, reason: &str) -> EngineError {

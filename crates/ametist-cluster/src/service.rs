@@ -149,11 +149,12 @@ impl Service {
                 // Queued together, the records are committed as one group (one fsync);
                 // in chunks, so that a long log tail does not overflow the mailbox.
                 let mut version = 0;
-                for chunk in records.chunks(APPEND_CHUNK) {
-                    let mut replies = Vec::with_capacity(chunk.len());
-                    for record in chunk {
+                let mut records = records.into_iter().peekable();
+                while records.peek().is_some() {
+                    let mut replies = Vec::with_capacity(APPEND_CHUNK);
+                    for record in records.by_ref().take(APPEND_CHUNK) {
                         let (tx, rx) = oneshot::channel();
-                        if let Err(e) = p.try_send(PartitionMsg::Append(record.clone(), tx)) {
+                        if let Err(e) = p.try_send(PartitionMsg::Append(record, tx)) {
                             return wire::answer::<u64>(Err(WireError::from(&e)));
                         }
                         replies.push(rx);

@@ -591,14 +591,14 @@ impl PartitionActor {
                 match msg {
                     PartitionMsg::Write(ops, reply) => match log.refusal(id) {
                         Some(e) => drop(reply.send(Err(e))),
-                        None => match actor.write(ops) {
+                        None => match actor.write(ops, false) {
                             Ok(logged) => actor.pending.push(Pending::Ack(reply, logged.ack)),
                             Err(e) => drop(reply.send(Err(e))),
                         },
                     },
                     PartitionMsg::WriteLogged(ops, reply) => match log.refusal(id) {
                         Some(e) => drop(reply.send(Err(e))),
-                        None => match actor.write(ops) {
+                        None => match actor.write(ops, true) {
                             Ok(logged) => actor.pending.push(Pending::Logged(reply, logged)),
                             Err(e) => drop(reply.send(Err(e))),
                         },
@@ -966,7 +966,9 @@ impl PartitionActor {
     /// Applies a batch: expands filter ops, checks that every op applies, records the
     /// batch in the store, then changes the state. Either all of it applies or nothing.
     /// The store only buffers the batch: the caller acknowledges it after the group's commit.
-    fn write(&mut self, ops: Vec<WriteOp>) -> Result<LoggedWrite, EngineError> {
+    /// With `keep_record` (a primary that ships it) the answer carries the record as
+    /// logged; otherwise its `ops` are empty, so a write without replicas copies nothing.
+    fn write(&mut self, ops: Vec<WriteOp>, keep_record: bool) -> Result<LoggedWrite, EngineError> {
         let ops = self.expand_filter_ops(ops);
         self.check(&ops)?;
         if ops.is_empty() {
@@ -975,9 +977,9 @@ impl PartitionActor {
         }
         let version = self.store.append(&ops)?;
         self.version = version;
-        // The record travels to replicas; the state keeps its own copy.
-        self.apply(ops.clone(), version);
-        Ok(LoggedWrite { ack: WriteAck { operation_id: version, completed: true }, lsn: Some(version), ops })
+        let record = if keep_record { ops.clone() } else { Vec::new() };
+        self.apply(ops, version);
+        Ok(LoggedWrite { ack: WriteAck { operation_id: version, completed: true }, lsn: Some(version), ops: record })
     }
 
     /// Appends a record shipped by the primary exactly at its LSN. `Ok(None)`: the copy
