@@ -350,7 +350,13 @@ fn a_stale_copy_is_never_promoted() {
     }
     let all: Vec<u64> = (0..100).collect();
     // Qdrant's `consistency` on reads: one in-sync copy holds every acknowledged write;
-    // asking for both copies while one is stale is a 503 naming the partition.
+    // asking for both copies while one is stale is a 503 naming the partition. The
+    // coordinating node learns that the replica left the in-sync set a moment after the
+    // primary does.
+    wait_for("the stale replica known on the coordinating node", Duration::from_secs(10), || {
+        let (s, b) = call("GET", &format!("{}/collections/one/cluster", bases[n]), None);
+        s == 200 && b["result"]["remote_shards"].as_array().unwrap().iter().any(|c| c["state"] == "Dead")
+    });
     let count = |q: &str| {
         call("POST", &format!("{}/collections/one/points/count?{q}", bases[n]), Some(json!({ "exact": true })))
     };
