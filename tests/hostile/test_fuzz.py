@@ -95,7 +95,10 @@ def _make_shared(http: httpx.Client) -> None:
 
 def _fill_shared(http: httpx.Client) -> None:
     """(Re)writes the shared collection's indexes and points: a fuzzed delete, payload
-    change or index change may have taken them."""
+    change or index change may have taken them, and a fuzzed PATCH may have enabled strict
+    mode with limits no real write fits under."""
+    r = http.patch(f"/collections/{SHARED}", json={"strict_mode_config": {"enabled": False}})
+    assert r.status_code == 200, r.text
     for body in ({"field_name": "text", "field_schema": "text"}, {"field_name": "group", "field_schema": "keyword"}):
         r = http.put(f"/collections/{SHARED}/index", json=body)
         assert r.status_code == 200, r.text
