@@ -11,6 +11,8 @@ pub enum ClusterError {
     CollectionExists(String),
     #[error("Collection `{0}` doesn't exist")]
     CollectionNotFound(String),
+    #[error("Peer {0} is not a cluster member")]
+    PeerNotFound(u64),
 
     // --- retry: no leader yet, a peer is unreachable ------------------------------------
     #[error("cluster unavailable: {0}; retry later")]
@@ -28,7 +30,10 @@ pub enum ClusterError {
 
 impl ClusterError {
     pub fn is_bad_input(&self) -> bool {
-        matches!(self, Self::InvalidInput(_) | Self::CollectionExists(_) | Self::CollectionNotFound(_))
+        matches!(
+            self,
+            Self::InvalidInput(_) | Self::CollectionExists(_) | Self::CollectionNotFound(_) | Self::PeerNotFound(_)
+        )
     }
 
     pub fn is_retryable(&self) -> bool {

@@ -5,19 +5,24 @@
 //!   promotes an in-sync replica on a live member (`Promote`: term + 1, the old primary out
 //!   of the in-sync set). Only in-sync copies are promoted, so no acknowledged write is
 //!   lost; when no in-sync copy is alive the partition stays unavailable rather than serve
-//!   old data.
+//!   old data. Then it rebalances: copies on draining members, or on members silent for
+//!   `remoting.replace_dead_after`, move to the others, and copies spread evenly over the
+//!   members (see `rebalance`).
 //! * [`request_recoveries`] runs on every node: for each stale copy this node holds (it
 //!   missed writes, or was a primary that got replaced), it asks the primary to recover it
 //!   (see `replicator`), one at a time.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use openraft::ChangeMembers;
 use tokio::time::Instant;
 
+use crate::metadata::Member;
 use crate::raft::{Command, NodeId};
 use crate::raft_node::NodeInner;
+use crate::rebalance;
 use crate::router::LONG_CALL;
 use crate::wire::{self, kind, PartitionCall};
 
@@ -130,6 +135,58 @@ pub(crate) async fn detect_failures(node: Arc<NodeInner>) {
                     Err(e) => tracing::warn!(collection = %name, partition = p, error = %e, "promotion failed"),
                 }
             }
+        }
+        rebalance(&node, &members, &last_seen).await;
+    }
+}
+
+/// The leader's rebalancing step (see `rebalance`): transfers whose new copy's member has
+/// been silent for the failover timeout are aborted (so none waits forever on a lost
+/// member), then the planned transfers are started.
+async fn rebalance(node: &NodeInner, members: &BTreeMap<NodeId, Member>, last_seen: &HashMap<NodeId, Instant>) {
+    let silent_for = |id: NodeId| last_seen.get(&id).map_or(Duration::ZERO, |t| t.elapsed());
+    let state = node.metadata.state();
+    let mut commands = Vec::new();
+    for (name, placement) in &state.collections {
+        for t in placement.transfers.iter().filter(|t| silent_for(t.to) >= node.opts.failover_timeout) {
+            commands.push(Command::AbortTransfer { collection: name.clone(), partition: t.partition, to: t.to });
+        }
+    }
+    let live: BTreeSet<NodeId> = members.keys().copied().filter(|&id| silent_for(id) < PROBE_EVERY * 3).collect();
+    let leaving: BTreeSet<NodeId> = members
+        .keys()
+        .copied()
+        .filter(|id| state.draining.contains(id) || silent_for(*id) >= node.opts.replace_dead_after)
+        .collect();
+    let usable: Vec<NodeId> = live.iter().copied().filter(|id| !leaving.contains(id)).collect();
+    if commands.is_empty() {
+        commands = rebalance::plan(&state, &usable, &leaving, &live);
+    }
+    // A draining member that holds nothing any more leaves the Raft membership; once it
+    // left, its draining mark goes.
+    for &id in &state.draining {
+        if !members.contains_key(&id) {
+            commands.push(Command::SetDraining { node: id, draining: false });
+            continue;
+        }
+        let holds = state.collections.values().any(|p| {
+            p.replicas.iter().any(|copies| copies.contains(&id))
+                || p.transfers.iter().any(|t| t.to == id || t.from == id)
+        });
+        if !holds {
+            let removed = node.raft.change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false).await;
+            match removed {
+                Ok(_) => tracing::warn!(node = id, "drained member removed from the cluster"),
+                Err(e) => tracing::warn!(node = id, error = %e, "removing the drained member failed; retrying"),
+            }
+        }
+    }
+    for cmd in commands {
+        let what = format!("{cmd:?}");
+        match node.propose(cmd).await {
+            Ok(r) if r.refused.is_none() => tracing::info!(command = %what, "rebalancing"),
+            Ok(r) => tracing::info!(command = %what, refused = ?r.refused, "rebalancing step not applied"),
+            Err(e) => tracing::warn!(command = %what, error = %e, "rebalancing step failed"),
         }
     }
 }

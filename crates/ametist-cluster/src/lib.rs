@@ -15,6 +15,8 @@
 //! * `replicator`: a partition's writer: on the primary it logs writes and ships the
 //!   records to the in-sync replicas (the WAL is the replication log), and recovers stale
 //!   replicas from an image.
+//! * `rebalance`: where copies should move after a join, during a drain, or when a member
+//!   stayed dead too long; the leader proposes its plan a few transfers at a time.
 //! * `failover`: the leader's failure detector (promotes an in-sync replica over a lost
 //!   primary) and each node's requests to recover its stale copies.
 //! * [`service`]: the serving side: partition calls to local partitions, Raft RPCs, joins,
@@ -39,6 +41,7 @@ pub mod raft;
 pub mod raft_network;
 mod raft_node;
 pub mod raft_store;
+mod rebalance;
 mod replicator;
 pub mod router;
 pub mod service;
@@ -46,6 +49,6 @@ pub mod transport;
 pub mod wire;
 
 pub use error::ClusterError;
-pub use node::{ClusterNode, PreparedNode};
+pub use node::{ClusterNode, CopyChange, PreparedNode};
 pub use options::ClusterOptions;
 pub use raft::IndexDef;

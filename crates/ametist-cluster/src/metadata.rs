@@ -41,6 +41,10 @@ pub struct ClusterState {
     /// Collections deleted through the cluster; a node that still has one removes it.
     #[serde(default)]
     pub deleted: BTreeSet<String>,
+    /// Members being removed: the leader moves their copies away, and places nothing new
+    /// on them.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub draining: BTreeSet<NodeId>,
 }
 
 /// Where a collection's partitions live.
@@ -58,6 +62,30 @@ pub struct CollectionPlacement {
     /// copies (one each) in sync.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shards: Vec<ShardState>,
+    /// Copies being made (at most one per partition): the new copy is in `replicas` and
+    /// stale until its primary recovered it; then the transfer ends, and a move removes the
+    /// copy it replaces in the same step.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub transfers: Vec<Transfer>,
+}
+
+/// A copy of a partition being made on `to`, as Qdrant's shard transfers name it: `from` is
+/// the copy it comes from (the data comes from the partition's primary, which is where
+/// every recovery starts), and a move removes `from` once `to` is in sync.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transfer {
+    pub partition: usize,
+    pub from: NodeId,
+    pub to: NodeId,
+    pub kind: TransferKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TransferKind {
+    /// `from` loses its copy when `to` has one in sync (Qdrant's `move_shard`).
+    Move,
+    /// `from` keeps its copy: one more copy (Qdrant's `replicate_shard`).
+    Replicate,
 }
 
 /// What the cluster agrees on about one partition's copies, beyond where they are.
@@ -102,6 +130,19 @@ impl CollectionPlacement {
             .get(p)
             .map(|r| r.iter().copied().filter(|n| !shard.stale.contains(n)).collect())
             .unwrap_or_default()
+    }
+
+    /// How many copies (and how many primaries) each node holds, over this placement.
+    pub fn load(&self, into: &mut BTreeMap<NodeId, (usize, usize)>) {
+        for copies in &self.replicas {
+            for (i, n) in copies.iter().enumerate() {
+                let e = into.entry(*n).or_default();
+                e.0 += 1;
+                if i == 0 {
+                    e.1 += 1;
+                }
+            }
+        }
     }
 
     pub(crate) fn shard_mut(&mut self, p: usize) -> &mut ShardState {

@@ -23,7 +23,7 @@ use ametist_engine::external::PartitionProvider;
 use ametist_engine::{Ametist, CollectionConfig, EngineError};
 
 use crate::error::ClusterError;
-use crate::metadata::Metadata;
+use crate::metadata::{Metadata, Transfer, TransferKind};
 pub use crate::options::ClusterOptions;
 use crate::raft::{Command, IndexDef, Member, NodeId, Raft, Refusal};
 use crate::raft_network::Network;
@@ -33,8 +33,6 @@ use crate::router::{RemotePartitions, Shared};
 use crate::service::{authenticated, Service};
 use crate::transport::Transport;
 use crate::wire::{ErrorClass, WireError};
-
-/// How long a joining node keeps trying its seeds.
 
 /// Step one of start-up: identity and Raft state loaded, nothing running yet.
 pub struct PreparedNode {
@@ -152,6 +150,19 @@ impl PreparedNode {
     }
 }
 
+/// A change to where a collection's partitions live (Qdrant's cluster operations).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CopyChange {
+    /// Makes a copy on `to` from the partition's primary, then removes `from`'s copy.
+    Move { partition: usize, from: NodeId, to: NodeId },
+    /// Makes one more copy, on `to`.
+    Replicate { partition: usize, from: NodeId, to: NodeId },
+    /// Ends the transfer from `from` to `to` and removes the copy it was making.
+    Abort { partition: usize, from: NodeId, to: NodeId },
+    /// Removes `node`'s copy (a primary hands over to an in-sync replica first).
+    Drop { partition: usize, node: NodeId },
+}
+
 /// A handle to the running cluster member. Cheap to clone.
 #[derive(Clone)]
 pub struct ClusterNode {
@@ -190,6 +201,105 @@ impl ClusterNode {
             Some(Refusal::Outdated(why)) => Err(ClusterError::Unavailable(why)),
             None => Ok(()),
         }
+    }
+
+    /// Applies a change to where `collection`'s partitions live. A transfer returns once it
+    /// started; it ends when the primary has brought the new copy in sync (see
+    /// `GET /collections/{name}/cluster`'s `shard_transfers`).
+    pub async fn change_copies(&self, collection: &str, change: CopyChange) -> Result<(), ClusterError> {
+        let placement = self
+            .inner
+            .metadata
+            .placement(collection)
+            .ok_or_else(|| ClusterError::CollectionNotFound(collection.to_string()))?;
+        let partitions = placement.replicas.len();
+        let members = self.inner.metadata.members();
+        let check = |partition: usize, peers: &[NodeId]| -> Result<(), ClusterError> {
+            if partition >= partitions {
+                return Err(ClusterError::InvalidInput(format!(
+                    "collection `{collection}` has no shard {partition} (it has {partitions})"
+                )));
+            }
+            match peers.iter().find(|p| !members.contains_key(p)) {
+                Some(p) => Err(ClusterError::InvalidInput(format!("peer {p} is not a cluster member"))),
+                None => Ok(()),
+            }
+        };
+        let name = collection.to_string();
+        let cmd = match change {
+            CopyChange::Move { partition, from, to } | CopyChange::Replicate { partition, from, to } => {
+                check(partition, &[from, to])?;
+                let kind = if matches!(change, CopyChange::Move { .. }) {
+                    TransferKind::Move
+                } else {
+                    TransferKind::Replicate
+                };
+                Command::StartTransfer { collection: name, transfer: Transfer { partition, from, to, kind } }
+            }
+            CopyChange::Abort { partition, from, to } => {
+                check(partition, &[])?;
+                if !placement.transfers.iter().any(|t| t.partition == partition && t.from == from && t.to == to) {
+                    return Err(ClusterError::InvalidInput(format!(
+                        "shard {partition} has no transfer from peer {from} to peer {to}"
+                    )));
+                }
+                Command::AbortTransfer { collection: name, partition, to }
+            }
+            CopyChange::Drop { partition, node } => {
+                check(partition, &[])?;
+                Command::DropCopy { collection: name, partition, node }
+            }
+        };
+        match self.inner.propose(cmd).await?.refused {
+            None => Ok(()),
+            Some(Refusal::NotFound(n)) => Err(ClusterError::CollectionNotFound(n)),
+            Some(Refusal::Exists(n)) => Err(ClusterError::CollectionExists(n)),
+            Some(Refusal::Outdated(why)) => Err(ClusterError::InvalidInput(why)),
+        }
+    }
+
+    /// Removes a member from the cluster (`DELETE /cluster/peer/{id}`): marks it draining
+    /// (a committed metadata change, so the removal survives a change of leader), after
+    /// which the leader's rebalancer moves its copies to the other members and, once it
+    /// holds none, takes it out of the Raft membership. Waits up to `patience` for that.
+    ///
+    /// Refused, with nothing changed, when fewer members than a collection's replication
+    /// factor would remain. `Ok(false)`: the member is still draining when `patience` ran
+    /// out; the removal goes on, and calling again waits for it again.
+    pub async fn remove_peer(&self, peer: NodeId, patience: Duration) -> Result<bool, ClusterError> {
+        let members = self.inner.metadata.members();
+        if !members.contains_key(&peer) {
+            return Err(ClusterError::PeerNotFound(peer));
+        }
+        let remaining = members.len() - 1;
+        let state = self.inner.metadata.state();
+        if remaining == 0 {
+            return Err(ClusterError::InvalidInput(format!("peer {peer} is the only member: a cluster keeps one")));
+        }
+        if let Some((name, p)) = state
+            .collections
+            .iter()
+            .filter(|(_, p)| p.spec.replication.factor > remaining)
+            .max_by_key(|(_, p)| p.spec.replication.factor)
+        {
+            return Err(ClusterError::InvalidInput(format!(
+                "removing peer {peer} would leave {remaining} members, fewer than the replication_factor {} of \
+                 collection `{name}` (the copies of a partition live on distinct members)",
+                p.spec.replication.factor
+            )));
+        }
+        if !state.draining.contains(&peer) {
+            self.inner.propose(Command::SetDraining { node: peer, draining: true }).await?;
+            tracing::info!(peer, "member draining: its copies move to the others, then it leaves");
+        }
+        let deadline = tokio::time::Instant::now() + patience;
+        while self.inner.metadata.members().contains_key(&peer) {
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Ok(true)
     }
 
     /// Deletes a collection on every node. Returns false when the cluster had none.
@@ -254,15 +364,21 @@ impl ClusterNode {
 
     /// `GET /collections/{name}/cluster`, in Qdrant's shape: which partitions (shards)
     /// this node holds a copy of and which other nodes hold the rest, with each copy's
-    /// state: `Active` (in sync; the primary first) or `Dead` (stale: it missed writes and
-    /// waits for a recovery from its primary; it serves nothing meanwhile).
+    /// state: `Active` (in sync; the primary first), `Partial` (a new copy a transfer is
+    /// making) or `Dead` (stale: it missed writes and waits for a recovery from its
+    /// primary); only `Active` copies serve. Transfers in progress are in `shard_transfers`.
     pub fn collection_status(&self, name: &str) -> Option<Value> {
         let placement = self.inner.metadata.placement(name)?;
         let (mut local, mut remote) = (Vec::new(), Vec::new());
         for (shard, replicas) in placement.replicas.iter().enumerate() {
             let state_of = placement.shard(shard);
             for (i, &node) in replicas.iter().enumerate() {
-                let state = if state_of.stale.contains(&node) { "Dead" } else { "Active" };
+                let moving = placement.transfers.iter().any(|t| t.partition == shard && t.to == node);
+                let state = match (state_of.stale.contains(&node), moving) {
+                    (false, _) => "Active",
+                    (true, true) => "Partial",
+                    (true, false) => "Dead",
+                };
                 let copy = json!({ "shard_id": shard, "peer_id": node, "state": state, "primary": i == 0, "term": state_of.term });
                 if node == self.inner.id {
                     local.push(copy);
@@ -277,7 +393,13 @@ impl ClusterNode {
             "replication_factor": placement.spec.replication.factor,
             "local_shards": local,
             "remote_shards": remote,
-            "shard_transfers": [],
+            "shard_transfers": placement.transfers.iter().map(|t| json!({
+                "shard_id": t.partition,
+                "from": t.from,
+                "to": t.to,
+                "sync": t.kind == TransferKind::Replicate,
+                "method": "snapshot",
+            })).collect::<Vec<_>>(),
         }))
     }
 
@@ -336,7 +458,8 @@ impl ClusterNode {
 }
 
 /// Keeps the local database in line with the metadata: opens collections the cluster
-/// created (local partitions here, proxies for the others) and removes deleted ones.
+/// created (local partitions here, proxies for the others), starts and removes this
+/// node's copies as transfers place them, and removes deleted collections.
 async fn reconcile_loop(node: Arc<NodeInner>) {
     let mut changes = node.metadata.subscribe();
     loop {
@@ -344,6 +467,10 @@ async fn reconcile_loop(node: Arc<NodeInner>) {
         for (name, placement) in &state.collections {
             if let Ok(c) = node.db.collection(name) {
                 note_indexes(&c, &placement.indexes).await;
+                // Only once caught up: an old view may not show a copy placed here lately.
+                if node.shared.is_caught_up() {
+                    reconcile_copies(&node, &c, placement).await;
+                }
                 continue;
             }
             let spec = &placement.spec;
@@ -372,6 +499,28 @@ async fn reconcile_loop(node: Arc<NodeInner>) {
         }
         if changes.changed().await.is_err() {
             return;
+        }
+    }
+}
+
+/// Starts the copies the metadata places on this node and removes the ones it no longer
+/// does. A new copy starts empty and stale; its primary recovers it (see `failover`).
+async fn reconcile_copies(
+    node: &NodeInner,
+    c: &ametist_engine::collection::Collection,
+    placement: &crate::metadata::CollectionPlacement,
+) {
+    let held = c.local_copies();
+    for (p, copies) in placement.replicas.iter().enumerate() {
+        let here = copies.contains(&node.id);
+        let result = match (here, held.contains(&p)) {
+            (true, false) => c.add_copy(p).await,
+            // Also removes the files of a copy dropped while this node was down.
+            (false, _) => c.remove_copy(p).await.map(drop),
+            (true, true) => Ok(()),
+        };
+        if let Err(e) = result {
+            tracing::error!(collection = %c.spec().name, partition = p, error = %e, "cannot bring this node's copy in line with the cluster's placement");
         }
     }
 }

@@ -25,4 +25,7 @@ pub struct ClusterOptions {
     /// How long a partition's primary may not answer the leader's pings before an in-sync
     /// replica is promoted in its place.
     pub failover_timeout: std::time::Duration,
+    /// How long a member may not answer the leader's pings before its copies are
+    /// re-created on other members and dropped from it.
+    pub replace_dead_after: std::time::Duration,
 }

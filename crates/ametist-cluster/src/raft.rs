@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use ametist_engine::collection::CollectionSpec;
 
-use crate::metadata::{ClusterState, CollectionPlacement};
+use crate::metadata::{ClusterState, CollectionPlacement, Transfer, TransferKind};
 pub use crate::metadata::{IndexDef, Member, NodeId};
 
 openraft::declare_raft_types!(
@@ -63,12 +63,42 @@ pub enum Command {
         node: NodeId,
     },
     /// Puts a recovered replica back into the in-sync set; proposed by its primary (at
-    /// `term`) once the copy holds everything the primary has.
+    /// `term`) once the copy holds everything the primary has. A transfer to that copy
+    /// ends with it: a move removes the copy it replaces in the same step (see
+    /// [`Command::DropCopy`] for what removing a primary does).
     MarkInSync {
         collection: String,
         partition: usize,
         term: u64,
         node: NodeId,
+    },
+    /// Starts a transfer: `transfer.to` gets a new, stale copy, which the partition's
+    /// primary then recovers (from its image). Refused when `from` holds no copy, `to`
+    /// holds one already, or the partition has a transfer in progress.
+    StartTransfer {
+        collection: String,
+        transfer: Transfer,
+    },
+    /// Ends the partition's transfer to `to` without finishing it: the new copy is removed
+    /// (unless a failover made it the primary meanwhile; then only the record goes).
+    AbortTransfer {
+        collection: String,
+        partition: usize,
+        to: NodeId,
+    },
+    /// Removes `node`'s copy of a partition. A primary is replaced first by an in-sync
+    /// replica at the next term, and every other copy then leaves the in-sync set, as in
+    /// a promotion. Refused for the last in-sync copy.
+    DropCopy {
+        collection: String,
+        partition: usize,
+        node: NodeId,
+    },
+    /// Marks a member as being removed (`true`): its copies move to the others. `false`
+    /// when it left (or the removal was called off).
+    SetDraining {
+        node: NodeId,
+        draining: bool,
     },
 }
 
@@ -103,6 +133,7 @@ impl Command {
                             replicas: replicas.clone(),
                             indexes: Default::default(),
                             shards: Default::default(),
+                            transfers: Default::default(),
                         },
                     );
                     None
@@ -124,19 +155,7 @@ impl Command {
                     if placement.shard(p).stale.contains(&node) {
                         return Some(format!("node {node} is not in sync"));
                     }
-                    let copies = &mut placement.replicas[p];
-                    copies.retain(|&n| n != node);
-                    copies.insert(0, node);
-                    // Every other copy leaves the in-sync set, the old primary included: a
-                    // replica may hold a record of the old primary that the new one never
-                    // got (it was not acknowledged), at an LSN the new primary will use for
-                    // another record. Each comes back through a recovery from the new
-                    // primary's image, so no two copies ever differ at one LSN.
-                    let others: Vec<NodeId> = copies[1..].to_vec();
-                    let shard = placement.shard_mut(p);
-                    shard.term += 1;
-                    shard.stale.extend(others);
-                    shard.tail_ok.clear();
+                    promote(placement, p, node);
                     None
                 })
             }
@@ -156,8 +175,60 @@ impl Command {
                     let shard = placement.shard_mut(p);
                     shard.stale.remove(&node);
                     shard.tail_ok.remove(&node);
+                    if let Some(i) = placement.transfers.iter().position(|t| t.partition == p && t.to == node) {
+                        let done = placement.transfers.remove(i);
+                        if done.kind == TransferKind::Move && done.from != node {
+                            // The new copy takes over from the one it replaces, as the
+                            // primary too when that one was.
+                            let _ = drop_copy(placement, p, done.from, Some(node));
+                        }
+                    }
                     None
                 })
+            }
+            Command::StartTransfer { collection, transfer } => {
+                placed(state, collection, transfer.partition, |placement, p| {
+                    let holders = &placement.replicas[p];
+                    if !holders.contains(&transfer.from) {
+                        return Some(format!("node {} holds no copy of partition {p}", transfer.from));
+                    }
+                    if holders.contains(&transfer.to) {
+                        return Some(format!("node {} holds a copy of partition {p} already", transfer.to));
+                    }
+                    if placement.transfers.iter().any(|t| t.partition == p) {
+                        return Some(format!("partition {p} has a transfer in progress"));
+                    }
+                    placement.replicas[p].push(transfer.to);
+                    placement.shard_mut(p).stale.insert(transfer.to);
+                    placement.transfers.push(transfer.clone());
+                    None
+                })
+            }
+            Command::AbortTransfer { collection, partition, to } => {
+                placed(state, collection, *partition, |placement, p| {
+                    let Some(i) = placement.transfers.iter().position(|t| t.partition == p && t.to == *to) else {
+                        return Some(format!("partition {p} has no transfer to node {to}"));
+                    };
+                    placement.transfers.remove(i);
+                    if placement.primary(p) != Some(*to) {
+                        let _ = drop_copy(placement, p, *to, None);
+                    }
+                    None
+                })
+            }
+            Command::DropCopy { collection, partition, node } => {
+                placed(state, collection, *partition, |placement, p| {
+                    placement.transfers.retain(|t| !(t.partition == p && t.to == *node));
+                    drop_copy(placement, p, *node, None)
+                })
+            }
+            Command::SetDraining { node, draining } => {
+                if *draining {
+                    state.draining.insert(*node);
+                } else {
+                    state.draining.remove(node);
+                }
+                None
             }
             Command::SetIndex { collection, key, index } => match state.collections.get_mut(collection) {
                 None => Some(Refusal::NotFound(collection.clone())),
@@ -172,6 +243,61 @@ impl Command {
         };
         CommandResult { refused }
     }
+}
+
+/// Makes `node` (a copy of partition `p`) the primary at the next term; every other copy
+/// leaves the in-sync set, the old primary included: a replica may hold a record of the
+/// old primary that the new one never got (it was not acknowledged), at an LSN the new
+/// primary will use for another record. Each comes back through a recovery from the new
+/// primary's image, so no two copies ever differ at one LSN.
+fn promote(placement: &mut CollectionPlacement, p: usize, node: NodeId) {
+    let copies = &mut placement.replicas[p];
+    copies.retain(|&n| n != node);
+    copies.insert(0, node);
+    let others: Vec<NodeId> = copies[1..].to_vec();
+    let shard = placement.shard_mut(p);
+    shard.term += 1;
+    shard.stale.remove(&node);
+    shard.stale.extend(others);
+    shard.tail_ok.clear();
+}
+
+/// Removes `node`'s copy of partition `p`; a primary is first replaced by `successor` (or
+/// the first other in-sync copy). Says why not when it cannot be removed.
+fn drop_copy(placement: &mut CollectionPlacement, p: usize, node: NodeId, successor: Option<NodeId>) -> Option<String> {
+    if !placement.replicas[p].contains(&node) {
+        return Some(format!("node {node} holds no copy of partition {p}"));
+    }
+    if placement.primary(p) == Some(node) {
+        let in_sync = placement.in_sync(p);
+        let Some(next) = successor.filter(|s| in_sync.contains(s)).or_else(|| in_sync.into_iter().find(|&n| n != node))
+        else {
+            return Some(format!("node {node} holds the only in-sync copy of partition {p}"));
+        };
+        promote(placement, p, next);
+    }
+    placement.replicas[p].retain(|&n| n != node);
+    let shard = placement.shard_mut(p);
+    shard.stale.remove(&node);
+    shard.tail_ok.remove(&node);
+    None
+}
+
+/// Applies a change to partition `partition` of `collection`; `change` answers why it
+/// does not apply, if it does not.
+fn placed(
+    state: &mut ClusterState,
+    collection: &str,
+    partition: usize,
+    change: impl FnOnce(&mut CollectionPlacement, usize) -> Option<String>,
+) -> Option<Refusal> {
+    let Some(placement) = state.collections.get_mut(collection) else {
+        return Some(Refusal::NotFound(collection.to_string()));
+    };
+    if partition >= placement.replicas.len() {
+        return Some(Refusal::Outdated(format!("`{collection}` has no partition {partition}")));
+    }
+    change(placement, partition).map(Refusal::Outdated)
 }
 
 /// Applies a change to the copies of `partition` of `collection` whose primary is at
@@ -284,6 +410,62 @@ mod tests {
         assert!(matches!(cmd("stale", 0, 1).apply(&mut state).refused, Some(Refusal::Outdated(_))));
         assert!(matches!(cmd("promote", 0, 9).apply(&mut state).refused, Some(Refusal::Outdated(_))));
         assert_eq!(state.collections["c"].in_sync(0), vec![1]);
+    }
+
+    fn transfer(from: NodeId, to: NodeId, kind: TransferKind) -> Command {
+        Command::StartTransfer { collection: "c".into(), transfer: Transfer { partition: 0, from, to, kind } }
+    }
+
+    /// A move adds a stale copy, and once it is in sync removes the copy it replaces in the
+    /// same step; a replica moves without a new term.
+    #[test]
+    fn a_move_replaces_the_copy_once_the_new_one_is_in_sync() {
+        let mut state = state_with(vec![1, 2]);
+        assert_eq!(transfer(2, 3, TransferKind::Move).apply(&mut state).refused, None);
+        let p = &state.collections["c"];
+        assert_eq!((p.replicas[0].clone(), p.in_sync(0)), (vec![1, 2, 3], vec![1, 2]), "the new copy starts stale");
+        assert_eq!(p.transfers.len(), 1);
+        for refused in [transfer(1, 3, TransferKind::Replicate), transfer(1, 4, TransferKind::Replicate)] {
+            assert!(matches!(refused.apply(&mut state).refused, Some(Refusal::Outdated(_))), "one transfer at a time");
+        }
+        assert_eq!(cmd("insync", 0, 3).apply(&mut state).refused, None);
+        let p = &state.collections["c"];
+        assert_eq!((p.replicas[0].clone(), p.in_sync(0), p.shard(0).term), (vec![1, 3], vec![1, 3], 0));
+        assert!(p.transfers.is_empty());
+    }
+
+    /// Moving the primary promotes the new copy at the next term; the other copies then
+    /// need a recovery, as after any promotion.
+    #[test]
+    fn moving_the_primary_promotes_the_new_copy() {
+        let mut state = state_with(vec![1, 2]);
+        assert_eq!(transfer(1, 3, TransferKind::Move).apply(&mut state).refused, None);
+        assert_eq!(cmd("insync", 0, 3).apply(&mut state).refused, None);
+        let p = &state.collections["c"];
+        assert_eq!((p.replicas[0].clone(), p.shard(0).term, p.in_sync(0)), (vec![3, 2], 1, vec![3]));
+    }
+
+    /// A replication keeps the source; an abort removes the new copy; the last in-sync copy
+    /// cannot be dropped, and dropping a primary promotes an in-sync replica.
+    #[test]
+    fn replicate_abort_and_drop() {
+        let mut state = state_with(vec![1]);
+        assert!(matches!(transfer(2, 3, TransferKind::Move).apply(&mut state).refused, Some(Refusal::Outdated(_))));
+        assert!(matches!(transfer(1, 1, TransferKind::Move).apply(&mut state).refused, Some(Refusal::Outdated(_))));
+        assert_eq!(transfer(1, 2, TransferKind::Replicate).apply(&mut state).refused, None);
+        let abort = Command::AbortTransfer { collection: "c".into(), partition: 0, to: 2 };
+        assert_eq!(abort.clone().apply(&mut state).refused, None);
+        assert_eq!(state.collections["c"].replicas[0], vec![1]);
+        assert!(matches!(abort.apply(&mut state).refused, Some(Refusal::Outdated(_))), "nothing left to abort");
+        let drop = |node| Command::DropCopy { collection: "c".into(), partition: 0, node };
+        assert!(matches!(drop(1).apply(&mut state).refused, Some(Refusal::Outdated(_))), "the only copy stays");
+        assert_eq!(transfer(1, 2, TransferKind::Replicate).apply(&mut state).refused, None);
+        assert!(matches!(drop(1).apply(&mut state).refused, Some(Refusal::Outdated(_))), "its replica is not in sync");
+        assert_eq!(cmd("insync", 0, 2).apply(&mut state).refused, None);
+        assert_eq!(state.collections["c"].replicas[0], vec![1, 2], "a replication keeps the source");
+        assert_eq!(drop(1).apply(&mut state).refused, None);
+        let p = &state.collections["c"];
+        assert_eq!((p.replicas[0].clone(), p.shard(0).term, p.in_sync(0)), (vec![2], 1, vec![2]));
     }
 
     /// Metadata written before replication reads as term 0 with every copy in sync.

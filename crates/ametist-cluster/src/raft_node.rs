@@ -104,9 +104,13 @@ impl NodeInner {
                     let copies = spec.replication.factor;
                     // Live members first; a copy placed on a member that is down now is
                     // recovered from its primary when the member comes back.
+                    // A draining member is on its way out: nothing new goes there.
+                    let draining = self.metadata.state().draining;
                     let mut nodes = self.live_voters().await;
+                    nodes.retain(|n| !draining.contains(n));
                     if nodes.len() < copies {
                         nodes = self.voters();
+                        nodes.retain(|n| !draining.contains(n));
                     }
                     if nodes.len() < copies {
                         return Err(EngineError::InvalidInput(format!(

@@ -116,8 +116,8 @@ impl Writer {
             }
             return;
         }
-        let local = match &r.local {
-            Some(local) if placement.primary(r.partition) == Some(me) => local.clone(),
+        let local = match r.local() {
+            Some(local) if placement.primary(r.partition) == Some(me) => local,
             // Not the primary here: forward, one write at a time, in order.
             _ => {
                 self.reset(None);
@@ -250,8 +250,8 @@ impl Writer {
         let me = r.shared.node_id;
         let placement =
             r.shared.metadata.placement(&r.collection).ok_or_else(|| r.unavailable("unknown to the cluster"))?;
-        let local = match &r.local {
-            Some(local) if placement.primary(r.partition) == Some(me) => local.clone(),
+        let local = match r.local() {
+            Some(local) if placement.primary(r.partition) == Some(me) => local,
             _ => return Err(r.unavailable(&format!("node {me} is not the primary"))),
         };
         let shard = placement.shard(r.partition);

@@ -1,10 +1,12 @@
 //! The front of a partition whose copies live (also) on other nodes, behind an ordinary
 //! [`PartitionRef`], and [`RemotePartitions`], the engine's `PartitionProvider`.
 //!
-//! When a collection starts, every partition the metadata places elsewhere, and every
-//! partition with more than one copy, gets a [`Router`]: a task that owns the receiver of
-//! the partition's mailbox and sends each message where it belongs, so the CollectionActor
-//! has no local/remote/replica branches:
+//! When a collection the cluster placed starts, every partition gets a [`Router`]: a task
+//! that owns the receiver of the partition's mailbox and sends each message where it
+//! belongs, so the CollectionActor has no local/remote/replica branches. Every partition,
+//! even one whose only copy is here, because copies move: a transfer adds a copy to a
+//! node and removes another while the collection runs, and the router looks the local copy
+//! up at every message (`LocalCopies`) rather than keep one.
 //!
 //! * writes go to the partition's [`Writer`](crate::replicator::Writer): on the primary's
 //!   node it logs them on the local copy and ships the records to the in-sync replicas; on
@@ -14,9 +16,8 @@
 //!   node, trying the next one when a node cannot be reached;
 //! * index changes go to every copy; snapshots and restores to the primary.
 //!
-//! A partition with a single copy on this node needs none of this and keeps the local
-//! actor's own handle. A peer that cannot be reached answers `PartitionUnavailable`
-//! (retryable) at once, and the coordinator's rules for partial results apply unchanged.
+//! A peer that cannot be reached answers `PartitionUnavailable` (retryable) at once, and
+//! the coordinator's rules for partial results apply unchanged.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -28,7 +29,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, oneshot};
 
 use ametist_engine::collection::CollectionSpec;
-use ametist_engine::external::PartitionProvider;
+use ametist_engine::external::{LocalCopies, PartitionProvider};
 use ametist_engine::messages::{IndexStats, PartitionMsg, PartitionSnapshot, Reply, WriteAck, WriteOp};
 use ametist_engine::partition::PartitionRef;
 use ametist_engine::supervisor::ActorState;
@@ -184,18 +185,15 @@ impl PartitionProvider for RemotePartitions {
         spec: &CollectionSpec,
         partition: usize,
         mailbox: usize,
-        local: Option<&PartitionRef>,
+        locals: &LocalCopies,
     ) -> Option<PartitionRef> {
-        let placement = self.shared.metadata.placement(&spec.name)?;
-        let copies = placement.replicas.get(partition).map_or(0, Vec::len);
-        if local.is_some() && copies <= 1 {
-            return None;
-        }
+        // A collection the cluster does not know (made before clustering) stays local.
+        self.shared.metadata.placement(&spec.name)?;
         let (handle, rx, _status) = PartitionRef::external(partition, mailbox);
         let router = Arc::new(Router {
             collection: spec.name.clone(),
             partition,
-            local: local.cloned(),
+            locals: locals.clone(),
             shared: self.shared.clone(),
         });
         tokio::spawn(router.run(rx, mailbox));
@@ -207,12 +205,18 @@ impl PartitionProvider for RemotePartitions {
 pub(crate) struct Router {
     pub(crate) collection: String,
     pub(crate) partition: usize,
-    /// This node's copy, when it holds one.
-    pub(crate) local: Option<PartitionRef>,
+    /// This node's copies of the collection's partitions (looked up at every message:
+    /// transfers add and remove them).
+    pub(crate) locals: LocalCopies,
     pub(crate) shared: Arc<Shared>,
 }
 
 impl Router {
+    /// This node's copy of the partition, when it holds one now.
+    pub(crate) fn local(&self) -> Option<PartitionRef> {
+        self.locals.get(self.partition)
+    }
+
     async fn run(self: Arc<Self>, mut rx: mpsc::Receiver<PartitionMsg>, mailbox: usize) {
         let (writes, queued) = mpsc::channel::<(Vec<WriteOp>, Reply<WriteAck>)>(mailbox.max(1));
         let (control, controls) = mpsc::channel::<Control>(16);
@@ -283,7 +287,7 @@ impl Router {
                         self.spawn_primary(PartitionCall::Restore(req), long, reply)
                     }
                 }
-                PartitionMsg::Fault(fault) => match &self.local {
+                PartitionMsg::Fault(fault) => match self.local() {
                     Some(local) => {
                         let _ = local.try_send(PartitionMsg::Fault(fault));
                     }
@@ -295,12 +299,12 @@ impl Router {
                     }
                 },
                 PartitionMsg::Tick => {
-                    if let Some(local) = &self.local {
+                    if let Some(local) = self.local() {
                         let _ = local.try_send(PartitionMsg::Tick);
                     }
                 }
                 PartitionMsg::Stop => {
-                    if let Some(local) = &self.local {
+                    if let Some(local) = self.local() {
                         let _ = local.try_send(PartitionMsg::Stop);
                     }
                     break;
@@ -343,9 +347,9 @@ impl Router {
     }
 
     /// The local copy, when this node holds the partition's primary.
-    fn local_primary(&self) -> Option<&PartitionRef> {
+    fn local_primary(&self) -> Option<PartitionRef> {
         let primary = self.shared.metadata.owner(&self.collection, self.partition)?;
-        self.local.as_ref().filter(|_| primary == self.shared.node_id)
+        self.local().filter(|_| primary == self.shared.node_id)
     }
 
     /// A read: the local copy when it is in sync and running, else the in-sync copies on
@@ -353,7 +357,7 @@ impl Router {
     /// never serves.
     fn read(self: &Arc<Self>, msg: PartitionMsg, timeout: Duration) {
         let copies = self.readable();
-        if let Some(local) = self.local.as_ref().filter(|l| {
+        if let Some(local) = self.local().filter(|l| {
             self.shared.is_caught_up()
                 && copies.first() == Some(&self.shared.node_id)
                 && matches!(l.info().state, ActorState::Running | ActorState::ReadOnly)
@@ -426,7 +430,7 @@ impl Router {
         local: impl FnOnce(Reply<T>) -> PartitionMsg,
         reply: Reply<T>,
     ) {
-        let local_rx = self.local.as_ref().map(|l| {
+        let local_rx = self.local().map(|l| {
             let (tx, rx) = oneshot::channel();
             l.send_or_fail(local(tx));
             rx

@@ -26,6 +26,7 @@ async fn calls_without_the_secret_are_refused() -> anyhow::Result<()> {
         secret: "right".into(),
         deadlines: Deadlines { search: Duration::from_secs(2), write: Duration::from_secs(2) },
         failover_timeout: Duration::from_secs(3),
+        replace_dead_after: Duration::from_secs(300),
     };
     let (prepared, provider) = PreparedNode::prepare(opts)?;
     let db = Ametist::open_with(&dir, EngineConfig::default(), Some(provider)).await?;

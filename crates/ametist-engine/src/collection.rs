@@ -34,7 +34,7 @@ use ametist_core::{topk, Metric, PointId};
 use crate::config::MAX_PARTITIONS;
 use crate::config::{CollectionConfig, EngineConfig};
 use crate::error::EngineError;
-use crate::external::PartitionProvider;
+use crate::external::{LocalCopies, PartitionProvider};
 use crate::messages::{
     DeleteVector, Fault, FilterAction, IndexStats, InsertVector, MissingPartition, NamedVectors, PartitionMsg,
     PartitionRestore, PartitionSnapshot, RebuildIndex, Record, Reply, ScoredDoc, ScrollRequest, SearchRequest,
@@ -214,7 +214,7 @@ pub struct Collection {
     tx: mpsc::Sender<CollectionMsg>,
     /// This process's copy of each partition it holds, by id (the same handle as in the
     /// topology unless a front routes the partition's messages).
-    locals: Arc<RwLock<BTreeMap<usize, PartitionRef>>>,
+    locals: LocalCopies,
     storage: Option<Arc<CollectionStorage>>,
     /// Serialises rewrites of `collection.json`: concurrent index changes (two clients, or
     /// a remote coordinator's calls to two partitions here) would otherwise race on its
@@ -274,24 +274,23 @@ impl Collection {
         let ids = settings.partition_ids(&spec);
         let mut refs = Vec::with_capacity(ids.len());
         let mut threads = Vec::with_capacity(ids.len());
-        let mut locals = BTreeMap::new();
-        for id in ids {
-            let front = |local: Option<&PartitionRef>| {
-                provider.and_then(|p| p.front(&spec, id, engine.partition_mailbox, local))
-            };
-            // A partition with no copy here (it lives on other nodes) joins as a plain handle.
-            if provider.is_some_and(|p| !p.holds(&spec, id)) {
-                refs.push(
-                    front(None).ok_or_else(|| {
-                        EngineError::Internal(format!("partition {id} has no copy here and no front"))
-                    })?,
-                );
-                continue;
+        let locals = LocalCopies::default();
+        for &id in &ids {
+            // A partition with no copy here lives on other nodes: no actor, no files.
+            if provider.is_none_or(|p| p.holds(&spec, id)) {
+                let (r, t) = spawn_one(&spec, &engine, storage.as_ref(), &schema, &text_schema, id);
+                locals.insert(id, r);
+                threads.push((id, t));
             }
-            let (r, t) = spawn_one(&spec, &engine, storage.as_ref(), &schema, &text_schema, id);
-            refs.push(front(Some(&r)).unwrap_or_else(|| r.clone()));
-            locals.insert(id, r);
-            threads.push((id, t));
+        }
+        for id in ids {
+            match (provider.and_then(|p| p.front(&spec, id, engine.partition_mailbox, &locals)), locals.get(id)) {
+                (Some(front), _) => refs.push(front),
+                (None, Some(local)) => refs.push(local),
+                (None, None) => {
+                    return Err(EngineError::Internal(format!("partition {id} has no copy here and no front")))
+                }
+            }
         }
         let keys = settings
             .shard_keys
@@ -323,7 +322,7 @@ impl Collection {
             text_schema,
             engine,
             tx,
-            locals: Arc::new(RwLock::new(locals)),
+            locals,
             storage: storage.map(Arc::new),
             meta_lock: Arc::default(),
         })
@@ -485,9 +484,8 @@ impl Collection {
             undo(started, threads, dirs).await;
             return Err(e);
         }
-        {
-            let mut locals = self.locals.write().expect("the locals lock is never held across a panic");
-            locals.extend(started.iter().map(|r| (r.id(), r.clone())));
+        for r in &started {
+            self.locals.insert(r.id(), r.clone());
         }
         {
             let mut topology = self.topology.write().expect("the topology lock is never held across a panic");
@@ -526,10 +524,7 @@ impl Collection {
             topology.all = Arc::new(all);
             removed
         };
-        self.locals
-            .write()
-            .expect("the locals lock is never held across a panic")
-            .retain(|id, _| !entry.partitions.contains(id));
+        self.locals.retain(|id, _| !entry.partitions.contains(id));
         let threads: Vec<(usize, JoinHandle<()>)> = {
             let mut all = self.threads.lock().unwrap_or_else(|e| e.into_inner());
             let (mine, rest): (Vec<_>, Vec<_>) =
@@ -592,7 +587,62 @@ impl Collection {
     /// This process's own copy of partition `id`, when it holds one: what the node-to-node
     /// service reads from and ships records to.
     pub fn local_copy(&self, id: usize) -> Option<PartitionRef> {
-        self.locals.read().expect("the locals lock is never held across a panic").get(&id).cloned()
+        self.locals.get(id)
+    }
+
+    /// The partitions this process holds a copy of.
+    pub fn local_copies(&self) -> Vec<usize> {
+        self.locals.ids()
+    }
+
+    /// Starts this process's copy of partition `id` (the cluster placed a new copy here):
+    /// it opens the partition's files (an empty partition when there are none) and
+    /// recovers from them; the partition's front finds it from then on. Returns once the
+    /// copy runs; nothing changes when it runs already.
+    pub async fn add_copy(&self, id: usize) -> Result<(), EngineError> {
+        let _one = self.keys_lock.lock().await;
+        if self.locals.get(id).is_some() {
+            return Ok(());
+        }
+        if !self.settings().partition_ids(&self.spec).contains(&id) {
+            return Err(EngineError::invalid(format!("collection `{}` has no partition {id}", self.spec.name)));
+        }
+        let (r, t) = spawn_one(&self.spec, &self.engine, self.storage.as_deref(), &self.schema, &self.text_schema, id);
+        let unable = settle(std::slice::from_ref(&r)).await;
+        if !unable.is_empty() {
+            stop_partitions(std::slice::from_ref(&r), vec![(id, t)]).await;
+            return Err(EngineError::StorageUnavailable {
+                partition: Some(id),
+                message: format!("the new copy cannot start: {}", unable.join("; ")),
+            });
+        }
+        self.locals.insert(id, r);
+        self.threads.lock().unwrap_or_else(|e| e.into_inner()).push((id, t));
+        tracing::info!(collection = %self.spec.name, partition = id, "started a copy of the partition here");
+        Ok(())
+    }
+
+    /// Stops this process's copy of partition `id` and removes its files (the cluster
+    /// placed the copy elsewhere). Also removes files a copy left when it was removed while
+    /// this process was down. Returns whether a copy was running.
+    pub async fn remove_copy(&self, id: usize) -> Result<bool, EngineError> {
+        let _one = self.keys_lock.lock().await;
+        let removed = self.locals.remove(id);
+        let threads: Vec<(usize, JoinHandle<()>)> = {
+            let mut all = self.threads.lock().unwrap_or_else(|e| e.into_inner());
+            let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut *all).into_iter().partition(|(t, _)| *t == id);
+            *all = rest;
+            mine
+        };
+        if let Some(r) = &removed {
+            stop_partitions(std::slice::from_ref(r), threads).await;
+            tracing::info!(collection = %self.spec.name, partition = id, "stopped and removed the copy of the partition here");
+        }
+        if let Some(s) = &self.storage {
+            let dir = partition_dir(&s.dir, id);
+            blocking(move || if dir.exists() { crate::db::remove_dir_durably(&dir) } else { Ok(()) }).await?;
+        }
+        Ok(removed.is_some())
     }
 
     /// Waits until no partition is still recovering (each is running or stopped). Returns

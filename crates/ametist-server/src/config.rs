@@ -96,6 +96,10 @@ pub struct RemotingConfig {
     /// replica in its place (collections with `replication_factor` above 1).
     #[serde(with = "humantime_serde")]
     pub failover_timeout: Duration,
+    /// How long a member may not answer before the leader re-creates its copies on the
+    /// other members (from each partition's primary) and drops them from it.
+    #[serde(with = "humantime_serde")]
+    pub replace_dead_after: Duration,
 }
 
 impl Default for RemotingConfig {
@@ -108,6 +112,7 @@ impl Default for RemotingConfig {
             seeds: Vec::new(),
             secret: String::new(),
             failover_timeout: Duration::from_secs(2),
+            replace_dead_after: Duration::from_secs(300),
         }
     }
 }
@@ -423,6 +428,7 @@ impl AmetistConfig {
             ("limits.search_timeout", self.limits.search_timeout, DAY),
             ("limits.write_timeout", self.limits.write_timeout, DAY),
             ("remoting.failover_timeout", self.remoting.failover_timeout, DAY),
+            ("remoting.replace_dead_after", self.remoting.replace_dead_after, YEAR),
             ("storage.snapshot_interval", self.storage.snapshot_interval, YEAR),
             ("supervision.within", self.supervision.within, YEAR),
         ] {

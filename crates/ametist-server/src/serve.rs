@@ -52,6 +52,7 @@ async fn serve(config: AmetistConfig) -> anyhow::Result<()> {
             secret: config.remoting.secret.clone(),
             deadlines: Deadlines { search: engine.search_timeout, write: engine.write_timeout },
             failover_timeout: config.remoting.failover_timeout,
+            replace_dead_after: config.remoting.replace_dead_after,
         };
         let (prepared, provider) = PreparedNode::prepare(opts)?;
         let db = Ametist::open_with(&config.storage.data_dir, engine, Some(provider)).await?;

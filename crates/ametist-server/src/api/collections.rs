@@ -380,7 +380,7 @@ pub(crate) fn from_cluster(e: ametist_cluster::ClusterError, started: Instant) -
     use axum::http::StatusCode;
     let (status, message) = match &e {
         C::CollectionExists(_) => (StatusCode::CONFLICT, format!("Wrong input: {e}!")),
-        C::CollectionNotFound(_) => (StatusCode::NOT_FOUND, format!("Not found: {e}!")),
+        C::CollectionNotFound(_) | C::PeerNotFound(_) => (StatusCode::NOT_FOUND, format!("Not found: {e}!")),
         e if e.is_bad_input() => (StatusCode::BAD_REQUEST, format!("Wrong input: {e}")),
         e if e.is_retryable() => (StatusCode::SERVICE_UNAVAILABLE, format!("Service unavailable: {e}")),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, format!("Service internal error: {e}")),

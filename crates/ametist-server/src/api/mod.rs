@@ -13,6 +13,7 @@
 //! * [`limits`]: what one request may cost (bytes of writes in flight, hits, answer size).
 
 pub mod auth;
+pub mod cluster;
 pub mod collections;
 pub mod consistency;
 pub mod envelope;
@@ -105,7 +106,8 @@ pub fn router(state: AppState) -> Router {
         .route("/collections/{name}/partitions", get(partitions::list))
         .route("/collections/{name}/partitions/{id}/copies", get(partitions::copies))
         .route("/cluster", get(collections::cluster_status))
-        .route("/collections/{name}/cluster", get(collections::cluster_info))
+        .route("/cluster/peer/{id}", delete(cluster::remove_peer))
+        .route("/collections/{name}/cluster", get(collections::cluster_info).post(cluster::update))
         .route("/collections/{name}/snapshots", get(snapshots::list).post(snapshots::create))
         .route("/collections/{name}/snapshots/recover", put(snapshots::recover))
         // Uploads are streamed to a file, never held in memory: no body limit.
