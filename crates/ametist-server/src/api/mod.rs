@@ -2,6 +2,7 @@
 //!
 //! * [`collections`]: `GET /collections`, `GET/PUT/DELETE /collections/{name}`.
 //! * [`points`]: upsert, query (single and batch), search, retrieve, delete, scroll, count.
+//! * [`batch`]: `POST /collections/{name}/points/batch`, point operations applied in order.
 //! * [`payload`]: payload updates and payload indexes (shapes only until the engine has them).
 //! * [`selectors`]: `with_payload` / `with_vector` selectors.
 //! * [`shards`]: shard keys (custom sharding): their routes and the `shard_key` selector.
@@ -13,6 +14,7 @@
 //! * [`limits`]: what one request may cost (bytes of writes in flight, hits, answer size).
 
 pub mod auth;
+pub mod batch;
 pub mod collections;
 pub mod consistency;
 pub mod envelope;
@@ -93,6 +95,7 @@ pub fn router(state: AppState) -> Router {
         .route("/collections/{name}/points/search/matrix/pairs", post(explore::matrix_pairs))
         .route("/collections/{name}/points/search/matrix/offsets", post(explore::matrix_offsets))
         .route("/collections/{name}/points/delete", post(points::delete))
+        .route("/collections/{name}/points/batch", post(batch::update))
         .route("/collections/{name}/points/vectors", put(points::update_vectors))
         .route("/collections/{name}/points/vectors/delete", post(points::delete_vectors))
         .route("/collections/{name}/points/scroll", post(points::scroll))
@@ -114,7 +117,6 @@ pub fn router(state: AppState) -> Router {
     // Qdrant routes Ametist does not serve yet: a 400 naming the feature, rather than a
     // 404 that a client could take for "collection not found".
     for (path, what) in [
-        ("/collections/{name}/points/batch", "batch update operations are"),
         ("/snapshots", "full-storage snapshots are"),
     ] {
         r = r.route(path, any(move || unsupported(what)));
