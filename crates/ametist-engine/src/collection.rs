@@ -737,6 +737,88 @@ impl Collection {
         }
     }
 
+    /// Where partition `id`'s own snapshots (Qdrant's shard snapshots) are kept:
+    /// `<data_dir>/snapshots/<collection>/shards/<id>/`.
+    fn shard_snapshots_dir(&self, id: usize) -> Result<PathBuf, EngineError> {
+        let dir = self.snapshot_storage()?.snapshots_dir.join("shards").join(id.to_string());
+        self.partition(id).ok_or_else(|| {
+            EngineError::NotFound(format!("shard {id} of collection `{}` does not exist", self.spec.name))
+        })?;
+        Ok(dir)
+    }
+
+    /// Writes partition `id`'s image (its points, payloads and graph, the format of its
+    /// durable snapshots) as a shard snapshot and describes it.
+    pub async fn create_shard_snapshot(&self, id: usize) -> Result<SnapshotDescription, EngineError> {
+        let dir = self.shard_snapshots_dir(id)?;
+        let make = dir.clone();
+        tokio::task::spawn_blocking(move || std::fs::create_dir_all(&make))
+            .await
+            .map_err(|e| EngineError::Internal(e.to_string()))?
+            .map_err(|e| EngineError::io(format_args!("cannot create {}", dir.display()), &e))?;
+        let name = snapshots::new_snapshot_name(&format!("{}-shard-{id}", self.spec.name), &dir);
+        let path = dir.join(&name);
+        self.partition_snapshot(id, PartitionSnapshot { path: path.to_string_lossy().into_owned() }).await?;
+        snapshots::list(&dir)?
+            .into_iter()
+            .find(|d| d.name == name)
+            .ok_or_else(|| EngineError::Internal(format!("shard snapshot {name} vanished")))
+    }
+
+    /// Partition `id`'s shard snapshots, oldest first.
+    pub fn list_shard_snapshots(&self, id: usize) -> Result<Vec<SnapshotDescription>, EngineError> {
+        snapshots::list(&self.shard_snapshots_dir(id)?)
+    }
+
+    /// The file of one of partition `id`'s shard snapshots (only names the list shows).
+    pub fn shard_snapshot_path(&self, id: usize, name: &str) -> Result<PathBuf, EngineError> {
+        snapshots::path_of(&self.shard_snapshots_dir(id)?, name)
+    }
+
+    /// Deletes a shard snapshot; false when there was none of that name.
+    pub fn delete_shard_snapshot(&self, id: usize, name: &str) -> Result<bool, EngineError> {
+        let dir = self.shard_snapshots_dir(id)?;
+        match snapshots::path_of(&dir, name) {
+            Ok(path) => {
+                std::fs::remove_file(&path)
+                    .and_then(|()| crate::partition::sync_dir(&dir))
+                    .map_err(|e| EngineError::Internal(format!("cannot delete {}: {e}", path.display())))?;
+                Ok(true)
+            }
+            Err(EngineError::InvalidInput(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Replaces partition `id`'s points with a shard snapshot's (a partition image file).
+    /// Every point of the image must route to this partition (an image of another
+    /// partition, or of a collection with another partition count, is refused); the
+    /// partition then checks the vectors against its fields and records the new state
+    /// durably before it changes (see [`PartitionRestore`]).
+    pub async fn recover_shard_snapshot(&self, id: usize, path: &Path) -> Result<IndexStats, EngineError> {
+        self.shard_snapshots_dir(id)?;
+        let settings = self.settings();
+        // The group this partition routes within: its shard key's partitions, or all.
+        let (place, count) = match settings.shard_keys.iter().find(|k| k.partitions.contains(&id)) {
+            Some(k) => (k.partitions.iter().position(|&p| p == id).unwrap_or(0), k.partitions.len()),
+            None => (id, self.spec.partitions),
+        };
+        let file = path.to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let bad = |m: String| EngineError::invalid(format!("shard snapshot {name}: {m}"));
+            let bytes = std::fs::read(&file).map_err(|e| bad(e.to_string()))?;
+            let image = crate::codec::PartitionImage::read(&bytes).map_err(|e| bad(e.to_string()))?;
+            match image.entries.iter().find(|e| e.id.partition(count) != place) {
+                Some(e) => Err(bad(format!("point {} does not belong to shard {id}", e.id))),
+                None => Ok(()),
+            }
+        })
+        .await
+        .map_err(|e| EngineError::Internal(e.to_string()))??;
+        self.partition_restore(id, PartitionRestore { path: path.to_string_lossy().into_owned() }).await
+    }
+
     /// Sends [`PartitionSnapshot`] to one partition: it writes its image (points, payloads,
     /// index graph; the durable snapshot format) to the file `req.path`.
     pub async fn partition_snapshot(

@@ -33,7 +33,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{DefaultBodyLimit, State};
-use axum::routing::{any, delete, get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 use serde_json::json;
 
@@ -109,18 +109,20 @@ pub fn router(state: AppState) -> Router {
         .route("/collections/{name}/partitions/{id}/copies", get(partitions::copies))
         .route("/cluster", get(collections::cluster_status))
         .route("/collections/{name}/cluster", get(collections::cluster_info))
+        .route("/collections/{name}/optimizations", get(collections::optimizations))
         .route("/collections/{name}/snapshots", get(snapshots::list).post(snapshots::create))
         .route("/collections/{name}/snapshots/recover", put(snapshots::recover))
         // Uploads are streamed to a file, never held in memory: no body limit.
         .route("/collections/{name}/snapshots/upload", post(snapshots::upload).layer(DefaultBodyLimit::disable()))
-        .route("/collections/{name}/snapshots/{snapshot}", get(snapshots::download).delete(snapshots::delete));
-    // Qdrant routes Ametist does not serve yet: a 400 naming the feature, rather than a
-    // 404 that a client could take for "collection not found".
-    for (path, what) in [
-        ("/snapshots", "full-storage snapshots are"),
-    ] {
-        r = r.route(path, any(move || unsupported(what)));
-    }
+        .route("/collections/{name}/snapshots/{snapshot}", get(snapshots::download).delete(snapshots::delete))
+        .route("/collections/{name}/shards/{shard_id}/snapshots", get(snapshots::list_shard).post(snapshots::create_shard))
+        .route("/collections/{name}/shards/{shard_id}/snapshots/recover", put(snapshots::recover_shard))
+        .route(
+            "/collections/{name}/shards/{shard_id}/snapshots/{snapshot}",
+            get(snapshots::download_shard).delete(snapshots::delete_shard),
+        )
+        .route("/snapshots", get(snapshots::list_full).post(snapshots::create_full))
+        .route("/snapshots/{snapshot}", get(snapshots::download_full).delete(snapshots::delete_full));
     if state.config.server.enable_fault_injection {
         r = r.route("/collections/{name}/partitions/{id}/fault", post(partitions::fault));
     }
@@ -161,6 +163,8 @@ async fn root(State(state): State<AppState>, headers: axum::http::HeaderMap) -> 
     axum::Json(json!({
         "title": "ametist - vector search engine",
         "version": QDRANT_COMPAT_VERSION,
+        // The git commit built from (`unknown` outside a checkout; see build.rs).
+        "commit": env!("AMETIST_GIT_COMMIT"),
         "ametist_version": env!("CARGO_PKG_VERSION"),
         "name": state.config.name,
     }))
@@ -169,10 +173,6 @@ async fn root(State(state): State<AppState>, headers: axum::http::HeaderMap) -> 
 
 async fn health() -> &'static str {
     "healthz check passed"
-}
-
-async fn unsupported(what: &'static str) -> envelope::ApiError {
-    envelope::ApiError::bad_request(format!("Wrong input: {what} not supported yet"), Instant::now())
 }
 
 async fn not_found(uri: axum::http::Uri) -> envelope::ApiError {
