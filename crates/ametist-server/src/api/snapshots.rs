@@ -440,6 +440,20 @@ pub async fn delete_shard(
     Ok(Answer::new(true, started))
 }
 
+/// Qdrant's `ShardSnapshotRecover`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShardRecover {
+    pub location: String,
+    #[serde(default)]
+    pub priority: Option<Value>,
+    #[serde(default)]
+    pub checksum: Option<String>,
+    /// For fetching from a URL, which Ametist does not do: refused when set.
+    #[serde(default)]
+    pub api_key: Option<String>,
+}
+
 /// `PUT /collections/{name}/shards/{shard_id}/snapshots/recover`: `{"location"}` is one of
 /// the shard's snapshot names, or a path in the snapshots directory or
 /// `storage.recover_from_dirs`; the partition's points are replaced by the image's (which
@@ -450,10 +464,16 @@ pub async fn recover_shard(
     body: Bytes,
 ) -> ApiResult<bool> {
     let started = Instant::now();
-    let req: Recover = parse_body(&body, started)?;
+    let req: ShardRecover = parse_body(&body, started)?;
     check_recover_options(req.priority.as_ref().and_then(Value::as_str), req.checksum.as_deref(), started)?;
     if req.priority.as_ref().is_some_and(|p| !p.is_string() && !p.is_null()) {
         return Err(ApiError::bad_request("Wrong input: `priority` must be a string", started));
+    }
+    if req.api_key.is_some() {
+        return Err(ApiError::bad_request(
+            "Wrong input: `api_key` is for fetching a snapshot from a URL, which is not supported; leave it out",
+            started,
+        ));
     }
     if state.cluster.is_some() {
         return Err(ApiError::bad_request("Wrong input: shard snapshot recovery is not supported in cluster mode yet", started));
