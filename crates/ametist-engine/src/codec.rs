@@ -217,7 +217,10 @@ pub fn encode_ops(ops: &[WriteOp]) -> io::Result<Vec<u8>> {
                 }
             }
             WriteOp::ByFilter { .. } | WriteOp::Conditional { .. } => {
-                return Err(io::Error::new(io::ErrorKind::InvalidInput, "filter and conditional ops are resolved before logging"))
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "filter and conditional ops are resolved before logging",
+                ))
             }
         }
     }

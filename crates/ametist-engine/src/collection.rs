@@ -926,7 +926,11 @@ impl Collection {
 
     /// Checks and prepares an upsert (vectors checked against the fields, cosine ones
     /// normalised) without applying it.
-    pub fn prepare_upsert(&self, points: Vec<InsertVector>, when: WriteCondition) -> Result<PreparedWrite, EngineError> {
+    pub fn prepare_upsert(
+        &self,
+        points: Vec<InsertVector>,
+        when: WriteCondition,
+    ) -> Result<PreparedWrite, EngineError> {
         self.check_batch(points.len())?;
         let mut ops = Vec::with_capacity(points.len());
         let mut creates = Vec::new();

@@ -92,7 +92,10 @@ pub async fn update(
     for (i, v) in req.operations.into_iter().enumerate() {
         let kind = kind_of(&v);
         let op: Operation = serde_json::from_value(v).map_err(|e| {
-            let e = ApiError::bad_request(format!("Format error in JSON body: {e} (an operation is one of {KINDS})"), started);
+            let e = ApiError::bad_request(
+                format!("Format error in JSON body: {e} (an operation is one of {KINDS})"),
+                started,
+            );
             at(e, i, &kind)
         })?;
         let (scoped, w) = match op {

@@ -738,7 +738,9 @@ pub async fn optimizations(
                         "queued" | "completed" | "idle_segments" => result[w] = json!([]),
                         other => {
                             return Err(ApiError::bad_request(
-                                format!("Wrong input: unknown `with` value `{other}` (queued, completed, idle_segments)"),
+                                format!(
+                                    "Wrong input: unknown `with` value `{other}` (queued, completed, idle_segments)"
+                                ),
                                 started,
                             ))
                         }

@@ -115,7 +115,10 @@ pub fn router(state: AppState) -> Router {
         // Uploads are streamed to a file, never held in memory: no body limit.
         .route("/collections/{name}/snapshots/upload", post(snapshots::upload).layer(DefaultBodyLimit::disable()))
         .route("/collections/{name}/snapshots/{snapshot}", get(snapshots::download).delete(snapshots::delete))
-        .route("/collections/{name}/shards/{shard_id}/snapshots", get(snapshots::list_shard).post(snapshots::create_shard))
+        .route(
+            "/collections/{name}/shards/{shard_id}/snapshots",
+            get(snapshots::list_shard).post(snapshots::create_shard),
+        )
         .route("/collections/{name}/shards/{shard_id}/snapshots/recover", put(snapshots::recover_shard))
         .route(
             "/collections/{name}/shards/{shard_id}/snapshots/{snapshot}",

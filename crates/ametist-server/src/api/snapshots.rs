@@ -386,7 +386,8 @@ async fn send_file(path: PathBuf, name: &str, started: Instant) -> Result<Respon
 // kept in `<data_dir>/snapshots/<collection>/shards/<id>/`.
 
 fn shard_id(raw: &str, started: Instant) -> Result<usize, ApiError> {
-    raw.parse().map_err(|_| ApiError::bad_request(format!("Wrong input: shard id must be a number, got `{raw}`"), started))
+    raw.parse()
+        .map_err(|_| ApiError::bad_request(format!("Wrong input: shard id must be a number, got `{raw}`"), started))
 }
 
 /// `POST /collections/{name}/shards/{shard_id}/snapshots`.
@@ -476,7 +477,10 @@ pub async fn recover_shard(
         ));
     }
     if state.cluster.is_some() {
-        return Err(ApiError::bad_request("Wrong input: shard snapshot recovery is not supported in cluster mode yet", started));
+        return Err(ApiError::bad_request(
+            "Wrong input: shard snapshot recovery is not supported in cluster mode yet",
+            started,
+        ));
     }
     let c = collection(&state, &name, started)?;
     let id = shard_id(&shard, started)?;
