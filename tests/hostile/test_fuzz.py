@@ -305,6 +305,8 @@ def test_fuzz_operation(schema, server, http, tally, label):
             rnd = random.Random(steer)
             if "id" in (case.path_parameters or {}) and rnd.random() < 0.6:
                 case.path_parameters["id"] = str(rnd.randrange(60))  # a point the collection has
+            if "shard_id" in (case.path_parameters or {}) and rnd.random() < 0.6:
+                case.path_parameters["shard_id"] = rnd.randrange(2)  # a partition the collections have
             if isinstance(case.body, (dict, list)):
                 case.body = _steer(case.body, rnd)
             try:

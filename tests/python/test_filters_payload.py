@@ -161,17 +161,3 @@ def test_unsupported_calls_answer_400_naming_the_feature(client, filled):
         # Once the engine has a feature, the call succeeds: nothing to check here then.
 
 
-def test_unserved_qdrant_routes_are_400_not_404(client, filled):
-    from qdrant_client.http.exceptions import UnexpectedResponse
-
-    for call in (
-        lambda: client.list_full_snapshots(),
-        lambda: client.batch_update_points(
-            filled, update_operations=[models.DeleteOperation(delete=models.PointIdsList(points=[1]))]
-        ),
-    ):
-        with pytest.raises(UnexpectedResponse) as e:
-            call()
-        assert e.value.status_code == 400
-        assert "not supported yet" in e.value.structured()["status"]["error"]
-    assert client.get_collection(filled).points_count == 10

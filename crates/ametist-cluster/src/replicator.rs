@@ -122,7 +122,7 @@ impl Writer {
             _ => {
                 self.reset(None);
                 for (ops, reply) in group {
-                    let answer = r.on_primary(&PartitionCall::Write(ops), r.shared.deadlines.write).await;
+                    let answer = r.write_on_primary(&PartitionCall::Write(ops), r.shared.deadlines.write).await;
                     let _ = reply.send(answer);
                 }
                 return;

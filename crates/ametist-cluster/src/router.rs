@@ -46,6 +46,11 @@ use crate::wire::{self, kind, PartitionCall};
 /// have no deadline locally either, but a call over the network must end some time.
 pub(crate) const LONG_CALL: Duration = Duration::from_secs(3600);
 
+/// A node-to-node call that failed on the way: it may not have reached the node, or its
+/// answer was lost. Says which node and why.
+#[derive(Debug)]
+pub(crate) struct Unreachable(pub(crate) String);
+
 /// Deadlines of forwarded calls; the coordinator applies the same ones to local partitions.
 #[derive(Debug, Clone, Copy)]
 pub struct Deadlines {
@@ -117,18 +122,37 @@ impl Shared {
         blob: Vec<u8>,
         timeout: Duration,
     ) -> Result<(T, Vec<u8>), EngineError> {
-        let unavailable = |reason: String| EngineError::PartitionUnavailable { partition, reason };
-        let member =
-            self.metadata.member(node).ok_or_else(|| unavailable(format!("node {node} is not a cluster member")))?;
+        match self.exchange(node, collection, partition, call, blob, timeout).await {
+            Ok(answer) => answer,
+            Err(Unreachable(reason)) => Err(EngineError::PartitionUnavailable { partition, reason }),
+        }
+    }
+
+    /// One partition call to `node`, telling a call that may not have reached it (or whose
+    /// answer was lost) apart from an answer: a write in that case may or may not have
+    /// been applied, and its caller must say so.
+    pub(crate) async fn exchange<T: DeserializeOwned>(
+        &self,
+        node: NodeId,
+        collection: &str,
+        partition: usize,
+        call: &PartitionCall,
+        blob: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Result<(T, Vec<u8>), EngineError>, Unreachable> {
+        let Some(member) = self.metadata.member(node) else {
+            let reason = format!("node {node} is not a cluster member");
+            return Ok(Err(EngineError::PartitionUnavailable { partition, reason }));
+        };
         let mut env = wire::envelope(kind::PARTITION, collection, partition as u32, call);
         env.blob = blob;
         match self.transport.call(&member.grpc, env, timeout).await {
-            Ok(answer) => match wire::decode_answer::<T>(&answer) {
+            Ok(answer) => Ok(match wire::decode_answer::<T>(&answer) {
                 Ok(Ok(v)) => Ok((v, answer.blob)),
                 Ok(Err(e)) => Err(e.into_engine(partition)),
                 Err(e) => Err(EngineError::Internal(format!("node {node} sent an answer we cannot read: {e}"))),
-            },
-            Err(status) => Err(unavailable(format!(
+            }),
+            Err(status) => Err(Unreachable(format!(
                 "node {node} ({}) is unreachable: {} ({:?})",
                 member.grpc,
                 status.message(),
@@ -508,6 +532,22 @@ impl Router {
     ) -> Result<T, EngineError> {
         let primary = self.primary()?;
         self.shared.call(primary, &self.collection, self.partition, call, Vec::new(), timeout).await
+    }
+
+    /// A write forwarded to the partition's primary. When the call fails on the way, the
+    /// primary may have applied the write before the answer was lost: the error says so.
+    pub(crate) async fn write_on_primary(
+        &self,
+        call: &PartitionCall,
+        timeout: Duration,
+    ) -> Result<WriteAck, EngineError> {
+        let primary = self.primary()?;
+        match self.shared.exchange(primary, &self.collection, self.partition, call, Vec::new(), timeout).await {
+            Ok(answer) => answer.map(|(ack, _)| ack),
+            Err(Unreachable(why)) => Err(self.unavailable(&format!(
+                "the write was not acknowledged: {why}; it may or may not have been applied; retrying it is safe"
+            ))),
+        }
     }
 
     /// The primary's image, written to `path` on this node.

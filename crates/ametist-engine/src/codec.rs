@@ -216,8 +216,11 @@ pub fn encode_ops(ops: &[WriteOp]) -> io::Result<Vec<u8>> {
                     put_str(&mut out, n)?;
                 }
             }
-            WriteOp::ByFilter { .. } => {
-                return Err(io::Error::new(io::ErrorKind::InvalidInput, "filter ops are expanded before logging"))
+            WriteOp::ByFilter { .. } | WriteOp::Conditional { .. } => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "filter and conditional ops are resolved before logging",
+                ))
             }
         }
     }

@@ -38,7 +38,7 @@ use crate::external::{LocalCopies, PartitionProvider};
 use crate::messages::{
     DeleteVector, Fault, FilterAction, IndexStats, InsertVector, MissingPartition, NamedVectors, PartitionMsg,
     PartitionRestore, PartitionSnapshot, RebuildIndex, Record, Reply, ScoredDoc, ScrollRequest, SearchRequest,
-    SearchResult, SparseSearchRequest, TextSearchRequest, UpdateVector, WriteAck, WriteOp,
+    SearchResult, SparseSearchRequest, TextSearchRequest, UpdateMode, UpdateVector, WriteAck, WriteCondition, WriteOp,
 };
 use crate::partition::{spawn_partition, PartitionInfo, PartitionRef, PartitionSpec};
 use crate::snapshots::{self, SnapshotDescription};
@@ -168,6 +168,44 @@ pub enum Fusion {
 pub enum Target {
     Ids(Vec<PointId>),
     Filter(Filter),
+}
+
+/// A write checked and prepared against a collection (vectors checked and normalised,
+/// batch sizes and names checked) but not applied: [`Collection::apply`] applies it. A
+/// batch of operations (`batch_update_points`) prepares every one before applying the
+/// first, so bad input anywhere changes nothing.
+#[derive(Debug, Clone)]
+pub struct PreparedWrite {
+    ops: Vec<WriteOp>,
+    /// Points that must exist when the write is applied.
+    must_exist: Vec<PointId>,
+    effect: Existence,
+}
+
+/// What a prepared write does to the existence of points, as far as it is known before it
+/// runs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Existence {
+    /// Every point it names exists afterwards (an upsert that may insert).
+    Creates(Vec<PointId>),
+    /// None of the points it names exists afterwards (a delete by ids).
+    Deletes(Vec<PointId>),
+    /// Existence does not change.
+    Keeps,
+    /// Unknown until it runs (a delete by filter).
+    Unknown,
+}
+
+impl PreparedWrite {
+    /// Points that must exist when the write is applied.
+    pub fn must_exist(&self) -> &[PointId] {
+        &self.must_exist
+    }
+
+    /// What the write does to the existence of points.
+    pub fn effect(&self) -> &Existence {
+        &self.effect
+    }
 }
 
 /// Where a durable collection keeps its files.
@@ -749,6 +787,88 @@ impl Collection {
         }
     }
 
+    /// Where partition `id`'s own snapshots (Qdrant's shard snapshots) are kept:
+    /// `<data_dir>/snapshots/<collection>/shards/<id>/`.
+    fn shard_snapshots_dir(&self, id: usize) -> Result<PathBuf, EngineError> {
+        let dir = self.snapshot_storage()?.snapshots_dir.join("shards").join(id.to_string());
+        self.partition(id).ok_or_else(|| {
+            EngineError::NotFound(format!("shard {id} of collection `{}` does not exist", self.spec.name))
+        })?;
+        Ok(dir)
+    }
+
+    /// Writes partition `id`'s image (its points, payloads and graph, the format of its
+    /// durable snapshots) as a shard snapshot and describes it.
+    pub async fn create_shard_snapshot(&self, id: usize) -> Result<SnapshotDescription, EngineError> {
+        let dir = self.shard_snapshots_dir(id)?;
+        let make = dir.clone();
+        tokio::task::spawn_blocking(move || std::fs::create_dir_all(&make))
+            .await
+            .map_err(|e| EngineError::Internal(e.to_string()))?
+            .map_err(|e| EngineError::io(format_args!("cannot create {}", dir.display()), &e))?;
+        let name = snapshots::new_snapshot_name(&format!("{}-shard-{id}", self.spec.name), &dir);
+        let path = dir.join(&name);
+        self.partition_snapshot(id, PartitionSnapshot { path: path.to_string_lossy().into_owned() }).await?;
+        snapshots::list(&dir)?
+            .into_iter()
+            .find(|d| d.name == name)
+            .ok_or_else(|| EngineError::Internal(format!("shard snapshot {name} vanished")))
+    }
+
+    /// Partition `id`'s shard snapshots, oldest first.
+    pub fn list_shard_snapshots(&self, id: usize) -> Result<Vec<SnapshotDescription>, EngineError> {
+        snapshots::list(&self.shard_snapshots_dir(id)?)
+    }
+
+    /// The file of one of partition `id`'s shard snapshots (only names the list shows).
+    pub fn shard_snapshot_path(&self, id: usize, name: &str) -> Result<PathBuf, EngineError> {
+        snapshots::path_of(&self.shard_snapshots_dir(id)?, name)
+    }
+
+    /// Deletes a shard snapshot; false when there was none of that name.
+    pub fn delete_shard_snapshot(&self, id: usize, name: &str) -> Result<bool, EngineError> {
+        let dir = self.shard_snapshots_dir(id)?;
+        match snapshots::path_of(&dir, name) {
+            Ok(path) => {
+                std::fs::remove_file(&path)
+                    .and_then(|()| crate::partition::sync_dir(&dir))
+                    .map_err(|e| EngineError::Internal(format!("cannot delete {}: {e}", path.display())))?;
+                Ok(true)
+            }
+            Err(EngineError::InvalidInput(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Replaces partition `id`'s points with a shard snapshot's (a partition image file).
+    /// Every point of the image must route to this partition (an image of another
+    /// partition, or of a collection with another partition count, is refused); the
+    /// partition then checks the vectors against its fields and records the new state
+    /// durably before it changes (see [`PartitionRestore`]).
+    pub async fn recover_shard_snapshot(&self, id: usize, path: &Path) -> Result<IndexStats, EngineError> {
+        self.shard_snapshots_dir(id)?;
+        let settings = self.settings();
+        // The group this partition routes within: its shard key's partitions, or all.
+        let (place, count) = match settings.shard_keys.iter().find(|k| k.partitions.contains(&id)) {
+            Some(k) => (k.partitions.iter().position(|&p| p == id).unwrap_or(0), k.partitions.len()),
+            None => (id, self.spec.partitions),
+        };
+        let file = path.to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let bad = |m: String| EngineError::invalid(format!("shard snapshot {name}: {m}"));
+            let bytes = std::fs::read(&file).map_err(|e| bad(e.to_string()))?;
+            let image = crate::codec::PartitionImage::read(&bytes).map_err(|e| bad(e.to_string()))?;
+            match image.entries.iter().find(|e| e.id.partition(count) != place) {
+                Some(e) => Err(bad(format!("point {} does not belong to shard {id}", e.id))),
+                None => Ok(()),
+            }
+        })
+        .await
+        .map_err(|e| EngineError::Internal(e.to_string()))??;
+        self.partition_restore(id, PartitionRestore { path: path.to_string_lossy().into_owned() }).await
+    }
+
     /// Sends [`PartitionSnapshot`] to one partition: it writes its image (points, payloads,
     /// index graph; the durable snapshot format) to the file `req.path`.
     pub async fn partition_snapshot(
@@ -817,33 +937,29 @@ impl Collection {
     /// `wait`, answers once every point is applied; without, once every point is accepted
     /// into its partition's mailbox.
     pub async fn upsert(&self, points: Vec<InsertVector>, wait: bool) -> Result<WriteAck, EngineError> {
-        self.check_batch(points.len())?;
-        let mut ops = Vec::with_capacity(points.len());
-        for (i, mut p) in points.into_iter().enumerate() {
-            p.vectors = self
-                .prepare_vectors(std::mem::take(&mut p.vectors))
-                .map_err(|e| EngineError::invalid(format!("point {} (#{i} in the batch): {e}", p.id)))?;
-            ops.push(WriteOp::Insert(p));
-        }
-        self.write(ops, wait).await
+        let w = self.prepare_upsert(points, WriteCondition::default())?;
+        self.apply(w, wait).await
+    }
+
+    /// An upsert whose points are written only where `when` admits them (Qdrant's
+    /// `update_mode` and `update_filter`): judged by the partition that owns each point, in
+    /// the same step as the write, so no other write comes between the check and the
+    /// write.
+    pub async fn upsert_if(
+        &self,
+        points: Vec<InsertVector>,
+        when: WriteCondition,
+        wait: bool,
+    ) -> Result<WriteAck, EngineError> {
+        let w = self.prepare_upsert(points, when)?;
+        self.apply(w, wait).await
     }
 
     /// Replaces the given fields of existing points, keeping their other fields and their
     /// payloads. Everything is checked first: either all of it applies or (bad input) none.
     pub async fn update_vectors(&self, updates: Vec<UpdateVector>, wait: bool) -> Result<WriteAck, EngineError> {
-        self.check_batch(updates.len())?;
-        // Every point must exist, checked before any partition writes (as for payload
-        // updates): a partition refuses its share naming an absent point, and the others
-        // must not have applied theirs.
-        self.require_points(&updates.iter().map(|u| u.id.clone()).collect::<Vec<_>>()).await?;
-        let mut ops = Vec::with_capacity(updates.len());
-        for (i, mut u) in updates.into_iter().enumerate() {
-            u.vectors = self
-                .prepare_vectors(std::mem::take(&mut u.vectors))
-                .map_err(|e| EngineError::invalid(format!("point {} (#{i} in the batch): {e}", u.id)))?;
-            ops.push(WriteOp::Update(u));
-        }
-        self.write(ops, wait).await
+        let w = self.prepare_update_vectors(updates, None)?;
+        self.apply(w, wait).await
     }
 
     /// Removes fields (the unnamed one is `""`) from the points `target` names (which must
@@ -854,12 +970,121 @@ impl Collection {
         names: Vec<String>,
         wait: bool,
     ) -> Result<WriteAck, EngineError> {
+        let w = self.prepare_delete_vectors(target, names)?;
+        self.apply(w, wait).await
+    }
+
+    /// Checks and prepares an upsert (vectors checked against the fields, cosine ones
+    /// normalised) without applying it.
+    pub fn prepare_upsert(
+        &self,
+        points: Vec<InsertVector>,
+        when: WriteCondition,
+    ) -> Result<PreparedWrite, EngineError> {
+        self.check_batch(points.len())?;
+        let mut ops = Vec::with_capacity(points.len());
+        let mut creates = Vec::new();
+        for (i, mut p) in points.into_iter().enumerate() {
+            p.vectors = self
+                .prepare_vectors(std::mem::take(&mut p.vectors))
+                .map_err(|e| EngineError::invalid(format!("point {} (#{i} in the batch): {e}", p.id)))?;
+            if when.mode != UpdateMode::UpdateOnly {
+                creates.push(p.id.clone());
+            }
+            ops.push(if when.is_always() {
+                WriteOp::Insert(p)
+            } else {
+                WriteOp::Conditional { when: when.clone(), op: Box::new(WriteOp::Insert(p)) }
+            });
+        }
+        Ok(PreparedWrite { ops, must_exist: Vec::new(), effect: Existence::Creates(creates) })
+    }
+
+    /// Checks and prepares a vector update of existing points; with `filter`, a point that
+    /// does not match it (when its partition applies the write) is left as it is.
+    pub fn prepare_update_vectors(
+        &self,
+        updates: Vec<UpdateVector>,
+        filter: Option<Filter>,
+    ) -> Result<PreparedWrite, EngineError> {
+        self.check_batch(updates.len())?;
+        let mut ops = Vec::with_capacity(updates.len());
+        let mut must_exist = Vec::with_capacity(updates.len());
+        for (i, mut u) in updates.into_iter().enumerate() {
+            u.vectors = self
+                .prepare_vectors(std::mem::take(&mut u.vectors))
+                .map_err(|e| EngineError::invalid(format!("point {} (#{i} in the batch): {e}", u.id)))?;
+            must_exist.push(u.id.clone());
+            ops.push(match &filter {
+                None => WriteOp::Update(u),
+                // The mode stays `upsert`: a point deleted after the check below is still
+                // refused by its partition (an update needs its point), not skipped.
+                Some(f) => WriteOp::Conditional {
+                    when: WriteCondition { mode: UpdateMode::Upsert, filter: Some(f.clone()) },
+                    op: Box::new(WriteOp::Update(u)),
+                },
+            });
+        }
+        Ok(PreparedWrite { ops, must_exist, effect: Existence::Keeps })
+    }
+
+    /// Checks and prepares the removal of fields from points.
+    pub fn prepare_delete_vectors(&self, target: Target, names: Vec<String>) -> Result<PreparedWrite, EngineError> {
         if let Some(n) =
             names.iter().find(|n| self.spec.dense_field(n).is_none() && !self.spec.sparse_vectors.contains_key(*n))
         {
             return Err(unknown_vector(n));
         }
-        self.update_payload(target, FilterAction::DeleteVectors(names), wait).await
+        self.prepare_update_payload(target, FilterAction::DeleteVectors(names))
+    }
+
+    /// Checks and prepares a delete by ids or by filter.
+    pub fn prepare_delete(&self, target: Target) -> Result<PreparedWrite, EngineError> {
+        self.prepare_update_payload(target, FilterAction::Delete)
+    }
+
+    /// Checks and prepares `action` on the points `target` names (which must exist, unless
+    /// the action deletes them) or on every point matching its filter.
+    pub fn prepare_update_payload(&self, target: Target, action: FilterAction) -> Result<PreparedWrite, EngineError> {
+        let deletes = matches!(action, FilterAction::Delete);
+        match target {
+            Target::Filter(filter) => Ok(PreparedWrite {
+                ops: vec![WriteOp::ByFilter { filter, action }],
+                must_exist: Vec::new(),
+                effect: if deletes { Existence::Unknown } else { Existence::Keeps },
+            }),
+            Target::Ids(ids) => {
+                self.check_batch(ids.len())?;
+                let ops = ids
+                    .iter()
+                    .cloned()
+                    .map(|id| match &action {
+                        FilterAction::Delete => WriteOp::Delete(DeleteVector { id }),
+                        FilterAction::SetPayload(p) => WriteOp::SetPayload { id, payload: p.clone() },
+                        FilterAction::OverwritePayload(p) => WriteOp::OverwritePayload { id, payload: p.clone() },
+                        FilterAction::DeletePayload(keys) => WriteOp::DeletePayload { id, keys: keys.clone() },
+                        FilterAction::ClearPayload => WriteOp::ClearPayload { id },
+                        FilterAction::DeleteVectors(names) => WriteOp::DeleteVectors { id, names: names.clone() },
+                    })
+                    .collect();
+                Ok(if deletes {
+                    PreparedWrite { ops, must_exist: Vec::new(), effect: Existence::Deletes(ids) }
+                } else {
+                    PreparedWrite { ops, must_exist: ids, effect: Existence::Keeps }
+                })
+            }
+        }
+    }
+
+    /// Applies a prepared write: the points it names must exist (checked before any
+    /// partition writes: a partition refuses its share of a write naming an absent point,
+    /// and the others must not have applied theirs; a point deleted between this check and
+    /// the write is still refused by its partition), then the write goes to the partitions.
+    pub async fn apply(&self, w: PreparedWrite, wait: bool) -> Result<WriteAck, EngineError> {
+        if !w.must_exist.is_empty() {
+            self.require_points(&w.must_exist).await?;
+        }
+        self.write(w.ops, wait).await
     }
 
     /// Checks vectors against the collection's fields and normalises cosine ones.
@@ -879,8 +1104,8 @@ impl Collection {
 
     /// Deletes points by id; absent ids are ignored.
     pub async fn delete(&self, ids: Vec<PointId>, wait: bool) -> Result<WriteAck, EngineError> {
-        self.check_batch(ids.len())?;
-        self.write(ids.into_iter().map(|id| WriteOp::Delete(DeleteVector { id })).collect(), wait).await
+        let w = self.prepare_delete(Target::Ids(ids))?;
+        self.apply(w, wait).await
     }
 
     /// Scatters a search to every partition and merges their hits.
@@ -938,7 +1163,8 @@ impl Collection {
 
     /// Deletes every point matching `filter`.
     pub async fn delete_by_filter(&self, filter: Filter, wait: bool) -> Result<WriteAck, EngineError> {
-        self.write(vec![WriteOp::ByFilter { filter, action: FilterAction::Delete }], wait).await
+        let w = self.prepare_delete(Target::Filter(filter))?;
+        self.apply(w, wait).await
     }
 
     /// Changes the payloads of the points `target` names: `action` is one of
@@ -950,30 +1176,8 @@ impl Collection {
         action: FilterAction,
         wait: bool,
     ) -> Result<WriteAck, EngineError> {
-        let ops = match target {
-            Target::Filter(filter) => vec![WriteOp::ByFilter { filter, action }],
-            Target::Ids(ids) => {
-                self.check_batch(ids.len())?;
-                if !matches!(action, FilterAction::Delete) {
-                    // Every named point must exist, checked before any partition writes:
-                    // a partition refuses its share of a write naming an absent point, and
-                    // the others must not have applied theirs. (A point deleted between
-                    // this check and the write is still refused by its partition.)
-                    self.require_points(&ids).await?;
-                }
-                ids.into_iter()
-                    .map(|id| match &action {
-                        FilterAction::Delete => WriteOp::Delete(DeleteVector { id }),
-                        FilterAction::SetPayload(p) => WriteOp::SetPayload { id, payload: p.clone() },
-                        FilterAction::OverwritePayload(p) => WriteOp::OverwritePayload { id, payload: p.clone() },
-                        FilterAction::DeletePayload(keys) => WriteOp::DeletePayload { id, keys: keys.clone() },
-                        FilterAction::ClearPayload => WriteOp::ClearPayload { id },
-                        FilterAction::DeleteVectors(names) => WriteOp::DeleteVectors { id, names: names.clone() },
-                    })
-                    .collect()
-            }
-        };
-        self.write(ops, wait).await
+        let w = self.prepare_update_payload(target, action)?;
+        self.apply(w, wait).await
     }
 
     /// One page of points in id order, from `req.offset` (inclusive), and the id the next

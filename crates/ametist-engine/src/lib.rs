@@ -22,6 +22,8 @@
 //! * [`scoring`]: orders other than nearest-to-a-vector: example queries (recommend,
 //!   discover, context) and scroll orders (a payload value, random), shared by the
 //!   partitions and the coordinator's merge.
+//! * [`full_snapshots`]: full-storage snapshots: every collection and the aliases in one
+//!   file, and their restore into an empty database.
 //! * [`messages`]: the partition protocol: the design note's message types plus their
 //!   replies. A remote partition will speak the same messages.
 //! * [`external`]: the seam through which partitions served elsewhere (other nodes)
@@ -41,6 +43,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod external;
+pub mod full_snapshots;
 pub mod messages;
 pub mod partition;
 mod read_pool;

@@ -342,6 +342,56 @@ pub enum WriteOp {
         filter: Filter,
         action: FilterAction,
     },
+    /// `op` (an insert or a vector update) if its point meets `when` at the moment the
+    /// partition that owns it applies the batch (Qdrant's `update_mode` and
+    /// `update_filter`). Like [`WriteOp::ByFilter`], the partition resolves it before
+    /// recording the batch: the log holds `op` or nothing, never the condition (see
+    /// `Partition::resolve`).
+    Conditional {
+        when: WriteCondition,
+        op: Box<WriteOp>,
+    },
+}
+
+/// Qdrant's `update_mode`: which points an upsert may write.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpdateMode {
+    /// Insert new points and replace existing ones.
+    #[default]
+    Upsert,
+    /// Insert new points; leave existing ones as they are.
+    InsertOnly,
+    /// Replace existing points; insert nothing.
+    UpdateOnly,
+}
+
+/// When a [`WriteOp::Conditional`] applies, judged against the point as the batch finds
+/// it (earlier ops of the same batch included).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WriteCondition {
+    #[serde(default)]
+    pub mode: UpdateMode,
+    /// An existing point is written only if it matches (its id, payload and vectors);
+    /// an absent one is not judged by it (Qdrant's `update_filter`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<Filter>,
+}
+
+impl WriteCondition {
+    /// Whether the op applies to a point that exists (`Some`, with `matches` saying whether
+    /// it passes the filter) or not (`None`).
+    pub fn admits(&self, existing: Option<&dyn Fn(&Filter) -> bool>) -> bool {
+        match existing {
+            None => self.mode != UpdateMode::UpdateOnly,
+            Some(matches) => self.mode != UpdateMode::InsertOnly && self.filter.as_ref().is_none_or(matches),
+        }
+    }
+
+    /// True when the condition admits every write (plain upsert, no filter).
+    pub fn is_always(&self) -> bool {
+        self.mode == UpdateMode::Upsert && self.filter.is_none()
+    }
 }
 
 /// What a [`WriteOp::ByFilter`] does to each matching point.
@@ -369,6 +419,7 @@ impl WriteOp {
             | WriteOp::DeletePayload { id, .. }
             | WriteOp::ClearPayload { id } => Some(id),
             WriteOp::ByFilter { .. } => None,
+            WriteOp::Conditional { op, .. } => op.id(),
         }
     }
 

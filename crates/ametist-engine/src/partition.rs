@@ -969,7 +969,7 @@ impl PartitionActor {
     /// With `keep_record` (a primary that ships it) the answer carries the record as
     /// logged; otherwise its `ops` are empty, so a write without replicas copies nothing.
     fn write(&mut self, ops: Vec<WriteOp>, keep_record: bool) -> Result<LoggedWrite, EngineError> {
-        let ops = self.expand_filter_ops(ops);
+        let ops = self.resolve(ops);
         self.check(&ops)?;
         if ops.is_empty() {
             let ack = WriteAck { operation_id: self.version, completed: true };
@@ -1007,29 +1007,93 @@ impl PartitionActor {
         Ok(Some(WriteAck { operation_id: version, completed: true }))
     }
 
-    fn expand_filter_ops(&self, ops: Vec<WriteOp>) -> Vec<WriteOp> {
-        if !ops.iter().any(|op| matches!(op, WriteOp::ByFilter { .. })) {
+    /// Turns a batch into the per-id ops it stands for, against the state it meets: a
+    /// filter op becomes one op per point matching before the batch; a conditional op
+    /// becomes its op or nothing, judged against its point as the earlier ops of the batch
+    /// leave it.
+    ///
+    /// The log records what this returns, never a filter or a condition. Evaluating the
+    /// condition again on replay would give the same state too (a record is replayed onto
+    /// exactly the state it was written against), but only for as long as every build
+    /// evaluates filters exactly as this one; a resolved record replays by itself, on this
+    /// partition after a crash and on a replica the primary ships it to, and the codec and
+    /// the replicas' checks stay those of plain ops.
+    fn resolve(&self, ops: Vec<WriteOp>) -> Vec<WriteOp> {
+        let conditional = ops.iter().any(|op| matches!(op, WriteOp::Conditional { .. }));
+        if !conditional && !ops.iter().any(|op| matches!(op, WriteOp::ByFilter { .. })) {
             return ops;
         }
+        // Points as the batch has left them so far (`None`: deleted), kept only when a
+        // condition may need them.
+        let mut seen: HashMap<PointId, Option<Seen>> = HashMap::new();
         let mut out = Vec::with_capacity(ops.len());
+        let mut push = |op: WriteOp, seen: &mut HashMap<PointId, Option<Seen>>| {
+            if conditional {
+                self.note(seen, &op);
+            }
+            out.push(op);
+        };
         for op in ops {
-            let WriteOp::ByFilter { filter, action } = op else {
-                out.push(op);
-                continue;
-            };
-            for slot in self.matching(&filter) {
-                let id = self.entries[slot as usize].as_ref().expect("matching returns live slots").id.clone();
-                out.push(match &action {
-                    FilterAction::Delete => WriteOp::Delete(DeleteVector { id }),
-                    FilterAction::SetPayload(p) => WriteOp::SetPayload { id, payload: p.clone() },
-                    FilterAction::OverwritePayload(p) => WriteOp::OverwritePayload { id, payload: p.clone() },
-                    FilterAction::DeletePayload(keys) => WriteOp::DeletePayload { id, keys: keys.clone() },
-                    FilterAction::ClearPayload => WriteOp::ClearPayload { id },
-                    FilterAction::DeleteVectors(names) => WriteOp::DeleteVectors { id, names: names.clone() },
-                });
+            match op {
+                WriteOp::ByFilter { filter, action } => {
+                    for slot in self.matching(&filter) {
+                        let id = self.entries[slot as usize].as_ref().expect("matching returns live slots").id.clone();
+                        let op = match &action {
+                            FilterAction::Delete => WriteOp::Delete(DeleteVector { id }),
+                            FilterAction::SetPayload(p) => WriteOp::SetPayload { id, payload: p.clone() },
+                            FilterAction::OverwritePayload(p) => WriteOp::OverwritePayload { id, payload: p.clone() },
+                            FilterAction::DeletePayload(keys) => WriteOp::DeletePayload { id, keys: keys.clone() },
+                            FilterAction::ClearPayload => WriteOp::ClearPayload { id },
+                            FilterAction::DeleteVectors(names) => WriteOp::DeleteVectors { id, names: names.clone() },
+                        };
+                        push(op, &mut seen);
+                    }
+                }
+                WriteOp::Conditional { when, op } => {
+                    let id = op.id().expect("conditional ops name their point");
+                    let admitted = match seen.get(id) {
+                        Some(None) => when.admits(None),
+                        Some(Some(s)) => when.admits(Some(&|f: &Filter| {
+                            f.matches_point(id, s.payload.as_ref(), &|n| s.vectors.contains(n))
+                        })),
+                        None => match self.slots.get(id) {
+                            None => when.admits(None),
+                            Some(&slot) => {
+                                let e = self.entries[slot as usize].as_ref().expect("slots point at live entries");
+                                when.admits(Some(&|f: &Filter| self.passes(f, slot, e)))
+                            }
+                        },
+                    };
+                    if admitted {
+                        push(*op, &mut seen);
+                    }
+                }
+                op => push(op, &mut seen),
             }
         }
         out
+    }
+
+    /// Records in `seen` what `op` leaves of its point.
+    fn note(&self, seen: &mut HashMap<PointId, Option<Seen>>, op: &WriteOp) {
+        let Some(id) = op.id() else { return };
+        let point = seen.entry(id.clone()).or_insert_with(|| {
+            self.slots.get(id).map(|&slot| Seen {
+                payload: self.entries[slot as usize].as_ref().and_then(|e| e.payload.clone()),
+                vectors: self.fields.names_of(slot),
+            })
+        });
+        let names = |v: &NamedVectors| v.dense.keys().chain(v.sparse.keys()).cloned().collect::<Vec<_>>();
+        match (op, point.as_mut()) {
+            (WriteOp::Insert(p), _) => {
+                *point = Some(Seen { payload: p.metadata.clone(), vectors: names(&p.vectors).into_iter().collect() })
+            }
+            (WriteOp::Delete(_), _) => *point = None,
+            (WriteOp::Update(u), Some(s)) => s.vectors.extend(names(&u.vectors)),
+            (WriteOp::DeleteVectors { names, .. }, Some(s)) => s.vectors.retain(|n| !names.contains(n)),
+            (payload_op, Some(s)) => payload_op.apply_to_payload(&mut s.payload),
+            (_, None) => {}
+        }
     }
 
     /// Checks a batch against the state it will meet, op by op: vectors are valid, and
@@ -1060,7 +1124,7 @@ impl PartitionActor {
                         return Err(EngineError::PointNotFound(id.clone()));
                     }
                 }
-                WriteOp::ByFilter { .. } => unreachable!("expanded before checking"),
+                WriteOp::ByFilter { .. } | WriteOp::Conditional { .. } => unreachable!("resolved before checking"),
                 payload_op => {
                     let id = payload_op.id().expect("payload ops name their point");
                     if !exists(id, &created) {
@@ -1431,6 +1495,13 @@ pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
 /// A point new to the partition, gathered while its batch applies: id, payload, the
 /// version that wrote it, its vectors.
 type FreshPoint = (PointId, Option<Payload>, u64, NamedVectors);
+
+/// A point as the earlier ops of a batch leave it, for judging a conditional op: what a
+/// filter reads (its payload and which vectors it has).
+struct Seen {
+    payload: Option<Payload>,
+    vectors: std::collections::BTreeSet<String>,
+}
 
 /// The text at `key`: its strings joined by spaces, or `None` when there are none.
 fn text_at(payload: Option<&Payload>, key: &str) -> Option<String> {

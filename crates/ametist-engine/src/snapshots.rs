@@ -37,7 +37,7 @@ pub struct SnapshotDescription {
 }
 
 /// `2026-11-24T13:45:12` for a time (UTC).
-pub(crate) fn format_time(t: SystemTime) -> String {
+pub fn format_time(t: SystemTime) -> String {
     let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let (days, rem) = (secs / 86_400, secs % 86_400);
     // Howard Hinnant's civil-from-days.

@@ -256,8 +256,8 @@ impl PartitionStore for MemoryStore {
                         inner.points[i].1.version = version;
                     }
                 }
-                WriteOp::ByFilter { .. } => {
-                    unreachable!("partitions expand filter ops into per-id ops before storing them")
+                WriteOp::ByFilter { .. } | WriteOp::Conditional { .. } => {
+                    unreachable!("partitions resolve filter and conditional ops into per-id ops before storing them")
                 }
                 WriteOp::Delete(d) => {
                     if let Some(i) = inner.positions.remove(&d.id) {

@@ -389,6 +389,13 @@ impl VectorFields {
         self.dense.get(name)?.vector(point)
     }
 
+    /// The names of the fields the point has (dense and sparse).
+    pub fn names_of(&self, point: u32) -> std::collections::BTreeSet<String> {
+        let dense = self.dense.iter().filter(|(_, f)| f.slot_of(point).is_some()).map(|(n, _)| n.clone());
+        let sparse = self.sparse.iter().filter(|(_, s)| s.contains(point)).map(|(n, _)| n.clone());
+        dense.chain(sparse).collect()
+    }
+
     /// Whether the point has the field `name` (dense or sparse).
     pub fn has(&self, point: u32, name: &str) -> bool {
         self.dense.get(name).is_some_and(|f| f.slot_of(point).is_some())

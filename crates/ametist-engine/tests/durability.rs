@@ -427,3 +427,55 @@ async fn text_index_schema_survives_a_restart() {
     assert_eq!(db.collection("a").unwrap().text_schema(), schema);
     db.shutdown().await;
 }
+
+/// Conditional upserts (`update_mode`, `update_filter`) are judged by the partition against
+/// the point as the batch finds it, and the log holds what they resolved to: a crash copy
+/// and a clean reopen give the same state, which is the one the conditions decided.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conditional_upserts_resolve_in_the_partition_and_replay_identically() {
+    use ametist_core::filter::Filter;
+    use ametist_engine::messages::{UpdateMode, WriteCondition};
+    let dir = TempDir::new("conditional");
+    let db = Ametist::open(&dir.0, small_snapshots()).await.unwrap();
+    db.create_collection("a", CollectionConfig::new(4, Metric::Dot).with_partitions(2)).await.unwrap();
+    let c = db.collection("a").unwrap();
+    c.upsert((0..20).map(|i| point(i, 4, 0.0)).collect(), true).await.unwrap();
+    let filter = Filter::from_value(serde_json::json!({"must": [{"key": "i", "range": {"lt": 10}}]})).unwrap();
+    // Points 0..10 match the filter and are replaced; 10..20 do not and stay; 20..25 are new
+    // and inserted whatever the filter says.
+    let when = WriteCondition { mode: UpdateMode::Upsert, filter: Some(filter) };
+    c.upsert_if((0..25).map(|i| point(i, 4, 1.0)).collect(), when, true).await.unwrap();
+    // insert_only: 0..25 exist and stay; 25..30 are new. A point twice in one batch is
+    // inserted by the first and left alone by the second.
+    let mut twice: Vec<InsertVector> = (20..30).map(|i| point(i, 4, 2.0)).collect();
+    twice.push(point(29, 4, 3.0));
+    let insert_only = WriteCondition { mode: UpdateMode::InsertOnly, filter: None };
+    c.upsert_if(twice, insert_only, true).await.unwrap();
+    // update_only: 25..30 exist and are replaced; 30..35 are not inserted.
+    let update_only = WriteCondition { mode: UpdateMode::UpdateOnly, filter: None };
+    c.upsert_if((25..35).map(|i| point(i, 4, 4.0)).collect(), update_only, true).await.unwrap();
+    let salt = |s: &State, i: u64| {
+        let id = if i.is_multiple_of(3) { PointId::Str(format!("id-{i}")) } else { PointId::Num(i) };
+        s.iter().find(|p| p.0 == id).map(|p| p.2["salt"].as_f64().unwrap())
+    };
+    let a = state(&db, "a").await;
+    assert_eq!(a.len(), 30);
+    for i in 0..35 {
+        let want = match i {
+            0..10 => Some(1.0),
+            10..20 => Some(0.0),
+            20..25 => Some(1.0),
+            25..30 => Some(4.0),
+            _ => None,
+        };
+        assert_eq!(salt(&a, i), want, "point {i}");
+    }
+    let crashed = TempDir::new("conditional-copy");
+    copy_tree(&dir.0, &crashed.0);
+    db.shutdown().await;
+    for d in [&crashed.0, &dir.0] {
+        let db = Ametist::open(d, small_snapshots()).await.unwrap();
+        assert_eq!(state(&db, "a").await, a);
+        db.shutdown().await;
+    }
+}

@@ -123,7 +123,8 @@ fn point(rng: &mut StdRng, id: u64) -> WriteOp {
 }
 
 /// A random batch: inserts and overwrites, deletes by id, and now and then a delete by
-/// filter, which the primary expands into the deletes it made.
+/// filter, which the primary expands into the deletes it made, or a conditional upsert,
+/// which it resolves into the point or nothing.
 fn batch(rng: &mut StdRng) -> Vec<WriteOp> {
     let n = rng.random_range(1..8);
     let mut ops: Vec<WriteOp> = (0..n)
@@ -141,6 +142,18 @@ fn batch(rng: &mut StdRng) -> Vec<WriteOp> {
         }))
         .expect("a filter");
         ops.push(WriteOp::ByFilter { filter, action: FilterAction::Delete });
+    }
+    if rng.random_bool(0.3) {
+        // A conditional upsert: the primary logs the point or nothing.
+        use ametist_engine::messages::{UpdateMode, WriteCondition};
+        let filter: Filter = serde_json::from_value(serde_json::json!({
+            "must": [{ "key": "group", "match": { "value": rng.random_range(0..4) } }]
+        }))
+        .expect("a filter");
+        let mode = [UpdateMode::Upsert, UpdateMode::InsertOnly, UpdateMode::UpdateOnly][rng.random_range(0..3)];
+        let id = rng.random_range(0..60);
+        let when = WriteCondition { mode, filter: rng.random_bool(0.5).then_some(filter) };
+        ops.push(WriteOp::Conditional { when, op: Box::new(point(rng, id)) });
     }
     ops
 }
@@ -161,7 +174,10 @@ fn shipped_records_make_an_identical_copy_and_gaps_are_refused() {
             continue;
         };
         assert_eq!(lsn, last + 1, "the primary's records are consecutive");
-        assert!(logged.ops.iter().all(|op| !matches!(op, WriteOp::ByFilter { .. })), "filter ops are expanded");
+        assert!(
+            logged.ops.iter().all(|op| !matches!(op, WriteOp::ByFilter { .. } | WriteOp::Conditional { .. })),
+            "filter and conditional ops are resolved"
+        );
         let ack = replica.append(lsn, logged.ops.clone()).expect("the next record is taken");
         assert_eq!(ack.operation_id, lsn);
         // The same record again: the copy has it already.

@@ -5,6 +5,8 @@
 //! * `ametist config`: prints the effective configuration (defaults, file, overrides).
 //! * `ametist import`, `ametist search`, `ametist collections`: a client for a running
 //!   server (see [`cli`]).
+//! * `ametist restore-snapshot FILE --data-dir DIR`: restores a full-storage snapshot into an
+//!   empty data directory (the server stopped).
 //!
 //! Map: [`config`] reads `ametist.yaml` and its overrides; [`api`] holds the REST routes;
 //! [`http`] is the listener (connection limit, header and body timeouts); [`serve`] wires
@@ -43,6 +45,17 @@ enum Command {
     Search(cli::SearchArgs),
     /// List the collections of a running server.
     Collections(cli::ServerArgs),
+    /// Restore a full-storage snapshot (`POST /snapshots`) into a data directory without
+    /// collections, with the server stopped; then `ametist serve` on that directory.
+    RestoreSnapshot(RestoreArgs),
+}
+
+#[derive(Debug, Args)]
+struct RestoreArgs {
+    /// The full-storage snapshot file.
+    file: PathBuf,
+    #[command(flatten)]
+    config: ConfigArgs,
 }
 
 /// Where the configuration comes from. Later sources win: defaults, the file,
@@ -104,5 +117,22 @@ fn main() -> anyhow::Result<()> {
         Command::Import(args) => cli::import(args),
         Command::Search(args) => cli::search(args),
         Command::Collections(args) => cli::collections(args),
+        Command::RestoreSnapshot(args) => {
+            let config = args.config.load()?;
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            runtime.block_on(async {
+                let db = ametist_engine::Ametist::open(&config.storage.data_dir, config.engine()).await?;
+                let restored = ametist_engine::full_snapshots::restore(&db, &args.file).await;
+                db.shutdown().await;
+                let names = restored?;
+                println!(
+                    "restored {} collection(s) into {}: {}",
+                    names.len(),
+                    config.storage.data_dir.display(),
+                    names.join(", ")
+                );
+                Ok(())
+            })
+        }
     }
 }

@@ -31,6 +31,8 @@ const BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1
 pub struct Metrics {
     requests: Mutex<BTreeMap<(String, String, u16), Series>>,
     history: Mutex<History>,
+    /// When this process started serving, and a random id of this run (telemetry's `id`).
+    started: Option<(SystemTime, String)>,
 }
 
 #[derive(Default, Clone)]
@@ -49,9 +51,16 @@ struct MetricsState {
 /// Adds `GET /metrics` and `GET /metrics/history` to `app` and records every request
 /// `app` serves.
 pub fn install(app: Router, db: Ametist) -> Router {
-    let state = MetricsState { metrics: Arc::new(Metrics::default()), db };
-    app.layer(middleware::from_fn_with_state(state.clone(), track))
-        .merge(Router::new().route("/metrics", get(render)).route("/metrics/history", get(history)).with_state(state))
+    let run_id = format!("{:016x}{:016x}", rand_u64(), rand_u64());
+    let metrics = Metrics { started: Some((SystemTime::now(), run_id)), ..Metrics::default() };
+    let state = MetricsState { metrics: Arc::new(metrics), db };
+    app.layer(middleware::from_fn_with_state(state.clone(), track)).merge(
+        Router::new()
+            .route("/metrics", get(render))
+            .route("/metrics/history", get(history))
+            .route("/telemetry", get(telemetry))
+            .with_state(state),
+    )
 }
 
 async fn track(State(state): State<MetricsState>, req: Request, next: Next) -> Response {
@@ -79,6 +88,93 @@ async fn track(State(state): State<MetricsState>, req: Request, next: Next) -> R
         }
     }
     resp
+}
+
+/// 64 random bits from the standard library's randomly seeded hasher (no RNG crate needed
+/// for an id).
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    h.finish()
+}
+
+/// `GET /telemetry`: Qdrant's `TelemetryData`, with what Ametist knows: the build (name,
+/// version, commit, start time), the collections with their points and partitions, and the
+/// REST requests this process answered per route and status (count and total time; there
+/// is no gRPC API, so `grpc` holds none). `id` is random per process run. Figures Ametist
+/// does not keep (segments, optimizer runs, memory by kind) are left out, not made up.
+/// Query: `details_level` (a number; at 1 or more each collection is listed),
+/// `anonymize=true` and `per_collection=true` are refused (400): Ametist keeps no
+/// per-collection request figures and does not anonymise names.
+async fn telemetry(State(state): State<MetricsState>, uri: axum::http::Uri) -> Response {
+    let started = Instant::now();
+    let bad = |msg: String| {
+        let body = json!({"status": {"error": format!("Wrong input: {msg}")}, "time": started.elapsed().as_secs_f64()});
+        (axum::http::StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
+    };
+    let mut details = 0u64;
+    for pair in uri.query().unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        match (k, v) {
+            ("details_level", v) => match v.parse() {
+                Ok(n) => details = n,
+                Err(_) => return bad(format!("details_level must be a non-negative integer, got `{v}`")),
+            },
+            ("anonymize" | "per_collection", "false") => {}
+            ("anonymize", _) => return bad("anonymized telemetry is not supported; leave out `anonymize`".into()),
+            ("per_collection", _) => {
+                return bad("per-collection request figures are not kept; leave out `per_collection`".into())
+            }
+            ("timeout", v) if v.parse::<u64>().is_ok() => {}
+            ("timeout", v) => return bad(format!("timeout must be a positive integer, got `{v}`")),
+            _ => {}
+        }
+    }
+    let mut collections = Vec::new();
+    let names = state.db.list_collections();
+    if details >= 1 {
+        for name in &names {
+            let Ok(c) = state.db.collection(name) else { continue };
+            let Ok(parts) = c.partitions().await else { continue };
+            let points: usize = parts.iter().filter_map(|(_, s)| s.as_ref().map(|s| s.doc_count)).sum();
+            let answering = parts.iter().filter(|(_, s)| s.is_some()).count();
+            collections.push(json!({
+                "id": name,
+                // Ametist's own: points in the partitions that answered, and how many did.
+                "points": points,
+                "partitions": parts.len(),
+                "partitions_answering": answering,
+            }));
+        }
+    }
+    let mut responses: BTreeMap<String, BTreeMap<String, Value>> = BTreeMap::new();
+    {
+        let map = state.metrics.requests.lock().expect("the metrics lock is never held across a panic");
+        for ((m, r, status), v) in map.iter() {
+            responses.entry(format!("{m} {r}")).or_default().insert(
+                status.to_string(),
+                json!({"count": v.count, "total_duration_micros": (v.sum * 1e6).round() as u64}),
+            );
+        }
+    }
+    let (start, id) = state.metrics.started.clone().unwrap_or((SystemTime::now(), String::new()));
+    let result = json!({
+        "id": id,
+        "app": {
+            "name": "ametist",
+            "version": env!("CARGO_PKG_VERSION"),
+            "commit": env!("AMETIST_GIT_COMMIT"),
+            "startup": format!("{}Z", ametist_engine::snapshots::format_time(start)),
+        },
+        "collections": if details >= 1 {
+            json!({"number_of_collections": names.len(), "collections": collections})
+        } else {
+            json!({"number_of_collections": names.len()})
+        },
+        "requests": {"rest": {"responses": responses}, "grpc": {"responses": {}}},
+    });
+    axum::Json(json!({"result": result, "status": "ok", "time": started.elapsed().as_secs_f64()})).into_response()
 }
 
 fn unix_secs() -> u64 {

@@ -246,7 +246,8 @@ fn join_then_drain_under_load() {
         });
     }
 
-    // The load: unique ids through the nodes in `live`; (time, status) of every answer.
+    // The load: unique ids through the nodes in `live`; (time sent, status, body) of every
+    // answer.
     let live: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(bases.clone()));
     let acked: Arc<Mutex<BTreeSet<u64>>> = Arc::default();
     let answers: Arc<Mutex<Vec<(Instant, u16, String)>>> = Arc::default();
@@ -266,6 +267,7 @@ fn join_then_drain_under_load() {
                     };
                     let ids: Vec<u64> = (0..5).map(|_| next_id.fetch_add(1, Ordering::Relaxed)).collect();
                     let pts: Vec<Value> = ids.iter().map(|&id| point(id, &mut rng)).collect();
+                    let sent = Instant::now();
                     let resp = client
                         .put(format!("{base}/collections/rep/points?wait=true"))
                         .json(&json!({ "points": pts }))
@@ -277,7 +279,7 @@ fn join_then_drain_under_load() {
                     if status == 200 {
                         acked.lock().unwrap().extend(ids);
                     }
-                    answers.lock().unwrap().push((Instant::now(), status, text));
+                    answers.lock().unwrap().push((sent, status, text));
                     std::thread::sleep(Duration::from_millis(5));
                 }
             })
@@ -351,6 +353,10 @@ fn join_then_drain_under_load() {
     let answers = answers.lock().unwrap();
     let bad: Vec<_> = answers.iter().filter(|a| a.1 != 200 && a.1 != 503).collect();
     assert!(bad.is_empty(), "errors other than retryable 503s: {bad:?}");
+    for (sent, status, body) in answers.iter().filter(|a| a.1 != 200) {
+        let when = if *sent > stopped_at { "after" } else { "before" };
+        eprintln!("a write sent {when} the member stopped answered {status}: {body}");
+    }
     let after: Vec<_> = answers.iter().filter(|a| a.0 > stopped_at).collect();
     assert!(after.len() > 10, "too few writes after the member stopped: {}", after.len());
     let failed: Vec<_> = after.iter().filter(|a| a.1 != 200).collect();

@@ -392,7 +392,15 @@ pub(crate) fn from_cluster(e: ametist_cluster::ClusterError, started: Instant) -
 pub async fn cluster_info(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<Value> {
     let started = Instant::now();
     let c = state.db.collection(&name).map_err(|e| ApiError::from_engine(e, started))?;
-    let info = match state.cluster.as_ref().and_then(|cl| cl.collection_status(&name)) {
+    // Points per partition, from the partitions that answer (Qdrant's `points_count`).
+    let counts: std::collections::HashMap<usize, usize> = c
+        .partitions()
+        .await
+        .map_err(|e| ApiError::from_engine(e, started))?
+        .into_iter()
+        .filter_map(|(info, stats)| stats.map(|s| (info.id, s.doc_count)))
+        .collect();
+    let mut info = match state.cluster.as_ref().and_then(|cl| cl.collection_status(&name)) {
         Some(v) => v,
         // A single node (or a local collection) holds every partition.
         None => {
@@ -415,6 +423,20 @@ pub async fn cluster_info(State(state): State<AppState>, Path(name): Path<String
             })
         }
     };
+    // Every local shard says how many points it holds; one that cannot answer (stopped) is
+    // `Dead` with 0 points, rather than a count nobody read.
+    if let Some(shards) = info["local_shards"].as_array_mut() {
+        for shard in shards {
+            let id = shard["shard_id"].as_u64().unwrap_or(u64::MAX) as usize;
+            match counts.get(&id) {
+                Some(&n) => shard["points_count"] = json!(n),
+                None => {
+                    shard["points_count"] = json!(0);
+                    shard["state"] = json!("Dead");
+                }
+            }
+        }
+    }
     Ok(Answer::new(info, started))
 }
 
@@ -689,4 +711,51 @@ fn quantization_json(index: &IndexConfig) -> Value {
         Quantization::BinaryOneAndHalfBits => binary("one_and_half_bits"),
         Quantization::None | Quantization::Int4 => Value::Null,
     }
+}
+
+/// `GET /collections/{name}/optimizations`: Qdrant's `OptimizationsResponse`. Ametist has
+/// no segments and no optimizer: a partition indexes every write as it applies it, so
+/// nothing is ever running, queued or idle, and every figure is 0. `with` (a comma list of
+/// `queued`, `completed`, `idle_segments`) adds those lists, empty; `completed_limit` is
+/// checked.
+pub async fn optimizations(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> ApiResult<Value> {
+    let started = Instant::now();
+    state.db.collection(&name).map_err(|e| ApiError::from_engine(e, started))?;
+    let mut result = json!({
+        "summary": {"queued_optimizations": 0, "queued_segments": 0, "queued_points": 0, "idle_segments": 0},
+        "running": [],
+    });
+    for pair in query.as_deref().unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        match k {
+            "with" => {
+                for w in v.replace("%2C", ",").replace("%2c", ",").split(',').filter(|w| !w.is_empty()) {
+                    match w {
+                        "queued" | "completed" | "idle_segments" => result[w] = json!([]),
+                        other => {
+                            return Err(ApiError::bad_request(
+                                format!(
+                                    "Wrong input: unknown `with` value `{other}` (queued, completed, idle_segments)"
+                                ),
+                                started,
+                            ))
+                        }
+                    }
+                }
+            }
+            "completed_limit" if v.parse::<u64>().is_ok() => {}
+            "completed_limit" => {
+                return Err(ApiError::bad_request(
+                    format!("Wrong input: completed_limit must be a non-negative integer, got `{v}`"),
+                    started,
+                ))
+            }
+            _ => {}
+        }
+    }
+    Ok(Answer::new(result, started))
 }

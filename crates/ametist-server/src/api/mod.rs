@@ -2,17 +2,20 @@
 //!
 //! * [`collections`]: `GET /collections`, `GET/PUT/DELETE /collections/{name}`.
 //! * [`points`]: upsert, query (single and batch), search, retrieve, delete, scroll, count.
+//! * [`batch`]: `POST /collections/{name}/points/batch`, point operations applied in order.
 //! * [`payload`]: payload updates and payload indexes (shapes only until the engine has them).
 //! * [`selectors`]: `with_payload` / `with_vector` selectors.
 //! * [`shards`]: shard keys (custom sharding): their routes and the `shard_key` selector.
 //! * [`strict`]: strict mode, checked before a request does anything.
 //! * [`partitions`]: Ametist-only routes about partitions and their actors.
+//! * [`cluster`]: moving partitions (`POST /collections/{name}/cluster`) and removing members.
 //! * [`openapi`]: `GET /openapi.json`, the OpenAPI document of every route here.
 //! * [`envelope`]: Qdrant's response envelope, error mapping and body parsing.
 //! * [`auth`]: the API key.
 //! * [`limits`]: what one request may cost (bytes of writes in flight, hits, answer size).
 
 pub mod auth;
+pub mod batch;
 pub mod cluster;
 pub mod collections;
 pub mod consistency;
@@ -32,7 +35,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{DefaultBodyLimit, State};
-use axum::routing::{any, delete, get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 use serde_json::json;
 
@@ -94,6 +97,7 @@ pub fn router(state: AppState) -> Router {
         .route("/collections/{name}/points/search/matrix/pairs", post(explore::matrix_pairs))
         .route("/collections/{name}/points/search/matrix/offsets", post(explore::matrix_offsets))
         .route("/collections/{name}/points/delete", post(points::delete))
+        .route("/collections/{name}/points/batch", post(batch::update))
         .route("/collections/{name}/points/vectors", put(points::update_vectors))
         .route("/collections/{name}/points/vectors/delete", post(points::delete_vectors))
         .route("/collections/{name}/points/scroll", post(points::scroll))
@@ -106,21 +110,25 @@ pub fn router(state: AppState) -> Router {
         .route("/collections/{name}/partitions", get(partitions::list))
         .route("/collections/{name}/partitions/{id}/copies", get(partitions::copies))
         .route("/cluster", get(collections::cluster_status))
-        .route("/cluster/peer/{id}", delete(cluster::remove_peer))
+        .route("/cluster/peer/{peer_id}", delete(cluster::remove_peer))
         .route("/collections/{name}/cluster", get(collections::cluster_info).post(cluster::update))
+        .route("/collections/{name}/optimizations", get(collections::optimizations))
         .route("/collections/{name}/snapshots", get(snapshots::list).post(snapshots::create))
         .route("/collections/{name}/snapshots/recover", put(snapshots::recover))
         // Uploads are streamed to a file, never held in memory: no body limit.
         .route("/collections/{name}/snapshots/upload", post(snapshots::upload).layer(DefaultBodyLimit::disable()))
-        .route("/collections/{name}/snapshots/{snapshot}", get(snapshots::download).delete(snapshots::delete));
-    // Qdrant routes Ametist does not serve yet: a 400 naming the feature, rather than a
-    // 404 that a client could take for "collection not found".
-    for (path, what) in [
-        ("/collections/{name}/points/batch", "batch update operations are"),
-        ("/snapshots", "full-storage snapshots are"),
-    ] {
-        r = r.route(path, any(move || unsupported(what)));
-    }
+        .route("/collections/{name}/snapshots/{snapshot}", get(snapshots::download).delete(snapshots::delete))
+        .route(
+            "/collections/{name}/shards/{shard_id}/snapshots",
+            get(snapshots::list_shard).post(snapshots::create_shard),
+        )
+        .route("/collections/{name}/shards/{shard_id}/snapshots/recover", put(snapshots::recover_shard))
+        .route(
+            "/collections/{name}/shards/{shard_id}/snapshots/{snapshot}",
+            get(snapshots::download_shard).delete(snapshots::delete_shard),
+        )
+        .route("/snapshots", get(snapshots::list_full).post(snapshots::create_full))
+        .route("/snapshots/{snapshot}", get(snapshots::download_full).delete(snapshots::delete_full));
     if state.config.server.enable_fault_injection {
         r = r.route("/collections/{name}/partitions/{id}/fault", post(partitions::fault));
     }
@@ -161,6 +169,8 @@ async fn root(State(state): State<AppState>, headers: axum::http::HeaderMap) -> 
     axum::Json(json!({
         "title": "ametist - vector search engine",
         "version": QDRANT_COMPAT_VERSION,
+        // The git commit built from (`unknown` outside a checkout; see build.rs).
+        "commit": env!("AMETIST_GIT_COMMIT"),
         "ametist_version": env!("CARGO_PKG_VERSION"),
         "name": state.config.name,
     }))
@@ -169,10 +179,6 @@ async fn root(State(state): State<AppState>, headers: axum::http::HeaderMap) -> 
 
 async fn health() -> &'static str {
     "healthz check passed"
-}
-
-async fn unsupported(what: &'static str) -> envelope::ApiError {
-    envelope::ApiError::bad_request(format!("Wrong input: {what} not supported yet"), Instant::now())
 }
 
 async fn not_found(uri: axum::http::Uri) -> envelope::ApiError {

@@ -14,11 +14,11 @@ use serde_json::Value;
 
 use ametist_core::payload_index::FieldType;
 use ametist_core::{Payload, PointId};
-use ametist_engine::collection::Target;
+use ametist_engine::collection::{Collection, PreparedWrite, Target};
 use ametist_engine::messages::FilterAction;
 
 use super::envelope::{parse_body, wait_param, Answer, ApiError, ApiResult};
-use super::points::{collection, not_supported, parse_filter, update_result};
+use super::points::{apply, collection, not_supported, parse_filter};
 use super::AppState;
 
 /// `POST /collections/{name}/points/payload` (set keys) and `PUT` (overwrite).
@@ -116,7 +116,18 @@ async fn write_payload(
     let wait = wait_param(query.as_deref(), started)?;
     let c = collection(&state, &name, started)?;
     let req: SetPayload = parse_body(&body, started)?;
-    let c = super::shards::scoped(&c, req.shard_key, started)?;
+    let (c, w) = prepare_set(&c, req, overwrite, started)?;
+    apply(&c, w, wait, started).await
+}
+
+/// Checks and prepares `SetPayload` (set keys, or overwrite the whole payload).
+pub(crate) fn prepare_set(
+    c: &Collection,
+    req: SetPayload,
+    overwrite: bool,
+    started: Instant,
+) -> Result<(Collection, PreparedWrite), ApiError> {
+    let c = super::shards::scoped(c, req.shard_key, started)?;
     super::strict::check_update_filter(&c, req.filter.as_ref(), started)?;
     let target = target(req.points, req.filter, started)?;
     if req.key.is_some() {
@@ -124,7 +135,7 @@ async fn write_payload(
     }
     let action =
         if overwrite { FilterAction::OverwritePayload(req.payload) } else { FilterAction::SetPayload(req.payload) };
-    apply(&c, target, action, wait, started).await
+    prepare(c, target, action, started)
 }
 
 pub async fn delete_keys(
@@ -137,10 +148,20 @@ pub async fn delete_keys(
     let wait = wait_param(query.as_deref(), started)?;
     let c = collection(&state, &name, started)?;
     let req: DeletePayload = parse_body(&body, started)?;
-    let c = super::shards::scoped(&c, req.shard_key, started)?;
+    let (c, w) = prepare_delete_keys(&c, req, started)?;
+    apply(&c, w, wait, started).await
+}
+
+/// Checks and prepares `DeletePayload`.
+pub(crate) fn prepare_delete_keys(
+    c: &Collection,
+    req: DeletePayload,
+    started: Instant,
+) -> Result<(Collection, PreparedWrite), ApiError> {
+    let c = super::shards::scoped(c, req.shard_key, started)?;
     super::strict::check_update_filter(&c, req.filter.as_ref(), started)?;
     let target = target(req.points, req.filter, started)?;
-    apply(&c, target, FilterAction::DeletePayload(req.keys), wait, started).await
+    prepare(c, target, FilterAction::DeletePayload(req.keys), started)
 }
 
 pub async fn clear(
@@ -153,10 +174,30 @@ pub async fn clear(
     let wait = wait_param(query.as_deref(), started)?;
     let c = collection(&state, &name, started)?;
     let req: PointsSelector = parse_body(&body, started)?;
-    let c = super::shards::scoped(&c, req.shard_key, started)?;
+    let (c, w) = prepare_clear(&c, req, started)?;
+    apply(&c, w, wait, started).await
+}
+
+/// Checks and prepares a payload clear (`PointsSelector`).
+pub(crate) fn prepare_clear(
+    c: &Collection,
+    req: PointsSelector,
+    started: Instant,
+) -> Result<(Collection, PreparedWrite), ApiError> {
+    let c = super::shards::scoped(c, req.shard_key, started)?;
     super::strict::check_update_filter(&c, req.filter.as_ref(), started)?;
     let target = target(req.points, req.filter, started)?;
-    apply(&c, target, FilterAction::ClearPayload, wait, started).await
+    prepare(c, target, FilterAction::ClearPayload, started)
+}
+
+fn prepare(
+    c: Collection,
+    target: Target,
+    action: FilterAction,
+    started: Instant,
+) -> Result<(Collection, PreparedWrite), ApiError> {
+    let w = c.prepare_update_payload(target, action).map_err(|e| ApiError::from_engine(e, started))?;
+    Ok((c, w))
 }
 
 pub async fn create_index(
@@ -212,17 +253,6 @@ pub async fn delete_index(
     }
     c.drop_field_index(&field).await.map_err(|e| ApiError::from_engine(e, started))?;
     Ok(Answer::new(serde_json::json!({"operation_id": 0, "status": "completed"}), started))
-}
-
-async fn apply(
-    c: &ametist_engine::collection::Collection,
-    target: Target,
-    action: FilterAction,
-    wait: bool,
-    started: Instant,
-) -> ApiResult<Value> {
-    let ack = c.update_payload(target, action, wait).await.map_err(|e| ApiError::from_engine(e, started))?;
-    Ok(Answer::new(update_result(ack), started))
 }
 
 /// Reads `field_schema`: a type name or `{"type": name, ...}`. Ametist indexes keyword,

@@ -23,10 +23,10 @@ use serde_json::{json, Value};
 use ametist_core::filter::{Condition, Filter};
 use ametist_core::sparse::SparseVector;
 use ametist_core::{Payload, PointId};
-use ametist_engine::collection::{Collection, CollectionSpec, Fusion, SparseQuery, Target, TextQuery};
+use ametist_engine::collection::{Collection, CollectionSpec, Fusion, PreparedWrite, SparseQuery, Target, TextQuery};
 use ametist_engine::messages::{
     ContextPair, ExampleQuery, MissingPartition, NamedVectors, QuantizationParams, Record, ScoredDoc, ScrollOrder,
-    ScrollRequest, WriteAck, UNNAMED,
+    ScrollRequest, UpdateMode, WriteAck, WriteCondition, UNNAMED,
 };
 use ametist_engine::{InsertVector, SearchRequest, UpdateVector};
 
@@ -46,10 +46,12 @@ pub struct UpsertPoints {
     /// Qdrant's `ShardKeySelector` (see `shards::parse_selector`).
     #[serde(default)]
     pub shard_key: Option<Value>,
-    /// Conditional update (only points matching the filter are replaced): not yet.
+    /// Qdrant's conditional update: an existing point is replaced only if it matches this
+    /// filter; new points are inserted whatever it says.
     #[serde(default)]
     pub update_filter: Option<Value>,
-    /// `upsert` (the default); `insert_only` and `update_only` are not supported yet.
+    /// `upsert` (the default), `insert_only` (existing points are left as they are) or
+    /// `update_only` (absent points are not inserted).
     #[serde(default)]
     pub update_mode: Option<String>,
 }
@@ -388,24 +390,50 @@ pub async fn upsert(
     let started = Instant::now();
     let wait = wait_param(query.as_deref(), started)?;
     let c = collection(&state, &name, started)?;
-    let mut req: UpsertPoints = parse_body(&body, started)?;
-    let c = super::shards::scoped(&c, req.shard_key.take(), started)?;
-    if let Some(filter) = parse_filter(req.update_filter, started)? {
-        let _ = filter;
-        return Err(not_supported("conditional upsert (`update_filter`) is not supported yet", started));
-    }
-    match req.update_mode.as_deref() {
-        None | Some("upsert") => {}
-        Some(mode @ ("insert_only" | "update_only")) => {
-            return Err(not_supported(format!("`update_mode: {mode}` is not supported yet"), started))
-        }
+    let req: UpsertPoints = parse_body(&body, started)?;
+    let (c, w) = prepare_upsert(&c, req, started).await?;
+    apply(&c, w, wait, started).await
+}
+
+/// Applies a prepared write and answers Qdrant's `UpdateResult`.
+pub(crate) async fn apply(c: &Collection, w: PreparedWrite, wait: bool, started: Instant) -> ApiResult<Value> {
+    let ack = c.apply(w, wait).await.map_err(|e| ApiError::from_engine(e, started))?;
+    Ok(Answer::new(update_result(ack), started))
+}
+
+/// Qdrant's `update_mode` and `update_filter` as the engine's condition.
+fn write_condition(
+    c: &Collection,
+    mode: Option<&str>,
+    filter: Option<Value>,
+    started: Instant,
+) -> Result<WriteCondition, ApiError> {
+    super::strict::check_update_filter(c, filter.as_ref(), started)?;
+    let mode = match mode {
+        None | Some("upsert") => UpdateMode::Upsert,
+        Some("insert_only") => UpdateMode::InsertOnly,
+        Some("update_only") => UpdateMode::UpdateOnly,
         Some(other) => {
             return Err(ApiError::bad_request(
-                format!("Format error in JSON body: unknown update_mode `{other}`"),
+                format!(
+                    "Format error in JSON body: unknown update_mode `{other}` (upsert, insert_only or update_only)"
+                ),
                 started,
             ))
         }
-    }
+    };
+    Ok(WriteCondition { mode, filter: parse_filter(filter, started)? })
+}
+
+/// Checks an upsert (`PointsList` or `PointsBatch`) completely, strict mode included, and
+/// prepares it on the collection its `shard_key` scopes.
+pub(crate) async fn prepare_upsert(
+    c: &Collection,
+    mut req: UpsertPoints,
+    started: Instant,
+) -> Result<(Collection, PreparedWrite), ApiError> {
+    let c = super::shards::scoped(c, req.shard_key.take(), started)?;
+    let when = write_condition(&c, req.update_mode.as_deref(), req.update_filter.take(), started)?;
     let point = |id: PointId, v: VectorInput, metadata: Option<Payload>| -> Result<InsertVector, ApiError> {
         Ok(InsertVector { id, vectors: v.into_fields(c.spec(), started)?, metadata })
     };
@@ -445,8 +473,8 @@ pub async fn upsert(
         }
     };
     super::strict::check_upsert(&c, &points, started).await?;
-    let ack = c.upsert(points, wait).await.map_err(|e| ApiError::from_engine(e, started))?;
-    Ok(Answer::new(update_result(ack), started))
+    let w = c.prepare_upsert(points, when).map_err(|e| ApiError::from_engine(e, started))?;
+    Ok((c, w))
 }
 
 pub async fn update_vectors(
@@ -458,11 +486,23 @@ pub async fn update_vectors(
     let started = Instant::now();
     let wait = wait_param(query.as_deref(), started)?;
     let c = collection(&state, &name, started)?;
-    let mut req: UpdateVectors = parse_body(&body, started)?;
-    let c = super::shards::scoped(&c, req.shard_key.take(), started)?;
-    if parse_filter(req.update_filter, started)?.is_some() {
-        return Err(not_supported("conditional update (`update_filter`) is not supported yet", started));
-    }
+    let req: UpdateVectors = parse_body(&body, started)?;
+    let (c, w) = prepare_update_vectors(&c, req, started)?;
+    // One write: a bad vector anywhere changes nothing. Every point must exist (404 naming
+    // the first that does not, as Qdrant answers, also without `wait`); with
+    // `update_filter`, the points that do not match it are left as they are.
+    apply(&c, w, wait, started).await
+}
+
+/// Checks and prepares `UpdateVectors`.
+pub(crate) fn prepare_update_vectors(
+    c: &Collection,
+    mut req: UpdateVectors,
+    started: Instant,
+) -> Result<(Collection, PreparedWrite), ApiError> {
+    let c = super::shards::scoped(c, req.shard_key.take(), started)?;
+    super::strict::check_update_filter(&c, req.update_filter.as_ref(), started)?;
+    let filter = parse_filter(req.update_filter, started)?;
     let mut updates = Vec::new();
     for p in req.points {
         let vectors = p.vector.into_fields(c.spec(), started)?;
@@ -470,21 +510,11 @@ pub async fn update_vectors(
             updates.push(UpdateVector { id: p.id, vectors });
         }
     }
-    // The partitions refuse an update of an absent point (and nothing of its batch is
-    // applied); asking first answers 404 naming it, as Qdrant does, also without `wait`.
-    let ids: Vec<PointId> = updates.iter().map(|u| u.id.clone()).collect();
-    if !ids.is_empty() {
-        let found = c.get(ids.clone(), false, false).await.map_err(|e| ApiError::from_engine(e, started))?;
-        if let Some(missing) = ids.iter().find(|id| !found.iter().any(|r| &r.id == *id)) {
-            return Err(point_not_found(missing, started));
-        }
-    }
     if updates.is_empty() {
         return Err(ApiError::bad_request("Wrong input: `points` is empty", started));
     }
-    // One write: a bad vector anywhere changes nothing.
-    let ack = c.update_vectors(updates, wait).await;
-    Ok(Answer::new(update_result(ack.map_err(|e| ApiError::from_engine(e, started))?), started))
+    let w = c.prepare_update_vectors(updates, filter).map_err(|e| ApiError::from_engine(e, started))?;
+    Ok((c, w))
 }
 
 /// `POST /collections/{name}/points/vectors/delete`: Qdrant's `DeleteVectors`.
@@ -511,17 +541,22 @@ pub async fn delete_vectors(
     let started = Instant::now();
     let wait = wait_param(query.as_deref(), started)?;
     let c = collection(&state, &name, started)?;
-    let mut req: DeleteVectorsRequest = parse_body(&body, started)?;
-    let c = super::shards::scoped(&c, req.shard_key.take(), started)?;
+    let req: DeleteVectorsRequest = parse_body(&body, started)?;
+    let (c, w) = prepare_delete_vectors(&c, req, started)?;
+    apply(&c, w, wait, started).await
+}
+
+/// Checks and prepares `DeleteVectors`: named points must exist (404 naming the first
+/// that does not).
+pub(crate) fn prepare_delete_vectors(
+    c: &Collection,
+    mut req: DeleteVectorsRequest,
+    started: Instant,
+) -> Result<(Collection, PreparedWrite), ApiError> {
+    let c = super::shards::scoped(c, req.shard_key.take(), started)?;
     super::strict::check_update_filter(&c, req.filter.as_ref(), started)?;
     let target = match (req.points, parse_filter(req.filter, started)?) {
-        (Some(ids), None) if !ids.is_empty() => {
-            let found = c.get(ids.clone(), false, false).await.map_err(|e| ApiError::from_engine(e, started))?;
-            if let Some(missing) = ids.iter().find(|id| !found.iter().any(|r| &r.id == *id)) {
-                return Err(point_not_found(missing, started));
-            }
-            Target::Ids(ids)
-        }
+        (Some(ids), None) if !ids.is_empty() => Target::Ids(ids),
         (None, Some(filter)) => Target::Filter(filter),
         _ => {
             return Err(ApiError::bad_request(
@@ -530,8 +565,8 @@ pub async fn delete_vectors(
             ))
         }
     };
-    let ack = c.delete_vectors(target, req.vector, wait).await.map_err(|e| ApiError::from_engine(e, started))?;
-    Ok(Answer::new(update_result(ack), started))
+    let w = c.prepare_delete_vectors(target, req.vector).map_err(|e| ApiError::from_engine(e, started))?;
+    Ok((c, w))
 }
 
 pub async fn delete(
@@ -543,16 +578,23 @@ pub async fn delete(
     let started = Instant::now();
     let wait = wait_param(query.as_deref(), started)?;
     let c = collection(&state, &name, started)?;
-    let mut req: DeletePoints = parse_body(&body, started)?;
-    let c = super::shards::scoped(&c, req.shard_key.take(), started)?;
+    let req: DeletePoints = parse_body(&body, started)?;
+    let (c, w) = prepare_delete(&c, req, started)?;
+    apply(&c, w, wait, started).await
+}
+
+/// Checks and prepares a delete: `PointIdsList` or `FilterSelector`.
+pub(crate) fn prepare_delete(
+    c: &Collection,
+    mut req: DeletePoints,
+    started: Instant,
+) -> Result<(Collection, PreparedWrite), ApiError> {
+    let c = super::shards::scoped(c, req.shard_key.take(), started)?;
     super::strict::check_update_filter(&c, req.filter.as_ref(), started)?;
-    let filter = parse_filter(req.filter, started)?;
-    let ids = match (req.points, filter) {
-        (Some(ids), None) => ids,
-        (None, Some(filter)) => {
-            let ack = c.delete_by_filter(filter, wait).await.map_err(|e| ApiError::from_engine(e, started))?;
-            return Ok(Answer::new(update_result(ack), started));
-        }
+    let target = match (req.points, parse_filter(req.filter, started)?) {
+        (Some(ids), None) if !ids.is_empty() => Target::Ids(ids),
+        (Some(_), None) => return Err(ApiError::bad_request("Wrong input: `points` is empty", started)),
+        (None, Some(filter)) => Target::Filter(filter),
         _ => {
             return Err(ApiError::bad_request(
                 "Format error in JSON body: send either `points` (a list of ids) or `filter`",
@@ -560,11 +602,8 @@ pub async fn delete(
             ))
         }
     };
-    if ids.is_empty() {
-        return Err(ApiError::bad_request("Wrong input: `points` is empty", started));
-    }
-    let ack = c.delete(ids, wait).await.map_err(|e| ApiError::from_engine(e, started))?;
-    Ok(Answer::new(update_result(ack), started))
+    let w = c.prepare_delete(target).map_err(|e| ApiError::from_engine(e, started))?;
+    Ok((c, w))
 }
 
 pub async fn query(State(state): State<AppState>, Path(name): Path<String>, body: Bytes) -> ApiResult<Value> {

@@ -320,3 +320,176 @@ fn not_found_or(e: ametist_engine::EngineError, name: &str, started: Instant) ->
         other => ApiError::from_engine(other, started),
     }
 }
+
+// ----- full-storage snapshots (`/snapshots`) -----------------------------------------------
+
+/// `POST /snapshots`: snapshots every collection and the aliases into one file.
+pub async fn create_full(State(state): State<AppState>) -> ApiResult<Value> {
+    let started = Instant::now();
+    if state.cluster.is_some() {
+        return Err(ApiError::bad_request(
+            "Wrong input: full-storage snapshots are not supported in cluster mode yet",
+            started,
+        ));
+    }
+    let d = ametist_engine::full_snapshots::create(&state.db).await.map_err(|e| ApiError::from_engine(e, started))?;
+    Ok(Answer::new(json!(d), started))
+}
+
+/// `GET /snapshots`: the full-storage snapshots.
+pub async fn list_full(State(state): State<AppState>) -> ApiResult<Value> {
+    let started = Instant::now();
+    let all = ametist_engine::full_snapshots::list(&state.db).map_err(|e| ApiError::from_engine(e, started))?;
+    Ok(Answer::new(json!(all), started))
+}
+
+/// `GET /snapshots/{snapshot}`: the file.
+pub async fn download_full(State(state): State<AppState>, Path(snapshot): Path<String>) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let path = ametist_engine::full_snapshots::path_of(&state.db, &snapshot)
+        .map_err(|e| not_found_or(e, &snapshot, started))?;
+    send_file(path, &snapshot, started).await
+}
+
+/// `DELETE /snapshots/{snapshot}`.
+pub async fn delete_full(State(state): State<AppState>, Path(snapshot): Path<String>) -> ApiResult<bool> {
+    let started = Instant::now();
+    let deleted = ametist_engine::full_snapshots::delete(&state.db, &snapshot)
+        .map_err(|e| not_found_or(e, &snapshot, started))?;
+    if !deleted {
+        return Err(snapshot_not_found(&snapshot, started));
+    }
+    Ok(Answer::new(true, started))
+}
+
+/// A snapshot file as the answer, read off the async runtime's threads.
+async fn send_file(path: PathBuf, name: &str, started: Instant) -> Result<Response, ApiError> {
+    let bytes = tokio::task::spawn_blocking(move || std::fs::read(path))
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .ok_or_else(|| snapshot_not_found(name, started))?;
+    Ok((
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\"")),
+        ],
+        Body::from(bytes),
+    )
+        .into_response())
+}
+
+// ----- shard snapshots (`/collections/{name}/shards/{shard_id}/snapshots`) ----------------
+//
+// A shard is a partition; its snapshot is the partition's image (points, payloads, graph),
+// kept in `<data_dir>/snapshots/<collection>/shards/<id>/`.
+
+fn shard_id(raw: &str, started: Instant) -> Result<usize, ApiError> {
+    raw.parse()
+        .map_err(|_| ApiError::bad_request(format!("Wrong input: shard id must be a number, got `{raw}`"), started))
+}
+
+/// `POST /collections/{name}/shards/{shard_id}/snapshots`.
+pub async fn create_shard(
+    State(state): State<AppState>,
+    Path((name, shard)): Path<(String, String)>,
+) -> ApiResult<Value> {
+    let started = Instant::now();
+    let c = collection(&state, &name, started)?;
+    let d = c.create_shard_snapshot(shard_id(&shard, started)?).await.map_err(|e| ApiError::from_engine(e, started))?;
+    Ok(Answer::new(json!(d), started))
+}
+
+/// `GET /collections/{name}/shards/{shard_id}/snapshots`.
+pub async fn list_shard(
+    State(state): State<AppState>,
+    Path((name, shard)): Path<(String, String)>,
+) -> ApiResult<Value> {
+    let started = Instant::now();
+    let c = collection(&state, &name, started)?;
+    let all = c.list_shard_snapshots(shard_id(&shard, started)?).map_err(|e| ApiError::from_engine(e, started))?;
+    Ok(Answer::new(json!(all), started))
+}
+
+/// `GET /collections/{name}/shards/{shard_id}/snapshots/{snapshot}`: the file.
+pub async fn download_shard(
+    State(state): State<AppState>,
+    Path((name, shard, snapshot)): Path<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let c = collection(&state, &name, started)?;
+    let path = c
+        .shard_snapshot_path(shard_id(&shard, started)?, &snapshot)
+        .map_err(|e| not_found_or(e, &snapshot, started))?;
+    send_file(path, &snapshot, started).await
+}
+
+/// `DELETE /collections/{name}/shards/{shard_id}/snapshots/{snapshot}`.
+pub async fn delete_shard(
+    State(state): State<AppState>,
+    Path((name, shard, snapshot)): Path<(String, String, String)>,
+) -> ApiResult<bool> {
+    let started = Instant::now();
+    let c = collection(&state, &name, started)?;
+    let deleted = c
+        .delete_shard_snapshot(shard_id(&shard, started)?, &snapshot)
+        .map_err(|e| not_found_or(e, &snapshot, started))?;
+    if !deleted {
+        return Err(snapshot_not_found(&snapshot, started));
+    }
+    Ok(Answer::new(true, started))
+}
+
+/// Qdrant's `ShardSnapshotRecover`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShardRecover {
+    pub location: String,
+    #[serde(default)]
+    pub priority: Option<Value>,
+    #[serde(default)]
+    pub checksum: Option<String>,
+    /// For fetching from a URL, which Ametist does not do: refused when set.
+    #[serde(default)]
+    pub api_key: Option<String>,
+}
+
+/// `PUT /collections/{name}/shards/{shard_id}/snapshots/recover`: `{"location"}` is one of
+/// the shard's snapshot names, or a path in the snapshots directory or
+/// `storage.recover_from_dirs`; the partition's points are replaced by the image's (which
+/// must belong to this shard).
+pub async fn recover_shard(
+    State(state): State<AppState>,
+    Path((name, shard)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult<bool> {
+    let started = Instant::now();
+    let req: ShardRecover = parse_body(&body, started)?;
+    check_recover_options(req.priority.as_ref().and_then(Value::as_str), req.checksum.as_deref(), started)?;
+    if req.priority.as_ref().is_some_and(|p| !p.is_string() && !p.is_null()) {
+        return Err(ApiError::bad_request("Wrong input: `priority` must be a string", started));
+    }
+    if req.api_key.is_some() {
+        return Err(ApiError::bad_request(
+            "Wrong input: `api_key` is for fetching a snapshot from a URL, which is not supported; leave it out",
+            started,
+        ));
+    }
+    if state.cluster.is_some() {
+        return Err(ApiError::bad_request(
+            "Wrong input: shard snapshot recovery is not supported in cluster mode yet",
+            started,
+        ));
+    }
+    let c = collection(&state, &name, started)?;
+    let id = shard_id(&shard, started)?;
+    let raw = req.location.strip_prefix("file://").unwrap_or(&req.location);
+    let path = if raw.contains('/') {
+        recover_path(&state, &name, &req.location, started)?
+    } else {
+        c.shard_snapshot_path(id, raw).map_err(|e| not_found_or(e, raw, started))?
+    };
+    c.recover_shard_snapshot(id, &path).await.map_err(|e| ApiError::from_engine(e, started))?;
+    Ok(Answer::new(true, started))
+}

@@ -430,7 +430,7 @@ fn kind_of(method: &axum::http::Method, rest: &[&str]) -> Option<bool> {
         (&Method::POST, ["points", "query" | "search" | "scroll" | "count"]) => Some(false),
         (&Method::POST, ["points", "query" | "search", "batch"]) => Some(false),
         (&Method::PUT, ["points"]) => Some(true),
-        (&Method::POST, ["points", "delete"]) => Some(true),
+        (&Method::POST, ["points", "delete" | "batch"]) => Some(true),
         (&Method::PUT, ["points", "vectors"]) => Some(true),
         (&Method::POST, ["points", "vectors", "delete"]) => Some(true),
         (&Method::POST | &Method::PUT, ["points", "payload"]) => Some(true),
