@@ -15,6 +15,7 @@ mod api;
 mod cli;
 mod config;
 mod dashboard;
+mod grpc;
 mod http;
 mod metrics;
 mod serve;

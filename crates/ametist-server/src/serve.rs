@@ -81,11 +81,7 @@ async fn serve(config: AmetistConfig) -> anyhow::Result<()> {
         shutdown_grace: config.limits.write_timeout.min(std::time::Duration::from_secs(30)),
     };
     let app = crate::metrics::install(
-        crate::dashboard::install(router(AppState {
-            db: db.clone(),
-            config: Arc::new(config.clone()),
-            cluster: cluster.clone(),
-        })),
+        crate::dashboard::install(router(AppState::new(db.clone(), Arc::new(config.clone()), cluster.clone()))),
         db.clone(),
     );
     let app = protect(app, &config);

@@ -53,6 +53,17 @@ pub struct AppState {
     pub config: Arc<AmetistConfig>,
     /// This node's cluster membership, when `remoting.enabled`.
     pub cluster: Option<ametist_cluster::ClusterNode>,
+    /// The bytes of writes being handled, shared by REST and gRPC.
+    pub budget: Arc<limits::WriteBudget>,
+    /// Strict mode's rate limits, shared by REST and gRPC.
+    pub rates: Arc<strict::Rates>,
+}
+
+impl AppState {
+    pub fn new(db: Ametist, config: Arc<AmetistConfig>, cluster: Option<ametist_cluster::ClusterNode>) -> Self {
+        let budget = Arc::new(limits::WriteBudget::new(&config.limits, config.server.max_request_bytes));
+        AppState { db, config, cluster, budget, rates: Arc::new(strict::Rates::default()) }
+    }
 }
 
 /// All routes.
@@ -122,15 +133,11 @@ pub fn router(state: AppState) -> Router {
     if state.config.server.enable_fault_injection {
         r = r.route("/collections/{name}/partitions/{id}/fault", post(partitions::fault));
     }
-    let budget = Arc::new(limits::WriteBudget::new(&state.config.limits, body_limit));
     let max_response = state.config.limits.max_response_bytes;
     r.fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), consistency::check))
-        .layer(axum::middleware::from_fn_with_state((state.clone(), budget), limits::admit_write))
-        .layer(axum::middleware::from_fn_with_state(
-            (state.clone(), Arc::new(strict::Rates::default())),
-            strict::request_layer,
-        ))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), limits::admit_write))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), strict::request_layer))
         .layer(axum::middleware::from_fn(move |req, next| limits::cap_response(max_response, req, next)))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)

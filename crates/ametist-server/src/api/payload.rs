@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use ametist_core::payload_index::FieldType;
 use ametist_core::{Payload, PointId};
-use ametist_engine::collection::Target;
+use ametist_engine::collection::{Collection, Target};
 use ametist_engine::messages::FilterAction;
 
 use super::envelope::{parse_body, wait_param, Answer, ApiError, ApiResult};
@@ -116,7 +116,19 @@ async fn write_payload(
     let wait = wait_param(query.as_deref(), started)?;
     let c = collection(&state, &name, started)?;
     let req: SetPayload = parse_body(&body, started)?;
-    let c = super::shards::scoped(&c, req.shard_key, started)?;
+    set_payload(&c, req, overwrite, wait, started).await
+}
+
+/// Sets payload keys, or replaces whole payloads with `overwrite` (REST, and gRPC's
+/// `SetPayload` and `OverwritePayload`).
+pub(crate) async fn set_payload(
+    c: &Collection,
+    req: SetPayload,
+    overwrite: bool,
+    wait: bool,
+    started: Instant,
+) -> ApiResult<Value> {
+    let c = super::shards::scoped(c, req.shard_key, started)?;
     super::strict::check_update_filter(&c, req.filter.as_ref(), started)?;
     let target = target(req.points, req.filter, started)?;
     if req.key.is_some() {
@@ -137,7 +149,17 @@ pub async fn delete_keys(
     let wait = wait_param(query.as_deref(), started)?;
     let c = collection(&state, &name, started)?;
     let req: DeletePayload = parse_body(&body, started)?;
-    let c = super::shards::scoped(&c, req.shard_key, started)?;
+    delete_payload_keys(&c, req, wait, started).await
+}
+
+/// Removes payload keys (REST and gRPC `DeletePayload`).
+pub(crate) async fn delete_payload_keys(
+    c: &Collection,
+    req: DeletePayload,
+    wait: bool,
+    started: Instant,
+) -> ApiResult<Value> {
+    let c = super::shards::scoped(c, req.shard_key, started)?;
     super::strict::check_update_filter(&c, req.filter.as_ref(), started)?;
     let target = target(req.points, req.filter, started)?;
     apply(&c, target, FilterAction::DeletePayload(req.keys), wait, started).await
@@ -153,7 +175,17 @@ pub async fn clear(
     let wait = wait_param(query.as_deref(), started)?;
     let c = collection(&state, &name, started)?;
     let req: PointsSelector = parse_body(&body, started)?;
-    let c = super::shards::scoped(&c, req.shard_key, started)?;
+    clear_payload(&c, req, wait, started).await
+}
+
+/// Clears whole payloads (REST and gRPC `ClearPayload`).
+pub(crate) async fn clear_payload(
+    c: &Collection,
+    req: PointsSelector,
+    wait: bool,
+    started: Instant,
+) -> ApiResult<Value> {
+    let c = super::shards::scoped(c, req.shard_key, started)?;
     super::strict::check_update_filter(&c, req.filter.as_ref(), started)?;
     let target = target(req.points, req.filter, started)?;
     apply(&c, target, FilterAction::ClearPayload, wait, started).await
@@ -169,6 +201,17 @@ pub async fn create_index(
     let _wait = wait_param(query.as_deref(), started)?;
     let c = collection(&state, &name, started)?;
     let req: CreateFieldIndex = parse_body(&body, started)?;
+    create_field_index(&state, &name, &c, req, started).await
+}
+
+/// Makes a payload index (REST and gRPC `CreateFieldIndex`); done when it answers.
+pub(crate) async fn create_field_index(
+    state: &AppState,
+    name: &str,
+    c: &Collection,
+    req: CreateFieldIndex,
+    started: Instant,
+) -> ApiResult<Value> {
     if req.field_name.is_empty() {
         return Err(ApiError::bad_request("Wrong input: `field_name` is empty", started));
     }
@@ -178,7 +221,7 @@ pub async fn create_index(
     let define = |def: ametist_cluster::IndexDef| async {
         match &state.cluster {
             Some(cluster) => cluster
-                .set_index(&name, &req.field_name, Some(def))
+                .set_index(name, &req.field_name, Some(def))
                 .await
                 .map_err(|e| super::collections::from_cluster(e, started)),
             None => Ok(()),
@@ -207,10 +250,21 @@ pub async fn delete_index(
     let started = Instant::now();
     let _wait = wait_param(query.as_deref(), started)?;
     let c = collection(&state, &name, started)?;
+    delete_field_index(&state, &name, &c, &field, started).await
+}
+
+/// Drops a payload index (REST and gRPC `DeleteFieldIndex`).
+pub(crate) async fn delete_field_index(
+    state: &AppState,
+    name: &str,
+    c: &Collection,
+    field: &str,
+    started: Instant,
+) -> ApiResult<Value> {
     if let Some(cluster) = &state.cluster {
-        cluster.set_index(&name, &field, None).await.map_err(|e| super::collections::from_cluster(e, started))?;
+        cluster.set_index(name, field, None).await.map_err(|e| super::collections::from_cluster(e, started))?;
     }
-    c.drop_field_index(&field).await.map_err(|e| ApiError::from_engine(e, started))?;
+    c.drop_field_index(field).await.map_err(|e| ApiError::from_engine(e, started))?;
     Ok(Answer::new(serde_json::json!({"operation_id": 0, "status": "completed"}), started))
 }
 
