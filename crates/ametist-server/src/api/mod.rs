@@ -46,6 +46,9 @@ use envelope::{Answer, ApiResult};
 /// qdrant-client 1.20.0 and check its response models against our answers.
 pub const QDRANT_COMPAT_VERSION: &str = "1.20.0";
 
+/// The title on `GET /` and in gRPC's health check.
+pub const TITLE: &str = "ametist - vector search engine";
+
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
@@ -164,7 +167,7 @@ async fn root(State(state): State<AppState>, headers: axum::http::HeaderMap) -> 
         return crate::dashboard::root_redirect();
     }
     axum::Json(json!({
-        "title": "ametist - vector search engine",
+        "title": TITLE,
         "version": QDRANT_COMPAT_VERSION,
         "ametist_version": env!("CARGO_PKG_VERSION"),
         "name": state.config.name,
