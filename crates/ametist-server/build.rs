@@ -9,6 +9,8 @@ fn main() {
     tonic_prost_build::configure()
         .build_client(false)
         .build_server(true)
+        // Prost's codec, with undecodable messages as INVALID_ARGUMENT (see src/grpc/codec.rs).
+        .codec_path("crate::grpc::codec::QdrantCodec")
         .compile_fds(fds)
         .expect("generating the gRPC services");
 }

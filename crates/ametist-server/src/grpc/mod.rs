@@ -14,6 +14,7 @@
 //! * [`collections`]: the `Collections` service.
 //! * [`points`]: the `Points` service.
 //! * [`convert`]: proto messages to and from the REST request and answer shapes.
+//! * [`codec`]: prost's codec, with undecodable messages as INVALID_ARGUMENT.
 //!
 //! What REST's middleware does around a handler is done per call here, through the same
 //! functions: the API key (`api-key` metadata or `authorization: Bearer`; health checks
@@ -22,6 +23,7 @@
 //! rate limits and `max_timeout`, and `read_consistency`. Errors carry the REST message
 //! with the gRPC code of its HTTP status ([`status`]).
 
+pub mod codec;
 pub mod collections;
 pub mod convert;
 pub mod health;
