@@ -9,6 +9,9 @@ from __future__ import annotations
 import pytest
 from qdrant_client import QdrantClient, models
 
+# Every test runs over REST and over gRPC (prefer_grpc), but those marked rest_only.
+PROTOCOLS = ("rest", "grpc")
+
 DIM = 4
 
 
@@ -161,6 +164,7 @@ def test_unsupported_calls_answer_400_naming_the_feature(client, filled):
         # Once the engine has a feature, the call succeeds: nothing to check here then.
 
 
+@pytest.mark.rest_only
 def test_unserved_qdrant_routes_are_400_not_404(client, filled):
     from qdrant_client.http.exceptions import UnexpectedResponse
 
