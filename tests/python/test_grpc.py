@@ -236,6 +236,53 @@ def test_search_rpcs_match_rest_query(client, channel, collection_name):
     assert [[p.id.num for p in b.result] for b in batch.result] == [expected, expected]
 
 
+def test_older_recommend_discover_and_facets_match_rest(client, rpc, channel, collection_name):
+    client.create_collection(collection_name, vectors_config=m.VectorParams(size=DIM, distance=m.Distance.COSINE))
+    client.upsert(collection_name, points=points(30), wait=True)
+    stub = pb.PointsStub(channel)
+    rec = stub.Recommend(
+        pb.RecommendPoints(
+            collection_name=collection_name,
+            positive=[pb.PointId(num=1), pb.PointId(num=2)],
+            negative=[pb.PointId(num=3)],
+            limit=5,
+            strategy=pb.RecommendStrategy.BestScore,
+        )
+    )
+    expected = client.query_points(
+        collection_name,
+        query=m.RecommendQuery(recommend=m.RecommendInput(positive=[1, 2], negative=[3], strategy=m.RecommendStrategy.BEST_SCORE)),
+        limit=5,
+    ).points
+    assert [(p.id.num, round(p.score, 5)) for p in rec.result] == [(p.id, round(p.score, 5)) for p in expected]
+    batch = stub.RecommendBatch(
+        pb.RecommendBatchPoints(
+            collection_name=collection_name,
+            recommend_points=[pb.RecommendPoints(collection_name=collection_name, positive=[pb.PointId(num=1)], limit=3)],
+        )
+    )
+    expected = client.query_points(collection_name, query=m.RecommendQuery(recommend=m.RecommendInput(positive=[1])), limit=3).points
+    assert [p.id.num for p in batch.result[0].result] == [p.id for p in expected]
+
+    disc = stub.Discover(
+        pb.DiscoverPoints(
+            collection_name=collection_name,
+            target=pb.TargetVector(single=pb.VectorExample(id=pb.PointId(num=4))),
+            context=[pb.ContextExamplePair(positive=pb.VectorExample(id=pb.PointId(num=5)), negative=pb.VectorExample(id=pb.PointId(num=6)))],
+            limit=5,
+        )
+    )
+    expected = client.query_points(
+        collection_name,
+        query=m.DiscoverQuery(discover=m.DiscoverInput(target=4, context=[m.ContextPair(positive=5, negative=6)])),
+        limit=5,
+    ).points
+    assert [(p.id.num, round(p.score, 5)) for p in disc.result] == [(p.id, round(p.score, 5)) for p in expected]
+
+    for kwargs in [dict(key="color"), dict(key="i", limit=3, facet_filter=m.Filter(must=[m.FieldCondition(key="i", range=m.Range(lt=10))]))]:
+        assert rpc.facet(collection_name, **kwargs) == client.facet(collection_name, **kwargs)
+
+
 # ---- errors ----------------------------------------------------------------------------
 
 
@@ -297,8 +344,8 @@ def test_bad_calls_get_their_status_and_change_nothing(client, channel, collecti
     )
     assert code == grpc.StatusCode.ALREADY_EXISTS
     # What is not served yet says so, by name.
-    code, details = code_of(stub.Facet, pb.FacetCounts(collection_name=collection_name, key="color"))
-    assert code == grpc.StatusCode.UNIMPLEMENTED and "Facet" in details
+    code, details = code_of(stub.QueryGroups, pb.QueryPointGroups(collection_name=collection_name, group_by="color"))
+    assert code == grpc.StatusCode.UNIMPLEMENTED and "QueryGroups" in details
     assert count(client, collection_name) == before
 
 

@@ -1,4 +1,5 @@
-//! `ametist serve`: the engine behind the REST API, until SIGINT or SIGTERM.
+//! `ametist serve`: the engine behind the REST API and Qdrant's gRPC API, until SIGINT or
+//! SIGTERM.
 
 use std::sync::Arc;
 

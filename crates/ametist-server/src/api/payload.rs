@@ -215,7 +215,7 @@ pub(crate) async fn create_field_index(
     if req.field_name.is_empty() {
         return Err(ApiError::bad_request("Wrong input: `field_name` is empty", started));
     }
-    super::strict::check_new_index(&c, &req.field_name, started)?;
+    super::strict::check_new_index(c, &req.field_name, started)?;
     // On a cluster the definition goes into the cluster's metadata first, so that every
     // node knows it (see `ClusterNode::set_index`); this node then builds the index.
     let define = |def: ametist_cluster::IndexDef| async {

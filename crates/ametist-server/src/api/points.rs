@@ -646,7 +646,7 @@ pub(crate) async fn query_points_batch(
     started: Instant,
 ) -> ApiResult<Value> {
     check_batch_len(state, req.searches.len(), started)?;
-    super::strict::check_search_batch(&c, req.searches.len(), started)?;
+    super::strict::check_search_batch(c, req.searches.len(), started)?;
     // Every request is checked before any is run, so a bad one fails the batch at once.
     let plans = req
         .searches
@@ -709,7 +709,7 @@ pub(crate) async fn search_points_batch(
     started: Instant,
 ) -> ApiResult<Value> {
     check_batch_len(state, req.searches.len(), started)?;
-    super::strict::check_search_batch(&c, req.searches.len(), started)?;
+    super::strict::check_search_batch(c, req.searches.len(), started)?;
     let plans = req
         .searches
         .into_iter()

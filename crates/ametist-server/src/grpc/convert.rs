@@ -320,7 +320,7 @@ fn vector_value(v: proto::Vector, name: &str) -> Result<VectorValue, Status> {
             (Some(indices), _) => VectorValue::Sparse { indices: indices.data, values: v.data },
             (None, Some(n)) if n > 1 => {
                 let n = n as usize;
-                if v.data.len() % n != 0 {
+                if !v.data.len().is_multiple_of(n) {
                     return Err(invalid(format!(
                         "vector `{name}`: {} numbers do not split into {n} vectors",
                         v.data.len()
@@ -645,4 +645,104 @@ pub fn update_result(v: &Json) -> proto::UpdateResult {
         _ => proto::UpdateStatus::UnknownUpdateStatus,
     };
     proto::UpdateResult { operation_id: v.get("operation_id").and_then(Json::as_u64), status: status as i32 }
+}
+
+// ---- the older recommend and discover ------------------------------------------------
+
+/// A `Vector` example (a dense vector) as REST's JSON.
+fn example_vector_json(v: proto::Vector, field: &str) -> Result<Json, Status> {
+    match vector_value(v, field)? {
+        VectorValue::Dense(d) => Ok(json!(d)),
+        _ => Err(invalid(format!("{field}: examples must be point ids or dense vectors"))),
+    }
+}
+
+/// A `VectorExample` (a point id or a vector) as REST's JSON.
+fn vector_example_json(e: Option<proto::VectorExample>, field: &str) -> Result<Json, Status> {
+    use proto::vector_example::Example;
+    match e.and_then(|e| e.example) {
+        Some(Example::Id(id)) => point_id_json(Some(id), field),
+        Some(Example::Vector(v)) => example_vector_json(v, field),
+        None => Err(invalid(format!("{field}: an empty example"))),
+    }
+}
+
+/// A `RecommendPoints` as REST's typed recommend request.
+pub fn recommend_request(r: proto::RecommendPoints) -> Result<crate::api::explore::RecommendRequest, Status> {
+    let examples = |ids: Vec<proto::PointId>, vectors: Vec<proto::Vector>, field: &str| -> Result<Json, Status> {
+        let mut out = ids.into_iter().map(|id| point_id_json(Some(id), field)).collect::<Result<Vec<_>, _>>()?;
+        for v in vectors {
+            out.push(example_vector_json(v, field)?);
+        }
+        Ok(Json::Array(out))
+    };
+    let strategy = r.strategy.map(|s| {
+        json!(match proto::RecommendStrategy::try_from(s) {
+            Ok(proto::RecommendStrategy::BestScore) => "best_score",
+            Ok(proto::RecommendStrategy::SumScores) => "sum_scores",
+            _ => "average_vector",
+        })
+    });
+    Ok(crate::api::explore::RecommendRequest {
+        positive: Some(examples(r.positive, r.positive_vectors, "positive")?),
+        negative: Some(examples(r.negative, r.negative_vectors, "negative")?),
+        strategy,
+        filter: opt_filter(r.filter)?,
+        params: search_params(r.params)?,
+        limit: Some(r.limit as usize),
+        offset: r.offset.map(|o| o as usize),
+        with_payload: with_payload_json(r.with_payload),
+        with_vector: with_vectors_json(r.with_vectors),
+        score_threshold: r.score_threshold,
+        using: r.using,
+        lookup_from: lookup_json(r.lookup_from)?,
+        group_by: None,
+        group_size: None,
+        with_lookup: None,
+        shard_key: shard_keys_json(r.shard_key_selector)?,
+    })
+}
+
+/// A `DiscoverPoints` as REST's typed discover request.
+pub fn discover_request(d: proto::DiscoverPoints) -> Result<crate::api::explore::DiscoverRequest, Status> {
+    use proto::target_vector::Target;
+    let target = match d.target.and_then(|t| t.target) {
+        Some(Target::Single(e)) => Some(vector_example_json(Some(e), "target")?),
+        None => None,
+    };
+    let context = d
+        .context
+        .into_iter()
+        .map(|p| {
+            Ok(json!({
+                "positive": vector_example_json(p.positive, "context")?,
+                "negative": vector_example_json(p.negative, "context")?,
+            }))
+        })
+        .collect::<Result<Vec<_>, Status>>()?;
+    Ok(crate::api::explore::DiscoverRequest {
+        target,
+        context: Some(Json::Array(context)),
+        filter: opt_filter(d.filter)?,
+        params: search_params(d.params)?,
+        limit: Some(d.limit as usize),
+        offset: d.offset.map(|o| o as usize),
+        with_payload: with_payload_json(d.with_payload),
+        with_vector: with_vectors_json(d.with_vectors),
+        using: d.using,
+        lookup_from: lookup_json(d.lookup_from)?,
+        shard_key: shard_keys_json(d.shard_key_selector)?,
+    })
+}
+
+/// A facet value of an answer.
+pub fn facet_value(v: &Json) -> proto::FacetValue {
+    use proto::facet_value::Variant;
+    let variant = match v {
+        Json::Bool(b) => Variant::BoolValue(*b),
+        Json::Number(n) if n.is_i64() => Variant::IntegerValue(n.as_i64().unwrap_or_default()),
+        Json::String(s) => Variant::StringValue(s.clone()),
+        other => Variant::StringValue(other.to_string()),
+    };
+    proto::FacetValue { variant: Some(variant) }
 }

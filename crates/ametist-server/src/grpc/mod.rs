@@ -10,11 +10,11 @@
 //! (`convert.rs`), so the REST parsers and checks apply to them unchanged; dense vectors
 //! go straight into the typed request, never through JSON.
 //!
-//! * [`health`]: `Qdrant/HealthCheck`.
-//! * [`collections`]: the `Collections` service.
-//! * [`points`]: the `Points` service.
-//! * [`convert`]: proto messages to and from the REST request and answer shapes.
-//! * [`codec`]: prost's codec, with undecodable messages as INVALID_ARGUMENT.
+//! * `health.rs`: `Qdrant/HealthCheck`.
+//! * `collections.rs`: the `Collections` service.
+//! * `points.rs`: the `Points` service.
+//! * `convert.rs`: proto messages to and from the REST request and answer shapes.
+//! * `codec.rs`: prost's codec, with undecodable messages as INVALID_ARGUMENT.
 //!
 //! What REST's middleware does around a handler is done per call here, through the same
 //! functions: the API key (`api-key` metadata or `authorization: Bearer`; health checks

@@ -22,7 +22,7 @@ use super::proto::{self, points_server::Points};
 use super::{invalid, status, unimplemented};
 use crate::api::envelope::ApiError;
 use crate::api::limits::WriteShares;
-use crate::api::{payload as rest_payload, points as rest, AppState};
+use crate::api::{explore as rest_explore, payload as rest_payload, points as rest, AppState};
 
 pub struct PointsService {
     state: AppState,
@@ -77,6 +77,16 @@ impl PointsService {
 
 fn secs(started: Instant) -> f64 {
     started.elapsed().as_secs_f64()
+}
+
+/// A REST answer that is a list of lists of `ScoredPoint`s.
+fn batch_results(v: Json) -> Vec<proto::BatchResult> {
+    match v {
+        Json::Array(lists) => {
+            lists.into_iter().map(|l| proto::BatchResult { result: convert::scored_points(l) }).collect()
+        }
+        _ => Vec::new(),
+    }
 }
 
 fn operation(
@@ -382,13 +392,11 @@ impl Points for PointsService {
         let answer = rest::search_points_batch(&self.state, &c, rest::SearchBatch { searches }, started)
             .await
             .map_err(status)?;
-        let result = match answer.result {
-            Json::Array(lists) => {
-                lists.into_iter().map(|l| proto::BatchResult { result: convert::scored_points(l) }).collect()
-            }
-            _ => Vec::new(),
-        };
-        Ok(Response::new(proto::SearchBatchResponse { result, time: secs(started), usage: None }))
+        Ok(Response::new(proto::SearchBatchResponse {
+            result: batch_results(answer.result),
+            time: secs(started),
+            usage: None,
+        }))
     }
 
     async fn search_groups(
@@ -424,16 +432,38 @@ impl Points for PointsService {
 
     async fn recommend(
         &self,
-        _: Request<proto::RecommendPoints>,
+        request: Request<proto::RecommendPoints>,
     ) -> Result<Response<proto::RecommendResponse>, Status> {
-        Err(unimplemented("Points/Recommend (use Query with a recommend query)"))
+        let started = Instant::now();
+        let req = request.into_inner();
+        let c = self.collection(&req.collection_name, started)?;
+        self.admit_read(&c, req.read_consistency, req.timeout, started)?;
+        let body = convert::recommend_request(req)?;
+        let answer = rest_explore::recommend_points(&self.state, &c, body, started).await.map_err(status)?;
+        Ok(Response::new(proto::RecommendResponse {
+            result: convert::scored_points(answer.result),
+            time: secs(started),
+            usage: None,
+        }))
     }
 
     async fn recommend_batch(
         &self,
-        _: Request<proto::RecommendBatchPoints>,
+        request: Request<proto::RecommendBatchPoints>,
     ) -> Result<Response<proto::RecommendBatchResponse>, Status> {
-        Err(unimplemented("Points/RecommendBatch (use QueryBatch with recommend queries)"))
+        let started = Instant::now();
+        let req = request.into_inner();
+        let c = self.collection(&req.collection_name, started)?;
+        self.admit_read(&c, req.read_consistency, req.timeout, started)?;
+        let searches = req.recommend_points.into_iter().map(convert::recommend_request).collect::<Result<_, _>>()?;
+        let answer = rest_explore::recommend_points_batch(&self.state, &c, rest_explore::Batch { searches }, started)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(proto::RecommendBatchResponse {
+            result: batch_results(answer.result),
+            time: secs(started),
+            usage: None,
+        }))
     }
 
     async fn recommend_groups(
@@ -443,15 +473,40 @@ impl Points for PointsService {
         Err(unimplemented("Points/RecommendGroups"))
     }
 
-    async fn discover(&self, _: Request<proto::DiscoverPoints>) -> Result<Response<proto::DiscoverResponse>, Status> {
-        Err(unimplemented("Points/Discover (use Query with a discover query)"))
+    async fn discover(
+        &self,
+        request: Request<proto::DiscoverPoints>,
+    ) -> Result<Response<proto::DiscoverResponse>, Status> {
+        let started = Instant::now();
+        let req = request.into_inner();
+        let c = self.collection(&req.collection_name, started)?;
+        self.admit_read(&c, req.read_consistency, req.timeout, started)?;
+        let body = convert::discover_request(req)?;
+        let answer = rest_explore::discover_points(&self.state, &c, body, started).await.map_err(status)?;
+        Ok(Response::new(proto::DiscoverResponse {
+            result: convert::scored_points(answer.result),
+            time: secs(started),
+            usage: None,
+        }))
     }
 
     async fn discover_batch(
         &self,
-        _: Request<proto::DiscoverBatchPoints>,
+        request: Request<proto::DiscoverBatchPoints>,
     ) -> Result<Response<proto::DiscoverBatchResponse>, Status> {
-        Err(unimplemented("Points/DiscoverBatch (use QueryBatch with discover queries)"))
+        let started = Instant::now();
+        let req = request.into_inner();
+        let c = self.collection(&req.collection_name, started)?;
+        self.admit_read(&c, req.read_consistency, req.timeout, started)?;
+        let searches = req.discover_points.into_iter().map(convert::discover_request).collect::<Result<_, _>>()?;
+        let answer = rest_explore::discover_points_batch(&self.state, &c, rest_explore::Batch { searches }, started)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(proto::DiscoverBatchResponse {
+            result: batch_results(answer.result),
+            time: secs(started),
+            usage: None,
+        }))
     }
 
     async fn count(&self, request: Request<proto::CountPoints>) -> Result<Response<proto::CountResponse>, Status> {
@@ -523,8 +578,31 @@ impl Points for PointsService {
         Err(unimplemented("Points/QueryGroups"))
     }
 
-    async fn facet(&self, _: Request<proto::FacetCounts>) -> Result<Response<proto::FacetResponse>, Status> {
-        Err(unimplemented("Points/Facet"))
+    async fn facet(&self, request: Request<proto::FacetCounts>) -> Result<Response<proto::FacetResponse>, Status> {
+        let started = Instant::now();
+        let req = request.into_inner();
+        let c = self.collection(&req.collection_name, started)?;
+        self.admit_read(&c, req.read_consistency, req.timeout, started)?;
+        let body = rest_explore::FacetRequest {
+            key: req.key,
+            limit: req.limit.map(|l| l as usize),
+            filter: opt_filter(req.filter)?,
+            _exact: req.exact,
+            shard_key: shard_keys_json(req.shard_key_selector)?,
+        };
+        let answer = rest_explore::facet_counts(&c, body, started).await.map_err(status)?;
+        let hits = answer.result["hits"]
+            .as_array()
+            .map(|hits| {
+                hits.iter()
+                    .map(|h| proto::FacetHit {
+                        value: Some(convert::facet_value(&h["value"])),
+                        count: h["count"].as_u64().unwrap_or_default(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Response::new(proto::FacetResponse { hits, time: secs(started), usage: None }))
     }
 
     async fn search_matrix_pairs(
