@@ -381,3 +381,25 @@ def test_grpc_port_can_be_turned_off():
         ch.close()
     finally:
         s.stop()
+
+
+def test_message_size_limit_is_rest_body_limit():
+    s = AmetistServer("server.max_request_bytes=4096")
+    try:
+        c = s.client()
+        c.create_collection("big", vectors_config=m.VectorParams(size=DIM, distance=m.Distance.DOT))
+        ch = grpc.insecure_channel(f"127.0.0.1:{s.grpc_port}")
+        stub = pb.PointsStub(ch)
+        many = [
+            pb.PointStruct(id=pb.PointId(num=i), vectors=pb.Vectors(vector=pb.Vector(dense=pb.DenseVector(data=[1.0, 2.0, 3.0, 4.0]))))
+            for i in range(400)
+        ]
+        code, details = code_of(stub.Upsert, pb.UpsertPoints(collection_name="big", wait=True, points=many))
+        assert code == grpc.StatusCode.OUT_OF_RANGE and "4096" in details, (code, details)
+        assert c.count("big").count == 0
+        stub.Upsert(pb.UpsertPoints(collection_name="big", wait=True, points=many[:10]))
+        assert c.count("big").count == 10
+        ch.close()
+        c.close()
+    finally:
+        s.stop()
