@@ -183,7 +183,8 @@ impl Points for PointsService {
                 Ok(rest::PointStruct {
                     id: convert::point_id(p.id, "id")?,
                     vector: convert::vectors_input(p.vectors)?,
-                    payload: Some(payload_json(p.payload)),
+                    // Proto cannot tell no payload from an empty one; REST's "none" is the closer.
+                    payload: (!p.payload.is_empty()).then(|| payload_json(p.payload)),
                 })
             })
             .collect::<Result<Vec<_>, Status>>()?;
