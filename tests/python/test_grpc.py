@@ -279,6 +279,11 @@ def test_older_recommend_discover_and_facets_match_rest(client, rpc, channel, co
     ).points
     assert [(p.id.num, round(p.score, 5)) for p in disc.result] == [(p.id, round(p.score, 5)) for p in expected]
 
+    for kwargs in [dict(group_by="color", limit=2, group_size=3), dict(group_by="i", limit=4, group_size=1, with_payload=["i"])]:
+        g = rpc.query_points_groups(collection_name, query=[1.0, 1.0, 1.0, 0.5], **kwargs).groups
+        r = client.query_points_groups(collection_name, query=[1.0, 1.0, 1.0, 0.5], **kwargs).groups
+        assert [(x.id, scored(x.hits)) for x in g] == [(x.id, scored(x.hits)) for x in r], kwargs
+
     for kwargs in [dict(key="color"), dict(key="i", limit=3, facet_filter=m.Filter(must=[m.FieldCondition(key="i", range=m.Range(lt=10))]))]:
         assert rpc.facet(collection_name, **kwargs) == client.facet(collection_name, **kwargs)
 
@@ -344,8 +349,8 @@ def test_bad_calls_get_their_status_and_change_nothing(client, channel, collecti
     )
     assert code == grpc.StatusCode.ALREADY_EXISTS
     # What is not served yet says so, by name.
-    code, details = code_of(stub.QueryGroups, pb.QueryPointGroups(collection_name=collection_name, group_by="color"))
-    assert code == grpc.StatusCode.UNIMPLEMENTED and "QueryGroups" in details
+    code, details = code_of(stub.SearchGroups, pb.SearchPointGroups(collection_name=collection_name, group_by="color"))
+    assert code == grpc.StatusCode.UNIMPLEMENTED and "SearchGroups" in details
     assert count(client, collection_name) == before
 
 

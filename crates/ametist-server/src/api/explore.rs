@@ -336,8 +336,19 @@ async fn lookup_record(c: &Collection, l: &WithLookup, id: &Value, started: Inst
 pub async fn query_groups(State(state): State<AppState>, Path(name): Path<String>, body: Bytes) -> ApiResult<Value> {
     let started = Instant::now();
     let c = collection(&state, &name, started)?;
-    let mut req: QueryGroups = parse_body(&body, started)?;
-    let c = super::shards::scoped(&c, req.shard_key.take(), started)?;
+    let req: QueryGroups = parse_body(&body, started)?;
+    query_point_groups(&state, &c, req, started).await
+}
+
+/// A query's hits grouped by a payload value (REST and gRPC `QueryGroups`):
+/// `{"groups": [{"id", "hits", "lookup"}]}`.
+pub(crate) async fn query_point_groups(
+    state: &AppState,
+    c: &Collection,
+    mut req: QueryGroups,
+    started: Instant,
+) -> ApiResult<Value> {
+    let c = super::shards::scoped(c, req.shard_key.take(), started)?;
     let grouping = Grouping::new(req.group_by, req.group_size, req.limit, req.with_lookup, started)?;
     let plan = QueryPlan::new(
         QueryPoints {
@@ -356,7 +367,7 @@ pub async fn query_groups(State(state): State<AppState>, Path(name): Path<String
         },
         started,
     )?;
-    grouping.run(plan, &state, &c, started).await
+    grouping.run(plan, state, &c, started).await
 }
 
 pub async fn search_groups(State(state): State<AppState>, Path(name): Path<String>, body: Bytes) -> ApiResult<Value> {

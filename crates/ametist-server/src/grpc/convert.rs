@@ -746,3 +746,65 @@ pub fn facet_value(v: &Json) -> proto::FacetValue {
     };
     proto::FacetValue { variant: Some(variant) }
 }
+
+// ---- groups --------------------------------------------------------------------------
+
+/// A `QueryPointGroups` as REST's typed groups request.
+pub fn query_groups(q: proto::QueryPointGroups) -> Result<crate::api::explore::QueryGroups, Status> {
+    let prefetch = if q.prefetch.is_empty() {
+        None
+    } else {
+        Some(Json::Array(q.prefetch.into_iter().map(prefetch_json).collect::<Result<_, _>>()?))
+    };
+    let with_lookup = q.with_lookup.map(|l| {
+        let mut m = Map::new();
+        m.insert("collection".into(), Json::String(l.collection));
+        if let Some(p) = with_payload_json(l.with_payload) {
+            m.insert("with_payload".into(), p);
+        }
+        if let Some(v) = with_vectors_json(l.with_vectors) {
+            m.insert("with_vectors".into(), v);
+        }
+        Json::Object(m)
+    });
+    Ok(crate::api::explore::QueryGroups {
+        query: q.query.map(query_json).transpose()?,
+        prefetch,
+        using: q.using,
+        filter: opt_filter(q.filter)?,
+        params: search_params(q.params)?,
+        score_threshold: q.score_threshold,
+        with_payload: with_payload_json(q.with_payload),
+        with_vector: with_vectors_json(q.with_vectors),
+        lookup_from: lookup_json(q.lookup_from)?,
+        group_by: q.group_by,
+        group_size: q.group_size.map(|n| n as usize),
+        limit: q.limit.map(|n| n as usize),
+        with_lookup,
+        shard_key: shard_keys_json(q.shard_key_selector)?,
+    })
+}
+
+/// REST's `{"groups": [...]}` answer as the proto.
+pub fn groups_result(v: Json) -> proto::GroupsResult {
+    use proto::group_id::Kind;
+    let Json::Object(mut m) = v else { return proto::GroupsResult::default() };
+    let Some(Json::Array(groups)) = m.remove("groups") else { return proto::GroupsResult::default() };
+    let groups = groups
+        .into_iter()
+        .map(|mut g| {
+            let kind = match &g["id"] {
+                Json::Number(n) if n.is_u64() => Kind::UnsignedValue(n.as_u64().unwrap_or_default()),
+                Json::Number(n) => Kind::IntegerValue(n.as_i64().unwrap_or_default()),
+                Json::String(s) => Kind::StringValue(s.clone()),
+                other => Kind::StringValue(other.to_string()),
+            };
+            proto::PointGroup {
+                id: Some(proto::GroupId { kind: Some(kind) }),
+                hits: scored_points(g["hits"].take()),
+                lookup: g.get_mut("lookup").map(Json::take).filter(|l| !l.is_null()).map(retrieved_point),
+            }
+        })
+        .collect();
+    proto::GroupsResult { groups }
+}

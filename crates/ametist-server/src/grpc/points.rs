@@ -574,9 +574,19 @@ impl Points for PointsService {
 
     async fn query_groups(
         &self,
-        _: Request<proto::QueryPointGroups>,
+        request: Request<proto::QueryPointGroups>,
     ) -> Result<Response<proto::QueryGroupsResponse>, Status> {
-        Err(unimplemented("Points/QueryGroups"))
+        let started = Instant::now();
+        let req = request.into_inner();
+        let c = self.collection(&req.collection_name, started)?;
+        self.admit_read(&c, req.read_consistency, req.timeout, started)?;
+        let body = convert::query_groups(req)?;
+        let answer = rest_explore::query_point_groups(&self.state, &c, body, started).await.map_err(status)?;
+        Ok(Response::new(proto::QueryGroupsResponse {
+            result: Some(convert::groups_result(answer.result)),
+            time: secs(started),
+            usage: None,
+        }))
     }
 
     async fn facet(&self, request: Request<proto::FacetCounts>) -> Result<Response<proto::FacetResponse>, Status> {
