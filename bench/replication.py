@@ -65,7 +65,7 @@ class Node:
                    AMETIST__REMOTING__SEEDS=",".join(f"127.0.0.1:{p}" for p in self.seeds))
         env.pop("AMETIST_CONFIG", None)
         self.proc = subprocess.Popen(
-            [self.binary, "serve", "--port", str(self.rest), "--data-dir", self.dir,
+            [self.binary, "serve", "--port", str(self.rest), "--set", "server.grpc_port=null", "--data-dir", self.dir,
              "--set", "remoting.enabled=true", "--set", "remoting.host=127.0.0.1",
              "--set", f"remoting.port={self.grpc}"],
             env=env, stdout=subprocess.DEVNULL,

@@ -155,7 +155,8 @@ class Server:
         self.log = open(Path(self.tmp) / "server.log", "wb")
         self.proc = subprocess.Popen(
             [os.path.abspath(binary), "serve", "--host", "127.0.0.1", "--port", str(self.port),
-             "--data-dir", str(Path(self.tmp) / "data"), "--set", f"partitions.count={partitions}"],
+             "--data-dir", str(Path(self.tmp) / "data"), "--set", f"partitions.count={partitions}",
+             "--set", "server.grpc_port=null"],
             cwd=self.tmp, env=env, stdout=self.log, stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 60

@@ -7,6 +7,7 @@ suite); it is re-exported here so that tests can `from conftest import AmetistSe
 from __future__ import annotations
 
 import itertools
+import os
 import sys
 import uuid
 from pathlib import Path
@@ -24,9 +25,22 @@ def server():
     s.stop()
 
 
+def pytest_generate_tests(metafunc):
+    """A module that sets `PROTOCOLS = ("rest", "grpc")` runs its tests that take `client`
+    once per protocol: the same qdrant-client calls over REST and over Qdrant's gRPC API
+    (`prefer_grpc=True`). Other modules use REST."""
+    if "client" in metafunc.fixturenames:
+        protocols = getattr(metafunc.module, "PROTOCOLS", ("rest",))
+        if metafunc.definition.get_closest_marker("rest_only"):
+            protocols = ("rest",)
+        if os.environ.get("AMETIST_TEST_PROTOCOLS"):
+            protocols = tuple(os.environ["AMETIST_TEST_PROTOCOLS"].split(","))
+        metafunc.parametrize("client", protocols, indirect=True, scope="session")
+
+
 @pytest.fixture(scope="session")
-def client(server):
-    c = server.client()
+def client(server, request):
+    c = server.client(prefer_grpc=getattr(request, "param", "rest") == "grpc")
     yield c
     c.close()
 

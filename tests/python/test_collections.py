@@ -12,6 +12,9 @@ from qdrant_client.common.version_check import get_server_version, is_compatible
 from qdrant_client.http.exceptions import UnexpectedResponse
 from qdrant_client.qdrant_remote import QdrantRemote
 
+# Every test runs over REST and over gRPC (prefer_grpc), but those marked rest_only.
+PROTOCOLS = ("rest", "grpc")
+
 
 def test_root_reports_a_version_the_client_accepts(server):
     root = httpx.get(server.url + "/").json()
@@ -122,6 +125,7 @@ def test_get_collections_lists_names(client, collection_name):
     assert other not in {c.name for c in client.get_collections().collections}
 
 
+@pytest.mark.rest_only
 def test_unknown_collection_is_404(client):
     with pytest.raises(UnexpectedResponse) as e:
         client.get_collection("no_such_collection")
@@ -133,6 +137,7 @@ def test_deleting_an_unknown_collection_answers_false(client):
     assert client.delete_collection("no_such_collection") is False
 
 
+@pytest.mark.rest_only
 def test_creating_an_existing_collection_fails(client, collection_name):
     params = models.VectorParams(size=2, distance=models.Distance.DOT)
     client.create_collection(collection_name, vectors_config=params)
@@ -142,6 +147,7 @@ def test_creating_an_existing_collection_fails(client, collection_name):
     assert "already exists" in e.value.structured()["status"]["error"]
 
 
+@pytest.mark.rest_only
 def test_bad_collection_settings_are_400(client, collection_name):
     with pytest.raises(UnexpectedResponse) as e:
         client.create_collection(collection_name, vectors_config=models.VectorParams(size=0, distance="Cosine"))
@@ -155,6 +161,7 @@ def test_info(client):
     assert info.title.startswith("ametist")
 
 
+@pytest.mark.rest_only
 def test_aliases_are_empty(client, collection_name):
     client.create_collection(collection_name, vectors_config=models.VectorParams(size=2, distance="Dot"))
     assert client.get_aliases().aliases == []

@@ -9,6 +9,9 @@ from __future__ import annotations
 import pytest
 from qdrant_client import QdrantClient, models
 
+# Every test runs over REST and over gRPC (prefer_grpc), but those marked rest_only.
+PROTOCOLS = ("rest", "grpc")
+
 DIM = 4
 
 
@@ -159,5 +162,3 @@ def test_unsupported_calls_answer_400_naming_the_feature(client, filled):
             assert e.status_code == 400, what
             assert "not supported yet" in e.structured()["status"]["error"], what
         # Once the engine has a feature, the call succeeds: nothing to check here then.
-
-

@@ -8,6 +8,9 @@ from __future__ import annotations
 import httpx
 from qdrant_client import QdrantClient, models
 
+# Every test runs over REST and over gRPC (prefer_grpc).
+PROTOCOLS = ("rest", "grpc")
+
 DOCS = [
     "error code E1234 when the disk is full",
     "the disk is full again",

@@ -12,6 +12,9 @@ from qdrant_client import models
 from qdrant_client.http import models as rest  # qdrant_client.models.QueryResponse is fastembed's
 from qdrant_client.http.exceptions import UnexpectedResponse
 
+# Every test runs over REST and over gRPC (prefer_grpc), but those marked rest_only.
+PROTOCOLS = ("rest", "grpc")
+
 DIM = 4
 
 
@@ -282,6 +285,7 @@ def test_query_batch_points_empty(client, filled):
     assert client.query_batch_points(filled, requests=[]) == []
 
 
+@pytest.mark.rest_only
 def test_query_batch_points_one_bad_request_fails_the_batch(client, filled):
     with pytest.raises(UnexpectedResponse) as e:
         client.query_batch_points(
@@ -291,6 +295,7 @@ def test_query_batch_points_one_bad_request_fails_the_batch(client, filled):
     assert e.value.status_code == 400
 
 
+@pytest.mark.rest_only
 def test_retrieve(client, filled):
     records = client.retrieve(filled, ids=[3, 1, 999])
     assert sorted(r.id for r in records) == [1, 3]  # absent ids are left out
@@ -312,6 +317,7 @@ def test_retrieve_empty_id_list(client, filled):
     assert client.retrieve(filled, ids=[]) == []
 
 
+@pytest.mark.rest_only
 def test_point_without_payload_reads_as_empty_payload(client, collection_name):
     make_collection(client, collection_name)
     client.upsert(collection_name, points=[models.PointStruct(id=1, vector=[1, 0, 0, 0])], wait=True)
@@ -344,6 +350,7 @@ def test_delete_without_wait(client, filled):
 # --- errors -------------------------------------------------------------------------
 
 
+@pytest.mark.rest_only
 def test_upsert_wrong_dimension_is_400_and_changes_nothing(client, filled):
     with pytest.raises(UnexpectedResponse) as e:
         client.upsert(
@@ -359,12 +366,14 @@ def test_upsert_wrong_dimension_is_400_and_changes_nothing(client, filled):
     assert client.retrieve(filled, ids=[100, 101]) == []
 
 
+@pytest.mark.rest_only
 def test_query_wrong_dimension_is_400(client, filled):
     with pytest.raises(UnexpectedResponse) as e:
         client.query_points(filled, query=[1.0, 0.0], limit=3)
     assert e.value.status_code == 400
 
 
+@pytest.mark.rest_only
 def test_unknown_collection_is_404_for_points(client):
     for call in (
         lambda: client.upsert("no_such_collection", points=[models.PointStruct(id=1, vector=[1, 0])]),
@@ -378,6 +387,7 @@ def test_unknown_collection_is_404_for_points(client):
         assert e.value.status_code == 404
 
 
+@pytest.mark.rest_only
 def test_limit_zero_is_400(client, filled):
     with pytest.raises(UnexpectedResponse) as e:
         client.query_points(filled, query=[1, 0, 0, 0], limit=0)
@@ -401,6 +411,7 @@ def test_update_vectors_keeps_payload(client, filled):
     assert [p.id for p in client.query_points(filled, query=[1, 0.1, 0, 0], limit=1).points] == [4]
 
 
+@pytest.mark.rest_only
 def test_update_vectors_of_an_absent_point_is_404_and_changes_nothing(client, filled):
     with pytest.raises(UnexpectedResponse) as e:
         client.update_vectors(

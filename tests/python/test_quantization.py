@@ -21,6 +21,9 @@ from qdrant_client import QdrantClient, models
 
 from test_text_recovery import Serve
 
+# Every test runs over REST and over gRPC (prefer_grpc).
+PROTOCOLS = ("rest", "grpc")
+
 DIM = 64
 N = 3000
 

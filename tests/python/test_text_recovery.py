@@ -62,7 +62,7 @@ class Serve:
             self.port = free_port()
             self.url = f"http://127.0.0.1:{self.port}"
             args = [str(ametist_binary()), "serve", "--host", "127.0.0.1", "--port", str(self.port),
-                    "--data-dir", str(self.data_dir)]
+                    "--data-dir", str(self.data_dir), "--set", "server.grpc_port=null"]
             for s in self.sets:
                 args += ["--set", s]
             log = open(self.log_path, "ab")

@@ -17,6 +17,9 @@ from qdrant_client import QdrantClient, models
 
 from conftest import AmetistServer
 
+# Every test runs over REST and over gRPC (prefer_grpc).
+PROTOCOLS = ("rest", "grpc")
+
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "format2"
 SEED = int(os.environ.get("AMETIST_TEST_SEED", "15"))
 TOL = 1e-4

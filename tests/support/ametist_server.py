@@ -37,13 +37,15 @@ def free_port() -> int:
 
 class AmetistServer:
     """One `ametist serve` process on a free 127.0.0.1 port with a temporary data dir (or
-    `data_dir`, which the caller owns)."""
+    `data_dir`, which the caller owns). Qdrant's gRPC API listens on `grpc_port`, another
+    free port (never the default 6334, so that servers run side by side)."""
 
     def __init__(self, *sets: str, partitions: int = 2, data_dir: Path | None = None):
         self.binary = ametist_binary()
         if not self.binary.exists():
             raise RuntimeError(f"no ametist binary at {self.binary}: run `cargo build -p ametist-server`")
         self.port = free_port()
+        self.grpc_port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._tmp = tempfile.TemporaryDirectory(prefix="ametist-pytest-")
         self.data_dir = Path(data_dir) if data_dir is not None else Path(self._tmp.name) / "data"
@@ -63,7 +65,10 @@ class AmetistServer:
             str(self.data_dir),
             "--set",
             f"partitions.count={partitions}",
+            "--set",
+            f"server.grpc_port={self.grpc_port}",
         ]
+        grpc_arg = len(args) - 1
         for s in sets:
             args += ["--set", s]
         self._args, self._env = args, env
@@ -79,8 +84,10 @@ class AmetistServer:
                     self.stop()
                     raise
             self.port = free_port()
+            self.grpc_port = free_port()
             self.url = f"http://127.0.0.1:{self.port}"
             args[args.index("--port") + 1] = str(self.port)
+            args[grpc_arg] = f"server.grpc_port={self.grpc_port}"
 
     def _spawn(self) -> None:
         self.proc = subprocess.Popen(
@@ -128,13 +135,15 @@ class AmetistServer:
         self._log.flush()
         return self.log_path.read_text(errors="replace")[-4000:]
 
-    def client(self, **kwargs):
-        """A qdrant-client `QdrantClient` on this server (imported here: the hostile suite
-        runs without qdrant-client)."""
+    def client(self, prefer_grpc: bool = False, **kwargs):
+        """A qdrant-client `QdrantClient` on this server, over REST or (`prefer_grpc`) over
+        Qdrant's gRPC API (imported here: the hostile suite runs without qdrant-client)."""
         from qdrant_client import QdrantClient
 
         kwargs.setdefault("timeout", 30)
-        return QdrantClient(url=self.url, prefer_grpc=False, **kwargs)
+        return QdrantClient(
+            url=self.url, grpc_port=self.grpc_port, prefer_grpc=prefer_grpc, **kwargs
+        )
 
     def stop(self) -> None:
         if self.proc.poll() is None:

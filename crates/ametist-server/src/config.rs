@@ -157,6 +157,9 @@ fn list_or_csv<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D:
 pub struct ServerConfig {
     pub host: String,
     pub port: u16,
+    /// Qdrant's gRPC API (services `Qdrant`, `Collections`, `Points`) on `host`, beside
+    /// REST; `null` turns it off.
+    pub grpc_port: Option<u16>,
     /// Largest request body accepted, in bytes (Qdrant's default is 32 MiB).
     pub max_request_bytes: usize,
     /// Enables `POST /collections/{name}/partitions/{id}/fault`, which makes a partition
@@ -179,6 +182,7 @@ impl Default for ServerConfig {
         ServerConfig {
             host: "127.0.0.1".into(),
             port: 6333,
+            grpc_port: Some(6334),
             max_request_bytes: 32 * 1024 * 1024,
             enable_fault_injection: false,
             max_connections: 1024,
@@ -599,6 +603,17 @@ mod tests {
         // note's file, with `enabled: true` and no secret, still loads).
         let e = AmetistConfig::load(None, Vec::new(), &["service.api_key=''".to_string()]).unwrap_err();
         assert!(e.to_string().contains("service.api_key"), "{e}");
+    }
+
+    #[test]
+    fn grpc_port_from_env_and_flags_and_off_with_null() {
+        assert_eq!(AmetistConfig::default().server.grpc_port, Some(6334));
+        let env = vec![("AMETIST__SERVER__GRPC_PORT".to_string(), "7334".to_string())];
+        assert_eq!(AmetistConfig::load(None, env, &[]).unwrap().server.grpc_port, Some(7334));
+        let c = AmetistConfig::load(None, Vec::new(), &["server.grpc_port=null".to_string()]).unwrap();
+        assert_eq!(c.server.grpc_port, None);
+        let e = AmetistConfig::load(None, Vec::new(), &["server.grpc_port=70000".to_string()]).unwrap_err();
+        assert!(e.to_string().contains("server.grpc_port"), "{e}");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The `ametist` binary.
 //!
-//! * `ametist serve`: runs the server (REST on 127.0.0.1:6333, data in `./ametist-data`,
-//!   no configuration needed).
+//! * `ametist serve`: runs the server (REST on 127.0.0.1:6333, Qdrant's gRPC API on 6334,
+//!   data in `./ametist-data`, no configuration needed).
 //! * `ametist config`: prints the effective configuration (defaults, file, overrides).
 //! * `ametist import`, `ametist search`, `ametist collections`: a client for a running
 //!   server (see [`cli`]).
@@ -9,6 +9,7 @@
 //!   empty data directory (the server stopped).
 //!
 //! Map: [`config`] reads `ametist.yaml` and its overrides; [`api`] holds the REST routes;
+//! [`grpc`] serves Qdrant's gRPC API through the same functions as the REST routes;
 //! [`http`] is the listener (connection limit, header and body timeouts); [`serve`] wires
 //! the engine, the router, logging and shutdown together; [`dashboard`] is the web page at
 //! `/dashboard`; [`metrics`] serves `/metrics` and `/metrics/history`.
@@ -17,6 +18,7 @@ mod api;
 mod cli;
 mod config;
 mod dashboard;
+mod grpc;
 mod http;
 mod metrics;
 mod serve;

@@ -1,4 +1,5 @@
-//! `ametist serve`: the engine behind the REST API, until SIGINT or SIGTERM.
+//! `ametist serve`: the engine behind the REST API and Qdrant's gRPC API, until SIGINT or
+//! SIGTERM.
 
 use std::sync::Arc;
 
@@ -81,16 +82,42 @@ async fn serve(config: AmetistConfig) -> anyhow::Result<()> {
         header_read_timeout: config.server.header_read_timeout,
         shutdown_grace: config.limits.write_timeout.min(std::time::Duration::from_secs(30)),
     };
-    let app = crate::metrics::install(
-        crate::dashboard::install(router(AppState {
-            db: db.clone(),
-            config: Arc::new(config.clone()),
-            cluster: cluster.clone(),
-        })),
-        db.clone(),
-    );
+    let state = AppState::new(db.clone(), Arc::new(config.clone()), cluster.clone());
+    let app = crate::metrics::install(crate::dashboard::install(router(state.clone())), db.clone());
     let app = protect(app, &config);
-    crate::http::serve(listener, app, limits, shutdown_signal()).await?;
+    // One signal stops both listeners: REST first lets its connections finish, gRPC lets
+    // the calls in progress finish; the partitions stop after both.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+    let grpc = match config.server.grpc_port {
+        Some(port) => {
+            let grpc_addr = format!("{}:{}", config.server.host, port);
+            let listener = tokio::net::TcpListener::bind(&grpc_addr).await.with_context(|| {
+                format!("cannot listen for gRPC on {grpc_addr} (server.grpc_port; null turns it off)")
+            })?;
+            tracing::info!(address = %listener.local_addr()?, "Qdrant's gRPC API is serving");
+            Some(tokio::spawn(crate::grpc::serve(listener, state, stopped())))
+        }
+        None => None,
+    };
+    let signal = async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    };
+    crate::http::serve(listener, app, limits, signal).await?;
+    if let Some(grpc) = grpc {
+        match tokio::time::timeout(limits.shutdown_grace, grpc).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "the gRPC server failed"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "the gRPC server task failed"),
+            Err(_) => tracing::warn!("gRPC calls still running after the shutdown grace period; stopping anyway"),
+        }
+    }
     if let Some(node) = &cluster {
         node.shutdown().await;
     }

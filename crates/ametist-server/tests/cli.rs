@@ -27,6 +27,7 @@ fn import_search_and_list_through_the_cli() {
     let _server = Killed(
         Command::new(env!("CARGO_BIN_EXE_ametist"))
             .args(["serve", "--port", &port.to_string(), "--data-dir", dir.join("data").to_str().unwrap()])
+            .args(["--set", "server.grpc_port=null"])
             .env("RUST_LOG", "warn")
             .stderr(Stdio::null())
             .spawn()

@@ -32,6 +32,7 @@ impl Server {
         let child = Command::new(env!("CARGO_BIN_EXE_ametist"))
             .arg("serve")
             .args(["--port", &port.to_string(), "--data-dir", dir.to_str().unwrap()])
+            .args(["--set", "server.grpc_port=null"])
             .args(extra)
             .env("RUST_LOG", "warn")
             .env_remove("AMETIST_CONFIG")

@@ -56,6 +56,7 @@ fn start(dir: &Path) -> Server {
     let child = Command::new(env!("CARGO_BIN_EXE_ametist"))
         .arg("serve")
         .args(["--port", &port.to_string(), "--data-dir", dir.to_str().unwrap()])
+        .args(["--set", "server.grpc_port=null"])
         // Small log sizes so that snapshots, truncations and segment rollovers happen
         // while the process is being killed.
         .args(["--set", "storage.snapshot_wal_bytes=200000", "--set", "storage.wal_segment_bytes=65536"])

@@ -21,6 +21,7 @@ fn metrics_report_requests_latency_points_and_partitions() {
     let _server = Killed(
         Command::new(env!("CARGO_BIN_EXE_ametist"))
             .args(["serve", "--port", &port.to_string(), "--data-dir", dir.to_str().unwrap()])
+            .args(["--set", "server.grpc_port=null"])
             .env("RUST_LOG", "warn")
             .stderr(Stdio::null())
             .spawn()

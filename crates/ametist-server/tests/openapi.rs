@@ -27,6 +27,7 @@ fn start() -> (Killed, String) {
     let dir = std::env::temp_dir().join(format!("ametist-openapi-test-{}-{port}", std::process::id()));
     let child = Command::new(env!("CARGO_BIN_EXE_ametist"))
         .args(["serve", "--port", &port.to_string(), "--data-dir", dir.to_str().expect("a UTF-8 temp dir")])
+        .args(["--set", "server.grpc_port=null"])
         .args(["--set", &format!("service.api_key={KEY}")])
         .env("RUST_LOG", "warn")
         .env_remove("AMETIST_CONFIG")

@@ -69,7 +69,7 @@ fn run(args: &Args, dir: &Path, nodes: usize) -> Result<(f64, f64, f64, f64)> {
         let grpc = free_port()?;
         let mut cmd = Command::new(&args.bin);
         cmd.arg("serve")
-            .args(["--port", &rest.to_string(), "--data-dir"])
+            .args(["--port", &rest.to_string(), "--set", "server.grpc_port=null", "--data-dir"])
             .arg(dir.join(i.to_string()))
             .env("RUST_LOG", "warn,openraft=error")
             .stdout(Stdio::null());

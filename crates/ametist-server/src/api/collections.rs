@@ -209,7 +209,11 @@ fn binary_quantization(binary: &Value, path: &str) -> Result<Quantization, Strin
 }
 
 pub async fn list(State(state): State<AppState>) -> ApiResult<Value> {
-    let started = Instant::now();
+    list_collections(&state, Instant::now())
+}
+
+/// `{"collections": [{"name"}]}` (REST and gRPC `List`).
+pub(crate) fn list_collections(state: &AppState, started: Instant) -> ApiResult<Value> {
     let names: Vec<Value> = state.db.list_collections().into_iter().map(|n| json!({ "name": n })).collect();
     Ok(Answer::new(json!({ "collections": names }), started))
 }
@@ -222,6 +226,16 @@ pub async fn exists(State(state): State<AppState>, Path(name): Path<String>) -> 
 pub async fn create(State(state): State<AppState>, Path(name): Path<String>, body: Bytes) -> ApiResult<bool> {
     let started = Instant::now();
     let req: CreateCollection = parse_body(&body, started)?;
+    create_collection(&state, &name, req, started).await
+}
+
+/// Creates a collection (REST and gRPC `Create`).
+pub(crate) async fn create_collection(
+    state: &AppState,
+    name: &str,
+    req: CreateCollection,
+    started: Instant,
+) -> ApiResult<bool> {
     let bad = |what: String, e: serde_json::Error| {
         ApiError::bad_request(format!("Format error in JSON body: {what}: {e}"), started)
     };
@@ -364,10 +378,10 @@ pub async fn create(State(state): State<AppState>, Path(name): Path<String>, bod
                 started,
             ))
         }
-        Some(cluster) => cluster.create_collection(&name, config).await.map_err(|e| from_cluster(e, started))?,
+        Some(cluster) => cluster.create_collection(name, config).await.map_err(|e| from_cluster(e, started))?,
         None => state
             .db
-            .create_collection_with(&name, config, settings)
+            .create_collection_with(name, config, settings)
             .await
             .map_err(|e| ApiError::from_engine(e, started))?,
     }
@@ -551,6 +565,16 @@ pub async fn update(State(state): State<AppState>, Path(name): Path<String>, bod
     let started = Instant::now();
     let c = state.db.collection(&name).map_err(|e| ApiError::from_engine(e, started))?;
     let req: UpdateCollection = parse_body(&body, started)?;
+    update_collection(&state, &c, req, started).await
+}
+
+/// Changes a collection's settings (REST and gRPC `Update`); what cannot change is refused.
+pub(crate) async fn update_collection(
+    state: &AppState,
+    c: &ametist_engine::collection::Collection,
+    req: UpdateCollection,
+    started: Instant,
+) -> ApiResult<bool> {
     let refuse = |field: &str, why: &str| {
         ApiError::bad_request(format!("Wrong input: {field} can not be changed yet ({why})"), started)
     };
@@ -593,17 +617,25 @@ pub async fn update(State(state): State<AppState>, Path(name): Path<String>, bod
 }
 
 pub async fn delete(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<bool> {
-    let started = Instant::now();
+    delete_collection(&state, &name, Instant::now()).await
+}
+
+/// Deletes a collection (REST and gRPC `Delete`): whether there was one.
+pub(crate) async fn delete_collection(state: &AppState, name: &str, started: Instant) -> ApiResult<bool> {
     let deleted = match &state.cluster {
-        Some(cluster) => cluster.delete_collection(&name).await.map_err(|e| from_cluster(e, started))?,
-        None => state.db.delete_collection(&name).await.map_err(|e| ApiError::from_engine(e, started))?,
+        Some(cluster) => cluster.delete_collection(name).await.map_err(|e| from_cluster(e, started))?,
+        None => state.db.delete_collection(name).await.map_err(|e| ApiError::from_engine(e, started))?,
     };
     Ok(Answer::new(deleted, started))
 }
 
 pub async fn info(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<Value> {
-    let started = Instant::now();
-    let c = state.db.collection(&name).map_err(|e| ApiError::from_engine(e, started))?;
+    collection_info(&state, &name, Instant::now()).await
+}
+
+/// Qdrant's `CollectionInfo` as JSON (REST, and gRPC `Get` converts it).
+pub(crate) async fn collection_info(state: &AppState, name: &str, started: Instant) -> ApiResult<Value> {
+    let c = state.db.collection(name).map_err(|e| ApiError::from_engine(e, started))?;
     let info = c.info().await.map_err(|e| ApiError::from_engine(e, started))?;
     Ok(Answer::new(collection_info_json(&info, &c.settings()), started))
 }

@@ -29,39 +29,48 @@ pub async fn check(State(state): State<AppState>, req: Request, next: Next) -> R
     let Some(name) = req.uri().path().strip_prefix("/collections/").and_then(|rest| rest.split('/').next()) else {
         return next.run(req).await;
     };
-    let name = name.to_string();
-    let Ok(collection) = state.db.collection(&name) else {
-        // The handler answers 404 naming the collection.
-        return next.run(req).await;
+    match require(&state, name, &wanted, started) {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Checks that a read of collection `name` asking for `wanted` copies (a number,
+/// `majority`, `quorum` or `all`) can be served now. REST's `consistency` parameter and
+/// gRPC's `read_consistency` both come here. An unknown collection passes: the handler
+/// answers 404 naming it.
+pub fn require(state: &AppState, name: &str, wanted: &str, started: Instant) -> Result<(), ApiError> {
+    let Ok(collection) = state.db.collection(name) else {
+        return Ok(());
     };
     let factor = collection.spec().replication.factor;
-    let needed = match wanted.as_str() {
+    let needed = match wanted {
         "majority" | "quorum" => factor / 2 + 1,
         "all" => factor,
         n => match n.parse::<usize>() {
             Ok(n) if n >= 1 && n <= factor => n,
             Ok(n) if n >= 1 => {
                 let msg = format!("Wrong input: consistency {n} exceeds the collection's replication_factor {factor}");
-                return ApiError::bad_request(msg, started).into_response();
+                return Err(ApiError::bad_request(msg, started));
             }
             _ => {
                 let msg = format!(
                     "Wrong input: consistency must be a number of copies (at least 1), `majority`, `quorum` or `all`, not `{n}`"
                 );
-                return ApiError::bad_request(msg, started).into_response();
+                return Err(ApiError::bad_request(msg, started));
             }
         },
     };
     if needed > 1 {
-        let in_sync = state.cluster.as_ref().and_then(|c| c.in_sync_counts(&name)).unwrap_or_default();
+        let in_sync = state.cluster.as_ref().and_then(|c| c.in_sync_counts(name)).unwrap_or_default();
         if let Some((p, &have)) = in_sync.iter().enumerate().find(|(_, &have)| have < needed) {
             let msg = format!(
                 "Service unavailable: partition {p} has {have} in-sync cop{} now, fewer than consistency {wanted} \
                  needs ({needed}); retry later",
                 if have == 1 { "y" } else { "ies" }
             );
-            return ApiError { status: StatusCode::SERVICE_UNAVAILABLE, message: msg, started }.into_response();
+            return Err(ApiError { status: StatusCode::SERVICE_UNAVAILABLE, message: msg, started });
         }
     }
-    next.run(req).await
+    Ok(())
 }

@@ -336,8 +336,19 @@ async fn lookup_record(c: &Collection, l: &WithLookup, id: &Value, started: Inst
 pub async fn query_groups(State(state): State<AppState>, Path(name): Path<String>, body: Bytes) -> ApiResult<Value> {
     let started = Instant::now();
     let c = collection(&state, &name, started)?;
-    let mut req: QueryGroups = parse_body(&body, started)?;
-    let c = super::shards::scoped(&c, req.shard_key.take(), started)?;
+    let req: QueryGroups = parse_body(&body, started)?;
+    query_point_groups(&state, &c, req, started).await
+}
+
+/// A query's hits grouped by a payload value (REST and gRPC `QueryGroups`):
+/// `{"groups": [{"id", "hits", "lookup"}]}`.
+pub(crate) async fn query_point_groups(
+    state: &AppState,
+    c: &Collection,
+    mut req: QueryGroups,
+    started: Instant,
+) -> ApiResult<Value> {
+    let c = super::shards::scoped(c, req.shard_key.take(), started)?;
     let grouping = Grouping::new(req.group_by, req.group_size, req.limit, req.with_lookup, started)?;
     let plan = QueryPlan::new(
         QueryPoints {
@@ -356,7 +367,7 @@ pub async fn query_groups(State(state): State<AppState>, Path(name): Path<String
         },
         started,
     )?;
-    grouping.run(plan, &state, &c, started).await
+    grouping.run(plan, state, &c, started).await
 }
 
 pub async fn search_groups(State(state): State<AppState>, Path(name): Path<String>, body: Bytes) -> ApiResult<Value> {
@@ -487,12 +498,22 @@ fn need_limit(limit: Option<usize>, started: Instant) -> Result<(), ApiError> {
 pub async fn recommend(State(state): State<AppState>, Path(name): Path<String>, body: Bytes) -> ApiResult<Value> {
     let started = Instant::now();
     let c = collection(&state, &name, started)?;
-    let mut req: RecommendRequest = parse_body(&body, started)?;
+    let req: RecommendRequest = parse_body(&body, started)?;
+    recommend_points(&state, &c, req, started).await
+}
+
+/// The older recommend (REST and gRPC `Recommend`): a list of `ScoredPoint`s.
+pub(crate) async fn recommend_points(
+    state: &AppState,
+    c: &Collection,
+    mut req: RecommendRequest,
+    started: Instant,
+) -> ApiResult<Value> {
     no_group_fields(&req, started)?;
     need_limit(req.limit, started)?;
-    let c = super::shards::scoped(&c, req.shard_key.take(), started)?;
+    let c = super::shards::scoped(c, req.shard_key.take(), started)?;
     let plan = QueryPlan::new(recommend_query(&mut req), started)?;
-    let mut answer = run_all(vec![(c, plan)], &state, started).await?;
+    let mut answer = run_all(vec![(c, plan)], state, started).await?;
     answer.result = answer.result.as_array_mut().and_then(|a| a.pop()).unwrap_or(Value::Array(Vec::new()));
     Ok(answer)
 }
@@ -501,14 +522,24 @@ pub async fn recommend_batch(State(state): State<AppState>, Path(name): Path<Str
     let started = Instant::now();
     let c = collection(&state, &name, started)?;
     let req: Batch<RecommendRequest> = parse_body(&body, started)?;
+    recommend_points_batch(&state, &c, req, started).await
+}
+
+/// Several older recommends (REST and gRPC `RecommendBatch`): a list of lists.
+pub(crate) async fn recommend_points_batch(
+    state: &AppState,
+    c: &Collection,
+    req: Batch<RecommendRequest>,
+    started: Instant,
+) -> ApiResult<Value> {
     let mut plans = Vec::with_capacity(req.searches.len());
     for mut r in req.searches {
         no_group_fields(&r, started)?;
         need_limit(r.limit, started)?;
-        let scoped = super::shards::scoped(&c, r.shard_key.take(), started)?;
+        let scoped = super::shards::scoped(c, r.shard_key.take(), started)?;
         plans.push((scoped, QueryPlan::new(recommend_query(&mut r), started)?));
     }
-    run_all(plans, &state, started).await
+    run_all(plans, state, started).await
 }
 
 pub async fn recommend_groups(
@@ -536,11 +567,21 @@ pub async fn recommend_groups(
 pub async fn discover(State(state): State<AppState>, Path(name): Path<String>, body: Bytes) -> ApiResult<Value> {
     let started = Instant::now();
     let c = collection(&state, &name, started)?;
-    let mut req: DiscoverRequest = parse_body(&body, started)?;
+    let req: DiscoverRequest = parse_body(&body, started)?;
+    discover_points(&state, &c, req, started).await
+}
+
+/// The older discover (REST and gRPC `Discover`): a list of `ScoredPoint`s.
+pub(crate) async fn discover_points(
+    state: &AppState,
+    c: &Collection,
+    mut req: DiscoverRequest,
+    started: Instant,
+) -> ApiResult<Value> {
     need_limit(req.limit, started)?;
-    let c = super::shards::scoped(&c, req.shard_key.take(), started)?;
+    let c = super::shards::scoped(c, req.shard_key.take(), started)?;
     let plan = QueryPlan::new(discover_query(req), started)?;
-    let mut answer = run_all(vec![(c, plan)], &state, started).await?;
+    let mut answer = run_all(vec![(c, plan)], state, started).await?;
     answer.result = answer.result.as_array_mut().and_then(|a| a.pop()).unwrap_or(Value::Array(Vec::new()));
     Ok(answer)
 }
@@ -549,20 +590,35 @@ pub async fn discover_batch(State(state): State<AppState>, Path(name): Path<Stri
     let started = Instant::now();
     let c = collection(&state, &name, started)?;
     let req: Batch<DiscoverRequest> = parse_body(&body, started)?;
+    discover_points_batch(&state, &c, req, started).await
+}
+
+/// Several older discovers (REST and gRPC `DiscoverBatch`): a list of lists.
+pub(crate) async fn discover_points_batch(
+    state: &AppState,
+    c: &Collection,
+    req: Batch<DiscoverRequest>,
+    started: Instant,
+) -> ApiResult<Value> {
     let mut plans = Vec::with_capacity(req.searches.len());
     for mut r in req.searches {
         need_limit(r.limit, started)?;
-        let scoped = super::shards::scoped(&c, r.shard_key.take(), started)?;
+        let scoped = super::shards::scoped(c, r.shard_key.take(), started)?;
         plans.push((scoped, QueryPlan::new(discover_query(r), started)?));
     }
-    run_all(plans, &state, started).await
+    run_all(plans, state, started).await
 }
 
 pub async fn facet(State(state): State<AppState>, Path(name): Path<String>, body: Bytes) -> ApiResult<Value> {
     let started = Instant::now();
     let c = collection(&state, &name, started)?;
-    let mut req: FacetRequest = parse_body(&body, started)?;
-    let c = super::shards::scoped(&c, req.shard_key.take(), started)?;
+    let req: FacetRequest = parse_body(&body, started)?;
+    facet_counts(&c, req, started).await
+}
+
+/// The most common values of a payload key (REST and gRPC `Facet`): `{"hits": [{value, count}]}`.
+pub(crate) async fn facet_counts(c: &Collection, mut req: FacetRequest, started: Instant) -> ApiResult<Value> {
+    let c = super::shards::scoped(c, req.shard_key.take(), started)?;
     if req.key.trim().is_empty() {
         return Err(ApiError::bad_request("Wrong input: key must not be empty", started));
     }

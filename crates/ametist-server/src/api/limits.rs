@@ -24,7 +24,7 @@ use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body::Body as _;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use ametist_engine::collection::CollectionSpec;
 
@@ -82,12 +82,9 @@ const WRITE_ROUTES: &[(Method, &str)] = &[
 
 /// Middleware: admits a write if its body fits both budgets, holding its share until the
 /// answer is made; otherwise answers 429 at once. Other requests pass.
-pub async fn admit_write(
-    State((state, budget)): State<(AppState, Arc<WriteBudget>)>,
-    req: Request,
-    next: Next,
-) -> Response {
+pub async fn admit_write(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
+    let budget = state.budget.clone();
     let route = req.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
     if !WRITE_ROUTES.iter().any(|(m, r)| m == req.method() && Some(*r) == route) {
         return next.run(req).await;
@@ -98,39 +95,54 @@ pub async fn admit_write(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<usize>().ok())
         .unwrap_or(budget.unknown_length);
-    // Only existing collections get a budget of their own (any other name is a 404 from
-    // the handler), so that made-up names cannot grow the map.
     let name = req.uri().path().split('/').nth(2).unwrap_or("").to_string();
-    let collection = state.db.collection(&name).is_ok().then(|| budget.collection(&name));
-    let n = u32::try_from(units(bytes).max(1)).unwrap_or(u32::MAX);
-    let overloaded = |where_: String, setting: &str, limit: usize| {
-        ApiError {
+    let shares = match budget.admit(&state, &name, bytes, started) {
+        Ok(shares) => shares,
+        Err(e) => return e.into_response(),
+    };
+    let response = next.run(req).await;
+    drop(shares);
+    response
+}
+
+/// The shares of the write budgets a write holds until it is answered.
+pub struct WriteShares {
+    _server: OwnedSemaphorePermit,
+    _collection: Option<OwnedSemaphorePermit>,
+}
+
+impl WriteBudget {
+    /// Admits a write of `bytes` to collection `name` if it fits both budgets; a 429 naming
+    /// the setting otherwise. REST charges a body's length, gRPC a message's encoded size.
+    pub fn admit(&self, state: &AppState, name: &str, bytes: usize, started: Instant) -> Result<WriteShares, ApiError> {
+        // Only existing collections get a budget of their own (any other name is a 404 from
+        // the handler), so that made-up names cannot grow the map.
+        let collection = state.db.collection(name).is_ok().then(|| self.collection(name));
+        let n = u32::try_from(units(bytes).max(1)).unwrap_or(u32::MAX);
+        let overloaded = |where_: String, setting: &str, limit: usize| ApiError {
             status: StatusCode::TOO_MANY_REQUESTS,
             message: format!(
                 "Service overloaded: this write of {bytes} bytes does not fit beside the writes being handled \
                  {where_} ({setting} = {limit} bytes); nothing of it was applied; retry later"
             ),
             started,
-        }
-        .into_response()
-    };
-    let Ok(server_share) = budget.server.clone().try_acquire_many_owned(n) else {
-        return overloaded("on this server".into(), "limits.write_bytes_in_flight", budget.server_bytes);
-    };
-    let collection_share = match collection.map(|sem| sem.try_acquire_many_owned(n)) {
-        Some(Err(_)) => {
-            return overloaded(
-                format!("on collection `{name}`"),
-                "limits.collection_write_bytes_in_flight",
-                budget.collection_bytes,
-            )
-        }
-        Some(Ok(share)) => Some(share),
-        None => None,
-    };
-    let response = next.run(req).await;
-    drop((server_share, collection_share));
-    response
+        };
+        let Ok(server) = self.server.clone().try_acquire_many_owned(n) else {
+            return Err(overloaded("on this server".into(), "limits.write_bytes_in_flight", self.server_bytes));
+        };
+        let collection = match collection.map(|sem| sem.try_acquire_many_owned(n)) {
+            Some(Err(_)) => {
+                return Err(overloaded(
+                    format!("on collection `{name}`"),
+                    "limits.collection_write_bytes_in_flight",
+                    self.collection_bytes,
+                ))
+            }
+            Some(Ok(share)) => Some(share),
+            None => None,
+        };
+        Ok(WriteShares { _server: server, _collection: collection })
+    }
 }
 
 /// Middleware: a JSON answer larger than `limits.max_response_bytes` is not sent; the

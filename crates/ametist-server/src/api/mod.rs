@@ -50,6 +50,9 @@ use envelope::{Answer, ApiResult};
 /// qdrant-client 1.20.0 and check its response models against our answers.
 pub const QDRANT_COMPAT_VERSION: &str = "1.20.0";
 
+/// The title on `GET /` and in gRPC's health check.
+pub const TITLE: &str = "ametist - vector search engine";
+
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
@@ -57,6 +60,17 @@ pub struct AppState {
     pub config: Arc<AmetistConfig>,
     /// This node's cluster membership, when `remoting.enabled`.
     pub cluster: Option<ametist_cluster::ClusterNode>,
+    /// The bytes of writes being handled, shared by REST and gRPC.
+    pub budget: Arc<limits::WriteBudget>,
+    /// Strict mode's rate limits, shared by REST and gRPC.
+    pub rates: Arc<strict::Rates>,
+}
+
+impl AppState {
+    pub fn new(db: Ametist, config: Arc<AmetistConfig>, cluster: Option<ametist_cluster::ClusterNode>) -> Self {
+        let budget = Arc::new(limits::WriteBudget::new(&config.limits, config.server.max_request_bytes));
+        AppState { db, config, cluster, budget, rates: Arc::new(strict::Rates::default()) }
+    }
 }
 
 /// All routes.
@@ -132,15 +146,11 @@ pub fn router(state: AppState) -> Router {
     if state.config.server.enable_fault_injection {
         r = r.route("/collections/{name}/partitions/{id}/fault", post(partitions::fault));
     }
-    let budget = Arc::new(limits::WriteBudget::new(&state.config.limits, body_limit));
     let max_response = state.config.limits.max_response_bytes;
     r.fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), consistency::check))
-        .layer(axum::middleware::from_fn_with_state((state.clone(), budget), limits::admit_write))
-        .layer(axum::middleware::from_fn_with_state(
-            (state.clone(), Arc::new(strict::Rates::default())),
-            strict::request_layer,
-        ))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), limits::admit_write))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), strict::request_layer))
         .layer(axum::middleware::from_fn(move |req, next| limits::cap_response(max_response, req, next)))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
@@ -167,7 +177,7 @@ async fn root(State(state): State<AppState>, headers: axum::http::HeaderMap) -> 
         return crate::dashboard::root_redirect();
     }
     axum::Json(json!({
-        "title": "ametist - vector search engine",
+        "title": TITLE,
         "version": QDRANT_COMPAT_VERSION,
         // The git commit built from (`unknown` outside a checkout; see build.rs).
         "commit": env!("AMETIST_GIT_COMMIT"),

@@ -116,7 +116,19 @@ async fn write_payload(
     let wait = wait_param(query.as_deref(), started)?;
     let c = collection(&state, &name, started)?;
     let req: SetPayload = parse_body(&body, started)?;
-    let (c, w) = prepare_set(&c, req, overwrite, started)?;
+    set_payload(&c, req, overwrite, wait, started).await
+}
+
+/// Sets payload keys, or replaces whole payloads with `overwrite` (REST, and gRPC's
+/// `SetPayload` and `OverwritePayload`).
+pub(crate) async fn set_payload(
+    c: &Collection,
+    req: SetPayload,
+    overwrite: bool,
+    wait: bool,
+    started: Instant,
+) -> ApiResult<Value> {
+    let (c, w) = prepare_set(c, req, overwrite, started)?;
     apply(&c, w, wait, started).await
 }
 
@@ -148,7 +160,17 @@ pub async fn delete_keys(
     let wait = wait_param(query.as_deref(), started)?;
     let c = collection(&state, &name, started)?;
     let req: DeletePayload = parse_body(&body, started)?;
-    let (c, w) = prepare_delete_keys(&c, req, started)?;
+    delete_payload_keys(&c, req, wait, started).await
+}
+
+/// Removes payload keys (REST and gRPC `DeletePayload`).
+pub(crate) async fn delete_payload_keys(
+    c: &Collection,
+    req: DeletePayload,
+    wait: bool,
+    started: Instant,
+) -> ApiResult<Value> {
+    let (c, w) = prepare_delete_keys(c, req, started)?;
     apply(&c, w, wait, started).await
 }
 
@@ -174,7 +196,17 @@ pub async fn clear(
     let wait = wait_param(query.as_deref(), started)?;
     let c = collection(&state, &name, started)?;
     let req: PointsSelector = parse_body(&body, started)?;
-    let (c, w) = prepare_clear(&c, req, started)?;
+    clear_payload(&c, req, wait, started).await
+}
+
+/// Clears whole payloads (REST and gRPC `ClearPayload`).
+pub(crate) async fn clear_payload(
+    c: &Collection,
+    req: PointsSelector,
+    wait: bool,
+    started: Instant,
+) -> ApiResult<Value> {
+    let (c, w) = prepare_clear(c, req, started)?;
     apply(&c, w, wait, started).await
 }
 
@@ -210,16 +242,27 @@ pub async fn create_index(
     let _wait = wait_param(query.as_deref(), started)?;
     let c = collection(&state, &name, started)?;
     let req: CreateFieldIndex = parse_body(&body, started)?;
+    create_field_index(&state, &name, &c, req, started).await
+}
+
+/// Makes a payload index (REST and gRPC `CreateFieldIndex`); done when it answers.
+pub(crate) async fn create_field_index(
+    state: &AppState,
+    name: &str,
+    c: &Collection,
+    req: CreateFieldIndex,
+    started: Instant,
+) -> ApiResult<Value> {
     if req.field_name.is_empty() {
         return Err(ApiError::bad_request("Wrong input: `field_name` is empty", started));
     }
-    super::strict::check_new_index(&c, &req.field_name, started)?;
+    super::strict::check_new_index(c, &req.field_name, started)?;
     // On a cluster the definition goes into the cluster's metadata first, so that every
     // node knows it (see `ClusterNode::set_index`); this node then builds the index.
     let define = |def: ametist_cluster::IndexDef| async {
         match &state.cluster {
             Some(cluster) => cluster
-                .set_index(&name, &req.field_name, Some(def))
+                .set_index(name, &req.field_name, Some(def))
                 .await
                 .map_err(|e| super::collections::from_cluster(e, started)),
             None => Ok(()),
@@ -248,10 +291,21 @@ pub async fn delete_index(
     let started = Instant::now();
     let _wait = wait_param(query.as_deref(), started)?;
     let c = collection(&state, &name, started)?;
+    delete_field_index(&state, &name, &c, &field, started).await
+}
+
+/// Drops a payload index (REST and gRPC `DeleteFieldIndex`).
+pub(crate) async fn delete_field_index(
+    state: &AppState,
+    name: &str,
+    c: &Collection,
+    field: &str,
+    started: Instant,
+) -> ApiResult<Value> {
     if let Some(cluster) = &state.cluster {
-        cluster.set_index(&name, &field, None).await.map_err(|e| super::collections::from_cluster(e, started))?;
+        cluster.set_index(name, field, None).await.map_err(|e| super::collections::from_cluster(e, started))?;
     }
-    c.drop_field_index(&field).await.map_err(|e| ApiError::from_engine(e, started))?;
+    c.drop_field_index(field).await.map_err(|e| ApiError::from_engine(e, started))?;
     Ok(Answer::new(serde_json::json!({"operation_id": 0, "status": "completed"}), started))
 }
 

@@ -391,7 +391,12 @@ pub async fn upsert(
     let wait = wait_param(query.as_deref(), started)?;
     let c = collection(&state, &name, started)?;
     let req: UpsertPoints = parse_body(&body, started)?;
-    let (c, w) = prepare_upsert(&c, req, started).await?;
+    upsert_points(&c, req, wait, started).await
+}
+
+/// Upserts parsed points (REST's and gRPC's `Upsert` both end here).
+pub(crate) async fn upsert_points(c: &Collection, req: UpsertPoints, wait: bool, started: Instant) -> ApiResult<Value> {
+    let (c, w) = prepare_upsert(c, req, started).await?;
     apply(&c, w, wait, started).await
 }
 
@@ -487,10 +492,20 @@ pub async fn update_vectors(
     let wait = wait_param(query.as_deref(), started)?;
     let c = collection(&state, &name, started)?;
     let req: UpdateVectors = parse_body(&body, started)?;
-    let (c, w) = prepare_update_vectors(&c, req, started)?;
-    // One write: a bad vector anywhere changes nothing. Every point must exist (404 naming
-    // the first that does not, as Qdrant answers, also without `wait`); with
-    // `update_filter`, the points that do not match it are left as they are.
+    update_point_vectors(&c, req, wait, started).await
+}
+
+/// Replaces vectors of existing points (REST and gRPC `UpdateVectors`). One write: a bad
+/// vector anywhere changes nothing. Every point must exist (404 naming the first that does
+/// not, as Qdrant answers, also without `wait`); with `update_filter`, the points that do
+/// not match it are left as they are.
+pub(crate) async fn update_point_vectors(
+    c: &Collection,
+    req: UpdateVectors,
+    wait: bool,
+    started: Instant,
+) -> ApiResult<Value> {
+    let (c, w) = prepare_update_vectors(c, req, started)?;
     apply(&c, w, wait, started).await
 }
 
@@ -542,7 +557,17 @@ pub async fn delete_vectors(
     let wait = wait_param(query.as_deref(), started)?;
     let c = collection(&state, &name, started)?;
     let req: DeleteVectorsRequest = parse_body(&body, started)?;
-    let (c, w) = prepare_delete_vectors(&c, req, started)?;
+    delete_point_vectors(&c, req, wait, started).await
+}
+
+/// Removes named vectors from points (REST and gRPC `DeleteVectors`).
+pub(crate) async fn delete_point_vectors(
+    c: &Collection,
+    req: DeleteVectorsRequest,
+    wait: bool,
+    started: Instant,
+) -> ApiResult<Value> {
+    let (c, w) = prepare_delete_vectors(c, req, started)?;
     apply(&c, w, wait, started).await
 }
 
@@ -579,7 +604,12 @@ pub async fn delete(
     let wait = wait_param(query.as_deref(), started)?;
     let c = collection(&state, &name, started)?;
     let req: DeletePoints = parse_body(&body, started)?;
-    let (c, w) = prepare_delete(&c, req, started)?;
+    delete_points(&c, req, wait, started).await
+}
+
+/// Deletes points by ids or filter (REST and gRPC `Delete`).
+pub(crate) async fn delete_points(c: &Collection, req: DeletePoints, wait: bool, started: Instant) -> ApiResult<Value> {
+    let (c, w) = prepare_delete(c, req, started)?;
     apply(&c, w, wait, started).await
 }
 
@@ -609,12 +639,22 @@ pub(crate) fn prepare_delete(
 pub async fn query(State(state): State<AppState>, Path(name): Path<String>, body: Bytes) -> ApiResult<Value> {
     let started = Instant::now();
     let c = collection(&state, &name, started)?;
-    let mut req: QueryPoints = parse_body(&body, started)?;
-    let c = super::shards::scoped(&c, req.shard_key.take(), started)?;
+    let req: QueryPoints = parse_body(&body, started)?;
+    query_points(&state, &c, req, started).await
+}
+
+/// One query (REST and gRPC `Query`): `{"points": [ScoredPoint]}`.
+pub(crate) async fn query_points(
+    state: &AppState,
+    c: &Collection,
+    mut req: QueryPoints,
+    started: Instant,
+) -> ApiResult<Value> {
+    let c = super::shards::scoped(c, req.shard_key.take(), started)?;
     super::strict::check_query(&c, &req, started)?;
     let plan = QueryPlan::new(req, started)?;
     plan.cost(c.spec()).check(&state.config.limits, started)?;
-    let (points, missing) = plan.run(&state, &c, started).await?;
+    let (points, missing) = plan.run(state, &c, started).await?;
     let mut answer = Answer::new(json!({ "points": points }), started);
     answer.missing = missing;
     Ok(answer)
@@ -624,14 +664,24 @@ pub async fn query_batch(State(state): State<AppState>, Path(name): Path<String>
     let started = Instant::now();
     let c = collection(&state, &name, started)?;
     let req: QueryBatch = parse_body(&body, started)?;
-    check_batch_len(&state, req.searches.len(), started)?;
-    super::strict::check_search_batch(&c, req.searches.len(), started)?;
+    query_points_batch(&state, &c, req, started).await
+}
+
+/// Several queries (REST and gRPC `QueryBatch`): a list of `{"points": [...]}`.
+pub(crate) async fn query_points_batch(
+    state: &AppState,
+    c: &Collection,
+    req: QueryBatch,
+    started: Instant,
+) -> ApiResult<Value> {
+    check_batch_len(state, req.searches.len(), started)?;
+    super::strict::check_search_batch(c, req.searches.len(), started)?;
     // Every request is checked before any is run, so a bad one fails the batch at once.
     let plans = req
         .searches
         .into_iter()
         .map(|mut q| {
-            let c = super::shards::scoped(&c, q.shard_key.take(), started)?;
+            let c = super::shards::scoped(c, q.shard_key.take(), started)?;
             super::strict::check_query(&c, &q, started)?;
             Ok((c, QueryPlan::new(q, started)?))
         })
@@ -640,7 +690,7 @@ pub async fn query_batch(State(state): State<AppState>, Path(name): Path<String>
     let mut results = Vec::with_capacity(plans.len());
     let mut missing_all = Vec::new();
     for (c, plan) in plans {
-        let (points, missing) = plan.run(&state, &c, started).await?;
+        let (points, missing) = plan.run(state, &c, started).await?;
         merge_missing(&mut missing_all, missing);
         results.push(json!({ "points": points }));
     }
@@ -652,12 +702,22 @@ pub async fn query_batch(State(state): State<AppState>, Path(name): Path<String>
 pub async fn search(State(state): State<AppState>, Path(name): Path<String>, body: Bytes) -> ApiResult<Value> {
     let started = Instant::now();
     let c = collection(&state, &name, started)?;
-    let mut req: SearchPoints = parse_body(&body, started)?;
-    let c = super::shards::scoped(&c, req.shard_key.take(), started)?;
+    let req: SearchPoints = parse_body(&body, started)?;
+    search_points(&state, &c, req, started).await
+}
+
+/// The older search (REST and gRPC `Search`): a list of `ScoredPoint`s.
+pub(crate) async fn search_points(
+    state: &AppState,
+    c: &Collection,
+    mut req: SearchPoints,
+    started: Instant,
+) -> ApiResult<Value> {
+    let c = super::shards::scoped(c, req.shard_key.take(), started)?;
     super::strict::check_search(&c, &req, started)?;
     let plan = QueryPlan::from_search(req, started)?;
     plan.cost(c.spec()).check(&state.config.limits, started)?;
-    let (points, missing) = plan.run(&state, &c, started).await?;
+    let (points, missing) = plan.run(state, &c, started).await?;
     let mut answer = Answer::new(Value::Array(points), started);
     answer.missing = missing;
     Ok(answer)
@@ -667,13 +727,23 @@ pub async fn search_batch(State(state): State<AppState>, Path(name): Path<String
     let started = Instant::now();
     let c = collection(&state, &name, started)?;
     let req: SearchBatch = parse_body(&body, started)?;
-    check_batch_len(&state, req.searches.len(), started)?;
-    super::strict::check_search_batch(&c, req.searches.len(), started)?;
+    search_points_batch(&state, &c, req, started).await
+}
+
+/// Several older searches (REST and gRPC `SearchBatch`): a list of lists of `ScoredPoint`s.
+pub(crate) async fn search_points_batch(
+    state: &AppState,
+    c: &Collection,
+    req: SearchBatch,
+    started: Instant,
+) -> ApiResult<Value> {
+    check_batch_len(state, req.searches.len(), started)?;
+    super::strict::check_search_batch(c, req.searches.len(), started)?;
     let plans = req
         .searches
         .into_iter()
         .map(|mut s| {
-            let c = super::shards::scoped(&c, s.shard_key.take(), started)?;
+            let c = super::shards::scoped(c, s.shard_key.take(), started)?;
             super::strict::check_search(&c, &s, started)?;
             Ok((c, QueryPlan::from_search(s, started)?))
         })
@@ -682,7 +752,7 @@ pub async fn search_batch(State(state): State<AppState>, Path(name): Path<String
     let mut results = Vec::with_capacity(plans.len());
     let mut missing_all = Vec::new();
     for (c, plan) in plans {
-        let (points, missing) = plan.run(&state, &c, started).await?;
+        let (points, missing) = plan.run(state, &c, started).await?;
         merge_missing(&mut missing_all, missing);
         results.push(Value::Array(points));
     }
@@ -694,15 +764,25 @@ pub async fn search_batch(State(state): State<AppState>, Path(name): Path<String
 pub async fn retrieve(State(state): State<AppState>, Path(name): Path<String>, body: Bytes) -> ApiResult<Value> {
     let started = Instant::now();
     let c = collection(&state, &name, started)?;
-    let mut req: RetrievePoints = parse_body(&body, started)?;
-    let c = super::shards::scoped(&c, req.shard_key.take(), started)?;
+    let req: RetrievePoints = parse_body(&body, started)?;
+    retrieve_points(&state, &c, req, started).await
+}
+
+/// Points by id (REST and gRPC `Get`): a list of `Record`s.
+pub(crate) async fn retrieve_points(
+    state: &AppState,
+    c: &Collection,
+    mut req: RetrievePoints,
+    started: Instant,
+) -> ApiResult<Value> {
+    let c = super::shards::scoped(c, req.shard_key.take(), started)?;
     let payload = PayloadSelector::parse(&req.with_payload, true, started)?;
     let with_vector = parse_with_vector(&req.with_vector, false, started)?;
     if req.ids.is_empty() {
         return Ok(Answer::new(json!([]), started));
     }
     let names = with_vector_names(&req.with_vector);
-    check_batch_len(&state, req.ids.len(), started)?;
+    check_batch_len(state, req.ids.len(), started)?;
     Cost::of_hits(c.spec(), req.ids.len(), with_vector, names.as_deref()).check(&state.config.limits, started)?;
     let records =
         c.get(req.ids, payload.wants_payload(), with_vector).await.map_err(|e| ApiError::from_engine(e, started))?;
@@ -727,8 +807,18 @@ pub async fn get_one(State(state): State<AppState>, Path((name, id)): Path<(Stri
 pub async fn scroll(State(state): State<AppState>, Path(name): Path<String>, body: Bytes) -> ApiResult<Value> {
     let started = Instant::now();
     let c = collection(&state, &name, started)?;
-    let mut req: ScrollPoints = parse_body(&body, started)?;
-    let c = super::shards::scoped(&c, req.shard_key.take(), started)?;
+    let req: ScrollPoints = parse_body(&body, started)?;
+    scroll_points(&state, &c, req, started).await
+}
+
+/// A page of points (REST and gRPC `Scroll`): `{"points", "next_page_offset"}`.
+pub(crate) async fn scroll_points(
+    state: &AppState,
+    c: &Collection,
+    mut req: ScrollPoints,
+    started: Instant,
+) -> ApiResult<Value> {
+    let c = super::shards::scoped(c, req.shard_key.take(), started)?;
     super::strict::check_read(&c, req.limit, req.filter.as_ref(), None, started)?;
     let filter = parse_filter(req.filter, started)?;
     let payload = PayloadSelector::parse(&req.with_payload, true, started)?;
@@ -765,8 +855,13 @@ pub async fn scroll(State(state): State<AppState>, Path(name): Path<String>, bod
 pub async fn count(State(state): State<AppState>, Path(name): Path<String>, body: Bytes) -> ApiResult<Value> {
     let started = Instant::now();
     let c = collection(&state, &name, started)?;
-    let mut req: CountPoints = if body.is_empty() { CountPoints::default() } else { parse_body(&body, started)? };
-    let c = super::shards::scoped(&c, req.shard_key.take(), started)?;
+    let req: CountPoints = if body.is_empty() { CountPoints::default() } else { parse_body(&body, started)? };
+    count_points(&c, req, started).await
+}
+
+/// The number of points, all or matching a filter (REST and gRPC `Count`): `{"count": n}`.
+pub(crate) async fn count_points(c: &Collection, mut req: CountPoints, started: Instant) -> ApiResult<Value> {
+    let c = super::shards::scoped(c, req.shard_key.take(), started)?;
     super::strict::check_read(&c, None, req.filter.as_ref(), Some(req.exact.unwrap_or(true)), started)?;
     // Scoped to shard keys, the points of those keys' partitions are counted.
     if c.scope().is_some() {

@@ -445,7 +445,7 @@ fn kind_of(method: &axum::http::Method, rest: &[&str]) -> Option<bool> {
 /// writes points against `read_rate_limit` / `write_rate_limit` (one token per request;
 /// 429 with `Retry-After` when the minute's budget is spent, as Qdrant answers).
 pub async fn request_layer(
-    axum::extract::State((state, rates)): axum::extract::State<(super::AppState, std::sync::Arc<Rates>)>,
+    axum::extract::State(state): axum::extract::State<super::AppState>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
@@ -453,32 +453,36 @@ pub async fn request_layer(
     let path: Vec<&str> = req.uri().path().split('/').skip(1).collect();
     if let ["collections", name, rest @ ..] = path.as_slice() {
         if let Ok(c) = state.db.collection(name) {
-            if let Some(config) = active(&c) {
-                let started = Instant::now();
-                if let Err(e) = check_timeout(&c, req.uri().query(), started) {
+            let started = Instant::now();
+            if let Err(e) = check_timeout(&c, req.uri().query(), started) {
+                return e.into_response();
+            }
+            if let Some(write) = kind_of(req.method(), rest) {
+                if let Err(e) = admit(&state.rates, &c, write, started) {
                     return e.into_response();
-                }
-                if let Some(write) = kind_of(req.method(), rest) {
-                    let limit = if write { config.write_rate_limit } else { config.read_rate_limit };
-                    if let Some(per_minute) = limit {
-                        if !rates.take(&c.spec().name, write, per_minute) {
-                            let which = if write { "Write" } else { "Read" };
-                            return ApiError {
-                                status: StatusCode::TOO_MANY_REQUESTS,
-                                message: format!(
-                                    "Rate limiting exceeded: {which} rate limit exceeded ({per_minute} per minute), \
-                                     retry later"
-                                ),
-                                started,
-                            }
-                            .into_response();
-                        }
-                    }
                 }
             }
         }
     }
     next.run(req).await
+}
+
+/// Takes a read's or a write's token of a collection in strict mode with a rate limit; a
+/// 429 naming the limit when the minute's budget is spent. REST's `request_layer` and each
+/// gRPC call that reads or writes points come through here.
+pub fn admit(rates: &Rates, c: &Collection, write: bool, started: Instant) -> Result<(), ApiError> {
+    let Some(config) = active(c) else { return Ok(()) };
+    let limit = if write { config.write_rate_limit } else { config.read_rate_limit };
+    let Some(per_minute) = limit else { return Ok(()) };
+    if rates.take(&c.spec().name, write, per_minute) {
+        return Ok(());
+    }
+    let which = if write { "Write" } else { "Read" };
+    Err(ApiError {
+        status: StatusCode::TOO_MANY_REQUESTS,
+        message: format!("Rate limiting exceeded: {which} rate limit exceeded ({per_minute} per minute), retry later"),
+        started,
+    })
 }
 
 /// The `timeout` query parameter of any collection route.

@@ -69,6 +69,8 @@ impl NodeSpec {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ametist"));
         cmd.arg("serve")
             .args(["--port", &self.rest.to_string(), "--data-dir", self.dir.to_str().unwrap()])
+            // No gRPC listener: the default port would clash between the nodes.
+            .args(["--set", "server.grpc_port=null"])
             .args(["--set", "limits.search_timeout=2s", "--set", "limits.write_timeout=2s"])
             // openraft warns at every heartbeat to a killed node: expected here.
             .env("RUST_LOG", std::env::var("AMETIST_TEST_LOG").unwrap_or_else(|_| "warn,openraft=off".into()))
