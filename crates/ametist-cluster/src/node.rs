@@ -293,13 +293,31 @@ impl ClusterNode {
             tracing::info!(peer, "member draining: its copies move to the others, then it leaves");
         }
         let deadline = tokio::time::Instant::now() + patience;
-        while self.inner.metadata.members().contains_key(&peer) {
+        while self.still_member(peer).await {
             if tokio::time::Instant::now() >= deadline {
                 return Ok(false);
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         Ok(true)
+    }
+
+    /// Whether `peer` is still a member. A member being removed may never learn of its own
+    /// removal (the last membership change need not reach it), so about itself it asks the
+    /// others; when none answers, it counts as still a member.
+    async fn still_member(&self, peer: NodeId) -> bool {
+        let members = self.inner.metadata.members();
+        if peer != self.inner.id {
+            return members.contains_key(&peer);
+        }
+        for (_, m) in members.iter().filter(|(&id, _)| id != peer) {
+            let env = crate::wire::envelope(crate::wire::kind::MEMBERS, "", 0, &());
+            let Ok(answer) = self.inner.transport.call(&m.grpc, env, Duration::from_secs(1)).await else { continue };
+            if let Ok(Ok(ids)) = crate::wire::decode_answer::<Vec<NodeId>>(&answer) {
+                return ids.contains(&peer);
+            }
+        }
+        true
     }
 
     /// Deletes a collection on every node. Returns false when the cluster had none.

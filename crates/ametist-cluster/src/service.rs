@@ -12,7 +12,7 @@ use ametist_engine::messages::{PartitionInstall, PartitionMsg, RebuildIndex, Rep
 use ametist_engine::partition::PartitionRef;
 use ametist_engine::EngineError;
 
-use crate::raft::Command;
+use crate::raft::{Command, NodeId};
 use crate::raft_node::{JoinRequest, NodeInner};
 use crate::replicator::Control;
 use crate::transport::{secrets_match, SECRET_HEADER};
@@ -82,6 +82,7 @@ impl NodeRpc for Service {
                 wire::answer(node.propose(cmd).await.map_err(|e| WireError::from(&e)))
             }
             kind::PING => wire::answer::<u64>(Ok(node.id)),
+            kind::MEMBERS => wire::answer::<Vec<NodeId>>(Ok(node.metadata.members().into_keys().collect())),
             kind::APPLIED => {
                 wire::answer::<Option<u64>>(Ok(node.raft.metrics().borrow().last_applied.map(|l| l.index)))
             }

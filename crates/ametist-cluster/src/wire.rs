@@ -56,6 +56,9 @@ pub mod kind {
     /// The index of the last metadata change the member applied (asked of the leader by a
     /// starting node, which waits until it applied as much).
     pub const APPLIED: &str = "applied";
+    /// The ids of the cluster's members as this member knows them (asked by a member being
+    /// removed, which does not learn of its own removal).
+    pub const MEMBERS: &str = "members";
     pub const OK: &str = "ok";
     pub const ERR: &str = "err";
 }

@@ -328,7 +328,7 @@ fn join_then_drain_under_load() {
     live.lock().unwrap().retain(|b| *b != bases[victim]);
     let started = Instant::now();
     loop {
-        let (s, b) = call("DELETE", &format!("{}/cluster/peer/{victim_id}?timeout=20", bases[0]), None);
+        let (s, b) = call("DELETE", &format!("{}/cluster/peer/{victim_id}?timeout=20", bases[victim]), None);
         if s == 200 {
             break;
         }
