@@ -34,10 +34,11 @@ pub struct UpdateOperations {
     pub operations: Vec<Value>,
 }
 
-/// One of Qdrant's `UpdateOperation`s: an object with exactly one of these keys.
+/// One of Qdrant's `UpdateOperation`s: an object with exactly one of these keys (gRPC's
+/// `PointsUpdateOperation` becomes one too).
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
-enum Operation {
+pub(crate) enum Operation {
     Upsert(UpsertPoints),
     Delete(DeletePoints),
     SetPayload(SetPayload),
@@ -46,6 +47,22 @@ enum Operation {
     ClearPayload(PointsSelector),
     UpdateVectors(UpdateVectors),
     DeleteVectors(DeleteVectorsRequest),
+}
+
+impl Operation {
+    /// The operation's key in REST's JSON, for messages.
+    fn kind(&self) -> &'static str {
+        match self {
+            Operation::Upsert(_) => "upsert",
+            Operation::Delete(_) => "delete",
+            Operation::SetPayload(_) => "set_payload",
+            Operation::OverwritePayload(_) => "overwrite_payload",
+            Operation::DeletePayload(_) => "delete_payload",
+            Operation::ClearPayload(_) => "clear_payload",
+            Operation::UpdateVectors(_) => "update_vectors",
+            Operation::DeleteVectors(_) => "delete_vectors",
+        }
+    }
 }
 
 const KINDS: &str =
@@ -75,38 +92,62 @@ pub async fn update(
     let wait = wait_param(query.as_deref(), started)?;
     let c = collection(&state, &name, started)?;
     let req: UpdateOperations = parse_body(&body, started)?;
-    if req.operations.is_empty() {
+    check_count(&state, req.operations.len(), started)?;
+    let operations = req
+        .operations
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let kind = kind_of(&v);
+            serde_json::from_value(v).map_err(|e| {
+                let e = ApiError::bad_request(
+                    format!("Format error in JSON body: {e} (an operation is one of {KINDS})"),
+                    started,
+                );
+                at(e, i, &kind)
+            })
+        })
+        .collect::<Result<Vec<Operation>, ApiError>>()?;
+    batch_update_points(&state, &c, operations, wait, started).await
+}
+
+/// A batch has at least one operation and at most `limits.max_batch`.
+pub(crate) fn check_count(state: &AppState, n: usize, started: Instant) -> Result<(), ApiError> {
+    if n == 0 {
         return Err(ApiError::bad_request("Wrong input: `operations` is empty", started));
     }
     let max = state.config.limits.max_batch;
-    if req.operations.len() > max {
+    if n > max {
         return Err(ApiError::bad_request(
-            format!(
-                "Wrong input: {} operations in one request, more than limits.max_batch ({max})",
-                req.operations.len()
-            ),
+            format!("Wrong input: {n} operations in one request, more than limits.max_batch ({max})"),
             started,
         ));
     }
-    let mut prepared: Vec<(String, Collection, PreparedWrite)> = Vec::with_capacity(req.operations.len());
-    for (i, v) in req.operations.into_iter().enumerate() {
-        let kind = kind_of(&v);
-        let op: Operation = serde_json::from_value(v).map_err(|e| {
-            let e = ApiError::bad_request(
-                format!("Format error in JSON body: {e} (an operation is one of {KINDS})"),
-                started,
-            );
-            at(e, i, &kind)
-        })?;
+    Ok(())
+}
+
+/// The operations of a batch (REST and gRPC `UpdateBatch`): every one prepared and
+/// checked, then applied in order; a list of `UpdateResult`s, one per operation.
+pub(crate) async fn batch_update_points(
+    state: &AppState,
+    c: &Collection,
+    operations: Vec<Operation>,
+    wait: bool,
+    started: Instant,
+) -> ApiResult<Value> {
+    check_count(state, operations.len(), started)?;
+    let mut prepared: Vec<(String, Collection, PreparedWrite)> = Vec::with_capacity(operations.len());
+    for (i, op) in operations.into_iter().enumerate() {
+        let kind = op.kind().to_string();
         let (scoped, w) = match op {
-            Operation::Upsert(r) => super::points::prepare_upsert(&c, r, started).await,
-            Operation::Delete(r) => super::points::prepare_delete(&c, r, started),
-            Operation::SetPayload(r) => super::payload::prepare_set(&c, r, false, started),
-            Operation::OverwritePayload(r) => super::payload::prepare_set(&c, r, true, started),
-            Operation::DeletePayload(r) => super::payload::prepare_delete_keys(&c, r, started),
-            Operation::ClearPayload(r) => super::payload::prepare_clear(&c, r, started),
-            Operation::UpdateVectors(r) => super::points::prepare_update_vectors(&c, r, started),
-            Operation::DeleteVectors(r) => super::points::prepare_delete_vectors(&c, r, started),
+            Operation::Upsert(r) => super::points::prepare_upsert(c, r, started).await,
+            Operation::Delete(r) => super::points::prepare_delete(c, r, started),
+            Operation::SetPayload(r) => super::payload::prepare_set(c, r, false, started),
+            Operation::OverwritePayload(r) => super::payload::prepare_set(c, r, true, started),
+            Operation::DeletePayload(r) => super::payload::prepare_delete_keys(c, r, started),
+            Operation::ClearPayload(r) => super::payload::prepare_clear(c, r, started),
+            Operation::UpdateVectors(r) => super::points::prepare_update_vectors(c, r, started),
+            Operation::DeleteVectors(r) => super::points::prepare_delete_vectors(c, r, started),
         }
         .map_err(|e| at(e, i, &kind))?;
         prepared.push((kind, scoped, w));

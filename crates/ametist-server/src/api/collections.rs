@@ -404,8 +404,13 @@ pub(crate) fn from_cluster(e: ametist_cluster::ClusterError, started: Instant) -
 
 /// `GET /collections/{name}/cluster`: where the collection's partitions (shards) live.
 pub async fn cluster_info(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<Value> {
-    let started = Instant::now();
-    let c = state.db.collection(&name).map_err(|e| ApiError::from_engine(e, started))?;
+    collection_cluster_info(&state, &name, Instant::now()).await
+}
+
+/// Where a collection's partitions live (REST and gRPC `CollectionClusterInfo`): Qdrant's
+/// `CollectionClusterInfo` JSON.
+pub(crate) async fn collection_cluster_info(state: &AppState, name: &str, started: Instant) -> ApiResult<Value> {
+    let c = state.db.collection(name).map_err(|e| ApiError::from_engine(e, started))?;
     // Points per partition, from the partitions that answer (Qdrant's `points_count`).
     let counts: std::collections::HashMap<usize, usize> = c
         .partitions()
@@ -414,7 +419,7 @@ pub async fn cluster_info(State(state): State<AppState>, Path(name): Path<String
         .into_iter()
         .filter_map(|(info, stats)| stats.map(|s| (info.id, s.doc_count)))
         .collect();
-    let mut info = match state.cluster.as_ref().and_then(|cl| cl.collection_status(&name)) {
+    let mut info = match state.cluster.as_ref().and_then(|cl| cl.collection_status(name)) {
         Some(v) => v,
         // A single node (or a local collection) holds every partition.
         None => {
@@ -468,15 +473,23 @@ pub async fn cluster_status(State(state): State<AppState>) -> ApiResult<Value> {
 
 /// `GET /aliases` and `GET /collections/aliases`: every alias.
 pub async fn aliases(State(state): State<AppState>) -> ApiResult<Value> {
-    let started = Instant::now();
-    Ok(Answer::new(aliases_json(&state, None), started))
+    list_aliases(&state, Instant::now())
+}
+
+/// Every alias (REST and gRPC `ListAliases`): `{"aliases": [{alias_name, collection_name}]}`.
+pub(crate) fn list_aliases(state: &AppState, started: Instant) -> ApiResult<Value> {
+    Ok(Answer::new(aliases_json(state, None), started))
 }
 
 /// `GET /collections/{name}/aliases`: the aliases of one collection.
 pub async fn collection_aliases(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<Value> {
-    let started = Instant::now();
-    let c = state.db.collection(&name).map_err(|e| ApiError::from_engine(e, started))?;
-    Ok(Answer::new(aliases_json(&state, Some(&c.spec().name)), started))
+    list_collection_aliases(&state, &name, Instant::now())
+}
+
+/// The aliases of one collection (REST and gRPC `ListCollectionAliases`).
+pub(crate) fn list_collection_aliases(state: &AppState, name: &str, started: Instant) -> ApiResult<Value> {
+    let c = state.db.collection(name).map_err(|e| ApiError::from_engine(e, started))?;
+    Ok(Answer::new(aliases_json(state, Some(&c.spec().name)), started))
 }
 
 fn aliases_json(state: &AppState, of: Option<&str>) -> Value {
@@ -514,6 +527,11 @@ pub enum AliasOperation {
 pub async fn update_aliases(State(state): State<AppState>, body: Bytes) -> ApiResult<bool> {
     let started = Instant::now();
     let req: ChangeAliases = parse_body(&body, started)?;
+    change_aliases(&state, req, started).await
+}
+
+/// Applies alias actions in order, all at once (REST and gRPC `UpdateAliases`).
+pub(crate) async fn change_aliases(state: &AppState, req: ChangeAliases, started: Instant) -> ApiResult<bool> {
     if state.cluster.is_some() {
         return Err(ApiError::bad_request("Wrong input: aliases are not yet supported in cluster mode", started));
     }

@@ -373,8 +373,18 @@ pub(crate) async fn query_point_groups(
 pub async fn search_groups(State(state): State<AppState>, Path(name): Path<String>, body: Bytes) -> ApiResult<Value> {
     let started = Instant::now();
     let c = collection(&state, &name, started)?;
-    let mut req: SearchGroups = parse_body(&body, started)?;
-    let c = super::shards::scoped(&c, req.shard_key.take(), started)?;
+    let req: SearchGroups = parse_body(&body, started)?;
+    search_point_groups(&state, &c, req, started).await
+}
+
+/// A search's hits grouped by a payload value (REST and gRPC `SearchGroups`).
+pub(crate) async fn search_point_groups(
+    state: &AppState,
+    c: &Collection,
+    mut req: SearchGroups,
+    started: Instant,
+) -> ApiResult<Value> {
+    let c = super::shards::scoped(c, req.shard_key.take(), started)?;
     let grouping = Grouping::new(req.group_by, req.group_size, req.limit, req.with_lookup, started)?;
     let plan = QueryPlan::from_search(
         SearchPoints {
@@ -390,7 +400,7 @@ pub async fn search_groups(State(state): State<AppState>, Path(name): Path<Strin
         },
         started,
     )?;
-    grouping.run(plan, &state, &c, started).await
+    grouping.run(plan, state, &c, started).await
 }
 
 /// The older recommend body as a query.
@@ -549,8 +559,18 @@ pub async fn recommend_groups(
 ) -> ApiResult<Value> {
     let started = Instant::now();
     let c = collection(&state, &name, started)?;
-    let mut req: RecommendRequest = parse_body(&body, started)?;
-    let c = super::shards::scoped(&c, req.shard_key.take(), started)?;
+    let req: RecommendRequest = parse_body(&body, started)?;
+    recommend_point_groups(&state, &c, req, started).await
+}
+
+/// The older recommend's hits grouped by a payload value (REST and gRPC `RecommendGroups`).
+pub(crate) async fn recommend_point_groups(
+    state: &AppState,
+    c: &Collection,
+    mut req: RecommendRequest,
+    started: Instant,
+) -> ApiResult<Value> {
+    let c = super::shards::scoped(c, req.shard_key.take(), started)?;
     if req.offset.is_some() {
         return Err(ApiError::bad_request("Format error in JSON body: unknown field `offset`", started));
     }
@@ -561,7 +581,7 @@ pub async fn recommend_groups(
     let grouping = Grouping::new(group_by, req.group_size, req.limit, req.with_lookup.take(), started)?;
     req.limit = Some(grouping.limit);
     let plan = QueryPlan::new(recommend_query(&mut req), started)?;
-    grouping.run(plan, &state, &c, started).await
+    grouping.run(plan, state, &c, started).await
 }
 
 pub async fn discover(State(state): State<AppState>, Path(name): Path<String>, body: Bytes) -> ApiResult<Value> {
@@ -733,8 +753,17 @@ async fn search_matrix(
 pub async fn matrix_pairs(State(state): State<AppState>, Path(name): Path<String>, body: Bytes) -> ApiResult<Value> {
     let started = Instant::now();
     let c = collection(&state, &name, started)?;
-    let mut req: SearchMatrixRequest = parse_body(&body, started)?;
-    let c = super::shards::scoped(&c, req.shard_key.take(), started)?;
+    let req: SearchMatrixRequest = parse_body(&body, started)?;
+    search_matrix_pairs(&c, req, started).await
+}
+
+/// The distance matrix as pairs (REST and gRPC `SearchMatrixPairs`): `{"pairs": [{a, b, score}]}`.
+pub(crate) async fn search_matrix_pairs(
+    c: &Collection,
+    mut req: SearchMatrixRequest,
+    started: Instant,
+) -> ApiResult<Value> {
+    let c = super::shards::scoped(c, req.shard_key.take(), started)?;
     let ((ids, rows), missing) = search_matrix(&c, req, started).await?;
     let mut pairs = Vec::new();
     for (a, row) in ids.iter().zip(rows) {
@@ -750,8 +779,18 @@ pub async fn matrix_pairs(State(state): State<AppState>, Path(name): Path<String
 pub async fn matrix_offsets(State(state): State<AppState>, Path(name): Path<String>, body: Bytes) -> ApiResult<Value> {
     let started = Instant::now();
     let c = collection(&state, &name, started)?;
-    let mut req: SearchMatrixRequest = parse_body(&body, started)?;
-    let c = super::shards::scoped(&c, req.shard_key.take(), started)?;
+    let req: SearchMatrixRequest = parse_body(&body, started)?;
+    search_matrix_offsets(&c, req, started).await
+}
+
+/// The distance matrix as offsets into its ids (REST and gRPC `SearchMatrixOffsets`):
+/// `{"offsets_row", "offsets_col", "scores", "ids"}`.
+pub(crate) async fn search_matrix_offsets(
+    c: &Collection,
+    mut req: SearchMatrixRequest,
+    started: Instant,
+) -> ApiResult<Value> {
+    let c = super::shards::scoped(c, req.shard_key.take(), started)?;
     let ((ids, rows), missing) = search_matrix(&c, req, started).await?;
     let (mut offsets_row, mut offsets_col, mut scores) = (Vec::new(), Vec::new(), Vec::new());
     for (i, row) in rows.into_iter().enumerate() {

@@ -61,9 +61,19 @@ pub async fn create(
 ) -> ApiResult<bool> {
     let started = Instant::now();
     let _ = wait_param(query.as_deref(), started)?;
-    refuse_on_cluster(&state, started)?;
     let c = state.db.collection(&name).map_err(|e| ApiError::from_engine(e, started))?;
     let req: CreateShardKey = parse_body(&body, started)?;
+    create_shard_key(&state, &c, req, started).await
+}
+
+/// Creates a shard key and its partitions (REST and gRPC `CreateShardKey`).
+pub(crate) async fn create_shard_key(
+    state: &AppState,
+    c: &Collection,
+    req: CreateShardKey,
+    started: Instant,
+) -> ApiResult<bool> {
+    refuse_on_cluster(state, started)?;
     if let Some(r) = req.replication_factor.filter(|r| *r != 1) {
         return Err(ApiError::bad_request(
             format!("Wrong input: replication_factor = {r} is not supported yet (only 1 is)"),
@@ -94,9 +104,19 @@ pub async fn delete(
 ) -> ApiResult<bool> {
     let started = Instant::now();
     let _ = wait_param(query.as_deref(), started)?;
-    refuse_on_cluster(&state, started)?;
     let c = state.db.collection(&name).map_err(|e| ApiError::from_engine(e, started))?;
     let req: DropShardKey = parse_body(&body, started)?;
+    delete_shard_key(&state, &c, req, started).await
+}
+
+/// Deletes a shard key and its points (REST and gRPC `DeleteShardKey`); 404 when absent.
+pub(crate) async fn delete_shard_key(
+    state: &AppState,
+    c: &Collection,
+    req: DropShardKey,
+    started: Instant,
+) -> ApiResult<bool> {
+    refuse_on_cluster(state, started)?;
     if !c.delete_shard_key(&req.shard_key).await.map_err(|e| ApiError::from_engine(e, started))? {
         return Err(ApiError {
             status: axum::http::StatusCode::NOT_FOUND,
@@ -112,6 +132,11 @@ pub async fn delete(
 pub async fn list(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<Value> {
     let started = Instant::now();
     let c = state.db.collection(&name).map_err(|e| ApiError::from_engine(e, started))?;
+    list_shard_keys(&c, started)
+}
+
+/// A collection's shard keys (REST and gRPC `ListShardKeys`): `{"shard_keys": [{key}] | null}`.
+pub(crate) fn list_shard_keys(c: &Collection, started: Instant) -> ApiResult<Value> {
     let keys = match c.settings().sharding_method {
         ShardingMethod::Custom => json!(c.shard_keys().into_iter().map(|k| json!({ "key": k })).collect::<Vec<_>>()),
         ShardingMethod::Auto => Value::Null,

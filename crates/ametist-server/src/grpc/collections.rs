@@ -1,5 +1,6 @@
-//! The `qdrant.Collections` service: list, get, create, update, delete and exists, through
-//! the REST handlers' functions (`api::collections`). A create or update message becomes
+//! The `qdrant.Collections` service: list, get, create, update, delete and exists, aliases,
+//! cluster info and shard keys, through the REST handlers' functions (`api::collections`,
+//! `api::shards`). A create or update message becomes
 //! the REST body it describes and is parsed by the REST parser, so the same settings are
 //! accepted, ignored as internal tuning, or refused by name.
 
@@ -12,6 +13,7 @@ use super::convert::{json_payload, payload_json};
 use super::proto::{self, collections_server::Collections};
 use super::{invalid, status, unimplemented};
 use crate::api::collections as rest;
+use crate::api::shards;
 use crate::api::AppState;
 
 pub struct CollectionsService {
@@ -550,30 +552,60 @@ impl Collections for CollectionsService {
 
     async fn update_aliases(
         &self,
-        _: Request<proto::ChangeAliases>,
+        request: Request<proto::ChangeAliases>,
     ) -> Result<Response<proto::CollectionOperationResponse>, Status> {
-        Err(unimplemented("Collections/UpdateAliases"))
+        use proto::alias_operations::Action;
+        let started = Instant::now();
+        let actions = request
+            .into_inner()
+            .actions
+            .into_iter()
+            .map(|a| {
+                Ok(match a.action {
+                    Some(Action::CreateAlias(c)) => {
+                        rest::AliasOperation::Create { collection_name: c.collection_name, alias_name: c.alias_name }
+                    }
+                    Some(Action::RenameAlias(r)) => rest::AliasOperation::Rename {
+                        old_alias_name: r.old_alias_name,
+                        new_alias_name: r.new_alias_name,
+                    },
+                    Some(Action::DeleteAlias(d)) => rest::AliasOperation::Delete { alias_name: d.alias_name },
+                    None => return Err(invalid("actions: an empty alias operation")),
+                })
+            })
+            .collect::<Result<Vec<_>, Status>>()?;
+        let answer =
+            rest::change_aliases(&self.state, rest::ChangeAliases { actions }, started).await.map_err(status)?;
+        Ok(Response::new(proto::CollectionOperationResponse { result: answer.result, time: secs(started) }))
     }
 
     async fn list_collection_aliases(
         &self,
-        _: Request<proto::ListCollectionAliasesRequest>,
+        request: Request<proto::ListCollectionAliasesRequest>,
     ) -> Result<Response<proto::ListAliasesResponse>, Status> {
-        Err(unimplemented("Collections/ListCollectionAliases"))
+        let started = Instant::now();
+        let name = request.into_inner().collection_name;
+        let answer = rest::list_collection_aliases(&self.state, &name, started).map_err(status)?;
+        Ok(Response::new(proto::ListAliasesResponse { aliases: aliases(&answer.result), time: secs(started) }))
     }
 
     async fn list_aliases(
         &self,
         _: Request<proto::ListAliasesRequest>,
     ) -> Result<Response<proto::ListAliasesResponse>, Status> {
-        Err(unimplemented("Collections/ListAliases"))
+        let started = Instant::now();
+        let answer = rest::list_aliases(&self.state, started).map_err(status)?;
+        Ok(Response::new(proto::ListAliasesResponse { aliases: aliases(&answer.result), time: secs(started) }))
     }
 
     async fn collection_cluster_info(
         &self,
-        _: Request<proto::CollectionClusterInfoRequest>,
+        request: Request<proto::CollectionClusterInfoRequest>,
     ) -> Result<Response<proto::CollectionClusterInfoResponse>, Status> {
-        Err(unimplemented("Collections/CollectionClusterInfo"))
+        let started = Instant::now();
+        let name = request.into_inner().collection_name;
+        let answer = rest::collection_cluster_info(&self.state, &name, started).await.map_err(status)?;
+        Ok(Response::new(cluster_info(&answer.result, secs(started))))
     }
 
     async fn update_collection_cluster_setup(
@@ -585,22 +617,140 @@ impl Collections for CollectionsService {
 
     async fn create_shard_key(
         &self,
-        _: Request<proto::CreateShardKeyRequest>,
+        request: Request<proto::CreateShardKeyRequest>,
     ) -> Result<Response<proto::CreateShardKeyResponse>, Status> {
-        Err(unimplemented("Collections/CreateShardKey"))
+        let started = Instant::now();
+        let req = request.into_inner();
+        let c = self.collection(&req.collection_name, started)?;
+        let r = req.request.ok_or_else(|| invalid("request: missing"))?;
+        let initial_state = r
+            .initial_state
+            .map(|s| proto::ReplicaState::try_from(s).map(|s| s.as_str_name().to_string()))
+            .transpose()
+            .map_err(|e| invalid(format!("request.initial_state: {e}")))?;
+        let body = shards::CreateShardKey {
+            shard_key: shard_key(r.shard_key, "request.shard_key")?,
+            shards_number: r.shards_number.map(|n| n as usize),
+            replication_factor: r.replication_factor.map(|n| n as usize),
+            placement: (!r.placement.is_empty()).then_some(r.placement),
+            initial_state,
+        };
+        let answer = shards::create_shard_key(&self.state, &c, body, started).await.map_err(status)?;
+        Ok(Response::new(proto::CreateShardKeyResponse { result: answer.result, time: secs(started) }))
     }
 
     async fn delete_shard_key(
         &self,
-        _: Request<proto::DeleteShardKeyRequest>,
+        request: Request<proto::DeleteShardKeyRequest>,
     ) -> Result<Response<proto::DeleteShardKeyResponse>, Status> {
-        Err(unimplemented("Collections/DeleteShardKey"))
+        let started = Instant::now();
+        let req = request.into_inner();
+        let c = self.collection(&req.collection_name, started)?;
+        let r = req.request.ok_or_else(|| invalid("request: missing"))?;
+        let body = shards::DropShardKey { shard_key: shard_key(r.shard_key, "request.shard_key")? };
+        let answer = shards::delete_shard_key(&self.state, &c, body, started).await.map_err(status)?;
+        Ok(Response::new(proto::DeleteShardKeyResponse { result: answer.result, time: secs(started) }))
     }
 
     async fn list_shard_keys(
         &self,
-        _: Request<proto::ListShardKeysRequest>,
+        request: Request<proto::ListShardKeysRequest>,
     ) -> Result<Response<proto::ListShardKeysResponse>, Status> {
-        Err(unimplemented("Collections/ListShardKeys"))
+        let started = Instant::now();
+        let c = self.collection(&request.into_inner().collection_name, started)?;
+        let answer = shards::list_shard_keys(&c, started).map_err(status)?;
+        let shard_keys = answer.result["shard_keys"]
+            .as_array()
+            .map(|l| l.iter().map(|k| proto::ShardKeyDescription { key: Some(json_shard_key(&k["key"])) }).collect())
+            .unwrap_or_default();
+        Ok(Response::new(proto::ListShardKeysResponse { shard_keys, time: secs(started) }))
+    }
+}
+
+impl CollectionsService {
+    fn collection(&self, name: &str, started: Instant) -> Result<ametist_engine::collection::Collection, Status> {
+        self.state.db.collection(name).map_err(|e| status(crate::api::envelope::ApiError::from_engine(e, started)))
+    }
+}
+
+/// REST's `{"aliases": [...]}` as the proto list.
+fn aliases(v: &Json) -> Vec<proto::AliasDescription> {
+    v["aliases"]
+        .as_array()
+        .map(|l| {
+            l.iter()
+                .map(|a| proto::AliasDescription {
+                    alias_name: a["alias_name"].as_str().unwrap_or_default().to_string(),
+                    collection_name: a["collection_name"].as_str().unwrap_or_default().to_string(),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A proto shard key as the engine's.
+fn shard_key(k: Option<proto::ShardKey>, field: &str) -> Result<ametist_engine::spec::ShardKey, Status> {
+    use ametist_engine::spec::ShardKey;
+    use proto::shard_key::Key;
+    match k.and_then(|k| k.key) {
+        Some(Key::Keyword(s)) => Ok(ShardKey::Str(s)),
+        Some(Key::Number(n)) => Ok(ShardKey::Num(n)),
+        None => Err(invalid(format!("{field}: a shard key is a string or an unsigned integer"))),
+    }
+}
+
+/// A shard key of an answer (a number or a string in JSON).
+fn json_shard_key(v: &Json) -> proto::ShardKey {
+    use proto::shard_key::Key;
+    let key = match v {
+        Json::Number(n) => Key::Number(n.as_u64().unwrap_or_default()),
+        Json::String(s) => Key::Keyword(s.clone()),
+        other => Key::Keyword(other.to_string()),
+    };
+    proto::ShardKey { key: Some(key) }
+}
+
+fn replica_state(v: &Json) -> i32 {
+    v.as_str().and_then(proto::ReplicaState::from_str_name).unwrap_or(proto::ReplicaState::Dead) as i32
+}
+
+/// REST's `CollectionClusterInfo` JSON as the proto.
+fn cluster_info(v: &Json, time: f64) -> proto::CollectionClusterInfoResponse {
+    let list = |k: &str| v[k].as_array().cloned().unwrap_or_default();
+    let u64_of = |v: &Json, k: &str| v[k].as_u64().unwrap_or_default();
+    let key_of = |s: &Json| s.get("shard_key").filter(|k| !k.is_null()).map(json_shard_key);
+    proto::CollectionClusterInfoResponse {
+        peer_id: u64_of(v, "peer_id"),
+        shard_count: u64_of(v, "shard_count"),
+        local_shards: list("local_shards")
+            .iter()
+            .map(|s| proto::LocalShardInfo {
+                shard_id: u64_of(s, "shard_id") as u32,
+                points_count: u64_of(s, "points_count"),
+                state: replica_state(&s["state"]),
+                shard_key: key_of(s),
+            })
+            .collect(),
+        remote_shards: list("remote_shards")
+            .iter()
+            .map(|s| proto::RemoteShardInfo {
+                shard_id: u64_of(s, "shard_id") as u32,
+                peer_id: u64_of(s, "peer_id"),
+                state: replica_state(&s["state"]),
+                shard_key: key_of(s),
+            })
+            .collect(),
+        shard_transfers: list("shard_transfers")
+            .iter()
+            .map(|t| proto::ShardTransferInfo {
+                shard_id: u64_of(t, "shard_id") as u32,
+                to_shard_id: t["to_shard_id"].as_u64().map(|n| n as u32),
+                from: u64_of(t, "from"),
+                to: u64_of(t, "to"),
+                sync: t["sync"].as_bool().unwrap_or_default(),
+            })
+            .collect(),
+        resharding_operations: Vec::new(),
+        time,
     }
 }

@@ -756,17 +756,7 @@ pub fn query_groups(q: proto::QueryPointGroups) -> Result<crate::api::explore::Q
     } else {
         Some(Json::Array(q.prefetch.into_iter().map(prefetch_json).collect::<Result<_, _>>()?))
     };
-    let with_lookup = q.with_lookup.map(|l| {
-        let mut m = Map::new();
-        m.insert("collection".into(), Json::String(l.collection));
-        if let Some(p) = with_payload_json(l.with_payload) {
-            m.insert("with_payload".into(), p);
-        }
-        if let Some(v) = with_vectors_json(l.with_vectors) {
-            m.insert("with_vectors".into(), v);
-        }
-        Json::Object(m)
-    });
+    let with_lookup = with_lookup_json(q.with_lookup);
     Ok(crate::api::explore::QueryGroups {
         query: q.query.map(query_json).transpose()?,
         prefetch,
@@ -782,6 +772,84 @@ pub fn query_groups(q: proto::QueryPointGroups) -> Result<crate::api::explore::Q
         limit: q.limit.map(|n| n as usize),
         with_lookup,
         shard_key: shard_keys_json(q.shard_key_selector)?,
+    })
+}
+
+/// `with_lookup` as REST's `{"collection", "with_payload", "with_vectors"}`.
+fn with_lookup_json(l: Option<proto::WithLookup>) -> Option<Json> {
+    l.map(|l| {
+        let mut m = Map::new();
+        m.insert("collection".into(), Json::String(l.collection));
+        if let Some(p) = with_payload_json(l.with_payload) {
+            m.insert("with_payload".into(), p);
+        }
+        if let Some(v) = with_vectors_json(l.with_vectors) {
+            m.insert("with_vectors".into(), v);
+        }
+        Json::Object(m)
+    })
+}
+
+/// A `SearchPointGroups` as REST's typed search-groups request.
+pub fn search_groups(s: proto::SearchPointGroups) -> Result<crate::api::explore::SearchGroups, Status> {
+    if s.sparse_indices.is_some() {
+        return Err(invalid("sparse_indices: group sparse searches with QueryGroups"));
+    }
+    if s.vector_name.as_deref().is_some_and(|n| !n.is_empty()) {
+        // As for Search: REST's search-groups body takes a bare vector.
+        return Err(invalid("vector_name: group searches of named vectors with QueryGroups"));
+    }
+    Ok(crate::api::explore::SearchGroups {
+        vector: VectorInput::Dense(s.vector),
+        filter: opt_filter(s.filter)?,
+        params: search_params(s.params)?,
+        with_payload: with_payload_json(s.with_payload),
+        with_vector: with_vectors_json(s.with_vectors),
+        score_threshold: s.score_threshold,
+        group_by: s.group_by,
+        group_size: Some(s.group_size as usize),
+        limit: Some(s.limit as usize),
+        with_lookup: with_lookup_json(s.with_lookup),
+        shard_key: shard_keys_json(s.shard_key_selector)?,
+    })
+}
+
+/// A `RecommendPointGroups` as REST's typed recommend request with its group fields.
+pub fn recommend_groups(r: proto::RecommendPointGroups) -> Result<crate::api::explore::RecommendRequest, Status> {
+    let mut req = recommend_request(proto::RecommendPoints {
+        collection_name: r.collection_name,
+        positive: r.positive,
+        negative: r.negative,
+        filter: r.filter,
+        limit: u64::from(r.limit),
+        with_payload: r.with_payload,
+        params: r.params,
+        score_threshold: r.score_threshold,
+        offset: None,
+        using: r.using,
+        with_vectors: r.with_vectors,
+        lookup_from: r.lookup_from,
+        read_consistency: None,
+        strategy: r.strategy,
+        positive_vectors: r.positive_vectors,
+        negative_vectors: r.negative_vectors,
+        timeout: None,
+        shard_key_selector: r.shard_key_selector,
+    })?;
+    req.group_by = Some(r.group_by);
+    req.group_size = Some(r.group_size as usize);
+    req.with_lookup = with_lookup_json(r.with_lookup);
+    Ok(req)
+}
+
+/// A `SearchMatrixPoints` as REST's typed matrix request.
+pub fn search_matrix(s: proto::SearchMatrixPoints) -> Result<crate::api::explore::SearchMatrixRequest, Status> {
+    Ok(crate::api::explore::SearchMatrixRequest {
+        filter: opt_filter(s.filter)?,
+        sample: s.sample.map(|n| n as usize),
+        limit: s.limit.map(|n| n as usize),
+        using: s.using,
+        shard_key: shard_keys_json(s.shard_key_selector)?,
     })
 }
 

@@ -1,6 +1,6 @@
 //! The `qdrant.Points` service, through the REST handlers' functions (`api::points`,
-//! `api::payload`): each message becomes the REST handler's typed request, each JSON
-//! answer the proto answer.
+//! `api::payload`, `api::batch`, `api::explore`): each message becomes the REST handler's
+//! typed request, each JSON answer the proto answer.
 //!
 //! Around every call, as REST's middleware does around a route: the collection is looked
 //! up first (NOT_FOUND), strict mode's `max_timeout` and rate limits apply, a write holds
@@ -22,7 +22,7 @@ use super::proto::{self, points_server::Points};
 use super::{invalid, status, unimplemented};
 use crate::api::envelope::ApiError;
 use crate::api::limits::WriteShares;
-use crate::api::{explore as rest_explore, payload as rest_payload, points as rest, AppState};
+use crate::api::{batch as rest_batch, explore as rest_explore, payload as rest_payload, points as rest, AppState};
 
 pub struct PointsService {
     state: AppState,
@@ -166,6 +166,141 @@ fn field_schema(kind: Option<i32>, params: Option<proto::PayloadIndexParams>) ->
     }
 }
 
+type ShardKeys = Option<proto::ShardKeySelector>;
+
+/// `Upsert`'s points as REST's upsert body (also a batch's `upsert`).
+fn upsert_body(
+    points: Vec<proto::PointStruct>,
+    shard_key: ShardKeys,
+    update_filter: Option<proto::Filter>,
+    update_mode: Option<i32>,
+) -> Result<rest::UpsertPoints, Status> {
+    let points = points
+        .into_iter()
+        .map(|p| {
+            Ok(rest::PointStruct {
+                id: convert::point_id(p.id, "id")?,
+                vector: convert::vectors_input(p.vectors)?,
+                // Proto cannot tell no payload from an empty one; REST's "none" is the closer.
+                payload: (!p.payload.is_empty()).then(|| payload_json(p.payload)),
+            })
+        })
+        .collect::<Result<Vec<_>, Status>>()?;
+    let update_mode = update_mode.map(|m| match proto::UpdateMode::try_from(m) {
+        Ok(proto::UpdateMode::InsertOnly) => "insert_only".to_string(),
+        Ok(proto::UpdateMode::UpdateOnly) => "update_only".to_string(),
+        _ => "upsert".to_string(),
+    });
+    Ok(rest::UpsertPoints {
+        points: Some(points),
+        batch: None,
+        shard_key: shard_keys_json(shard_key)?,
+        update_filter: opt_filter(update_filter)?,
+        update_mode,
+    })
+}
+
+fn update_vectors_body(
+    points: Vec<proto::PointVectors>,
+    shard_key: ShardKeys,
+    update_filter: Option<proto::Filter>,
+) -> Result<rest::UpdateVectors, Status> {
+    let points = points
+        .into_iter()
+        .map(|p| {
+            Ok(rest::PointVectors { id: convert::point_id(p.id, "id")?, vector: convert::vectors_input(p.vectors)? })
+        })
+        .collect::<Result<Vec<_>, Status>>()?;
+    Ok(rest::UpdateVectors {
+        points,
+        shard_key: shard_keys_json(shard_key)?,
+        update_filter: opt_filter(update_filter)?,
+    })
+}
+
+fn delete_body(s: Option<proto::PointsSelector>, shard_key: ShardKeys) -> Result<rest::DeletePoints, Status> {
+    let (points, filter) = selector(s)?;
+    Ok(rest::DeletePoints { points, filter, shard_key: shard_keys_json(shard_key)? })
+}
+
+fn delete_vectors_body(
+    s: Option<proto::PointsSelector>,
+    vectors: Option<proto::VectorsSelector>,
+    shard_key: ShardKeys,
+) -> Result<rest::DeleteVectorsRequest, Status> {
+    let (points, filter) = selector(s)?;
+    Ok(rest::DeleteVectorsRequest {
+        points,
+        filter,
+        vector: vectors.map(|v| v.names).unwrap_or_default(),
+        shard_key: shard_keys_json(shard_key)?,
+    })
+}
+
+fn set_payload_body(
+    payload: std::collections::HashMap<String, proto::Value>,
+    s: Option<proto::PointsSelector>,
+    key: Option<String>,
+    shard_key: ShardKeys,
+) -> Result<rest_payload::SetPayload, Status> {
+    let (points, filter) = selector(s)?;
+    Ok(rest_payload::SetPayload {
+        payload: payload_json(payload),
+        points,
+        filter,
+        key,
+        shard_key: shard_keys_json(shard_key)?,
+    })
+}
+
+fn delete_payload_body(
+    keys: Vec<String>,
+    s: Option<proto::PointsSelector>,
+    shard_key: ShardKeys,
+) -> Result<rest_payload::DeletePayload, Status> {
+    let (points, filter) = selector(s)?;
+    Ok(rest_payload::DeletePayload { keys, points, filter, shard_key: shard_keys_json(shard_key)? })
+}
+
+fn clear_payload_body(
+    s: Option<proto::PointsSelector>,
+    shard_key: ShardKeys,
+) -> Result<rest_payload::PointsSelector, Status> {
+    let (points, filter) = selector(s)?;
+    Ok(rest_payload::PointsSelector { points, filter, shard_key: shard_keys_json(shard_key)? })
+}
+
+/// One of `UpdateBatch`'s operations as the REST batch's operation, through the same
+/// conversions as the single-operation calls.
+#[allow(deprecated)]
+fn batch_operation(op: proto::PointsUpdateOperation) -> Result<rest_batch::Operation, Status> {
+    use proto::points_update_operation::Operation as O;
+    use rest_batch::Operation as R;
+    Ok(match op.operation {
+        None => return Err(invalid("an empty operation")),
+        Some(O::Upsert(u)) => R::Upsert(upsert_body(u.points, u.shard_key_selector, u.update_filter, u.update_mode)?),
+        Some(O::DeleteDeprecated(s)) => R::Delete(delete_body(Some(s), None)?),
+        Some(O::DeletePoints(d)) => R::Delete(delete_body(d.points, d.shard_key_selector)?),
+        Some(O::SetPayload(p)) => {
+            R::SetPayload(set_payload_body(p.payload, p.points_selector, p.key, p.shard_key_selector)?)
+        }
+        Some(O::OverwritePayload(p)) => {
+            R::OverwritePayload(set_payload_body(p.payload, p.points_selector, p.key, p.shard_key_selector)?)
+        }
+        Some(O::DeletePayload(p)) => {
+            R::DeletePayload(delete_payload_body(p.keys, p.points_selector, p.shard_key_selector)?)
+        }
+        Some(O::ClearPayloadDeprecated(s)) => R::ClearPayload(clear_payload_body(Some(s), None)?),
+        Some(O::ClearPayload(p)) => R::ClearPayload(clear_payload_body(p.points, p.shard_key_selector)?),
+        Some(O::UpdateVectors(u)) => {
+            R::UpdateVectors(update_vectors_body(u.points, u.shard_key_selector, u.update_filter)?)
+        }
+        Some(O::DeleteVectors(d)) => {
+            R::DeleteVectors(delete_vectors_body(d.points_selector, d.vectors, d.shard_key_selector)?)
+        }
+    })
+}
+
 #[tonic::async_trait]
 impl Points for PointsService {
     async fn upsert(
@@ -176,30 +311,7 @@ impl Points for PointsService {
         let req = request.into_inner();
         let c = self.collection(&req.collection_name, started)?;
         let _shares = self.admit_write(&c, req.encoded_len(), req.timeout, started)?;
-        let points = req
-            .points
-            .into_iter()
-            .map(|p| {
-                Ok(rest::PointStruct {
-                    id: convert::point_id(p.id, "id")?,
-                    vector: convert::vectors_input(p.vectors)?,
-                    // Proto cannot tell no payload from an empty one; REST's "none" is the closer.
-                    payload: (!p.payload.is_empty()).then(|| payload_json(p.payload)),
-                })
-            })
-            .collect::<Result<Vec<_>, Status>>()?;
-        let update_mode = req.update_mode.map(|m| match proto::UpdateMode::try_from(m) {
-            Ok(proto::UpdateMode::InsertOnly) => "insert_only".to_string(),
-            Ok(proto::UpdateMode::UpdateOnly) => "update_only".to_string(),
-            _ => "upsert".to_string(),
-        });
-        let body = rest::UpsertPoints {
-            points: Some(points),
-            batch: None,
-            shard_key: shard_keys_json(req.shard_key_selector)?,
-            update_filter: opt_filter(req.update_filter)?,
-            update_mode,
-        };
+        let body = upsert_body(req.points, req.shard_key_selector, req.update_filter, req.update_mode)?;
         operation(rest::upsert_points(&c, body, req.wait.unwrap_or(false), started).await, started)
     }
 
@@ -211,8 +323,7 @@ impl Points for PointsService {
         let req = request.into_inner();
         let c = self.collection(&req.collection_name, started)?;
         let _shares = self.admit_write(&c, req.encoded_len(), req.timeout, started)?;
-        let (points, filter) = selector(req.points)?;
-        let body = rest::DeletePoints { points, filter, shard_key: shard_keys_json(req.shard_key_selector)? };
+        let body = delete_body(req.points, req.shard_key_selector)?;
         operation(rest::delete_points(&c, body, req.wait.unwrap_or(false), started).await, started)
     }
 
@@ -243,21 +354,7 @@ impl Points for PointsService {
         let req = request.into_inner();
         let c = self.collection(&req.collection_name, started)?;
         let _shares = self.admit_write(&c, req.encoded_len(), req.timeout, started)?;
-        let points = req
-            .points
-            .into_iter()
-            .map(|p| {
-                Ok(rest::PointVectors {
-                    id: convert::point_id(p.id, "id")?,
-                    vector: convert::vectors_input(p.vectors)?,
-                })
-            })
-            .collect::<Result<Vec<_>, Status>>()?;
-        let body = rest::UpdateVectors {
-            points,
-            shard_key: shard_keys_json(req.shard_key_selector)?,
-            update_filter: opt_filter(req.update_filter)?,
-        };
+        let body = update_vectors_body(req.points, req.shard_key_selector, req.update_filter)?;
         operation(rest::update_point_vectors(&c, body, req.wait.unwrap_or(false), started).await, started)
     }
 
@@ -269,13 +366,7 @@ impl Points for PointsService {
         let req = request.into_inner();
         let c = self.collection(&req.collection_name, started)?;
         let _shares = self.admit_write(&c, req.encoded_len(), req.timeout, started)?;
-        let (points, filter) = selector(req.points_selector)?;
-        let body = rest::DeleteVectorsRequest {
-            points,
-            filter,
-            vector: req.vectors.map(|v| v.names).unwrap_or_default(),
-            shard_key: shard_keys_json(req.shard_key_selector)?,
-        };
+        let body = delete_vectors_body(req.points_selector, req.vectors, req.shard_key_selector)?;
         operation(rest::delete_point_vectors(&c, body, req.wait.unwrap_or(false), started).await, started)
     }
 
@@ -301,13 +392,7 @@ impl Points for PointsService {
         let req = request.into_inner();
         let c = self.collection(&req.collection_name, started)?;
         let _shares = self.admit_write(&c, req.encoded_len(), req.timeout, started)?;
-        let (points, filter) = selector(req.points_selector)?;
-        let body = rest_payload::DeletePayload {
-            keys: req.keys,
-            points,
-            filter,
-            shard_key: shard_keys_json(req.shard_key_selector)?,
-        };
+        let body = delete_payload_body(req.keys, req.points_selector, req.shard_key_selector)?;
         operation(rest_payload::delete_payload_keys(&c, body, req.wait.unwrap_or(false), started).await, started)
     }
 
@@ -319,8 +404,7 @@ impl Points for PointsService {
         let req = request.into_inner();
         let c = self.collection(&req.collection_name, started)?;
         let _shares = self.admit_write(&c, req.encoded_len(), req.timeout, started)?;
-        let (points, filter) = selector(req.points)?;
-        let body = rest_payload::PointsSelector { points, filter, shard_key: shard_keys_json(req.shard_key_selector)? };
+        let body = clear_payload_body(req.points, req.shard_key_selector)?;
         operation(rest_payload::clear_payload(&c, body, req.wait.unwrap_or(false), started).await, started)
     }
 
@@ -402,9 +486,19 @@ impl Points for PointsService {
 
     async fn search_groups(
         &self,
-        _: Request<proto::SearchPointGroups>,
+        request: Request<proto::SearchPointGroups>,
     ) -> Result<Response<proto::SearchGroupsResponse>, Status> {
-        Err(unimplemented("Points/SearchGroups"))
+        let started = Instant::now();
+        let req = request.into_inner();
+        let c = self.collection(&req.collection_name, started)?;
+        self.admit_read(&c, req.read_consistency, req.timeout, started)?;
+        let body = convert::search_groups(req)?;
+        let answer = rest_explore::search_point_groups(&self.state, &c, body, started).await.map_err(status)?;
+        Ok(Response::new(proto::SearchGroupsResponse {
+            result: Some(convert::groups_result(answer.result)),
+            time: secs(started),
+            usage: None,
+        }))
     }
 
     async fn scroll(&self, request: Request<proto::ScrollPoints>) -> Result<Response<proto::ScrollResponse>, Status> {
@@ -469,9 +563,19 @@ impl Points for PointsService {
 
     async fn recommend_groups(
         &self,
-        _: Request<proto::RecommendPointGroups>,
+        request: Request<proto::RecommendPointGroups>,
     ) -> Result<Response<proto::RecommendGroupsResponse>, Status> {
-        Err(unimplemented("Points/RecommendGroups"))
+        let started = Instant::now();
+        let req = request.into_inner();
+        let c = self.collection(&req.collection_name, started)?;
+        self.admit_read(&c, req.read_consistency, req.timeout, started)?;
+        let body = convert::recommend_groups(req)?;
+        let answer = rest_explore::recommend_point_groups(&self.state, &c, body, started).await.map_err(status)?;
+        Ok(Response::new(proto::RecommendGroupsResponse {
+            result: Some(convert::groups_result(answer.result)),
+            time: secs(started),
+            usage: None,
+        }))
     }
 
     async fn discover(
@@ -531,9 +635,31 @@ impl Points for PointsService {
 
     async fn update_batch(
         &self,
-        _: Request<proto::UpdateBatchPoints>,
+        request: Request<proto::UpdateBatchPoints>,
     ) -> Result<Response<proto::UpdateBatchResponse>, Status> {
-        Err(unimplemented("Points/UpdateBatch"))
+        let started = Instant::now();
+        let req = request.into_inner();
+        let c = self.collection(&req.collection_name, started)?;
+        let _shares = self.admit_write(&c, req.encoded_len(), req.timeout, started)?;
+        crate::api::batch::check_count(&self.state, req.operations.len(), started).map_err(status)?;
+        let operations = req
+            .operations
+            .into_iter()
+            .enumerate()
+            .map(|(i, op)| {
+                batch_operation(op).map_err(|e| {
+                    Status::new(e.code(), format!("{} (operation #{i}; nothing of the batch was applied)", e.message()))
+                })
+            })
+            .collect::<Result<Vec<_>, Status>>()?;
+        let wait = req.wait.unwrap_or(false);
+        let answer =
+            rest_batch::batch_update_points(&self.state, &c, operations, wait, started).await.map_err(status)?;
+        let result = match &answer.result {
+            Json::Array(items) => items.iter().map(convert::update_result).collect(),
+            _ => Vec::new(),
+        };
+        Ok(Response::new(proto::UpdateBatchResponse { result, time: secs(started), usage: None }))
     }
 
     async fn query(&self, request: Request<proto::QueryPoints>) -> Result<Response<proto::QueryResponse>, Status> {
@@ -618,16 +744,56 @@ impl Points for PointsService {
 
     async fn search_matrix_pairs(
         &self,
-        _: Request<proto::SearchMatrixPoints>,
+        request: Request<proto::SearchMatrixPoints>,
     ) -> Result<Response<proto::SearchMatrixPairsResponse>, Status> {
-        Err(unimplemented("Points/SearchMatrixPairs"))
+        let started = Instant::now();
+        let req = request.into_inner();
+        let c = self.collection(&req.collection_name, started)?;
+        self.admit_read(&c, req.read_consistency, req.timeout, started)?;
+        let body = convert::search_matrix(req)?;
+        let answer = rest_explore::search_matrix_pairs(&c, body, started).await.map_err(status)?;
+        let pairs = answer.result["pairs"]
+            .as_array()
+            .map(|pairs| {
+                pairs
+                    .iter()
+                    .map(|p| proto::SearchMatrixPair {
+                        a: Some(convert::json_point_id(&p["a"])),
+                        b: Some(convert::json_point_id(&p["b"])),
+                        score: p["score"].as_f64().unwrap_or_default() as f32,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Response::new(proto::SearchMatrixPairsResponse {
+            result: Some(proto::SearchMatrixPairs { pairs }),
+            time: secs(started),
+            usage: None,
+        }))
     }
 
     async fn search_matrix_offsets(
         &self,
-        _: Request<proto::SearchMatrixPoints>,
+        request: Request<proto::SearchMatrixPoints>,
     ) -> Result<Response<proto::SearchMatrixOffsetsResponse>, Status> {
-        Err(unimplemented("Points/SearchMatrixOffsets"))
+        let started = Instant::now();
+        let req = request.into_inner();
+        let c = self.collection(&req.collection_name, started)?;
+        self.admit_read(&c, req.read_consistency, req.timeout, started)?;
+        let body = convert::search_matrix(req)?;
+        let answer = rest_explore::search_matrix_offsets(&c, body, started).await.map_err(status)?;
+        let r = &answer.result;
+        let list = |k: &str| r[k].as_array().cloned().unwrap_or_default();
+        Ok(Response::new(proto::SearchMatrixOffsetsResponse {
+            result: Some(proto::SearchMatrixOffsets {
+                offsets_row: list("offsets_row").iter().map(|v| v.as_u64().unwrap_or_default()).collect(),
+                offsets_col: list("offsets_col").iter().map(|v| v.as_u64().unwrap_or_default()).collect(),
+                scores: list("scores").iter().map(|v| v.as_f64().unwrap_or_default() as f32).collect(),
+                ids: list("ids").iter().map(convert::json_point_id).collect(),
+            }),
+            time: secs(started),
+            usage: None,
+        }))
     }
 }
 
@@ -641,14 +807,7 @@ impl PointsService {
         let started = Instant::now();
         let c = self.collection(&req.collection_name, started)?;
         let _shares = self.admit_write(&c, req.encoded_len(), req.timeout, started)?;
-        let (points, filter) = selector(req.points_selector)?;
-        let body = rest_payload::SetPayload {
-            payload: payload_json(req.payload),
-            points,
-            filter,
-            key: req.key,
-            shard_key: shard_keys_json(req.shard_key_selector)?,
-        };
+        let body = set_payload_body(req.payload, req.points_selector, req.key, req.shard_key_selector)?;
         operation(rest_payload::set_payload(&c, body, overwrite, req.wait.unwrap_or(false), started).await, started)
     }
 }
