@@ -28,28 +28,14 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
+use common::replicas::*;
 use common::*;
-
-const DIM: usize = 8;
-
-fn seed() -> u64 {
-    let seed = std::env::var("AMETIST_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
-    });
-    eprintln!("seed {seed} (replay with AMETIST_TEST_SEED={seed})");
-    seed
-}
 
 fn node_spec(tmp: &TempDir, name: &str, seeds: &[NodeSpec]) -> NodeSpec {
     let mut spec = NodeSpec::new(&tmp.0.join(name), true);
     spec.seeds = seeds.iter().map(|s| s.grpc.expect("clustered")).collect();
     spec.extra.push("remoting.failover_timeout=2s".into());
     spec
-}
-
-fn point(id: u64, rng: &mut StdRng) -> Value {
-    let v: Vec<f32> = (0..DIM).map(|_| rng.random_range(-1.0..1.0)).collect();
-    json!({ "id": id, "vector": v, "payload": { "n": id } })
 }
 
 fn peer_id(base: &str) -> u64 {
@@ -100,23 +86,6 @@ fn count(base: &str, name: &str) -> u64 {
     let (s, b) = call("POST", &format!("{base}/collections/{name}/points/count"), Some(json!({ "exact": true })));
     assert_eq!(s, 200, "{b}");
     b["result"]["count"].as_u64().expect("a count")
-}
-
-/// Both copies of a partition hold the same ids, versions, payloads and vectors.
-fn assert_copies_identical(base: &str, name: &str, partition: usize, expected: usize) {
-    let (s, b) = call("GET", &format!("{base}/collections/{name}/partitions/{partition}/copies"), None);
-    assert_eq!(s, 200, "{b}");
-    let copies = b["result"]["copies"].as_array().expect("copies");
-    assert_eq!(copies.len(), expected, "{b}");
-    for c in copies {
-        assert_eq!(c["state"], "Active", "{b}");
-        assert!(c["digest"].is_string(), "{b}");
-        assert_eq!(
-            (&c["digest"], &c["points"], &c["version"]),
-            (&copies[0]["digest"], &copies[0]["points"], &copies[0]["version"]),
-            "copies differ: {b}"
-        );
-    }
 }
 
 #[test]
@@ -370,29 +339,7 @@ fn join_then_drain_under_load() {
     for p in 0..6 {
         assert_copies_identical(&bases[0], "rep", p, 2);
     }
-    let acked = acked.lock().unwrap().clone();
-    assert!(acked.len() > 100, "the load got too few writes through: {}", acked.len());
-    let ids: Vec<u64> = acked.iter().copied().collect();
-    for base in &bases {
-        for chunk in ids.chunks(500) {
-            let (s, b) = call(
-                "POST",
-                &format!("{base}/collections/rep/points"),
-                Some(json!({ "ids": chunk, "with_payload": true })),
-            );
-            assert_eq!(s, 200, "{b}");
-            let got: BTreeSet<u64> = b["result"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|p| p["payload"]["n"] == p["id"])
-                .map(|p| p["id"].as_u64().unwrap())
-                .collect();
-            let missing: Vec<&u64> = chunk.iter().filter(|id| !got.contains(id)).collect();
-            assert!(missing.is_empty(), "acknowledged ids missing through {base}: {missing:?}");
-        }
-        assert!(count(base, "rep") as usize >= acked.len());
-    }
+    assert_acked_readable(&bases, "rep", &acked.lock().unwrap());
 
     // Three members remain: a collection with three copies cannot lose another.
     let (s, b) = call(

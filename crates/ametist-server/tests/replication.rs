@@ -23,9 +23,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
+use common::replicas::*;
 use common::*;
-
-const DIM: usize = 8;
 
 fn cluster(tmp: &TempDir) -> (Vec<NodeSpec>, Vec<Option<Node>>) {
     let mut specs: Vec<NodeSpec> = Vec::new();
@@ -38,19 +37,6 @@ fn cluster(tmp: &TempDir) -> (Vec<NodeSpec>, Vec<Option<Node>>) {
         specs.push(spec);
     }
     (specs, nodes)
-}
-
-fn seed() -> u64 {
-    let seed = std::env::var("AMETIST_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
-    });
-    eprintln!("seed {seed} (replay with AMETIST_TEST_SEED={seed})");
-    seed
-}
-
-fn point(id: u64, rng: &mut StdRng) -> Value {
-    let v: Vec<f32> = (0..DIM).map(|_| rng.random_range(-1.0..1.0)).collect();
-    json!({ "id": id, "vector": v, "payload": { "n": id } })
 }
 
 /// Copies of every partition as `GET /collections/{name}/cluster` on `base` shows them:
@@ -71,23 +57,6 @@ fn copies(base: &str) -> Vec<(u64, u64, String)> {
     }
     out.sort();
     out
-}
-
-/// Both copies of a partition hold the same ids, versions, payloads and vectors.
-fn assert_copies_identical(base: &str, name: &str, partition: usize) {
-    let (s, b) = call("GET", &format!("{base}/collections/{name}/partitions/{partition}/copies"), None);
-    assert_eq!(s, 200, "{b}");
-    let copies = b["result"]["copies"].as_array().expect("copies");
-    assert_eq!(copies.len(), 2, "{b}");
-    for c in copies {
-        assert_eq!(c["state"], "Active", "{b}");
-        assert!(c["digest"].is_string(), "{b}");
-        assert_eq!(
-            (&c["digest"], &c["points"], &c["version"]),
-            (&copies[0]["digest"], &copies[0]["points"], &copies[0]["version"]),
-            "copies differ: {b}"
-        );
-    }
 }
 
 /// Recoveries the node's primaries made since it started: (from the log, from an image).
@@ -216,7 +185,7 @@ fn kill_each_node_in_turn_under_load() {
     let bad = bad.lock().unwrap();
     assert!(bad.is_empty(), "errors other than retryable 503s: {bad:?}");
     for p in 0..6 {
-        assert_copies_identical(&bases[0], "rep", p);
+        assert_copies_identical(&bases[0], "rep", p, 2);
     }
     // Both recovery paths ran: replicas that missed records got them from the primary's
     // log, copies made stale by a promotion got an image. (Each node counts its own since
@@ -229,31 +198,7 @@ fn kill_each_node_in_turn_under_load() {
     assert!(from_log > 0 && from_image > 0, "{from_log} from the log, {from_image} from an image");
 
     // Every acknowledged id is there, with its payload, read through every node.
-    let acked = acked.lock().unwrap().clone();
-    assert!(acked.len() > 100, "the load got too few writes through: {}", acked.len());
-    let ids: Vec<u64> = acked.iter().copied().collect();
-    for base in &bases {
-        for chunk in ids.chunks(500) {
-            let (s, b) = call(
-                "POST",
-                &format!("{base}/collections/rep/points"),
-                Some(json!({ "ids": chunk, "with_payload": true })),
-            );
-            assert_eq!(s, 200, "{b}");
-            let got: BTreeSet<u64> = b["result"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|p| p["payload"]["n"] == p["id"])
-                .map(|p| p["id"].as_u64().unwrap())
-                .collect();
-            let missing: Vec<&u64> = chunk.iter().filter(|id| !got.contains(id)).collect();
-            assert!(missing.is_empty(), "acknowledged ids missing through {base}: {missing:?}");
-        }
-        let (s, b) = call("POST", &format!("{base}/collections/rep/points/count"), Some(json!({ "exact": true })));
-        assert_eq!(s, 200, "{b}");
-        assert!(b["result"]["count"].as_u64().unwrap() as usize >= acked.len(), "{b}");
-    }
+    assert_acked_readable(&bases, "rep", &acked.lock().unwrap());
 }
 
 #[test]
@@ -387,7 +332,7 @@ fn a_stale_copy_is_never_promoted() {
         let (s, got) = ids_of(base, "one", &all);
         assert_eq!((s, got.len()), (200, 100), "through {base}");
     }
-    assert_copies_identical(&bases[n], "one", 0);
+    assert_copies_identical(&bases[n], "one", 0, 2);
     let (s, b) = call("POST", &format!("{}/collections/one/points/count?consistency=all", bases[n]), Some(json!({})));
     assert_eq!(s, 200, "every copy in sync again: {b}");
 
@@ -465,5 +410,5 @@ fn a_frozen_primary_is_fenced_and_rejoins_as_a_replica() {
         assert!(missing.is_empty(), "acknowledged ids missing through {base}: {missing:?}");
         assert_eq!(got.len(), expected.len(), "a write answered 503 may be absent, never half-applied: {got:?}");
     }
-    assert_copies_identical(&bases[n], "one", 0);
+    assert_copies_identical(&bases[n], "one", 0, 2);
 }

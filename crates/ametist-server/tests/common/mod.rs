@@ -1,6 +1,8 @@
 //! Helpers of the multi-node tests: real `ametist serve` processes on 127.0.0.1.
 #![allow(dead_code)]
 
+pub mod replicas;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
