@@ -288,6 +288,19 @@ impl ClusterNode {
                 p.spec.replication.factor
             )));
         }
+        // A member that does not answer cannot give its copies away: when it holds the only
+        // in-sync copy of a partition, its drain could never finish.
+        if !state.draining.contains(&peer) && !self.answers(peer).await {
+            let only = state.collections.iter().find_map(|(name, placement)| {
+                (0..placement.replicas.len()).find(|&p| placement.in_sync(p) == [peer]).map(|p| (name, p))
+            });
+            if let Some((name, p)) = only {
+                return Err(ClusterError::InvalidInput(format!(
+                    "peer {peer} does not answer and holds the only in-sync copy of partition {p} of collection \
+                     `{name}`: it cannot be drained; start it again first"
+                )));
+            }
+        }
         if !state.draining.contains(&peer) {
             self.inner.propose(Command::SetDraining { node: peer, draining: true }).await?;
             tracing::info!(peer, "member draining: its copies move to the others, then it leaves");
@@ -300,6 +313,16 @@ impl ClusterNode {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         Ok(true)
+    }
+
+    /// Whether `peer` answers a ping now (this node always does).
+    async fn answers(&self, peer: NodeId) -> bool {
+        let Some(member) = self.inner.metadata.member(peer) else { return false };
+        if peer == self.inner.id {
+            return true;
+        }
+        let env = crate::wire::envelope(crate::wire::kind::PING, "", 0, &());
+        self.inner.transport.call(&member.grpc, env, Duration::from_secs(1)).await.is_ok()
     }
 
     /// Whether `peer` is still a member. A member being removed may never learn of its own

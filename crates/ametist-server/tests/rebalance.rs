@@ -12,8 +12,9 @@
 //!   it is stopped the load sees no error at all. Every acknowledged id is readable at the
 //!   end and both copies of every partition are identical.
 //! * `a_dead_members_copies_are_recreated_elsewhere`: a member killed for longer than
-//!   `remoting.replace_dead_after` loses its copies to the others, and gets an even share
-//!   back when it returns.
+//!   `remoting.replace_dead_after` loses its copies to the others (its removal is refused
+//!   while it holds the only copy of a partition), and gets an even share back when it
+//!   returns.
 //!
 //! The seed is printed (replay with `AMETIST_TEST_SEED=<seed>`).
 
@@ -377,6 +378,13 @@ fn a_dead_members_copies_are_recreated_elsewhere() {
     let pts: Vec<Value> = (0..600).map(|id| point(id, &mut rng)).collect();
     let (s, b) = call("PUT", &format!("{}/collections/rep/points?wait=true", bases[0]), Some(json!({ "points": pts })));
     assert_eq!(s, 200, "{b}");
+    // One copy per partition of this one: the copy on the member that dies has no other.
+    let (s, b) = call(
+        "PUT",
+        &format!("{}/collections/solo", bases[0]),
+        Some(json!({ "vectors": { "size": DIM, "distance": "Cosine" }, "shard_number": 3 })),
+    );
+    assert_eq!(s, 200, "create: {b}");
     let dead_id = peer_id(&bases[2]);
     nodes[2].take();
 
@@ -389,6 +397,11 @@ fn a_dead_members_copies_are_recreated_elsewhere() {
         assert_copies_identical(&bases[0], "rep", p, 2);
     }
     assert_eq!(count(&bases[1], "rep"), 600);
+    // It cannot be removed while it holds the only copy of a partition.
+    let (s, b) = call("DELETE", &format!("{}/cluster/peer/{dead_id}", bases[0]), None);
+    let msg = b["status"]["error"].as_str().unwrap_or_default().to_string();
+    assert_eq!(s, 400, "{b}");
+    assert!(msg.contains("only in-sync copy") && msg.contains("`solo`"), "{msg}");
 
     // It comes back empty-handed and gets its share again.
     nodes[2] = Some(specs[2].start());
