@@ -264,7 +264,8 @@ impl ClusterNode {
     /// holds none, takes it out of the Raft membership. Waits up to `patience` for that.
     ///
     /// Refused, with nothing changed, when fewer members than a collection's replication
-    /// factor would remain. `Ok(false)`: the member is still draining when `patience` ran
+    /// factor would remain, or when the member does not answer and holds the only in-sync
+    /// copy of a partition. `Ok(false)`: the member is still draining when `patience` ran
     /// out; the removal goes on, and calling again waits for it again.
     pub async fn remove_peer(&self, peer: NodeId, patience: Duration) -> Result<bool, ClusterError> {
         let members = self.inner.metadata.members();
