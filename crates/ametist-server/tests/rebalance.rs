@@ -45,30 +45,6 @@ fn peer_id(base: &str) -> u64 {
     b["result"]["peer_id"].as_u64().expect("a clustered node has an id")
 }
 
-/// A copy as `GET /collections/{name}/cluster` shows it: (partition, node, state, primary).
-type Copy = (u64, u64, String, bool);
-
-/// `GET /collections/{name}/cluster` on `base`: every copy as (partition, node, state,
-/// primary), sorted, and the transfers in progress.
-fn placement(base: &str, name: &str) -> (Vec<Copy>, Vec<Value>) {
-    let (s, b) = call("GET", &format!("{base}/collections/{name}/cluster"), None);
-    assert_eq!(s, 200, "{b}");
-    let r = &b["result"];
-    let mut out = Vec::new();
-    for list in [&r["local_shards"], &r["remote_shards"]] {
-        for c in list.as_array().expect("a list of shards") {
-            out.push((
-                c["shard_id"].as_u64().unwrap(),
-                c["peer_id"].as_u64().unwrap(),
-                c["state"].as_str().unwrap().to_string(),
-                c["primary"].as_bool().unwrap(),
-            ));
-        }
-    }
-    out.sort();
-    (out, r["shard_transfers"].as_array().expect("a list of transfers").clone())
-}
-
 /// The nodes holding `partition`, when every copy of it is in sync and nothing moves.
 fn settled_copies(base: &str, name: &str, partition: u64) -> Option<BTreeSet<u64>> {
     let (copies, transfers) = placement(base, name);
@@ -264,7 +240,7 @@ fn join_then_drain_under_load() {
     let bases: Vec<String> = nodes.iter().map(|n| n.as_ref().unwrap().base.clone()).collect();
     live.lock().unwrap().push(bases[3].clone());
     let mut saw_transfer = false;
-    let even = |copies: &[Copy], members: usize| {
+    let even = |copies: &[Shown], members: usize| {
         let mut per_node: BTreeMap<u64, (usize, usize)> = BTreeMap::new();
         for c in copies {
             let e = per_node.entry(c.1).or_default();

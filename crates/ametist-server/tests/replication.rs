@@ -39,24 +39,10 @@ fn cluster(tmp: &TempDir) -> (Vec<NodeSpec>, Vec<Option<Node>>) {
     (specs, nodes)
 }
 
-/// Copies of every partition as `GET /collections/{name}/cluster` on `base` shows them:
-/// (partition, node, state).
+/// Copies of every partition of `rep` as `GET /collections/rep/cluster` on `base` shows
+/// them: (partition, node, state).
 fn copies(base: &str) -> Vec<(u64, u64, String)> {
-    let (s, b) = call("GET", &format!("{base}/collections/rep/cluster"), None);
-    assert_eq!(s, 200, "{b}");
-    let r = &b["result"];
-    let mut out = Vec::new();
-    for list in [&r["local_shards"], &r["remote_shards"]] {
-        for c in list.as_array().expect("a list of shards") {
-            out.push((
-                c["shard_id"].as_u64().unwrap(),
-                c["peer_id"].as_u64().unwrap(),
-                c["state"].as_str().unwrap().to_string(),
-            ));
-        }
-    }
-    out.sort();
-    out
+    placement(base, "rep").0.into_iter().map(|(p, node, state, _)| (p, node, state)).collect()
 }
 
 /// Recoveries the node's primaries made since it started: (from the log, from an image).

@@ -73,3 +73,27 @@ pub fn assert_acked_readable(bases: &[String], name: &str, acked: &BTreeSet<u64>
         assert!(b["result"]["count"].as_u64().expect("a count") as usize >= acked.len(), "{b}");
     }
 }
+
+/// A copy as `GET /collections/{name}/cluster` shows it: (partition, node, state, primary).
+pub type Shown = (u64, u64, String, bool);
+
+/// `GET /collections/{name}/cluster` on `base`: every copy as (partition, node, state,
+/// primary), sorted, and the transfers in progress.
+pub fn placement(base: &str, name: &str) -> (Vec<Shown>, Vec<Value>) {
+    let (s, b) = call("GET", &format!("{base}/collections/{name}/cluster"), None);
+    assert_eq!(s, 200, "{b}");
+    let r = &b["result"];
+    let mut out = Vec::new();
+    for list in [&r["local_shards"], &r["remote_shards"]] {
+        for c in list.as_array().expect("a list of shards") {
+            out.push((
+                c["shard_id"].as_u64().unwrap(),
+                c["peer_id"].as_u64().unwrap(),
+                c["state"].as_str().unwrap().to_string(),
+                c["primary"].as_bool().unwrap(),
+            ));
+        }
+    }
+    out.sort();
+    (out, r["shard_transfers"].as_array().expect("a list of transfers").clone())
+}
