@@ -134,6 +134,45 @@ def test_a_body_trickled_a_byte_at_a_time_is_cut_at_the_deadline(tight):
         s.close()
 
 
+# HTTP/2's connection preface and an empty SETTINGS frame: what a gRPC client sends first.
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+
+
+def test_grpc_connections_that_send_nothing_are_closed(tight):
+    s = connect(tight.grpc_port)
+    try:
+        t = time.monotonic()
+        # The server speaks first (its SETTINGS frame), then closes the silent connection.
+        while s.recv(100):
+            pass
+        assert 1.5 < time.monotonic() - t < 10
+    finally:
+        s.close()
+
+
+def test_grpc_connections_beyond_the_limit_wait_and_grpc_keeps_answering(tight):
+    fds_before = open_fds(tight.pid)
+    socks = []
+    try:
+        for _ in range(200):
+            socks.append(connect(tight.grpc_port))
+        time.sleep(0.5)
+        # At most the limit of them are served (the rest wait in the kernel's queue).
+        assert open_fds(tight.pid) <= fds_before + 64 + 8, open_fds(tight.pid)
+        # A real client is served once the silent ones have been closed (2 s each round).
+        t = time.monotonic()
+        s = connect(tight.grpc_port)
+        s.settimeout(30)
+        s.sendall(H2_PREFACE)
+        head = s.recv(9)
+        s.close()
+        assert len(head) == 9 and head[3] == 0x04, f"the server answers with its SETTINGS frame: {head!r}"
+        assert time.monotonic() - t < 25
+    finally:
+        for s in socks:
+            s.close()
+
+
 def test_the_configured_limits_are_checked(tmp_path):
     from ametist_server import ametist_binary
     import subprocess

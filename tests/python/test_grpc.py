@@ -628,3 +628,34 @@ def test_message_size_limit_is_rest_body_limit():
         c.close()
     finally:
         s.stop()
+
+
+def test_grpc_calls_are_counted_in_telemetry_and_metrics():
+    """`/telemetry`'s `requests.grpc` and `/metrics`' `ametist_grpc_*` count the calls this
+    server answered, failed ones apart (a server of its own, so the counts are exact)."""
+    from qdrant_client import models
+
+    s = AmetistServer()
+    try:
+        ch = grpc.insecure_channel(f"127.0.0.1:{s.grpc_port}")
+        collections = pb.CollectionsStub(ch)
+        for _ in range(3):
+            collections.List(pb.ListCollectionsRequest())
+        code, _ = code_of(collections.Get, pb.GetCollectionInfoRequest(collection_name="absent"))
+        assert code == grpc.StatusCode.NOT_FOUND
+        ch.close()
+        t = httpx.get(s.url + "/telemetry").json()["result"]
+        calls = models.TelemetryData(**t).requests.grpc.responses  # Qdrant's shape
+        # Per RPC, per status code (its number: 0 OK, 5 NOT_FOUND).
+        assert calls["/qdrant.Collections/List"]["0"].count == 3
+        assert calls["/qdrant.Collections/List"]["0"].fail_count == 0
+        assert calls["/qdrant.Collections/Get"]["5"].count == 1
+        assert calls["/qdrant.Collections/Get"]["5"].fail_count == 1
+        text = httpx.get(s.url + "/metrics").text
+        assert 'ametist_grpc_requests_total{rpc="/qdrant.Collections/List",code="Ok"} 3' in text
+        assert 'ametist_grpc_requests_total{rpc="/qdrant.Collections/Get",code="NotFound"} 1' in text
+        history = httpx.get(s.url + "/metrics/history").json()["result"]["routes"]
+        get = [r for r in history if r["method"] == "gRPC" and r["route"] == "/qdrant.Collections/Get"]
+        assert get and get[0]["count"] == 1 and get[0]["errors"] == 1
+    finally:
+        s.stop()

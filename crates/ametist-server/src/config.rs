@@ -165,7 +165,8 @@ pub struct ServerConfig {
     /// Enables `POST /collections/{name}/partitions/{id}/fault`, which makes a partition
     /// panic or stall on purpose (for resilience drills and tests). Off by default.
     pub enable_fault_injection: bool,
-    /// Connections served at once; more wait to be accepted until one closes.
+    /// Connections served at once, on the REST port and on the gRPC port each; more wait
+    /// to be accepted until one closes.
     pub max_connections: usize,
     /// How long a client may take to send a request's head (method, path, headers), from
     /// when the connection opens or finished its previous request: idle keep-alive

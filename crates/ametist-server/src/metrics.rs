@@ -2,7 +2,8 @@
 //! request rates and latency percentiles per route, as JSON.
 //!
 //! Request counts and latency histograms per route and status are recorded by a
-//! middleware; collection and partition figures (points, mailbox depth, restarts, actor
+//! middleware for REST, and per RPC and status code by a layer of the gRPC server
+//! (`grpc::metered`); collection and partition figures (points, mailbox depth, restarts, actor
 //! state) are read from the engine when the endpoint is scraped. The same middleware also
 //! files every request in a time slot of [`History`], which is what the dashboard draws
 //! its charts from: Prometheus counters only grow, so a rate or a percentile over the last
@@ -30,6 +31,8 @@ const BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1
 #[derive(Default)]
 pub struct Metrics {
     requests: Mutex<BTreeMap<(String, String, u16), Series>>,
+    /// gRPC calls by RPC path (`/qdrant.Points/Search`) and status code.
+    grpc: Mutex<BTreeMap<(String, i32), Series>>,
     history: Mutex<History>,
     /// When this process started serving, and a random id of this run (telemetry's `id`).
     started: Option<(SystemTime, String)>,
@@ -48,12 +51,32 @@ struct MetricsState {
     db: Ametist,
 }
 
-/// Adds `GET /metrics` and `GET /metrics/history` to `app` and records every request
-/// `app` serves.
-pub fn install(app: Router, db: Ametist) -> Router {
-    let run_id = format!("{:016x}{:016x}", rand_u64(), rand_u64());
-    let metrics = Metrics { started: Some((SystemTime::now(), run_id)), ..Metrics::default() };
-    let state = MetricsState { metrics: Arc::new(metrics), db };
+impl Metrics {
+    /// The statistics of this process run, starting now.
+    pub fn new() -> Arc<Metrics> {
+        let run_id = format!("{:016x}{:016x}", rand_u64(), rand_u64());
+        Arc::new(Metrics { started: Some((SystemTime::now(), run_id)), ..Metrics::default() })
+    }
+
+    /// Files one gRPC call to `rpc` (its path, `/qdrant.Points/Search`) that ended with
+    /// status `code` after `secs`.
+    pub fn record_grpc(&self, rpc: &str, code: tonic::Code, secs: f64) {
+        self.history.lock().expect("the history lock is never held across a panic").record(
+            unix_secs(),
+            "gRPC",
+            rpc,
+            code != tonic::Code::Ok,
+            secs,
+        );
+        let mut map = self.grpc.lock().expect("the metrics lock is never held across a panic");
+        map.entry((rpc.to_string(), code as i32)).or_default().add(secs);
+    }
+}
+
+/// Adds `GET /metrics`, `GET /metrics/history` and `GET /telemetry` to `app` and records
+/// every request `app` serves in `metrics`.
+pub fn install(app: Router, db: Ametist, metrics: Arc<Metrics>) -> Router {
+    let state = MetricsState { metrics, db };
     app.layer(middleware::from_fn_with_state(state.clone(), track)).merge(
         Router::new()
             .route("/metrics", get(render))
@@ -75,19 +98,34 @@ async fn track(State(state): State<MetricsState>, req: Request, next: Next) -> R
         unix_secs(),
         &method,
         &route,
-        status,
+        status >= 400,
         secs,
     );
     let mut map = state.metrics.requests.lock().expect("the metrics lock is never held across a panic");
-    let s = map.entry((method, route, status)).or_default();
-    s.count += 1;
-    s.sum += secs;
-    for (i, le) in BUCKETS.iter().enumerate() {
-        if secs <= *le {
-            s.buckets[i] += 1;
+    map.entry((method, route, status)).or_default().add(secs);
+    resp
+}
+
+impl Series {
+    fn add(&mut self, secs: f64) {
+        self.count += 1;
+        self.sum += secs;
+        for (i, le) in BUCKETS.iter().enumerate() {
+            if secs <= *le {
+                self.buckets[i] += 1;
+            }
         }
     }
-    resp
+
+    /// This series as the lines of Prometheus histogram `name` with `labels`.
+    fn write_histogram(&self, out: &mut String, name: &str, labels: &str) {
+        for (le, n) in BUCKETS.iter().zip(self.buckets) {
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {n}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", self.count);
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum);
+        let _ = writeln!(out, "{name}_count{{{labels}}} {}", self.count);
+    }
 }
 
 /// 64 random bits from the standard library's randomly seeded hasher (no RNG crate needed
@@ -101,8 +139,8 @@ fn rand_u64() -> u64 {
 
 /// `GET /telemetry`: Qdrant's `TelemetryData`, with what Ametist knows: the build (name,
 /// version, commit, start time), the collections with their points and partitions, and the
-/// REST requests this process answered per route and status (count and total time; there
-/// is no gRPC API, so `grpc` holds none). `id` is random per process run. Figures Ametist
+/// requests this process answered: REST per route and status, gRPC per RPC (count, failed
+/// calls and total time). `id` is random per process run. Figures Ametist
 /// does not keep (segments, optimizer runs, memory by kind) are left out, not made up.
 /// Query: `details_level` (a number; at 1 or more each collection is listed),
 /// `anonymize=true` and `per_collection=true` are refused (400): Ametist keeps no
@@ -158,6 +196,18 @@ async fn telemetry(State(state): State<MetricsState>, uri: axum::http::Uri) -> R
             );
         }
     }
+    // Qdrant's shape: per RPC, per status code (its number, as REST's statuses are keyed).
+    let mut grpc: BTreeMap<String, BTreeMap<String, Value>> = BTreeMap::new();
+    {
+        let map = state.metrics.grpc.lock().expect("the metrics lock is never held across a panic");
+        for ((rpc, code), v) in map.iter() {
+            let failed = if *code == tonic::Code::Ok as i32 { 0 } else { v.count };
+            grpc.entry(rpc.clone()).or_default().insert(
+                code.to_string(),
+                json!({"count": v.count, "fail_count": failed, "total_duration_micros": (v.sum * 1e6).round() as u64}),
+            );
+        }
+    }
     let (start, id) = state.metrics.started.clone().unwrap_or((SystemTime::now(), String::new()));
     let result = json!({
         "id": id,
@@ -172,7 +222,7 @@ async fn telemetry(State(state): State<MetricsState>, uri: axum::http::Uri) -> R
         } else {
             json!({"number_of_collections": names.len()})
         },
-        "requests": {"rest": {"responses": responses}, "grpc": {"responses": {}}},
+        "requests": {"rest": {"responses": responses}, "grpc": {"responses": grpc}},
     });
     axum::Json(json!({"result": result, "status": "ok", "time": started.elapsed().as_secs_f64()})).into_response()
 }
@@ -207,7 +257,7 @@ fn bucket_bound(i: usize) -> f64 {
 #[derive(Clone)]
 struct SlotSeries {
     count: u64,
-    /// Answers with a 4xx or 5xx status.
+    /// Answers with a 4xx or 5xx status, or gRPC calls that did not end `Ok`.
     errors: u64,
     latency: [u32; LATENCY_BUCKETS],
 }
@@ -265,7 +315,7 @@ pub struct History {
 
 impl History {
     /// Files one request answered at `now` (Unix seconds).
-    fn record(&mut self, now: u64, method: &str, route: &str, status: u16, secs: f64) {
+    fn record(&mut self, now: u64, method: &str, route: &str, failed: bool, secs: f64) {
         let start = now - now % SLOT_SECS;
         if self.slots.back().is_none_or(|(s, _)| *s < start) {
             self.slots.push_back((start, BTreeMap::new()));
@@ -278,7 +328,7 @@ impl History {
         let (_, routes) = self.slots.back_mut().expect("a slot was just pushed");
         let s = routes.entry((method.to_string(), route.to_string())).or_default();
         s.count += 1;
-        if status >= 400 {
+        if failed {
             s.errors += 1;
         }
         s.latency[bucket_of(secs)] += 1;
@@ -369,12 +419,27 @@ async fn render(State(state): State<MetricsState>) -> impl IntoResponse {
     out.push_str("# TYPE ametist_http_request_duration_seconds histogram\n");
     for ((m, r, s), v) in &series {
         let labels = format!("method=\"{m}\",route=\"{r}\",status=\"{s}\"");
-        for (le, n) in BUCKETS.iter().zip(v.buckets) {
-            let _ = writeln!(out, "ametist_http_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {n}");
-        }
-        let _ = writeln!(out, "ametist_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}", v.count);
-        let _ = writeln!(out, "ametist_http_request_duration_seconds_sum{{{labels}}} {}", v.sum);
-        let _ = writeln!(out, "ametist_http_request_duration_seconds_count{{{labels}}} {}", v.count);
+        v.write_histogram(&mut out, "ametist_http_request_duration_seconds", &labels);
+    }
+    let grpc: Vec<_> = {
+        let map = state.metrics.grpc.lock().expect("the metrics lock is never held across a panic");
+        map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    };
+    out.push_str("# HELP ametist_grpc_requests_total gRPC calls served, by RPC and status code.\n");
+    out.push_str("# TYPE ametist_grpc_requests_total counter\n");
+    for ((rpc, code), v) in &grpc {
+        let _ = writeln!(
+            out,
+            "ametist_grpc_requests_total{{rpc=\"{rpc}\",code=\"{:?}\"}} {}",
+            tonic::Code::from_i32(*code),
+            v.count
+        );
+    }
+    out.push_str("# HELP ametist_grpc_request_duration_seconds Time to answer gRPC calls.\n");
+    out.push_str("# TYPE ametist_grpc_request_duration_seconds histogram\n");
+    for ((rpc, code), v) in &grpc {
+        let labels = format!("rpc=\"{rpc}\",code=\"{:?}\"", tonic::Code::from_i32(*code));
+        v.write_histogram(&mut out, "ametist_grpc_request_duration_seconds", &labels);
     }
 
     let mut points = String::new();
@@ -432,9 +497,9 @@ mod tests {
         let t0 = 1_000_000 - 1_000_000 % SLOT_SECS;
         // 100 requests in one slot: 1 ms to 100 ms.
         for i in 1..=100 {
-            h.record(t0 + 1, "GET", "/collections", if i % 10 == 0 { 500 } else { 200 }, i as f64 / 1000.0);
+            h.record(t0 + 1, "GET", "/collections", i % 10 == 0, i as f64 / 1000.0);
         }
-        h.record(t0 + SLOT_SECS, "POST", "/collections/{name}/points/query", 200, 0.002);
+        h.record(t0 + SLOT_SECS, "POST", "/collections/{name}/points/query", false, 0.002);
         let v = h.to_json(t0 + SLOT_SECS + 1);
         assert_eq!(v["slot_seconds"], SLOT_SECS);
         let starts = v["slot_starts"].as_array().unwrap();
@@ -458,7 +523,7 @@ mod tests {
 
         // Ten minutes later the first slot has left the window, in the answer and in memory.
         let later = t0 + SLOT_SECS * SLOTS as u64;
-        h.record(later, "GET", "/collections", 200, 0.001);
+        h.record(later, "GET", "/collections", false, 0.001);
         let v = h.to_json(later);
         let get = v["routes"].as_array().unwrap().iter().find(|r| r["route"] == "/collections").unwrap().clone();
         assert_eq!(get["count"], 1);

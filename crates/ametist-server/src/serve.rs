@@ -83,7 +83,8 @@ async fn serve(config: AmetistConfig) -> anyhow::Result<()> {
         shutdown_grace: config.limits.write_timeout.min(std::time::Duration::from_secs(30)),
     };
     let state = AppState::new(db.clone(), Arc::new(config.clone()), cluster.clone());
-    let app = crate::metrics::install(crate::dashboard::install(router(state.clone())), db.clone());
+    let metrics = crate::metrics::Metrics::new();
+    let app = crate::metrics::install(crate::dashboard::install(router(state.clone())), db.clone(), metrics.clone());
     let app = protect(app, &config);
     // One signal stops both listeners: REST first lets its connections finish, gRPC lets
     // the calls in progress finish; the partitions stop after both.
@@ -101,7 +102,7 @@ async fn serve(config: AmetistConfig) -> anyhow::Result<()> {
                 format!("cannot listen for gRPC on {grpc_addr} (server.grpc_port; null turns it off)")
             })?;
             tracing::info!(address = %listener.local_addr()?, "Qdrant's gRPC API is serving");
-            Some(tokio::spawn(crate::grpc::serve(listener, state, stopped())))
+            Some(tokio::spawn(crate::grpc::serve(listener, state, metrics, stopped())))
         }
         None => None,
     };

@@ -15,6 +15,8 @@
 //! * `points.rs`: the `Points` service.
 //! * `convert.rs`: proto messages to and from the REST request and answer shapes.
 //! * `codec.rs`: prost's codec, with undecodable messages as INVALID_ARGUMENT.
+//! * `listener.rs`: the connection limit and the first-bytes timeout, as REST has them.
+//! * `metered.rs`: every call counted in the request statistics (`/telemetry`, `/metrics`).
 //!
 //! What REST's middleware does around a handler is done per call here, through the same
 //! functions: the API key (`api-key` metadata or `authorization: Bearer`; health checks
@@ -27,6 +29,8 @@ pub mod codec;
 pub mod collections;
 pub mod convert;
 pub mod health;
+pub mod listener;
+pub mod metered;
 pub mod points;
 
 use std::future::Future;
@@ -100,10 +104,11 @@ impl tonic::service::Interceptor for ApiKeyCheck {
 }
 
 /// Serves the gRPC API on `listener` until `shutdown` completes; calls in progress then
-/// finish (tonic's graceful shutdown) before it returns.
+/// finish (tonic's graceful shutdown) before it returns. Every call is counted in `metrics`.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     let config = state.config.clone();
@@ -116,10 +121,10 @@ pub async fn serve(
     let points = proto::points_server::PointsServer::new(points::PointsService::new(state.clone()))
         .max_decoding_message_size(max_in)
         .max_encoding_message_size(max_out);
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let incoming = listener::incoming(listener, config.server.max_connections, config.server.header_read_timeout);
     tonic::transport::Server::builder()
-        .tcp_nodelay(true)
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .layer(metered::MeteredLayer { metrics })
         .add_service(proto::qdrant_server::QdrantServer::new(health::HealthService))
         .add_service(tonic::service::interceptor::InterceptedService::new(collections, auth.clone()))
         .add_service(tonic::service::interceptor::InterceptedService::new(points, auth))
