@@ -31,7 +31,7 @@ use super::AppState;
 #[serde(deny_unknown_fields)]
 pub struct QueryGroups {
     #[serde(default)]
-    pub query: Option<Value>,
+    pub query: Option<super::points::QueryInput>,
     #[serde(default)]
     pub prefetch: Option<Value>,
     #[serde(default)]
@@ -414,7 +414,7 @@ fn recommend_query(req: &mut RecommendRequest) -> QueryPoints {
         }
     }
     QueryPoints {
-        query: Some(json!({ "recommend": r })),
+        query: Some(json!({ "recommend": r }).into()),
         limit: req.limit,
         offset: req.offset,
         with_payload: req.with_payload.take(),
@@ -437,7 +437,7 @@ fn discover_query(req: DiscoverRequest) -> QueryPoints {
         None => json!({ "context": context }),
     };
     QueryPoints {
-        query: Some(query),
+        query: Some(query.into()),
         limit: req.limit,
         offset: req.offset,
         with_payload: req.with_payload,

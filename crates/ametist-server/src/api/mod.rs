@@ -5,6 +5,7 @@
 //! * [`batch`]: `POST /collections/{name}/points/batch`, point operations applied in order.
 //! * [`payload`]: payload updates and payload indexes (shapes only until the engine has them).
 //! * [`selectors`]: `with_payload` / `with_vector` selectors.
+//! * [`vector_json`]: vectors and queries as JSON sends them, read straight into `f32`s.
 //! * [`shards`]: shard keys (custom sharding): their routes and the `shard_key` selector.
 //! * [`strict`]: strict mode, checked before a request does anything.
 //! * [`partitions`]: Ametist-only routes about partitions and their actors.
@@ -30,6 +31,7 @@ pub mod selectors;
 pub mod shards;
 pub mod snapshots;
 pub mod strict;
+pub mod vector_json;
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -74,13 +74,7 @@ pub struct Batch {
     pub payloads: Option<Vec<Option<Payload>>>,
 }
 
-/// A vector as sent: a plain list, or a map of names to dense lists and sparse objects.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub enum VectorInput {
-    Dense(Vec<f32>),
-    Other(Value),
-}
+pub use super::vector_json::{QueryInput, VectorInput};
 
 impl VectorInput {
     fn dense(self, started: Instant) -> Result<Vec<f32>, ApiError> {
@@ -201,7 +195,7 @@ fn dense_value_for(spec: &CollectionSpec, name: &str, input: DenseInput, query: 
 #[serde(deny_unknown_fields)]
 pub struct QueryPoints {
     #[serde(default)]
-    pub query: Option<Value>,
+    pub query: Option<QueryInput>,
     #[serde(default)]
     pub limit: Option<usize>,
     #[serde(default)]
@@ -1029,18 +1023,19 @@ impl QueryPlan {
                 Self::parse(sub, started)
             })
             .collect::<Result<Vec<_>, ApiError>>()?;
-        let is_fusion = req.query.as_ref().is_some_and(|q| q.get("fusion").is_some() || q.get("rrf").is_some());
+        let json = req.query.as_ref().and_then(QueryInput::as_value);
+        let is_fusion = json.is_some_and(|q| q.get("fusion").is_some() || q.get("rrf").is_some());
         let target = if is_fusion {
             if prefetch.is_empty() {
                 return Err(ApiError::bad_request("Wrong input: a fusion query needs `prefetch`", started));
             }
-            QueryTarget::Fusion(parse_fusion(req.query.as_ref(), started)?)
-        } else if !prefetch.is_empty() && req.query.as_ref().is_none_or(Value::is_null) {
+            QueryTarget::Fusion(parse_fusion(json, started)?)
+        } else if !prefetch.is_empty() && req.query.as_ref().is_none_or(|q| q.as_value().is_some_and(Value::is_null)) {
             return Err(ApiError::bad_request(
                 "Wrong input: query: a query is needed to merge the prefetches",
                 started,
             ));
-        } else if req.query.as_ref().is_some_and(|q| q.get("formula").is_some()) {
+        } else if json.is_some_and(|q| q.get("formula").is_some()) {
             return Err(not_supported("`formula` queries are not supported yet", started));
         } else {
             parse_query(req.query, started)?
@@ -1348,7 +1343,12 @@ impl QueryPlan {
 }
 
 /// Reads `query`: a vector, a point id, or `{"nearest": vector or id}`.
-fn parse_query(query: Option<Value>, started: Instant) -> Result<QueryTarget, ApiError> {
+fn parse_query(query: Option<QueryInput>, started: Instant) -> Result<QueryTarget, ApiError> {
+    let query = match query {
+        Some(QueryInput::Dense(v)) => return Ok(QueryTarget::Vector(v)),
+        Some(QueryInput::Other(v)) => Some(v),
+        None => None,
+    };
     let value = match query {
         None | Some(Value::Null) => return Ok(QueryTarget::List),
         Some(Value::Object(m)) if m.len() == 1 && m.contains_key("recommend") => {

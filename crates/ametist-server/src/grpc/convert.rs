@@ -15,7 +15,7 @@ use tonic::Status;
 
 use super::invalid;
 use super::proto;
-use crate::api::points::{QuantizationSearchParams, SearchParams, VectorInput};
+use crate::api::points::{QuantizationSearchParams, QueryInput, SearchParams, VectorInput};
 
 // ---- values and ids ----------------------------------------------------------------
 
@@ -413,6 +413,17 @@ pub fn opt_order_by(o: Option<proto::OrderBy>) -> Result<Option<Json>, Status> {
     o.map(order_by_json).transpose()
 }
 
+/// A `Query` as REST's query: a dense `nearest` stays typed (as REST reads it), anything
+/// else is REST's query JSON.
+pub fn query_input(q: proto::Query) -> Result<QueryInput, Status> {
+    use proto::query::Variant as V;
+    use proto::vector_input::Variant as I;
+    match q.variant {
+        Some(V::Nearest(proto::VectorInput { variant: Some(I::Dense(d)) })) => Ok(QueryInput::Dense(d.data)),
+        variant => query_json(proto::Query { variant }).map(QueryInput::Other),
+    }
+}
+
 /// A `Query` as REST's query JSON.
 pub fn query_json(q: proto::Query) -> Result<Json, Status> {
     use proto::query::Variant as V;
@@ -507,7 +518,7 @@ pub fn query_points(q: proto::QueryPoints) -> Result<crate::api::points::QueryPo
         Some(Json::Array(q.prefetch.into_iter().map(prefetch_json).collect::<Result<_, _>>()?))
     };
     Ok(crate::api::points::QueryPoints {
-        query: q.query.map(query_json).transpose()?,
+        query: q.query.map(query_input).transpose()?,
         limit: q.limit.map(|l| l as usize),
         offset: q.offset.map(|o| o as usize),
         with_payload: with_payload_json(q.with_payload),
@@ -758,7 +769,7 @@ pub fn query_groups(q: proto::QueryPointGroups) -> Result<crate::api::explore::Q
     };
     let with_lookup = with_lookup_json(q.with_lookup);
     Ok(crate::api::explore::QueryGroups {
-        query: q.query.map(query_json).transpose()?,
+        query: q.query.map(query_input).transpose()?,
         prefetch,
         using: q.using,
         filter: opt_filter(q.filter)?,
