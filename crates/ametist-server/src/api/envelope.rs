@@ -31,17 +31,29 @@ impl<T: Serialize> Answer<T> {
 }
 
 impl<T: Serialize> IntoResponse for Answer<T> {
+    /// The envelope is written straight to bytes: building it as a `Value` first copied the
+    /// whole result once more.
     fn into_response(self) -> Response {
-        let mut body = json!({
-            "result": self.result,
-            "status": "ok",
-            "time": self.started.elapsed().as_secs_f64(),
-        });
-        let partial = !self.missing.is_empty();
-        if partial {
-            body["partial"] = json!({ "missing_partitions": self.missing });
+        #[derive(Serialize)]
+        struct Envelope<'a, T> {
+            result: &'a T,
+            status: &'static str,
+            time: f64,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            partial: Option<Partial<'a>>,
         }
-        let mut resp = (StatusCode::OK, axum::Json(body)).into_response();
+        #[derive(Serialize)]
+        struct Partial<'a> {
+            missing_partitions: &'a [MissingPartition],
+        }
+        let partial = !self.missing.is_empty();
+        let envelope = Envelope {
+            result: &self.result,
+            status: "ok",
+            time: self.started.elapsed().as_secs_f64(),
+            partial: partial.then_some(Partial { missing_partitions: &self.missing }),
+        };
+        let mut resp = (StatusCode::OK, axum::Json(envelope)).into_response();
         if partial {
             resp.headers_mut().insert("x-ametist-partial", HeaderValue::from_static("true"));
         }

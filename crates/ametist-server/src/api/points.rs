@@ -649,7 +649,7 @@ pub(crate) async fn query_points(
     let plan = QueryPlan::new(req, started)?;
     plan.cost(c.spec()).check(&state.config.limits, started)?;
     let (points, missing) = plan.run(state, &c, started).await?;
-    let mut answer = Answer::new(json!({ "points": points }), started);
+    let mut answer = Answer::new(points_answer(points), started);
     answer.missing = missing;
     Ok(answer)
 }
@@ -686,7 +686,7 @@ pub(crate) async fn query_points_batch(
     for (c, plan) in plans {
         let (points, missing) = plan.run(state, &c, started).await?;
         merge_missing(&mut missing_all, missing);
-        results.push(json!({ "points": points }));
+        results.push(points_answer(points));
     }
     let mut answer = Answer::new(Value::Array(results), started);
     answer.missing = missing_all;
@@ -1990,6 +1990,13 @@ pub(crate) fn update_result(ack: WriteAck) -> Value {
         "operation_id": ack.operation_id,
         "status": if ack.completed { "completed" } else { "acknowledged" },
     })
+}
+
+/// `{"points": points}`, moving the points in (`json!` would copy each of them).
+fn points_answer(points: Vec<Value>) -> Value {
+    let mut m = serde_json::Map::new();
+    m.insert("points".into(), Value::Array(points));
+    Value::Object(m)
 }
 
 /// Qdrant's `ScoredPoint`; `payload` and `vector` only when asked for.
