@@ -238,14 +238,16 @@ def main():
         print("| ef | recall@10 | REST q/s | p50 / p99 ms | 1 conn q/s | p50 / p99 ms |"
               + (" gRPC q/s | p50 / p99 ms |" if a.grpc else ""))
         print("|---|---|---|---|---|---|" + ("---|---|" if a.grpc else ""))
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         for ef in [int(e) for e in a.efs.split(",")]:
             bodies = [query_body(q, ef) for q in queries]
+            # A new connection each time: the server closes one idle for server.header_read_timeout.
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
             hits = 0
             for q, b in enumerate(bodies):
                 conn.request("POST", f"/collections/{COLLECTION}/points/query", b, {"content-type": "application/json"})
                 got = {p["id"] for p in json.loads(conn.getresponse().read())["result"]["points"]}
                 hits += len(got & set(gt[q].tolist()))
+            conn.close()
             recall = hits / (10 * len(bodies))
             qps, p50, p99, errors = wrk(port, bodies, a.threads, a.connections, a.seconds)
             one, one50, one99, errors1 = wrk(port, bodies, 1, 1, max(3, a.seconds // 2))
@@ -256,7 +258,6 @@ def main():
                 g, g50, g99 = grpc_load(grpc_port, queries, ef, a.seconds, a.grpc_procs, a.connections)
                 row += f" {g:,.0f} | {g50:.2f} / {g99:.2f} |"
             print(row, flush=True)
-        conn.close()
     finally:
         server.terminate()
         server.wait()
