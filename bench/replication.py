@@ -132,6 +132,18 @@ def summary(results, seconds, batch):
             f"p50 {p(0.5):.1f} ms, p99 {p(0.99):.1f} ms, {len(results) - len(ok)} failed")
 
 
+def dump(what, nodes):
+    """Each node's view of the rf2 placement and of Raft (no leader, or a node whose view
+    stopped, looks different from a copy whose recovery never ends), for the logs' reader."""
+    for n in nodes:
+        try:
+            r = call("GET", f"{n.base}/cluster", timeout=5)[1]["result"]
+            print(f"{what}: {os.path.basename(n.dir)} raft {json.dumps(r['raft_info'])} rf2 "
+                  f"{json.dumps(r['collections'].get('rf2'))}", flush=True)
+        except (OSError, KeyError, TypeError) as e:
+            print(f"{what}: {os.path.basename(n.dir)} did not answer: {e}", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("binary")
@@ -178,6 +190,8 @@ def main():
         first = min((r[2] for r in list(results) if r[1] and r[2] - r[0] > killed), default=None)
         print(f"failover: first batch sent after the kill acknowledged {first - killed:.2f} s after the kill"
               if first else "failover: no write acknowledged within 30 s", flush=True)
+        if not first:
+            dump("no failover", [n for n in nodes if n is not victim])
         time.sleep(3)
         restarted = time.time()
         victim.start()
@@ -192,9 +206,7 @@ def main():
             time.sleep(0.1)
         took = time.time() - restarted
         if not in_sync():
-            # What the copies look like when they did not come back, for the logs' reader.
-            print("not back in sync; placement:", json.dumps(call("GET", f"{witness.base}/cluster")[1]["result"]
-                                                            ["collections"]["rf2"]), flush=True)
+            dump("not back in sync", nodes)
         stop.set()
         loader.join()
         _, b = call("POST", f"{witness.base}/collections/rf2/points/count", {"exact": True})
