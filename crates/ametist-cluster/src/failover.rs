@@ -33,21 +33,26 @@ const PROBE_TIMEOUT: Duration = Duration::from_millis(400);
 /// Raft's shortest election timeout (see `node.rs`): how long a leader was silent, at
 /// least, when another node wins an election.
 const ELECTION_TIMEOUT_MIN: Duration = Duration::from_millis(1000);
+/// How long a leader may take to confirm with a quorum that it still leads.
+pub(crate) const LEADER_CONFIRM: Duration = Duration::from_millis(1500);
 /// How often a node looks for stale copies of its own to recover.
 const RECOVERY_EVERY: Duration = Duration::from_secs(1);
 
 /// Marks the node caught up once it applied every metadata change the leader had applied
-/// when asked (at once on the leader). Until then the node's view may be old: it neither
-/// acts as a primary nor serves reads from its copies.
+/// when asked (on the leader: once a quorum confirmed its leadership and it applied what
+/// was committed). Until then the node's view may be old: it neither acts as a primary nor
+/// serves reads from its copies.
 pub(crate) async fn catch_up(node: Arc<NodeInner>) {
     loop {
         let leader = node.raft.metrics().borrow().current_leader;
         let target = match leader {
-            Some(l) if l == node.id => Some(0),
+            // Not "at once": a restarted leader believes it still leads (see
+            // `confirmed_leader_applied`) with the metadata it had when it stopped.
+            Some(l) if l == node.id => node.confirmed_leader_applied(LEADER_CONFIRM).await,
             Some(l) => match node.metadata.member(l) {
                 Some(m) => {
                     let env = wire::envelope(kind::APPLIED, "", 0, &());
-                    match node.transport.call(&m.grpc, env, PROBE_TIMEOUT).await {
+                    match node.transport.call(&m.grpc, env, LEADER_CONFIRM + PROBE_TIMEOUT).await {
                         Ok(answer) => wire::decode_answer::<Option<u64>>(&answer)
                             .ok()
                             .and_then(Result::ok)

@@ -134,6 +134,25 @@ impl NodeInner {
         self.forward(&leader, kind::PROPOSE, &cmd).await
     }
 
+    /// The index of the last metadata change the cluster committed, once this node
+    /// confirmed with a quorum that it is still the leader and applied up to it itself;
+    /// `None` when it is not the leader (or cannot reach a quorum within `patience`).
+    ///
+    /// Raft's metrics are not enough: a leader that was killed and restarted comes back
+    /// believing it still leads at its old term (openraft restores it as the leader) until
+    /// a member answers with the newer term, and meanwhile its metadata misses every change
+    /// the cluster made while it was down.
+    pub(crate) async fn confirmed_leader_applied(&self, patience: Duration) -> Option<u64> {
+        match tokio::time::timeout(patience, self.raft.ensure_linearizable()).await {
+            Ok(Ok(read)) => Some(read.map_or(0, |l| l.index)),
+            Ok(Err(e)) => {
+                tracing::debug!(node = self.id, error = %e, "not a confirmed leader");
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
     /// `None` when this node is the leader, else the leader's address. Waits a little for
     /// an election.
     async fn leader(&self) -> Result<Option<Member>, EngineError> {

@@ -84,7 +84,16 @@ impl NodeRpc for Service {
             kind::PING => wire::answer::<u64>(Ok(node.id)),
             kind::MEMBERS => wire::answer::<Vec<NodeId>>(Ok(node.metadata.members().into_keys().collect())),
             kind::APPLIED => {
-                wire::answer::<Option<u64>>(Ok(node.raft.metrics().borrow().last_applied.map(|l| l.index)))
+                // Answered only by a leader a quorum confirmed: a restarted former leader
+                // believes it leads for a while, with old metadata (see
+                // `confirmed_leader_applied`), and must not mark a starting node caught up.
+                match node.confirmed_leader_applied(crate::failover::LEADER_CONFIRM).await {
+                    Some(index) => wire::answer::<Option<u64>>(Ok(Some(index))),
+                    None => wire::answer::<Option<u64>>(Err(WireError::from(&EngineError::PartitionUnavailable {
+                        partition: 0,
+                        reason: format!("node {} is not a confirmed leader", node.id),
+                    }))),
+                }
             }
             other => return Err(Status::unimplemented(format!("unknown call kind `{other}`"))),
         };

@@ -398,3 +398,92 @@ fn a_frozen_primary_is_fenced_and_rejoins_as_a_replica() {
     }
     assert_copies_identical(&bases[n], "one", 0, 2);
 }
+
+/// A Raft leader that was killed comes back believing it still leads, at its old term and
+/// with the metadata it had when it stopped (openraft restores a leader as the leader),
+/// until a member answers with the newer term. It must not take that for being caught up:
+/// kill the leader, acknowledge writes on the others, freeze them (so nobody tells it of
+/// the newer term) and start the old leader: no read through it answers with its old copy.
+/// Then thaw them: it catches up, and its copy recovers.
+#[test]
+fn a_restarted_leader_waits_for_the_cluster_before_serving() {
+    let mut rng = StdRng::seed_from_u64(seed());
+    let tmp = TempDir::new("replication-restarted-leader");
+    let (specs, mut nodes) = cluster(&tmp);
+    let bases: Vec<String> = nodes.iter().map(|n| n.as_ref().unwrap().base.clone()).collect();
+    // One partition with a copy on every node: the old leader holds it, in sync as far as
+    // its own metadata knows.
+    let (s, b) = call(
+        "PUT",
+        &format!("{}/collections/all", bases[0]),
+        Some(json!({ "vectors": { "size": DIM, "distance": "Cosine" }, "shard_number": 1, "replication_factor": 3 })),
+    );
+    assert_eq!(s, 200, "create: {b}");
+    for base in &bases {
+        wait_for("the collection on every node", Duration::from_secs(20), || {
+            call("GET", &format!("{base}/collections/all"), None).0 == 200
+        });
+    }
+    assert_eq!(write(&bases[1], "all", 0..50, &mut rng).0, 200);
+    let (_, info) = call("GET", &format!("{}/cluster", bases[1]), None);
+    let leader_id = info["result"]["raft_info"]["leader"].as_u64().expect("a leader");
+    let leader = bases
+        .iter()
+        .position(|base| call("GET", &format!("{base}/cluster"), None).1["result"]["peer_id"] == leader_id)
+        .expect("the leader is a member");
+    let others: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+
+    drop(nodes[leader].take());
+    // Acknowledged once a new leader took the killed node out of the in-sync set (or
+    // promoted a replica over it); 503 until then, as a client retries it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (s, b) = write(&bases[others[0]], "all", 50..100, &mut rng);
+        if s == 200 {
+            break;
+        }
+        assert!(s == 503 && Instant::now() < deadline, "writes after the leader's loss: {s}: {b}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let pids: Vec<String> =
+        others.iter().map(|&i| nodes[i].as_ref().expect("running").child.id().to_string()).collect();
+    let signal = |sig: &str| {
+        for pid in &pids {
+            let ok = std::process::Command::new("kill").args([sig, pid]).status().expect("kill runs").success();
+            assert!(ok, "kill {sig} {pid}");
+        }
+    };
+    signal("-STOP");
+    nodes[leader] = Some(specs[leader].start());
+    let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(4)).build().expect("a client");
+    let all: Vec<u64> = (0..100).collect();
+    let until = Instant::now() + Duration::from_secs(8);
+    let mut answered = 0;
+    while Instant::now() < until {
+        let resp = client.post(format!("{}/collections/all/points", bases[leader])).json(&json!({ "ids": all })).send();
+        if let Some(r) = resp.ok().filter(|r| r.status().as_u16() == 200) {
+            let b: Value = r.json().expect("a JSON answer");
+            let got: BTreeSet<u64> =
+                b["result"].as_array().expect("points").iter().map(|p| p["id"].as_u64().expect("an id")).collect();
+            let missing: Vec<u64> = all.iter().copied().filter(|id| !got.contains(id)).collect();
+            assert!(
+                missing.is_empty(),
+                "the restarted leader served its old copy: acknowledged ids {missing:?} missing"
+            );
+            answered += 1;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!("reads the restarted leader answered while the others were frozen: {answered}");
+    signal("-CONT");
+    wait_for("every copy back in sync", Duration::from_secs(60), || {
+        let (shown, _) = placement(&bases[others[0]], "all");
+        shown.len() == 3 && shown.iter().all(|(_, _, state, _)| state == "Active")
+    });
+    for base in &bases {
+        let (status, got) = ids_of(base, "all", &all);
+        assert_eq!(status, 200);
+        assert_eq!(got.len(), 100, "acknowledged ids missing through {base}: {got:?}");
+    }
+    assert_copies_identical(&bases[0], "all", 0, 3);
+}
