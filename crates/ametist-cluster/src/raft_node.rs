@@ -16,6 +16,12 @@ use crate::error::ClusterError;
 use crate::metadata::Metadata;
 use crate::options::ClusterOptions;
 use crate::raft::{place, Command, CommandResult, Member, NodeId, Raft};
+
+/// How long a metadata change may wait to be committed. A node that only believes it
+/// leads (killed as the leader and restarted at its old term) appends the change to a log
+/// no quorum follows, and openraft's `client_write` waits until a newer leader's log
+/// replaces the entry, which may be never: the caller gets a retryable error instead.
+const PROPOSE_PATIENCE: Duration = Duration::from_secs(15);
 use crate::transport::Transport;
 use crate::wire::{self, kind};
 
@@ -123,7 +129,13 @@ impl NodeInner {
                     *replicas = place(spec.partitions, copies, &nodes, offset);
                 }
             }
-            let resp = self.raft.client_write(cmd).await.map_err(|e| match e {
+            let written = tokio::time::timeout(PROPOSE_PATIENCE, self.raft.client_write(cmd)).await.map_err(|_| {
+                unavailable(format!(
+                    "the metadata change was not committed within {PROPOSE_PATIENCE:?} (this node may no longer \
+                     lead the cluster); it may or may not have been applied; retry is safe"
+                ))
+            })?;
+            let resp = written.map_err(|e| match e {
                 openraft::error::RaftError::APIError(openraft::error::ClientWriteError::ForwardToLeader(f)) => {
                     unavailable(format!("leadership moved to {:?} during the change; retry", f.leader_id))
                 }
