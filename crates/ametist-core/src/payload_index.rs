@@ -239,7 +239,7 @@ impl PayloadIndex {
             return false;
         }
         // A geo index checks every listed point against the shape itself.
-        if let Some(_shape) = geo::Shape::of(c) {
+        if geo::Shape::of(c).is_some() {
             return field.kind == FieldType::Geo;
         }
         match (&c.r#match, &c.range) {
