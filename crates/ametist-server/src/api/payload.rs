@@ -358,6 +358,12 @@ fn index_params(kind: FieldType, params: &serde_json::Map<String, Value>, starte
     };
     let name = params.get("type").and_then(Value::as_str).unwrap_or("");
     for (k, v) in params {
+        if k == "nested" {
+            return Err(not_supported(
+                "field_schema: `nested` (an index entry per array element) is not supported yet",
+                started,
+            ));
+        }
         if !allowed.contains(&k.as_str()) {
             return Err(ApiError::bad_request(
                 format!(
