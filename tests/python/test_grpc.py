@@ -209,6 +209,52 @@ def test_payload_writes_and_indexes_over_grpc(client, rpc, collection_name):
     assert "color" not in client.get_collection(collection_name).payload_schema
 
 
+def test_datetime_uuid_geo_indexes_over_grpc(client, rpc, collection_name):
+    """CreateFieldIndex with FieldType Datetime, Uuid and Geo (with and without their params
+    objects) builds the indexes REST lists, and their filters answer over gRPC as over REST."""
+    client.create_collection(collection_name, vectors_config=m.VectorParams(size=DIM, distance=m.Distance.COSINE))
+    pts = [
+        m.PointStruct(
+            id=i,
+            vector=[1.0, float(i), 0.5, 0.25],
+            payload={
+                "t": f"2024-01-{i % 28 + 1:02}T12:00:00+01:00",
+                "u": f"00000000-0000-4000-8000-{i % 4:012}",
+                "g": {"lon": 13.0 + i * 0.01, "lat": 52.0 + i * 0.01},
+            },
+        )
+        for i in range(40)
+    ]
+    client.upsert(collection_name, points=pts, wait=True)
+    rpc.create_payload_index(collection_name, "t", field_schema=m.PayloadSchemaType.DATETIME, wait=True)
+    rpc.create_payload_index(
+        collection_name, "u", field_schema=m.UuidIndexParams(type=m.UuidIndexType.UUID, is_tenant=True), wait=True
+    )
+    rpc.create_payload_index(
+        collection_name, "g", field_schema=m.GeoIndexParams(type=m.GeoIndexType.GEO, on_disk=False), wait=True
+    )
+    schema = client.get_collection(collection_name).payload_schema
+    assert {k: (v.data_type, v.points) for k, v in schema.items()} == {
+        "t": (m.PayloadSchemaType.DATETIME, 40),
+        "u": (m.PayloadSchemaType.UUID, 40),
+        "g": (m.PayloadSchemaType.GEO, 40),
+    }
+    assert rpc.get_collection(collection_name).payload_schema["g"].data_type == m.PayloadSchemaType.GEO
+    conditions = [
+        m.FieldCondition(key="t", range=m.DatetimeRange(gte="2024-01-05T00:00:00Z", lt="2024-01-10T11:00:00Z")),
+        m.FieldCondition(key="u", match=m.MatchValue(value="00000000-0000-4000-8000-000000000002")),
+        m.FieldCondition(key="g", geo_radius=m.GeoRadius(center=m.GeoPoint(lon=13.1, lat=52.1), radius=5_000.0)),
+    ]
+    for c in conditions:
+        f = m.Filter(must=[c])
+        assert records(rpc.scroll(collection_name, scroll_filter=f, limit=100)[0]) == records(
+            client.scroll(collection_name, scroll_filter=f, limit=100)[0]
+        )
+        assert rpc.count(collection_name, count_filter=f).count == client.count(collection_name, count_filter=f).count > 0
+    rpc.delete_payload_index(collection_name, "g", wait=True)
+    assert "g" not in client.get_collection(collection_name).payload_schema
+
+
 def test_search_rpcs_match_rest_query(client, channel, collection_name):
     client.create_collection(collection_name, vectors_config=m.VectorParams(size=DIM, distance=m.Distance.EUCLID))
     client.upsert(collection_name, points=points(20), wait=True)

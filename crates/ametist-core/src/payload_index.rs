@@ -1,7 +1,8 @@
 //! Payload indexes: per-field maps from values to the slots holding them.
 //!
 //! A partition keeps one [`PayloadIndex`] with a field index for each key a client asked
-//! to index (`create_payload_index`: keyword, integer, float, bool). The query planner
+//! to index (`create_payload_index`: keyword, integer, float, bool, datetime, uuid, geo;
+//! the geo grid is in [`geo`]). The query planner
 //! uses it two ways: [`PayloadIndex::estimate`] bounds how many points a filter can match
 //! (to choose between a graph walk and an exact scan), and
 //! [`PayloadIndex::candidates`] lists a superset of the matching slots, so that a
@@ -9,12 +10,19 @@
 //! Both are conservative: a condition on an unindexed key tells them nothing, and the
 //! full filter is always evaluated on every candidate before it is returned.
 
+mod geo;
+#[cfg(test)]
+mod typed_tests;
+
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::filter::{Condition, FieldCondition, Filter, Match, MatchList, MatchValue, RangeCondition};
+use crate::filter::{
+    Condition, DateTime, FieldCondition, Filter, GeoPoint, Match, MatchList, MatchValue, Range, RangeCondition,
+};
 use crate::payload::Payload;
 
 /// The type of values a field index holds (Qdrant's `PayloadSchemaType` subset).
@@ -25,6 +33,12 @@ pub enum FieldType {
     Integer,
     Float,
     Bool,
+    /// RFC 3339 strings, kept as instants: `range` with datetime bounds.
+    Datetime,
+    /// UUID strings, kept as 128-bit numbers: `match` on them.
+    Uuid,
+    /// `{"lon", "lat"}` objects, kept in a grid: `geo_radius`, `geo_bounding_box`, `geo_polygon`.
+    Geo,
 }
 
 /// Every field index of one partition.
@@ -40,6 +54,9 @@ struct FieldIndex {
     postings: BTreeMap<Key, Vec<u32>>,
     /// Slot → the values it was indexed under (to remove it again).
     by_slot: HashMap<u32, Vec<Key>>,
+    /// Geo indexes only: slot → its points, to check them exactly against a shape (the
+    /// postings hold grid cells).
+    points: HashMap<u32, Vec<GeoPoint>>,
 }
 
 /// An indexed value. Floats are ordered by `f64::total_cmp` through their bits.
@@ -50,6 +67,10 @@ enum Key {
     /// `f64` bits mapped so that integer order equals numeric order.
     Num(u64),
     Str(String),
+    Time(DateTime),
+    Uuid(u128),
+    /// A geo grid cell: (row, column), see [`geo`].
+    Cell(i32, i32),
 }
 
 impl PayloadIndex {
@@ -64,15 +85,18 @@ impl PayloadIndex {
         kind: FieldType,
         points: impl Iterator<Item = (u32, Option<&'a Payload>)>,
     ) {
-        let mut field = FieldIndex { kind, postings: BTreeMap::new(), by_slot: HashMap::new() };
+        let mut field = FieldIndex { kind, postings: BTreeMap::new(), by_slot: HashMap::new(), points: HashMap::new() };
         let mut pairs: Vec<(Key, u32)> = Vec::new();
         for (slot, payload) in points {
-            let keys = extract(kind, key, payload);
+            let (keys, geo) = extract(kind, key, payload);
             for k in &keys {
                 pairs.push((k.clone(), slot));
             }
             if !keys.is_empty() {
                 field.by_slot.insert(slot, keys);
+            }
+            if !geo.is_empty() {
+                field.points.insert(slot, geo);
             }
         }
         pairs.sort_unstable();
@@ -102,7 +126,7 @@ impl PayloadIndex {
     /// first when the slot was indexed before.
     pub fn insert(&mut self, slot: u32, payload: Option<&Payload>) {
         for (key, field) in &mut self.fields {
-            let keys = extract(field.kind, key, payload);
+            let (keys, geo) = extract(field.kind, key, payload);
             for k in &keys {
                 let list = field.postings.entry(k.clone()).or_default();
                 if let Err(i) = list.binary_search(&slot) {
@@ -112,12 +136,16 @@ impl PayloadIndex {
             if !keys.is_empty() {
                 field.by_slot.insert(slot, keys);
             }
+            if !geo.is_empty() {
+                field.points.insert(slot, geo);
+            }
         }
     }
 
     /// Removes a slot from every field index.
     pub fn remove(&mut self, slot: u32) {
         for field in self.fields.values_mut() {
+            field.points.remove(&slot);
             let Some(keys) = field.by_slot.remove(&slot) else { continue };
             for k in keys {
                 if let Some(list) = field.postings.get_mut(&k) {
@@ -207,14 +235,12 @@ impl PayloadIndex {
 
     fn covers_field(&self, c: &FieldCondition) -> bool {
         let Some(field) = self.fields.get(&c.key) else { return false };
-        let others = c.values_count.is_some()
-            || c.is_empty.is_some()
-            || c.is_null.is_some()
-            || c.geo_bounding_box.is_some()
-            || c.geo_radius.is_some()
-            || c.geo_polygon.is_some();
-        if others {
+        if c.values_count.is_some() || c.is_empty.is_some() || c.is_null.is_some() {
             return false;
+        }
+        // A geo index checks every listed point against the shape itself.
+        if geo::Shape::of(c).is_some() {
+            return field.kind == FieldType::Geo;
         }
         match (&c.r#match, &c.range) {
             (Some(m), None) => matches!(
@@ -227,6 +253,10 @@ impl PayloadIndex {
             ),
             // Integer and float indexes hold every number at the key.
             (None, Some(RangeCondition::Number(_))) => matches!(field.kind, FieldType::Float | FieldType::Integer),
+            // A datetime index parses payload strings as the filter does.
+            (None, Some(RangeCondition::DateTime(_))) => field.kind == FieldType::Datetime,
+            // Not `match` on a uuid index: it compares parsed UUIDs (any spelling of one),
+            // the filter compares strings, so its candidates are checked.
             _ => false,
         }
     }
@@ -242,6 +272,9 @@ impl PayloadIndex {
                     Keys::Range(r) => {
                         field.postings.iter().filter(|(k, _)| key_in_range(k, r)).map(|(_, v)| v.len()).sum()
                     }
+                    Keys::Time(r) => time_postings(field, r).map(|(_, v)| v.len()).sum(),
+                    // Every point in the cells the shape touches: an upper bound.
+                    Keys::Geo(shape) => cell_postings(field, &shape).map(|(_, v)| v.len()).sum(),
                 })
             }
             Condition::Filter(inner) => self.estimate(inner),
@@ -255,6 +288,8 @@ impl PayloadIndex {
         match field_keys(c, field) {
             Some(Keys::Exact(keys)) => keys.iter().any(|k| held.binary_search(k).is_ok()),
             Some(Keys::Range(r)) => held.iter().any(|k| key_in_range(k, r)),
+            Some(Keys::Time(r)) => held.iter().any(|k| matches!(k, Key::Time(t) if r.contains(t))),
+            Some(Keys::Geo(shape)) => field.points.get(&slot).is_some_and(|ps| ps.iter().any(|p| shape.contains(p))),
             None => false,
         }
     }
@@ -274,19 +309,64 @@ impl PayloadIndex {
             Keys::Range(r) => {
                 union(field.postings.iter().filter(|(k, _)| key_in_range(k, r)).map(|(_, v)| v.as_slice()))
             }
+            // Cells hold whole keys: a key in the range holds only matching slots.
+            Keys::Time(r) => union(
+                time_postings(field, r)
+                    .filter(|(k, _)| matches!(k, Key::Time(t) if r.contains(t)))
+                    .map(|(_, v)| v.as_slice()),
+            ),
+            // The cells' points, each checked against the shape: exact.
+            Keys::Geo(shape) => {
+                let near = union(cell_postings(field, &shape).map(|(_, v)| v.as_slice()));
+                near.into_iter()
+                    .filter(|s| field.points.get(s).is_some_and(|ps| ps.iter().any(|p| shape.contains(p))))
+                    .collect()
+            }
         })
     }
 }
 
-/// What a condition asks of an index: some exact keys, or the keys in a numeric range.
+/// The postings of a datetime index whose keys lie between the range's outer bounds
+/// (a strict bound still lists its key; callers check `contains`).
+fn time_postings<'f>(field: &'f FieldIndex, r: &Range<DateTime>) -> impl Iterator<Item = (&'f Key, &'f Vec<u32>)> {
+    let lo = r.gt.into_iter().chain(r.gte).max().map_or(Bound::Unbounded, |t| Bound::Included(Key::Time(t)));
+    let hi = r.lt.into_iter().chain(r.lte).min().map_or(Bound::Unbounded, |t| Bound::Included(Key::Time(t)));
+    // An empty interval: `BTreeMap::range` panics when the start exceeds the end.
+    let empty = matches!((&lo, &hi), (Bound::Included(a), Bound::Included(b)) if a > b);
+    let range = if empty { None } else { Some(field.postings.range((lo, hi))) };
+    range.into_iter().flatten()
+}
+
+/// The postings of a geo index's cells that a shape can reach.
+fn cell_postings<'f>(field: &'f FieldIndex, shape: &geo::Shape<'_>) -> impl Iterator<Item = (&'f Key, &'f Vec<u32>)> {
+    shape
+        .spans()
+        .into_iter()
+        .flat_map(move |s| field.postings.range(Key::Cell(s.row, s.col_lo)..=Key::Cell(s.row, s.col_hi)))
+}
+
+/// What a condition asks of an index: some exact keys, the keys in a numeric or a
+/// datetime range, or the points inside a geo shape.
 enum Keys<'a> {
     Exact(Vec<Key>),
-    Range(&'a crate::filter::Range<f64>),
+    Range(&'a Range<f64>),
+    Time(&'a Range<DateTime>),
+    Geo(geo::Shape<'a>),
 }
 
 /// The keys of `field` a condition matches, or `None` when the index cannot answer it.
 fn field_keys<'a>(c: &'a FieldCondition, field: &FieldIndex) -> Option<Keys<'a>> {
+    if let Some(shape) = geo::Shape::of(c) {
+        return (field.kind == FieldType::Geo).then_some(Keys::Geo(shape));
+    }
     if let Some(m) = &c.r#match {
+        if field.kind == FieldType::Uuid {
+            return uuid_keys(m).map(Keys::Exact);
+        }
+        // A datetime or geo index holds no value a `match` compares with.
+        if matches!(field.kind, FieldType::Datetime | FieldType::Geo) {
+            return None;
+        }
         return Some(Keys::Exact(match (m, field.kind) {
             (Match::Value { value: MatchValue::Keyword(s) }, FieldType::Keyword) => vec![Key::Str(s.clone())],
             (Match::Value { value: MatchValue::Integer(i) }, FieldType::Integer) => vec![Key::Int(*i)],
@@ -305,6 +385,20 @@ fn field_keys<'a>(c: &'a FieldCondition, field: &FieldIndex) -> Option<Keys<'a>>
     }
     match (&c.range, field.kind) {
         (Some(RangeCondition::Number(r)), FieldType::Float | FieldType::Integer) => Some(Keys::Range(r)),
+        (Some(RangeCondition::DateTime(r)), FieldType::Datetime) => Some(Keys::Time(r)),
+        _ => None,
+    }
+}
+
+/// The keys of a uuid index a `match` reaches: every string it compares with must be a
+/// UUID (a string equal to a payload UUID string is one, and parses to its key); another
+/// string or type could equal a payload value the index does not hold, so the index
+/// cannot answer.
+fn uuid_keys(m: &Match) -> Option<Vec<Key>> {
+    let one = |s: &str| uuid::Uuid::try_parse(s).ok().map(|u| Key::Uuid(u.as_u128()));
+    match m {
+        Match::Value { value: MatchValue::Keyword(s) } => Some(vec![one(s)?]),
+        Match::Any { any: MatchList::Keywords(v) } => v.iter().map(|s| one(s)).collect(),
         _ => None,
     }
 }
@@ -330,11 +424,21 @@ pub fn values_at<'a>(payload: &'a Payload, key: &str) -> Vec<&'a Value> {
     out
 }
 
-/// The keys a payload has at `key` for an index of type `kind` (arrays: each element).
-fn extract(kind: FieldType, key: &str, payload: Option<&Payload>) -> Vec<Key> {
-    let Some(payload) = payload else { return Vec::new() };
+/// The keys a payload has at `key` for an index of type `kind` (arrays: each element),
+/// and for a geo index the points themselves.
+fn extract(kind: FieldType, key: &str, payload: Option<&Payload>) -> (Vec<Key>, Vec<GeoPoint>) {
+    let Some(payload) = payload else { return (Vec::new(), Vec::new()) };
     let mut out = Vec::new();
+    let mut points = Vec::new();
     let mut take = |v: &Value| {
+        if kind == FieldType::Geo {
+            if let Some(p) = GeoPoint::from_payload(v) {
+                let (row, col) = geo::cell(&p);
+                out.push(Key::Cell(row, col));
+                points.push(p);
+            }
+            return;
+        }
         let k = match (kind, v) {
             (FieldType::Keyword, Value::String(s)) => Some(Key::Str(s.clone())),
             // Non-integral numbers are kept too (as floats), so that a range over an
@@ -344,6 +448,9 @@ fn extract(kind: FieldType, key: &str, payload: Option<&Payload>) -> Vec<Key> {
             }
             (FieldType::Float, Value::Number(n)) => n.as_f64().map(|f| Key::Num(to_ordered(f))),
             (FieldType::Bool, Value::Bool(b)) => Some(Key::Bool(*b)),
+            // The filter's parser, so that the index and the filter agree on every string.
+            (FieldType::Datetime, Value::String(s)) => DateTime::parse(s).map(Key::Time),
+            (FieldType::Uuid, Value::String(s)) => uuid::Uuid::try_parse(s).ok().map(|u| Key::Uuid(u.as_u128())),
             _ => None,
         };
         out.extend(k);
@@ -354,7 +461,7 @@ fn extract(kind: FieldType, key: &str, payload: Option<&Payload>) -> Vec<Key> {
     });
     out.sort_unstable();
     out.dedup();
-    out
+    (out, points)
 }
 
 fn to_ordered(f: f64) -> u64 {

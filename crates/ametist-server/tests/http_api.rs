@@ -535,9 +535,13 @@ fn batch_queries_selectors_scroll_count_payload_and_indexes() {
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["result"]["points"].as_array().unwrap().len(), 1);
     assert_eq!(v["result"]["points"][0]["id"], 1);
-    let (status, v) = s.json("PUT", "/collections/b/index", json!({"field_name": "a", "field_schema": "geo"}));
+    let (status, v) = s.json(
+        "PUT",
+        "/collections/b/index",
+        json!({"field_name": "a", "field_schema": {"type": "geo", "nested": "offers"}}),
+    );
     assert_eq!(status, 400, "{v}");
-    assert!(error_of(&v).contains("not supported yet"), "{v}");
+    assert!(error_of(&v).contains("`nested` (an index entry per array element) is not supported yet"), "{v}");
     let (status, v) = s.json("POST", "/collections/b/points/query", json!({"query": [1.0, 0.0], "using": "image"}));
     assert_eq!(status, 400, "{v}");
     assert!(error_of(&v).contains("Not existing vector name error: image"), "{v}");

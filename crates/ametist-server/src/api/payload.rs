@@ -310,7 +310,7 @@ pub(crate) async fn delete_field_index(
 }
 
 /// Reads `field_schema`: a type name or `{"type": name, ...}`. Ametist indexes keyword,
-/// integer, float and bool fields; other Qdrant types are refused by name.
+/// integer, float, bool, datetime, uuid and geo fields (text goes to `text_config`).
 fn field_type(schema: Option<&Value>, started: Instant) -> Result<FieldType, ApiError> {
     let name = match schema {
         Some(Value::String(s)) => s.as_str(),
@@ -322,16 +322,71 @@ fn field_type(schema: Option<&Value>, started: Instant) -> Result<FieldType, Api
             return Err(ApiError::bad_request(format!("Wrong input: `field_schema` {other} is not a type"), started))
         }
     };
-    match name {
-        "keyword" | "uuid" => Ok(FieldType::Keyword),
-        "integer" => Ok(FieldType::Integer),
-        "float" => Ok(FieldType::Float),
-        "bool" => Ok(FieldType::Bool),
-        "geo" | "text" | "datetime" => {
-            Err(not_supported(format!("payload index type `{name}` is not supported yet"), started))
+    let kind = match name {
+        "keyword" => FieldType::Keyword,
+        "integer" => FieldType::Integer,
+        "float" => FieldType::Float,
+        "bool" => FieldType::Bool,
+        "datetime" => FieldType::Datetime,
+        "uuid" => FieldType::Uuid,
+        "geo" => FieldType::Geo,
+        "text" => return Err(not_supported(format!("payload index type `{name}` is not supported yet"), started)),
+        other => {
+            return Err(ApiError::bad_request(format!("Wrong input: unknown payload index type `{other}`"), started))
         }
-        other => Err(ApiError::bad_request(format!("Wrong input: unknown payload index type `{other}`"), started)),
+    };
+    if let Some(Value::Object(params)) = schema {
+        index_params(kind, params, started)?;
     }
+    Ok(kind)
+}
+
+/// Checks the params object of a datetime, uuid or geo index (Qdrant's
+/// `DatetimeIndexParams`, `UuidIndexParams`, `GeoIndexParams`). Their options but one only
+/// tune Qdrant's internals (`on_disk`, `memory`: where Qdrant stores the index;
+/// `is_principal`, `is_tenant`: its storage layout; `enable_hnsw`: its payload-aware graph
+/// links), and Ametist keeps every index in memory and plans from its counts, so they are
+/// accepted and change nothing. `nested` (one index entry per array element) changes what
+/// a filter matches and is not implemented: it is refused by name, as is any unknown key.
+/// The older types' params are left as they were (ignored), so existing clients keep working.
+fn index_params(kind: FieldType, params: &serde_json::Map<String, Value>, started: Instant) -> Result<(), ApiError> {
+    let allowed: &[&str] = match kind {
+        FieldType::Datetime => &["type", "on_disk", "memory", "enable_hnsw", "is_principal"],
+        FieldType::Uuid => &["type", "on_disk", "memory", "enable_hnsw", "is_tenant"],
+        FieldType::Geo => &["type", "on_disk", "memory", "enable_hnsw"],
+        FieldType::Keyword | FieldType::Integer | FieldType::Float | FieldType::Bool => return Ok(()),
+    };
+    let name = params.get("type").and_then(Value::as_str).unwrap_or("");
+    for (k, v) in params {
+        if k == "nested" {
+            return Err(not_supported(
+                "field_schema: `nested` (an index entry per array element) is not supported yet",
+                started,
+            ));
+        }
+        if !allowed.contains(&k.as_str()) {
+            return Err(ApiError::bad_request(
+                format!(
+                    "Wrong input: field_schema: `{k}` is not a parameter of a `{name}` index (known: {})",
+                    allowed[1..].join(", ")
+                ),
+                started,
+            ));
+        }
+        let fits = match k.as_str() {
+            "type" => true,
+            "memory" => v.is_string() || v.is_null(),
+            _ => v.is_boolean() || v.is_null(),
+        };
+        if !fits {
+            let want = if k == "memory" { "a string" } else { "a boolean" };
+            return Err(ApiError::bad_request(
+                format!("Wrong input: field_schema: `{k}` must be {want}, got {v}"),
+                started,
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A full-text index schema (`"text"` or Qdrant's `TextIndexParams`) as a BM25 index

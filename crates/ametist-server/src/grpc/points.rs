@@ -111,6 +111,8 @@ fn selector(s: Option<proto::PointsSelector>) -> Result<(Option<Vec<ametist_core
     }
 }
 
+// `on_disk` is deprecated in Qdrant's proto (for `memory`), but clients still send it.
+#[allow(deprecated)]
 fn field_schema(kind: Option<i32>, params: Option<proto::PayloadIndexParams>) -> Result<Option<Json>, Status> {
     use proto::payload_index_params::IndexParams as P;
     let name = |k: i32| {
@@ -160,10 +162,48 @@ fn field_schema(kind: Option<i32>, params: Option<proto::PayloadIndexParams>) ->
             }
             Ok(Some(Json::Object(m)))
         }
+        // REST's params objects, checked there (`api::payload::index_params`).
+        Some(P::DatetimeIndexParams(d)) => Ok(Some(params_object(
+            kind,
+            &[("on_disk", d.on_disk), ("is_principal", d.is_principal), ("enable_hnsw", d.enable_hnsw)],
+            d.memory.is_some(),
+            d.nested,
+        ))),
+        Some(P::UuidIndexParams(u)) => Ok(Some(params_object(
+            kind,
+            &[("on_disk", u.on_disk), ("is_tenant", u.is_tenant), ("enable_hnsw", u.enable_hnsw)],
+            u.memory.is_some(),
+            u.nested,
+        ))),
+        Some(P::GeoIndexParams(g)) => Ok(Some(params_object(
+            kind,
+            &[("on_disk", g.on_disk), ("enable_hnsw", g.enable_hnsw)],
+            g.memory.is_some(),
+            g.nested,
+        ))),
         Some(_) => Err(invalid(format!(
             "field_index_params for `{kind}` indexes are not supported yet; send field_type alone"
         ))),
     }
+}
+
+/// A datetime, uuid or geo index's gRPC params as REST's `{"type": kind, ...}`: the flags
+/// that are set, `memory` (its value does not matter here) and `nested` (refused there).
+fn params_object(kind: &str, flags: &[(&str, Option<bool>)], memory: bool, nested: Option<String>) -> Json {
+    let mut m = serde_json::Map::new();
+    m.insert("type".into(), json!(kind));
+    for &(k, v) in flags {
+        if let Some(v) = v {
+            m.insert(k.into(), json!(v));
+        }
+    }
+    if memory {
+        m.insert("memory".into(), json!("pinned"));
+    }
+    if let Some(n) = nested {
+        m.insert("nested".into(), json!(n));
+    }
+    Json::Object(m)
 }
 
 type ShardKeys = Option<proto::ShardKeySelector>;
