@@ -377,9 +377,10 @@ fn field_keys<'a>(c: &'a FieldCondition, field: &FieldIndex) -> Option<Keys<'a>>
             (Match::Any { any: MatchList::Integers(v) }, FieldType::Integer) => {
                 v.iter().map(|i| Key::Int(*i)).collect()
             }
-            // Values of another type than the index never match an equality condition
-            // (types never cross), so no key matches.
-            (Match::Value { .. }, _) | (Match::Any { .. }, _) => Vec::new(),
+            // A value of another type than the index: the index holds only values of its
+            // own type, but a payload may hold another type at the same key (`"n": "x"`
+            // where `n` has an integer index), and the condition may match that one. The
+            // index cannot answer; the filter is checked on the payloads.
             _ => return None,
         }));
     }
@@ -589,7 +590,6 @@ mod tests {
             json!({"must": [{"key": "nested.k", "match": {"value": "v1"}}]}),
             json!({"should": [{"key": "n", "match": {"value": 5}}, {"key": "n", "match": {"value": 7}}]}),
             json!({"must": [{"key": "color", "match": {"value": "red"}}, {"key": "unindexed", "match": {"value": 1}}]}),
-            json!({"must": [{"key": "n", "match": {"value": "not-an-int"}}]}),
         ];
         for f in filters {
             let filter = Filter::from_value(f.clone()).unwrap();
@@ -604,8 +604,37 @@ mod tests {
         }
         let none = Filter::from_value(json!({"must": [{"key": "other", "match": {"value": 1}}]})).unwrap();
         assert_eq!(idx.candidates(&none), None);
+        let mistyped = Filter::from_value(json!({"must": [{"key": "n", "match": {"value": "not-an-int"}}]})).unwrap();
+        assert_eq!(idx.candidates(&mistyped), None, "an integer index does not answer a keyword match");
         let not = Filter::from_value(json!({"must_not": [{"key": "color", "match": {"value": "red"}}]})).unwrap();
         assert_eq!(idx.candidates(&not), None);
+    }
+
+    /// A key indexed as one type may hold another type in some payloads: a condition on
+    /// that other type must still find them (the index steps aside).
+    #[test]
+    fn a_value_of_another_type_than_the_index_is_still_found() {
+        let p: Vec<Payload> = [json!({"n": 5}), json!({"n": "five"}), json!({"n": true}), json!({"n": [5, "x"]})]
+            .into_iter()
+            .map(|v| v.as_object().cloned().expect("an object"))
+            .collect();
+        let mut idx = PayloadIndex::new();
+        idx.create_field("n", FieldType::Integer, p.iter().enumerate().map(|(i, p)| (i as u32, Some(p))));
+        for f in [
+            json!({"must": [{"key": "n", "match": {"value": "five"}}]}),
+            json!({"must": [{"key": "n", "match": {"any": ["x", "y"]}}]}),
+            json!({"must": [{"key": "n", "match": {"value": true}}]}),
+            json!({"must": [{"key": "n", "match": {"value": 5}}]}),
+        ] {
+            let filter = Filter::from_value(f.clone()).expect("a valid filter");
+            let truth: Vec<u32> = (0..p.len() as u32)
+                .filter(|&i| filter.matches(&PointId::Num(i as u64), Some(&p[i as usize])))
+                .collect();
+            assert!(!truth.is_empty(), "{f}");
+            if let Some(cand) = idx.candidates(&filter) {
+                assert!(truth.iter().all(|t| cand.binary_search(t).is_ok()), "{f}: {truth:?} not in {cand:?}");
+            }
+        }
     }
 
     #[test]
