@@ -11,7 +11,7 @@
 //!   requests without (or with a wrong) API key are refused when one is configured.
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
