@@ -162,3 +162,32 @@ def test_unsupported_calls_answer_400_naming_the_feature(client, filled):
             assert e.status_code == 400, what
             assert "not supported yet" in e.structured()["status"]["error"], what
         # Once the engine has a feature, the call succeeds: nothing to check here then.
+
+
+def test_a_key_indexed_as_one_type_still_finds_payloads_of_another(client, collection_name):
+    """An integer index on `n` holds only integers; a point whose `n` is a string, a bool
+    or a list of mixed values is still found by a match of that type, as without the index
+    (local mode, which keeps no indexes, is the oracle)."""
+    local = QdrantClient(":memory:")
+    values = [5, "five", True, [5, "x"], 7.5, None, "5"]
+    points = [
+        models.PointStruct(id=i + 1, vector=[1.0, i / 10, 0.0, 0.0], payload={"n": v}) for i, v in enumerate(values)
+    ]
+    for c in (client, local):
+        c.create_collection(collection_name, vectors_config=models.VectorParams(size=DIM, distance=models.Distance.COSINE))
+        c.upsert(collection_name, points=points, wait=True)
+    client.create_payload_index(collection_name, "n", models.PayloadSchemaType.INTEGER, wait=True)
+    for match in [
+        models.MatchValue(value="five"),
+        models.MatchValue(value="5"),
+        models.MatchAny(any=["x", "y"]),
+        models.MatchValue(value=True),
+        models.MatchValue(value=5),
+        models.MatchExcept(**{"except": ["five"]}),
+    ]:
+        f = models.Filter(must=[models.FieldCondition(key="n", match=match)])
+        want = sorted(p.id for p in local.scroll(collection_name, scroll_filter=f, limit=100)[0])
+        got = sorted(p.id for p in client.scroll(collection_name, scroll_filter=f, limit=100)[0])
+        assert got == want, match
+        assert client.count(collection_name, count_filter=f, exact=True).count == len(want), match
+    local.close()
