@@ -16,17 +16,15 @@ use crate::error::ClusterError;
 use crate::metadata::Metadata;
 use crate::options::ClusterOptions;
 use crate::raft::{place, Command, CommandResult, Member, NodeId, Raft};
-
-/// How long a metadata change may wait to be committed. A node that only believes it
-/// leads (killed as the leader and restarted at its old term) appends the change to a log
-/// no quorum follows, and openraft's `client_write` waits until a newer leader's log
-/// replaces the entry, which may be never: the caller gets a retryable error instead.
-const PROPOSE_PATIENCE: Duration = Duration::from_secs(15);
 use crate::transport::Transport;
 use crate::wire::{self, kind};
 
 const JOIN_PATIENCE: Duration = Duration::from_secs(60);
-/// How long a metadata change waits for a leader and for the local database to follow.
+/// How long a metadata change waits for a leader, to be committed, and for the local
+/// database to follow. Committing needs the bound too: a node that only believes it leads
+/// (killed as the leader and restarted at its old term) appends the change to a log no
+/// quorum follows, and openraft's `client_write` waits until a newer leader's log replaces
+/// the entry, which may be never; the caller gets a retryable error instead.
 pub(crate) const CHANGE_PATIENCE: Duration = Duration::from_secs(15);
 
 /// Asks a member to add the sender to the cluster.
@@ -129,9 +127,9 @@ impl NodeInner {
                     *replicas = place(spec.partitions, copies, &nodes, offset);
                 }
             }
-            let written = tokio::time::timeout(PROPOSE_PATIENCE, self.raft.client_write(cmd)).await.map_err(|_| {
+            let written = tokio::time::timeout(CHANGE_PATIENCE, self.raft.client_write(cmd)).await.map_err(|_| {
                 unavailable(format!(
-                    "the metadata change was not committed within {PROPOSE_PATIENCE:?} (this node may no longer \
+                    "the metadata change was not committed within {CHANGE_PATIENCE:?} (this node may no longer \
                      lead the cluster); it may or may not have been applied; retry is safe"
                 ))
             })?;

@@ -89,10 +89,10 @@ impl NodeRpc for Service {
                 // `confirmed_leader_applied`), and must not mark a starting node caught up.
                 match node.confirmed_leader_applied(crate::failover::LEADER_CONFIRM).await {
                     Some(index) => wire::answer::<Option<u64>>(Ok(Some(index))),
-                    None => wire::answer::<Option<u64>>(Err(WireError::from(&EngineError::PartitionUnavailable {
-                        partition: 0,
-                        reason: format!("node {} is not a confirmed leader", node.id),
-                    }))),
+                    None => wire::answer::<Option<u64>>(Err(WireError::from(&crate::raft_node::unavailable(format!(
+                        "node {} is not a confirmed leader",
+                        node.id
+                    ))))),
                 }
             }
             other => return Err(Status::unimplemented(format!("unknown call kind `{other}`"))),
